@@ -1,0 +1,58 @@
+//! Secrets that must never appear in the command log, a diagnostics bundle or an error.
+//!
+//! A secret (vault password, DNS token) is registered once, as soon as it is read; every
+//! string the harness prints or stores that may contain it goes through [`redact`].
+
+use std::sync::RwLock;
+
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// The text that replaces a secret.
+pub const MASK: &str = "<redacted>";
+
+/// Remember `secret` so that [`redact`] masks it from now on. Short strings are ignored:
+/// masking every "a" would make the log unreadable and protect nothing.
+pub fn register(secret: &str) {
+    let secret = secret.trim();
+    if secret.len() < 6 {
+        return;
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    if !secrets.iter().any(|s| s == secret) {
+        secrets.push(secret.to_owned());
+        // Longest first, so a secret that contains another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// `text` with every registered secret replaced by [`MASK`].
+pub fn redact(text: &str) -> String {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_owned();
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), MASK);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_registered_secrets_and_ignores_trivial_ones() {
+        register("hunter2-token-value");
+        register("abc");
+        let text = "Authorization: Bearer hunter2-token-value; abc stays";
+        assert_eq!(redact(text), "Authorization: Bearer <redacted>; abc stays");
+    }
+
+    #[test]
+    fn longer_secret_masked_whole_when_it_contains_a_shorter_one() {
+        register("s3cr3t-part");
+        register("s3cr3t-part-and-more");
+        assert_eq!(redact("x s3cr3t-part-and-more y"), "x <redacted> y");
+    }
+}

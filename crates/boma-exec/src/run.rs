@@ -1,0 +1,447 @@
+//! Spawning, logging, bounding and explaining one external command.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::interrupt::{self, Interrupted};
+use crate::redact::redact;
+use crate::tools::package_hint;
+
+/// How many lines of output an error message quotes.
+const TAIL_LINES: usize = 25;
+/// How long a stopped command gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// Why a command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("`{program}` is not installed or not on PATH{}", hint_suffix(.program))]
+    NotFound { program: String },
+    #[error("could not start `{cmd}`: {source}")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{cmd}` failed with {}{}", describe_status(*.status), tail_block(.tail))]
+    Failed {
+        cmd: String,
+        status: ExitStatus,
+        tail: String,
+    },
+    #[error("`{cmd}` did not finish within {}s and was stopped{}", .after.as_secs(), tail_block(.tail))]
+    TimedOut {
+        cmd: String,
+        after: Duration,
+        tail: String,
+    },
+    #[error("`{cmd}` was stopped: {interrupted}")]
+    Interrupted {
+        cmd: String,
+        interrupted: Interrupted,
+    },
+}
+
+impl ExecError {
+    /// The interrupt that stopped the command, if that is what happened.
+    pub fn interrupted(&self) -> Option<Interrupted> {
+        match self {
+            ExecError::Interrupted { interrupted, .. } => Some(*interrupted),
+            _ => None,
+        }
+    }
+
+    /// The exit code, when the command ran to completion and failed.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            ExecError::Failed { status, .. } => status.code(),
+            _ => None,
+        }
+    }
+}
+
+fn hint_suffix(program: &str) -> String {
+    package_hint(program).map(|h| format!(": {h}")).unwrap_or_default()
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => "an unknown status".to_owned(),
+    }
+}
+
+fn tail_block(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        let indented: Vec<String> = tail.lines().map(|l| format!("    {l}")).collect();
+        format!("; last output:\n{}", indented.join("\n"))
+    }
+}
+
+/// What a finished command printed. In streaming mode `stdout`/`stderr` hold only the tail.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Captured {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+}
+
+/// A command about to run, with how to run it.
+#[must_use = "a Run does nothing until .run() or .read()"]
+pub struct Run {
+    command: Command,
+    program: String,
+    display: String,
+    timeout: Option<Duration>,
+    stream: bool,
+    log: bool,
+    check: bool,
+    stdin: Option<Vec<u8>>,
+}
+
+/// Turn an `xshell::Cmd` into a [`Run`].
+pub trait CmdExt {
+    fn exec(self) -> Run;
+}
+
+impl CmdExt for xshell::Cmd<'_> {
+    fn exec(self) -> Run {
+        // xshell renders a `.secret()` command as `<secret>`; anything else is shown whole
+        // (minus registered secrets).
+        let display = redact(&self.to_string());
+        let command: Command = self.into();
+        Run::from_command(command, display)
+    }
+}
+
+impl CmdExt for Command {
+    fn exec(self) -> Run {
+        let mut display = self.get_program().to_string_lossy().into_owned();
+        for arg in self.get_args() {
+            let arg = arg.to_string_lossy();
+            if arg.chars().any(|c| c.is_ascii_whitespace()) || arg.is_empty() {
+                display.push_str(&format!(" {arg:?}"));
+            } else {
+                display.push(' ');
+                display.push_str(&arg);
+            }
+        }
+        let display = redact(&display);
+        Run::from_command(self, display)
+    }
+}
+
+impl Run {
+    fn from_command(command: Command, display: String) -> Run {
+        let program = command.get_program().to_string_lossy().into_owned();
+        Run { command, program, display, timeout: None, stream: false, log: true, check: true, stdin: None }
+    }
+
+    /// Stop the command (and its process group) after `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Run {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Echo the command's output to stderr as it arrives (long steps such as
+    /// `ansible-playbook`); only the tail is kept in [`Captured`].
+    pub fn stream(mut self) -> Run {
+        self.stream = true;
+        self
+    }
+
+    /// Do not log the `+ cmd` line: for tight polling loops whose caller logs the command once.
+    pub fn quiet(mut self) -> Run {
+        self.log = false;
+        self
+    }
+
+    /// Return the [`Captured`] result instead of an error when the command exits non-zero.
+    pub fn allow_fail(mut self) -> Run {
+        self.check = false;
+        self
+    }
+
+    /// Feed `bytes` to the command's standard input.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Run {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Set an environment variable for this command only.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Run {
+        self.command.env(key.into(), value.into());
+        self
+    }
+
+    /// The command line as it is logged.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Run and return standard output, trimmed.
+    pub fn read(self) -> Result<String, ExecError> {
+        Ok(self.run()?.stdout.trim().to_owned())
+    }
+
+    /// Run to completion (or timeout, or interrupt).
+    pub fn run(mut self) -> Result<Captured, ExecError> {
+        if let Some(interrupted) = interrupt::pending() {
+            return Err(ExecError::Interrupted { cmd: self.display, interrupted });
+        }
+        if self.log {
+            eprintln!("+ {}", self.display);
+        }
+        self.command
+            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a timeout or interrupt stops the command and everything
+            // it started (ansible's ssh connections), and a terminal's Ctrl-C reaches only the
+            // harness, which then stops the command in order.
+            .process_group(0);
+        let mut child = match self.command.spawn() {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ExecError::NotFound { program: self.program });
+            }
+            Err(source) => return Err(ExecError::Spawn { cmd: self.display, source }),
+        };
+        if let Some(bytes) = self.stdin.take() {
+            let mut pipe = child.stdin.take().expect("stdin was piped");
+            // A writer thread: a command that does not read all its input must not block us.
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+        }
+        let out = Collector::start(child.stdout.take().expect("piped"), self.stream, false);
+        let err = Collector::start(child.stderr.take().expect("piped"), self.stream, true);
+
+        let started = Instant::now();
+        let outcome = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => {}
+                Err(source) => break Err(ExecError::Spawn { cmd: self.display.clone(), source }),
+            }
+            if let Some(interrupted) = interrupt::pending() {
+                stop(&mut child);
+                break Err(ExecError::Interrupted { cmd: self.display.clone(), interrupted });
+            }
+            if let Some(limit) = self.timeout
+                && started.elapsed() >= limit
+            {
+                stop(&mut child);
+                break Err(ExecError::TimedOut { cmd: self.display.clone(), after: limit, tail: String::new() });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = out.finish();
+        let stderr = err.finish();
+        match outcome {
+            Ok(status) if status.success() || !self.check => Ok(Captured { status, stdout, stderr }),
+            Ok(status) => Err(ExecError::Failed { cmd: self.display, status, tail: tail_of(&stdout, &stderr) }),
+            Err(ExecError::TimedOut { cmd, after, .. }) => {
+                Err(ExecError::TimedOut { cmd, after, tail: tail_of(&stdout, &stderr) })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// SIGTERM the command's process group, then SIGKILL what is left after a grace period.
+fn stop(child: &mut Child) {
+    let group = Pid::from_raw(child.id() as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = Instant::now() + KILL_GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            // The leader is gone; make sure nothing it started lingers.
+            let _ = killpg(group, Signal::SIGKILL);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+/// The last lines of a failed command's output, stderr after stdout, secrets masked.
+fn tail_of(stdout: &str, stderr: &str) -> String {
+    let lines: Vec<&str> = stdout.lines().chain(stderr.lines()).filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(TAIL_LINES);
+    redact(&lines[start..].join("\n"))
+}
+
+/// Reads one pipe on its own thread so that neither pipe can fill up and stall the command.
+struct Collector {
+    handle: JoinHandle<()>,
+    buffer: Arc<Mutex<Lines>>,
+}
+
+enum Lines {
+    All(String),
+    Tail(VecDeque<String>),
+}
+
+impl Collector {
+    fn start(pipe: impl Read + Send + 'static, stream: bool, is_stderr: bool) -> Collector {
+        let buffer = Arc::new(Mutex::new(if stream { Lines::Tail(VecDeque::new()) } else { Lines::All(String::new()) }));
+        let sink = Arc::clone(&buffer);
+        let handle = std::thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&raw);
+                let mut buffer = sink.lock().unwrap_or_else(|e| e.into_inner());
+                match &mut *buffer {
+                    Lines::All(text) => text.push_str(&line),
+                    Lines::Tail(tail) => {
+                        let line = redact(line.trim_end_matches(['\n', '\r']));
+                        // Streamed output goes to stderr either way: stdout is for data.
+                        let _ = is_stderr;
+                        eprintln!("  {line}");
+                        tail.push_back(line);
+                        if tail.len() > TAIL_LINES {
+                            tail.pop_front();
+                        }
+                    }
+                }
+            }
+        });
+        Collector { handle, buffer }
+    }
+
+    fn finish(self) -> String {
+        // The pipe closes when the process group is gone; a grandchild that escaped the group
+        // and kept the pipe open would block here, which `stop` rules out by SIGKILLing it.
+        let _ = self.handle.join();
+        let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        match &*buffer {
+            Lines::All(text) => text.clone(),
+            Lines::Tail(tail) => tail.iter().map(|l| format!("{l}\n")).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xshell::{Shell, cmd};
+
+    fn sh() -> Shell {
+        Shell::new().unwrap()
+    }
+
+    #[test]
+    fn read_returns_trimmed_stdout() {
+        let sh = sh();
+        assert_eq!(cmd!(sh, "echo hello").exec().read().unwrap(), "hello");
+    }
+
+    #[test]
+    fn failure_names_command_status_and_tail() {
+        let sh = sh();
+        let err = cmd!(sh, "sh -c 'echo first; echo boom >&2; exit 3'").exec().run().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("sh -c"), "{text}");
+        assert!(text.contains("exit status 3"), "{text}");
+        assert!(text.contains("boom"), "{text}");
+        assert_eq!(err.exit_code(), Some(3));
+    }
+
+    #[test]
+    fn allow_fail_returns_status() {
+        let sh = sh();
+        let out = cmd!(sh, "sh -c 'exit 4'").exec().allow_fail().run().unwrap();
+        assert_eq!(out.status.code(), Some(4));
+    }
+
+    #[test]
+    fn missing_program_names_the_package() {
+        let sh = sh();
+        let err = cmd!(sh, "/nonexistent/cloud-localds x").exec().run().unwrap_err();
+        assert!(matches!(err, ExecError::NotFound { .. }), "{err}");
+        let sh = sh;
+        let err = cmd!(sh, "cloud-localds-not-here").exec().run().unwrap_err();
+        assert!(err.to_string().contains("not installed"), "{err}");
+    }
+
+    #[test]
+    fn not_found_hint_for_known_tool() {
+        let err = ExecError::NotFound { program: "cloud-localds".into() };
+        assert!(err.to_string().contains("cloud-image-utils"), "{err}");
+    }
+
+    #[test]
+    fn timeout_stops_the_whole_process_group() {
+        let sh = sh();
+        let dir = tempfile_dir();
+        let marker = format!("{dir}/grandchild-survived");
+        // The grandchild would create the marker after 2 s if it were not killed with its group.
+        let script = format!("(sleep 2; touch {marker}) & sleep 30");
+        let started = Instant::now();
+        let err = cmd!(sh, "sh -c {script}").exec().timeout(Duration::from_millis(300)).run().unwrap_err();
+        assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(!std::path::Path::new(&marker).exists(), "grandchild outlived the timeout");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stdin_is_fed() {
+        let sh = sh();
+        assert_eq!(cmd!(sh, "cat").exec().stdin("piped in").read().unwrap(), "piped in");
+    }
+
+    #[test]
+    fn registered_secret_is_masked_in_log_and_error() {
+        crate::redact::register("tok-9f8e7d6c5b");
+        let sh = sh();
+        let secret = "tok-9f8e7d6c5b";
+        let run = cmd!(sh, "sh -c 'echo {secret}; exit 1' ignored {secret}").exec();
+        assert!(!run.display().contains(secret), "{}", run.display());
+        let err = run.run().unwrap_err().to_string();
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.contains("<redacted>"), "{err}");
+    }
+
+    #[test]
+    fn streamed_output_keeps_only_the_tail() {
+        let sh = sh();
+        let out = cmd!(sh, "seq 1 200").exec().stream().run().unwrap();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines.len(), TAIL_LINES);
+        assert_eq!(lines.last(), Some(&"200"));
+    }
+
+    fn tempfile_dir() -> String {
+        let dir = std::env::temp_dir().join(format!("boma-exec-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.to_string_lossy().into_owned()
+    }
+}

@@ -1,0 +1,29 @@
+//! Which Debian package provides a tool the harness runs, so that "not found" names the fix.
+
+/// How to get `program` onto this machine, when the harness knows.
+pub fn package_hint(program: &str) -> Option<&'static str> {
+    let hint = match program {
+        "qemu-system-x86_64" => "install the Debian package qemu-system-x86",
+        "qemu-img" => "install the Debian package qemu-utils",
+        "cloud-localds" => "install the Debian package cloud-image-utils",
+        "genisoimage" => "install the Debian package genisoimage",
+        "virsh" => "install the Debian package libvirt-clients",
+        "libvirtd" | "virtlogd" => "install the Debian package libvirt-daemon-system",
+        "virt-install" => {
+            "install the Debian package virtinst (bookworm) or virt-install (trixie)"
+        }
+        "mmdebstrap" => "install the Debian package mmdebstrap",
+        "sfdisk" => "install the Debian package fdisk",
+        "losetup" | "partx" | "mount" | "umount" => "install the Debian package mount",
+        "mkfs.ext4" => "install the Debian package e2fsprogs",
+        "ssh" | "ssh-keygen" => "install the Debian package openssh-client",
+        "nft" => "install the Debian package nftables",
+        "ip" => "install the Debian package iproute2",
+        "ansible-playbook" | "ansible" | "ansible-lint" | "yamllint" => {
+            "run `make venv` (installs requirements.txt into .venv) and put .venv/bin on PATH"
+        }
+        "cargo" | "rustfmt" | "cargo-clippy" => "install the Rust toolchain with rustup",
+        _ => return None,
+    };
+    Some(hint)
+}

@@ -1,0 +1,34 @@
+//! Interrupt paths, in their own test binary: the interrupt flag is process-global.
+
+use std::time::{Duration, Instant};
+
+use boma_exec::{CmdExt, ExecError, interrupt};
+use xshell::{Shell, cmd};
+
+#[test]
+fn a_real_sigterm_stops_a_running_command_promptly() {
+    interrupt::install().unwrap();
+    let sh = Shell::new().unwrap();
+    let me = std::process::id().to_string();
+    // Deliver a real SIGTERM to this test process shortly after the long command starts.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        std::process::Command::new("kill").args(["-TERM", &me]).status().unwrap();
+    });
+    let started = Instant::now();
+    let err = cmd!(sh, "sleep 30").exec().run().unwrap_err();
+    killer.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let interrupted = err.interrupted().expect("an interrupt error");
+    assert_eq!(interrupted.exit_code(), 143);
+    assert!(matches!(err, ExecError::Interrupted { .. }));
+
+    // Nothing new starts while the interrupt is pending; sleeps wake at once.
+    let err = cmd!(sh, "true").exec().run().unwrap_err();
+    assert!(err.interrupted().is_some());
+    assert!(interrupt::sleep(Duration::from_secs(10)).is_err());
+
+    interrupt::reset();
+    assert!(interrupt::check().is_ok());
+    cmd!(sh, "true").exec().run().unwrap();
+}
