@@ -41,7 +41,10 @@ fn signal_name(signal: i32) -> &'static str {
 /// Route SIGINT and SIGTERM to the flag. Safe to call more than once.
 pub fn install() -> std::io::Result<()> {
     let flags = FLAGS.get_or_init(|| {
-        [(SIGINT, Arc::new(AtomicBool::new(false))), (SIGTERM, Arc::new(AtomicBool::new(false)))]
+        [
+            (SIGINT, Arc::new(AtomicBool::new(false))),
+            (SIGTERM, Arc::new(AtomicBool::new(false))),
+        ]
     });
     for (signal, flag) in flags {
         // Only a flag, never `register_conditional_default`: a second Ctrl-C must not kill the

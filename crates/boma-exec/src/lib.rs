@@ -17,6 +17,7 @@
 //! ```
 
 pub mod interrupt;
+pub mod progress;
 pub mod redact;
 mod run;
 mod tools;

@@ -70,7 +70,9 @@ impl ExecError {
 }
 
 fn hint_suffix(program: &str) -> String {
-    package_hint(program).map(|h| format!(": {h}")).unwrap_or_default()
+    package_hint(program)
+        .map(|h| format!(": {h}"))
+        .unwrap_or_default()
 }
 
 fn describe_status(status: ExitStatus) -> String {
@@ -152,7 +154,16 @@ impl CmdExt for Command {
 impl Run {
     fn from_command(command: Command, display: String) -> Run {
         let program = command.get_program().to_string_lossy().into_owned();
-        Run { command, program, display, timeout: None, stream: false, log: true, check: true, stdin: None }
+        Run {
+            command,
+            program,
+            display,
+            timeout: None,
+            stream: false,
+            log: true,
+            check: true,
+            stdin: None,
+        }
     }
 
     /// Stop the command (and its process group) after `timeout`.
@@ -205,13 +216,20 @@ impl Run {
     /// Run to completion (or timeout, or interrupt).
     pub fn run(mut self) -> Result<Captured, ExecError> {
         if let Some(interrupted) = interrupt::pending() {
-            return Err(ExecError::Interrupted { cmd: self.display, interrupted });
+            return Err(ExecError::Interrupted {
+                cmd: self.display,
+                interrupted,
+            });
         }
         if self.log {
             eprintln!("+ {}", self.display);
         }
         self.command
-            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group: a timeout or interrupt stops the command and everything
@@ -221,9 +239,16 @@ impl Run {
         let mut child = match self.command.spawn() {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ExecError::NotFound { program: self.program });
+                return Err(ExecError::NotFound {
+                    program: self.program,
+                });
             }
-            Err(source) => return Err(ExecError::Spawn { cmd: self.display, source }),
+            Err(source) => {
+                return Err(ExecError::Spawn {
+                    cmd: self.display,
+                    source,
+                });
+            }
         };
         if let Some(bytes) = self.stdin.take() {
             let mut pipe = child.stdin.take().expect("stdin was piped");
@@ -240,28 +265,50 @@ impl Run {
             match child.try_wait() {
                 Ok(Some(status)) => break Ok(status),
                 Ok(None) => {}
-                Err(source) => break Err(ExecError::Spawn { cmd: self.display.clone(), source }),
+                Err(source) => {
+                    break Err(ExecError::Spawn {
+                        cmd: self.display.clone(),
+                        source,
+                    });
+                }
             }
             if let Some(interrupted) = interrupt::pending() {
                 stop(&mut child);
-                break Err(ExecError::Interrupted { cmd: self.display.clone(), interrupted });
+                break Err(ExecError::Interrupted {
+                    cmd: self.display.clone(),
+                    interrupted,
+                });
             }
             if let Some(limit) = self.timeout
                 && started.elapsed() >= limit
             {
                 stop(&mut child);
-                break Err(ExecError::TimedOut { cmd: self.display.clone(), after: limit, tail: String::new() });
+                break Err(ExecError::TimedOut {
+                    cmd: self.display.clone(),
+                    after: limit,
+                    tail: String::new(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         let stdout = out.finish();
         let stderr = err.finish();
         match outcome {
-            Ok(status) if status.success() || !self.check => Ok(Captured { status, stdout, stderr }),
-            Ok(status) => Err(ExecError::Failed { cmd: self.display, status, tail: tail_of(&stdout, &stderr) }),
-            Err(ExecError::TimedOut { cmd, after, .. }) => {
-                Err(ExecError::TimedOut { cmd, after, tail: tail_of(&stdout, &stderr) })
-            }
+            Ok(status) if status.success() || !self.check => Ok(Captured {
+                status,
+                stdout,
+                stderr,
+            }),
+            Ok(status) => Err(ExecError::Failed {
+                cmd: self.display,
+                status,
+                tail: tail_of(&stdout, &stderr),
+            }),
+            Err(ExecError::TimedOut { cmd, after, .. }) => Err(ExecError::TimedOut {
+                cmd,
+                after,
+                tail: tail_of(&stdout, &stderr),
+            }),
             Err(e) => Err(e),
         }
     }
@@ -286,7 +333,11 @@ fn stop(child: &mut Child) {
 
 /// The last lines of a failed command's output, stderr after stdout, secrets masked.
 fn tail_of(stdout: &str, stderr: &str) -> String {
-    let lines: Vec<&str> = stdout.lines().chain(stderr.lines()).filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .chain(stderr.lines())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     let start = lines.len().saturating_sub(TAIL_LINES);
     redact(&lines[start..].join("\n"))
 }
@@ -304,7 +355,11 @@ enum Lines {
 
 impl Collector {
     fn start(pipe: impl Read + Send + 'static, stream: bool, is_stderr: bool) -> Collector {
-        let buffer = Arc::new(Mutex::new(if stream { Lines::Tail(VecDeque::new()) } else { Lines::All(String::new()) }));
+        let buffer = Arc::new(Mutex::new(if stream {
+            Lines::Tail(VecDeque::new())
+        } else {
+            Lines::All(String::new())
+        }));
         let sink = Arc::clone(&buffer);
         let handle = std::thread::spawn(move || {
             let mut reader = BufReader::new(pipe);
@@ -365,7 +420,10 @@ mod tests {
     #[test]
     fn failure_names_command_status_and_tail() {
         let sh = sh();
-        let err = cmd!(sh, "sh -c 'echo first; echo boom >&2; exit 3'").exec().run().unwrap_err();
+        let err = cmd!(sh, "sh -c 'echo first; echo boom >&2; exit 3'")
+            .exec()
+            .run()
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("sh -c"), "{text}");
         assert!(text.contains("exit status 3"), "{text}");
@@ -376,23 +434,31 @@ mod tests {
     #[test]
     fn allow_fail_returns_status() {
         let sh = sh();
-        let out = cmd!(sh, "sh -c 'exit 4'").exec().allow_fail().run().unwrap();
+        let out = cmd!(sh, "sh -c 'exit 4'")
+            .exec()
+            .allow_fail()
+            .run()
+            .unwrap();
         assert_eq!(out.status.code(), Some(4));
     }
 
     #[test]
     fn missing_program_names_the_package() {
         let sh = sh();
-        let err = cmd!(sh, "/nonexistent/cloud-localds x").exec().run().unwrap_err();
+        let err = cmd!(sh, "/nonexistent/cloud-localds x")
+            .exec()
+            .run()
+            .unwrap_err();
         assert!(matches!(err, ExecError::NotFound { .. }), "{err}");
-        let sh = sh;
         let err = cmd!(sh, "cloud-localds-not-here").exec().run().unwrap_err();
         assert!(err.to_string().contains("not installed"), "{err}");
     }
 
     #[test]
     fn not_found_hint_for_known_tool() {
-        let err = ExecError::NotFound { program: "cloud-localds".into() };
+        let err = ExecError::NotFound {
+            program: "cloud-localds".into(),
+        };
         assert!(err.to_string().contains("cloud-image-utils"), "{err}");
     }
 
@@ -404,18 +470,28 @@ mod tests {
         // The grandchild would create the marker after 2 s if it were not killed with its group.
         let script = format!("(sleep 2; touch {marker}) & sleep 30");
         let started = Instant::now();
-        let err = cmd!(sh, "sh -c {script}").exec().timeout(Duration::from_millis(300)).run().unwrap_err();
+        let err = cmd!(sh, "sh -c {script}")
+            .exec()
+            .timeout(Duration::from_millis(300))
+            .run()
+            .unwrap_err();
         assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(2500));
-        assert!(!std::path::Path::new(&marker).exists(), "grandchild outlived the timeout");
+        assert!(
+            !std::path::Path::new(&marker).exists(),
+            "grandchild outlived the timeout"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn stdin_is_fed() {
         let sh = sh();
-        assert_eq!(cmd!(sh, "cat").exec().stdin("piped in").read().unwrap(), "piped in");
+        assert_eq!(
+            cmd!(sh, "cat").exec().stdin("piped in").read().unwrap(),
+            "piped in"
+        );
     }
 
     #[test]

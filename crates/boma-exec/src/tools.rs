@@ -9,9 +9,7 @@ pub fn package_hint(program: &str) -> Option<&'static str> {
         "genisoimage" => "install the Debian package genisoimage",
         "virsh" => "install the Debian package libvirt-clients",
         "libvirtd" | "virtlogd" => "install the Debian package libvirt-daemon-system",
-        "virt-install" => {
-            "install the Debian package virtinst (bookworm) or virt-install (trixie)"
-        }
+        "virt-install" => "install the Debian package virtinst (bookworm) or virt-install (trixie)",
         "mmdebstrap" => "install the Debian package mmdebstrap",
         "sfdisk" => "install the Debian package fdisk",
         "losetup" | "partx" | "mount" | "umount" => "install the Debian package mount",

@@ -13,12 +13,19 @@ fn a_real_sigterm_stops_a_running_command_promptly() {
     // Deliver a real SIGTERM to this test process shortly after the long command starts.
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
-        std::process::Command::new("kill").args(["-TERM", &me]).status().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &me])
+            .status()
+            .unwrap();
     });
     let started = Instant::now();
     let err = cmd!(sh, "sleep 30").exec().run().unwrap_err();
     killer.join().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     let interrupted = err.interrupted().expect("an interrupt error");
     assert_eq!(interrupted.exit_code(), 143);
     assert!(matches!(err, ExecError::Interrupted { .. }));

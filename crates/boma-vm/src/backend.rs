@@ -1,0 +1,85 @@
+//! The narrow trait every hypervisor backend implements.
+
+use std::collections::BTreeMap;
+
+use camino::Utf8PathBuf;
+
+use crate::{Accel, RunRecord, VmError};
+
+/// Which backend runs the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// `qemu-system-x86_64` driven directly, user-mode networking forwarded to 127.0.0.1.
+    Qemu,
+    /// libvirt: `virt-install` on an isolated NAT network.
+    Libvirt,
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Qemu => "qemu",
+            BackendKind::Libvirt => "libvirt",
+        })
+    }
+}
+
+/// A host:port the controller can connect to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Everything a backend needs to boot one VM. Disks are prepared by the lifecycle.
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    pub name: String,
+    pub dir: Utf8PathBuf,
+    pub overlay: Utf8PathBuf,
+    pub seed: Utf8PathBuf,
+    pub console: Utf8PathBuf,
+    pub mac: String,
+    pub mem_mib: u32,
+    pub vcpus: u32,
+    pub accel: Accel,
+    /// Guest ports the controller must reach (SSH is always reachable).
+    pub published_ports: Vec<u16>,
+}
+
+/// Where a freshly booted VM can be reached.
+#[derive(Debug, Clone)]
+pub struct Booted {
+    pub ssh: Endpoint,
+    pub published: BTreeMap<u16, Endpoint>,
+    pub pid: Option<u32>,
+}
+
+/// How to reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebootHow {
+    /// The guest reboots itself (systemd), as an operator's `reboot` would.
+    Guest,
+    /// A hardware reset: no clean shutdown.
+    Hard,
+}
+
+/// A hypervisor backend. Narrow on purpose: the lifecycle decides, the backend acts.
+pub trait Backend {
+    fn kind(&self) -> BackendKind;
+    /// Define and start the VM; return once the hypervisor runs it (not when SSH answers).
+    /// Once this returns `Ok` or `Err`, `destroy` must be able to remove whatever was created.
+    fn boot(&self, spec: &BootSpec) -> Result<Booted, VmError>;
+    /// The SSH endpoint may only be known some time after boot (a DHCP lease): wait for it.
+    fn wait_address(&self, record: &RunRecord) -> Result<Booted, VmError>;
+    /// Start a reboot. Guest-initiated reboots for QEMU go through SSH, so the lifecycle
+    /// handles [`RebootHow::Guest`] itself when this returns `Ok(false)`.
+    fn reboot(&self, record: &RunRecord, how: RebootHow) -> Result<bool, VmError>;
+    /// Whether the VM's hypervisor process/domain still exists.
+    fn is_running(&self, record: &RunRecord) -> Result<bool, VmError>;
+    /// Stop and undefine the VM. Idempotent: a VM already gone is success.
+    fn destroy(&self, name: &str, record: Option<&RunRecord>) -> Result<(), VmError>;
+    /// Names of every `boma-it-` VM this backend knows, live or defined, recorded or not.
+    fn leftovers(&self) -> Result<Vec<String>, VmError>;
+}

@@ -1,0 +1,240 @@
+//! In-memory stand-ins for a hypervisor, a guest and disk tools, for fast tests of the logic
+//! that drives them. They never prove a feature works: the VM suite does that.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::rc::Rc;
+use std::time::Duration;
+
+use boma_exec::{Captured, ExecError};
+use camino::Utf8Path;
+
+use crate::backend::{Backend, BackendKind, BootSpec, Booted, Endpoint, RebootHow};
+use crate::lifecycle::Disks;
+use crate::ssh::SSH_FAILED;
+use crate::{Guest, RunRecord, SshTarget, VmError};
+
+/// The simulated machine and guest, shared by the fakes.
+#[derive(Debug, Default)]
+pub struct World {
+    /// VMs the fake hypervisor runs.
+    pub running: BTreeSet<String>,
+    /// Increments with every boot; rendered as a boot_id.
+    pub boot_count: u32,
+    /// SSH attempts that fail (exit 255) before the guest answers.
+    pub unreachable_polls: u32,
+    /// After a reboot, how many answers still come from the old boot before it goes down.
+    pub stale_after_reboot: u32,
+    stale_remaining: u32,
+    /// cloud-init's `status --wait` exit status.
+    pub cloud_init_status: i32,
+    /// The guest never answers SSH again after a reboot.
+    pub never_returns: bool,
+    /// The VM process dies on the next `is_running` check.
+    pub dies: bool,
+    /// `boot` fails.
+    pub boot_fails: bool,
+    /// Every command the fake guest was asked to run.
+    pub commands: Vec<String>,
+    pub destroyed: Vec<String>,
+    pub booted: Vec<String>,
+}
+
+impl World {
+    pub fn shared() -> Rc<RefCell<World>> {
+        Rc::new(RefCell::new(World::default()))
+    }
+
+    pub fn boot_id(&self) -> String {
+        format!("00000000-0000-0000-0000-{:012x}", self.boot_count)
+    }
+}
+
+fn status(code: i32) -> ExitStatus {
+    ExitStatus::from_raw(code << 8)
+}
+
+fn captured(code: i32, stdout: impl Into<String>) -> Captured {
+    Captured {
+        status: status(code),
+        stdout: stdout.into(),
+        stderr: String::new(),
+    }
+}
+
+/// A hypervisor that runs nothing.
+pub struct FakeBackend {
+    pub world: Rc<RefCell<World>>,
+    pub kind: BackendKind,
+}
+
+impl Backend for FakeBackend {
+    fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    fn boot(&self, spec: &BootSpec) -> Result<Booted, VmError> {
+        let mut w = self.world.borrow_mut();
+        if w.boot_fails {
+            return Err(VmError::Backend("fake boot failure".into()));
+        }
+        w.running.insert(spec.name.clone());
+        w.booted.push(spec.name.clone());
+        w.boot_count += 1;
+        let published = spec
+            .published_ports
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    Endpoint {
+                        host: "127.0.0.1".into(),
+                        port: 40000 + p,
+                    },
+                )
+            })
+            .collect();
+        Ok(Booted {
+            ssh: Endpoint {
+                host: "127.0.0.1".into(),
+                port: 2222,
+            },
+            published,
+            pid: Some(4242),
+        })
+    }
+
+    fn wait_address(&self, record: &RunRecord) -> Result<Booted, VmError> {
+        Ok(Booted {
+            ssh: Endpoint {
+                host: record.ssh.host.clone(),
+                port: record.ssh.port,
+            },
+            published: record.published.clone(),
+            pid: record.pid,
+        })
+    }
+
+    fn reboot(&self, _record: &RunRecord, how: RebootHow) -> Result<bool, VmError> {
+        match how {
+            RebootHow::Guest => Ok(false),
+            RebootHow::Hard => {
+                self.world.borrow_mut().reboot();
+                Ok(true)
+            }
+        }
+    }
+
+    fn is_running(&self, record: &RunRecord) -> Result<bool, VmError> {
+        let mut w = self.world.borrow_mut();
+        if w.dies {
+            w.running.remove(&record.name);
+        }
+        Ok(w.running.contains(&record.name))
+    }
+
+    fn destroy(&self, name: &str, _record: Option<&RunRecord>) -> Result<(), VmError> {
+        let mut w = self.world.borrow_mut();
+        w.running.remove(name);
+        w.destroyed.push(name.to_owned());
+        Ok(())
+    }
+
+    fn leftovers(&self) -> Result<Vec<String>, VmError> {
+        Ok(self.world.borrow().running.iter().cloned().collect())
+    }
+}
+
+impl World {
+    fn reboot(&mut self) {
+        self.boot_count += 1;
+        self.unreachable_polls = if self.never_returns { u32::MAX } else { 2 };
+        self.stale_remaining = self.stale_after_reboot;
+    }
+}
+
+/// A guest that answers the lifecycle's commands from [`World`].
+pub struct FakeGuest {
+    pub world: Rc<RefCell<World>>,
+}
+
+impl Guest for FakeGuest {
+    fn run(
+        &self,
+        _target: &SshTarget,
+        command: &str,
+        _timeout: Duration,
+        _quiet: bool,
+    ) -> Result<Captured, ExecError> {
+        let mut w = self.world.borrow_mut();
+        w.commands.push(command.to_owned());
+        if w.stale_remaining > 0 && command.contains("boot_id") && !command.contains("cloud-init") {
+            w.stale_remaining -= 1;
+            // Still the old boot: the id before the increment.
+            return Ok(captured(
+                0,
+                format!("00000000-0000-0000-0000-{:012x}\n", w.boot_count - 1),
+            ));
+        }
+        if w.unreachable_polls > 0 {
+            w.unreachable_polls = w.unreachable_polls.saturating_sub(1);
+            return Ok(captured(SSH_FAILED, ""));
+        }
+        let out = match command {
+            "sudo systemctl reboot" => {
+                w.reboot();
+                captured(0, "")
+            }
+            "cat /proc/sys/kernel/random/boot_id" => captured(0, format!("{}\n", w.boot_id())),
+            "systemctl is-system-running --wait" => captured(0, "running\n"),
+            "cloud-init status --long" => captured(1, "status: error\nerrors: bad seed\n"),
+            c if c.starts_with("cloud-init status --wait") => captured(
+                0,
+                format!("cloud-init={}\n{}\n", w.cloud_init_status, w.boot_id()),
+            ),
+            _ => captured(0, format!("output of {command}\n")),
+        };
+        Ok(out)
+    }
+}
+
+/// Disk tools that write placeholder files.
+pub struct FakeDisks {
+    pub fail_overlay: bool,
+}
+
+impl Disks for FakeDisks {
+    fn create_overlay(&self, _golden: &Utf8Path, overlay: &Utf8Path) -> Result<(), VmError> {
+        if self.fail_overlay {
+            return Err(VmError::Backend("fake qemu-img failure".into()));
+        }
+        std::fs::write(overlay, "overlay").map_err(|e| VmError::io(overlay, e))
+    }
+
+    fn create_seed(
+        &self,
+        seed: &Utf8Path,
+        _user_data: &Utf8Path,
+        _meta_data: &Utf8Path,
+    ) -> Result<(), VmError> {
+        std::fs::write(seed, "seed").map_err(|e| VmError::io(seed, e))
+    }
+}
+
+/// Published endpoints as the fake backend assigns them.
+pub fn fake_published(ports: &[u16]) -> BTreeMap<u16, Endpoint> {
+    ports
+        .iter()
+        .map(|p| {
+            (
+                *p,
+                Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 40000 + p,
+                },
+            )
+        })
+        .collect()
+}

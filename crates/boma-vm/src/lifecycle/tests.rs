@@ -1,0 +1,305 @@
+//! The lifecycle's decisions, against the fakes.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+
+use super::*;
+use crate::BackendKind;
+use crate::fake::{FakeBackend, FakeDisks, FakeGuest, World};
+
+struct Rig {
+    _tmp: tempfile::TempDir,
+    runs: Runs,
+    world: Rc<RefCell<World>>,
+    backend: FakeBackend,
+    guest: FakeGuest,
+    disks: FakeDisks,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = Runs::new(Utf8PathBuf::from_path_buf(tmp.path().join(".run")).unwrap());
+        let world = World::shared();
+        Rig {
+            _tmp: tmp,
+            runs,
+            backend: FakeBackend {
+                world: Rc::clone(&world),
+                kind: BackendKind::Qemu,
+            },
+            guest: FakeGuest {
+                world: Rc::clone(&world),
+            },
+            disks: FakeDisks {
+                fail_overlay: false,
+            },
+            world,
+        }
+    }
+
+    fn fx(&self) -> Effects<'_> {
+        Effects {
+            runs: &self.runs,
+            backend: &self.backend,
+            guest: &self.guest,
+            disks: &self.disks,
+            waits: Waits {
+                boot: Duration::from_millis(200),
+                reboot: Duration::from_millis(200),
+                poll: Duration::from_millis(1),
+            },
+        }
+    }
+}
+
+fn request(name: &str) -> UpRequest {
+    UpRequest {
+        host: "askari".into(),
+        name: name.into(),
+        mac: "52:54:00:00:00:01".into(),
+        golden: "/cache/golden.qcow2".into(),
+        mem_mib: 3072,
+        vcpus: 2,
+        published_ports: vec![443],
+        accel: Accel::Tcg,
+        user_data: "#cloud-config\n".into(),
+        meta_data: "instance-id: x\n".into(),
+        user: "ansible".into(),
+        key: "/keys/id_ed25519".into(),
+        available_mib: 16_000,
+    }
+}
+
+#[test]
+fn up_boots_waits_through_early_ssh_failures_and_records_the_run() {
+    let rig = Rig::new();
+    rig.world.borrow_mut().unreachable_polls = 3;
+    let record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    assert_eq!(
+        record.boot_id.as_deref(),
+        Some(rig.world.borrow().boot_id().as_str())
+    );
+    assert_eq!(record.published[&443].port, 40443);
+    assert_eq!(rig.runs.current().unwrap(), Some(record.clone()));
+    for file in [
+        "overlay.qcow2",
+        "seed.img",
+        "user-data",
+        "meta-data",
+        "run.json",
+    ] {
+        assert!(record.dir.join(file).exists(), "{file}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(record.dir.join("user-data")).unwrap(),
+        "#cloud-config\n"
+    );
+}
+
+#[test]
+fn a_second_up_is_refused_while_one_is_live_and_creates_nothing() {
+    let rig = Rig::new();
+    let first = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let failure = up(&rig.fx(), &request("boma-it-askari-2")).unwrap_err();
+    let message = failure.error.to_string();
+    assert!(failure.error.is_preflight(), "{message}");
+    assert!(
+        message.contains("boma-it-askari-1") && message.contains("cargo xtask down"),
+        "{message}"
+    );
+    assert!(failure.record.is_none());
+    assert!(!rig.runs.vm_dir("boma-it-askari-2").exists());
+    assert_eq!(rig.runs.current().unwrap().unwrap().name, first.name);
+    assert_eq!(rig.world.borrow().booted, vec!["boma-it-askari-1"]);
+}
+
+#[test]
+fn a_stale_run_whose_vm_is_gone_is_cleared_by_the_next_up() {
+    let rig = Rig::new();
+    let stale = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    // SIGKILL: the process is gone, the files stay.
+    rig.world.borrow_mut().running.clear();
+    let fresh = up(&rig.fx(), &request("boma-it-askari-2")).unwrap();
+    assert!(!stale.dir.exists(), "the stale run's files are removed");
+    assert_eq!(rig.runs.current().unwrap().unwrap().name, fresh.name);
+}
+
+#[test]
+fn another_test_vm_on_the_machine_is_refused_by_name() {
+    let rig = Rig::new();
+    rig.world
+        .borrow_mut()
+        .running
+        .insert("boma-it-other-9".into());
+    let failure = up(&rig.fx(), &request("boma-it-askari-1")).unwrap_err();
+    assert!(failure.error.is_preflight());
+    assert!(failure.error.to_string().contains("boma-it-other-9"));
+}
+
+#[test]
+fn too_little_memory_refuses_before_anything_is_created() {
+    let rig = Rig::new();
+    let mut req = request("boma-it-askari-1");
+    req.available_mib = 2000;
+    let failure = up(&rig.fx(), &req).unwrap_err();
+    assert!(failure.error.is_preflight());
+    assert!(failure.error.to_string().contains("2000 MiB is available"));
+    assert!(!rig.runs.vm_dir(&req.name).exists());
+    assert!(rig.world.borrow().booted.is_empty());
+}
+
+#[test]
+fn a_failed_disk_step_or_boot_leaves_no_files_and_no_record() {
+    let mut rig = Rig::new();
+    rig.disks.fail_overlay = true;
+    let failure = up(&rig.fx(), &request("boma-it-askari-1")).unwrap_err();
+    assert!(failure.record.is_none());
+    assert!(!rig.runs.vm_dir("boma-it-askari-1").exists());
+
+    rig.disks.fail_overlay = false;
+    rig.world.borrow_mut().boot_fails = true;
+    let failure = up(&rig.fx(), &request("boma-it-askari-2")).unwrap_err();
+    assert!(failure.record.is_none());
+    assert!(!rig.runs.vm_dir("boma-it-askari-2").exists());
+    assert!(rig.runs.current().unwrap().is_none());
+}
+
+#[test]
+fn a_guest_that_never_answers_times_out_and_is_handed_back_for_keeping() {
+    let rig = Rig::new();
+    rig.world.borrow_mut().unreachable_polls = u32::MAX;
+    let failure = up(&rig.fx(), &request("boma-it-askari-1")).unwrap_err();
+    let message = failure.error.to_string();
+    assert!(
+        matches!(failure.error, VmError::Timeout { .. }),
+        "{message}"
+    );
+    assert!(message.contains("console.log"), "{message}");
+    let record = failure.record.expect("the booted VM is handed back");
+    assert!(
+        rig.world.borrow().running.contains(&record.name),
+        "not destroyed: the caller decides"
+    );
+    assert_eq!(rig.runs.current().unwrap().unwrap().name, record.name);
+}
+
+#[test]
+fn cloud_init_errors_fail_with_its_own_report_and_degraded_passes() {
+    let rig = Rig::new();
+    rig.world.borrow_mut().cloud_init_status = 1;
+    let failure = up(&rig.fx(), &request("boma-it-askari-1")).unwrap_err();
+    assert!(
+        failure.error.to_string().contains("bad seed"),
+        "{}",
+        failure.error
+    );
+
+    let rig = Rig::new();
+    rig.world.borrow_mut().cloud_init_status = 2;
+    up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+}
+
+#[test]
+fn a_vm_process_that_dies_during_the_wait_is_reported_at_once() {
+    let rig = Rig::new();
+    {
+        let mut w = rig.world.borrow_mut();
+        w.unreachable_polls = u32::MAX;
+        w.dies = true;
+    }
+    let failure = up(&rig.fx(), &request("boma-it-askari-1")).unwrap_err();
+    assert!(
+        matches!(failure.error, VmError::GuestGone { .. }),
+        "{}",
+        failure.error
+    );
+}
+
+#[test]
+fn guest_reboot_is_proven_by_a_new_boot_id_despite_stale_answers() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let before = record.boot_id.clone().unwrap();
+    rig.world.borrow_mut().stale_after_reboot = 3;
+    reboot(&rig.fx(), &mut record, RebootHow::Guest).unwrap();
+    let after = record.boot_id.clone().unwrap();
+    assert_ne!(before, after);
+    assert_eq!(rig.runs.current().unwrap().unwrap().boot_id, Some(after));
+    let commands = rig.world.borrow().commands.clone();
+    assert!(commands.contains(&"sudo systemctl reboot".to_owned()));
+    assert!(commands.contains(&"systemctl is-system-running --wait".to_owned()));
+}
+
+#[test]
+fn hard_reboot_goes_through_the_backend() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let before = record.boot_id.clone();
+    reboot(&rig.fx(), &mut record, RebootHow::Hard).unwrap();
+    assert_ne!(record.boot_id, before);
+    assert!(
+        !rig.world
+            .borrow()
+            .commands
+            .contains(&"sudo systemctl reboot".to_owned())
+    );
+}
+
+#[test]
+fn a_guest_that_never_comes_back_times_out_naming_the_console() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    rig.world.borrow_mut().never_returns = true;
+    let err = reboot(&rig.fx(), &mut record, RebootHow::Guest).unwrap_err();
+    assert!(matches!(err, VmError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("new boot_id"), "{err}");
+}
+
+#[test]
+fn down_removes_everything_and_keep_removes_nothing() {
+    let rig = Rig::new();
+    let record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    down(&rig.fx(), &record, true).unwrap();
+    assert!(record.dir.exists() && rig.world.borrow().running.contains(&record.name));
+    down(&rig.fx(), &record, false).unwrap();
+    assert!(!record.dir.exists());
+    assert!(rig.world.borrow().running.is_empty());
+    assert!(rig.runs.current().unwrap().is_none());
+}
+
+#[test]
+fn prune_removes_live_vms_orphaned_dirs_and_the_record() {
+    let rig = Rig::new();
+    let record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    // An orphan directory from a crashed run, and a VM nobody recorded.
+    std::fs::create_dir_all(rig.runs.vm_dir("boma-it-askari-0")).unwrap();
+    rig.world
+        .borrow_mut()
+        .running
+        .insert("boma-it-ghost-7".into());
+    let report = prune(&rig.fx()).unwrap();
+    assert_eq!(
+        report.vms,
+        vec!["boma-it-askari-0", "boma-it-askari-1", "boma-it-ghost-7"]
+    );
+    assert_eq!(report.dirs, 2);
+    assert!(rig.world.borrow().running.is_empty());
+    assert!(!record.dir.exists());
+    assert!(rig.runs.current().unwrap().is_none());
+    assert!(rig.runs.vm_dirs().unwrap().is_empty());
+}
+
+#[test]
+fn ready_answers_parse_and_truncated_ones_do_not() {
+    let id = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+    assert_eq!(
+        parse_ready(&format!("cloud-init=0\n{id}\n")),
+        Some((0, id.to_owned()))
+    );
+    assert_eq!(parse_ready("cloud-init=0\n"), None);
+    assert_eq!(parse_ready(&format!("{id}\n")), None);
+}

@@ -1,0 +1,231 @@
+//! The run directory (`tests/integration/.run/`): what is live, where its files are, and the
+//! lock that keeps two harness commands from acting at once.
+//!
+//! Layout: `current` names the live VM; `<vm>/` holds everything that VM owns (overlay, seed,
+//! QMP socket, serial console, pidfile, `run.json`, the transient inventory); `.lock` is held
+//! (flock) by the harness command acting now, and names it.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::{Accel, BackendKind, Endpoint, NAME_PREFIX, SshTarget, VmError};
+
+/// What `up` recorded about the live VM; every later step starts from it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    pub name: String,
+    /// The profile (real host) this VM mirrors.
+    pub host: String,
+    pub backend: BackendKind,
+    pub accel: Accel,
+    pub dir: Utf8PathBuf,
+    pub ssh: SshTarget,
+    /// Guest port → where the controller reaches it.
+    pub published: BTreeMap<u16, Endpoint>,
+    /// QEMU's pid (QEMU backend).
+    pub pid: Option<u32>,
+    pub mem_mib: u32,
+    pub vcpus: u32,
+    /// The guest's boot_id when last seen, to prove a reboot happened.
+    pub boot_id: Option<String>,
+}
+
+impl RunRecord {
+    pub fn console_log(&self) -> Utf8PathBuf {
+        self.dir.join("console.log")
+    }
+}
+
+/// The run directory.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    root: Utf8PathBuf,
+}
+
+/// Held while a harness command acts; released by the kernel if the process dies.
+#[derive(Debug)]
+pub struct RunsLock {
+    _file: File,
+}
+
+impl Runs {
+    pub fn new(root: impl Into<Utf8PathBuf>) -> Runs {
+        Runs { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Utf8Path {
+        &self.root
+    }
+
+    /// Take the run lock without waiting: a second harness command is refused, naming the
+    /// first. flock dies with its process, so a crash never leaves it stale.
+    pub fn lock(&self, what: &str) -> Result<RunsLock, VmError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| VmError::io(&self.root, e))?;
+        let path = self.root.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| VmError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(VmError::Preflight(format!(
+                    "another boma harness command is running ({}); wait for it, or stop it with Ctrl-C",
+                    holder.trim()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(VmError::io(&path, e)),
+        }
+        file.set_len(0).map_err(|e| VmError::io(&path, e))?;
+        write!(file, "pid {}: {what}", std::process::id()).map_err(|e| VmError::io(&path, e))?;
+        Ok(RunsLock { _file: file })
+    }
+
+    /// Where a VM's files live.
+    pub fn vm_dir(&self, name: &str) -> Utf8PathBuf {
+        self.root.join(name)
+    }
+
+    fn current_path(&self) -> Utf8PathBuf {
+        self.root.join("current")
+    }
+
+    /// The live run's record, if `up` recorded one.
+    pub fn current(&self) -> Result<Option<RunRecord>, VmError> {
+        let path = self.current_path();
+        let name = match std::fs::read_to_string(&path) {
+            Ok(name) => name.trim().to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(VmError::io(&path, e)),
+        };
+        let record = self.vm_dir(&name).join("run.json");
+        match std::fs::read_to_string(&record) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                VmError::Backend(format!(
+                    "{record} is not a run record ({e}); run `cargo xtask prune`"
+                ))
+            }),
+            // `current` without a record: a crash between the two writes; treat as no run.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(VmError::io(&record, e)),
+        }
+    }
+
+    /// The live run, or [`VmError::NoRun`].
+    pub fn require_current(&self) -> Result<RunRecord, VmError> {
+        self.current()?.ok_or(VmError::NoRun)
+    }
+
+    /// Write the record (atomically) and make it current.
+    pub fn save(&self, record: &RunRecord) -> Result<(), VmError> {
+        let dir = self.vm_dir(&record.name);
+        std::fs::create_dir_all(&dir).map_err(|e| VmError::io(&dir, e))?;
+        let text = serde_json::to_string_pretty(record).expect("a run record serialises");
+        write_atomically(&dir.join("run.json"), &text)?;
+        write_atomically(&self.current_path(), &format!("{}\n", record.name))
+    }
+
+    /// Forget the current run (its files are removed separately).
+    pub fn clear_current(&self) -> Result<(), VmError> {
+        let path = self.current_path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(VmError::io(&path, e)),
+        }
+    }
+
+    /// Every VM directory in the run directory, recorded or not.
+    pub fn vm_dirs(&self) -> Result<Vec<Utf8PathBuf>, VmError> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(VmError::io(&self.root, e)),
+        };
+        let mut dirs: Vec<Utf8PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| Utf8PathBuf::from_path_buf(entry.path()).ok())
+            .filter(|path| {
+                path.file_name().is_some_and(|n| n.starts_with(NAME_PREFIX)) && path.is_dir()
+            })
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    }
+}
+
+fn write_atomically(path: &Utf8Path, text: &str) -> Result<(), VmError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| VmError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| VmError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(dir: &Utf8Path) -> RunRecord {
+        RunRecord {
+            name: "boma-it-askari-1".into(),
+            host: "askari".into(),
+            backend: BackendKind::Qemu,
+            accel: Accel::Tcg,
+            dir: dir.join("boma-it-askari-1"),
+            ssh: SshTarget {
+                host: "127.0.0.1".into(),
+                port: 2222,
+                user: "ansible".into(),
+                key: "/k".into(),
+            },
+            published: BTreeMap::from([(
+                443,
+                Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 4443,
+                },
+            )]),
+            pid: Some(42),
+            mem_mib: 3072,
+            vcpus: 2,
+            boot_id: None,
+        }
+    }
+
+    #[test]
+    fn save_then_current_round_trips_and_clear_forgets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
+        let runs = Runs::new(&root);
+        assert!(runs.current().unwrap().is_none());
+        assert!(matches!(runs.require_current(), Err(VmError::NoRun)));
+        let rec = record(&root);
+        runs.save(&rec).unwrap();
+        assert_eq!(runs.current().unwrap(), Some(rec.clone()));
+        assert_eq!(runs.vm_dirs().unwrap(), vec![rec.dir.clone()]);
+        runs.clear_current().unwrap();
+        assert!(runs.current().unwrap().is_none());
+    }
+
+    #[test]
+    fn second_lock_is_refused_naming_the_holder_and_freed_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = Runs::new(Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap());
+        let held = runs.lock("cargo xtask up askari").unwrap();
+        let err = runs.lock("cargo xtask up askari").unwrap_err().to_string();
+        assert!(err.contains("cargo xtask up askari"), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(held);
+        runs.lock("again").unwrap();
+    }
+}
