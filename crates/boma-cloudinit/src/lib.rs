@@ -1,0 +1,107 @@
+//! Renders the NoCloud seed of a boma integration-test VM: `meta-data` and `user-data`.
+//!
+//! The renderers are pure: the instance id, host name, user and keys come from the caller, and the
+//! result is text for `cloud-localds`. Every value is written as a quoted YAML scalar (see
+//! [`yaml::quote`]), never spliced in raw, so a value can hold any character without changing the
+//! document.
+//!
+//! The seed creates exactly one user, the one Ansible logs in as: key-only, password locked,
+//! passwordless sudo. There is no `default` entry in `users`, so the image's stock user is not
+//! created either. Packages are neither refreshed nor upgraded at boot: the golden image is the
+//! baseline, and a first-boot `apt` run would make runs slower and differ from one another.
+
+mod yaml;
+
+use std::fmt::Write as _;
+
+use yaml::quote;
+
+/// The user Ansible connects as unless the caller picks another.
+pub const DEFAULT_USER: &str = "ansible";
+
+/// What `meta-data` says about the instance.
+#[derive(Debug, Clone, Copy)]
+pub struct MetaData<'a> {
+    /// Changing it makes cloud-init treat the next boot as a new instance; one per run.
+    pub instance_id: &'a str,
+    pub local_hostname: &'a str,
+}
+
+/// Who `user-data` lets in.
+#[derive(Debug, Clone, Copy)]
+pub struct UserData<'a> {
+    pub user: &'a str,
+    /// The harness's public key(s), one key per entry, without trailing newlines.
+    pub ssh_authorized_keys: &'a [String],
+}
+
+impl<'a> UserData<'a> {
+    /// The [`DEFAULT_USER`] with these keys.
+    pub fn new(ssh_authorized_keys: &'a [String]) -> Self {
+        UserData {
+            user: DEFAULT_USER,
+            ssh_authorized_keys,
+        }
+    }
+}
+
+/// Why a `user-data` was not rendered: each case would boot a VM nobody can log into.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserDataError {
+    #[error("the user name is empty")]
+    EmptyUser,
+    #[error("no ssh public key given: the password is locked, so nobody could log in")]
+    NoKey,
+    #[error("ssh public key {number} is blank")]
+    BlankKey { number: usize },
+    #[error(
+        "ssh public key {number} spans several lines (give one key per entry, without the trailing newline)"
+    )]
+    MultiLineKey { number: usize },
+}
+
+/// Renders `meta-data`.
+pub fn meta_data(meta: &MetaData<'_>) -> String {
+    format!(
+        "instance-id: {}\nlocal-hostname: {}\n",
+        quote(meta.instance_id),
+        quote(meta.local_hostname)
+    )
+}
+
+/// Renders `user-data`; its first line is `#cloud-config`, which is how cloud-init recognises it.
+pub fn user_data(user: &UserData<'_>) -> Result<String, UserDataError> {
+    if user.user.is_empty() {
+        return Err(UserDataError::EmptyUser);
+    }
+    if user.ssh_authorized_keys.is_empty() {
+        return Err(UserDataError::NoKey);
+    }
+    for (i, key) in user.ssh_authorized_keys.iter().enumerate() {
+        let number = i + 1;
+        if key.trim().is_empty() {
+            return Err(UserDataError::BlankKey { number });
+        }
+        // cloud-init writes each entry as one authorized_keys line: a line break would smuggle
+        // in a second entry, or leave an empty one from a `.pub` file read verbatim.
+        if key.contains(['\n', '\r']) {
+            return Err(UserDataError::MultiLineKey { number });
+        }
+    }
+
+    // `writeln!` into a String cannot fail, hence the ignored results below.
+    let mut out = String::from("#cloud-config\n");
+    out.push_str("users:\n");
+    let _ = writeln!(out, "  - name: {}", quote(user.user));
+    let _ = writeln!(out, "    sudo: {}", quote("ALL=(ALL) NOPASSWD:ALL"));
+    let _ = writeln!(out, "    shell: {}", quote("/bin/bash"));
+    out.push_str("    lock_passwd: true\n");
+    out.push_str("    ssh_authorized_keys:\n");
+    for key in user.ssh_authorized_keys {
+        let _ = writeln!(out, "      - {}", quote(key));
+    }
+    out.push_str("ssh_pwauth: false\n");
+    out.push_str("package_update: false\n");
+    out.push_str("package_upgrade: false\n");
+    Ok(out)
+}

@@ -1,0 +1,325 @@
+//! Host profiles (`profiles/<host>.json`): which groups the test VM joins, which playbooks and
+//! tags are applied to it, which variable files override, and how big the VM is.
+//!
+//! Parsing is strict, because a typo in a profile would otherwise silently test less than its
+//! author meant: unknown and missing keys are errors, and values are checked while they are read,
+//! so every error names the file, the key (as a JSON path) and the line:column.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+
+use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
+use serde::de::{self, Deserialize, Deserializer};
+
+/// Directory of the profiles, relative to the repo root.
+pub const PROFILES_DIR: &str = "profiles";
+
+/// The smallest VM worth booting: Debian with cloud-init and Docker does not fit in less.
+pub const MIN_MEM_MIB: u32 = 512;
+/// vCPUs a profile may ask for.
+pub const VCPUS: std::ops::RangeInclusive<u32> = 1..=64;
+
+/// What the integration harness builds and applies for one real host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Inventory groups the test VM is placed in, so that it gets their `group_vars`.
+    #[serde(deserialize_with = "groups")]
+    pub groups: Vec<String>,
+    /// Playbook runs, in order.
+    #[serde(deserialize_with = "applies")]
+    pub applies: Vec<Apply>,
+    /// Variable files passed as `-e @<repo>/<file>`, relative to the repo root.
+    #[serde(deserialize_with = "extra_vars_files")]
+    pub extra_vars_files: Vec<Utf8PathBuf>,
+    #[serde(deserialize_with = "mem_mib")]
+    pub mem_mib: u32,
+    #[serde(deserialize_with = "vcpus")]
+    pub vcpus: u32,
+    /// Guest ports the harness forwards to the host, to probe them from outside the VM.
+    #[serde(deserialize_with = "published_ports")]
+    pub published_ports: Vec<u16>,
+}
+
+/// One `ansible-playbook` run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Apply {
+    /// A file name in `playbooks/`.
+    #[serde(deserialize_with = "playbook")]
+    pub playbook: String,
+    /// `--tags`; empty runs the whole playbook.
+    #[serde(deserialize_with = "tags")]
+    pub tags: Vec<String>,
+}
+
+/// Why a profile could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{file}:{line}:{column}: malformed json: {message}")]
+    Malformed {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// An unknown or missing key, or a value out of bounds.
+    #[error("{file}:{line}:{column}: {}{message}", key_prefix(.key))]
+    Invalid {
+        file: String,
+        line: usize,
+        column: usize,
+        /// JSON path of the object or value at fault, like `applies[1].tags`; empty at the top.
+        key: String,
+        message: String,
+    },
+    #[error("no profile for host `{host}`: {file} does not exist; {}", existing_list(.existing))]
+    NotFound {
+        host: String,
+        file: String,
+        existing: Vec<String>,
+    },
+    #[error(
+        "`{host}` cannot name a profile file (it must be non-empty, without `/`, not start with `.`)"
+    )]
+    BadHost { host: String },
+    #[error("cannot read {path}")]
+    Read {
+        path: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
+}
+
+fn existing_list(existing: &[String]) -> String {
+    if existing.is_empty() {
+        format!("there are no profiles in {PROFILES_DIR}/")
+    } else {
+        format!("existing profiles: {}", existing.join(", "))
+    }
+}
+
+/// Parses and checks the text of a profile; `file` is how errors name it
+/// (e.g. `profiles/askari.json`).
+pub fn parse_profile(file: &str, text: &str) -> Result<Profile, ProfileError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let profile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let key = e.path().to_string();
+        located(
+            file,
+            e.into_inner(),
+            if key == "." { String::new() } else { key },
+        )
+    })?;
+    // Trailing text after the object is as suspicious as a typo inside it.
+    de.end().map_err(|e| located(file, e, String::new()))?;
+    Ok(profile)
+}
+
+fn located(file: &str, err: serde_json::Error, key: String) -> ProfileError {
+    let (line, column) = (err.line(), err.column());
+    // serde_json appends the location to its message; it is moved to the front instead.
+    let full = err.to_string();
+    let message = full
+        .strip_suffix(&format!(" at line {line} column {column}"))
+        .unwrap_or(&full)
+        .to_owned();
+    let file = file.to_owned();
+    match err.classify() {
+        serde_json::error::Category::Data => ProfileError::Invalid {
+            file,
+            line,
+            column,
+            key,
+            message,
+        },
+        _ => ProfileError::Malformed {
+            file,
+            line,
+            column,
+            message,
+        },
+    }
+}
+
+/// Reads `profiles/<host>.json` under `repo_root`; when it does not exist, the error lists the
+/// profiles that do.
+pub fn load_profile(repo_root: &Utf8Path, host: &str) -> Result<Profile, ProfileError> {
+    if host.is_empty() || host.starts_with('.') || host.contains(['/', '\0']) {
+        return Err(ProfileError::BadHost {
+            host: host.to_owned(),
+        });
+    }
+    let file = format!("{PROFILES_DIR}/{host}.json");
+    let path = repo_root.join(&file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_profile(&file, &text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ProfileError::NotFound {
+            host: host.to_owned(),
+            file,
+            existing: list_profiles(repo_root)?,
+        }),
+        Err(source) => Err(ProfileError::Read { path, source }),
+    }
+}
+
+/// The hosts that have a profile, sorted; none when `profiles/` does not exist.
+pub fn list_profiles(repo_root: &Utf8Path) -> Result<Vec<String>, ProfileError> {
+    let dir = repo_root.join(PROFILES_DIR);
+    let entries = match dir.read_dir_utf8() {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ProfileError::Read { path: dir, source }),
+    };
+    let mut hosts = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ProfileError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        if let Some(host) = entry.file_name().strip_suffix(".json")
+            && !host.is_empty()
+            && !host.starts_with('.')
+        {
+            hosts.push(host.to_owned());
+        }
+    }
+    hosts.sort();
+    Ok(hosts)
+}
+
+// Value checks, run by serde as each field is read so that their errors carry a position.
+
+fn invalid<E: de::Error>(message: impl fmt::Display) -> E {
+    E::custom(message)
+}
+
+fn no_duplicates<E: de::Error, T: Ord + fmt::Display>(what: &str, items: &[T]) -> Result<(), E> {
+    let mut seen = BTreeSet::new();
+    for item in items {
+        if !seen.insert(item) {
+            return Err(invalid(format!("duplicate {what} `{item}`")));
+        }
+    }
+    Ok(())
+}
+
+fn groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let groups = Vec::<String>::deserialize(d)?;
+    if groups.is_empty() {
+        return Err(invalid("must name at least one group"));
+    }
+    for group in &groups {
+        // Ansible's own rule for group names (others are rewritten, with a warning); `all` and
+        // `ungrouped` are implicit groups a host cannot be placed in by name.
+        let valid = group.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && group.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(invalid(format!(
+                "group `{group}` is not a valid ansible group name (letters, digits and `_`, not starting with a digit)"
+            )));
+        }
+        if group == "all" || group == "ungrouped" {
+            return Err(invalid(format!(
+                "group `{group}` is implicit in ansible and cannot be listed"
+            )));
+        }
+    }
+    no_duplicates("group", &groups)?;
+    Ok(groups)
+}
+
+fn applies<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Apply>, D::Error> {
+    let applies = Vec::<Apply>::deserialize(d)?;
+    if applies.is_empty() {
+        return Err(invalid("must list at least one playbook run"));
+    }
+    Ok(applies)
+}
+
+fn playbook<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    // A bare file name keeps every applied playbook inside `playbooks/`.
+    if name.is_empty() || name == "." || name.contains('/') || name.contains("..") {
+        return Err(invalid(format!(
+            "playbook `{name}` must be a file name in playbooks/ (no `/`, no `..`)"
+        )));
+    }
+    Ok(name)
+}
+
+fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let tags = Vec::<String>::deserialize(d)?;
+    for tag in &tags {
+        // Tags are joined with `,` into one `--tags` argument.
+        if tag.is_empty() || tag.contains(|c: char| c == ',' || c.is_whitespace()) {
+            return Err(invalid(format!(
+                "tag `{tag}` must be non-empty, without `,` or spaces"
+            )));
+        }
+    }
+    no_duplicates("tag", &tags)?;
+    Ok(tags)
+}
+
+fn extra_vars_files<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Utf8PathBuf>, D::Error> {
+    let files = Vec::<Utf8PathBuf>::deserialize(d)?;
+    for file in &files {
+        let inside_repo = !file.as_str().is_empty()
+            && file
+                .components()
+                .all(|c| matches!(c, Utf8Component::Normal(_)));
+        if !inside_repo {
+            return Err(invalid(format!(
+                "extra vars file `{file}` must be a path inside the repo, relative to its root (no `..`, not absolute)"
+            )));
+        }
+    }
+    no_duplicates("extra vars file", &files)?;
+    Ok(files)
+}
+
+fn mem_mib<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let mib = u32::deserialize(d)?;
+    if mib < MIN_MEM_MIB {
+        return Err(invalid(format!(
+            "{mib} MiB is less than the minimum of {MIN_MEM_MIB}"
+        )));
+    }
+    Ok(mib)
+}
+
+fn vcpus<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let vcpus = u32::deserialize(d)?;
+    if !VCPUS.contains(&vcpus) {
+        return Err(invalid(format!(
+            "{vcpus} vcpus is outside {}..={}",
+            VCPUS.start(),
+            VCPUS.end()
+        )));
+    }
+    Ok(vcpus)
+}
+
+fn published_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+    // Read wider than u16 so that 0 and 70000 get the same message, not serde's "expected u16".
+    let wide = Vec::<u64>::deserialize(d)?;
+    let mut ports = Vec::with_capacity(wide.len());
+    for port in wide {
+        match u16::try_from(port) {
+            Ok(p) if p != 0 => ports.push(p),
+            _ => return Err(invalid(format!("port {port} is outside 1..=65535"))),
+        }
+    }
+    no_duplicates("port", &ports)?;
+    Ok(ports)
+}

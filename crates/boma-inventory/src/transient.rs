@@ -1,0 +1,233 @@
+//! The transient inventory: one `hosts.yml` holding exactly one host, the test VM, and the
+//! directory around it that borrows the real inventory's `group_vars`.
+//!
+//! Its safety rests on the VM's name: it must look like a test VM (`boma-it-…`), be a plain host
+//! name (so that `--limit <vm>` is a name, not an Ansible pattern), and be none of the real hosts
+//! (so that no real host's `host_vars`, cached facts or habits attach to it). [`VmName`] can only
+//! be built by checking all three, and [`HostsYml`] only by rendering from a [`VmName`].
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::real::PRODUCTION_DIR;
+use crate::yaml::quote;
+
+/// Every test VM's name starts with this.
+pub const VM_PREFIX: &str = "boma-it-";
+/// A DNS label: the VM name is also its host name.
+const MAX_VM_NAME: usize = 63;
+
+/// Host-key checking is off for this throwaway host: its key is new on every run, and it must
+/// never land in anyone's `known_hosts`.
+pub const SSH_COMMON_ARGS: &str =
+    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR";
+pub const PYTHON_INTERPRETER: &str = "/usr/bin/python3";
+
+/// Why a transient inventory was not rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("refusing vm name `{name}`: it is a host of the real inventory")]
+    RealHost { name: String },
+    #[error("refusing vm name `{name}`: a test vm's name must start with `{VM_PREFIX}`")]
+    NotTestVm { name: String },
+    #[error(
+        "refusing vm name `{name}`: use only a-z, 0-9 and `-`, at most {MAX_VM_NAME} characters, not ending in `-`"
+    )]
+    NotHostName { name: String },
+    #[error("refusing group `{group}`: not a usable ansible group for the test vm")]
+    BadGroup { group: String },
+}
+
+/// The name of a test VM, checked against the real inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VmName(String);
+
+impl VmName {
+    /// Accepts `name` only if it starts with [`VM_PREFIX`], is a plain host name, and is none of
+    /// `real_hosts` (compared without case, as DNS does).
+    pub fn checked(name: &str, real_hosts: &BTreeSet<String>) -> Result<VmName, Refusal> {
+        let refused = name.to_owned();
+        // Checked first: of all reasons, this is the one an operator must hear.
+        if real_hosts.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            return Err(Refusal::RealHost { name: refused });
+        }
+        if !name.starts_with(VM_PREFIX) {
+            return Err(Refusal::NotTestVm { name: refused });
+        }
+        let host_name = name.len() <= MAX_VM_NAME
+            && name.len() > VM_PREFIX.len()
+            && !name.ends_with('-')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !host_name {
+            return Err(Refusal::NotHostName { name: refused });
+        }
+        Ok(VmName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for VmName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How Ansible reaches the test VM.
+#[derive(Debug, Clone, Copy)]
+pub struct TransientHost<'a> {
+    pub vm_name: &'a str,
+    /// The profile's groups, so the VM gets their `group_vars`.
+    pub groups: &'a [String],
+    /// Where ssh connects: the loopback end of QEMU's port forward.
+    pub ansible_host: &'a str,
+    pub ansible_port: u16,
+    pub ansible_user: &'a str,
+    pub ssh_private_key_file: &'a Utf8Path,
+}
+
+/// A rendered `hosts.yml`, and the one VM it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostsYml {
+    vm: VmName,
+    text: String,
+}
+
+impl HostsYml {
+    pub fn vm(&self) -> &VmName {
+        &self.vm
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Renders `hosts.yml` with the VM as its only host, placed in each of `host.groups`; refuses a
+/// VM name that [`VmName::checked`] refuses.
+pub fn render_hosts_yml(
+    host: &TransientHost<'_>,
+    real_hosts: &BTreeSet<String>,
+) -> Result<HostsYml, Refusal> {
+    let vm = VmName::checked(host.vm_name, real_hosts)?;
+    for group in host.groups {
+        // `all` and `ungrouped` are implicit; a group named like the VM would shadow it.
+        if group.is_empty() || group == "all" || group == "ungrouped" || group == vm.as_str() {
+            return Err(Refusal::BadGroup {
+                group: group.clone(),
+            });
+        }
+    }
+    let groups: BTreeSet<&String> = host.groups.iter().collect();
+
+    let name = quote(vm.as_str());
+    let port = host.ansible_port.to_string();
+    let vars = [
+        ("ansible_host", host.ansible_host),
+        ("ansible_port", port.as_str()),
+        ("ansible_user", host.ansible_user),
+        (
+            "ansible_ssh_private_key_file",
+            host.ssh_private_key_file.as_str(),
+        ),
+        ("ansible_python_interpreter", PYTHON_INTERPRETER),
+        ("ansible_ssh_common_args", SSH_COMMON_ARGS),
+    ];
+
+    let mut text = String::from(
+        "# Transient inventory of one boma integration-test vm, rendered for this run only.\n",
+    );
+    text.push_str("all:\n  hosts:\n");
+    text.push_str(&format!("    {name}:\n"));
+    for (key, value) in vars {
+        text.push_str(&format!("      {key}: {}\n", quote(value)));
+    }
+    if !groups.is_empty() {
+        // The vars live on the host under `all`; the groups only list it.
+        text.push_str("  children:\n");
+        for group in groups {
+            text.push_str(&format!(
+                "    {}:\n      hosts:\n        {name}: {{}}\n",
+                quote(group)
+            ));
+        }
+    }
+    Ok(HostsYml { vm, text })
+}
+
+/// Why the inventory directory was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path} is not a directory: the test vm needs the real inventory's group vars")]
+    NoGroupVars { path: Utf8PathBuf },
+    #[error("refusing to touch {path}: it exists and is not a symlink to {expected}")]
+    ForeignGroupVars {
+        path: Utf8PathBuf,
+        expected: Utf8PathBuf,
+    },
+    #[error("cannot write {path}")]
+    Io {
+        path: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Writes `<dir>/hosts.yml` and links `<dir>/group_vars` to the real inventory's `group_vars`
+/// (linked, not copied, so the VM sees exactly what production sees). An existing `group_vars`
+/// that is anything but that link is left alone and refused.
+pub fn write_inventory_dir(
+    dir: &Utf8Path,
+    repo_root: &Utf8Path,
+    hosts: &HostsYml,
+) -> Result<(), WriteError> {
+    let io_err = |path: &Utf8Path| {
+        let path = path.to_owned();
+        move |source| WriteError::Io { path, source }
+    };
+    // The link must not depend on where it is read from.
+    let repo_root = std::path::absolute(repo_root).map_err(io_err(repo_root))?;
+    let repo_root = Utf8PathBuf::try_from(repo_root).map_err(|e| {
+        let path = Utf8PathBuf::from(e.as_path().to_string_lossy().into_owned());
+        WriteError::Io {
+            path,
+            source: e.into_io_error(),
+        }
+    })?;
+    let target = repo_root.join(PRODUCTION_DIR).join("group_vars");
+    if !target.is_dir() {
+        return Err(WriteError::NoGroupVars { path: target });
+    }
+
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let link = dir.join("group_vars");
+    match link.symlink_metadata() {
+        Ok(meta) => {
+            let ours = meta.is_symlink() && link.read_link_utf8().is_ok_and(|t| t == target);
+            if !ours {
+                return Err(WriteError::ForeignGroupVars {
+                    path: link,
+                    expected: target,
+                });
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::os::unix::fs::symlink(&target, &link).map_err(io_err(&link))?;
+        }
+        Err(source) => return Err(WriteError::Io { path: link, source }),
+    }
+
+    // Written aside and renamed, so that no reader ever sees half an inventory.
+    let hosts_yml = dir.join("hosts.yml");
+    let partial = dir.join("hosts.yml.part");
+    std::fs::write(&partial, hosts.as_str()).map_err(io_err(&partial))?;
+    std::fs::rename(&partial, &hosts_yml).map_err(io_err(&hosts_yml))?;
+    Ok(())
+}
