@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+/// Set once the harness is tearing down after an interrupt: signals are still recorded, but
+/// no longer stop the cleanup's own commands.
+static CLEANING_UP: AtomicBool = AtomicBool::new(false);
 /// A simulated signal (tests), or 0.
 static SIMULATED: AtomicI32 = AtomicI32::new(0);
 /// The flags the real handlers set, one per signal we route.
@@ -54,8 +57,16 @@ pub fn install() -> std::io::Result<()> {
     Ok(())
 }
 
-/// The pending interrupt, if a signal arrived.
+/// The pending interrupt, if a signal arrived (and cleanup has not begun).
 pub fn pending() -> Option<Interrupted> {
+    if CLEANING_UP.load(Ordering::SeqCst) {
+        return None;
+    }
+    received()
+}
+
+/// The interrupt that arrived, whether or not cleanup has begun.
+pub fn received() -> Option<Interrupted> {
     let simulated = SIMULATED.load(Ordering::SeqCst);
     if simulated != 0 {
         return Some(Interrupted { signal: simulated });
@@ -85,6 +96,15 @@ pub fn sleep(duration: Duration) -> Result<(), Interrupted> {
     }
 }
 
+/// Enter cleanup: from now on interrupts no longer stop commands or waits, so that the VM the
+/// harness created is removed even if the operator presses Ctrl-C again. Returns the interrupt
+/// that caused the cleanup, if any, for the exit status.
+pub fn begin_cleanup() -> Option<Interrupted> {
+    let cause = received();
+    CLEANING_UP.store(true, Ordering::SeqCst);
+    cause
+}
+
 /// Pretend a signal arrived: for tests that exercise the interrupt paths.
 pub fn simulate(signal: i32) {
     SIMULATED.store(signal, Ordering::SeqCst);
@@ -93,6 +113,7 @@ pub fn simulate(signal: i32) {
 /// Forget a pending (simulated) interrupt: for tests.
 pub fn reset() {
     SIMULATED.store(0, Ordering::SeqCst);
+    CLEANING_UP.store(false, Ordering::SeqCst);
     if let Some(flags) = FLAGS.get() {
         for (_, flag) in flags {
             flag.store(false, Ordering::SeqCst);

@@ -35,7 +35,12 @@ fn a_real_sigterm_stops_a_running_command_promptly() {
     assert!(err.interrupted().is_some());
     assert!(interrupt::sleep(Duration::from_secs(10)).is_err());
 
-    interrupt::reset();
-    assert!(interrupt::check().is_ok());
+    // Cleanup runs its commands even though the interrupt is remembered.
+    assert_eq!(interrupt::begin_cleanup(), Some(interrupted));
     cmd!(sh, "true").exec().run().unwrap();
+    assert!(interrupt::check().is_ok());
+    assert_eq!(interrupt::received(), Some(interrupted));
+
+    interrupt::reset();
+    assert!(interrupt::received().is_none());
 }

@@ -482,17 +482,8 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
     Ok(())
 }
 
-/// Remove the VM and its files, or keep it when asked.
-pub fn down(fx: &Effects, record: &RunRecord, keep: bool) -> Result<(), VmError> {
-    if keep {
-        eprintln!(
-            "keeping {} as asked (--keep): {}",
-            record.name,
-            record.ssh.shell_hint()
-        );
-        eprintln!("remove it later with `cargo xtask down` (or `cargo xtask prune`)");
-        return Ok(());
-    }
+/// Remove the VM and its files.
+pub fn down(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
     let step = phase(format!("down {}", record.name));
     match remove_vm(fx, &record.name, Some(record)) {
         Ok(()) => {
@@ -504,6 +495,12 @@ pub fn down(fx: &Effects, record: &RunRecord, keep: bool) -> Result<(), VmError>
             Err(e)
         }
     }
+}
+
+/// Stop the VM but keep its files (overlay, console, record) for a post-mortem; the next `up`
+/// or `prune` removes them.
+pub fn power_off(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
+    fx.backend.destroy(&record.name, Some(record))
 }
 
 /// Stop and undefine one VM, then delete its directory and, if it was current, the record.

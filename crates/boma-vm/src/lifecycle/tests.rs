@@ -260,12 +260,13 @@ fn a_guest_that_never_comes_back_times_out_naming_the_console() {
 }
 
 #[test]
-fn down_removes_everything_and_keep_removes_nothing() {
+fn power_off_keeps_the_files_and_down_removes_everything() {
     let rig = Rig::new();
     let record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
-    down(&rig.fx(), &record, true).unwrap();
-    assert!(record.dir.exists() && rig.world.borrow().running.contains(&record.name));
-    down(&rig.fx(), &record, false).unwrap();
+    power_off(&rig.fx(), &record).unwrap();
+    assert!(record.dir.join("overlay.qcow2").exists());
+    assert!(!rig.world.borrow().running.contains(&record.name));
+    down(&rig.fx(), &record).unwrap();
     assert!(!record.dir.exists());
     assert!(rig.world.borrow().running.is_empty());
     assert!(rig.runs.current().unwrap().is_none());
