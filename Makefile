@@ -24,7 +24,7 @@ venv: $(VENV)/.stamp
 ## lint-ansible: yamllint, ansible-lint (production profile) and a syntax check of each playbook
 lint-ansible: venv
 	$(ANSIBLE_BIN)/yamllint --strict .
-	$(ANSIBLE_BIN)/ansible-lint
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ansible-lint
 	@set -e; for p in $(PLAYBOOKS); do \
 		echo "+ ansible-playbook --syntax-check -i $(INVENTORY) $$p"; \
 		$(ANSIBLE_BIN)/ansible-playbook --syntax-check -i $(INVENTORY) $$p; \
