@@ -1,9 +1,12 @@
 //! KVM or TCG: decided by running guest code, because opening `/dev/kvm` proves nothing here.
 //!
-//! On the machines CI runs on, `/dev/kvm` exists and a KVM VM object can be created, yet guests
-//! never run (`-cpu host` aborts, `-cpu qemu64` hangs). The probe boots a 512-byte boot sector
-//! under KVM that prints a marker on the serial port and then asks QEMU to exit through the
-//! `isa-debug-exit` device. Only that exact outcome counts as KVM working.
+//! On the machines CI runs on, `/dev/kvm` exists, a KVM VM object can be created, and even a
+//! real-mode boot sector runs — yet the guest kernel hangs right after GRUB hands over. So the
+//! probe has two stages: a 512-byte boot sector that prints a marker and exits QEMU through
+//! `isa-debug-exit` (cheap: rejects hosts where KVM runs nothing at all), then the golden image
+//! itself, booted read-only (`-snapshot`), which must reach systemd's banner on the serial
+//! console. Only both count as KVM working. The verdict is cached per host boot, QEMU version
+//! and image, because the second stage costs up to half a minute when KVM is broken.
 
 use std::time::Duration;
 
@@ -19,6 +22,12 @@ const MARKER: &str = "BOMA-KVM-OK";
 const EXIT_VALUE: u8 = 0x10;
 /// A KVM guest that works reaches the marker in well under a second; a broken one hangs.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
+/// systemd's banner: the guest kernel ran all the way to userspace.
+const USERSPACE_MARKER: &str = "Welcome to";
+/// Under TCG the banner comes ~15 s after power-on; under working KVM a few seconds.
+const KERNEL_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The probe VM's name: `prune` finds it by the prefix if the harness dies mid-probe.
+const PROBE_NAME: &str = "boma-it-kvm-probe";
 
 /// How the guest CPU is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -95,11 +104,56 @@ pub fn judge_probe(exit_code: Option<i32>, serial: &str) -> bool {
     exit_code == Some(i32::from((EXIT_VALUE << 1) | 1)) && serial.contains(MARKER)
 }
 
-/// Decide KVM or TCG. `scratch` is a directory the probe may write two small files into.
-pub fn detect(sh: &Shell, scratch: &Utf8Path) -> Result<Accel, VmError> {
+/// What a cached verdict is valid for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeKey {
+    pub host_boot_id: String,
+    pub qemu_version: String,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct CachedVerdict {
+    key: ProbeKey,
+    accel: Accel,
+}
+
+/// The cached verdict in `text`, if it was made for `key`.
+pub fn cached_verdict(text: &str, key: &ProbeKey) -> Option<Accel> {
+    let cached: CachedVerdict = serde_json::from_str(text).ok()?;
+    (cached.key == *key).then_some(cached.accel)
+}
+
+/// Decide KVM or TCG for booting `golden`. `scratch` is a directory for the probe's small
+/// files; `cache` the file that remembers the verdict.
+pub fn detect(sh: &Shell, scratch: &Utf8Path, golden: &Utf8Path, cache: &Utf8Path) -> Result<Accel, VmError> {
     if !Utf8Path::new("/dev/kvm").exists() {
         return Ok(Accel::Tcg);
     }
+    let qemu_version = cmd!(sh, "qemu-system-x86_64 --version").exec().quiet().read()?;
+    let key = ProbeKey {
+        host_boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned(),
+        qemu_version: qemu_version.lines().next().unwrap_or_default().to_owned(),
+        image: golden.to_string(),
+    };
+    if let Some(accel) = std::fs::read_to_string(cache).ok().and_then(|t| cached_verdict(&t, &key)) {
+        eprintln!("acceleration probe: cached verdict for this host boot ({cache})");
+        return Ok(accel);
+    }
+    eprintln!("probing KVM: does a guest actually run under it? (/dev/kvm exists, which proves nothing)");
+    let accel = if probe_boot_sector_runs(sh, scratch)? && probe_kernel_runs(sh, scratch, golden)? {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    };
+    let verdict = CachedVerdict { key, accel };
+    // Best effort: a cache that cannot be written only costs the next run another probe.
+    let _ = std::fs::write(cache, serde_json::to_string_pretty(&verdict).expect("json"));
+    Ok(accel)
+}
+
+/// Stage one: real-mode guest code under KVM.
+fn probe_boot_sector_runs(sh: &Shell, scratch: &Utf8Path) -> Result<bool, VmError> {
     let disk = scratch.join("kvm-probe.img");
     let serial = scratch.join("kvm-probe.serial");
     std::fs::write(&disk, probe_boot_sector()).map_err(|e| VmError::io(&disk, e))?;
@@ -108,7 +162,7 @@ pub fn detect(sh: &Shell, scratch: &Utf8Path) -> Result<Accel, VmError> {
     let serial_arg = format!("file:{serial}");
     let out = cmd!(
         sh,
-        "qemu-system-x86_64 -accel kvm -cpu host -m 16 -display none -no-reboot -monitor none
+        "qemu-system-x86_64 -name {PROBE_NAME} -accel kvm -cpu host -m 16 -display none -no-reboot -monitor none
             -drive {drive} -serial {serial_arg} -device isa-debug-exit,iobase=0xf4,iosize=0x04"
     )
     .exec()
@@ -127,11 +181,55 @@ pub fn detect(sh: &Shell, scratch: &Utf8Path) -> Result<Accel, VmError> {
     let printed = std::fs::read_to_string(&serial).unwrap_or_default();
     let _ = std::fs::remove_file(&disk);
     let _ = std::fs::remove_file(&serial);
-    Ok(if judge_probe(exit_code, &printed) {
-        Accel::Kvm
-    } else {
-        Accel::Tcg
-    })
+    Ok(judge_probe(exit_code, &printed))
+}
+
+/// Stage two: the golden image's kernel under KVM, read-only, until systemd's banner.
+fn probe_kernel_runs(sh: &Shell, scratch: &Utf8Path, golden: &Utf8Path) -> Result<bool, VmError> {
+    let serial = scratch.join("kvm-probe-kernel.serial");
+    let pidfile = scratch.join("kvm-probe.pid");
+    let _ = std::fs::remove_file(&serial);
+    let drive = format!("file={golden},if=virtio,format=qcow2,readonly=on");
+    let serial_arg = format!("file:{serial}");
+    let started = cmd!(
+        sh,
+        "qemu-system-x86_64 -name {PROBE_NAME} -accel kvm -cpu host -smp 1 -m 512 -nodefaults -display none
+            -snapshot -drive {drive} -serial {serial_arg} -daemonize -pidfile {pidfile}"
+    )
+    .exec()
+    .allow_fail()
+    .timeout(PROBE_TIMEOUT)
+    .run()?;
+    if !started.success() {
+        return Ok(false);
+    }
+    let pid: Option<u32> = std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse().ok());
+    let deadline = std::time::Instant::now() + KERNEL_PROBE_TIMEOUT;
+    let mut reached = false;
+    let mut interrupted = None;
+    while std::time::Instant::now() < deadline {
+        if std::fs::read(&serial).is_ok_and(|b| String::from_utf8_lossy(&b).contains(USERSPACE_MARKER)) {
+            reached = true;
+            break;
+        }
+        if let Err(i) = boma_exec::interrupt::sleep(Duration::from_millis(250)) {
+            interrupted = Some(i);
+            break;
+        }
+    }
+    if let Some(pid) = pid {
+        crate::procs::signal_vm(pid, PROBE_NAME, nix::sys::signal::Signal::SIGKILL);
+        let gone_by = std::time::Instant::now() + Duration::from_secs(5);
+        while crate::procs::is_vm_process(pid, PROBE_NAME) && std::time::Instant::now() < gone_by {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = std::fs::remove_file(&serial);
+    let _ = std::fs::remove_file(&pidfile);
+    match interrupted {
+        Some(i) => Err(i.into()),
+        None => Ok(reached),
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +263,16 @@ mod tests {
             Accel::Kvm.scale(Duration::from_secs(30)),
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn a_cached_verdict_counts_only_for_the_same_boot_qemu_and_image() {
+        let key = ProbeKey { host_boot_id: "b1".into(), qemu_version: "7.2".into(), image: "/c/g.qcow2".into() };
+        let text = serde_json::to_string(&CachedVerdict { key: key.clone(), accel: Accel::Tcg }).unwrap();
+        assert_eq!(cached_verdict(&text, &key), Some(Accel::Tcg));
+        let rebooted = ProbeKey { host_boot_id: "b2".into(), ..key.clone() };
+        assert_eq!(cached_verdict(&text, &rebooted), None);
+        assert_eq!(cached_verdict("not json", &key), None);
     }
 
     #[test]
