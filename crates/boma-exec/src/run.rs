@@ -173,7 +173,8 @@ impl Run {
     }
 
     /// Echo the command's output to stderr as it arrives (long steps such as
-    /// `ansible-playbook`); only the tail is kept in [`Captured`].
+    /// `ansible-playbook`); stdout is still kept whole in [`Captured`] (it is data), stderr
+    /// only its tail.
     pub fn stream(mut self) -> Run {
         self.stream = true;
         self
@@ -355,7 +356,7 @@ enum Lines {
 
 impl Collector {
     fn start(pipe: impl Read + Send + 'static, stream: bool, is_stderr: bool) -> Collector {
-        let buffer = Arc::new(Mutex::new(if stream {
+        let buffer = Arc::new(Mutex::new(if stream && is_stderr {
             Lines::Tail(VecDeque::new())
         } else {
             Lines::All(String::new())
@@ -372,13 +373,14 @@ impl Collector {
                 }
                 let line = String::from_utf8_lossy(&raw);
                 let mut buffer = sink.lock().unwrap_or_else(|e| e.into_inner());
+                if stream {
+                    // Streamed output goes to stderr either way: the harness's stdout is data.
+                    eprintln!("  {}", redact(line.trim_end_matches(['\n', '\r'])));
+                }
                 match &mut *buffer {
                     Lines::All(text) => text.push_str(&line),
                     Lines::Tail(tail) => {
                         let line = redact(line.trim_end_matches(['\n', '\r']));
-                        // Streamed output goes to stderr either way: stdout is for data.
-                        let _ = is_stderr;
-                        eprintln!("  {line}");
                         tail.push_back(line);
                         if tail.len() > TAIL_LINES {
                             tail.pop_front();
@@ -507,10 +509,11 @@ mod tests {
     }
 
     #[test]
-    fn streamed_output_keeps_only_the_tail() {
+    fn streamed_stdout_is_kept_whole_and_stderr_only_its_tail() {
         let sh = sh();
-        let out = cmd!(sh, "seq 1 200").exec().stream().run().unwrap();
-        let lines: Vec<&str> = out.stdout.lines().collect();
+        let out = cmd!(sh, "sh -c 'seq 1 200; seq 1 200 >&2'").exec().stream().run().unwrap();
+        assert_eq!(out.stdout.lines().count(), 200);
+        let lines: Vec<&str> = out.stderr.lines().collect();
         assert_eq!(lines.len(), TAIL_LINES);
         assert_eq!(lines.last(), Some(&"200"));
     }
