@@ -1,0 +1,141 @@
+//! Everything checked before anything is created: one clear line per problem, exit status 2.
+
+use std::collections::BTreeSet;
+
+use boma_inventory::{CertTier, Profile, VERIFY_PLAYBOOK};
+use camino::Utf8PathBuf;
+
+use crate::{Ctx, HarnessError};
+
+/// A run's validated inputs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub host: String,
+    pub profile: Profile,
+    pub tier: CertTier,
+    /// Host names of the real inventory: none may ever be the test VM.
+    pub real_hosts: BTreeSet<String>,
+    pub vault_password_file: Option<Utf8PathBuf>,
+}
+
+/// Which tools a step needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Boot a VM.
+    Vm,
+    /// Run playbooks against a live VM.
+    Ansible,
+    /// Both (the full cycle).
+    All,
+}
+
+/// Validate `host`'s profile, the tier, every file they name, the vault secret and the tools.
+pub fn plan(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Plan, HarnessError> {
+    let repo = ctx.repo();
+    let profile =
+        boma_inventory::load_profile(repo, host).map_err(|e| HarnessError::Usage(e.to_string()))?;
+    let profile_file = format!("profiles/{host}.json");
+    for file in &profile.extra_vars_files {
+        if !repo.join(file).is_file() {
+            return Err(HarnessError::Usage(format!(
+                "{profile_file} names the variable file {file}, which does not exist: create it or fix extra_vars_files"
+            )));
+        }
+    }
+    for apply in &profile.applies {
+        let playbook = format!("playbooks/{}", apply.playbook);
+        if !repo.join(&playbook).is_file() {
+            return Err(HarnessError::Usage(format!(
+                "{profile_file} applies {playbook}, which does not exist: fix the playbook name in applies"
+            )));
+        }
+    }
+    let tier_file = tier.vars_file();
+    if !repo.join(&tier_file).is_file() {
+        return Err(HarnessError::Usage(format!(
+            "the cert tier {tier} needs {tier_file}, which does not exist: restore it from git"
+        )));
+    }
+    if !repo.join(VERIFY_PLAYBOOK).is_file() {
+        return Err(HarnessError::Usage(format!(
+            "the verify playbook {VERIFY_PLAYBOOK} does not exist"
+        )));
+    }
+    let vault_password_file = vault_secret(ctx, tier)?;
+    let real_hosts = boma_inventory::read_real_host_names(repo)
+        .map_err(|e| HarnessError::Usage(format!("reading the real inventory: {e}")))?;
+    if real_hosts.is_empty() {
+        return Err(HarnessError::Usage(
+            "the real inventory (inventories/production/) lists no hosts: the harness cannot prove the test VM is none of them".into(),
+        ));
+    }
+    check_tools(ctx, needs)?;
+    Ok(Plan {
+        host: host.to_owned(),
+        profile,
+        tier,
+        real_hosts,
+        vault_password_file,
+    })
+}
+
+/// The vault password file, when the tier needs a secret: given, readable, non-empty. Its
+/// content is registered for redaction at once.
+fn vault_secret(ctx: &Ctx, tier: CertTier) -> Result<Option<Utf8PathBuf>, HarnessError> {
+    if !tier.needs_vault_secret() {
+        return Ok(None);
+    }
+    let Some(file) = &ctx.settings.vault_password_file else {
+        return Err(HarnessError::Usage(format!(
+            "the cert tier {tier} needs the Gandi DNS token from the ansible-vault, and no vault password file was given: pass --vault-password-file <file> (or set BOMA_VAULT_PASSWORD_FILE), or use --certs internal"
+        )));
+    };
+    let password = std::fs::read_to_string(file).map_err(|e| {
+        HarnessError::Usage(format!(
+            "the vault password file {file} cannot be read ({e}): the cert tier {tier} needs it"
+        ))
+    })?;
+    if password.trim().is_empty() {
+        return Err(HarnessError::Usage(format!(
+            "the vault password file {file} is empty"
+        )));
+    }
+    boma_exec::redact::register(password.trim());
+    Ok(Some(file.clone()))
+}
+
+/// The first tool of `needs` that is missing, with its package, as a usage error.
+fn check_tools(ctx: &Ctx, needs: Needs) -> Result<(), HarnessError> {
+    let vm: &[&str] = &["qemu-img", "cloud-localds", "ssh", "ssh-keygen"];
+    let mut tools: Vec<&str> = Vec::new();
+    if matches!(needs, Needs::Vm | Needs::All) {
+        tools.extend(vm);
+    }
+    for tool in tools {
+        if tool_missing(tool) {
+            return Err(missing(tool));
+        }
+    }
+    if matches!(needs, Needs::Ansible | Needs::All)
+        && !ctx.repo().join(".venv/bin/ansible-playbook").is_file()
+        && tool_missing("ansible-playbook")
+    {
+        return Err(missing("ansible-playbook"));
+    }
+    Ok(())
+}
+
+fn missing(tool: &str) -> HarnessError {
+    let hint = boma_exec::package_hint(tool).unwrap_or("install it");
+    HarnessError::Usage(format!("`{tool}` is not installed: {hint}"))
+}
+
+/// Whether `tool` is absent from every directory of `PATH`.
+pub fn tool_missing(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    !std::env::split_paths(&path).any(|dir| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(dir.join(tool))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}

@@ -1,0 +1,547 @@
+//! The steps (`up`, `apply`, `reboot`, `assert`, `down`, `console`, `prune`) and the cycle
+//! that chains them (`it`), with one policy for failures: after boot, a failure collects the
+//! diagnostics bundle and keeps the VM for inspection; an interrupt removes what this command
+//! created (unless asked to keep it).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use boma_exec::interrupt;
+use boma_exec::progress::{self, human, phase};
+use boma_inventory::{CertTier, PlaybookRun, TransientHost, VmName};
+use boma_vm::lifecycle::{self, Effects, RealDisks, UpFailure, UpRequest, Waits};
+use boma_vm::qemu::QemuBackend;
+use boma_vm::{
+    Accel, Backend, BackendKind, OpenSsh, RebootHow, RunRecord, Runs, diagnostics, keys, memory,
+};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::json;
+
+use crate::preflight::{self, Needs, Plan};
+use crate::verify::VerifyResults;
+use crate::{BackendChoice, Ctx, HarnessError, ansible, golden};
+
+/// Options of the full cycle.
+#[derive(Debug, Clone, Copy)]
+pub struct ItOptions {
+    pub tier: CertTier,
+    /// Keep the VM even when the run passes.
+    pub keep: bool,
+    /// Verify without rebooting (faster, and blind to exactly the bugs this exists for).
+    pub no_reboot: bool,
+}
+
+/// The transient inventory's directory inside a VM's run directory.
+const INVENTORY_DIR: &str = "inventory";
+/// The run's own variables for the verify playbook.
+const HARNESS_VARS: &str = "harness-vars.json";
+/// Where the verify playbook writes its findings.
+const RESULTS_FILE: &str = "verify-results.json";
+
+fn runs(ctx: &Ctx) -> Runs {
+    Runs::new(ctx.settings.runs_root())
+}
+
+/// The backend for a new run, as the operator chose.
+fn choose_backend(ctx: &Ctx) -> Result<BackendKind, HarnessError> {
+    match ctx.settings.backend {
+        BackendChoice::Qemu | BackendChoice::Auto => Ok(BackendKind::Qemu),
+        BackendChoice::Libvirt => Err(HarnessError::Usage(
+            "the libvirt backend is not available in this build; use --backend qemu".into(),
+        )),
+    }
+}
+
+fn backend<'a>(ctx: &Ctx<'a>, kind: BackendKind) -> Box<dyn Backend + 'a> {
+    match kind {
+        BackendKind::Qemu | BackendKind::Libvirt => Box::new(QemuBackend::new(ctx.sh)),
+    }
+}
+
+/// Run `f` with the lifecycle's effects for a VM of `kind` under `accel`.
+fn with_effects<T>(ctx: &Ctx, kind: BackendKind, accel: Accel, f: impl FnOnce(&Effects) -> T) -> T {
+    let runs = runs(ctx);
+    let backend = backend(ctx, kind);
+    let guest = OpenSsh::new(ctx.sh);
+    let disks = RealDisks { sh: ctx.sh };
+    let fx = Effects {
+        runs: &runs,
+        backend: backend.as_ref(),
+        guest: &guest,
+        disks: &disks,
+        waits: Waits::for_accel(accel),
+    };
+    f(&fx)
+}
+
+/// `boma-it-<host>-<8 hex>`: unique per run.
+fn new_run_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|uuid| uuid.trim().replace('-', "")[..8].to_owned())
+        .unwrap_or_else(|_| format!("{:08x}", std::process::id()))
+}
+
+/// Boot a VM mirroring `host` and wait until it is ready.
+pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
+    let runs = runs(ctx);
+    let _lock = runs.lock(&format!("cargo xtask up {host}"))?;
+    let plan = preflight::plan(ctx, host, CertTier::Internal, Needs::Vm)?;
+    let record = up_planned(ctx, &plan, false)?;
+    write_inventory(ctx, &plan, &record)?;
+    Ok(record)
+}
+
+/// `up` after preflight. A failure after boot keeps the VM (diagnostics collected); an
+/// interrupt removes it unless `keep`.
+fn up_planned(ctx: &Ctx, plan: &Plan, keep: bool) -> Result<RunRecord, HarnessError> {
+    let kind = choose_backend(ctx)?;
+    let runs = runs(ctx);
+    std::fs::create_dir_all(runs.root()).map_err(|e| boma_vm::VmError::io(runs.root(), e))?;
+    memory::guard_disk(runs.root())?;
+    let golden = golden::resolve(ctx)?;
+    let probe_cache = ctx.settings.cache_dir.join("kvm-probe.json");
+    let accel = boma_vm::accel::detect(ctx.sh, runs.root(), &golden, &probe_cache)?;
+    eprintln!("acceleration: {}", accel.describe());
+    let (key, public_key) = keys::ensure_keypair(ctx.sh, &ctx.settings.key_dir())?;
+
+    let run_id = new_run_id();
+    let name = boma_vm::vm_name(&plan.host, &run_id);
+    // The safety invariant, checked again where the name is born.
+    VmName::checked(&name, &plan.real_hosts).map_err(|e| HarnessError::Usage(e.to_string()))?;
+    let keys = [public_key];
+    let user_data = boma_cloudinit::user_data(&boma_cloudinit::UserData::new(&keys))
+        .map_err(|e| HarnessError::Usage(format!("cannot render user-data: {e}")))?;
+    let instance_id = format!("iid-{name}");
+    let meta_data = boma_cloudinit::meta_data(&boma_cloudinit::MetaData {
+        instance_id: &instance_id,
+        local_hostname: &name,
+    });
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let request = UpRequest {
+        host: plan.host.clone(),
+        name: name.clone(),
+        mac: boma_vm::mac_for(&run_id),
+        golden,
+        mem_mib: plan.profile.mem_mib,
+        vcpus: plan.profile.vcpus,
+        published_ports: plan.profile.published_ports.clone(),
+        accel,
+        user_data,
+        meta_data,
+        user: boma_cloudinit::DEFAULT_USER.to_owned(),
+        key,
+        available_mib: memory::available_mib(&meminfo).unwrap_or(0),
+    };
+    match with_effects(ctx, kind, accel, |fx| lifecycle::up(fx, &request)) {
+        Ok(record) => Ok(record),
+        Err(UpFailure {
+            error,
+            record: Some(record),
+        }) => Err(after_boot_failure(ctx, &record, error.into(), keep)),
+        Err(UpFailure {
+            error,
+            record: None,
+        }) => Err(error.into()),
+    }
+}
+
+/// The single failure policy for a booted VM: an interrupt removes it (unless `keep`); any
+/// other failure collects diagnostics and keeps it, saying how to inspect and clean up.
+fn after_boot_failure(
+    ctx: &Ctx,
+    record: &RunRecord,
+    error: HarnessError,
+    keep: bool,
+) -> HarnessError {
+    if error.interrupted().is_some() {
+        interrupt::begin_cleanup();
+        eprintln!("interrupted: {error}");
+        if keep {
+            eprintln!(
+                "keeping {} as asked (--keep): {}",
+                record.name,
+                record.ssh.shell_hint()
+            );
+        } else if let Err(e) = with_effects(ctx, record.backend, record.accel, |fx| {
+            lifecycle::down(fx, record)
+        }) {
+            eprintln!(
+                "could not remove {} after the interrupt: {e}; run `cargo xtask prune`",
+                record.name
+            );
+        }
+        return error;
+    }
+    eprintln!("error: {error}");
+    let bundle = collect_diagnostics(ctx, record);
+    eprintln!();
+    eprintln!("the VM {} is kept for inspection:", record.name);
+    eprintln!("  shell:        {}", record.ssh.shell_hint());
+    eprintln!(
+        "  console:      cargo xtask console   (or {})",
+        record.console_log()
+    );
+    match bundle {
+        Some(dir) => eprintln!("  diagnostics:  {dir}"),
+        None => eprintln!("  diagnostics:  could not be collected (see above)"),
+    }
+    eprintln!("  clean up:     cargo xtask down      (or `cargo xtask prune` for every test VM)");
+    error
+}
+
+fn collect_diagnostics(ctx: &Ctx, record: &RunRecord) -> Option<Utf8PathBuf> {
+    let guest = OpenSsh::new(ctx.sh);
+    let out = ctx.settings.diagnostics_root.join(&record.name);
+    match diagnostics::collect(&guest, record, &out) {
+        Ok(dir) => {
+            // The verify playbook's findings belong with the evidence.
+            let results = record.dir.join(RESULTS_FILE);
+            if results.is_file() {
+                let _ = std::fs::copy(&results, dir.join(RESULTS_FILE));
+            }
+            eprintln!("diagnostics: {dir}");
+            Some(dir)
+        }
+        Err(e) => {
+            eprintln!("could not collect diagnostics: {e}");
+            None
+        }
+    }
+}
+
+/// Render the transient inventory and the run's variables into the VM's directory.
+fn write_inventory(ctx: &Ctx, plan: &Plan, record: &RunRecord) -> Result<(), HarnessError> {
+    let host = TransientHost {
+        vm_name: &record.name,
+        groups: &plan.profile.groups,
+        ansible_host: &record.ssh.host,
+        ansible_port: record.ssh.port,
+        ansible_user: &record.ssh.user,
+        ssh_private_key_file: &record.ssh.key,
+    };
+    let hosts = boma_inventory::render_hosts_yml(&host, &plan.real_hosts)
+        .map_err(|e| HarnessError::Usage(e.to_string()))?;
+    let dir = record.dir.join(INVENTORY_DIR);
+    boma_inventory::write_inventory_dir(&dir, ctx.repo(), &hosts)
+        .map_err(|e| HarnessError::Usage(e.to_string()))?;
+    let vars = harness_vars(record);
+    let path = record.dir.join(HARNESS_VARS);
+    std::fs::write(&path, serde_json::to_string_pretty(&vars).expect("json"))
+        .map_err(|e| boma_vm::VmError::io(&path, e))?;
+    Ok(())
+}
+
+/// The verify playbook's inputs: the VM, where the controller reaches each published port,
+/// and where to write the results.
+pub fn harness_vars(record: &RunRecord) -> serde_json::Value {
+    let endpoints: BTreeMap<String, serde_json::Value> = record
+        .published
+        .iter()
+        .map(|(port, ep)| (port.to_string(), json!({"host": ep.host, "port": ep.port})))
+        .collect();
+    json!({
+        "boma_it_vm_name": record.name,
+        "boma_it_endpoints": endpoints,
+        "boma_it_results_file": record.dir.join(RESULTS_FILE),
+    })
+}
+
+fn playbook_run<'a>(
+    ctx: &'a Ctx,
+    plan: &'a Plan,
+    vm: &'a VmName,
+    inventory: &'a Utf8Path,
+    vars: Option<&'a Utf8Path>,
+) -> PlaybookRun<'a> {
+    PlaybookRun {
+        repo_root: ctx.repo(),
+        inventory_dir: inventory,
+        vm,
+        extra_vars_files: &plan.profile.extra_vars_files,
+        cert_tier: plan.tier,
+        run_extra_vars: vars,
+        vault_password_file: plan.vault_password_file.as_deref(),
+    }
+}
+
+/// The current run. Applying another host's profile to it is allowed (the RED→GREEN cycle
+/// applies the fix to the VM booted for the RED case) and said out loud.
+fn current_for(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
+    let record = runs(ctx).require_current()?;
+    if record.host != host {
+        eprintln!(
+            "note: the current run {} was booted for {}; using the profile of {host} on it",
+            record.name, record.host
+        );
+    }
+    Ok(record)
+}
+
+/// Apply the profile's playbooks to the current VM.
+pub fn apply(ctx: &Ctx, host: &str, tier: CertTier) -> Result<(), HarnessError> {
+    let runs = runs(ctx);
+    let _lock = runs.lock(&format!("cargo xtask apply {host}"))?;
+    let record = current_for(ctx, host)?;
+    let plan = preflight::plan(ctx, host, tier, Needs::Ansible)?;
+    apply_planned(ctx, &plan, &record).map_err(|e| standalone_failure(ctx, &record, e))
+}
+
+fn apply_planned(ctx: &Ctx, plan: &Plan, record: &RunRecord) -> Result<(), HarnessError> {
+    write_inventory(ctx, plan, record)?;
+    let vm = VmName::checked(&record.name, &plan.real_hosts)
+        .map_err(|e| HarnessError::Usage(e.to_string()))?;
+    let inventory = record.dir.join(INVENTORY_DIR);
+    let run = playbook_run(ctx, plan, &vm, &inventory, None);
+    for apply in &plan.profile.applies {
+        let label = match apply.tags.is_empty() {
+            true => format!("apply playbooks/{}", apply.playbook),
+            false => format!(
+                "apply playbooks/{} --tags {}",
+                apply.playbook,
+                apply.tags.join(",")
+            ),
+        };
+        let step = phase(&label);
+        let args = boma_inventory::apply_argv(&run, apply);
+        match ansible::run(ctx, &label, &args) {
+            Ok(()) => step.done(),
+            Err(e) => {
+                step.failed();
+                return Err(e);
+            }
+        };
+    }
+    Ok(())
+}
+
+/// A failed standalone step on a VM that `up` made: diagnostics and keep, or, when
+/// interrupted, leave the VM to the operator who started it.
+fn standalone_failure(ctx: &Ctx, record: &RunRecord, error: HarnessError) -> HarnessError {
+    if error.interrupted().is_some() {
+        eprintln!(
+            "interrupted: {error}; the VM {} stays up (`up` started it): `cargo xtask down` removes it",
+            record.name
+        );
+        return error;
+    }
+    after_boot_failure(ctx, record, error, true)
+}
+
+/// Reboot the current VM for real; `hard` resets it instead of asking the guest.
+pub fn reboot(ctx: &Ctx, hard: bool) -> Result<(), HarnessError> {
+    let runs = runs(ctx);
+    let _lock = runs.lock("cargo xtask reboot")?;
+    let mut record = runs.require_current()?;
+    let how = if hard {
+        RebootHow::Hard
+    } else {
+        RebootHow::Guest
+    };
+    reboot_record(ctx, &mut record, how).map_err(|e| standalone_failure(ctx, &record, e))
+}
+
+fn reboot_record(ctx: &Ctx, record: &mut RunRecord, how: RebootHow) -> Result<(), HarnessError> {
+    with_effects(ctx, record.backend, record.accel, |fx| {
+        lifecycle::reboot(fx, record, how)
+    })?;
+    Ok(())
+}
+
+/// Run the verify playbook against the current VM.
+pub fn assert(ctx: &Ctx, host: &str, tier: CertTier) -> Result<VerifyResults, HarnessError> {
+    let runs = runs(ctx);
+    let _lock = runs.lock(&format!("cargo xtask assert {host}"))?;
+    let record = current_for(ctx, host)?;
+    let plan = preflight::plan(ctx, host, tier, Needs::Ansible)?;
+    assert_planned(ctx, &plan, &record).map_err(|e| standalone_failure(ctx, &record, e))
+}
+
+fn assert_planned(
+    ctx: &Ctx,
+    plan: &Plan,
+    record: &RunRecord,
+) -> Result<VerifyResults, HarnessError> {
+    write_inventory(ctx, plan, record)?;
+    let vm = VmName::checked(&record.name, &plan.real_hosts)
+        .map_err(|e| HarnessError::Usage(e.to_string()))?;
+    let inventory = record.dir.join(INVENTORY_DIR);
+    let vars = record.dir.join(HARNESS_VARS);
+    let results_file = record.dir.join(RESULTS_FILE);
+    let _ = std::fs::remove_file(&results_file);
+    let run = playbook_run(ctx, plan, &vm, &inventory, Some(&vars));
+    let step = phase("verify (tests/integration/verify.yml)");
+    let played = ansible::run(ctx, "verify", &boma_inventory::verify_argv(&run));
+    let results = std::fs::read_to_string(&results_file)
+        .ok()
+        .and_then(|t| VerifyResults::parse(&t).ok());
+    match (played, results) {
+        (Ok(()), Some(results)) if results.passed() => {
+            step.done();
+            eprint!("{}", results.summary());
+            Ok(results)
+        }
+        (played, Some(results)) => {
+            step.failed();
+            eprint!("{}", results.summary());
+            if let Err(e) = played
+                && e.interrupted().is_some()
+            {
+                return Err(e);
+            }
+            Err(HarnessError::VerifyFailed {
+                failed: results.failed(),
+            })
+        }
+        (Err(e), None) => {
+            step.failed();
+            Err(e)
+        }
+        (Ok(()), None) => {
+            step.failed();
+            Err(HarnessError::Usage(format!(
+                "the verify playbook passed but wrote no results to {results_file}: it is not the harness's verify playbook"
+            )))
+        }
+    }
+}
+
+/// Remove the current VM and its files; with `keep`, only power it off and keep its files.
+pub fn down(ctx: &Ctx, keep: bool) -> Result<(), HarnessError> {
+    let runs = runs(ctx);
+    let _lock = runs.lock("cargo xtask down")?;
+    let Some(record) = runs.current()? else {
+        eprintln!(
+            "no current run: nothing to take down (`cargo xtask prune` removes leftovers of crashed runs)"
+        );
+        return Ok(());
+    };
+    with_effects(ctx, record.backend, record.accel, |fx| {
+        if keep {
+            lifecycle::power_off(fx, &record)?;
+            eprintln!(
+                "{} is powered off; its files stay in {} (overlay, console.log); `cargo xtask prune` removes them",
+                record.name, record.dir
+            );
+            Ok(())
+        } else {
+            lifecycle::down(fx, &record)
+        }
+    })?;
+    Ok(())
+}
+
+/// The current (or last) VM's serial console.
+pub fn console(ctx: &Ctx) -> Result<Utf8PathBuf, HarnessError> {
+    let record = runs(ctx).require_current()?;
+    Ok(record.console_log())
+}
+
+/// Remove every test VM, process and run file on this machine's run directory.
+pub fn prune(ctx: &Ctx) -> Result<(), HarnessError> {
+    let runs = runs(ctx);
+    let _lock = runs.lock("cargo xtask prune")?;
+    let step = phase("prune");
+    let report = with_effects(ctx, BackendKind::Qemu, Accel::Tcg, lifecycle::prune)?;
+    step.done();
+    if report.vms.is_empty() && report.dirs == 0 {
+        eprintln!("nothing to prune: no test VM, no run files");
+    } else {
+        eprintln!(
+            "pruned {} VM(s) ({}) and {} run director(ies)",
+            report.vms.len(),
+            report.vms.join(", "),
+            report.dirs
+        );
+    }
+    Ok(())
+}
+
+/// The full cycle: up → apply → reboot → assert → down. Prints a JSON report on stdout.
+pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> Result<VerifyResults, HarnessError> {
+    let started = Instant::now();
+    let runs = runs(ctx);
+    let _lock = runs.lock(&format!("cargo xtask it {host}"))?;
+    let plan = preflight::plan(ctx, host, options.tier, Needs::All)?;
+    let mut record = match up_planned(ctx, &plan, options.keep) {
+        Ok(record) => record,
+        Err(e) => {
+            print_report(&plan, None, Err(&e), started);
+            return Err(e);
+        }
+    };
+    let outcome = (|| {
+        apply_planned(ctx, &plan, &record)?;
+        if options.no_reboot {
+            eprintln!("--no-reboot: verifying without a reboot (blind to reboot-survival bugs)");
+        } else {
+            reboot_record(ctx, &mut record, RebootHow::Guest)?;
+        }
+        assert_planned(ctx, &plan, &record)
+    })();
+    match outcome {
+        Ok(results) => {
+            if options.keep {
+                eprintln!(
+                    "passed; keeping {} as asked (--keep): {}",
+                    record.name,
+                    record.ssh.shell_hint()
+                );
+            } else {
+                with_effects(ctx, record.backend, record.accel, |fx| {
+                    lifecycle::down(fx, &record)
+                })?;
+            }
+            print_report(&plan, Some(&record), Ok(&results), started);
+            Ok(results)
+        }
+        Err(e) => {
+            let e = after_boot_failure(ctx, &record, e, options.keep);
+            print_report(&plan, Some(&record), Err(&e), started);
+            Err(e)
+        }
+    }
+}
+
+/// The run's report: stdout is data.
+fn print_report(
+    plan: &Plan,
+    record: Option<&RunRecord>,
+    outcome: Result<&VerifyResults, &HarnessError>,
+    started: Instant,
+) {
+    let phases: Vec<serde_json::Value> = progress::timings()
+        .into_iter()
+        .map(|(name, d)| json!({"phase": name, "seconds": (d.as_secs_f64() * 10.0).round() / 10.0}))
+        .collect();
+    let (result, checks, error) = match outcome {
+        Ok(results) => ("passed", Some(results.checks.clone()), None),
+        Err(e) if e.interrupted().is_some() => ("interrupted", None, Some(e.to_string())),
+        Err(HarnessError::VerifyFailed { .. }) => ("failed", None, None),
+        Err(e) => ("error", None, Some(e.to_string())),
+    };
+    let checks = checks.or_else(|| {
+        let path = record?.dir.join(RESULTS_FILE);
+        VerifyResults::parse(&std::fs::read_to_string(path).ok()?)
+            .ok()
+            .map(|r| r.checks)
+    });
+    let report = json!({
+        "host": plan.host,
+        "vm": record.map(|r| r.name.clone()),
+        "backend": record.map(|r| r.backend.to_string()),
+        "accel": record.map(|r| r.accel),
+        "cert_tier": plan.tier.to_string(),
+        "result": result,
+        "error": error,
+        "checks": checks,
+        "phases": phases,
+        "total_seconds": started.elapsed().as_secs(),
+    });
+    eprintln!();
+    eprintln!("phase timings:");
+    for (name, d) in progress::timings() {
+        eprintln!("  {:>8}  {name}", human(d));
+    }
+    eprintln!("  {:>8}  total", human(started.elapsed()));
+    println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+}

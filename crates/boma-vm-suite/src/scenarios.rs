@@ -1,0 +1,481 @@
+//! The scenarios: each drives the real binary and checks real outcomes on a real guest.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use boma_exec::CmdExt;
+use boma_vm::{Guest, OpenSsh, RunRecord};
+use camino::Utf8PathBuf;
+use xshell::{Shell, cmd};
+
+use crate::leftovers;
+use crate::{Suite, Timing};
+
+/// Run the xtask binary; return its exit code and what it printed on stdout.
+fn xtask(suite: &Suite, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let mut command = Command::new(suite.xtask.as_std_path());
+    command.args(args).current_dir(&suite.repo);
+    let out = command.exec().stream().allow_fail().run()?;
+    Ok((out.status.code().unwrap_or(-1), out.stdout))
+}
+
+/// Run the xtask binary, require `expected` as exit code, and time it.
+fn step(
+    suite: &mut Suite,
+    scenario: &'static str,
+    args: &[&str],
+    expected: i32,
+) -> anyhow::Result<String> {
+    let started = Instant::now();
+    let (code, stdout) = xtask(suite, args)?;
+    let took = started.elapsed();
+    let label = format!("xtask {}", args.join(" "));
+    ensure!(
+        code == expected,
+        "`{label}` exited with {code}, expected {expected}"
+    );
+    suite.timings.push(Timing {
+        scenario,
+        step: label,
+        took,
+    });
+    Ok(stdout)
+}
+
+fn current(suite: &Suite) -> anyhow::Result<RunRecord> {
+    let runs = boma_vm::Runs::new(suite.repo.join("tests/integration/.run"));
+    runs.current()?.context("no current run recorded")
+}
+
+fn guest_run(record: &RunRecord, command: &str) -> anyhow::Result<String> {
+    let sh = Shell::new()?;
+    let out = OpenSsh::new(&sh).run(&record.ssh, command, Duration::from_secs(60), false)?;
+    ensure!(
+        out.success(),
+        "`{command}` failed on the guest: {}",
+        out.stderr.trim()
+    );
+    Ok(out.stdout.trim().to_owned())
+}
+
+fn boot_id(record: &RunRecord) -> anyhow::Result<String> {
+    guest_run(record, "cat /proc/sys/kernel/random/boot_id")
+}
+
+/// `xtask prune`, then require that nothing is left.
+pub fn prune_and_count(suite: &Suite) -> anyhow::Result<()> {
+    let (code, _) = xtask(suite, &["prune"])?;
+    ensure!(code == 0, "`xtask prune` exited with {code}");
+    let left = leftovers::count(&suite.repo);
+    eprintln!("leftovers after prune: {}", left.describe());
+    ensure!(
+        left.total() == 0,
+        "prune left things behind: {}",
+        left.describe()
+    );
+    Ok(())
+}
+
+fn require_no_leftovers(suite: &Suite, after: &str) -> anyhow::Result<()> {
+    // A killed QEMU may take a moment to be reaped.
+    std::thread::sleep(Duration::from_millis(500));
+    let left = leftovers::count(&suite.repo);
+    eprintln!("leftovers after {after}: {}", left.describe());
+    ensure!(
+        left.total() == 0,
+        "{after} left things behind: {}",
+        left.describe()
+    );
+    Ok(())
+}
+
+/// The golden image, built when nothing verified is cached.
+fn ensure_image(suite: &mut Suite, scenario: &'static str) -> anyhow::Result<()> {
+    let (_, verdicts) = xtask(suite, &["image", "verify"])?;
+    if !verdicts.lines().any(|l| l.ends_with(": ok")) {
+        step(suite, scenario, &["image", "build"], 0)?;
+    }
+    Ok(())
+}
+
+/// The cached golden image's path.
+fn golden_image(suite: &Suite) -> anyhow::Result<Utf8PathBuf> {
+    let (_, verdicts) = xtask(suite, &["image", "verify"])?;
+    let name = verdicts
+        .lines()
+        .find_map(|l| l.strip_suffix(": ok"))
+        .context("no verified golden image in the cache")?
+        .to_owned();
+    let cache =
+        std::env::var("BOMA_IT_CACHE").unwrap_or_else(|_| "/var/lib/boma-integration".into());
+    Ok(Utf8PathBuf::from(cache).join(name))
+}
+
+/// The same image booted by a bare `qemu-system` command line: first SSH and cloud-init done,
+/// median of `baseline_runs`. The floor the harness's `up` is compared against.
+pub fn baseline(suite: &mut Suite) -> anyhow::Result<()> {
+    ensure_image(suite, "baseline")?;
+    let golden = golden_image(suite)?;
+    let sh = Shell::new()?;
+    let key_dir = tempdir("baseline-key")?;
+    let key = key_dir.join("id");
+    cmd!(sh, "ssh-keygen -q -t ed25519 -N '' -f {key}")
+        .exec()
+        .run()?;
+    let public = std::fs::read_to_string(key_dir.join("id.pub"))?;
+    let mut first_ssh = Vec::new();
+    let mut ready = Vec::new();
+    for run in 0..suite.baseline_runs {
+        let dir = tempdir(&format!("baseline-{run}"))?;
+        let (ssh, done) = raw_boot(&sh, &golden, &dir, &key, public.trim());
+        let _ = std::fs::remove_dir_all(&dir);
+        let (ssh, done) = (ssh?, done?);
+        eprintln!(
+            "baseline run {}: first ssh {:.1}s, cloud-init done {:.1}s",
+            run + 1,
+            ssh.as_secs_f64(),
+            done.as_secs_f64()
+        );
+        first_ssh.push(ssh);
+        ready.push(done);
+    }
+    let _ = std::fs::remove_dir_all(&key_dir);
+    let n = suite.baseline_runs;
+    suite.timings.push(Timing {
+        scenario: "baseline",
+        step: format!("raw qemu: boot to first ssh (median of {n})"),
+        took: median(first_ssh),
+    });
+    suite.timings.push(Timing {
+        scenario: "baseline",
+        step: format!("raw qemu: boot to cloud-init done (median of {n})"),
+        took: median(ready),
+    });
+    Ok(())
+}
+
+fn raw_boot(
+    sh: &Shell,
+    golden: &Utf8PathBuf,
+    dir: &Utf8PathBuf,
+    key: &Utf8PathBuf,
+    public: &str,
+) -> (anyhow::Result<Duration>, anyhow::Result<Duration>) {
+    let result = (|| -> anyhow::Result<(Duration, Duration)> {
+        let overlay = dir.join("o.qcow2");
+        let seed = dir.join("seed.img");
+        let user_data = dir.join("user-data");
+        let meta_data = dir.join("meta-data");
+        std::fs::write(
+            &user_data,
+            format!(
+                "#cloud-config\nusers:\n  - name: ansible\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    shell: /bin/bash\n    ssh_authorized_keys: [\"{public}\"]\nssh_pwauth: false\n"
+            ),
+        )?;
+        std::fs::write(
+            &meta_data,
+            "instance-id: baseline\nlocal-hostname: baseline\n",
+        )?;
+        cmd!(
+            sh,
+            "qemu-img create -q -f qcow2 -F qcow2 -b {golden} {overlay} 10G"
+        )
+        .exec()
+        .run()?;
+        cmd!(sh, "cloud-localds {seed} {user_data} {meta_data}")
+            .exec()
+            .run()?;
+        let port = boma_vm::ports::free_loopback_ports(1)?[0].to_string();
+        let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22");
+        let drive = format!("file={overlay},if=virtio,format=qcow2");
+        let seed_drive = format!("file={seed},if=virtio,format=raw");
+        let serial = format!("file:{dir}/console.log");
+        let pidfile = dir.join("qemu.pid");
+        let started = Instant::now();
+        cmd!(sh, "qemu-system-x86_64 -name boma-it-baseline -accel tcg,thread=multi -smp 2 -m 3072 -display none -drive {drive} -drive {seed_drive} -netdev {netdev} -device virtio-net-pci,netdev=n0 -serial {serial} -daemonize -pidfile {pidfile}").exec().run()?;
+        let pid: i32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
+        let guard = KillOnDrop(pid);
+        let ssh_args = [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+            key.as_str(),
+            "-p",
+            &port,
+            "ansible@127.0.0.1",
+        ];
+        let mut first = None;
+        while started.elapsed() < Duration::from_secs(600) {
+            boma_exec::interrupt::check()?;
+            let out = cmd!(sh, "ssh {ssh_args...} true")
+                .exec()
+                .quiet()
+                .allow_fail()
+                .timeout(Duration::from_secs(20))
+                .run()?;
+            if out.success() {
+                first = Some(started.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let first = first.context("the raw QEMU guest never answered ssh")?;
+        // Retried: cloud-init restarts sshd moments after it first listens.
+        let mut done = None;
+        while started.elapsed() < Duration::from_secs(600) {
+            let out = cmd!(
+                sh,
+                "ssh {ssh_args...} 'cloud-init status --wait >/dev/null'"
+            )
+            .exec()
+            .quiet()
+            .allow_fail()
+            .timeout(Duration::from_secs(120))
+            .run()?;
+            if out.status.code() != Some(255) {
+                done = Some(started.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        drop(guard);
+        Ok((first, done.context("cloud-init never finished")?))
+    })();
+    match result {
+        Ok((a, b)) => (Ok(a), Ok(b)),
+        Err(e) => {
+            let message = format!("{e:#}");
+            (Err(e), Err(anyhow::anyhow!(message)))
+        }
+    }
+}
+
+/// SIGKILL a QEMU we started when the measurement ends, however it ends.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && std::path::Path::new(&format!("/proc/{}/cmdline", self.0)).exists()
+        {
+            if std::fs::read(format!("/proc/{}/cmdline", self.0))
+                .map(|c| c.is_empty())
+                .unwrap_or(true)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn tempdir(label: &str) -> anyhow::Result<Utf8PathBuf> {
+    let dir = Utf8PathBuf::from(format!(
+        "/var/tmp/boma-vm-suite-{}-{label}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// up → ssh → reboot (new boot_id) → reboot --hard (new boot_id) → down → nothing left; then
+/// a VM killed with SIGKILL, and `prune` leaves nothing either.
+pub fn lifecycle(suite: &mut Suite) -> anyhow::Result<()> {
+    const S: &str = "lifecycle";
+    ensure_image(suite, S)?;
+    step(suite, S, &["up", "askari"], 0)?;
+    let record = current(suite)?;
+    let answer = guest_run(
+        &record,
+        "uname -r && sudo -n true && echo sudo-ok && systemctl is-system-running || true",
+    )?;
+    eprintln!("guest says: {answer}");
+    ensure!(
+        answer.contains("sudo-ok"),
+        "passwordless sudo does not work on the guest: {answer}"
+    );
+
+    let first = boot_id(&record)?;
+    step(suite, S, &["reboot"], 0)?;
+    let second = boot_id(&current(suite)?)?;
+    ensure!(first != second, "boot_id unchanged after `reboot`: {first}");
+    step(suite, S, &["reboot", "--hard"], 0)?;
+    let third = boot_id(&current(suite)?)?;
+    ensure!(
+        second != third,
+        "boot_id unchanged after `reboot --hard`: {second}"
+    );
+    step(suite, S, &["down"], 0)?;
+    require_no_leftovers(suite, "down")?;
+
+    step(suite, S, &["up", "askari"], 0)?;
+    let record = current(suite)?;
+    let pid = record.pid.context("the QEMU backend records a pid")?;
+    eprintln!("+ kill -KILL {pid}  # simulate a crash of {}", record.name);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    let left = leftovers::count(&suite.repo);
+    ensure!(
+        left.processes.is_empty() && !left.run_dirs.is_empty(),
+        "after SIGKILL expected files but no process: {}",
+        left.describe()
+    );
+    step(suite, S, &["prune"], 0)?;
+    require_no_leftovers(suite, "prune after SIGKILL")
+}
+
+/// The incident on one boot: the RED profile fails verify for the right reasons after a real
+/// reboot; the fix, applied to the same VM, passes after another.
+pub fn red_green(suite: &mut Suite) -> anyhow::Result<()> {
+    const S: &str = "red-green";
+    ensure_image(suite, S)?;
+    step(suite, S, &["up", "askari-red"], 0)?;
+    step(suite, S, &["apply", "askari-red"], 0)?;
+    step(suite, S, &["reboot"], 0)?;
+    step(suite, S, &["assert", "askari-red"], 1)?;
+    let record = current(suite)?;
+    let results = read_results(&record)?;
+    let check = |name: &str| {
+        results["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .cloned()
+    };
+    let docker = check("docker_active").context("verify did not report docker_active")?;
+    let forward = check("forward_chain_accepts_containers")
+        .context("verify did not report the forward chain")?;
+    let https = check("https_443").context("verify did not report the controller probe")?;
+    ensure!(
+        docker["ok"] == true,
+        "RED must fail with Docker running, not because Docker is down: {docker}"
+    );
+    ensure!(
+        forward["ok"] == false,
+        "RED passed the forward-chain check: the harness is not faithful: {forward}"
+    );
+    ensure!(
+        https["ok"] == false,
+        "RED's published port answered from the controller: the harness is not faithful: {https}"
+    );
+    ensure!(
+        https["reason"] == "timeout",
+        "RED must fail because the port is dead (timeout), not: {https}"
+    );
+    let bundle = home().join("integration-runs").join(&record.name);
+    let ruleset = std::fs::read_to_string(bundle.join("nft-ruleset.txt"))
+        .with_context(|| format!("no nft ruleset in the diagnostics bundle {bundle}"))?;
+    ensure!(
+        pure_drop_forward(&ruleset),
+        "the diagnostics do not show a pure-drop forward chain:\n{ruleset}"
+    );
+    eprintln!(
+        "RED failed for the right reasons: forward chain pure drop, https timeout from the controller, Docker up"
+    );
+
+    step(suite, S, &["apply", "askari"], 0)?;
+    step(suite, S, &["reboot"], 0)?;
+    step(suite, S, &["assert", "askari"], 0)?;
+    let results = read_results(&current(suite)?)?;
+    let all_ok = results["checks"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["ok"] == true));
+    ensure!(all_ok, "GREEN did not pass every check: {results}");
+    step(suite, S, &["down"], 0)?;
+    let _ = std::fs::remove_dir_all(&bundle);
+    require_no_leftovers(suite, "down")
+}
+
+fn read_results(record: &RunRecord) -> anyhow::Result<serde_json::Value> {
+    let path = record.dir.join("verify-results.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("verify wrote no results to {path}"))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn home() -> Utf8PathBuf {
+    Utf8PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+}
+
+/// Whether the `inet filter` forward chain in an `nft list ruleset` is `policy drop` with no
+/// accept rule in it.
+pub fn pure_drop_forward(ruleset: &str) -> bool {
+    let mut in_inet_filter = false;
+    let mut in_forward = false;
+    let mut policy_drop = false;
+    let mut accepts = false;
+    for line in ruleset.lines().map(str::trim) {
+        if line.starts_with("table ") {
+            in_inet_filter = line.starts_with("table inet filter");
+        } else if in_inet_filter && line.starts_with("chain ") {
+            in_forward = line.starts_with("chain forward");
+        } else if in_inet_filter && in_forward {
+            if line.contains("policy drop") {
+                policy_drop = true;
+            } else if line.contains("accept") {
+                accepts = true;
+            } else if line == "}" {
+                in_forward = false;
+            }
+        }
+    }
+    policy_drop && !accepts
+}
+
+/// A clean `it askari`: passes from scratch and removes its VM.
+pub fn it(suite: &mut Suite) -> anyhow::Result<()> {
+    const S: &str = "it";
+    ensure_image(suite, S)?;
+    let report = step(suite, S, &["it", "askari"], 0)?;
+    let report: serde_json::Value = serde_json::from_str(&report)
+        .with_context(|| format!("`it` printed no JSON report: {report}"))?;
+    ensure!(
+        report["result"] == "passed",
+        "it askari did not pass: {report}"
+    );
+    for phase in report["phases"].as_array().into_iter().flatten() {
+        eprintln!(
+            "  it phase: {:>7}s  {}",
+            phase["seconds"],
+            phase["phase"].as_str().unwrap_or("?")
+        );
+    }
+    require_no_leftovers(suite, "a passing `it`")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pure_drop_forward;
+
+    #[test]
+    fn recognises_the_red_forward_chain() {
+        let red = "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t\tct state established,related accept\n\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\ntable ip nat {\n\tchain x {\n\t\taccept\n\t}\n}\n";
+        assert!(pure_drop_forward(red));
+        let green = red.replace(
+            "policy drop;\n\t}\n}\ntable ip nat",
+            "policy drop;\n\t\tiifname \"docker0\" accept\n\t}\n}\ntable ip nat",
+        );
+        assert!(!pure_drop_forward(&green));
+    }
+}

@@ -1,0 +1,88 @@
+//! `cargo xtask image …`: the golden image cache.
+
+use boma_harness::{Ctx, HarnessError, golden};
+use boma_image::{BUILT, Cache, GENERICCLOUD, Verification};
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Download the Debian 13 genericcloud image into the cache and verify its SHA512
+    /// (reuses a verified cached copy).
+    Fetch {
+        /// Download from this URL (a mirror, file:// or a path) instead of Debian's site.
+        #[arg(long, env = "BOMA_IT_IMAGE_URL", value_name = "URL")]
+        image_url: Option<String>,
+        /// The SHA512SUMS to check it against (default: beside the image URL).
+        #[arg(long, env = "BOMA_IT_SUMS_URL", value_name = "URL")]
+        sums_url: Option<String>,
+    },
+    /// Build the golden image from Debian packages (needs root) into the cache, recording the
+    /// package versions used.
+    Build,
+    /// Re-hash cached images against the cache's SHA512SUMS; exits 1 if one does not match.
+    Verify {
+        /// The image to verify (default: every known golden image).
+        name: Option<String>,
+    },
+    /// List cached images with size, origin and verification, as JSON.
+    List,
+}
+
+pub fn run(ctx: &Ctx, command: ImageCommand) -> Result<(), HarnessError> {
+    let cache = Cache::open(&ctx.settings.cache_dir)?;
+    match command {
+        ImageCommand::Fetch {
+            image_url,
+            sums_url,
+        } => {
+            let mut settings = ctx.settings.clone();
+            settings.image_url = image_url;
+            settings.sums_url = sums_url;
+            let ctx = Ctx {
+                sh: ctx.sh,
+                settings: &settings,
+            };
+            let path = cache.ensure_downloaded(&golden::source(&ctx))?;
+            println!("{path}");
+        }
+        ImageCommand::Build => {
+            let path = golden::build(ctx, &cache)?;
+            println!("{path}");
+        }
+        ImageCommand::Verify { name } => {
+            let names = match &name {
+                Some(name) => vec![name.clone()],
+                None => vec![GENERICCLOUD.to_owned(), BUILT.to_owned()],
+            };
+            let mut bad = Vec::new();
+            for name in names {
+                let verdict = cache.verify(&name)?;
+                let line = match &verdict {
+                    Verification::Ok => "ok".to_owned(),
+                    Verification::Missing => "not cached".to_owned(),
+                    Verification::NoEntry => {
+                        format!("NO ENTRY in {}/SHA512SUMS: cannot be trusted", cache.dir())
+                    }
+                    Verification::Mismatch { expected, actual } => {
+                        format!("CORRUPT: sha512 {actual}, expected {expected}")
+                    }
+                };
+                println!("{name}: {line}");
+                if matches!(
+                    verdict,
+                    Verification::NoEntry | Verification::Mismatch { .. }
+                ) {
+                    bad.push(name);
+                }
+            }
+            if !bad.is_empty() {
+                return Err(HarnessError::VerifyFailed { failed: bad });
+            }
+        }
+        ImageCommand::List => {
+            let images = cache.list()?;
+            println!("{}", serde_json::to_string_pretty(&images).expect("json"));
+        }
+    }
+    Ok(())
+}
