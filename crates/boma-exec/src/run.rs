@@ -511,7 +511,11 @@ mod tests {
     #[test]
     fn streamed_stdout_is_kept_whole_and_stderr_only_its_tail() {
         let sh = sh();
-        let out = cmd!(sh, "sh -c 'seq 1 200; seq 1 200 >&2'").exec().stream().run().unwrap();
+        let out = cmd!(sh, "sh -c 'seq 1 200; seq 1 200 >&2'")
+            .exec()
+            .stream()
+            .run()
+            .unwrap();
         assert_eq!(out.stdout.lines().count(), 200);
         let lines: Vec<&str> = out.stderr.lines().collect();
         assert_eq!(lines.len(), TAIL_LINES);
