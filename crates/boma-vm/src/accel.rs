@@ -126,21 +126,37 @@ pub fn cached_verdict(text: &str, key: &ProbeKey) -> Option<Accel> {
 
 /// Decide KVM or TCG for booting `golden`. `scratch` is a directory for the probe's small
 /// files; `cache` the file that remembers the verdict.
-pub fn detect(sh: &Shell, scratch: &Utf8Path, golden: &Utf8Path, cache: &Utf8Path) -> Result<Accel, VmError> {
+pub fn detect(
+    sh: &Shell,
+    scratch: &Utf8Path,
+    golden: &Utf8Path,
+    cache: &Utf8Path,
+) -> Result<Accel, VmError> {
     if !Utf8Path::new("/dev/kvm").exists() {
         return Ok(Accel::Tcg);
     }
-    let qemu_version = cmd!(sh, "qemu-system-x86_64 --version").exec().quiet().read()?;
+    let qemu_version = cmd!(sh, "qemu-system-x86_64 --version")
+        .exec()
+        .quiet()
+        .read()?;
     let key = ProbeKey {
-        host_boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned(),
+        host_boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
         qemu_version: qemu_version.lines().next().unwrap_or_default().to_owned(),
         image: golden.to_string(),
     };
-    if let Some(accel) = std::fs::read_to_string(cache).ok().and_then(|t| cached_verdict(&t, &key)) {
+    if let Some(accel) = std::fs::read_to_string(cache)
+        .ok()
+        .and_then(|t| cached_verdict(&t, &key))
+    {
         eprintln!("acceleration probe: cached verdict for this host boot ({cache})");
         return Ok(accel);
     }
-    eprintln!("probing KVM: does a guest actually run under it? (/dev/kvm exists, which proves nothing)");
+    eprintln!(
+        "probing KVM: does a guest actually run under it? (/dev/kvm exists, which proves nothing)"
+    );
     let accel = if probe_boot_sector_runs(sh, scratch)? && probe_kernel_runs(sh, scratch, golden)? {
         Accel::Kvm
     } else {
@@ -203,12 +219,16 @@ fn probe_kernel_runs(sh: &Shell, scratch: &Utf8Path, golden: &Utf8Path) -> Resul
     if !started.success() {
         return Ok(false);
     }
-    let pid: Option<u32> = std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse().ok());
+    let pid: Option<u32> = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
     let deadline = std::time::Instant::now() + KERNEL_PROBE_TIMEOUT;
     let mut reached = false;
     let mut interrupted = None;
     while std::time::Instant::now() < deadline {
-        if std::fs::read(&serial).is_ok_and(|b| String::from_utf8_lossy(&b).contains(USERSPACE_MARKER)) {
+        if std::fs::read(&serial)
+            .is_ok_and(|b| String::from_utf8_lossy(&b).contains(USERSPACE_MARKER))
+        {
             reached = true;
             break;
         }
@@ -267,10 +287,21 @@ mod tests {
 
     #[test]
     fn a_cached_verdict_counts_only_for_the_same_boot_qemu_and_image() {
-        let key = ProbeKey { host_boot_id: "b1".into(), qemu_version: "7.2".into(), image: "/c/g.qcow2".into() };
-        let text = serde_json::to_string(&CachedVerdict { key: key.clone(), accel: Accel::Tcg }).unwrap();
+        let key = ProbeKey {
+            host_boot_id: "b1".into(),
+            qemu_version: "7.2".into(),
+            image: "/c/g.qcow2".into(),
+        };
+        let text = serde_json::to_string(&CachedVerdict {
+            key: key.clone(),
+            accel: Accel::Tcg,
+        })
+        .unwrap();
         assert_eq!(cached_verdict(&text, &key), Some(Accel::Tcg));
-        let rebooted = ProbeKey { host_boot_id: "b2".into(), ..key.clone() };
+        let rebooted = ProbeKey {
+            host_boot_id: "b2".into(),
+            ..key.clone()
+        };
         assert_eq!(cached_verdict(&text, &rebooted), None);
         assert_eq!(cached_verdict("not json", &key), None);
     }
