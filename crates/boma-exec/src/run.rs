@@ -116,6 +116,7 @@ pub struct Run {
     stream: bool,
     log: bool,
     check: bool,
+    interruptible: bool,
     stdin: Option<Vec<u8>>,
 }
 
@@ -162,6 +163,7 @@ impl Run {
             stream: false,
             log: true,
             check: true,
+            interruptible: true,
             stdin: None,
         }
     }
@@ -183,6 +185,13 @@ impl Run {
     /// Do not log the `+ cmd` line: for tight polling loops whose caller logs the command once.
     pub fn quiet(mut self) -> Run {
         self.log = false;
+        self
+    }
+
+    /// Run even when an interrupt is pending, and do not stop for one: for the short cleanup
+    /// commands (unmount, detach, destroy) that must still run after Ctrl-C.
+    pub fn uninterruptible(mut self) -> Run {
+        self.interruptible = false;
         self
     }
 
@@ -216,7 +225,7 @@ impl Run {
 
     /// Run to completion (or timeout, or interrupt).
     pub fn run(mut self) -> Result<Captured, ExecError> {
-        if let Some(interrupted) = interrupt::pending() {
+        if let Some(interrupted) = interrupt::pending().filter(|_| self.interruptible) {
             return Err(ExecError::Interrupted {
                 cmd: self.display,
                 interrupted,
@@ -273,7 +282,7 @@ impl Run {
                     });
                 }
             }
-            if let Some(interrupted) = interrupt::pending() {
+            if let Some(interrupted) = interrupt::pending().filter(|_| self.interruptible) {
                 stop(&mut child);
                 break Err(ExecError::Interrupted {
                     cmd: self.display.clone(),

@@ -35,6 +35,16 @@ fn a_real_sigterm_stops_a_running_command_promptly() {
     assert!(err.interrupted().is_some());
     assert!(interrupt::sleep(Duration::from_secs(10)).is_err());
 
+    // A cleanup command runs despite the pending interrupt.
+    assert_eq!(
+        cmd!(sh, "echo unmounted")
+            .exec()
+            .uninterruptible()
+            .read()
+            .unwrap(),
+        "unmounted"
+    );
+
     // Cleanup runs its commands even though the interrupt is remembered.
     assert_eq!(interrupt::begin_cleanup(), Some(interrupted));
     cmd!(sh, "true").exec().run().unwrap();

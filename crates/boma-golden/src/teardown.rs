@@ -9,9 +9,8 @@
 //! panic or an interrupt, and at the start of a build over a killed build's leftovers.
 
 use std::fmt::Write as _;
-use std::os::unix::process::CommandExt as _;
-use std::process::{Command, Stdio};
 
+use boma_exec::CmdExt as _;
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
@@ -159,32 +158,16 @@ fn release(sh: &Shell, dir: &Utf8Path) -> Result<(), BuildError> {
     }
 }
 
-/// Run one teardown command, logged as `+ cmd` like every other command.
-///
-/// Not through boma-exec's `Run`: it refuses to start a command once an interrupt is pending,
-/// and after Ctrl-C is exactly when unmount and `losetup -d` must still run. These commands
-/// are short and finish by themselves (a busy unmount fails at once), so they need neither a
-/// timeout nor the interrupt check. Own process group, like boma-exec's, so that a second
-/// Ctrl-C reaches the harness (which only records it) and not the unmount half done.
+/// Run one teardown command through boma-exec, uninterruptible: after Ctrl-C is exactly when
+/// unmount and `losetup -d` must still run. Bounded, since a hung unmount must not hang the
+/// harness forever.
 fn teardown_cmd(cmd: xshell::Cmd<'_>) -> Result<String, String> {
-    let display = cmd.to_string();
-    eprintln!("+ {display}");
-    let mut command: Command = cmd.into();
-    let output = command
-        .stdin(Stdio::null())
-        .process_group(0)
-        .output()
-        .map_err(|e| format!("could not start `{display}`: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(format!(
-            "`{display}` failed with {}: {}",
-            output.status,
-            stderr.trim()
-        ))
-    }
+    cmd.exec()
+        .uninterruptible()
+        .timeout(std::time::Duration::from_secs(60))
+        .run()
+        .map(|out| out.stdout)
+        .map_err(|e| e.to_string())
 }
 
 fn read_mountinfo() -> String {
