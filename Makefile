@@ -33,3 +33,28 @@ lint-ansible: venv
 ## test-templates: render the real Caddyfile template per cert tier and diff it with the reviewed files
 test-templates: venv
 	$(ANSIBLE_BIN)/ansible-playbook -i tests/caddyfile/inventory.yml tests/caddyfile/render.yml
+
+# --- The Rust harness (xtask) -------------------------------------------------------------
+
+.PHONY: test test-vm test-integration test-integration-clean
+
+## test: the fast tests: cargo test (no root, no VM) and the Caddyfile tier renders
+test: venv
+	cargo test --workspace
+	$(MAKE) test-templates
+
+## test-vm: the VM suite (root, real guests under TCG, many minutes): lifecycle, RED/GREEN, it
+test-vm: venv
+	cargo build --workspace --bins
+	target/debug/vm-suite all
+
+## test-integration: the whole cycle for HOST (CERTS=internal|le-staging|le-prod-wildcard, KEEP=1)
+test-integration: venv
+ifndef HOST
+	$(error HOST is required: make test-integration HOST=<name> [CERTS=internal|le-staging|le-prod-wildcard] [KEEP=1])
+endif
+	cargo xtask it $(HOST) $(if $(CERTS),--certs $(CERTS)) $(if $(KEEP),--keep)
+
+## test-integration-clean: remove every test VM and run file (also after a crash)
+test-integration-clean:
+	cargo xtask prune
