@@ -1,6 +1,6 @@
 //! `cargo xtask image …`: the golden image cache.
 
-use boma_harness::{Ctx, HarnessError, golden};
+use boma_harness::{HarnessError, Settings, golden};
 use boma_image::{BUILT, Cache, GENERICCLOUD, Verification};
 use clap::Subcommand;
 
@@ -28,25 +28,25 @@ pub enum ImageCommand {
     List,
 }
 
-pub fn run(ctx: &Ctx, command: ImageCommand) -> Result<(), HarnessError> {
-    let cache = Cache::open(&ctx.settings.cache_dir)?;
+pub fn run(
+    sh: &xshell::Shell,
+    settings: &Settings,
+    command: ImageCommand,
+) -> Result<(), HarnessError> {
+    let cache = Cache::open(&settings.cache_dir)?;
     match command {
         ImageCommand::Fetch {
             image_url,
             sums_url,
         } => {
-            let mut settings = ctx.settings.clone();
+            let mut settings = settings.clone();
             settings.image_url = image_url;
             settings.sums_url = sums_url;
-            let ctx = Ctx {
-                sh: ctx.sh,
-                settings: &settings,
-            };
-            let path = cache.ensure_downloaded(&golden::source(&ctx))?;
+            let path = cache.ensure_downloaded(&golden::source(&settings))?;
             println!("{path}");
         }
         ImageCommand::Build => {
-            let path = golden::build(ctx, &cache)?;
+            let path = golden::build(sh, &cache)?;
             println!("{path}");
         }
         ImageCommand::Verify { name } => {

@@ -4,7 +4,9 @@
 
 use std::process::ExitCode;
 
-use boma_harness::{BackendChoice, Ctx, HarnessError, ImageSource, ItOptions, Settings};
+use boma_harness::{
+    BackendChoice, Ctx, HarnessError, ImageSource, ItOptions, RealMachine, Settings,
+};
 use boma_inventory::CertTier;
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -174,21 +176,34 @@ fn print_error(e: &HarnessError) {
 
 fn run(sh: &xshell::Shell, command: Command) -> Result<(), HarnessError> {
     let mut settings = settings()?;
+    // Per-command settings first, then one machine and one context for the step.
+    match &command {
+        Command::It { image, vault, .. } => {
+            apply_image_args(&mut settings, image);
+            settings.vault_password_file = vault.vault_password_file.clone();
+        }
+        Command::Up { image, .. } => apply_image_args(&mut settings, image),
+        Command::Apply { vault, .. } | Command::Assert { vault, .. } => {
+            settings.vault_password_file = vault.vault_password_file.clone();
+        }
+        _ => {}
+    }
+    if let Command::Image(command) = command {
+        return image::run(sh, &settings, command);
+    }
+    let machine = RealMachine::new(sh, &settings);
+    let ctx = Ctx {
+        settings: &settings,
+        machine: &machine,
+    };
     match command {
         Command::It {
             host,
             certs,
             keep,
             no_reboot,
-            image,
-            vault,
+            ..
         } => {
-            apply_image_args(&mut settings, image);
-            settings.vault_password_file = vault.vault_password_file;
-            let ctx = Ctx {
-                sh,
-                settings: &settings,
-            };
             let options = ItOptions {
                 tier: certs.tier.into(),
                 keep,
@@ -196,56 +211,17 @@ fn run(sh: &xshell::Shell, command: Command) -> Result<(), HarnessError> {
             };
             boma_harness::it(&ctx, &host, options).map(|_| ())
         }
-        Command::Up { host, image } => {
-            apply_image_args(&mut settings, image);
-            let ctx = Ctx {
-                sh,
-                settings: &settings,
-            };
+        Command::Up { host, .. } => {
             boma_harness::up(&ctx, &host).map(|record| println!("{}", record.name))
         }
-        Command::Apply { host, certs, vault } => {
-            settings.vault_password_file = vault.vault_password_file;
-            boma_harness::apply(
-                &Ctx {
-                    sh,
-                    settings: &settings,
-                },
-                &host,
-                certs.tier.into(),
-            )
+        Command::Apply { host, certs, .. } => boma_harness::apply(&ctx, &host, certs.tier.into()),
+        Command::Reboot { hard } => boma_harness::reboot(&ctx, hard),
+        Command::Assert { host, certs, .. } => {
+            boma_harness::assert(&ctx, &host, certs.tier.into()).map(|_| ())
         }
-        Command::Reboot { hard } => boma_harness::reboot(
-            &Ctx {
-                sh,
-                settings: &settings,
-            },
-            hard,
-        ),
-        Command::Assert { host, certs, vault } => {
-            settings.vault_password_file = vault.vault_password_file;
-            boma_harness::assert(
-                &Ctx {
-                    sh,
-                    settings: &settings,
-                },
-                &host,
-                certs.tier.into(),
-            )
-            .map(|_| ())
-        }
-        Command::Down { keep } => boma_harness::down(
-            &Ctx {
-                sh,
-                settings: &settings,
-            },
-            keep,
-        ),
+        Command::Down { keep } => boma_harness::down(&ctx, keep),
         Command::Console { path } => {
-            let log = boma_harness::console(&Ctx {
-                sh,
-                settings: &settings,
-            })?;
+            let log = boma_harness::console(&ctx)?;
             if path {
                 println!("{log}");
             } else {
@@ -255,29 +231,20 @@ fn run(sh: &xshell::Shell, command: Command) -> Result<(), HarnessError> {
             }
             Ok(())
         }
-        Command::Prune => boma_harness::prune(&Ctx {
-            sh,
-            settings: &settings,
-        }),
-        Command::Image(command) => image::run(
-            &Ctx {
-                sh,
-                settings: &settings,
-            },
-            command,
-        ),
+        Command::Prune => boma_harness::prune(&ctx),
+        Command::Image(_) => unreachable!("handled above"),
     }
 }
 
-fn apply_image_args(settings: &mut Settings, image: ImageArgs) {
+fn apply_image_args(settings: &mut Settings, image: &ImageArgs) {
     settings.image = match image.image.as_str() {
         "auto" => ImageSource::Auto,
         "download" => ImageSource::Download,
         "build" => ImageSource::Build,
         path => ImageSource::File(Utf8PathBuf::from(path)),
     };
-    settings.image_url = image.image_url;
-    settings.sums_url = image.sums_url;
+    settings.image_url = image.image_url.clone();
+    settings.sums_url = image.sums_url.clone();
 }
 
 /// Settings from the environment, read once here at the edge.
@@ -297,6 +264,7 @@ fn settings() -> Result<Settings, HarnessError> {
         .join("boma-it");
     let cache_dir = boma_image::default_dir()?;
     Ok(Settings {
+        runs_root: Settings::default_runs_root(&repo),
         repo,
         cache_dir,
         state_dir,

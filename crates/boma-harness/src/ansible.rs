@@ -3,13 +3,13 @@
 use std::process::Command;
 
 use boma_exec::CmdExt;
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::{Ctx, HarnessError};
+use crate::HarnessError;
 
 /// `.venv/bin/ansible-playbook` when the Makefile's venv exists, else whatever is on PATH.
-pub fn program(ctx: &Ctx) -> Utf8PathBuf {
-    let venv = ctx.repo().join(".venv/bin/ansible-playbook");
+pub fn program(repo: &Utf8Path) -> Utf8PathBuf {
+    let venv = repo.join(".venv/bin/ansible-playbook");
     if venv.is_file() {
         venv
     } else {
@@ -18,13 +18,13 @@ pub fn program(ctx: &Ctx) -> Utf8PathBuf {
 }
 
 /// Run one playbook, streaming its output. A failing play is [`HarnessError::Playbook`].
-pub fn run(ctx: &Ctx, step: &str, args: &[String]) -> Result<(), HarnessError> {
-    let mut command = Command::new(program(ctx).as_std_path());
+pub fn run(repo: &Utf8Path, step: &str, args: &[String]) -> Result<(), HarnessError> {
+    let mut command = Command::new(program(repo).as_std_path());
     command
         .args(args)
-        .current_dir(ctx.repo())
+        .current_dir(repo)
         // The repository's config whatever the caller's cwd or environment says.
-        .env("ANSIBLE_CONFIG", ctx.repo().join("ansible.cfg"))
+        .env("ANSIBLE_CONFIG", repo.join("ansible.cfg"))
         .env("ANSIBLE_NOCOLOR", "1")
         .env("PYTHONUNBUFFERED", "1");
     let out = command.exec().stream().allow_fail().run()?;

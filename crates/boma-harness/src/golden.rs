@@ -1,16 +1,14 @@
 //! Which golden image a run boots: a verified cached one, a download, a build, or a given file.
 
-use boma_exec::CmdExt;
 use boma_exec::progress::phase;
 use boma_image::{BUILT, Cache, GENERICCLOUD, Source};
 use camino::Utf8PathBuf;
-use xshell::cmd;
+use xshell::Shell;
 
-use crate::{Ctx, HarnessError, ImageSource};
+use crate::{HarnessError, ImageSource, Settings};
 
 /// The download source: Debian's cloud site unless the operator gave a mirror or a file.
-pub fn source(ctx: &Ctx) -> Source {
-    let s = ctx.settings;
+pub fn source(s: &Settings) -> Source {
     match (&s.image_url, &s.sums_url) {
         (Some(image), Some(sums)) => Source {
             image_url: image.clone(),
@@ -23,14 +21,14 @@ pub fn source(ctx: &Ctx) -> Source {
 
 /// The golden image to boot, obtained as the settings say. Never returns an image that failed
 /// verification.
-pub fn resolve(ctx: &Ctx) -> Result<Utf8PathBuf, HarnessError> {
-    let cache = Cache::open(&ctx.settings.cache_dir)?;
-    match &ctx.settings.image {
-        ImageSource::File(path) => given_file(ctx, path),
-        ImageSource::Download => Ok(cache.ensure_downloaded(&source(ctx))?),
+pub fn resolve(sh: &Shell, settings: &Settings) -> Result<Utf8PathBuf, HarnessError> {
+    let cache = Cache::open(&settings.cache_dir)?;
+    match &settings.image {
+        ImageSource::File(path) => given_file(sh, path),
+        ImageSource::Download => Ok(cache.ensure_downloaded(&source(settings))?),
         ImageSource::Build => match cache.cached(BUILT)? {
             Some(path) => Ok(path),
-            None => build(ctx, &cache),
+            None => build(sh, &cache),
         },
         ImageSource::Auto => {
             let _lock = cache.lock()?;
@@ -39,13 +37,13 @@ pub fn resolve(ctx: &Ctx) -> Result<Utf8PathBuf, HarnessError> {
                     return Ok(path);
                 }
             }
-            match cache.ensure_downloaded(&source(ctx)) {
+            match cache.ensure_downloaded(&source(settings)) {
                 Ok(path) => Ok(path),
                 Err(e) if e.is_unreachable() => {
                     eprintln!(
                         "the image download host cannot be reached ({e}); building the golden image from Debian packages instead"
                     );
-                    build(ctx, &cache)
+                    build(sh, &cache)
                 }
                 Err(e) => Err(e.into()),
             }
@@ -54,13 +52,13 @@ pub fn resolve(ctx: &Ctx) -> Result<Utf8PathBuf, HarnessError> {
 }
 
 /// Build the golden image from Debian packages and adopt it into the cache.
-pub fn build(ctx: &Ctx, cache: &Cache) -> Result<Utf8PathBuf, HarnessError> {
+pub fn build(sh: &Shell, cache: &Cache) -> Result<Utf8PathBuf, HarnessError> {
     boma_golden::preflight()?;
     let _lock = cache.lock()?;
     let step = phase("build the golden image from Debian packages");
     let scratch = cache.scratch_dir()?;
     let config = boma_golden::BuildConfig::trixie(&scratch);
-    let built = match boma_golden::build(ctx.sh, &config) {
+    let built = match boma_golden::build(sh, &config) {
         Ok(built) => built,
         Err(e) => {
             step.failed();
@@ -77,20 +75,13 @@ pub fn build(ctx: &Ctx, cache: &Cache) -> Result<Utf8PathBuf, HarnessError> {
 }
 
 /// An image file the operator gave: it must exist and be a qcow2 image.
-fn given_file(ctx: &Ctx, path: &Utf8PathBuf) -> Result<Utf8PathBuf, HarnessError> {
+fn given_file(sh: &Shell, path: &Utf8PathBuf) -> Result<Utf8PathBuf, HarnessError> {
     if !path.is_file() {
         return Err(HarnessError::Usage(format!(
             "the image file {path} does not exist"
         )));
     }
-    let sh = ctx.sh;
-    let info = cmd!(sh, "qemu-img info --output=json {path}")
-        .exec()
-        .read()?;
-    let format = serde_json::from_str::<serde_json::Value>(&info)
-        .ok()
-        .and_then(|v| v["format"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let format = crate::machine::image_format(sh, path)?;
     if format != "qcow2" {
         return Err(HarnessError::Usage(format!(
             "the image file {path} is {format:?}, not qcow2"

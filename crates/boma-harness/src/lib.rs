@@ -8,12 +8,14 @@
 mod ansible;
 mod error;
 pub mod golden;
+mod machine;
 mod preflight;
 mod settings;
 mod steps;
 pub mod verify;
 
 pub use error::HarnessError;
+pub use machine::{Machine, RealMachine};
 pub use preflight::{Plan, tool_missing};
 pub use settings::{BackendChoice, Ctx, ImageSource, Settings};
 pub use steps::{ItOptions, apply, assert, console, down, it, prune, reboot, up};

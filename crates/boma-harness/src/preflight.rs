@@ -106,19 +106,23 @@ fn vault_secret(ctx: &Ctx, tier: CertTier) -> Result<Option<Utf8PathBuf>, Harnes
 
 /// The first tool of `needs` that is missing, with its package, as a usage error.
 fn check_tools(ctx: &Ctx, needs: Needs) -> Result<(), HarnessError> {
-    let vm: &[&str] = &["qemu-img", "cloud-localds", "ssh", "ssh-keygen"];
-    let mut tools: Vec<&str> = Vec::new();
+    let vm: &[&str] = &[
+        "qemu-system-x86_64",
+        "qemu-img",
+        "cloud-localds",
+        "ssh",
+        "ssh-keygen",
+    ];
     if matches!(needs, Needs::Vm | Needs::All) {
-        tools.extend(vm);
-    }
-    for tool in tools {
-        if tool_missing(tool) {
-            return Err(missing(tool));
+        for tool in vm {
+            if ctx.machine.tool_missing(tool) {
+                return Err(missing(tool));
+            }
         }
     }
     if matches!(needs, Needs::Ansible | Needs::All)
         && !ctx.repo().join(".venv/bin/ansible-playbook").is_file()
-        && tool_missing("ansible-playbook")
+        && ctx.machine.tool_missing("ansible-playbook")
     {
         return Err(missing("ansible-playbook"));
     }

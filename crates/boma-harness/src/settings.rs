@@ -1,7 +1,7 @@
 //! Where things are and which choices the operator made, gathered once at the edge.
 
+use crate::Machine;
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::Shell;
 
 /// Which hypervisor backend runs the VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub enum ImageSource {
 pub struct Settings {
     /// The repository root (from the binary's manifest dir, never the cwd).
     pub repo: Utf8PathBuf,
+    /// The live run's files: `<repo>/tests/integration/.run`.
+    pub runs_root: Utf8PathBuf,
     /// The image cache (`BOMA_IT_CACHE`, default `/var/lib/boma-integration`).
     pub cache_dir: Utf8PathBuf,
     /// The harness's own state: its SSH key pair.
@@ -44,9 +46,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `tests/integration/.run`: the live run's files.
-    pub fn runs_root(&self) -> Utf8PathBuf {
-        self.repo.join("tests/integration/.run")
+    /// Where a repository keeps its live run.
+    pub fn default_runs_root(repo: &Utf8Path) -> Utf8PathBuf {
+        repo.join("tests/integration/.run")
     }
 
     pub fn key_dir(&self) -> Utf8PathBuf {
@@ -54,10 +56,10 @@ impl Settings {
     }
 }
 
-/// A shell and the settings: what every step takes.
+/// The settings and the machine's effects: what every step takes.
 pub struct Ctx<'a> {
-    pub sh: &'a Shell,
     pub settings: &'a Settings,
+    pub machine: &'a dyn Machine,
 }
 
 impl Ctx<'_> {

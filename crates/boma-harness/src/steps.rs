@@ -9,17 +9,14 @@ use std::time::Instant;
 use boma_exec::interrupt;
 use boma_exec::progress::{self, human, phase};
 use boma_inventory::{CertTier, PlaybookRun, TransientHost, VmName};
-use boma_vm::lifecycle::{self, Effects, RealDisks, UpFailure, UpRequest, Waits};
-use boma_vm::qemu::QemuBackend;
-use boma_vm::{
-    Accel, Backend, BackendKind, OpenSsh, RebootHow, RunRecord, Runs, diagnostics, keys, memory,
-};
+use boma_vm::lifecycle::{self, Effects, UpFailure, UpRequest};
+use boma_vm::{Accel, BackendKind, RebootHow, RunRecord, Runs, diagnostics};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::json;
 
 use crate::preflight::{self, Needs, Plan};
 use crate::verify::VerifyResults;
-use crate::{BackendChoice, Ctx, HarnessError, ansible, golden};
+use crate::{Ctx, HarnessError};
 
 /// Options of the full cycle.
 #[derive(Debug, Clone, Copy)]
@@ -39,37 +36,19 @@ const HARNESS_VARS: &str = "harness-vars.json";
 const RESULTS_FILE: &str = "verify-results.json";
 
 fn runs(ctx: &Ctx) -> Runs {
-    Runs::new(ctx.settings.runs_root())
-}
-
-/// The backend for a new run, as the operator chose.
-fn choose_backend(ctx: &Ctx) -> Result<BackendKind, HarnessError> {
-    match ctx.settings.backend {
-        BackendChoice::Qemu | BackendChoice::Auto => Ok(BackendKind::Qemu),
-        BackendChoice::Libvirt => Err(HarnessError::Usage(
-            "the libvirt backend is not available in this build; use --backend qemu".into(),
-        )),
-    }
-}
-
-fn backend<'a>(ctx: &Ctx<'a>, kind: BackendKind) -> Box<dyn Backend + 'a> {
-    match kind {
-        BackendKind::Qemu | BackendKind::Libvirt => Box::new(QemuBackend::new(ctx.sh)),
-    }
+    Runs::new(&ctx.settings.runs_root)
 }
 
 /// Run `f` with the lifecycle's effects for a VM of `kind` under `accel`.
 fn with_effects<T>(ctx: &Ctx, kind: BackendKind, accel: Accel, f: impl FnOnce(&Effects) -> T) -> T {
     let runs = runs(ctx);
-    let backend = backend(ctx, kind);
-    let guest = OpenSsh::new(ctx.sh);
-    let disks = RealDisks { sh: ctx.sh };
+    let backend = ctx.machine.backend(kind);
     let fx = Effects {
         runs: &runs,
         backend: backend.as_ref(),
-        guest: &guest,
-        disks: &disks,
-        waits: Waits::for_accel(accel),
+        guest: ctx.machine.guest(),
+        disks: ctx.machine.disks(),
+        waits: ctx.machine.waits(accel),
     };
     f(&fx)
 }
@@ -94,15 +73,14 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
 /// `up` after preflight. A failure after boot keeps the VM (diagnostics collected); an
 /// interrupt removes it unless `keep`.
 fn up_planned(ctx: &Ctx, plan: &Plan, keep: bool) -> Result<RunRecord, HarnessError> {
-    let kind = choose_backend(ctx)?;
+    let kind = ctx.machine.choose_backend()?;
     let runs = runs(ctx);
     std::fs::create_dir_all(runs.root()).map_err(|e| boma_vm::VmError::io(runs.root(), e))?;
-    memory::guard_disk(runs.root())?;
-    let golden = golden::resolve(ctx)?;
-    let probe_cache = ctx.settings.cache_dir.join("kvm-probe.json");
-    let accel = boma_vm::accel::detect(ctx.sh, runs.root(), &golden, &probe_cache)?;
+    ctx.machine.guard_disk(runs.root())?;
+    let golden = ctx.machine.golden_image()?;
+    let accel = ctx.machine.accel(&golden)?;
     eprintln!("acceleration: {}", accel.describe());
-    let (key, public_key) = keys::ensure_keypair(ctx.sh, &ctx.settings.key_dir())?;
+    let (key, public_key) = ctx.machine.keypair()?;
 
     let run_id = new_run_id();
     let name = boma_vm::vm_name(&plan.host, &run_id);
@@ -116,7 +94,6 @@ fn up_planned(ctx: &Ctx, plan: &Plan, keep: bool) -> Result<RunRecord, HarnessEr
         instance_id: &instance_id,
         local_hostname: &name,
     });
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let request = UpRequest {
         host: plan.host.clone(),
         name: name.clone(),
@@ -130,7 +107,7 @@ fn up_planned(ctx: &Ctx, plan: &Plan, keep: bool) -> Result<RunRecord, HarnessEr
         meta_data,
         user: boma_cloudinit::DEFAULT_USER.to_owned(),
         key,
-        available_mib: memory::available_mib(&meminfo).unwrap_or(0),
+        available_mib: ctx.machine.available_mib(),
     };
     match with_effects(ctx, kind, accel, |fx| lifecycle::up(fx, &request)) {
         Ok(record) => Ok(record),
@@ -190,9 +167,8 @@ fn after_boot_failure(
 }
 
 fn collect_diagnostics(ctx: &Ctx, record: &RunRecord) -> Option<Utf8PathBuf> {
-    let guest = OpenSsh::new(ctx.sh);
     let out = ctx.settings.diagnostics_root.join(&record.name);
-    match diagnostics::collect(&guest, record, &out) {
+    match diagnostics::collect(ctx.machine.guest(), record, &out) {
         Ok(dir) => {
             // The verify playbook's findings belong with the evidence.
             let results = record.dir.join(RESULTS_FILE);
@@ -303,7 +279,7 @@ fn apply_planned(ctx: &Ctx, plan: &Plan, record: &RunRecord) -> Result<(), Harne
         };
         let step = phase(&label);
         let args = boma_inventory::apply_argv(&run, apply);
-        match ansible::run(ctx, &label, &args) {
+        match ctx.machine.run_playbook(&label, &args) {
             Ok(()) => step.done(),
             Err(e) => {
                 step.failed();
@@ -370,7 +346,9 @@ fn assert_planned(
     let _ = std::fs::remove_file(&results_file);
     let run = playbook_run(ctx, plan, &vm, &inventory, Some(&vars));
     let step = phase("verify (tests/integration/verify.yml)");
-    let played = ansible::run(ctx, "verify", &boma_inventory::verify_argv(&run));
+    let played = ctx
+        .machine
+        .run_playbook("verify", &boma_inventory::verify_argv(&run));
     let results = std::fs::read_to_string(&results_file)
         .ok()
         .and_then(|t| VerifyResults::parse(&t).ok());

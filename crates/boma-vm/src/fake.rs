@@ -36,6 +36,11 @@ pub struct World {
     pub dies: bool,
     /// `boot` fails.
     pub boot_fails: bool,
+    /// Deliver this signal (as `boma_exec::interrupt::simulate` does) when the guest is asked to
+    /// run a command containing the text: an interrupt at a precise moment.
+    pub interrupt_on: Option<(String, i32)>,
+    /// Text the guest prints with every root command's answer (to check redaction).
+    pub says: Option<String>,
     /// Every command the fake guest was asked to run.
     pub commands: Vec<String>,
     pub destroyed: Vec<String>,
@@ -170,6 +175,17 @@ impl Guest for FakeGuest {
     ) -> Result<Captured, ExecError> {
         let mut w = self.world.borrow_mut();
         w.commands.push(command.to_owned());
+        if let Some((text, signal)) = &w.interrupt_on
+            && command.contains(text.as_str())
+        {
+            // As boma-exec does: the signal stops the ssh command in flight.
+            boma_exec::interrupt::simulate(*signal);
+            let interrupted = boma_exec::interrupt::Interrupted { signal: *signal };
+            return Err(ExecError::Interrupted {
+                cmd: format!("ssh {command}"),
+                interrupted,
+            });
+        }
         if w.stale_remaining > 0 && command.contains("boot_id") && !command.contains("cloud-init") {
             w.stale_remaining -= 1;
             // Still the old boot: the id before the increment.
@@ -196,6 +212,14 @@ impl Guest for FakeGuest {
             ),
             _ => captured(0, format!("output of {command}\n")),
         };
+        let mut out = out;
+        // What root commands print (the diagnostics) may carry whatever the guest holds.
+        if let Some(says) = &w.says
+            && command.starts_with("sudo ")
+        {
+            out.stdout.push_str(says);
+            out.stdout.push('\n');
+        }
         Ok(out)
     }
 }
