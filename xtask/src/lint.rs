@@ -101,15 +101,19 @@ pub fn lint(sh: &Shell) -> ExitCode {
         let name = step.name().to_owned();
         let phase = progress::phase(&name);
         let outcome = match step {
+            // Its findings and summary line already say why it failed.
             Step::CheckTags => tags_outcome(&repo, |line| eprintln!("  {line}")),
-            Step::Command { cmd, .. } => run_step(cmd),
+            Step::Command { cmd, .. } => {
+                let outcome = run_step(cmd);
+                if let Outcome::Failed(why) = &outcome {
+                    eprintln!("  {name}: {why}");
+                }
+                outcome
+            }
         };
         let (result, elapsed) = match outcome {
             Outcome::Passed => (Ok(()), phase.done()),
-            Outcome::Failed(why) => {
-                eprintln!("  {name}: {why}");
-                (Err(why), phase.failed())
-            }
+            Outcome::Failed(why) => (Err(why), phase.failed()),
             Outcome::Interrupted(i) => {
                 phase.failed();
                 interrupted = Some(i);
