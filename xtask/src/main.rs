@@ -12,6 +12,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod image;
+mod lint;
 
 /// boma's integration harness: prove a change survives a real reboot on a throwaway VM that
 /// mirrors a real host, before it reaches the real host.
@@ -93,6 +94,13 @@ enum Command {
     /// The golden image cache: fetch, build, verify, list.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Check that every tag in playbooks/ and in roles' tasks/ and handlers/ is a role name or
+    /// a concern listed in tests/tags.yml; lists every unknown tag as path:line and exits 1.
+    CheckTags,
+    /// Run every repository check in order, past failures: check-tags, cargo fmt, clippy,
+    /// yamllint, ansible-lint, ansible-playbook --syntax-check of each playbook. Exits 1 if any
+    /// failed.
+    Lint,
 }
 
 /// `--certs`: how the VM's certificates are issued.
@@ -155,7 +163,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&sh, cli.command) {
+    // The checks need no harness settings (no image cache, no VM state).
+    let command = match cli.command {
+        Command::CheckTags => return lint::check_tags(),
+        Command::Lint => return lint::lint(&sh),
+        command => command,
+    };
+    match run(&sh, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             print_error(&e);
@@ -233,6 +247,7 @@ fn run(sh: &xshell::Shell, command: Command) -> Result<(), HarnessError> {
         }
         Command::Prune => boma_harness::prune(&ctx),
         Command::Image(_) => unreachable!("handled above"),
+        Command::CheckTags | Command::Lint => unreachable!("dispatched in main"),
     }
 }
 

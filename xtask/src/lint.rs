@@ -1,0 +1,246 @@
+//! `cargo xtask lint` and `cargo xtask check-tags`: the repository's checks, each run by name
+//! and reported with its result; a failed check does not stop the ones after it.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use boma_exec::interrupt::{self, Interrupted};
+use boma_exec::{CmdExt, progress};
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Shell, cmd};
+
+/// The repository root from the manifest, never the cwd: `cargo xtask` works from any
+/// subdirectory.
+fn repo_root() -> Utf8PathBuf {
+    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_owned()
+}
+
+/// `cargo xtask check-tags`: findings and the summary on stdout (they are the result); exit 1
+/// on any finding, or when the vocabulary or a file cannot be read.
+pub fn check_tags() -> ExitCode {
+    match tags_outcome(&repo_root(), |line| println!("{line}")) {
+        Outcome::Passed => ExitCode::SUCCESS,
+        Outcome::Failed(_) => ExitCode::FAILURE,
+        Outcome::Interrupted(i) => exit_code(i.exit_code()),
+    }
+}
+
+/// Run check-tags, hand each output line to `print`.
+fn tags_outcome(repo: &Utf8Path, print: impl Fn(&str)) -> Outcome {
+    match boma_tags::check_repo(repo) {
+        Ok(report) => {
+            for finding in &report.findings {
+                print(&finding.to_string());
+            }
+            print(&report.summary());
+            match report.findings.len() {
+                0 => Outcome::Passed,
+                n => Outcome::Failed(format!("{n} finding(s)")),
+            }
+        }
+        Err(e) => {
+            let mut message = format!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            print(&message);
+            Outcome::Failed(e.to_string())
+        }
+    }
+}
+
+enum Outcome {
+    Passed,
+    /// Why, in a few words (the tool's own output above says the rest).
+    Failed(String),
+    Interrupted(Interrupted),
+}
+
+/// One check of `lint`.
+enum Step<'a> {
+    CheckTags,
+    Command { name: String, cmd: xshell::Cmd<'a> },
+}
+
+impl Step<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Step::CheckTags => "check-tags",
+            Step::Command { name, .. } => name,
+        }
+    }
+}
+
+/// `cargo xtask lint`: every check in order, each announced (`==> name`) and closed with its
+/// result and time; then a summary table on stdout. Exit 1 if any check failed, 128+n when
+/// interrupted by signal n (the remaining checks are skipped).
+pub fn lint(sh: &Shell) -> ExitCode {
+    let repo = repo_root();
+    sh.change_dir(&repo);
+    let steps = match steps(sh, &repo) {
+        Ok(steps) => steps,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut results: Vec<(String, Result<(), String>, Duration)> = Vec::new();
+    let mut interrupted = None;
+    let total = steps.len();
+    for step in steps {
+        if let Some(i) = interrupt::pending() {
+            interrupted = Some(i);
+            break;
+        }
+        let name = step.name().to_owned();
+        let phase = progress::phase(&name);
+        let outcome = match step {
+            // Its findings and summary line already say why it failed.
+            Step::CheckTags => tags_outcome(&repo, |line| eprintln!("  {line}")),
+            Step::Command { cmd, .. } => {
+                let outcome = run_step(cmd);
+                if let Outcome::Failed(why) = &outcome {
+                    eprintln!("  {name}: {why}");
+                }
+                outcome
+            }
+        };
+        let (result, elapsed) = match outcome {
+            Outcome::Passed => (Ok(()), phase.done()),
+            Outcome::Failed(why) => (Err(why), phase.failed()),
+            Outcome::Interrupted(i) => {
+                phase.failed();
+                interrupted = Some(i);
+                break;
+            }
+        };
+        results.push((name, result, elapsed));
+    }
+
+    let failed = results.iter().filter(|(_, r, _)| r.is_err()).count();
+    let width = results.iter().map(|(n, ..)| n.len()).max().unwrap_or(0);
+    println!("lint summary:");
+    for (name, result, elapsed) in &results {
+        let (status, why) = match result {
+            Ok(()) => ("ok", ""),
+            Err(why) => ("FAILED", why.as_str()),
+        };
+        let time = progress::human(*elapsed);
+        let row = format!("  {name:<width$}  {status:<6}  {time:>6}  {why}");
+        println!("{}", row.trim_end());
+    }
+    if let Some(i) = interrupted {
+        println!(
+            "lint: {i}; {} of {total} checks skipped",
+            total - results.len()
+        );
+        return exit_code(i.exit_code());
+    }
+    if failed == 0 {
+        println!("lint: all {total} checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("lint: {failed} of {total} checks failed");
+        ExitCode::FAILURE
+    }
+}
+
+/// The checks, in order. Ansible's tools come from the repo's `.venv` (`make venv`) when it is
+/// there, else from PATH; `.venv/bin` is also first on their PATH so that ansible-lint finds
+/// the matching `ansible-playbook` and `ansible-galaxy`.
+fn steps<'a>(sh: &'a Shell, repo: &Utf8Path) -> Result<Vec<Step<'a>>, String> {
+    let venv_bin = repo.join(".venv/bin");
+    let tool = |name: &str| -> String {
+        let path = venv_bin.join(name);
+        if path.is_file() {
+            path.into_string()
+        } else {
+            name.to_owned()
+        }
+    };
+    let mut path: OsString = venv_bin.as_os_str().to_owned();
+    if let Some(inherited) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(inherited);
+    }
+    let (yamllint, ansible_lint, ansible_playbook) = (
+        tool("yamllint"),
+        tool("ansible-lint"),
+        tool("ansible-playbook"),
+    );
+
+    let mut steps = vec![
+        Step::CheckTags,
+        Step::Command {
+            name: "cargo fmt --all --check".into(),
+            cmd: cmd!(sh, "cargo fmt --all --check"),
+        },
+        Step::Command {
+            name: "cargo clippy --workspace --all-targets -- -D warnings".into(),
+            cmd: cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings"),
+        },
+        Step::Command {
+            name: "yamllint --strict .".into(),
+            cmd: cmd!(sh, "{yamllint} --strict .").env("PATH", &path),
+        },
+        Step::Command {
+            name: "ansible-lint".into(),
+            cmd: cmd!(sh, "{ansible_lint}").env("PATH", &path),
+        },
+    ];
+    for playbook in playbooks(repo)? {
+        steps.push(Step::Command {
+            name: format!("syntax-check {playbook}"),
+            cmd: cmd!(
+                sh,
+                "{ansible_playbook} --syntax-check -i inventories/production/ {playbook}"
+            )
+            .env("PATH", &path),
+        });
+    }
+    Ok(steps)
+}
+
+/// `playbooks/*.yml`, sorted, then the verify playbook; relative to the repo root.
+fn playbooks(repo: &Utf8Path) -> Result<Vec<String>, String> {
+    let dir = repo.join("playbooks");
+    let entries = dir
+        .read_dir_utf8()
+        .map_err(|e| format!("cannot read {dir}: {e}"))?;
+    let mut playbooks = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read {dir}: {e}"))?;
+        if entry.path().extension() == Some("yml") {
+            playbooks.push(format!("playbooks/{}", entry.file_name()));
+        }
+    }
+    playbooks.sort();
+    playbooks.push("tests/integration/verify.yml".to_owned());
+    Ok(playbooks)
+}
+
+/// Run one command, its output streamed; a missing tool is a failed check, named with its fix.
+fn run_step(cmd: xshell::Cmd<'_>) -> Outcome {
+    match cmd.exec().stream().allow_fail().run() {
+        Ok(done) if done.success() => Outcome::Passed,
+        Ok(done) => Outcome::Failed(match done.status.code() {
+            Some(code) => format!("exit status {code}"),
+            None => format!("stopped ({})", done.status),
+        }),
+        Err(e) => match e.interrupted() {
+            Some(i) => Outcome::Interrupted(i),
+            // NotFound says "`yamllint` is not installed or not on PATH: run `make venv` …".
+            None => Outcome::Failed(e.to_string()),
+        },
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
