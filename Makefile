@@ -36,7 +36,7 @@ test-templates: venv
 
 # --- The Rust harness (xtask) -------------------------------------------------------------
 
-.PHONY: test test-vm test-integration test-integration-clean
+.PHONY: test test-vm test-integration test-integration-clean lint check-tags
 
 ## test: the fast tests: cargo test (no root, no VM) and the Caddyfile tier renders
 test: venv
@@ -58,3 +58,11 @@ endif
 ## test-integration-clean: remove every test VM and run file (also after a crash)
 test-integration-clean:
 	cargo xtask prune
+
+## lint: check-tags, cargo fmt --check, clippy -D warnings, yamllint, ansible-lint, playbook syntax
+lint: venv
+	cargo xtask lint
+
+## check-tags: every Ansible tag is a role name or listed in tests/tags.yml
+check-tags:
+	cargo xtask check-tags
