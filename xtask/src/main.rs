@@ -46,6 +46,8 @@ enum Command {
         #[command(flatten)]
         image: ImageArgs,
         #[command(flatten)]
+        backend: BackendArg,
+        #[command(flatten)]
         vault: VaultArg,
     },
     /// Boot a VM mirroring HOST and wait until SSH answers and cloud-init is done.
@@ -53,6 +55,8 @@ enum Command {
         host: String,
         #[command(flatten)]
         image: ImageArgs,
+        #[command(flatten)]
+        backend: BackendArg,
     },
     /// Apply HOST's profile (its playbooks, overrides and cert tier) to the current VM.
     Apply {
@@ -143,6 +147,32 @@ struct ImageArgs {
     sums_url: Option<String>,
 }
 
+#[derive(Args)]
+struct BackendArg {
+    /// Which hypervisor runs the VM: libvirt (virt-install on the isolated `boma-it` NAT
+    /// network), qemu (qemu-system directly, ports forwarded to 127.0.0.1), or auto (libvirt
+    /// when virsh reaches a daemon, else qemu).
+    #[arg(long, value_enum, env = "BOMA_IT_BACKEND", default_value_t = Backend::Auto)]
+    backend: Backend,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    Auto,
+    Qemu,
+    Libvirt,
+}
+
+impl From<Backend> for BackendChoice {
+    fn from(b: Backend) -> BackendChoice {
+        match b {
+            Backend::Auto => BackendChoice::Auto,
+            Backend::Qemu => BackendChoice::Qemu,
+            Backend::Libvirt => BackendChoice::Libvirt,
+        }
+    }
+}
+
 #[derive(Args, Default)]
 struct VaultArg {
     /// The ansible-vault password file (needed by the Let's Encrypt cert tiers only).
@@ -192,11 +222,20 @@ fn run(sh: &xshell::Shell, command: Command) -> Result<(), HarnessError> {
     let mut settings = settings()?;
     // Per-command settings first, then one machine and one context for the step.
     match &command {
-        Command::It { image, vault, .. } => {
+        Command::It {
+            image,
+            vault,
+            backend,
+            ..
+        } => {
             apply_image_args(&mut settings, image);
+            settings.backend = backend.backend.into();
             settings.vault_password_file = vault.vault_password_file.clone();
         }
-        Command::Up { image, .. } => apply_image_args(&mut settings, image),
+        Command::Up { image, backend, .. } => {
+            apply_image_args(&mut settings, image);
+            settings.backend = backend.backend.into();
+        }
         Command::Apply { vault, .. } | Command::Assert { vault, .. } => {
             settings.vault_password_file = vault.vault_password_file.clone();
         }
@@ -289,5 +328,23 @@ fn settings() -> Result<Settings, HarnessError> {
         image_url: None,
         sums_url: None,
         vault_password_file: None,
+        boot_timeout: seconds_from_env("BOMA_IT_BOOT_TIMEOUT")?,
+        reboot_timeout: seconds_from_env("BOMA_IT_REBOOT_TIMEOUT")?,
     })
+}
+
+/// A wait override in whole seconds from the environment.
+fn seconds_from_env(name: &str) -> Result<Option<std::time::Duration>, HarnessError> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(value) => value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .map(|s| Some(std::time::Duration::from_secs(s)))
+            .ok_or_else(|| {
+                HarnessError::Usage(format!("{name}={value:?} is not a number of seconds"))
+            }),
+    }
 }

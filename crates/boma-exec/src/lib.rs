@@ -23,4 +23,4 @@ mod run;
 mod tools;
 
 pub use run::{Captured, CmdExt, ExecError, Run};
-pub use tools::package_hint;
+pub use tools::{on_path, package_hint};

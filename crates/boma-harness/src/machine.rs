@@ -3,6 +3,7 @@
 //! in a fake machine to drive every failure and interrupt path without a VM.
 
 use boma_exec::CmdExt;
+use boma_vm::libvirt::{self, LibvirtBackend};
 use boma_vm::lifecycle::{Disks, RealDisks, Waits};
 use boma_vm::qemu::QemuBackend;
 use boma_vm::{Accel, Backend, BackendKind, Guest, OpenSsh};
@@ -16,6 +17,10 @@ pub trait Machine {
     fn choose_backend(&self) -> Result<BackendKind, HarnessError>;
     /// A backend of `kind`.
     fn backend(&self, kind: BackendKind) -> Box<dyn Backend + '_>;
+    /// The backends that may hold test VMs here, libvirt first (`prune` asks each).
+    fn backends_present(&self) -> Vec<BackendKind> {
+        vec![BackendKind::Qemu]
+    }
     fn guest(&self) -> &dyn Guest;
     fn disks(&self) -> &dyn Disks;
     /// The verified golden image to boot.
@@ -32,6 +37,11 @@ pub trait Machine {
     fn tool_missing(&self, tool: &str) -> bool;
     /// Run `ansible-playbook` with `args`; a failed play is [`HarnessError::Playbook`].
     fn run_playbook(&self, step: &str, args: &[String]) -> Result<(), HarnessError>;
+    /// Kill what a SIGKILLed harness left running (`ansible-playbook`, `ssh` aimed at a test
+    /// VM); returns their command lines.
+    fn kill_orphans(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// How long the lifecycle waits for a guest under `accel`.
     fn waits(&self, accel: Accel) -> Waits {
         Waits::for_accel(accel)
@@ -60,17 +70,57 @@ impl<'a> RealMachine<'a> {
 impl Machine for RealMachine<'_> {
     fn choose_backend(&self) -> Result<BackendKind, HarnessError> {
         match self.settings.backend {
-            BackendChoice::Qemu | BackendChoice::Auto => Ok(BackendKind::Qemu),
-            BackendChoice::Libvirt => Err(HarnessError::Usage(
-                "the libvirt backend is not available in this build; use --backend qemu".into(),
-            )),
+            BackendChoice::Qemu => Ok(BackendKind::Qemu),
+            BackendChoice::Libvirt => {
+                for tool in ["virsh", "virt-install"] {
+                    if !boma_exec::on_path(tool) {
+                        let hint = boma_exec::package_hint(tool).unwrap_or("install it");
+                        return Err(HarnessError::Usage(format!(
+                            "the libvirt backend needs `{tool}`: {hint}"
+                        )));
+                    }
+                }
+                if let Err(why) = libvirt::usable(self.sh) {
+                    return Err(HarnessError::Usage(format!(
+                        "the libvirt backend is not usable here: {why} (start virtlogd and libvirtd, or use --backend qemu)"
+                    )));
+                }
+                Ok(BackendKind::Libvirt)
+            }
+            BackendChoice::Auto => {
+                let kind = if libvirt::reachable(self.sh) {
+                    BackendKind::Libvirt
+                } else {
+                    BackendKind::Qemu
+                };
+                eprintln!(
+                    "backend: {kind} ({})",
+                    match kind {
+                        BackendKind::Libvirt => "virsh reaches a libvirt daemon",
+                        BackendKind::Qemu => "no libvirt daemon reachable: QEMU directly",
+                    }
+                );
+                Ok(kind)
+            }
         }
     }
 
     fn backend(&self, kind: BackendKind) -> Box<dyn Backend + '_> {
         match kind {
-            BackendKind::Qemu | BackendKind::Libvirt => Box::new(QemuBackend::new(self.sh)),
+            BackendKind::Qemu => Box::new(QemuBackend::new(self.sh)),
+            BackendKind::Libvirt => {
+                Box::new(LibvirtBackend::new(self.sh, &self.settings.runs_root))
+            }
         }
+    }
+
+    fn backends_present(&self) -> Vec<BackendKind> {
+        let mut kinds = Vec::new();
+        if libvirt::reachable(self.sh) {
+            kinds.push(BackendKind::Libvirt);
+        }
+        kinds.push(BackendKind::Qemu);
+        kinds
     }
 
     fn guest(&self) -> &dyn Guest {
@@ -117,6 +167,36 @@ impl Machine for RealMachine<'_> {
 
     fn run_playbook(&self, step: &str, args: &[String]) -> Result<(), HarnessError> {
         ansible::run(&self.settings.repo, step, args)
+    }
+
+    fn kill_orphans(&self) -> Vec<String> {
+        // Only the harness's own work carries these: a VM's run directory (the transient
+        // inventory every ansible-playbook gets) or the harness's SSH key.
+        let runs = format!("{}/{}", self.settings.runs_root, boma_vm::NAME_PREFIX);
+        let keys = format!("{}/", self.settings.key_dir());
+        let markers = [runs.as_str(), keys.as_str()];
+        boma_vm::procs::orphans(&markers)
+            .into_iter()
+            .filter(|orphan| boma_vm::procs::kill_orphan(orphan, &markers))
+            .map(|orphan| {
+                eprintln!(
+                    "+ kill -KILL {}  # left by a killed harness: {}",
+                    orphan.pid, orphan.cmdline
+                );
+                orphan.cmdline
+            })
+            .collect()
+    }
+
+    fn waits(&self, accel: Accel) -> Waits {
+        let mut waits = Waits::for_accel(accel);
+        if let Some(boot) = self.settings.boot_timeout {
+            waits.boot = boot;
+        }
+        if let Some(reboot) = self.settings.reboot_timeout {
+            waits.reboot = reboot;
+        }
+        waits
     }
 }
 

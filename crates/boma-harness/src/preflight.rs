@@ -136,10 +136,5 @@ fn missing(tool: &str) -> HarnessError {
 
 /// Whether `tool` is absent from every directory of `PATH`.
 pub fn tool_missing(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    !std::env::split_paths(&path).any(|dir| {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::metadata(dir.join(tool))
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    !boma_exec::on_path(tool)
 }

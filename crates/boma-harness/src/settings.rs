@@ -43,6 +43,10 @@ pub struct Settings {
     pub sums_url: Option<String>,
     /// The ansible-vault password file, for tiers that need a secret.
     pub vault_password_file: Option<Utf8PathBuf>,
+    /// Overrides of how long to wait for the first boot and for a reboot (default: fitted to
+    /// the accelerator).
+    pub boot_timeout: Option<std::time::Duration>,
+    pub reboot_timeout: Option<std::time::Duration>,
 }
 
 impl Settings {

@@ -419,16 +419,30 @@ pub fn prune(ctx: &Ctx) -> Result<(), HarnessError> {
     let runs = runs(ctx);
     let _lock = runs.lock("cargo xtask prune")?;
     let step = phase("prune");
-    let report = with_effects(ctx, BackendKind::Qemu, Accel::Tcg, lifecycle::prune)?;
+    let orphans = ctx.machine.kill_orphans();
+    let mut removed = Vec::new();
+    let mut dirs = 0;
+    for kind in ctx.machine.backends_present() {
+        let report = with_effects(ctx, kind, Accel::Tcg, lifecycle::prune)?;
+        removed.extend(report.vms);
+        dirs += report.dirs;
+    }
+    removed.sort();
+    removed.dedup();
     step.done();
-    if report.vms.is_empty() && report.dirs == 0 {
+    if !orphans.is_empty() {
+        eprintln!(
+            "killed {} process(es) a killed harness left behind",
+            orphans.len()
+        );
+    }
+    if removed.is_empty() && dirs == 0 {
         eprintln!("nothing to prune: no test VM, no run files");
     } else {
         eprintln!(
-            "pruned {} VM(s) ({}) and {} run director(ies)",
-            report.vms.len(),
-            report.vms.join(", "),
-            report.dirs
+            "pruned {} VM(s) ({}) and {dirs} run director(ies)",
+            removed.len(),
+            removed.join(", ")
         );
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::FileTypeExt;
 
+use boma_exec::CmdExt;
 use camino::{Utf8Path, Utf8PathBuf};
 
 /// Everything of the harness's still on the machine.
@@ -11,23 +12,41 @@ pub struct Leftovers {
     pub run_dirs: Vec<Utf8PathBuf>,
     pub sockets: Vec<Utf8PathBuf>,
     pub current: bool,
+    /// libvirt domains named `boma-it-*` and storage pools pointing into the run directory
+    /// (only looked for where a daemon answers).
+    pub domains: Vec<String>,
+    pub pools: Vec<String>,
+    /// `ansible-playbook`/`ssh` processes a killed harness left aimed at a test VM.
+    pub orphans: Vec<String>,
 }
 
 impl Leftovers {
     pub fn total(&self) -> usize {
-        self.processes.len() + self.run_dirs.len() + self.sockets.len() + usize::from(self.current)
+        self.processes.len()
+            + self.run_dirs.len()
+            + self.sockets.len()
+            + usize::from(self.current)
+            + self.domains.len()
+            + self.pools.len()
+            + self.orphans.len()
     }
 
     pub fn describe(&self) -> String {
         format!(
-            "{} process(es) {:?}, {} run dir(s) {:?}, {} socket(s) {:?}, current record: {}",
+            "{} process(es) {:?}, {} run dir(s) {:?}, {} socket(s) {:?}, current record: {}, {} domain(s) {:?}, {} storage pool(s) {:?}, {} orphan process(es) {:?}",
             self.processes.len(),
             self.processes,
             self.run_dirs.len(),
             self.run_dirs,
             self.sockets.len(),
             self.sockets,
-            if self.current { "present" } else { "absent" }
+            if self.current { "present" } else { "absent" },
+            self.domains.len(),
+            self.domains,
+            self.pools.len(),
+            self.pools,
+            self.orphans.len(),
+            self.orphans
         )
     }
 }
@@ -49,12 +68,64 @@ pub fn count(repo: &Utf8Path) -> Leftovers {
         }
     }
     walk_sockets(&run, &mut sockets);
+    let (domains, pools) = libvirt_leftovers(&run);
+    let runs_marker = format!("{run}/{}", boma_vm::NAME_PREFIX);
+    let keys_marker = format!("{}/", key_dir());
+    let orphans = boma_vm::procs::orphans(&[&runs_marker, &keys_marker])
+        .into_iter()
+        .map(|o| format!("{} (pid {})", o.cmdline, o.pid))
+        .collect();
     Leftovers {
         processes,
         run_dirs,
         sockets,
         current: run.join("current").exists(),
+        domains,
+        pools,
+        orphans,
     }
+}
+
+/// The harness's SSH key directory, as xtask computes it.
+fn key_dir() -> Utf8PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let state = std::env::var("XDG_STATE_HOME").unwrap_or_else(|_| format!("{home}/.local/state"));
+    Utf8PathBuf::from(state).join("boma-it/ssh")
+}
+
+fn libvirt_leftovers(run: &Utf8Path) -> (Vec<String>, Vec<String>) {
+    let Ok(sh) = xshell::Shell::new() else {
+        return (Vec::new(), Vec::new());
+    };
+    if !boma_vm::libvirt::reachable(&sh) {
+        return (Vec::new(), Vec::new());
+    }
+    let virsh = |args: &[&str]| -> String {
+        xshell::cmd!(sh, "virsh --connect qemu:///system {args...}")
+            .exec()
+            .quiet()
+            .allow_fail()
+            .run()
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    };
+    let domains = virsh(&["list", "--all", "--name"])
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with(boma_vm::NAME_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    let pools = virsh(&["pool-list", "--all", "--name"])
+        .lines()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            boma_vm::libvirt::pool_path(&virsh(&["pool-dumpxml", p]))
+                .is_some_and(|path| Utf8Path::new(path).starts_with(run))
+        })
+        .map(str::to_owned)
+        .collect();
+    (domains, pools)
 }
 
 fn walk_sockets(dir: &Utf8Path, found: &mut Vec<Utf8PathBuf>) {

@@ -3,7 +3,8 @@
 //! `cargo test`; `.ci/run` runs it after the fast tests.
 //!
 //! Usage: `vm-suite [--xtask <path>] [--baseline-runs N] <scenario>...` with scenarios
-//! `baseline`, `lifecycle`, `red-green`, `it`, or `all`.
+//! `baseline`, `lifecycle`, `red-green`, `it`, `faults`, `libvirt` (inside `.ci/libvirt-netns`), or
+//! `all` (every QEMU scenario).
 
 mod leftovers;
 mod scenarios;
@@ -29,7 +30,17 @@ pub struct Suite {
     pub timings: Vec<Timing>,
 }
 
-const ALL: &[&str] = &["baseline", "lifecycle", "red-green", "it"];
+/// `all` is the QEMU backend's scenarios; `libvirt` runs inside the namespace that
+/// `.ci/libvirt-netns` creates, so it is named on its own.
+const ALL: &[&str] = &["baseline", "lifecycle", "red-green", "it", "faults"];
+const KNOWN: &[&str] = &[
+    "baseline",
+    "lifecycle",
+    "red-green",
+    "it",
+    "faults",
+    "libvirt",
+];
 
 fn main() -> anyhow::Result<()> {
     boma_exec::interrupt::install()?;
@@ -57,12 +68,15 @@ fn main() -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            other if ALL.contains(&other) => wanted.push(other.to_owned()),
-            other => bail!("unknown scenario `{other}`; known: {}, all", ALL.join(", ")),
+            other if KNOWN.contains(&other) => wanted.push(other.to_owned()),
+            other => bail!(
+                "unknown scenario `{other}`; known: {}, all",
+                KNOWN.join(", ")
+            ),
         }
     }
     if wanted.is_empty() {
-        bail!("name the scenarios to run ({}), or all", ALL.join(", "));
+        bail!("name the scenarios to run ({}), or all", KNOWN.join(", "));
     }
     if !nix::unistd::geteuid().is_root() {
         bail!(
@@ -86,6 +100,8 @@ fn main() -> anyhow::Result<()> {
             "lifecycle" => scenarios::lifecycle(&mut suite),
             "red-green" => scenarios::red_green(&mut suite),
             "it" => scenarios::it(&mut suite),
+            "faults" => scenarios::faults(&mut suite),
+            "libvirt" => scenarios::libvirt(&mut suite),
             _ => unreachable!("checked above"),
         };
         // Whatever happened, nothing may be left for the next scenario.

@@ -464,6 +464,244 @@ pub fn it(suite: &mut Suite) -> anyhow::Result<()> {
     require_no_leftovers(suite, "a passing `it`")
 }
 
+/// Faults on a real guest: Ctrl-C while waiting for the first boot, SIGKILL of the harness
+/// during apply then `prune`, and a guest broken so it never comes back after a reboot. After
+/// each, nothing may be left: no VM process, run file, socket, or orphaned ansible/ssh.
+pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
+    const S: &str = "faults";
+    ensure_image(suite, S)?;
+
+    // 1. SIGINT while `up` waits for SSH: the VM and its files are removed, exit 130.
+    let mut up = spawn(suite, &["up", "askari"], &[])?;
+    wait_for(Duration::from_secs(120), "the VM process to start", || {
+        !leftovers::count(&suite.repo).processes.is_empty()
+    })?;
+    std::thread::sleep(Duration::from_secs(5));
+    let started = Instant::now();
+    signal(up.id(), nix::sys::signal::Signal::SIGINT)?;
+    let code = wait_exit(&mut up, Duration::from_secs(120))?;
+    let took = started.elapsed();
+    eprintln!(
+        "`up` exited with {code} {:.1}s after SIGINT",
+        took.as_secs_f64()
+    );
+    suite.timings.push(Timing {
+        scenario: S,
+        step: "SIGINT during boot → exit".into(),
+        took,
+    });
+    ensure!(
+        code == 130,
+        "`up` interrupted by SIGINT exited with {code}, expected 130"
+    );
+    require_no_leftovers(suite, "SIGINT during boot")?;
+
+    // 2. SIGKILL of the harness during apply: the VM and ansible outlive it; prune clears all.
+    step(suite, S, &["up", "askari"], 0)?;
+    let mut apply = spawn(suite, &["apply", "askari"], &[])?;
+    wait_for(Duration::from_secs(180), "ansible-playbook to run", || {
+        !leftovers::count(&suite.repo).orphans.is_empty()
+    })?;
+    std::thread::sleep(Duration::from_secs(10));
+    signal(apply.id(), nix::sys::signal::Signal::SIGKILL)?;
+    let _ = wait_exit(&mut apply, Duration::from_secs(30))?;
+    let left = leftovers::count(&suite.repo);
+    eprintln!("after SIGKILL during apply: {}", left.describe());
+    ensure!(
+        !left.processes.is_empty() && !left.orphans.is_empty(),
+        "expected the VM and ansible to outlive the harness: {}",
+        left.describe()
+    );
+    step(suite, S, &["prune"], 0)?;
+    require_no_leftovers(suite, "prune after SIGKILL during apply")?;
+
+    // 3. A guest that never comes back: an fstab entry for a disk that does not exist sends
+    // systemd to emergency mode, without SSH. The bounded wait fails, the VM is kept with its
+    // console in the bundle.
+    step(suite, S, &["up", "askari"], 0)?;
+    let record = current(suite)?;
+    guest_run(
+        &record,
+        "echo 'UUID=00000000-dead-beef-0000-000000000000 /mnt/nowhere ext4 defaults 0 2' | sudo tee -a /etc/fstab && sudo mkdir -p /mnt/nowhere",
+    )?;
+    let started = Instant::now();
+    let (code, _) = xtask_env(suite, &["reboot"], &[("BOMA_IT_REBOOT_TIMEOUT", "180")])?;
+    suite.timings.push(Timing {
+        scenario: S,
+        step: "reboot of a broken guest → bounded failure".into(),
+        took: started.elapsed(),
+    });
+    ensure!(
+        code == 1,
+        "the reboot of a guest that never returns exited with {code}, expected 1"
+    );
+    let left = leftovers::count(&suite.repo);
+    ensure!(
+        left.processes.len() == 1,
+        "the broken VM must be kept for inspection: {}",
+        left.describe()
+    );
+    let bundle = home().join("integration-runs").join(&record.name);
+    let console = std::fs::read_to_string(bundle.join("console.log"))
+        .with_context(|| format!("no console in {bundle}"))?;
+    ensure!(!console.is_empty(), "the bundle's console log is empty");
+    eprintln!(
+        "console tail of the broken guest:\n{}",
+        console
+            .lines()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&bundle);
+    step(suite, S, &["prune"], 0)?;
+    require_no_leftovers(suite, "prune after a guest that never returned")
+}
+
+fn spawn(
+    suite: &Suite,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<std::process::Child> {
+    eprintln!("+ {} {} &", suite.xtask, args.join(" "));
+    let mut command = Command::new(suite.xtask.as_std_path());
+    command
+        .args(args)
+        .current_dir(&suite.repo)
+        .envs(env.iter().copied());
+    Ok(command.spawn()?)
+}
+
+fn xtask_env(suite: &Suite, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(i32, String)> {
+    let mut command = Command::new(suite.xtask.as_std_path());
+    command
+        .args(args)
+        .current_dir(&suite.repo)
+        .envs(env.iter().copied());
+    let out = command.exec().stream().allow_fail().run()?;
+    Ok((out.status.code().unwrap_or(-1), out.stdout))
+}
+
+fn signal(pid: u32, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+    eprintln!(
+        "+ kill -{} {pid}",
+        signal.as_str().trim_start_matches("SIG")
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
+    Ok(())
+}
+
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> anyhow::Result<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            use std::os::unix::process::ExitStatusExt;
+            return Ok(status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the harness did not exit within {}s",
+            limit.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// The libvirt backend, run inside the namespace `.ci/libvirt-netns` made: a clean `it askari`
+/// passes, the RED case fails for the right reasons, nothing is left, and the shared golden
+/// image was not chowned.
+pub fn libvirt(suite: &mut Suite) -> anyhow::Result<()> {
+    const S: &str = "libvirt";
+    ensure!(
+        boma_vm::libvirt::reachable(&Shell::new()?),
+        "no libvirt daemon reachable: run the libvirt scenario through `.ci/libvirt-netns exec`"
+    );
+    ensure_image(suite, S)?;
+    let golden = golden_image(suite)?;
+    let owner_before = owner(&golden)?;
+
+    let report = step(suite, S, &["it", "askari", "--backend", "libvirt"], 0)?;
+    let report: serde_json::Value =
+        serde_json::from_str(&report).with_context(|| format!("no JSON report: {report}"))?;
+    ensure!(
+        report["result"] == "passed" && report["backend"] == "libvirt",
+        "it askari --backend libvirt: {report}"
+    );
+    for phase in report["phases"].as_array().into_iter().flatten() {
+        eprintln!(
+            "  libvirt phase: {:>7}s  {}",
+            phase["seconds"],
+            phase["phase"].as_str().unwrap_or("?")
+        );
+    }
+    require_no_leftovers(suite, "a passing `it --backend libvirt`")?;
+
+    let report = step(suite, S, &["it", "askari-red", "--backend", "libvirt"], 1)?;
+    let report: serde_json::Value =
+        serde_json::from_str(&report).with_context(|| format!("no JSON report: {report}"))?;
+    let checks = report["checks"]
+        .as_array()
+        .context("the RED report has no checks")?;
+    let find = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .cloned()
+    };
+    let forward = find("forward_chain_accepts_containers").context("no forward-chain check")?;
+    let https = find("https_443").context("no controller probe")?;
+    ensure!(
+        find("docker_active").is_some_and(|c| c["ok"] == true),
+        "RED under libvirt must fail with Docker up: {report}"
+    );
+    ensure!(
+        forward["ok"] == false,
+        "RED passed the forward-chain check under libvirt: {forward}"
+    );
+    ensure!(
+        https["ok"] == false && https["reason"] == "timeout",
+        "RED under libvirt must time out from the controller: {https}"
+    );
+    let vm = report["vm"].as_str().context("the report names the VM")?;
+    let bundle = home().join("integration-runs").join(vm);
+    let ruleset = std::fs::read_to_string(bundle.join("nft-ruleset.txt"))?;
+    ensure!(
+        pure_drop_forward(&ruleset),
+        "the diagnostics do not show a pure-drop forward chain:\n{ruleset}"
+    );
+    eprintln!("RED under libvirt failed for the right reasons");
+    let _ = std::fs::remove_dir_all(&bundle);
+    step(suite, S, &["prune"], 0)?;
+    require_no_leftovers(suite, "prune after RED under libvirt")?;
+    let owner_after = owner(&golden)?;
+    ensure!(
+        owner_before == owner_after,
+        "libvirt changed the golden image's owner: {owner_before:?} -> {owner_after:?}"
+    );
+    Ok(())
+}
+
+fn owner(path: &Utf8PathBuf) -> anyhow::Result<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.uid(), meta.gid()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::pure_drop_forward;

@@ -12,6 +12,7 @@ pub mod diagnostics;
 mod error;
 pub mod fake;
 pub mod keys;
+pub mod libvirt;
 pub mod lifecycle;
 pub mod memory;
 pub mod ports;

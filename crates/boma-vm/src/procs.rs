@@ -48,6 +48,78 @@ pub fn vm_processes() -> Vec<VmProcess> {
     found
 }
 
+/// A process the harness started that outlived it (the harness was SIGKILLed): an
+/// `ansible-playbook` or `ssh` still aimed at a test VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub pid: u32,
+    pub cmdline: String,
+}
+
+/// Whether a command line belongs to the harness's work on a test VM: it names the run
+/// directory of a VM (the transient inventory) or the harness's own SSH key. Pure.
+pub fn is_harness_child(cmdline: &str, markers: &[&str]) -> bool {
+    !cmdline.is_empty() && markers.iter().any(|m| !m.is_empty() && cmdline.contains(m))
+}
+
+/// Every process (but this one and its parent) whose command line carries one of `markers`.
+pub fn orphans(markers: &[&str]) -> Vec<Orphan> {
+    let me = std::process::id();
+    let parent = std::os::unix::process::parent_id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<Orphan> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            if pid == me || pid == parent {
+                return None;
+            }
+            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = raw
+                .split(|b| *b == 0)
+                .map(String::from_utf8_lossy)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let cmdline = cmdline.trim().to_owned();
+            is_harness_child(&cmdline, markers).then_some(Orphan { pid, cmdline })
+        })
+        .collect();
+    found.sort_by_key(|o| o.pid);
+    found
+}
+
+/// SIGKILL `pid` if its command line still carries one of `markers` (it was not recycled).
+pub fn kill_orphan(orphan: &Orphan, markers: &[&str]) -> bool {
+    let still = std::fs::read(format!("/proc/{}/cmdline", orphan.pid))
+        .ok()
+        .is_some_and(|raw| {
+            let cmdline = raw
+                .split(|b| *b == 0)
+                .map(String::from_utf8_lossy)
+                .collect::<Vec<_>>()
+                .join(" ");
+            is_harness_child(&cmdline, markers)
+        });
+    still && kill(Pid::from_raw(orphan.pid as i32), Signal::SIGKILL).is_ok()
+}
+
+/// The pids of processes whose command name is `comm`.
+pub fn pids_named(comm: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (name.trim() == comm).then_some(pid)
+        })
+        .collect()
+}
+
 /// Whether `pid` is alive and still the QEMU of VM `name` (a recycled pid is not).
 pub fn is_vm_process(pid: u32, name: &str) -> bool {
     let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
@@ -100,6 +172,21 @@ mod tests {
             None
         );
         assert_eq!(vm_name_in_cmdline(&args("qemu-system-x86_64 -m 1")), None);
+    }
+
+    #[test]
+    fn harness_children_are_recognised_by_run_dir_or_key() {
+        let markers = [
+            "/repo/tests/integration/.run/boma-it-",
+            "/root/.local/state/boma-it/ssh/",
+        ];
+        let ansible = "/repo/.venv/bin/python3 /repo/.venv/bin/ansible-playbook -i /repo/tests/integration/.run/boma-it-askari-1/inventory/ site.yml";
+        let ssh = "ssh -o IdentityFile=\"/root/.local/state/boma-it/ssh/id_ed25519\" -p 40022 ansible@127.0.0.1";
+        assert!(is_harness_child(ansible, &markers));
+        assert!(is_harness_child(ssh, &markers));
+        assert!(!is_harness_child("ssh ops@askari.example", &markers));
+        assert!(!is_harness_child("", &markers));
+        assert!(!is_harness_child("anything", &[""]));
     }
 
     #[test]

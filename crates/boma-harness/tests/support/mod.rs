@@ -225,6 +225,8 @@ impl Sandbox {
             image_url: None,
             sums_url: None,
             vault_password_file: None,
+            boot_timeout: None,
+            reboot_timeout: None,
         };
         Sandbox {
             _tmp: tmp,

@@ -1,0 +1,455 @@
+//! The libvirt backend: `virt-install --import` on the isolated NAT network `boma-it`, the
+//! address from the DHCP lease, `virsh reboot`/`reset`/`destroy`/`undefine`.
+//!
+//! Everything talks to `qemu:///system`. When CI runs the daemons inside a network namespace,
+//! the harness runs inside it too, so the lease address is reachable (and nothing else is).
+
+use std::time::{Duration, Instant};
+
+use boma_exec::{CmdExt, ExecError};
+use camino::Utf8Path;
+use xshell::{Shell, cmd};
+
+use crate::backend::{Backend, BackendKind, BootSpec, Booted, Endpoint, RebootHow};
+use crate::{NAME_PREFIX, RunRecord, VmError};
+
+const URI: &str = "qemu:///system";
+/// The isolated NAT network every test VM joins.
+pub const NETWORK: &str = "boma-it";
+/// How long a `virsh` call may take (the first one after the daemon starts takes ~8 s).
+const VIRSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the DHCP lease may take to appear (measured 29 s under TCG).
+const LEASE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The network's definition: own bridge, 192.168.150.0/24, DHCP .10–.254, NAT out. Pure.
+pub fn network_xml() -> String {
+    format!(
+        "<network>
+  <name>{NETWORK}</name>
+  <forward mode='nat'/>
+  <bridge name='virbr-boma' stp='on' delay='0'/>
+  <ip address='192.168.150.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.150.10' end='192.168.150.254'/>
+    </dhcp>
+  </ip>
+</network>
+"
+    )
+}
+
+/// The `--osinfo` to use: the first of the preferred ids the installed osinfo database knows,
+/// from the output of `virt-install --osinfo list`. Pure.
+pub fn pick_osinfo(known: &str) -> Option<&'static str> {
+    let ids: Vec<&str> = known
+        .lines()
+        .flat_map(|line| line.split([',', ' ']))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .collect();
+    // debian13 where known; bookworm's database predates it: debiantesting, then a generic
+    // modern Linux (not `generic`, which gets no virtio defaults).
+    ["debian13", "debiantesting", "linux2022", "linux2020"]
+        .into_iter()
+        .find(|want| ids.contains(want))
+}
+
+/// `virt-install` arguments for `spec` (program name excluded). Pure.
+pub fn virt_install_args(spec: &BootSpec, osinfo: &str) -> Vec<String> {
+    [
+        "--connect",
+        URI,
+        "--name",
+        &spec.name,
+        "--memory",
+        &spec.mem_mib.to_string(),
+        "--vcpus",
+        &spec.vcpus.to_string(),
+        "--virt-type",
+        spec.accel.virt_type(),
+        "--osinfo",
+        osinfo,
+        "--import",
+        "--disk",
+        &format!("path={},format=qcow2,bus=virtio,cache=unsafe", spec.overlay),
+        "--disk",
+        &format!("path={},device=cdrom,readonly=on", spec.seed),
+        "--network",
+        &format!("network={NETWORK},mac={},model=virtio", spec.mac),
+        "--rng",
+        "/dev/urandom",
+        "--graphics",
+        "none",
+        "--serial",
+        &format!("file,path={}", spec.console),
+        // Static DAC label, no relabelling: libvirt would otherwise chown every disk it is
+        // given, the shared read-only golden image behind the overlay included.
+        "--security",
+        "type=static,model=dac,label=+0:+0,relabel=no",
+        "--noautoconsole",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// The IPv4 address in `virsh domifaddr --source lease` output. Pure.
+pub fn lease_ip(domifaddr: &str) -> Option<String> {
+    domifaddr.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let ipv4 = fields.find(|f| *f == "ipv4")?;
+        let _ = ipv4;
+        let address = fields.next()?;
+        Some(address.split('/').next()?.to_owned())
+    })
+}
+
+/// The directory a storage pool points at, from `virsh pool-dumpxml`. Pure.
+pub fn pool_path(pool_xml: &str) -> Option<&str> {
+    let start = pool_xml.find("<path>")? + "<path>".len();
+    let end = pool_xml[start..].find("</path>")? + start;
+    Some(pool_xml[start..end].trim())
+}
+
+/// Drives libvirt through `virsh` and `virt-install`.
+pub struct LibvirtBackend<'a> {
+    sh: &'a Shell,
+    /// The run directory: storage pools virt-install creates under it are ours to remove.
+    runs_root: &'a Utf8Path,
+}
+
+impl<'a> LibvirtBackend<'a> {
+    pub fn new(sh: &'a Shell, runs_root: &'a Utf8Path) -> LibvirtBackend<'a> {
+        LibvirtBackend { sh, runs_root }
+    }
+
+    fn virsh(&self, args: &[&str]) -> Result<String, VmError> {
+        let sh = self.sh;
+        Ok(cmd!(sh, "virsh --connect {URI} {args...}")
+            .exec()
+            .timeout(VIRSH_TIMEOUT)
+            .read()?)
+    }
+
+    /// `virsh` for teardown: runs after Ctrl-C too, and a failure is returned, not raised.
+    fn virsh_cleanup(&self, args: &[&str]) -> Result<String, ExecError> {
+        let sh = self.sh;
+        cmd!(sh, "virsh --connect {URI} {args...}")
+            .exec()
+            .uninterruptible()
+            .timeout(VIRSH_TIMEOUT)
+            .read()
+    }
+
+    /// Define, autostart and start `boma-it` as needed. `net-start` is explicit: autostart
+    /// fires only when the daemon starts, and `/run` may outlive that moment.
+    pub fn ensure_network(&self) -> Result<(), VmError> {
+        let sh = self.sh;
+        let info = cmd!(sh, "virsh --connect {URI} net-info {NETWORK}")
+            .exec()
+            .allow_fail()
+            .timeout(VIRSH_TIMEOUT)
+            .run()?;
+        if !info.success() {
+            let xml = self.runs_root.join("boma-it-network.xml");
+            std::fs::create_dir_all(self.runs_root).map_err(|e| VmError::io(self.runs_root, e))?;
+            std::fs::write(&xml, network_xml()).map_err(|e| VmError::io(&xml, e))?;
+            let defined = self.virsh(&["net-define", xml.as_str()]);
+            let _ = std::fs::remove_file(&xml);
+            defined?;
+            self.virsh(&["net-autostart", NETWORK])?;
+        }
+        let info = self.virsh(&["net-info", NETWORK])?;
+        let active = info
+            .lines()
+            .any(|l| l.starts_with("Active:") && l.trim_end().ends_with("yes"));
+        if !active {
+            self.virsh(&["net-start", NETWORK])?;
+        }
+        Ok(())
+    }
+
+    fn osinfo(&self) -> Result<&'static str, VmError> {
+        let sh = self.sh;
+        let known = cmd!(sh, "virt-install --osinfo list")
+            .exec()
+            .quiet()
+            .timeout(VIRSH_TIMEOUT)
+            .read()?;
+        pick_osinfo(&known).ok_or_else(|| {
+            VmError::Preflight(
+                "the installed osinfo database knows none of debian13, debiantesting, linux2022, linux2020: install osinfo-db".into(),
+            )
+        })
+    }
+
+    /// Storage pools (virt-install makes one per disk directory) pointing into the run dir.
+    fn our_pools(&self) -> Vec<String> {
+        let Ok(names) = self.virsh_cleanup(&["pool-list", "--all", "--name"]) else {
+            return Vec::new();
+        };
+        names
+            .lines()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .filter(|pool| {
+                self.virsh_cleanup(&["pool-dumpxml", pool])
+                    .ok()
+                    .and_then(|xml| {
+                        pool_path(&xml).map(|p| Utf8Path::new(p).starts_with(self.runs_root))
+                    })
+                    .unwrap_or(false)
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn domstate(&self, name: &str) -> Option<String> {
+        self.virsh_cleanup(&["domstate", name])
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+}
+
+/// Whether a libvirt daemon is usable from here: `virsh` reaches it, and it runs in this
+/// network namespace. A daemon in another namespace is reachable through its unix socket, yet
+/// its guests' addresses are not — and trying them from here would send traffic to private
+/// addresses outside the namespace that owns them.
+pub fn reachable(sh: &Shell) -> bool {
+    usable(sh).is_ok()
+}
+
+/// [`reachable`], with the reason when it is not.
+pub fn usable(sh: &Shell) -> Result<(), String> {
+    if !boma_exec::on_path("virsh") {
+        return Err("`virsh` is not installed".into());
+    }
+    let answered = cmd!(sh, "virsh --connect {URI} uri")
+        .exec()
+        .quiet()
+        .allow_fail()
+        .timeout(Duration::from_secs(20))
+        .run()
+        .is_ok_and(|o| o.success());
+    if !answered {
+        return Err(format!("no libvirt daemon answers on {URI}"));
+    }
+    let own = std::fs::read_link("/proc/self/ns/net").ok();
+    for pid in crate::procs::pids_named("libvirtd") {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+        if theirs.is_some() && theirs != own {
+            return Err(format!(
+                "libvirtd (pid {pid}) runs in another network namespace: run the harness inside it (`ip netns exec <ns> …`)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Backend for LibvirtBackend<'_> {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Libvirt
+    }
+
+    fn boot(&self, spec: &BootSpec) -> Result<Booted, VmError> {
+        self.ensure_network()?;
+        let osinfo = self.osinfo()?;
+        let sh = self.sh;
+        let args = virt_install_args(spec, osinfo);
+        cmd!(sh, "virt-install {args...}")
+            .exec()
+            .timeout(Duration::from_secs(180))
+            .run()?;
+        // The address comes with the lease (`wait_address`); the ports are known now.
+        let unknown = |port| Endpoint {
+            host: String::new(),
+            port,
+        };
+        let published = spec
+            .published_ports
+            .iter()
+            .map(|p| (*p, unknown(*p)))
+            .collect();
+        Ok(Booted {
+            ssh: unknown(22),
+            published,
+            pid: None,
+        })
+    }
+
+    fn wait_address(&self, record: &RunRecord) -> Result<Booted, VmError> {
+        let started = Instant::now();
+        eprintln!(
+            "    polling: virsh domifaddr {} --source lease",
+            record.name
+        );
+        loop {
+            boma_exec::interrupt::check()?;
+            if !self.is_running(record)? {
+                return Err(VmError::GuestGone {
+                    name: record.name.clone(),
+                    console: record.console_log(),
+                });
+            }
+            let sh = self.sh;
+            let name = &record.name;
+            let out = cmd!(sh, "virsh --connect {URI} domifaddr {name} --source lease")
+                .exec()
+                .quiet()
+                .allow_fail()
+                .timeout(VIRSH_TIMEOUT)
+                .run()?;
+            if let Some(ip) = lease_ip(&out.stdout) {
+                eprintln!(
+                    "    lease: {ip} after {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+                let published = record_ports(record)
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p,
+                            Endpoint {
+                                host: ip.clone(),
+                                port: p,
+                            },
+                        )
+                    })
+                    .collect();
+                return Ok(Booted {
+                    ssh: Endpoint { host: ip, port: 22 },
+                    published,
+                    pid: None,
+                });
+            }
+            if started.elapsed() >= LEASE_TIMEOUT {
+                return Err(VmError::Timeout {
+                    what: format!("a DHCP lease for {} on the {NETWORK} network", record.name),
+                    after: LEASE_TIMEOUT,
+                    hint: format!(
+                        "is the network active (`virsh net-info {NETWORK}`)? serial console: {}",
+                        record.console_log()
+                    ),
+                });
+            }
+            boma_exec::interrupt::sleep(Duration::from_secs(2))?;
+        }
+    }
+
+    fn reboot(&self, record: &RunRecord, how: RebootHow) -> Result<bool, VmError> {
+        let verb = match how {
+            // ACPI: the guest reboots itself, no agent needed.
+            RebootHow::Guest => "reboot",
+            RebootHow::Hard => "reset",
+        };
+        self.virsh(&[verb, &record.name])?;
+        Ok(true)
+    }
+
+    fn is_running(&self, record: &RunRecord) -> Result<bool, VmError> {
+        Ok(self
+            .domstate(&record.name)
+            .is_some_and(|s| s == "running" || s == "paused" || s == "in shutdown"))
+    }
+
+    fn destroy(&self, name: &str, _record: Option<&RunRecord>) -> Result<(), VmError> {
+        let Some(state) = self.domstate(name) else {
+            // Not defined; pools pointing at removed run dirs may still be.
+            return self.remove_pools();
+        };
+        if state != "shut off"
+            && let Err(e) = self.virsh_cleanup(&["destroy", name])
+        {
+            eprintln!("    virsh destroy {name}: {e}");
+        }
+        self.virsh_cleanup(&["undefine", name, "--nvram"])
+            .map_err(VmError::from)?;
+        self.remove_pools()
+    }
+
+    fn leftovers(&self) -> Result<Vec<String>, VmError> {
+        let names = self
+            .virsh_cleanup(&["list", "--all", "--name"])
+            .unwrap_or_default();
+        let mut found: Vec<String> = names
+            .lines()
+            .map(str::trim)
+            .filter(|n| n.starts_with(NAME_PREFIX))
+            .map(str::to_owned)
+            .collect();
+        // A test VM QEMU runs without libvirt is a test VM too: one at a time, whatever runs it.
+        for process in crate::procs::vm_processes() {
+            if !found.contains(&process.name) {
+                found.push(process.name);
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl LibvirtBackend<'_> {
+    fn remove_pools(&self) -> Result<(), VmError> {
+        for pool in self.our_pools() {
+            let _ = self.virsh_cleanup(&["pool-destroy", &pool]);
+            self.virsh_cleanup(&["pool-undefine", &pool])
+                .map_err(VmError::from)?;
+        }
+        Ok(())
+    }
+}
+
+/// The published ports a record asks for (recorded at boot with empty endpoints).
+fn record_ports(record: &RunRecord) -> Vec<u16> {
+    record.published.keys().copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Accel;
+
+    #[test]
+    fn network_definition_snapshot() {
+        insta::assert_snapshot!("libvirt_network_xml", network_xml());
+    }
+
+    #[test]
+    fn virt_install_snapshot() {
+        let spec = BootSpec {
+            name: "boma-it-askari-1a2b3c4d".into(),
+            dir: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d".into(),
+            overlay: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d/overlay.qcow2".into(),
+            seed: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d/seed.img".into(),
+            console: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d/console.log".into(),
+            mac: "52:54:00:12:34:56".into(),
+            mem_mib: 3072,
+            vcpus: 2,
+            accel: Accel::Tcg,
+            published_ports: vec![443],
+        };
+        insta::assert_snapshot!(
+            "virt_install_args_tcg",
+            virt_install_args(&spec, "debiantesting").join("\n")
+        );
+    }
+
+    #[test]
+    fn osinfo_is_asked_not_guessed() {
+        let bookworm = "debian11, debian11\ndebian12\ndebiantesting\nlinux2022\n";
+        assert_eq!(pick_osinfo(bookworm), Some("debiantesting"));
+        assert_eq!(pick_osinfo("debian13\ndebiantesting\n"), Some("debian13"));
+        assert_eq!(pick_osinfo("win10\n"), None);
+    }
+
+    #[test]
+    fn lease_and_pool_parsing() {
+        let out = " Name       MAC address          Protocol     Address\n-------------------------------------------------------------------------------\n vnet0      52:54:00:12:34:56    ipv4         192.168.150.42/24\n";
+        assert_eq!(lease_ip(out).as_deref(), Some("192.168.150.42"));
+        assert_eq!(lease_ip(" Name MAC Protocol Address\n----\n"), None);
+        let pool = "<pool type='dir'>\n  <name>boma-it-askari-1</name>\n  <target>\n    <path>/repo/tests/integration/.run/boma-it-askari-1</path>\n  </target>\n</pool>";
+        assert_eq!(
+            pool_path(pool),
+            Some("/repo/tests/integration/.run/boma-it-askari-1")
+        );
+    }
+}
