@@ -82,7 +82,7 @@ impl Machine for RealMachine<'_> {
                 }
                 if let Err(why) = libvirt::usable(self.sh) {
                     return Err(HarnessError::Usage(format!(
-                        "the libvirt backend is not usable here: {why} (start virtlogd and libvirtd, or use --backend qemu)"
+                        "the libvirt backend is not usable here: {why}; or use --backend qemu"
                     )));
                 }
                 Ok(BackendKind::Libvirt)

@@ -504,8 +504,13 @@ pub fn power_off(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
 }
 
 /// Stop and undefine one VM, then delete its directory and, if it was current, the record.
+/// The files go even when the backend reports an error, as long as the VM is no longer
+/// running: a half-created VM (a boot killed mid-definition) must not leave them behind.
 fn remove_vm(fx: &Effects, name: &str, record: Option<&RunRecord>) -> Result<(), VmError> {
-    fx.backend.destroy(name, record)?;
+    let destroyed = fx.backend.destroy(name, record);
+    if destroyed.is_err() && fx.backend.leftovers()?.iter().any(|n| n == name) {
+        return destroyed;
+    }
     let dir = fx.runs.vm_dir(name);
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
@@ -515,7 +520,7 @@ fn remove_vm(fx: &Effects, name: &str, record: Option<&RunRecord>) -> Result<(),
     if fx.runs.current()?.is_none_or(|c| c.name == name) {
         fx.runs.clear_current()?;
     }
-    Ok(())
+    destroyed
 }
 
 /// What `prune` removed.
