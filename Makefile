@@ -36,6 +36,9 @@ test-templates: venv
 
 # --- The Rust harness (xtask) -------------------------------------------------------------
 
+# Where cargo puts binaries (honours CARGO_TARGET_DIR).
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+
 .PHONY: test test-vm test-integration test-integration-clean lint check-tags
 
 ## test: the fast tests: cargo test (no root, no VM) and the Caddyfile tier renders
@@ -46,7 +49,7 @@ test: venv
 ## test-vm: the VM suite (root, real guests under TCG, many minutes): lifecycle, RED/GREEN, it
 test-vm: venv
 	cargo build --workspace --bins
-	target/debug/vm-suite all
+	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask all
 
 ## test-integration: the whole cycle for HOST (CERTS=internal|le-staging|le-prod-wildcard, KEEP=1)
 test-integration: venv

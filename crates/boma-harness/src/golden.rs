@@ -81,7 +81,7 @@ fn given_file(sh: &Shell, path: &Utf8PathBuf) -> Result<Utf8PathBuf, HarnessErro
             "the image file {path} does not exist"
         )));
     }
-    let format = crate::machine::image_format(sh, path)?;
+    let format = boma_vm::lifecycle::image_format(sh, path)?;
     if format != "qcow2" {
         return Err(HarnessError::Usage(format!(
             "the image file {path} is {format:?}, not qcow2"

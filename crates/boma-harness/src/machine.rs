@@ -2,7 +2,6 @@
 //! the golden image, the KVM verdict, Ansible. The steps decide; the machine acts. Tests swap
 //! in a fake machine to drive every failure and interrupt path without a VM.
 
-use boma_exec::CmdExt;
 use boma_vm::libvirt::{self, LibvirtBackend};
 use boma_vm::lifecycle::{Disks, RealDisks, Waits};
 use boma_vm::qemu::QemuBackend;
@@ -198,15 +197,4 @@ impl Machine for RealMachine<'_> {
         }
         waits
     }
-}
-
-/// `qemu-img info`'s format of a file.
-pub(crate) fn image_format(sh: &Shell, path: &Utf8Path) -> Result<String, HarnessError> {
-    let info = xshell::cmd!(sh, "qemu-img info --output=json {path}")
-        .exec()
-        .read()?;
-    Ok(serde_json::from_str::<serde_json::Value>(&info)
-        .ok()
-        .and_then(|v| v["format"].as_str().map(str::to_owned))
-        .unwrap_or_default())
 }

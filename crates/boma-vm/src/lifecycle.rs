@@ -87,6 +87,17 @@ impl Disks for RealDisks<'_> {
     }
 }
 
+/// The format `qemu-img info` reports for an image file (`qcow2`, `raw` …).
+pub fn image_format(sh: &Shell, path: &Utf8Path) -> Result<String, VmError> {
+    let info = cmd!(sh, "qemu-img info --output=json {path}")
+        .exec()
+        .read()?;
+    Ok(serde_json::from_str::<serde_json::Value>(&info)
+        .ok()
+        .and_then(|v| v["format"].as_str().map(str::to_owned))
+        .unwrap_or_default())
+}
+
 /// The effects the lifecycle acts through.
 pub struct Effects<'a> {
     pub runs: &'a Runs,
