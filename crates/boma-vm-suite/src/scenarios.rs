@@ -12,12 +12,21 @@ use xshell::{Shell, cmd};
 use crate::leftovers;
 use crate::{Suite, Timing};
 
+/// The xtask binary as the scenarios run it: from the repo, on the QEMU backend unless a
+/// scenario asks for another with `--backend` (the flag wins over the environment).
+fn xtask_command(suite: &Suite, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(suite.xtask.as_std_path());
+    command
+        .args(args)
+        .current_dir(&suite.repo)
+        .env("BOMA_IT_BACKEND", "qemu")
+        .envs(env.iter().copied());
+    command
+}
+
 /// Run the xtask binary; return its exit code and what it printed on stdout.
 fn xtask(suite: &Suite, args: &[&str]) -> anyhow::Result<(i32, String)> {
-    let mut command = Command::new(suite.xtask.as_std_path());
-    command.args(args).current_dir(&suite.repo);
-    let out = command.exec().stream().allow_fail().run()?;
-    Ok((out.status.code().unwrap_or(-1), out.stdout))
+    xtask_env(suite, args, &[])
 }
 
 /// Run the xtask binary, require `expected` as exit code, and time it.
@@ -568,21 +577,15 @@ fn spawn(
     env: &[(&str, &str)],
 ) -> anyhow::Result<std::process::Child> {
     eprintln!("+ {} {} &", suite.xtask, args.join(" "));
-    let mut command = Command::new(suite.xtask.as_std_path());
-    command
-        .args(args)
-        .current_dir(&suite.repo)
-        .envs(env.iter().copied());
-    Ok(command.spawn()?)
+    Ok(xtask_command(suite, args, env).spawn()?)
 }
 
 fn xtask_env(suite: &Suite, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(i32, String)> {
-    let mut command = Command::new(suite.xtask.as_std_path());
-    command
-        .args(args)
-        .current_dir(&suite.repo)
-        .envs(env.iter().copied());
-    let out = command.exec().stream().allow_fail().run()?;
+    let out = xtask_command(suite, args, env)
+        .exec()
+        .stream()
+        .allow_fail()
+        .run()?;
     Ok((out.status.code().unwrap_or(-1), out.stdout))
 }
 
