@@ -2,7 +2,7 @@
 //!
 //! The renderers are pure: the instance id, host name, user and keys come from the caller, and the
 //! result is text for `cloud-localds`. Every value is written as a quoted YAML scalar (see
-//! [`yaml::quote`]), never spliced in raw, so a value can hold any character without changing the
+//! [`boma_yaml::quote`]), never spliced in raw, so a value can hold any character without changing the
 //! document.
 //!
 //! The seed creates exactly one user, the one Ansible logs in as: key-only, password locked,
@@ -10,11 +10,9 @@
 //! created either. Packages are neither refreshed nor upgraded at boot: the golden image is the
 //! baseline, and a first-boot `apt` run would make runs slower and differ from one another.
 
-mod yaml;
-
 use std::fmt::Write as _;
 
-use yaml::quote;
+use boma_yaml::quote;
 
 /// The user Ansible connects as unless the caller picks another.
 pub const DEFAULT_USER: &str = "ansible";

@@ -15,7 +15,6 @@ mod cert;
 mod profile;
 mod real;
 mod transient;
-mod yaml;
 
 pub use argv::{PLAYBOOKS_DIR, PlaybookRun, VERIFY_PLAYBOOK, apply_argv, verify_argv};
 pub use cert::{CertTier, UnknownCertTier};

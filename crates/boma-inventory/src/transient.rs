@@ -13,7 +13,7 @@ use std::io;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::real::PRODUCTION_DIR;
-use crate::yaml::quote;
+use boma_yaml::quote;
 
 /// Every test VM's name starts with this.
 pub const VM_PREFIX: &str = "boma-it-";

@@ -1,16 +1,17 @@
-//! The one way this crate writes a YAML value: as a double-quoted scalar, so that no content can
-//! change the structure of the document around it.
+//! The one way boma writes a YAML value: as a double-quoted scalar, so that no content can
+//! change the structure of the document around it. Shared by the renderers of cloud-init's seed and
+//! of the transient inventory, both read by PyYAML.
 
 /// Writes `value` as a YAML double-quoted scalar that every YAML parser reads back as exactly
 /// `value`.
 ///
 /// A JSON string is a valid YAML double-quoted scalar, so `serde_json` escapes `"`, `\` and the
-/// C0 controls. cloud-init reads its seed with PyYAML, a YAML 1.1 parser, which JSON does not fully
+/// C0 controls. cloud-init and Ansible read YAML with PyYAML, a YAML 1.1 parser, which JSON does not fully
 /// cover: measured with PyYAML 6.0, a raw NEL inside quotes is folded into a space, and a raw DEL,
 /// C1 control or U+FFFE/U+FFFF makes it refuse the whole stream. Those are escaped here as
 /// `\uXXXX`, which both YAML versions read, and so are LS/PS (line breaks in YAML 1.1) and the BOM
 /// (not allowed inside a document).
-pub(crate) fn quote(value: &str) -> String {
+pub fn quote(value: &str) -> String {
     let json = serde_json::to_string(value).expect("a str always serialises to JSON");
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
