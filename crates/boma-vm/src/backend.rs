@@ -48,6 +48,26 @@ pub struct BootSpec {
     pub published_ports: Vec<u16>,
 }
 
+#[cfg(test)]
+impl BootSpec {
+    /// The spec the backends' command-line snapshots are taken of.
+    pub(crate) fn example() -> BootSpec {
+        let dir = Utf8PathBuf::from("/repo/tests/integration/.run/boma-it-askari-1a2b3c4d");
+        BootSpec {
+            name: "boma-it-askari-1a2b3c4d".into(),
+            overlay: dir.join("overlay.qcow2"),
+            seed: dir.join("seed.img"),
+            console: dir.join("console.log"),
+            dir,
+            mac: "52:54:00:12:34:56".into(),
+            mem_mib: 3072,
+            vcpus: 2,
+            accel: Accel::Tcg,
+            published_ports: vec![443],
+        }
+    }
+}
+
 /// Where a freshly booted VM can be reached.
 #[derive(Debug, Clone)]
 pub struct Booted {

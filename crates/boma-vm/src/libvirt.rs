@@ -406,7 +406,6 @@ fn record_ports(record: &RunRecord) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Accel;
 
     #[test]
     fn network_definition_snapshot() {
@@ -415,18 +414,7 @@ mod tests {
 
     #[test]
     fn virt_install_snapshot() {
-        let spec = BootSpec {
-            name: "boma-it-askari-1a2b3c4d".into(),
-            dir: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d".into(),
-            overlay: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d/overlay.qcow2".into(),
-            seed: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d/seed.img".into(),
-            console: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d/console.log".into(),
-            mac: "52:54:00:12:34:56".into(),
-            mem_mib: 3072,
-            vcpus: 2,
-            accel: Accel::Tcg,
-            published_ports: vec![443],
-        };
+        let spec = BootSpec::example();
         insta::assert_snapshot!(
             "virt_install_args_tcg",
             virt_install_args(&spec, "debiantesting").join("\n")

@@ -252,22 +252,10 @@ fn wait_gone(pid: u32, name: &str, limit: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Accel;
 
     #[test]
     fn command_line_snapshot() {
-        let spec = BootSpec {
-            name: "boma-it-askari-1a2b3c4d".into(),
-            dir: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d".into(),
-            overlay: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d/overlay.qcow2".into(),
-            seed: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d/seed.img".into(),
-            console: "/repo/tests/integration/.run/boma-it-askari-1a2b3c4d/console.log".into(),
-            mac: "52:54:00:12:34:56".into(),
-            mem_mib: 3072,
-            vcpus: 2,
-            accel: Accel::Tcg,
-            published_ports: vec![443],
-        };
+        let spec = BootSpec::example();
         let ports = ForwardedPorts {
             ssh: 40022,
             published: BTreeMap::from([(443, 40443)]),
