@@ -205,23 +205,18 @@ fn raw_boot(
         cmd!(sh, "qemu-system-x86_64 -name boma-it-baseline -accel tcg,thread=multi -smp 2 -m 3072 -display none -drive {drive} -drive {seed_drive} -netdev {netdev} -device virtio-net-pci,netdev=n0 -serial {serial} -daemonize -pidfile {pidfile}").exec().run()?;
         let pid: i32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
         let guard = KillOnDrop(pid);
-        let ssh_args = [
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-            key.as_str(),
-            "-p",
-            &port,
-            "ansible@127.0.0.1",
-        ];
+        // The same client options the harness uses, so the comparison is of boot, not of ssh.
+        let target = boma_vm::SshTarget {
+            host: "127.0.0.1".into(),
+            port: port.parse()?,
+            user: "ansible".into(),
+            key: key.clone(),
+        };
+        let ssh_args: Vec<String> = target
+            .options()
+            .into_iter()
+            .chain([target.destination()])
+            .collect();
         let mut first = None;
         while started.elapsed() < Duration::from_secs(600) {
             boma_exec::interrupt::check()?;
