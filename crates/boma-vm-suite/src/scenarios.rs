@@ -212,11 +212,12 @@ fn raw_boot(
             user: "ansible".into(),
             key: key.clone(),
         };
-        let ssh_args: Vec<String> = target
+        let client: Vec<String> = target
             .options()
             .into_iter()
             .chain([target.destination()])
             .collect();
+        let ssh_args = &client;
         let mut first = None;
         while started.elapsed() < Duration::from_secs(600) {
             boma_exec::interrupt::check()?;
