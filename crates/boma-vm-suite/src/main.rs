@@ -3,7 +3,7 @@
 //! `cargo test`; `.ci/run` runs it after the fast tests.
 //!
 //! Usage: `vm-suite [--xtask <path>] [--baseline-runs N] <scenario>...` with scenarios
-//! `baseline`, `lifecycle`, `red-green`, `it`, `faults`, `libvirt` (inside `.ci/libvirt-netns`), or
+//! `baseline`, `lifecycle`, `red`, `red-green`, `it`, `faults`, `libvirt` (inside `.ci/libvirt-netns`), or
 //! `all` (every QEMU scenario).
 
 mod leftovers;
@@ -98,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         let result = match scenario.as_str() {
             "baseline" => scenarios::baseline(&mut suite),
             "lifecycle" => scenarios::lifecycle(&mut suite),
+            "red" => scenarios::red(&mut suite),
             "red-green" => scenarios::red_green(&mut suite),
             "it" => scenarios::it(&mut suite),
             "faults" => scenarios::faults(&mut suite),

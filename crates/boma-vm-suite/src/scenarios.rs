@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use boma_exec::CmdExt;
 use boma_vm::{Guest, OpenSsh, RunRecord};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
 use crate::leftovers;
@@ -359,45 +359,8 @@ pub fn red_green(suite: &mut Suite) -> anyhow::Result<()> {
     step(suite, S, &["reboot"], 0)?;
     step(suite, S, &["assert", "askari-red"], 1)?;
     let record = current(suite)?;
-    let results = read_results(&record)?;
-    let check = |name: &str| {
-        results["checks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
-            .cloned()
-    };
-    let docker = check("docker_active").context("verify did not report docker_active")?;
-    let forward = check("forward_chain_accepts_containers")
-        .context("verify did not report the forward chain")?;
-    let https = check("https_443").context("verify did not report the controller probe")?;
-    ensure!(
-        docker["ok"] == true,
-        "RED must fail with Docker running, not because Docker is down: {docker}"
-    );
-    ensure!(
-        forward["ok"] == false,
-        "RED passed the forward-chain check: the harness is not faithful: {forward}"
-    );
-    ensure!(
-        https["ok"] == false,
-        "RED's published port answered from the controller: the harness is not faithful: {https}"
-    );
-    ensure!(
-        https["reason"] == "timeout",
-        "RED must fail because the port is dead (timeout), not: {https}"
-    );
     let bundle = home().join("integration-runs").join(&record.name);
-    let ruleset = std::fs::read_to_string(bundle.join("nft-ruleset.txt"))
-        .with_context(|| format!("no nft ruleset in the diagnostics bundle {bundle}"))?;
-    ensure!(
-        pure_drop_forward(&ruleset),
-        "the diagnostics do not show a pure-drop forward chain:\n{ruleset}"
-    );
-    eprintln!(
-        "RED failed for the right reasons: forward chain pure drop, https timeout from the controller, Docker up"
-    );
+    red_for_the_right_reasons(&read_results(&record)?, &bundle)?;
 
     step(suite, S, &["apply", "askari"], 0)?;
     step(suite, S, &["reboot"], 0)?;
@@ -448,25 +411,107 @@ pub fn pure_drop_forward(ruleset: &str) -> bool {
     policy_drop && !accepts
 }
 
-/// A clean `it askari`: passes from scratch and removes its VM.
-pub fn it(suite: &mut Suite) -> anyhow::Result<()> {
-    const S: &str = "it";
-    ensure_image(suite, S)?;
-    let report = step(suite, S, &["it", "askari"], 0)?;
-    let report: serde_json::Value = serde_json::from_str(&report)
-        .with_context(|| format!("`it` printed no JSON report: {report}"))?;
+/// RED's verify results must show the incident and nothing else: Docker up, the forward
+/// chain pure drop, the published port dead from the controller (a timeout, not a TLS or name
+/// problem), and the diagnostics bundle showing the pure-drop chain. If RED ever passes, the
+/// harness is no longer faithful.
+fn red_for_the_right_reasons(results: &serde_json::Value, bundle: &Utf8Path) -> anyhow::Result<()> {
+    let check = |name: &str| {
+        results["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .cloned()
+            .with_context(|| format!("verify did not report {name}: {results}"))
+    };
+    let docker = check("docker_active")?;
+    let forward = check("forward_chain_accepts_containers")?;
+    let https = check("https_443")?;
+    ensure!(
+        docker["ok"] == true,
+        "RED must fail with Docker running, not because Docker is down: {docker}"
+    );
+    ensure!(
+        forward["ok"] == false,
+        "RED passed the forward-chain check: the harness is not faithful: {forward}"
+    );
+    ensure!(
+        https["ok"] == false,
+        "RED's published port answered from the controller: the harness is not faithful: {https}"
+    );
+    ensure!(
+        https["reason"] == "timeout",
+        "RED must fail because the port is dead (timeout), not: {https}"
+    );
+    let ruleset = std::fs::read_to_string(bundle.join("nft-ruleset.txt"))
+        .with_context(|| format!("no nft ruleset in the diagnostics bundle {bundle}"))?;
+    ensure!(
+        pure_drop_forward(&ruleset),
+        "the diagnostics do not show a pure-drop forward chain:\n{ruleset}"
+    );
+    eprintln!(
+        "RED failed for the right reasons: Docker up, forward chain pure drop, https timeout from the controller"
+    );
+    Ok(())
+}
+
+fn parse_report(stdout: &str) -> anyhow::Result<serde_json::Value> {
+    serde_json::from_str(stdout).with_context(|| format!("`it` printed no JSON report: {stdout}"))
+}
+
+/// `it askari` (plus `extra` arguments) passes from scratch and removes its VM.
+fn it_passes(suite: &mut Suite, scenario: &'static str, extra: &[&str]) -> anyhow::Result<()> {
+    let args: Vec<&str> = ["it", "askari"].iter().chain(extra).copied().collect();
+    let report = parse_report(&step(suite, scenario, &args, 0)?)?;
     ensure!(
         report["result"] == "passed",
-        "it askari did not pass: {report}"
+        "{} did not pass: {report}",
+        args.join(" ")
     );
     for phase in report["phases"].as_array().into_iter().flatten() {
         eprintln!(
-            "  it phase: {:>7}s  {}",
+            "  {scenario} phase: {:>7}s  {}",
             phase["seconds"],
             phase["phase"].as_str().unwrap_or("?")
         );
     }
     require_no_leftovers(suite, "a passing `it`")
+}
+
+/// `it askari-red` (plus `extra` arguments) fails verify for the right reasons, keeps its VM
+/// for inspection, and `prune` then leaves nothing.
+fn it_red_fails(suite: &mut Suite, scenario: &'static str, extra: &[&str]) -> anyhow::Result<()> {
+    let args: Vec<&str> = ["it", "askari-red"].iter().chain(extra).copied().collect();
+    let report = parse_report(&step(suite, scenario, &args, 1)?)?;
+    ensure!(
+        report["result"] == "failed",
+        "RED must end as a verify failure: {report}"
+    );
+    let vm = report["vm"].as_str().context("the report names the VM")?;
+    let left = leftovers::count(&suite.repo);
+    ensure!(
+        left.processes.len() == 1 || left.domains.len() == 1,
+        "a failed run keeps its VM: {}",
+        left.describe()
+    );
+    let bundle = home().join("integration-runs").join(vm);
+    red_for_the_right_reasons(&serde_json::json!({"checks": report["checks"]}), &bundle)?;
+    let _ = std::fs::remove_dir_all(&bundle);
+    step(suite, scenario, &["prune"], 0)?;
+    require_no_leftovers(suite, "prune after RED")
+}
+
+/// A clean `it askari`: passes from scratch and removes its VM.
+pub fn it(suite: &mut Suite) -> anyhow::Result<()> {
+    ensure_image(suite, "it")?;
+    it_passes(suite, "it", &[])
+}
+
+/// The committed RED case, through the whole cycle: fails for the right reasons.
+pub fn red(suite: &mut Suite) -> anyhow::Result<()> {
+    ensure_image(suite, "red")?;
+    it_red_fails(suite, "red", &[])
 }
 
 /// Faults on a real guest: Ctrl-C while waiting for the first boot, SIGKILL of the harness
@@ -634,59 +679,8 @@ pub fn libvirt(suite: &mut Suite) -> anyhow::Result<()> {
     let golden = golden_image(suite)?;
     let owner_before = owner(&golden)?;
 
-    let report = step(suite, S, &["it", "askari", "--backend", "libvirt"], 0)?;
-    let report: serde_json::Value =
-        serde_json::from_str(&report).with_context(|| format!("no JSON report: {report}"))?;
-    ensure!(
-        report["result"] == "passed" && report["backend"] == "libvirt",
-        "it askari --backend libvirt: {report}"
-    );
-    for phase in report["phases"].as_array().into_iter().flatten() {
-        eprintln!(
-            "  libvirt phase: {:>7}s  {}",
-            phase["seconds"],
-            phase["phase"].as_str().unwrap_or("?")
-        );
-    }
-    require_no_leftovers(suite, "a passing `it --backend libvirt`")?;
-
-    let report = step(suite, S, &["it", "askari-red", "--backend", "libvirt"], 1)?;
-    let report: serde_json::Value =
-        serde_json::from_str(&report).with_context(|| format!("no JSON report: {report}"))?;
-    let checks = report["checks"]
-        .as_array()
-        .context("the RED report has no checks")?;
-    let find = |name: &str| {
-        checks
-            .iter()
-            .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
-            .cloned()
-    };
-    let forward = find("forward_chain_accepts_containers").context("no forward-chain check")?;
-    let https = find("https_443").context("no controller probe")?;
-    ensure!(
-        find("docker_active").is_some_and(|c| c["ok"] == true),
-        "RED under libvirt must fail with Docker up: {report}"
-    );
-    ensure!(
-        forward["ok"] == false,
-        "RED passed the forward-chain check under libvirt: {forward}"
-    );
-    ensure!(
-        https["ok"] == false && https["reason"] == "timeout",
-        "RED under libvirt must time out from the controller: {https}"
-    );
-    let vm = report["vm"].as_str().context("the report names the VM")?;
-    let bundle = home().join("integration-runs").join(vm);
-    let ruleset = std::fs::read_to_string(bundle.join("nft-ruleset.txt"))?;
-    ensure!(
-        pure_drop_forward(&ruleset),
-        "the diagnostics do not show a pure-drop forward chain:\n{ruleset}"
-    );
-    eprintln!("RED under libvirt failed for the right reasons");
-    let _ = std::fs::remove_dir_all(&bundle);
-    step(suite, S, &["prune"], 0)?;
-    require_no_leftovers(suite, "prune after RED under libvirt")?;
+    it_passes(suite, S, &["--backend", "libvirt"])?;
+    it_red_fails(suite, S, &["--backend", "libvirt"])?;
     let owner_after = owner(&golden)?;
     ensure!(
         owner_before == owner_after,
