@@ -149,7 +149,7 @@ fn after_boot_failure(
         }
         return error;
     }
-    eprintln!("error: {error}");
+    eprintln!("failed after boot: collecting diagnostics, keeping the VM");
     let bundle = collect_diagnostics(ctx, record);
     eprintln!();
     eprintln!("the VM {} is kept for inspection:", record.name);

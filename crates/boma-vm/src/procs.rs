@@ -26,26 +26,37 @@ pub fn vm_name_in_cmdline(args: &[String]) -> Option<String> {
     name.starts_with(NAME_PREFIX).then(|| name.to_owned())
 }
 
-/// Every QEMU process on this machine running a `boma-it-` VM.
-pub fn vm_processes() -> Vec<VmProcess> {
+/// A process's arguments (empty for a zombie or a kernel thread), `None` when it is gone.
+fn args_of(pid: u32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// Every process on this machine, with its arguments, in pid order.
+fn processes() -> Vec<(u32, Vec<String>)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut found: Vec<VmProcess> = entries
+    let mut found: Vec<(u32, Vec<String>)> = entries
         .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let args: Vec<String> = raw
-                .split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            vm_name_in_cmdline(&args).map(|name| VmProcess { pid, name })
-        })
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter_map(|pid| Some((pid, args_of(pid)?)))
         .collect();
-    found.sort_by_key(|p| p.pid);
+    found.sort_by_key(|(pid, _)| *pid);
     found
+}
+
+/// Every QEMU process on this machine running a `boma-it-` VM.
+pub fn vm_processes() -> Vec<VmProcess> {
+    processes()
+        .into_iter()
+        .filter_map(|(pid, args)| vm_name_in_cmdline(&args).map(|name| VmProcess { pid, name }))
+        .collect()
 }
 
 /// A process the harness started that outlived it (the harness was SIGKILLed): an
@@ -57,81 +68,51 @@ pub struct Orphan {
 }
 
 /// Whether a command line belongs to the harness's work on a test VM: it names the run
-/// directory of a VM (the transient inventory) or the harness's own SSH key. Pure.
-pub fn is_harness_child(cmdline: &str, markers: &[&str]) -> bool {
-    !cmdline.is_empty() && markers.iter().any(|m| !m.is_empty() && cmdline.contains(m))
+/// directory of a VM (the transient inventory) or the harness's own SSH key, and is not the
+/// VM's QEMU itself (the backends stop that one, politely). Pure.
+pub fn is_harness_child(args: &[String], markers: &[&str]) -> bool {
+    let cmdline = args.join(" ");
+    !cmdline.is_empty()
+        && vm_name_in_cmdline(args).is_none()
+        && markers.iter().any(|m| !m.is_empty() && cmdline.contains(m))
 }
 
 /// Every process (but this one and its parent) whose command line carries one of `markers`.
 pub fn orphans(markers: &[&str]) -> Vec<Orphan> {
     let me = std::process::id();
     let parent = std::os::unix::process::parent_id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found: Vec<Orphan> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            if pid == me || pid == parent {
-                return None;
-            }
-            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let cmdline = raw
-                .split(|b| *b == 0)
-                .map(String::from_utf8_lossy)
-                .collect::<Vec<_>>()
-                .join(" ");
-            let cmdline = cmdline.trim().to_owned();
-            is_harness_child(&cmdline, markers).then_some(Orphan { pid, cmdline })
-        })
-        .collect();
-    found.sort_by_key(|o| o.pid);
-    found
-}
-
-/// SIGKILL `pid` if its command line still carries one of `markers` (it was not recycled).
-pub fn kill_orphan(orphan: &Orphan, markers: &[&str]) -> bool {
-    let still = std::fs::read(format!("/proc/{}/cmdline", orphan.pid))
-        .ok()
-        .is_some_and(|raw| {
-            let cmdline = raw
-                .split(|b| *b == 0)
-                .map(String::from_utf8_lossy)
-                .collect::<Vec<_>>()
-                .join(" ");
-            is_harness_child(&cmdline, markers)
-        });
-    still && kill(Pid::from_raw(orphan.pid as i32), Signal::SIGKILL).is_ok()
-}
-
-/// The pids of processes whose command name is `comm`.
-pub fn pids_named(comm: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            (name.trim() == comm).then_some(pid)
+    processes()
+        .into_iter()
+        .filter(|(pid, args)| *pid != me && *pid != parent && is_harness_child(args, markers))
+        .map(|(pid, args)| Orphan {
+            pid,
+            cmdline: args.join(" "),
         })
         .collect()
 }
 
-/// Whether `pid` is alive and still the QEMU of VM `name` (a recycled pid is not).
+/// SIGKILL an orphan if its command line still carries one of `markers` (it was not recycled).
+pub fn kill_orphan(orphan: &Orphan, markers: &[&str]) -> bool {
+    args_of(orphan.pid).is_some_and(|args| is_harness_child(&args, markers))
+        && kill(Pid::from_raw(orphan.pid as i32), Signal::SIGKILL).is_ok()
+}
+
+/// The pids of processes whose command name is `comm`.
+pub fn pids_named(comm: &str) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|name| name.trim() == comm)
+        })
+        .collect()
+}
+
+/// Whether `pid` is alive and still the QEMU of VM `name` (a recycled pid is not; a zombie,
+/// with its empty command line, is dead for our purposes).
 pub fn is_vm_process(pid: u32, name: &str) -> bool {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let args: Vec<String> = raw
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    // A zombie has an empty cmdline: it is dead for our purposes.
-    vm_name_in_cmdline(&args).as_deref() == Some(name)
+    args_of(pid).is_some_and(|args| vm_name_in_cmdline(&args).as_deref() == Some(name))
 }
 
 /// Send `signal` to `pid` only if it is still the QEMU of `name`.
@@ -180,13 +161,24 @@ mod tests {
             "/repo/tests/integration/.run/boma-it-",
             "/root/.local/state/boma-it/ssh/",
         ];
-        let ansible = "/repo/.venv/bin/python3 /repo/.venv/bin/ansible-playbook -i /repo/tests/integration/.run/boma-it-askari-1/inventory/ site.yml";
-        let ssh = "ssh -o IdentityFile=\"/root/.local/state/boma-it/ssh/id_ed25519\" -p 40022 ansible@127.0.0.1";
-        assert!(is_harness_child(ansible, &markers));
-        assert!(is_harness_child(ssh, &markers));
-        assert!(!is_harness_child("ssh ops@askari.example", &markers));
-        assert!(!is_harness_child("", &markers));
-        assert!(!is_harness_child("anything", &[""]));
+        let ansible = args(
+            "/repo/.venv/bin/python3 /repo/.venv/bin/ansible-playbook -i /repo/tests/integration/.run/boma-it-askari-1/inventory/ site.yml",
+        );
+        let ssh = args(
+            "ssh -o IdentityFile=/root/.local/state/boma-it/ssh/id_ed25519 -p 40022 ansible@127.0.0.1",
+        );
+        let qemu = args(
+            "qemu-system-x86_64 -name boma-it-askari-1 -qmp unix:/repo/tests/integration/.run/boma-it-askari-1/qmp.sock",
+        );
+        assert!(is_harness_child(&ansible, &markers));
+        assert!(is_harness_child(&ssh, &markers));
+        assert!(
+            !is_harness_child(&qemu, &markers),
+            "the VM is the backends' to stop"
+        );
+        assert!(!is_harness_child(&args("ssh ops@askari.example"), &markers));
+        assert!(!is_harness_child(&[], &markers));
+        assert!(!is_harness_child(&args("anything"), &[""]));
     }
 
     #[test]
