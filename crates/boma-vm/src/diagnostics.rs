@@ -44,8 +44,8 @@ pub fn collect(
                     )
                 }
                 Ok(o) => format!(
-                    "$ {command}\n(exit status {:?})\n{}{}",
-                    o.status.code(),
+                    "$ {command}\n(exit status {})\n{}{}",
+                    o.status.code().map_or("unknown".to_owned(), |c| c.to_string()),
                     o.stdout,
                     o.stderr
                 ),
