@@ -45,7 +45,9 @@ pub fn collect(
                 }
                 Ok(o) => format!(
                     "$ {command}\n(exit status {})\n{}{}",
-                    o.status.code().map_or("unknown".to_owned(), |c| c.to_string()),
+                    o.status
+                        .code()
+                        .map_or("unknown".to_owned(), |c| c.to_string()),
                     o.stdout,
                     o.stderr
                 ),
