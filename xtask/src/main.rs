@@ -34,6 +34,7 @@ enum Command {
     /// verify from the controller, tear down. A failed run keeps its VM and says how to
     /// inspect it.
     It {
+        /// The host to mirror: its profile is profiles/<HOST>.json (e.g. askari).
         host: String,
         #[command(flatten)]
         certs: CertsArg,
@@ -52,6 +53,7 @@ enum Command {
     },
     /// Boot a VM mirroring HOST and wait until SSH answers and cloud-init is done.
     Up {
+        /// The host to mirror: its profile is profiles/<HOST>.json (e.g. askari).
         host: String,
         #[command(flatten)]
         image: ImageArgs,
@@ -60,6 +62,7 @@ enum Command {
     },
     /// Apply HOST's profile (its playbooks, overrides and cert tier) to the current VM.
     Apply {
+        /// The host to mirror: its profile is profiles/<HOST>.json (e.g. askari).
         host: String,
         #[command(flatten)]
         certs: CertsArg,
@@ -74,6 +77,7 @@ enum Command {
     },
     /// Run the verify playbook against the current VM (from the controller).
     Assert {
+        /// The host to mirror: its profile is profiles/<HOST>.json (e.g. askari).
         host: String,
         #[command(flatten)]
         certs: CertsArg,

@@ -61,6 +61,7 @@ pub fn plan(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Plan,
             "the verify playbook {VERIFY_PLAYBOOK} does not exist"
         )));
     }
+    mesh_stays_off(ctx, &profile, &profile_file, tier)?;
     let vault_password_file = vault_secret(ctx, tier)?;
     let real_hosts = boma_inventory::read_real_host_names(repo)
         .map_err(|e| HarnessError::Usage(format!("reading the real inventory: {e}")))?;
@@ -77,6 +78,39 @@ pub fn plan(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Plan,
         real_hosts,
         vault_password_file,
     })
+}
+
+/// A test VM must never join the real mesh: the variable files the run applies (the
+/// profile's, then the tier's, as Ansible orders `-e` files) must end with the mesh off.
+fn mesh_stays_off(
+    ctx: &Ctx,
+    profile: &Profile,
+    profile_file: &str,
+    tier: CertTier,
+) -> Result<(), HarnessError> {
+    let files: Vec<Utf8PathBuf> = profile
+        .extra_vars_files
+        .iter()
+        .cloned()
+        .chain([tier.vars_file()])
+        .collect();
+    let mut texts = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(ctx.repo().join(file))
+            .map_err(|e| HarnessError::Usage(format!("cannot read {file}: {e}")))?;
+        texts.push((file.to_string(), text));
+    }
+    let pairs: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    match boma_inventory::mesh_setting(&pairs).map_err(HarnessError::Usage)? {
+        Some(false) => Ok(()),
+        _ => Err(HarnessError::Usage(format!(
+            "{profile_file}: its variable files do not end with `{}: false`; a test VM must never join the real mesh: set it in the profile's override file",
+            boma_inventory::MESH_VARIABLE
+        ))),
+    }
 }
 
 /// The vault password file, when the tier needs a secret: given, readable, non-empty. Its

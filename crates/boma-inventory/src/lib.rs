@@ -12,12 +12,14 @@
 
 mod argv;
 mod cert;
+mod mesh;
 mod profile;
 mod real;
 mod transient;
 
 pub use argv::{PLAYBOOKS_DIR, PlaybookRun, VERIFY_PLAYBOOK, apply_argv, verify_argv};
 pub use cert::{CertTier, UnknownCertTier};
+pub use mesh::{MESH_VARIABLE, mesh_setting};
 pub use profile::{
     Apply, MIN_MEM_MIB, PROFILES_DIR, Profile, ProfileError, VCPUS, list_profiles, load_profile,
     parse_profile,
