@@ -77,13 +77,19 @@ fn up_planned(ctx: &Ctx, plan: &Plan, keep: bool) -> Result<RunRecord, HarnessEr
     let runs = runs(ctx);
     std::fs::create_dir_all(runs.root()).map_err(|e| boma_vm::VmError::io(runs.root(), e))?;
     ctx.machine.guard_disk(runs.root())?;
+    let run_id = new_run_id();
+    let name = boma_vm::vm_name(&plan.host, &run_id);
+    // One at a time, and memory, before the image is fetched or built: a refusal creates
+    // nothing. (`lifecycle::up` checks again, right before booting.)
+    let available_mib = ctx.machine.available_mib();
+    with_effects(ctx, kind, Accel::Tcg, |fx| {
+        lifecycle::preflight(fx, &name, plan.profile.mem_mib, available_mib)
+    })?;
     let golden = ctx.machine.golden_image()?;
     let accel = ctx.machine.accel(&golden)?;
     eprintln!("acceleration: {}", accel.describe());
     let (key, public_key) = ctx.machine.keypair()?;
 
-    let run_id = new_run_id();
-    let name = boma_vm::vm_name(&plan.host, &run_id);
     // The safety invariant, checked again where the name is born.
     VmName::checked(&name, &plan.real_hosts).map_err(|e| HarnessError::Usage(e.to_string()))?;
     let keys = [public_key];
@@ -107,7 +113,7 @@ fn up_planned(ctx: &Ctx, plan: &Plan, keep: bool) -> Result<RunRecord, HarnessEr
         meta_data,
         user: boma_cloudinit::DEFAULT_USER.to_owned(),
         key,
-        available_mib: ctx.machine.available_mib(),
+        available_mib,
     };
     match with_effects(ctx, kind, accel, |fx| lifecycle::up(fx, &request)) {
         Ok(record) => Ok(record),

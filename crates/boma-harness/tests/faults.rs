@@ -321,6 +321,11 @@ fn refused(
         "booted despite: {err}"
     );
     assert!(sandbox.vm_dirs().is_empty());
+    assert_eq!(
+        machine.golden_asked.get(),
+        0,
+        "the image was fetched or built despite: {err}"
+    );
     let message = err.to_string();
     assert_eq!(message.lines().count(), 1, "one line: {message}");
     message

@@ -137,7 +137,12 @@ pub struct UpFailure {
 }
 
 /// Refuse or clean up before creating anything: one run at a time, memory, disk.
-pub fn preflight(fx: &Effects, req: &UpRequest) -> Result<(), VmError> {
+pub fn preflight(
+    fx: &Effects,
+    name: &str,
+    mem_mib: u32,
+    available_mib: u64,
+) -> Result<(), VmError> {
     if let Some(current) = fx.runs.current()? {
         if fx.backend.kind() == current.backend && fx.backend.is_running(&current)? {
             return Err(VmError::Preflight(format!(
@@ -159,7 +164,7 @@ pub fn preflight(fx: &Effects, req: &UpRequest) -> Result<(), VmError> {
             others.join(", ")
         )));
     }
-    memory::check_memory(&req.name, u64::from(req.mem_mib), req.available_mib)?;
+    memory::check_memory(name, u64::from(mem_mib), available_mib)?;
     Ok(())
 }
 
@@ -169,7 +174,7 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
         error,
         record: None,
     };
-    preflight(fx, req).map_err(no_vm)?;
+    preflight(fx, &req.name, req.mem_mib, req.available_mib).map_err(no_vm)?;
     let dir = fx.runs.vm_dir(&req.name);
     std::fs::create_dir_all(&dir).map_err(|e| no_vm(VmError::io(&dir, e)))?;
     // From here on files exist: a failure before boot removes them.

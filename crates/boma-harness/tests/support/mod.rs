@@ -36,6 +36,8 @@ pub struct FakeMachine {
     pub missing_tools: RefCell<Vec<String>>,
     pub playbook: RefCell<Playbook>,
     pub playbook_calls: RefCell<Vec<String>>,
+    /// How often the golden image was asked for (fetched or built, on a real machine).
+    pub golden_asked: Cell<u32>,
     golden: Utf8PathBuf,
 }
 
@@ -54,6 +56,7 @@ impl FakeMachine {
             missing_tools: RefCell::new(Vec::new()),
             playbook: RefCell::new(verify_passes()),
             playbook_calls: RefCell::new(Vec::new()),
+            golden_asked: Cell::new(0),
             golden,
         }
     }
@@ -80,6 +83,7 @@ impl Machine for FakeMachine {
     }
 
     fn golden_image(&self) -> Result<Utf8PathBuf, HarnessError> {
+        self.golden_asked.set(self.golden_asked.get() + 1);
         Ok(self.golden.clone())
     }
 
