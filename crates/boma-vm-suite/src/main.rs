@@ -31,11 +31,14 @@ pub struct Suite {
 }
 
 /// `all` is the QEMU backend's scenarios; `libvirt` runs inside the namespace that
-/// `.ci/libvirt-netns` creates, so it is named on its own.
-const ALL: &[&str] = &["baseline", "lifecycle", "red-green", "it", "faults"];
+/// `.ci/libvirt-netns` creates, so it is named on its own. `red-green` (RED, then the fix on
+/// the same VM) is not in `all`: `red` and `it` prove the same two outcomes, each through the
+/// whole cycle an operator runs, in less CI time.
+const ALL: &[&str] = &["baseline", "lifecycle", "red", "it", "faults"];
 const KNOWN: &[&str] = &[
     "baseline",
     "lifecycle",
+    "red",
     "red-green",
     "it",
     "faults",
