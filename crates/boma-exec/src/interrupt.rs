@@ -105,6 +105,11 @@ pub fn begin_cleanup() -> Option<Interrupted> {
     cause
 }
 
+/// [`begin_cleanup`], but only when an interrupt arrived: returns it.
+pub fn begin_cleanup_if_interrupted() -> Option<Interrupted> {
+    received().and_then(|_| begin_cleanup())
+}
+
 /// Pretend a signal arrived: for tests that exercise the interrupt paths.
 pub fn simulate(signal: i32) {
     SIMULATED.store(signal, Ordering::SeqCst);

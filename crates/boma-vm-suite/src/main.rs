@@ -108,6 +108,8 @@ fn main() -> anyhow::Result<()> {
             "libvirt" => scenarios::libvirt(&mut suite),
             _ => unreachable!("checked above"),
         };
+        // Interrupted: clean up (the prune must run despite the signal) and stop here.
+        let interrupted = boma_exec::interrupt::begin_cleanup_if_interrupted();
         // Whatever happened, nothing may be left for the next scenario.
         let cleanup = scenarios::prune_and_count(&suite);
         match (result, cleanup) {
@@ -116,6 +118,9 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("######## {scenario}: FAILED: {e:#}");
                 failures.push(scenario.clone());
             }
+        }
+        if let Some(interrupted) = interrupted {
+            bail!("VM suite {interrupted}: stopped after {scenario}, test VMs pruned");
         }
     }
     eprintln!("\nVM suite timings:");
