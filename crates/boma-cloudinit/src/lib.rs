@@ -1,4 +1,5 @@
-//! Renders the NoCloud seed of a boma integration-test VM: `meta-data` and `user-data`.
+//! Renders the NoCloud seed of a boma integration-test VM: `meta-data`, `user-data` and
+//! `network-config`.
 //!
 //! The renderers are pure: the instance id, host name, user and keys come from the caller, and the
 //! result is text for `cloud-localds`. Every value is written as a quoted YAML scalar (see
@@ -9,8 +10,15 @@
 //! passwordless sudo. There is no `default` entry in `users`, so the image's stock user is not
 //! created either. Packages are neither refreshed nor upgraded at boot: the golden image is the
 //! baseline, and a first-boot `apt` run would make runs slower and differ from one another.
+//!
+//! The network is DHCP on the VM's one NIC, as cloud-init's fallback would do, plus an
+//! `unreachable` route to each address of the real fleet. The routes belong to the netplan
+//! config cloud-init writes, so systemd-networkd keeps them across its restarts and the reboot
+//! the harness makes; anything in the guest (Ansible, a container) that tries to reach a real
+//! host fails at once with "No route to host".
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use boma_yaml::quote;
 
@@ -102,4 +110,39 @@ pub fn user_data(user: &UserData<'_>) -> Result<String, UserDataError> {
     out.push_str("package_update: false\n");
     out.push_str("package_upgrade: false\n");
     Ok(out)
+}
+
+/// What `network-config` sets up.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkConfig<'a> {
+    /// The NIC's MAC address: the config matches it, so the name the guest gives the NIC
+    /// (`ens3`, `enp1s0` …) does not matter.
+    pub mac: &'a str,
+    /// Addresses the guest must have no route to: the real fleet's.
+    pub unreachable: &'a [IpAddr],
+}
+
+/// Renders `network-config` (version 2, which cloud-init hands to netplan as it is).
+pub fn network_config(net: &NetworkConfig<'_>) -> String {
+    let mut out = String::from("network:\n  version: 2\n  ethernets:\n    boma0:\n");
+    out.push_str("      match:\n");
+    let _ = writeln!(
+        out,
+        "        macaddress: {}",
+        quote(&net.mac.to_ascii_lowercase())
+    );
+    out.push_str("      dhcp4: true\n");
+    if !net.unreachable.is_empty() {
+        out.push_str("      routes:\n");
+        for address in net.unreachable {
+            let prefix = if address.is_ipv4() { 32 } else { 128 };
+            let _ = writeln!(
+                out,
+                "        - to: {}",
+                quote(&format!("{address}/{prefix}"))
+            );
+            out.push_str("          type: unreachable\n");
+        }
+    }
+    out
 }

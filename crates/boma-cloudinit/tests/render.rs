@@ -173,3 +173,57 @@ fn keys_that_would_lock_everyone_out_are_refused() {
         Err(UserDataError::EmptyUser)
     );
 }
+
+#[test]
+fn network_config_snapshot() {
+    let fleet: Vec<std::net::IpAddr> = vec![
+        "77.42.120.136".parse().unwrap(),
+        "2001:db8::7".parse().unwrap(),
+    ];
+    let text = boma_cloudinit::network_config(&boma_cloudinit::NetworkConfig {
+        mac: "52:54:00:AB:cd:01",
+        unreachable: &fleet,
+    });
+    insta::assert_snapshot!("network_config", text);
+}
+
+#[test]
+fn network_config_routes_every_fleet_address_away() {
+    let fleet: Vec<std::net::IpAddr> = (1..=40)
+        .map(|i| format!("203.0.113.{i}").parse().unwrap())
+        .chain(["2001:db8::1".parse().unwrap()])
+        .collect();
+    let text = boma_cloudinit::network_config(&boma_cloudinit::NetworkConfig {
+        mac: "52:54:00:00:00:01",
+        unreachable: &fleet,
+    });
+    let doc = parse_one(&text);
+    let nic = &doc["network"]["ethernets"]["boma0"];
+    assert_eq!(string_at(&nic["match"], "macaddress"), "52:54:00:00:00:01");
+    let routes = nic["routes"].as_vec().expect("routes is a list");
+    let mut routed: Vec<String> = routes
+        .iter()
+        .map(|route| {
+            assert_eq!(string_at(route, "type"), "unreachable");
+            string_at(route, "to").to_owned()
+        })
+        .collect();
+    routed.sort();
+    let mut expected: Vec<String> = fleet
+        .iter()
+        .map(|a| format!("{a}/{}", if a.is_ipv4() { 32 } else { 128 }))
+        .collect();
+    expected.sort();
+    assert_eq!(routed, expected);
+
+    let none = boma_cloudinit::network_config(&boma_cloudinit::NetworkConfig {
+        mac: "52:54:00:00:00:01",
+        unreachable: &[],
+    });
+    let none = parse_one(&none);
+    assert!(
+        none["network"]["ethernets"]["boma0"]
+            .as_mapping_get("routes")
+            .is_none()
+    );
+}

@@ -1,6 +1,7 @@
 //! Everything checked before anything is created: one clear line per problem, exit status 2.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use boma_inventory::{CertTier, Profile, VERIFY_PLAYBOOK};
 use camino::Utf8PathBuf;
@@ -15,6 +16,10 @@ pub struct Plan {
     pub tier: CertTier,
     /// Host names of the real inventory: none may ever be the test VM.
     pub real_hosts: BTreeSet<String>,
+    /// The real fleet's addresses: the test VM gets no route to any of them.
+    pub fleet_addresses: Vec<IpAddr>,
+    /// Real hosts reached through a DNS name (host, name): no route can stand for them.
+    pub fleet_named_only: Vec<(String, String)>,
     pub vault_password_file: Option<Utf8PathBuf>,
 }
 
@@ -63,8 +68,9 @@ pub fn plan(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Plan,
     }
     mesh_stays_off(ctx, &profile, &profile_file, tier)?;
     let vault_password_file = vault_secret(ctx, tier)?;
-    let real_hosts = boma_inventory::read_real_host_names(repo)
+    let fleet = boma_inventory::read_real_fleet(repo)
         .map_err(|e| HarnessError::Usage(format!("reading the real inventory: {e}")))?;
+    let real_hosts = fleet.names();
     if real_hosts.is_empty() {
         return Err(HarnessError::Usage(
             "the real inventory (inventories/production/) lists no hosts: the harness cannot prove the test VM is none of them".into(),
@@ -76,6 +82,8 @@ pub fn plan(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Plan,
         profile,
         tier,
         real_hosts,
+        fleet_addresses: fleet.addresses().into_iter().collect(),
+        fleet_named_only: fleet.named_only(),
         vault_password_file,
     })
 }

@@ -53,6 +53,37 @@ fn with_effects<T>(ctx: &Ctx, kind: BackendKind, accel: Accel, f: impl FnOnce(&E
     f(&fx)
 }
 
+/// Say which real hosts the VM is given no route to, and which it cannot be (a host reached by
+/// a DNS name has no fixed address to route away).
+fn say_fleet_isolation(plan: &Plan) {
+    let addresses: Vec<String> = plan.fleet_addresses.iter().map(|a| a.to_string()).collect();
+    if addresses.is_empty() {
+        eprintln!("real fleet: no host has a literal address, so no route is taken away");
+    } else {
+        eprintln!(
+            "real fleet: the VM gets no route to {} (unreachable routes in its network-config)",
+            addresses.join(", ")
+        );
+    }
+    if !plan.fleet_named_only.is_empty() {
+        let named: Vec<String> = plan
+            .fleet_named_only
+            .iter()
+            .map(|(host, name)| {
+                if host == name {
+                    host.clone()
+                } else {
+                    format!("{host} ({name})")
+                }
+            })
+            .collect();
+        eprintln!(
+            "real fleet: reached by name, so not routed away: {}",
+            named.join(", ")
+        );
+    }
+}
+
 /// `boma-it-<host>-<8 hex>`: unique per run.
 fn new_run_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/uuid")
@@ -100,10 +131,16 @@ fn up_planned(ctx: &Ctx, plan: &Plan, keep: bool) -> Result<RunRecord, HarnessEr
         instance_id: &instance_id,
         local_hostname: &name,
     });
+    let mac = boma_vm::mac_for(&run_id);
+    let network_config = boma_cloudinit::network_config(&boma_cloudinit::NetworkConfig {
+        mac: &mac,
+        unreachable: &plan.fleet_addresses,
+    });
+    say_fleet_isolation(plan);
     let request = UpRequest {
         host: plan.host.clone(),
         name: name.clone(),
-        mac: boma_vm::mac_for(&run_id),
+        mac,
         golden,
         mem_mib: plan.profile.mem_mib,
         vcpus: plan.profile.vcpus,
@@ -111,6 +148,7 @@ fn up_planned(ctx: &Ctx, plan: &Plan, keep: bool) -> Result<RunRecord, HarnessEr
         accel,
         user_data,
         meta_data,
+        network_config,
         user: boma_cloudinit::DEFAULT_USER.to_owned(),
         key,
         available_mib,
@@ -206,7 +244,7 @@ fn write_inventory(ctx: &Ctx, plan: &Plan, record: &RunRecord) -> Result<(), Har
     let dir = record.dir.join(INVENTORY_DIR);
     boma_inventory::write_inventory_dir(&dir, ctx.repo(), &hosts)
         .map_err(|e| HarnessError::Usage(e.to_string()))?;
-    let vars = harness_vars(record);
+    let vars = harness_vars(record, &plan.fleet_addresses);
     let path = record.dir.join(HARNESS_VARS);
     std::fs::write(&path, serde_json::to_string_pretty(&vars).expect("json"))
         .map_err(|e| boma_vm::VmError::io(&path, e))?;
@@ -214,8 +252,9 @@ fn write_inventory(ctx: &Ctx, plan: &Plan, record: &RunRecord) -> Result<(), Har
 }
 
 /// The verify playbook's inputs: the VM, where the controller reaches each published port,
-/// and where to write the results.
-pub fn harness_vars(record: &RunRecord) -> serde_json::Value {
+/// the real fleet's addresses (the VM must have no route to them), and where to write the
+/// results.
+pub fn harness_vars(record: &RunRecord, fleet: &[std::net::IpAddr]) -> serde_json::Value {
     let endpoints: BTreeMap<String, serde_json::Value> = record
         .published
         .iter()
@@ -224,6 +263,7 @@ pub fn harness_vars(record: &RunRecord) -> serde_json::Value {
     json!({
         "boma_it_vm_name": record.name,
         "boma_it_endpoints": endpoints,
+        "boma_it_fleet_addresses": fleet.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "boma_it_results_file": record.dir.join(RESULTS_FILE),
     })
 }

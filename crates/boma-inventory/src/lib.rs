@@ -1,9 +1,9 @@
 //! Everything the integration harness tells Ansible: host profiles, cert tiers, the real
-//! inventory's host names, the transient one-VM inventory and the `ansible-playbook` argv.
+//! inventory's hosts and addresses, the transient one-VM inventory and the `ansible-playbook` argv.
 //!
 //! The renderers and parsers are pure (text and plain values in, text or values out; ids and
 //! paths come from the caller). A few thin functions do the I/O around them and nothing else:
-//! [`load_profile`], [`list_profiles`], [`read_real_host_names`], [`write_inventory_dir`].
+//! [`load_profile`], [`list_profiles`], [`read_real_fleet`], [`write_inventory_dir`].
 //!
 //! The invariant this crate guards: a test run's inventory holds exactly one host, the test VM
 //! (`boma-it-…`), which is none of the real inventory's hosts, and every playbook run is limited
@@ -24,7 +24,9 @@ pub use profile::{
     Apply, MIN_MEM_MIB, PROFILES_DIR, Profile, ProfileError, VCPUS, list_profiles, load_profile,
     parse_profile,
 };
-pub use real::{InventoryError, PRODUCTION_DIR, host_names, read_real_host_names};
+pub use real::{
+    Fleet, InventoryError, PRODUCTION_DIR, fleet, host_names, read_real_fleet, read_real_host_names,
+};
 pub use transient::{
     HostsYml, PYTHON_INTERPRETER, Refusal, SSH_COMMON_ARGS, TransientHost, VM_PREFIX, VmName,
     WriteError, render_hosts_yml, write_inventory_dir,

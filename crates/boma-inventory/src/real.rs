@@ -1,5 +1,6 @@
-//! The host names of the real (production) inventory, so that the transient inventory can prove
-//! its one host is none of them.
+//! The hosts of the real (production) inventory: their names, so that the transient inventory can
+//! prove its one host is none of them, and their addresses, so that a test VM can be given no
+//! route to any of them.
 //!
 //! The inventory is Ansible's YAML format: top-level group names (usually just `all`), each with
 //! optional `hosts` (a mapping of host name to vars), `children` (a mapping of group name to the
@@ -10,8 +11,9 @@
 //! mapping, a host name that is not a string. Host patterns are expanded as Ansible does
 //! (`web[01:03]`, `db-[a:c]`, a trailing `:port`), so every name Ansible would see is returned.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::net::IpAddr;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
@@ -49,8 +51,66 @@ pub enum InventoryError {
     },
 }
 
+/// The real fleet as its inventory describes it: each host name with the `ansible_host` values
+/// given for it (none when Ansible would connect to the name itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fleet {
+    hosts: BTreeMap<String, BTreeSet<String>>,
+    /// Hosts with `ansible_connection: local`: the control node itself, not reached over a
+    /// network, so they have no address to route away.
+    local: BTreeSet<String>,
+}
+
+impl Fleet {
+    /// Every host name.
+    pub fn names(&self) -> BTreeSet<String> {
+        self.hosts.keys().cloned().collect()
+    }
+
+    /// Every literal IP address Ansible would connect to: each `ansible_host` that is one, and
+    /// each host name that is one when no `ansible_host` is given.
+    pub fn addresses(&self) -> BTreeSet<IpAddr> {
+        self.targets()
+            .filter_map(|(_, target)| target.parse().ok())
+            .collect()
+    }
+
+    /// The hosts Ansible reaches through a DNS name rather than an address, with that name: no
+    /// static route can stand for them, so the caller says they are not covered.
+    pub fn named_only(&self) -> Vec<(String, String)> {
+        self.targets()
+            .filter(|(_, target)| target.parse::<IpAddr>().is_err())
+            .map(|(host, target)| (host.to_owned(), target.to_owned()))
+            .collect()
+    }
+
+    fn targets(&self) -> impl Iterator<Item = (&str, &str)> {
+        let remote = |(host, _): &(&String, &BTreeSet<String>)| !self.local.contains(*host);
+        self.hosts.iter().filter(remote).flat_map(|(host, given)| {
+            let targets: Vec<&str> = if given.is_empty() {
+                vec![host.as_str()]
+            } else {
+                given.iter().map(String::as_str).collect()
+            };
+            targets.into_iter().map(move |t| (host.as_str(), t))
+        })
+    }
+
+    fn extend(&mut self, other: Fleet) {
+        for (host, given) in other.hosts {
+            self.hosts.entry(host).or_default().extend(given);
+        }
+        self.local.extend(other.local);
+    }
+}
+
 /// Every host name in the text of one YAML inventory file; `file` is how errors name it.
 pub fn host_names(file: &str, text: &str) -> Result<BTreeSet<String>, InventoryError> {
+    Ok(fleet(file, text)?.names())
+}
+
+/// The hosts of one YAML inventory file, with their `ansible_host`; `file` is how errors name it.
+pub fn fleet(file: &str, text: &str) -> Result<Fleet, InventoryError> {
     let docs = MarkedYaml::load_from_str(text).map_err(|e| InventoryError::Malformed {
         file: file.to_owned(),
         line: e.marker().line(),
@@ -58,21 +118,26 @@ pub fn host_names(file: &str, text: &str) -> Result<BTreeSet<String>, InventoryE
         message: e.info().to_owned(),
     })?;
     let walker = Walker { file };
-    let mut hosts = BTreeSet::new();
+    let mut fleet = Fleet::default();
     match docs.as_slice() {
         // An empty file is an empty inventory, as for Ansible.
         [] => {}
-        [doc] => walker.groups(doc, "the top level", &mut hosts)?,
+        [doc] => walker.groups(doc, "the top level", &mut fleet)?,
         [_, second, ..] => {
             return Err(walker.shape(second, "an inventory file holds one yaml document"));
         }
     }
-    Ok(hosts)
+    Ok(fleet)
 }
 
-/// Every host name in the real inventory: the `*.yml`/`*.yaml` files directly in
-/// `inventories/production/` (not `group_vars/` or `host_vars/`, which hold variables).
+/// Every host name in the real inventory (see [`read_real_fleet`]).
 pub fn read_real_host_names(repo_root: &Utf8Path) -> Result<BTreeSet<String>, InventoryError> {
+    Ok(read_real_fleet(repo_root)?.names())
+}
+
+/// Every host of the real inventory: the `*.yml`/`*.yaml` files directly in
+/// `inventories/production/` (not `group_vars/` or `host_vars/`, which hold variables).
+pub fn read_real_fleet(repo_root: &Utf8Path) -> Result<Fleet, InventoryError> {
     let dir = repo_root.join(PRODUCTION_DIR);
     let read_err = |path: &Utf8Path| {
         let path = path.to_owned();
@@ -93,13 +158,13 @@ pub fn read_real_host_names(repo_root: &Utf8Path) -> Result<BTreeSet<String>, In
         return Err(InventoryError::NoFiles { dir });
     }
     files.sort();
-    let mut hosts = BTreeSet::new();
+    let mut all = Fleet::default();
     for path in files {
         let text = std::fs::read_to_string(&path).map_err(read_err(&path))?;
         let name = path.strip_prefix(repo_root).unwrap_or(&path);
-        hosts.extend(host_names(name.as_str(), &text)?);
+        all.extend(fleet(name.as_str(), &text)?);
     }
-    Ok(hosts)
+    Ok(all)
 }
 
 struct Walker<'a> {
@@ -121,7 +186,7 @@ impl Walker<'_> {
         &self,
         node: &MarkedYaml<'_>,
         what: &str,
-        hosts: &mut BTreeSet<String>,
+        fleet: &mut Fleet,
     ) -> Result<(), InventoryError> {
         let node = untag(node);
         let groups = match &node.data {
@@ -131,7 +196,7 @@ impl Walker<'_> {
         };
         for (name, group) in groups {
             let name = self.name(name, "group")?;
-            self.group(&name, group, hosts)?;
+            self.group(&name, group, fleet)?;
         }
         Ok(())
     }
@@ -140,7 +205,7 @@ impl Walker<'_> {
         &self,
         name: &str,
         node: &MarkedYaml<'_>,
-        hosts: &mut BTreeSet<String>,
+        fleet: &mut Fleet,
     ) -> Result<(), InventoryError> {
         let node = untag(node);
         let entries = match &node.data {
@@ -155,9 +220,9 @@ impl Walker<'_> {
         };
         for (key, value) in entries {
             match untag(key).data.as_str() {
-                Some("hosts") => self.hosts(name, value, hosts)?,
+                Some("hosts") => self.hosts(name, value, fleet)?,
                 Some("children") => {
-                    self.groups(value, &format!("`children` of group `{name}`"), hosts)?
+                    self.groups(value, &format!("`children` of group `{name}`"), fleet)?
                 }
                 // `vars` holds no hosts; Ansible skips other keys with a warning.
                 _ => {}
@@ -170,7 +235,7 @@ impl Walker<'_> {
         &self,
         group: &str,
         node: &MarkedYaml<'_>,
-        hosts: &mut BTreeSet<String>,
+        fleet: &mut Fleet,
     ) -> Result<(), InventoryError> {
         let node = untag(node);
         let patterns = match &node.data {
@@ -183,13 +248,43 @@ impl Walker<'_> {
                 ));
             }
         };
-        for key in patterns.keys() {
+        for (key, vars) in patterns {
             let pattern = self.name(key, "host")?;
             let names = expand_host_pattern(&pattern)
                 .map_err(|message| self.shape(key, format!("host `{pattern}`: {message}")))?;
-            hosts.extend(names);
+            let given = self.ansible_host(&pattern, vars)?;
+            let local = is_local(vars);
+            for name in names {
+                if local {
+                    fleet.local.insert(name.clone());
+                }
+                fleet.hosts.entry(name).or_default().extend(given.clone());
+            }
         }
         Ok(())
+    }
+
+    /// The `ansible_host` among a host's vars, if it sets one.
+    fn ansible_host(
+        &self,
+        host: &str,
+        vars: &MarkedYaml<'_>,
+    ) -> Result<Option<String>, InventoryError> {
+        let YamlData::Mapping(vars) = &untag(vars).data else {
+            return Ok(None);
+        };
+        for (key, value) in vars {
+            if untag(key).data.as_str() == Some("ansible_host") {
+                return match &untag(value).data {
+                    YamlData::Value(Scalar::String(s)) => Ok(Some(s.trim().to_owned())),
+                    _ => Err(self.shape(
+                        value,
+                        format!("the `ansible_host` of host `{host}` must be a string"),
+                    )),
+                };
+            }
+        }
+        Ok(None)
     }
 
     /// A group or host name: a string, or an integer that Ansible would read as one.
@@ -200,6 +295,17 @@ impl Walker<'_> {
             _ => Err(self.shape(node, format!("a {what} name must be a string"))),
         }
     }
+}
+
+/// Whether a host's vars say `ansible_connection: local`.
+fn is_local(vars: &MarkedYaml<'_>) -> bool {
+    let YamlData::Mapping(vars) = &untag(vars).data else {
+        return false;
+    };
+    vars.iter().any(|(key, value)| {
+        untag(key).data.as_str() == Some("ansible_connection")
+            && untag(value).data.as_str() == Some("local")
+    })
 }
 
 /// The node under a YAML tag (tags do not change an inventory's structure).
@@ -439,6 +545,46 @@ all:
         assert!(
             err("all:\n  hosts:\n    w[1:]:\n")
                 .contains("host `w[1:]`: `[1:]` is not a host range")
+        );
+    }
+
+    #[test]
+    fn fleet_addresses_come_from_ansible_host_or_a_literal_name() {
+        let text = "\
+all:
+  children:
+    offsite:
+      hosts:
+        askari: {ansible_host: 77.42.120.136}
+        kiboko:
+          ansible_host: kiboko.example.net
+        10.1.2.3:
+        twiga: {ansible_connection: local}
+        tembo:
+        v6: {ansible_host: '2001:db8::7'}
+    again:
+      hosts:
+        askari: {ansible_host: 77.42.120.137}
+";
+        let fleet = super::fleet("hosts.yml", text).unwrap();
+        let addresses: Vec<String> = fleet.addresses().iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            addresses,
+            ["10.1.2.3", "77.42.120.136", "77.42.120.137", "2001:db8::7"]
+        );
+        assert_eq!(
+            fleet.named_only(),
+            [
+                ("kiboko".to_owned(), "kiboko.example.net".to_owned()),
+                ("tembo".to_owned(), "tembo".to_owned()),
+            ]
+        );
+        let err = super::fleet("hosts.yml", "all:\n  hosts:\n    a: {ansible_host: [x]}\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "hosts.yml:3:23: the `ansible_host` of host `a` must be a string"
         );
     }
 }

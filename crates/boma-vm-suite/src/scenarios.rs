@@ -480,6 +480,29 @@ fn red_for_the_right_reasons(results: &serde_json::Value, bundle: &Utf8Path) -> 
     Ok(())
 }
 
+/// The rebooted guest had no route to the real fleet: verify reported `no_route_to_fleet`, and
+/// what `ip route get` said is the unreachable route's answer.
+fn fleet_isolated(report: &serde_json::Value) -> anyhow::Result<()> {
+    let check = report["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "no_route_to_fleet")
+        .with_context(|| format!("verify did not report no_route_to_fleet: {report}"))?;
+    ensure!(
+        check["ok"] == true,
+        "the test VM had a route to the real fleet: {check}"
+    );
+    ensure!(
+        check["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("No route to host")),
+        "the fleet check passed without the unreachable route's answer: {check}"
+    );
+    eprintln!("fleet isolation: {}", check["detail"]);
+    Ok(())
+}
+
 fn parse_report(stdout: &str) -> anyhow::Result<serde_json::Value> {
     serde_json::from_str(stdout).with_context(|| format!("`it` printed no JSON report: {stdout}"))
 }
@@ -493,6 +516,7 @@ fn it_passes(suite: &mut Suite, scenario: &'static str, extra: &[&str]) -> anyho
         "{} did not pass: {report}",
         args.join(" ")
     );
+    fleet_isolated(&report)?;
     for phase in report["phases"].as_array().into_iter().flatten() {
         eprintln!(
             "  {scenario} phase: {:>7}s  {}",
@@ -521,6 +545,7 @@ fn it_red_fails(suite: &mut Suite, scenario: &'static str, extra: &[&str]) -> an
     );
     let bundle = home().join("integration-runs").join(vm);
     red_for_the_right_reasons(&serde_json::json!({"checks": report["checks"]}), &bundle)?;
+    fleet_isolated(&report)?;
     let _ = std::fs::remove_dir_all(&bundle);
     step(suite, scenario, &["prune"], 0)?;
     require_no_leftovers(suite, "prune after RED")

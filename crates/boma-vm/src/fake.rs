@@ -12,7 +12,7 @@ use boma_exec::{Captured, ExecError};
 use camino::Utf8Path;
 
 use crate::backend::{Backend, BackendKind, BootSpec, Booted, Endpoint, RebootHow};
-use crate::lifecycle::Disks;
+use crate::lifecycle::{Disks, SeedFiles};
 use crate::ssh::SSH_FAILED;
 use crate::{Guest, RunRecord, SshTarget, VmError};
 
@@ -237,12 +237,7 @@ impl Disks for FakeDisks {
         std::fs::write(overlay, "overlay").map_err(|e| VmError::io(overlay, e))
     }
 
-    fn create_seed(
-        &self,
-        seed: &Utf8Path,
-        _user_data: &Utf8Path,
-        _meta_data: &Utf8Path,
-    ) -> Result<(), VmError> {
+    fn create_seed(&self, seed: &Utf8Path, _files: &SeedFiles<'_>) -> Result<(), VmError> {
         std::fs::write(seed, "seed").map_err(|e| VmError::io(seed, e))
     }
 }

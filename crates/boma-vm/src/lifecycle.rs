@@ -47,13 +47,16 @@ const OVERLAY_SIZE: &str = "10G";
 pub trait Disks {
     /// A copy-on-write overlay of `golden` at `overlay`.
     fn create_overlay(&self, golden: &Utf8Path, overlay: &Utf8Path) -> Result<(), VmError>;
-    /// A NoCloud seed image at `seed` from the user-data and meta-data files.
-    fn create_seed(
-        &self,
-        seed: &Utf8Path,
-        user_data: &Utf8Path,
-        meta_data: &Utf8Path,
-    ) -> Result<(), VmError>;
+    /// A NoCloud seed image at `seed` from the documents' files.
+    fn create_seed(&self, seed: &Utf8Path, files: &SeedFiles<'_>) -> Result<(), VmError>;
+}
+
+/// The files of a NoCloud seed's documents.
+#[derive(Debug, Clone, Copy)]
+pub struct SeedFiles<'a> {
+    pub user_data: &'a Utf8Path,
+    pub meta_data: &'a Utf8Path,
+    pub network_config: &'a Utf8Path,
 }
 
 /// `qemu-img` and `cloud-localds`.
@@ -73,16 +76,19 @@ impl Disks for RealDisks<'_> {
         Ok(())
     }
 
-    fn create_seed(
-        &self,
-        seed: &Utf8Path,
-        user_data: &Utf8Path,
-        meta_data: &Utf8Path,
-    ) -> Result<(), VmError> {
+    fn create_seed(&self, seed: &Utf8Path, files: &SeedFiles<'_>) -> Result<(), VmError> {
         let sh = self.sh;
-        cmd!(sh, "cloud-localds {seed} {user_data} {meta_data}")
-            .exec()
-            .run()?;
+        let SeedFiles {
+            user_data,
+            meta_data,
+            network_config,
+        } = *files;
+        cmd!(
+            sh,
+            "cloud-localds --network-config={network_config} {seed} {user_data} {meta_data}"
+        )
+        .exec()
+        .run()?;
         Ok(())
     }
 }
@@ -121,6 +127,7 @@ pub struct UpRequest {
     /// Rendered cloud-init documents.
     pub user_data: String,
     pub meta_data: String,
+    pub network_config: String,
     /// The user and harness key cloud-init installs.
     pub user: String,
     pub key: Utf8PathBuf,
@@ -267,11 +274,22 @@ fn prepare_disks(fx: &Effects, req: &UpRequest, dir: &Utf8Path) -> Result<BootSp
     let seed = dir.join("seed.img");
     let user_data = dir.join("user-data");
     let meta_data = dir.join("meta-data");
+    let network_config = dir.join("network-config");
     let result = (|| {
         fx.disks.create_overlay(&req.golden, &overlay)?;
-        std::fs::write(&user_data, &req.user_data).map_err(|e| VmError::io(&user_data, e))?;
-        std::fs::write(&meta_data, &req.meta_data).map_err(|e| VmError::io(&meta_data, e))?;
-        fx.disks.create_seed(&seed, &user_data, &meta_data)
+        for (path, text) in [
+            (&user_data, &req.user_data),
+            (&meta_data, &req.meta_data),
+            (&network_config, &req.network_config),
+        ] {
+            std::fs::write(path, text).map_err(|e| VmError::io(path, e))?;
+        }
+        let files = SeedFiles {
+            user_data: &user_data,
+            meta_data: &meta_data,
+            network_config: &network_config,
+        };
+        fx.disks.create_seed(&seed, &files)
     })();
     match result {
         Ok(()) => step.done(),

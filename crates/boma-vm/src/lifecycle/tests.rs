@@ -68,6 +68,7 @@ fn request(name: &str) -> UpRequest {
         accel: Accel::Tcg,
         user_data: "#cloud-config\n".into(),
         meta_data: "instance-id: x\n".into(),
+        network_config: "network:\n  version: 2\n".into(),
         user: "ansible".into(),
         key: "/keys/id_ed25519".into(),
         available_mib: 16_000,

@@ -1,0 +1,68 @@
+//! A test VM gets no route to the real fleet: `up` gives every literal address of the real
+//! inventory an unreachable route in the seed's network-config, and hands the same addresses to
+//! the verify playbook, which checks them in the rebooted guest.
+
+mod support;
+
+use boma_harness::Ctx;
+use support::{Sandbox, serial};
+
+fn fleet_addresses(vars: &serde_json::Value) -> Vec<String> {
+    vars["boma_it_fleet_addresses"]
+        .as_array()
+        .expect("boma_it_fleet_addresses is a list")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_real_address_is_unreachable_from_the_vm_and_checked_by_verify() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    // More of a fleet than the repo's: an address, a literal-address name, an IPv6 one, a
+    // host reached by DNS name (which no route can cover).
+    std::fs::write(
+        sandbox
+            .settings
+            .repo
+            .join("inventories/production/more.yml"),
+        "home:\n  hosts:\n    kiboko: {ansible_host: 192.0.2.10}\n    198.51.100.7:\n    \
+         nyati: {ansible_host: '2001:db8::5'}\n    simba: {ansible_host: simba.example.net}\n",
+    )
+    .unwrap();
+    let machine = sandbox.machine();
+    let ctx = Ctx {
+        settings: &sandbox.settings,
+        machine: &machine,
+    };
+    let record = boma_harness::up(&ctx, "askari").unwrap();
+
+    let run_id = record.name.rsplit('-').next().unwrap();
+    let network = std::fs::read_to_string(record.dir.join("network-config")).unwrap();
+    let expected = ["192.0.2.10", "198.51.100.7", "77.42.120.136", "2001:db8::5"];
+    for address in expected {
+        let prefix = if address.contains(':') { 128 } else { 32 };
+        let route = format!("- to: \"{address}/{prefix}\"\n          type: unreachable\n");
+        assert!(
+            network.contains(&route),
+            "{address} is not routed away:\n{network}"
+        );
+    }
+    assert!(
+        network.contains(&format!("macaddress: \"{}\"", boma_vm::mac_for(run_id))),
+        "the config matches the VM's NIC:\n{network}"
+    );
+    assert!(!network.contains("simba"), "{network}");
+
+    let vars: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(record.dir.join("harness-vars.json")).unwrap(),
+    )
+    .unwrap();
+    let mut given = fleet_addresses(&vars);
+    given.sort();
+    let mut want: Vec<String> = expected.iter().map(|a| a.to_string()).collect();
+    want.sort();
+    assert_eq!(given, want, "verify checks every routed-away address");
+    boma_harness::down(&ctx, false).unwrap();
+}
