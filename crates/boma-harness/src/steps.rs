@@ -84,6 +84,25 @@ fn say_fleet_isolation(plan: &Plan) {
     }
 }
 
+/// Refuse a real host whose address lies inside the guest's own network: its unreachable
+/// route would cut the VM off its gateway or DNS, and the VM could not tell it from a neighbour.
+fn fleet_outside_guest_network(plan: &Plan, kind: BackendKind) -> Result<(), HarnessError> {
+    let inside = kind.inside_guest_network(&plan.fleet_addresses);
+    if inside.is_empty() {
+        return Ok(());
+    }
+    let (network, prefix) = kind.guest_network();
+    let list: Vec<String> = inside.iter().map(|a| a.to_string()).collect();
+    let other = match kind {
+        BackendKind::Qemu => BackendKind::Libvirt,
+        BackendKind::Libvirt => BackendKind::Qemu,
+    };
+    Err(HarnessError::Usage(format!(
+        "the real inventory has {} inside the {kind} backend's guest network {network}/{prefix}: the VM could not be given no route to it without losing its own network; use --backend {other}",
+        list.join(", ")
+    )))
+}
+
 /// `boma-it-<host>-<8 hex>`: unique per run.
 fn new_run_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/uuid")
@@ -105,6 +124,7 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
 /// interrupt removes it unless `keep`.
 fn up_planned(ctx: &Ctx, plan: &Plan, keep: bool) -> Result<RunRecord, HarnessError> {
     let kind = ctx.machine.choose_backend()?;
+    fleet_outside_guest_network(plan, kind)?;
     let runs = runs(ctx);
     std::fs::create_dir_all(runs.root()).map_err(|e| boma_vm::VmError::io(runs.root(), e))?;
     ctx.machine.guard_disk(runs.root())?;

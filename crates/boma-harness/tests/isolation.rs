@@ -66,3 +66,31 @@ fn every_real_address_is_unreachable_from_the_vm_and_checked_by_verify() {
     assert_eq!(given, want, "verify checks every routed-away address");
     boma_harness::down(&ctx, false).unwrap();
 }
+
+#[test]
+fn a_real_address_inside_the_guest_network_is_refused_before_anything_is_created() {
+    let _serial = serial();
+    let sandbox = Sandbox::new();
+    std::fs::write(
+        sandbox
+            .settings
+            .repo
+            .join("inventories/production/more.yml"),
+        "home:\n  hosts:\n    kiboko: {ansible_host: 10.0.2.2}\n",
+    )
+    .unwrap();
+    let machine = sandbox.machine();
+    let ctx = Ctx {
+        settings: &sandbox.settings,
+        machine: &machine,
+    };
+    let err = boma_harness::up(&ctx, "askari").unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("10.0.2.2") && message.contains("--backend libvirt"),
+        "{message}"
+    );
+    assert!(sandbox.vm_dirs().is_empty(), "{:?}", sandbox.vm_dirs());
+    assert!(machine.world.borrow().running.is_empty());
+}

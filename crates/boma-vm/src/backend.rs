@@ -1,6 +1,7 @@
 //! The narrow trait every hypervisor backend implements.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 
 use camino::Utf8PathBuf;
 
@@ -14,6 +15,32 @@ pub enum BackendKind {
     Qemu,
     /// libvirt: `virt-install` on an isolated NAT network.
     Libvirt,
+}
+
+impl BackendKind {
+    /// The IPv4 network the guest lives on: QEMU user networking's default, or libvirt's
+    /// `boma-it` network ([`crate::libvirt::network_xml`]).
+    pub fn guest_network(self) -> (Ipv4Addr, u8) {
+        match self {
+            BackendKind::Qemu => (Ipv4Addr::new(10, 0, 2, 0), 24),
+            BackendKind::Libvirt => (Ipv4Addr::new(192, 168, 150, 0), 24),
+        }
+    }
+
+    /// Those of `addresses` inside [`Self::guest_network`]: an unreachable route to one of them
+    /// would cut the guest off its own gateway, DNS or neighbours.
+    pub fn inside_guest_network(self, addresses: &[IpAddr]) -> Vec<IpAddr> {
+        let (network, prefix) = self.guest_network();
+        let mask = u32::MAX << (32 - prefix);
+        addresses
+            .iter()
+            .filter(|a| match a {
+                IpAddr::V4(v4) => u32::from(*v4) & mask == u32::from(network),
+                IpAddr::V6(_) => false,
+            })
+            .copied()
+            .collect()
+    }
 }
 
 impl std::fmt::Display for BackendKind {

@@ -412,6 +412,34 @@ mod tests {
         insta::assert_snapshot!("libvirt_network_xml", network_xml());
     }
 
+    /// The network the fleet-collision check assumes is the one defined.
+    #[test]
+    fn guest_network_is_the_defined_one() {
+        let (network, prefix) = BackendKind::Libvirt.guest_network();
+        assert_eq!(
+            (network.to_string().as_str(), prefix),
+            ("192.168.150.0", 24)
+        );
+        assert!(network_xml().contains("<ip address='192.168.150.1' netmask='255.255.255.0'>"));
+        let inside = |a: &str| {
+            !BackendKind::Libvirt
+                .inside_guest_network(&[a.parse().unwrap()])
+                .is_empty()
+        };
+        assert!(inside("192.168.150.1") && inside("192.168.150.255"));
+        assert!(!inside("192.168.151.1") && !inside("192.168.149.255") && !inside("2001:db8::1"));
+        assert!(
+            !BackendKind::Qemu
+                .inside_guest_network(&["10.0.2.2".parse().unwrap()])
+                .is_empty()
+        );
+        assert!(
+            BackendKind::Qemu
+                .inside_guest_network(&["10.0.3.2".parse().unwrap()])
+                .is_empty()
+        );
+    }
+
     #[test]
     fn virt_install_snapshot() {
         let spec = BootSpec::example();
