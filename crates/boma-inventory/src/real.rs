@@ -136,7 +136,9 @@ pub fn read_real_host_names(repo_root: &Utf8Path) -> Result<BTreeSet<String>, In
 }
 
 /// Every host of the real inventory: the `*.yml`/`*.yaml` files directly in
-/// `inventories/production/` (not `group_vars/` or `host_vars/`, which hold variables).
+/// `inventories/production/` (not `group_vars/` or `host_vars/`, which hold variables). An
+/// `ansible_host` set in `host_vars/` is therefore not seen: addresses belong in the inventory
+/// files, where this repo keeps them.
 pub fn read_real_fleet(repo_root: &Utf8Path) -> Result<Fleet, InventoryError> {
     let dir = repo_root.join(PRODUCTION_DIR);
     let read_err = |path: &Utf8Path| {

@@ -143,3 +143,75 @@ fn walk_sockets(dir: &Utf8Path, found: &mut Vec<Utf8PathBuf>) {
         }
     }
 }
+
+/// What an image build under `cache` could leave: mounts and processes (mmdebstrap's, a
+/// chroot's) under it, loop devices backed by a file in it, scratch files, an unverified image.
+pub fn build_leftovers(cache: &Utf8Path) -> Vec<String> {
+    let cache = cache
+        .canonicalize_utf8()
+        .unwrap_or_else(|_| cache.to_owned());
+    let under = |p: &str| Utf8Path::new(p).starts_with(&cache);
+    let mut found = Vec::new();
+    // mountinfo: the fifth field is the mount point (octal escapes are irrelevant here: the
+    // cache path has no spaces).
+    for line in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+    {
+        if let Some(point) = line.split(' ').nth(4).filter(|p| under(p)) {
+            found.push(format!("mount {point}"));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/sys/block") {
+        for entry in entries.flatten() {
+            let backing = entry.path().join("loop/backing_file");
+            if let Ok(file) = std::fs::read_to_string(&backing)
+                && under(file.trim())
+            {
+                found.push(format!(
+                    "loop device {} on {}",
+                    entry.file_name().to_string_lossy(),
+                    file.trim()
+                ));
+            }
+        }
+    }
+    let me = std::process::id().to_string();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                continue;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default();
+            let root = std::fs::read_link(entry.path().join("root"))
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if cmdline.contains(cache.as_str()) || under(&root) {
+                found.push(format!("process {pid}: {}", cmdline.trim()));
+            }
+        }
+    }
+    if let Ok(entries) = cache.join("tmp").read_dir_utf8() {
+        for entry in entries.flatten() {
+            found.push(format!("scratch {}", entry.path()));
+        }
+    }
+    if let Ok(entries) = cache.read_dir_utf8() {
+        for entry in entries.flatten() {
+            if entry.file_name().ends_with(".qcow2") {
+                found.push(format!("image {}", entry.path()));
+            }
+        }
+    }
+    found
+}
+
+/// Whether a build under `cache` has attached its disk to a loop device yet.
+pub fn build_has_loop_device(cache: &Utf8Path) -> bool {
+    build_leftovers(cache)
+        .iter()
+        .any(|l| l.starts_with("loop device"))
+}

@@ -563,11 +563,14 @@ pub fn red(suite: &mut Suite) -> anyhow::Result<()> {
     it_red_fails(suite, "red", &[])
 }
 
-/// Faults on a real guest: Ctrl-C while waiting for the first boot, SIGKILL of the harness
-/// during apply then `prune`, and a guest broken so it never comes back after a reboot. After
-/// each, nothing may be left: no VM process, run file, socket, or orphaned ansible/ssh.
+/// Faults, for real: Ctrl-C during an image build (into a scratch cache) with its disk on a
+/// loop device and mounts live; Ctrl-C while waiting for the first boot; SIGKILL of the harness
+/// during apply then `prune`; and a guest broken so it never comes back after a reboot. After
+/// each, nothing may be left: no mount, loop device or build process; no VM process, run
+/// file, socket, or orphaned ansible/ssh.
 pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
     const S: &str = "faults";
+    interrupted_build(suite)?;
     ensure_image(suite, S)?;
 
     // 1. SIGINT while `up` waits for SSH: the VM and its files are removed, exit 130.
@@ -659,6 +662,60 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&bundle);
     step(suite, S, &["prune"], 0)?;
     require_no_leftovers(suite, "prune after a guest that never returned")
+}
+
+/// SIGINT to `image build` once its disk is on a loop device (mounted, mid-install): exit
+/// 130, and the build's teardown leaves no mount, loop device, process, scratch file or image.
+fn interrupted_build(suite: &mut Suite) -> anyhow::Result<()> {
+    const S: &str = "faults";
+    let cache = tempdir("build-cache")?;
+    let mut build = spawn(
+        suite,
+        &["image", "build"],
+        &[("BOMA_IT_CACHE", cache.as_str())],
+    )?;
+    let waited = wait_for(
+        Duration::from_secs(600),
+        "the image build to attach its disk",
+        || leftovers::build_has_loop_device(&cache) || matches!(build.try_wait(), Ok(Some(_))),
+    );
+    if let Err(e) = waited {
+        signal(build.id(), nix::sys::signal::Signal::SIGINT)?;
+        let _ = wait_exit(&mut build, Duration::from_secs(120));
+        return Err(e);
+    }
+    ensure!(
+        leftovers::build_has_loop_device(&cache),
+        "the image build ended before it attached its disk"
+    );
+    // Let it get into the mounted part of the build.
+    std::thread::sleep(Duration::from_secs(2));
+    eprintln!("during the build: {:?}", leftovers::build_leftovers(&cache));
+    let started = Instant::now();
+    signal(build.id(), nix::sys::signal::Signal::SIGINT)?;
+    let code = wait_exit(&mut build, Duration::from_secs(180))?;
+    let took = started.elapsed();
+    eprintln!(
+        "`image build` exited with {code} {:.1}s after SIGINT",
+        took.as_secs_f64()
+    );
+    suite.timings.push(Timing {
+        scenario: S,
+        step: "SIGINT during image build → exit".into(),
+        took,
+    });
+    ensure!(
+        code == 130,
+        "`image build` interrupted by SIGINT exited with {code}, expected 130"
+    );
+    let left = leftovers::build_leftovers(&cache);
+    eprintln!(
+        "leftovers after SIGINT during image build: {} {left:?}",
+        left.len()
+    );
+    ensure!(left.is_empty(), "the interrupted build left: {left:?}");
+    std::fs::remove_dir_all(&cache)?;
+    Ok(())
 }
 
 fn spawn(
