@@ -98,7 +98,7 @@ fn fleet_outside_guest_network(plan: &Plan, kind: BackendKind) -> Result<(), Har
         BackendKind::Libvirt => BackendKind::Qemu,
     };
     Err(HarnessError::Usage(format!(
-        "the real inventory has {} inside the {kind} backend's guest network {network}/{prefix}: the VM could not be given no route to it without losing its own network; use --backend {other}",
+        "the real inventory has {} inside the {kind} backend's guest network {network}/{prefix}: routing it away would cut the VM off its own network; use --backend {other}",
         list.join(", ")
     )))
 }
