@@ -14,8 +14,8 @@
 //! The network is DHCP on the VM's one NIC, as cloud-init's fallback would do, plus an
 //! `unreachable` route to each address of the real fleet. The routes belong to the netplan
 //! config cloud-init writes, so systemd-networkd keeps them across its restarts and the reboot
-//! the harness makes; anything in the guest (Ansible, a container) that tries to reach a real
-//! host fails at once with "No route to host".
+//! the harness makes; a connection from the guest to a real host fails at once with "No route
+//! to host".
 
 use std::fmt::Write as _;
 use std::net::IpAddr;

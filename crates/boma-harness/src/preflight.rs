@@ -108,11 +108,9 @@ fn mesh_stays_off(
             .map_err(|e| HarnessError::Usage(format!("cannot read {file}: {e}")))?;
         texts.push((file.to_string(), text));
     }
-    let pairs: Vec<(&str, &str)> = texts
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
-    match boma_inventory::mesh_setting(&pairs).map_err(HarnessError::Usage)? {
+    let setting = boma_inventory::mesh_setting(texts.iter().map(|(f, t)| (f.as_str(), t.as_str())))
+        .map_err(HarnessError::Usage)?;
+    match setting {
         Some(false) => Ok(()),
         _ => Err(HarnessError::Usage(format!(
             "{profile_file}: its variable files do not end with `{}: false`; a test VM must never join the real mesh: set it in the profile's override file",

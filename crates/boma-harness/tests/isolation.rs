@@ -7,6 +7,20 @@ mod support;
 use boma_harness::Ctx;
 use support::{Sandbox, serial};
 
+/// A sandbox whose real inventory also has a group `home` with these `hosts` entries.
+fn sandbox_with_more_hosts(hosts: &str) -> Sandbox {
+    let sandbox = Sandbox::new();
+    std::fs::write(
+        sandbox
+            .settings
+            .repo
+            .join("inventories/production/more.yml"),
+        format!("home:\n  hosts:\n{hosts}"),
+    )
+    .unwrap();
+    sandbox
+}
+
 fn fleet_addresses(vars: &serde_json::Value) -> Vec<String> {
     vars["boma_it_fleet_addresses"]
         .as_array()
@@ -19,18 +33,12 @@ fn fleet_addresses(vars: &serde_json::Value) -> Vec<String> {
 #[test]
 fn every_real_address_is_unreachable_from_the_vm_and_checked_by_verify() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
     // More of a fleet than the repo's: an address, a literal-address name, an IPv6 one, a
     // host reached by DNS name (which no route can cover).
-    std::fs::write(
-        sandbox
-            .settings
-            .repo
-            .join("inventories/production/more.yml"),
-        "home:\n  hosts:\n    kiboko: {ansible_host: 192.0.2.10}\n    198.51.100.7:\n    \
+    let sandbox = sandbox_with_more_hosts(
+        "    kiboko: {ansible_host: 192.0.2.10}\n    198.51.100.7:\n    \
          nyati: {ansible_host: '2001:db8::5'}\n    simba: {ansible_host: simba.example.net}\n",
-    )
-    .unwrap();
+    );
     let machine = sandbox.machine();
     let ctx = Ctx {
         settings: &sandbox.settings,
@@ -70,15 +78,7 @@ fn every_real_address_is_unreachable_from_the_vm_and_checked_by_verify() {
 #[test]
 fn a_real_address_inside_the_guest_network_is_refused_before_anything_is_created() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    std::fs::write(
-        sandbox
-            .settings
-            .repo
-            .join("inventories/production/more.yml"),
-        "home:\n  hosts:\n    kiboko: {ansible_host: 10.0.2.2}\n",
-    )
-    .unwrap();
+    let sandbox = sandbox_with_more_hosts("    kiboko: {ansible_host: 10.0.2.2}\n");
     let machine = sandbox.machine();
     let ctx = Ctx {
         settings: &sandbox.settings,

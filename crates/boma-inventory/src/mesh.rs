@@ -10,7 +10,9 @@ pub const MESH_VARIABLE: &str = "base__mesh_enabled";
 /// What the variable files say about the mesh, in the order Ansible applies them: `Some(v)`
 /// when the last file that sets it sets it to the boolean `v`, `None` when none sets it, and
 /// `Err` (naming the file) when a file is not a YAML mapping or sets it to a non-boolean.
-pub fn mesh_setting(files: &[(&str, &str)]) -> Result<Option<bool>, String> {
+pub fn mesh_setting<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Option<bool>, String> {
     let mut setting = None;
     for (file, text) in files {
         let docs = Yaml::load_from_str(text).map_err(|e| format!("{file}: malformed yaml: {e}"))?;
@@ -44,20 +46,20 @@ mod tests {
             "certs/internal.yml",
             "---\nreverse_proxy__tls_internal: true\n",
         );
-        assert_eq!(mesh_setting(&[off, silent]), Ok(Some(false)));
-        assert_eq!(mesh_setting(&[off, on]), Ok(Some(true)));
-        assert_eq!(mesh_setting(&[silent]), Ok(None));
-        assert_eq!(mesh_setting(&[]), Ok(None));
+        assert_eq!(mesh_setting([off, silent]), Ok(Some(false)));
+        assert_eq!(mesh_setting([off, on]), Ok(Some(true)));
+        assert_eq!(mesh_setting([silent]), Ok(None));
+        assert_eq!(mesh_setting([]), Ok(None));
     }
 
     #[test]
     fn a_non_boolean_or_a_non_mapping_is_an_error_naming_the_file() {
-        let err = mesh_setting(&[("overrides/a.yml", "base__mesh_enabled: \"no\"\n")]).unwrap_err();
+        let err = mesh_setting([("overrides/a.yml", "base__mesh_enabled: \"no\"\n")]).unwrap_err();
         assert!(
             err.contains("overrides/a.yml") && err.contains(MESH_VARIABLE),
             "{err}"
         );
-        let err = mesh_setting(&[("overrides/a.yml", "- a\n- b\n")]).unwrap_err();
+        let err = mesh_setting([("overrides/a.yml", "- a\n- b\n")]).unwrap_err();
         assert!(err.contains("mapping"), "{err}");
     }
 }

@@ -84,16 +84,20 @@ impl Fleet {
             .collect()
     }
 
+    /// (host, what Ansible connects to) for every host reached over a network: each given
+    /// `ansible_host`, or the name itself when none is given.
     fn targets(&self) -> impl Iterator<Item = (&str, &str)> {
-        let remote = |(host, _): &(&String, &BTreeSet<String>)| !self.local.contains(*host);
-        self.hosts.iter().filter(remote).flat_map(|(host, given)| {
-            let targets: Vec<&str> = if given.is_empty() {
-                vec![host.as_str()]
-            } else {
-                given.iter().map(String::as_str).collect()
-            };
-            targets.into_iter().map(move |t| (host.as_str(), t))
-        })
+        self.hosts
+            .iter()
+            .filter(|(host, _)| !self.local.contains(*host))
+            .flat_map(|(host, given)| {
+                let itself = given.is_empty().then_some(host.as_str());
+                given
+                    .iter()
+                    .map(String::as_str)
+                    .chain(itself)
+                    .map(move |target| (host.as_str(), target))
+            })
     }
 
     fn extend(&mut self, other: Fleet) {

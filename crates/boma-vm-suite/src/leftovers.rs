@@ -146,72 +146,76 @@ fn walk_sockets(dir: &Utf8Path, found: &mut Vec<Utf8PathBuf>) {
 
 /// What an image build under `cache` could leave: mounts and processes (mmdebstrap's, a
 /// chroot's) under it, loop devices backed by a file in it, scratch files, an unverified image.
+///
+/// Read from the kernel here rather than through `boma-golden`'s teardown, which asks the
+/// same questions: the check must not share the code it checks.
 pub fn build_leftovers(cache: &Utf8Path) -> Vec<String> {
-    let cache = cache
-        .canonicalize_utf8()
-        .unwrap_or_else(|_| cache.to_owned());
+    let cache = canonical(cache);
     let under = |p: &str| Utf8Path::new(p).starts_with(&cache);
-    let mut found = Vec::new();
     // mountinfo: the fifth field is the mount point (octal escapes are irrelevant here: the
     // cache path has no spaces).
-    for line in std::fs::read_to_string("/proc/self/mountinfo")
+    let mut found: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-    {
-        if let Some(point) = line.split(' ').nth(4).filter(|p| under(p)) {
-            found.push(format!("mount {point}"));
+        .filter_map(|line| line.split(' ').nth(4).filter(|p| under(p)))
+        .map(|point| format!("mount {point}"))
+        .collect();
+    found.extend(loop_devices(&cache));
+    // A chrooted process's command line no longer names the cache; its root does.
+    let me = std::process::id();
+    for (pid, args) in boma_vm::procs::processes() {
+        let root = std::fs::read_link(format!("/proc/{pid}/root"))
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cmdline = args.join(" ");
+        if pid != me && (cmdline.contains(cache.as_str()) || under(&root)) {
+            found.push(format!("process {pid}: {cmdline}"));
         }
     }
-    if let Ok(entries) = std::fs::read_dir("/sys/block") {
-        for entry in entries.flatten() {
-            let backing = entry.path().join("loop/backing_file");
-            if let Ok(file) = std::fs::read_to_string(&backing)
-                && under(file.trim())
-            {
-                found.push(format!(
-                    "loop device {} on {}",
-                    entry.file_name().to_string_lossy(),
-                    file.trim()
-                ));
-            }
-        }
-    }
-    let me = std::process::id().to_string();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
-                continue;
-            }
-            let cmdline = std::fs::read(entry.path().join("cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-                .unwrap_or_default();
-            let root = std::fs::read_link(entry.path().join("root"))
-                .map(|r| r.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if cmdline.contains(cache.as_str()) || under(&root) {
-                found.push(format!("process {pid}: {}", cmdline.trim()));
-            }
-        }
-    }
-    if let Ok(entries) = cache.join("tmp").read_dir_utf8() {
-        for entry in entries.flatten() {
-            found.push(format!("scratch {}", entry.path()));
-        }
-    }
-    if let Ok(entries) = cache.read_dir_utf8() {
-        for entry in entries.flatten() {
-            if entry.file_name().ends_with(".qcow2") {
-                found.push(format!("image {}", entry.path()));
-            }
-        }
-    }
+    let entries = |dir: Utf8PathBuf| -> Vec<Utf8PathBuf> {
+        dir.read_dir_utf8()
+            .map(|it| it.flatten().map(|e| e.path().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    found.extend(
+        entries(cache.join("tmp"))
+            .into_iter()
+            .map(|p| format!("scratch {p}")),
+    );
+    found.extend(
+        entries(cache.clone())
+            .into_iter()
+            .filter(|p| p.extension() == Some("qcow2"))
+            .map(|p| format!("image {p}")),
+    );
     found
+}
+
+/// The loop devices backed by a file under `cache` (canonical), as `loop device <dev> on <file>`.
+fn loop_devices(cache: &Utf8Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let file = std::fs::read_to_string(entry.path().join("loop/backing_file")).ok()?;
+            let file = file.trim();
+            Utf8Path::new(file).starts_with(cache).then(|| {
+                format!(
+                    "loop device {} on {file}",
+                    entry.file_name().to_string_lossy()
+                )
+            })
+        })
+        .collect()
+}
+
+fn canonical(path: &Utf8Path) -> Utf8PathBuf {
+    path.canonicalize_utf8().unwrap_or_else(|_| path.to_owned())
 }
 
 /// Whether a build under `cache` has attached its disk to a loop device yet.
 pub fn build_has_loop_device(cache: &Utf8Path) -> bool {
-    build_leftovers(cache)
-        .iter()
-        .any(|l| l.starts_with("loop device"))
+    !loop_devices(&canonical(cache)).is_empty()
 }

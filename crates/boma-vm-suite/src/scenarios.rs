@@ -384,7 +384,7 @@ pub fn red_green(suite: &mut Suite) -> anyhow::Result<()> {
     step(suite, S, &["assert", "askari-red"], 1)?;
     let record = current(suite)?;
     let bundle = home().join("integration-runs").join(&record.name);
-    red_for_the_right_reasons(&read_results(&record)?, &bundle)?;
+    red_for_the_right_reasons(&read_results(&record)?["checks"], &bundle)?;
 
     step(suite, S, &["apply", "askari"], 0)?;
     step(suite, S, &["reboot"], 0)?;
@@ -439,19 +439,10 @@ pub fn pure_drop_forward(ruleset: &str) -> bool {
 /// chain pure drop, the published port dead from the controller (a timeout, not a TLS or name
 /// problem), and the diagnostics bundle showing the pure-drop chain. If RED ever passes, the
 /// harness is no longer faithful.
-fn red_for_the_right_reasons(results: &serde_json::Value, bundle: &Utf8Path) -> anyhow::Result<()> {
-    let check = |name: &str| {
-        results["checks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
-            .cloned()
-            .with_context(|| format!("verify did not report {name}: {results}"))
-    };
-    let docker = check("docker_active")?;
-    let forward = check("forward_chain_accepts_containers")?;
-    let https = check("https_443")?;
+fn red_for_the_right_reasons(checks: &serde_json::Value, bundle: &Utf8Path) -> anyhow::Result<()> {
+    let docker = find_check(checks, "docker_active")?;
+    let forward = find_check(checks, "forward_chain_accepts_containers")?;
+    let https = find_check(checks, "https_443")?;
     ensure!(
         docker["ok"] == true,
         "RED must fail with Docker running, not because Docker is down: {docker}"
@@ -480,15 +471,24 @@ fn red_for_the_right_reasons(results: &serde_json::Value, bundle: &Utf8Path) -> 
     Ok(())
 }
 
-/// The rebooted guest had no route to the real fleet: verify reported `no_route_to_fleet`, and
-/// what `ip route get` said is the unreachable route's answer.
-fn fleet_isolated(report: &serde_json::Value) -> anyhow::Result<()> {
-    let check = report["checks"]
+/// The first of verify's `checks` whose name starts with `name` (`https_443` names the probe
+/// of port 443 whatever its suffix).
+fn find_check<'a>(
+    checks: &'a serde_json::Value,
+    name: &str,
+) -> anyhow::Result<&'a serde_json::Value> {
+    checks
         .as_array()
         .into_iter()
         .flatten()
-        .find(|c| c["name"] == "no_route_to_fleet")
-        .with_context(|| format!("verify did not report no_route_to_fleet: {report}"))?;
+        .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
+        .with_context(|| format!("verify did not report {name}: {checks}"))
+}
+
+/// The rebooted guest had no route to the real fleet: verify reported `no_route_to_fleet`, and
+/// what `ip route get` said is the unreachable route's answer.
+fn fleet_isolated(checks: &serde_json::Value) -> anyhow::Result<()> {
+    let check = find_check(checks, "no_route_to_fleet")?;
     ensure!(
         check["ok"] == true,
         "the test VM had a route to the real fleet: {check}"
@@ -507,16 +507,36 @@ fn parse_report(stdout: &str) -> anyhow::Result<serde_json::Value> {
     serde_json::from_str(stdout).with_context(|| format!("`it` printed no JSON report: {stdout}"))
 }
 
-/// `it askari` (plus `extra` arguments) passes from scratch and removes its VM.
-fn it_passes(suite: &mut Suite, scenario: &'static str, extra: &[&str]) -> anyhow::Result<()> {
-    let args: Vec<&str> = ["it", "askari"].iter().chain(extra).copied().collect();
-    let report = parse_report(&step(suite, scenario, &args, 0)?)?;
+/// `it <host> --backend <backend>`, expecting `code`: the report, which must say it ran on
+/// that backend.
+fn it_report(
+    suite: &mut Suite,
+    scenario: &'static str,
+    host: &str,
+    backend: &str,
+    code: i32,
+) -> anyhow::Result<serde_json::Value> {
+    let report = parse_report(&step(
+        suite,
+        scenario,
+        &["it", host, "--backend", backend],
+        code,
+    )?)?;
+    ensure!(
+        report["backend"] == backend,
+        "it {host} ran on another backend than {backend}: {report}"
+    );
+    Ok(report)
+}
+
+/// `it askari` on `backend` passes from scratch and removes its VM.
+fn it_passes(suite: &mut Suite, scenario: &'static str, backend: &str) -> anyhow::Result<()> {
+    let report = it_report(suite, scenario, "askari", backend, 0)?;
     ensure!(
         report["result"] == "passed",
-        "{} did not pass: {report}",
-        args.join(" ")
+        "it askari --backend {backend} did not pass: {report}"
     );
-    fleet_isolated(&report)?;
+    fleet_isolated(&report["checks"])?;
     for phase in report["phases"].as_array().into_iter().flatten() {
         eprintln!(
             "  {scenario} phase: {:>7}s  {}",
@@ -527,11 +547,10 @@ fn it_passes(suite: &mut Suite, scenario: &'static str, extra: &[&str]) -> anyho
     require_no_leftovers(suite, "a passing `it`")
 }
 
-/// `it askari-red` (plus `extra` arguments) fails verify for the right reasons, keeps its VM
-/// for inspection, and `prune` then leaves nothing.
-fn it_red_fails(suite: &mut Suite, scenario: &'static str, extra: &[&str]) -> anyhow::Result<()> {
-    let args: Vec<&str> = ["it", "askari-red"].iter().chain(extra).copied().collect();
-    let report = parse_report(&step(suite, scenario, &args, 1)?)?;
+/// `it askari-red` on `backend` fails verify for the right reasons, keeps its VM for
+/// inspection, and `prune` then leaves nothing.
+fn it_red_fails(suite: &mut Suite, scenario: &'static str, backend: &str) -> anyhow::Result<()> {
+    let report = it_report(suite, scenario, "askari-red", backend, 1)?;
     ensure!(
         report["result"] == "failed",
         "RED must end as a verify failure: {report}"
@@ -544,8 +563,8 @@ fn it_red_fails(suite: &mut Suite, scenario: &'static str, extra: &[&str]) -> an
         left.describe()
     );
     let bundle = home().join("integration-runs").join(vm);
-    red_for_the_right_reasons(&serde_json::json!({"checks": report["checks"]}), &bundle)?;
-    fleet_isolated(&report)?;
+    red_for_the_right_reasons(&report["checks"], &bundle)?;
+    fleet_isolated(&report["checks"])?;
     let _ = std::fs::remove_dir_all(&bundle);
     step(suite, scenario, &["prune"], 0)?;
     require_no_leftovers(suite, "prune after RED")
@@ -554,13 +573,13 @@ fn it_red_fails(suite: &mut Suite, scenario: &'static str, extra: &[&str]) -> an
 /// A clean `it askari`: passes from scratch and removes its VM.
 pub fn it(suite: &mut Suite) -> anyhow::Result<()> {
     ensure_image(suite, "it")?;
-    it_passes(suite, "it", &[])
+    it_passes(suite, "it", "qemu")
 }
 
 /// The committed RED case, through the whole cycle: fails for the right reasons.
 pub fn red(suite: &mut Suite) -> anyhow::Result<()> {
     ensure_image(suite, "red")?;
-    it_red_fails(suite, "red", &[])
+    it_red_fails(suite, "red", "qemu")
 }
 
 /// Faults, for real: Ctrl-C during an image build (into a scratch cache) with its disk on a
@@ -579,23 +598,7 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
         !leftovers::count(&suite.repo).processes.is_empty()
     })?;
     std::thread::sleep(Duration::from_secs(5));
-    let started = Instant::now();
-    signal(up.id(), nix::sys::signal::Signal::SIGINT)?;
-    let code = wait_exit(&mut up, Duration::from_secs(120))?;
-    let took = started.elapsed();
-    eprintln!(
-        "`up` exited with {code} {:.1}s after SIGINT",
-        took.as_secs_f64()
-    );
-    suite.timings.push(Timing {
-        scenario: S,
-        step: "SIGINT during boot → exit".into(),
-        took,
-    });
-    ensure!(
-        code == 130,
-        "`up` interrupted by SIGINT exited with {code}, expected 130"
-    );
+    sigint_exits_130(suite, &mut up, "`up`", "boot", Duration::from_secs(120))?;
     require_no_leftovers(suite, "SIGINT during boot")?;
 
     // 2. SIGKILL of the harness during apply: the VM and ansible outlive it; prune clears all.
@@ -667,7 +670,6 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
 /// SIGINT to `image build` once its disk is on a loop device (mounted, mid-install): exit
 /// 130, and the build's teardown leaves no mount, loop device, process, scratch file or image.
 fn interrupted_build(suite: &mut Suite) -> anyhow::Result<()> {
-    const S: &str = "faults";
     let cache = tempdir("build-cache")?;
     let mut build = spawn(
         suite,
@@ -691,23 +693,13 @@ fn interrupted_build(suite: &mut Suite) -> anyhow::Result<()> {
     // Let it get into the mounted part of the build.
     std::thread::sleep(Duration::from_secs(2));
     eprintln!("during the build: {:?}", leftovers::build_leftovers(&cache));
-    let started = Instant::now();
-    signal(build.id(), nix::sys::signal::Signal::SIGINT)?;
-    let code = wait_exit(&mut build, Duration::from_secs(180))?;
-    let took = started.elapsed();
-    eprintln!(
-        "`image build` exited with {code} {:.1}s after SIGINT",
-        took.as_secs_f64()
-    );
-    suite.timings.push(Timing {
-        scenario: S,
-        step: "SIGINT during image build → exit".into(),
-        took,
-    });
-    ensure!(
-        code == 130,
-        "`image build` interrupted by SIGINT exited with {code}, expected 130"
-    );
+    sigint_exits_130(
+        suite,
+        &mut build,
+        "`image build`",
+        "image build",
+        Duration::from_secs(180),
+    )?;
     let left = leftovers::build_leftovers(&cache);
     eprintln!(
         "leftovers after SIGINT during image build: {} {left:?}",
@@ -715,6 +707,35 @@ fn interrupted_build(suite: &mut Suite) -> anyhow::Result<()> {
     );
     ensure!(left.is_empty(), "the interrupted build left: {left:?}");
     std::fs::remove_dir_all(&cache)?;
+    Ok(())
+}
+
+/// SIGINT to `child` (the harness `command`, busy with `during`): it must exit 130 within
+/// `limit`; the time it took is one of the faults scenario's timings.
+fn sigint_exits_130(
+    suite: &mut Suite,
+    child: &mut std::process::Child,
+    command: &str,
+    during: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    signal(child.id(), nix::sys::signal::Signal::SIGINT)?;
+    let code = wait_exit(child, limit)?;
+    let took = started.elapsed();
+    eprintln!(
+        "{command} exited with {code} {:.1}s after SIGINT",
+        took.as_secs_f64()
+    );
+    suite.timings.push(Timing {
+        scenario: "faults",
+        step: format!("SIGINT during {during} → exit"),
+        took,
+    });
+    ensure!(
+        code == 130,
+        "{command} interrupted by SIGINT exited with {code}, expected 130"
+    );
     Ok(())
 }
 
@@ -785,8 +806,8 @@ pub fn libvirt(suite: &mut Suite) -> anyhow::Result<()> {
     let golden = golden_image(suite)?;
     let owner_before = owner(&golden)?;
 
-    it_passes(suite, S, &["--backend", "libvirt"])?;
-    it_red_fails(suite, S, &["--backend", "libvirt"])?;
+    it_passes(suite, S, "libvirt")?;
+    it_red_fails(suite, S, "libvirt")?;
     let owner_after = owner(&golden)?;
     ensure!(
         owner_before == owner_after,

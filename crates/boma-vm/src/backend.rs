@@ -18,8 +18,8 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// The IPv4 network the guest lives on: QEMU user networking's default, or libvirt's
-    /// `boma-it` network ([`crate::libvirt::network_xml`]).
+    /// The IPv4 network the guest lives on: QEMU user networking's default, or the one
+    /// [`crate::libvirt::network_xml`] defines. Both are /24s.
     pub fn guest_network(self) -> (Ipv4Addr, u8) {
         match self {
             BackendKind::Qemu => (Ipv4Addr::new(10, 0, 2, 0), 24),

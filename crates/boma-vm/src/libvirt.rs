@@ -21,16 +21,19 @@ const VIRSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the DHCP lease may take to appear (measured 29 s under TCG).
 const LEASE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The network's definition: own bridge, 192.168.150.0/24, DHCP .10–.254, NAT out. Pure.
+/// The network's definition: own bridge, the /24 of [`BackendKind::guest_network`]
+/// (192.168.150.0/24), gateway .1, DHCP .10–.254, NAT out. Pure.
 pub fn network_xml() -> String {
+    let (network, _) = BackendKind::Libvirt.guest_network();
+    let [a, b, c, _] = network.octets();
     format!(
         "<network>
   <name>{NETWORK}</name>
   <forward mode='nat'/>
   <bridge name='virbr-boma' stp='on' delay='0'/>
-  <ip address='192.168.150.1' netmask='255.255.255.0'>
+  <ip address='{a}.{b}.{c}.1' netmask='255.255.255.0'>
     <dhcp>
-      <range start='192.168.150.10' end='192.168.150.254'/>
+      <range start='{a}.{b}.{c}.10' end='{a}.{b}.{c}.254'/>
     </dhcp>
   </ip>
 </network>

@@ -38,7 +38,7 @@ fn args_of(pid: u32) -> Option<Vec<String>> {
 }
 
 /// Every process on this machine, with its arguments, in pid order.
-fn processes() -> Vec<(u32, Vec<String>)> {
+pub fn processes() -> Vec<(u32, Vec<String>)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
