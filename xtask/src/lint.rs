@@ -1,31 +1,26 @@
 //! `cargo xtask lint` and `cargo xtask check-tags`: the repository's checks, each run by name
 //! and reported with its result; a failed check does not stop the ones after it.
+#![allow(clippy::print_stdout)] // The findings and the summary are these commands' result.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use boma_exec::interrupt::{self, Interrupted};
-use boma_exec::{CmdExt, progress};
-use camino::{Utf8Path, Utf8PathBuf};
+use boma_exec::{CmdExt, progress, say};
+use boma_harness::ExitClass;
+use camino::Utf8Path;
 use xshell::{Shell, cmd};
 
-/// The repository root from the manifest, never the cwd: `cargo xtask` works from any
-/// subdirectory.
-fn repo_root() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent")
-        .to_owned()
-}
+use crate::edge;
 
 /// `cargo xtask check-tags`: findings and the summary on stdout (they are the result); exit 1
 /// on any finding, or when the vocabulary or a file cannot be read.
-pub fn check_tags() -> ExitCode {
-    match tags_outcome(&repo_root(), |line| println!("{line}")) {
+pub fn check_tags(repo: &Utf8Path) -> ExitCode {
+    match tags_outcome(repo, |line| println!("{line}")) {
         Outcome::Passed => ExitCode::SUCCESS,
         Outcome::Failed(_) => ExitCode::FAILURE,
-        Outcome::Interrupted(i) => exit_code(i.exit_code()),
+        Outcome::Interrupted(i) => edge::exit(ExitClass::Interrupted(i)),
     }
 }
 
@@ -43,13 +38,7 @@ fn tags_outcome(repo: &Utf8Path, print: impl Fn(&str)) -> Outcome {
             }
         }
         Err(e) => {
-            let mut message = format!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            print(&message);
+            print(&format!("error: {}", boma_harness::error_chain(&e)));
             Outcome::Failed(e.to_string())
         }
     }
@@ -80,13 +69,12 @@ impl Step<'_> {
 /// `cargo xtask lint`: every check in order, each announced (`==> name`) and closed with its
 /// result and time; then a summary table on stdout. Exit 1 if any check failed, 128+n when
 /// interrupted by signal n (the remaining checks are skipped).
-pub fn lint(sh: &Shell) -> ExitCode {
-    let repo = repo_root();
-    sh.change_dir(&repo);
-    let steps = match steps(sh, &repo) {
+pub fn lint(sh: &Shell, repo: &Utf8Path) -> ExitCode {
+    sh.change_dir(repo);
+    let steps = match steps(sh, repo) {
         Ok(steps) => steps,
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -102,11 +90,11 @@ pub fn lint(sh: &Shell) -> ExitCode {
         let phase = progress::phase(&name);
         let outcome = match step {
             // Its findings and summary line already say why it failed.
-            Step::CheckTags => tags_outcome(&repo, |line| eprintln!("  {line}")),
+            Step::CheckTags => tags_outcome(repo, |line| say!("  {line}")),
             Step::Command { cmd, .. } => {
                 let outcome = run_step(cmd);
                 if let Outcome::Failed(why) = &outcome {
-                    eprintln!("  {name}: {why}");
+                    say!("  {name}: {why}");
                 }
                 outcome
             }
@@ -140,7 +128,7 @@ pub fn lint(sh: &Shell) -> ExitCode {
             "lint: {i}; {} of {total} checks skipped",
             total - results.len()
         );
-        return exit_code(i.exit_code());
+        return edge::exit(ExitClass::Interrupted(i));
     }
     if failed == 0 {
         println!("lint: all {total} checks passed");
@@ -207,7 +195,8 @@ fn steps<'a>(sh: &'a Shell, repo: &Utf8Path) -> Result<Vec<Step<'a>>, String> {
     Ok(steps)
 }
 
-/// `playbooks/*.yml`, sorted, then the verify playbook; relative to the repo root.
+/// `playbooks/*.yml` and every profile's verify and catalogue playbooks, sorted; relative to
+/// the repo root.
 fn playbooks(repo: &Utf8Path) -> Result<Vec<String>, String> {
     let dir = repo.join("playbooks");
     let entries = dir
@@ -220,8 +209,17 @@ fn playbooks(repo: &Utf8Path) -> Result<Vec<String>, String> {
             playbooks.push(format!("playbooks/{}", entry.file_name()));
         }
     }
+    for host in boma_inventory::list_profiles(repo).map_err(|e| e.to_string())? {
+        let profile = boma_inventory::load_profile(repo, &host).map_err(|e| e.to_string())?;
+        let applied = profile.applies.iter().map(|a| a.playbook_path().to_string());
+        let verify = profile.verify.iter().map(|v| v.to_string());
+        for playbook in applied.chain(verify) {
+            if !playbooks.contains(&playbook) {
+                playbooks.push(playbook);
+            }
+        }
+    }
     playbooks.sort();
-    playbooks.push("tests/integration/verify.yml".to_owned());
     Ok(playbooks)
 }
 
@@ -241,6 +239,3 @@ fn run_step(cmd: xshell::Cmd<'_>) -> Outcome {
     }
 }
 
-fn exit_code(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
-}

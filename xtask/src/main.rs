@@ -1,22 +1,25 @@
-//! `cargo xtask`: the thin command line over boma's crates. Parses, wires settings, prints the
-//! outcome and picks the exit status: 0 passed, 1 failed, 2 usage or preflight, 128+n when
-//! interrupted by signal n.
+//! `cargo xtask`: the thin command line over boma's crates. Parses (clap reads the library
+//! types directly), wires the settings, calls one library function per subcommand, and leaves
+//! printing errors and choosing the exit status to [`edge`]: 0 passed, 1 failed, 2 refused
+//! (nothing was created), 128+n interrupted by signal n.
+#![allow(clippy::print_stdout)] // stdout is data (a report, a path): the edge prints it.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use boma_harness::{
-    BackendChoice, Ctx, HarnessError, ImageSource, ItOptions, RealMachine, Settings,
-};
+use boma_harness::{BackendChoice, Ctx, HarnessError, ImageSource, RealMachine, Settings, WaitOverrides};
 use boma_inventory::CertTier;
 use camino::{Utf8Path, Utf8PathBuf};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
+mod edge;
 mod image;
+mod it;
 mod lint;
 
 /// boma's integration harness: prove a change survives a real reboot on a throwaway VM that
 /// mirrors a real host, before it reaches the real host.
-#[derive(Parser)]
+#[derive(Parser, Debug)]
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
@@ -24,33 +27,20 @@ mod lint;
     propagate_version = true
 )]
 struct Cli {
+    /// Show Ansible's output as it comes instead of folding it under the phase line.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug)]
 enum Command {
-    /// The whole cycle: boot a VM mirroring HOST, apply its playbooks, reboot it for real,
-    /// verify from the controller, tear down. A failed run keeps its VM and says how to
-    /// inspect it.
-    It {
-        /// The host to mirror: its profile is profiles/<HOST>.json (e.g. askari).
-        host: String,
-        #[command(flatten)]
-        certs: CertsArg,
-        /// Keep the VM even when the run passes.
-        #[arg(long)]
-        keep: bool,
-        /// Verify without rebooting (faster, blind to reboot-survival bugs).
-        #[arg(long)]
-        no_reboot: bool,
-        #[command(flatten)]
-        image: ImageArgs,
-        #[command(flatten)]
-        backend: BackendArg,
-        #[command(flatten)]
-        vault: VaultArg,
-    },
+    /// The whole cycle for one or more hosts: boot a VM mirroring each, apply its playbooks,
+    /// apply them again (idempotence), capture its state, reboot it for real, capture again and
+    /// compare (the reboot diff), probe its ports and run its checks from the controller, tear
+    /// down. A failed run keeps its VM and says how to inspect it.
+    It(it::ItArgs),
     /// Boot a VM mirroring HOST and wait until SSH answers and cloud-init is done.
     Up {
         /// The host to mirror: its profile is profiles/<HOST>.json (e.g. askari).
@@ -75,7 +65,8 @@ enum Command {
         #[arg(long)]
         hard: bool,
     },
-    /// Run the verify playbook against the current VM (from the controller).
+    /// Run HOST's checks against the current VM: the built-in ones (system running, no route to
+    /// the real fleet, the controller's probes) and the profile's verify playbooks.
     Assert {
         /// The host to mirror: its profile is profiles/<HOST>.json (e.g. askari).
         host: String,
@@ -96,8 +87,8 @@ enum Command {
         #[arg(long)]
         path: bool,
     },
-    /// Remove every test VM (`boma-it-*`), its process, overlay, seed, socket and run files,
-    /// also after a crash.
+    /// Remove every test VM (`boma-it-*`) of this checkout, its processes, overlay, seed,
+    /// socket and run files, also after a crash. Stops only what the harness spawned.
     Prune,
     /// The golden image cache: fetch, build, verify, list.
     #[command(subcommand)]
@@ -112,207 +103,120 @@ enum Command {
 }
 
 /// `--certs`: how the VM's certificates are issued.
-#[derive(Args)]
-struct CertsArg {
+#[derive(Args, Debug, Clone)]
+pub struct CertsArg {
     /// Certificate tier: internal (self-signed, no secret), le-staging, le-prod-wildcard
-    /// (on explicit request only: uses the production DNS token).
-    #[arg(long = "certs", value_enum, default_value_t = Tier::Internal)]
-    tier: Tier,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Tier {
-    Internal,
-    LeStaging,
-    LeProdWildcard,
-}
-
-impl From<Tier> for CertTier {
-    fn from(t: Tier) -> CertTier {
-        match t {
-            Tier::Internal => CertTier::Internal,
-            Tier::LeStaging => CertTier::LeStaging,
-            Tier::LeProdWildcard => CertTier::LeProdWildcard,
-        }
-    }
+    /// (both Let's Encrypt tiers need the vault password and a profile whose Caddy image has the
+    /// Gandi DNS module).
+    #[arg(long = "certs", default_value = "internal", value_name = "TIER")]
+    pub tier: CertTier,
 }
 
 /// Where the golden image comes from.
-#[derive(Args, Default)]
-struct ImageArgs {
+#[derive(Args, Debug, Clone)]
+pub struct ImageArgs {
     /// auto (cache, else download, else build), download, build, or a path to a qcow2 file.
     #[arg(long, default_value = "auto", value_name = "SOURCE")]
-    image: String,
+    pub image: ImageSource,
     /// Download the image from this URL (a mirror, file:// or a path) instead of Debian's site.
     #[arg(long, env = "BOMA_IT_IMAGE_URL", value_name = "URL")]
-    image_url: Option<String>,
+    pub image_url: Option<String>,
     /// The SHA512SUMS to check it against (default: beside the image URL).
     #[arg(long, env = "BOMA_IT_SUMS_URL", value_name = "URL")]
-    sums_url: Option<String>,
+    pub sums_url: Option<String>,
 }
 
-#[derive(Args)]
-struct BackendArg {
+#[derive(Args, Debug, Clone)]
+pub struct BackendArg {
     /// Which hypervisor runs the VM: libvirt (virt-install on the isolated `boma-it` NAT
     /// network), qemu (qemu-system directly, ports forwarded to 127.0.0.1), or auto (libvirt
-    /// when virsh reaches a daemon, else qemu).
-    #[arg(long, value_enum, env = "BOMA_IT_BACKEND", default_value_t = Backend::Auto)]
-    backend: Backend,
+    /// when virsh reaches a daemon in this network namespace, else qemu).
+    #[arg(long, env = "BOMA_IT_BACKEND", default_value = "auto", value_name = "BACKEND")]
+    pub backend: BackendChoice,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Backend {
-    Auto,
-    Qemu,
-    Libvirt,
-}
-
-impl From<Backend> for BackendChoice {
-    fn from(b: Backend) -> BackendChoice {
-        match b {
-            Backend::Auto => BackendChoice::Auto,
-            Backend::Qemu => BackendChoice::Qemu,
-            Backend::Libvirt => BackendChoice::Libvirt,
-        }
-    }
-}
-
-#[derive(Args, Default)]
-struct VaultArg {
+#[derive(Args, Debug, Clone, Default)]
+pub struct VaultArg {
     /// The ansible-vault password file (needed by the Let's Encrypt cert tiers only).
     #[arg(long, env = "BOMA_VAULT_PASSWORD_FILE", value_name = "FILE")]
-    vault_password_file: Option<Utf8PathBuf>,
+    pub vault_password_file: Option<Utf8PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = boma_exec::interrupt::install() {
-        eprintln!("error: cannot install the signal handlers: {e}");
-        return ExitCode::from(2);
+        return edge::fail(&HarnessError::Refused(format!(
+            "cannot install the signal handlers: {e}"
+        )));
     }
+    boma_exec::progress::configure(if cli.verbose {
+        boma_exec::progress::Display::Plain
+    } else {
+        boma_exec::progress::Display::Live
+    });
+    let repo = match edge::repo_root() {
+        Ok(repo) => repo,
+        Err(e) => return edge::fail(&e),
+    };
     let sh = match xshell::Shell::new() {
         Ok(sh) => sh,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return edge::fail(&HarnessError::Refused(format!("cannot start a shell: {e}"))),
     };
     // The checks need no harness settings (no image cache, no VM state).
     let command = match cli.command {
-        Command::CheckTags => return lint::check_tags(),
-        Command::Lint => return lint::lint(&sh),
+        Command::CheckTags => return lint::check_tags(&repo),
+        Command::Lint => return lint::lint(&sh, &repo),
         command => command,
     };
-    match run(&sh, command) {
+    let settings = match settings(&repo, cli.verbose, &command) {
+        Ok(settings) => settings,
+        Err(e) => return edge::fail(&e),
+    };
+    if let Command::It(args) = command {
+        return it::run(&sh, &settings, args);
+    }
+    match run(&sh, &settings, command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
-        }
+        Err(e) => edge::fail(&e),
     }
 }
 
-fn print_error(e: &HarnessError) {
-    let mut message = format!("error: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    eprintln!("{}", boma_exec::redact::redact(&message));
-}
-
-fn run(sh: &xshell::Shell, command: Command) -> Result<(), HarnessError> {
-    let mut settings = settings()?;
-    // Per-command settings first, then one machine and one context for the step.
-    match &command {
-        Command::It {
-            image,
-            vault,
-            backend,
-            ..
-        } => {
-            apply_image_args(&mut settings, image);
-            settings.backend = backend.backend.into();
-            settings.vault_password_file = vault.vault_password_file.clone();
-        }
-        Command::Up { image, backend, .. } => {
-            apply_image_args(&mut settings, image);
-            settings.backend = backend.backend.into();
-        }
-        Command::Apply { vault, .. } | Command::Assert { vault, .. } => {
-            settings.vault_password_file = vault.vault_password_file.clone();
-        }
-        _ => {}
-    }
+fn run(sh: &xshell::Shell, settings: &Settings, command: Command) -> Result<(), HarnessError> {
     if let Command::Image(command) = command {
-        return image::run(sh, &settings, command);
+        return image::run(sh, settings, command);
     }
-    let machine = RealMachine::new(sh, &settings);
+    let machine = RealMachine::new(sh, &settings.runs_root);
     let ctx = Ctx {
-        settings: &settings,
+        settings,
         machine: &machine,
     };
     match command {
-        Command::It {
-            host,
-            certs,
-            keep,
-            no_reboot,
-            ..
-        } => {
-            let options = ItOptions {
-                tier: certs.tier.into(),
-                keep,
-                no_reboot,
-            };
-            boma_harness::it(&ctx, &host, options).map(|_| ())
-        }
         Command::Up { host, .. } => {
             boma_harness::up(&ctx, &host).map(|record| println!("{}", record.name))
         }
-        Command::Apply { host, certs, .. } => boma_harness::apply(&ctx, &host, certs.tier.into()),
+        Command::Apply { host, certs, .. } => boma_harness::apply(&ctx, &host, certs.tier),
         Command::Reboot { hard } => boma_harness::reboot(&ctx, hard),
-        Command::Assert { host, certs, .. } => {
-            boma_harness::assert(&ctx, &host, certs.tier.into()).map(|_| ())
-        }
+        Command::Assert { host, certs, .. } => boma_harness::assert(&ctx, &host, certs.tier).map(|_| ()),
         Command::Down { keep } => boma_harness::down(&ctx, keep),
         Command::Console { path } => {
             let log = boma_harness::console(&ctx)?;
             if path {
                 println!("{log}");
             } else {
-                let text = std::fs::read(&log)
-                    .map_err(|e| HarnessError::Usage(format!("cannot read {log}: {e}")))?;
+                let text = std::fs::read(&log).map_err(|e| HarnessError::io(&log, e))?;
                 print!("{}", String::from_utf8_lossy(&text));
             }
             Ok(())
         }
         Command::Prune => boma_harness::prune(&ctx),
-        Command::Image(_) => unreachable!("handled above"),
-        Command::CheckTags | Command::Lint => unreachable!("dispatched in main"),
+        Command::It(_) | Command::Image(_) | Command::CheckTags | Command::Lint => {
+            unreachable!("dispatched in main")
+        }
     }
 }
 
-fn apply_image_args(settings: &mut Settings, image: &ImageArgs) {
-    settings.image = match image.image.as_str() {
-        "auto" => ImageSource::Auto,
-        "download" => ImageSource::Download,
-        "build" => ImageSource::Build,
-        path => ImageSource::File(Utf8PathBuf::from(path)),
-    };
-    settings.image_url = image.image_url.clone();
-    settings.sums_url = image.sums_url.clone();
-}
-
-/// Settings from the environment, read once here at the edge.
-fn settings() -> Result<Settings, HarnessError> {
-    // The repository root from the manifest, never the cwd: `cargo xtask` works from any
-    // subdirectory.
-    let repo = Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent")
-        .to_owned();
+/// Settings from the environment and the command's own options, read once here at the edge.
+fn settings(repo: &Utf8Path, verbose: bool, command: &Command) -> Result<Settings, HarnessError> {
     let home = std::env::var("HOME")
         .map(Utf8PathBuf::from)
         .unwrap_or_else(|_| Utf8PathBuf::from("/root"));
@@ -320,11 +224,10 @@ fn settings() -> Result<Settings, HarnessError> {
         .map(Utf8PathBuf::from)
         .unwrap_or_else(|_| home.join(".local/state"))
         .join("boma-it");
-    let cache_dir = boma_image::default_dir()?;
-    Ok(Settings {
-        runs_root: Settings::default_runs_root(&repo),
-        repo,
-        cache_dir,
+    let mut settings = Settings {
+        runs_root: Settings::default_runs_root(repo),
+        repo: repo.to_owned(),
+        cache_dir: boma_image::default_dir()?,
         state_dir,
         diagnostics_root: home.join("integration-runs"),
         backend: BackendChoice::Auto,
@@ -332,23 +235,107 @@ fn settings() -> Result<Settings, HarnessError> {
         image_url: None,
         sums_url: None,
         vault_password_file: None,
-        boot_timeout: seconds_from_env("BOMA_IT_BOOT_TIMEOUT")?,
-        reboot_timeout: seconds_from_env("BOMA_IT_REBOOT_TIMEOUT")?,
-    })
+        waits: WaitOverrides {
+            boot: seconds_from_env("BOMA_IT_BOOT_TIMEOUT")?,
+            reboot: seconds_from_env("BOMA_IT_REBOOT_TIMEOUT")?,
+            poll: None,
+        },
+        step_timeout: seconds_from_env("BOMA_IT_STEP_TIMEOUT")?,
+        verbose,
+    };
+    let (image, backend, vault) = match command {
+        Command::It(args) => (Some(&args.image), Some(&args.backend), Some(&args.vault)),
+        Command::Up { image, backend, .. } => (Some(image), Some(backend), None),
+        Command::Apply { vault, .. } | Command::Assert { vault, .. } => (None, None, Some(vault)),
+        _ => (None, None, None),
+    };
+    if let Some(image) = image {
+        settings.image = image.image.clone();
+        settings.image_url = image.image_url.clone();
+        settings.sums_url = image.sums_url.clone();
+    }
+    if let Some(backend) = backend {
+        settings.backend = backend.backend;
+    }
+    if let Some(vault) = vault {
+        settings.vault_password_file = vault.vault_password_file.clone();
+    }
+    Ok(settings)
 }
 
-/// A wait override in whole seconds from the environment.
-fn seconds_from_env(name: &str) -> Result<Option<std::time::Duration>, HarnessError> {
-    match std::env::var(name) {
-        Err(_) => Ok(None),
-        Ok(value) => value
+/// A duration override in whole seconds from the environment.
+fn seconds_from_env(name: &str) -> Result<Option<Duration>, HarnessError> {
+    parse_seconds(name, std::env::var(name).ok().as_deref())
+}
+
+/// `None` when unset; a positive whole number of seconds; anything else refused. Pure.
+fn parse_seconds(name: &str, value: Option<&str>) -> Result<Option<Duration>, HarnessError> {
+    match value {
+        None => Ok(None),
+        Some(value) => value
             .trim()
             .parse::<u64>()
             .ok()
             .filter(|s| *s > 0)
-            .map(|s| Some(std::time::Duration::from_secs(s)))
+            .map(|s| Some(Duration::from_secs(s)))
             .ok_or_else(|| {
-                HarnessError::Usage(format!("{name}={value:?} is not a number of seconds"))
+                HarnessError::Refused(format!(
+                    "{name}={value:?} is not a number of seconds: set it to a whole number above 0, or unset it"
+                ))
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn library_types_are_parsed_directly() {
+        let cli = parse(&["apply", "askari", "--certs", "le-staging"]).unwrap();
+        let Command::Apply { certs, .. } = cli.command else {
+            panic!("apply");
+        };
+        assert_eq!(certs.tier, CertTier::LeStaging);
+        let cli = parse(&["up", "askari", "--backend", "qemu", "--image", "/x.qcow2"]).unwrap();
+        let Command::Up { backend, image, .. } = cli.command else {
+            panic!("up");
+        };
+        assert_eq!(backend.backend, BackendChoice::Qemu);
+        assert_eq!(image.image, ImageSource::File("/x.qcow2".into()));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_valid_ones() {
+        let err = parse(&["apply", "askari", "--certs", "letsencrypt"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("internal, le-staging, le-prod-wildcard"), "{err}");
+        let err = parse(&["up", "askari", "--backend", "kvm"]).unwrap_err();
+        assert!(err.to_string().contains("auto, qemu, libvirt"), "{err}");
+        assert_eq!(parse(&["frobnicate"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn wait_overrides_are_whole_positive_seconds() {
+        assert_eq!(parse_seconds("X", None).unwrap(), None);
+        assert_eq!(
+            parse_seconds("X", Some(" 90 ")).unwrap(),
+            Some(Duration::from_secs(90))
+        );
+        for bad in ["0", "-3", "1.5", "soon"] {
+            let err = parse_seconds("BOMA_IT_BOOT_TIMEOUT", Some(bad)).unwrap_err();
+            assert_eq!(err.class().code(), 2);
+            assert!(err.to_string().contains("BOMA_IT_BOOT_TIMEOUT"), "{err}");
+        }
     }
 }

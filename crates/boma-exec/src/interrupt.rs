@@ -41,6 +41,25 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
+/// Whether the harness is tearing down after an interrupt.
+pub fn cleaning_up() -> bool {
+    CLEANING_UP.load(Ordering::SeqCst)
+}
+
+/// The interrupt somewhere in an error's chain of sources, if that is what it is: an error
+/// wraps an interrupt when a command or a wait was stopped by a signal. Detected once, here,
+/// by walking `source()`, so that no error type has to re-answer the question.
+pub fn in_chain(error: &(dyn std::error::Error + 'static)) -> Option<Interrupted> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(i) = e.downcast_ref::<Interrupted>() {
+            return Some(*i);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// Route SIGINT and SIGTERM to the flag. Safe to call more than once.
 pub fn install() -> std::io::Result<()> {
     let flags = FLAGS.get_or_init(|| {

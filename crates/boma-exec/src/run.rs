@@ -47,6 +47,7 @@ pub enum ExecError {
     #[error("`{cmd}` was stopped: {interrupted}")]
     Interrupted {
         cmd: String,
+        #[source]
         interrupted: Interrupted,
     },
 }
@@ -117,6 +118,8 @@ pub struct Run {
     log: bool,
     check: bool,
     interruptible: bool,
+    /// On an interrupt, pass the signal on to the command and wait for it (it cleans up).
+    forward: bool,
     stdin: Option<Vec<u8>>,
 }
 
@@ -164,6 +167,7 @@ impl Run {
             log: true,
             check: true,
             interruptible: true,
+            forward: false,
             stdin: None,
         }
     }
@@ -191,6 +195,15 @@ impl Run {
     /// Run even when an interrupt is pending, and do not stop for one: for the short cleanup
     /// commands (unmount, detach, destroy) that must still run after Ctrl-C.
     pub fn uninterruptible(mut self) -> Run {
+        self.interruptible = false;
+        self
+    }
+
+    /// For a command that is itself a harness (a parallel run's child): on Ctrl-C or SIGTERM,
+    /// send the same signal to its process group once and keep waiting, so that it tears down
+    /// what it created, instead of stopping it with SIGKILL after a grace period.
+    pub fn forward_interrupt(mut self) -> Run {
+        self.forward = true;
         self.interruptible = false;
         self
     }
@@ -232,7 +245,10 @@ impl Run {
             });
         }
         if self.log {
-            eprintln!("+ {}", self.display);
+            crate::progress::command(&self.display);
+        }
+        if self.stream {
+            crate::progress::clear_tail();
         }
         self.command
             .stdin(if self.stdin.is_some() {
@@ -271,6 +287,7 @@ impl Run {
         let err = Collector::start(child.stderr.take().expect("piped"), self.stream, true);
 
         let started = Instant::now();
+        let mut forwarded = false;
         let outcome = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Ok(status),
@@ -280,6 +297,15 @@ impl Run {
                         cmd: self.display.clone(),
                         source,
                     });
+                }
+            }
+            if self.forward
+                && !forwarded
+                && let Some(interrupted) = interrupt::received()
+            {
+                forwarded = true;
+                if let Ok(signal) = Signal::try_from(interrupted.signal) {
+                    let _ = killpg(Pid::from_raw(child.id() as i32), signal);
                 }
             }
             if let Some(interrupted) = interrupt::pending().filter(|_| self.interruptible) {
@@ -383,8 +409,9 @@ impl Collector {
                 let line = String::from_utf8_lossy(&raw);
                 let mut buffer = sink.lock().unwrap_or_else(|e| e.into_inner());
                 if stream {
-                    // Streamed output goes to stderr either way: the harness's stdout is data.
-                    eprintln!("  {}", redact(line.trim_end_matches(['\n', '\r'])));
+                    // Streamed output goes to stderr (or is folded) either way: the harness's
+                    // stdout is data.
+                    crate::progress::output(line.trim_end_matches(['\n', '\r']));
                 }
                 match &mut *buffer {
                     Lines::All(text) => text.push_str(&line),

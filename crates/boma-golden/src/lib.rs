@@ -146,9 +146,9 @@ pub enum BuildError {
     },
     #[error("the disk size must be at least 2 GiB, not {0} GiB")]
     DiskTooSmall(u32),
-    #[error(transparent)]
+    #[error("{0}")]
     Exec(#[from] ExecError),
-    #[error(transparent)]
+    #[error("{0}")]
     Interrupted(#[from] Interrupted),
     #[error("could not {action} {path}: {source}")]
     Io {

@@ -1,66 +1,174 @@
-//! The harness's failures, and the exit status each one means.
+//! The harness's failures, typed until the edge, each with the exit class it means.
+//!
+//! The class is decided where an error is raised, by which variant is raised: a refusal before
+//! anything was created is [`HarnessError::Refused`] (or a typed input error that can only
+//! happen in preflight), everything after is a failure. An interrupt is found once, by walking
+//! the chain of sources ([`boma_exec::interrupt::in_chain`]), whatever wraps it.
 
 use boma_exec::ExecError;
-use boma_exec::interrupt::Interrupted;
+use boma_exec::interrupt::{self, Interrupted};
+use boma_inventory::{InventoryError, NameRefusal, ProfileError, Refusal, WriteError};
 use boma_vm::VmError;
+use camino::Utf8PathBuf;
+
+/// What an error means for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitClass {
+    /// The run failed (exit 1): a VM may have been created and kept.
+    Failed,
+    /// Bad input or a missing prerequisite, found before anything was created (exit 2).
+    Refused,
+    /// Stopped by a signal (exit 128+n).
+    Interrupted(Interrupted),
+}
+
+impl ExitClass {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitClass::Failed => 1,
+            ExitClass::Refused => 2,
+            ExitClass::Interrupted(i) => u8::try_from(i.exit_code()).unwrap_or(1),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    /// Bad input or a missing prerequisite, found before anything was created.
+    /// Refused before anything was created; the message names the problem and the fix.
     #[error("{0}")]
-    Usage(String),
-    #[error(transparent)]
+    Refused(String),
+    #[error("{0}")]
+    Profile(#[from] ProfileError),
+    #[error("{0}")]
+    Name(#[from] NameRefusal),
+    #[error("reading the real inventory: {0}")]
+    RealInventory(#[source] InventoryError),
+    /// The transient inventory could not be rendered or written: the VM exists by then.
+    #[error("{0}")]
+    TransientInventory(#[from] Refusal),
+    #[error("{0}")]
+    InventoryWrite(#[from] WriteError),
+    #[error("{0}")]
     Vm(#[from] VmError),
-    #[error(transparent)]
+    #[error("{0}")]
     Image(#[from] boma_image::CacheError),
-    #[error(transparent)]
+    #[error("{0}")]
     Build(#[from] boma_golden::BuildError),
-    #[error(transparent)]
-    Exec(ExecError),
-    #[error("{step} failed (ansible-playbook exit status {})", .code.map_or("?".to_owned(), |c| c.to_string()))]
-    Playbook { step: String, code: Option<i32> },
-    #[error("verify failed: {}", .failed.join(", "))]
-    VerifyFailed { failed: Vec<String> },
-    #[error(transparent)]
+    #[error("{0}")]
+    Exec(#[from] ExecError),
+    #[error("{step} failed (ansible-playbook exit status {}){}", .code.map_or("?".to_owned(), |c| c.to_string()), tail_block(.tail))]
+    Playbook {
+        step: String,
+        code: Option<i32>,
+        /// The last lines of Ansible's output (it may have been folded from the terminal).
+        tail: Vec<String>,
+    },
+    #[error("{step} did not finish within {}s and was stopped (set BOMA_IT_STEP_TIMEOUT to allow longer)", .after.as_secs())]
+    PlaybookTimedOut {
+        step: String,
+        after: std::time::Duration,
+    },
+    #[error("checks failed: {}", .failed.join(", "))]
+    ChecksFailed { failed: Vec<String> },
+    #[error("{path}: {source}")]
+    Io {
+        path: Utf8PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
     Interrupted(#[from] Interrupted),
 }
 
-impl From<ExecError> for HarnessError {
-    fn from(e: ExecError) -> HarnessError {
-        match e.interrupted() {
-            Some(i) => HarnessError::Interrupted(i),
-            None => HarnessError::Exec(e),
-        }
+fn tail_block(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        let lines: Vec<String> = tail.iter().map(|l| format!("    {l}")).collect();
+        format!("; last output:\n{}", lines.join("\n"))
     }
 }
 
 impl HarnessError {
-    /// 0 passed (not an error), 1 the run failed, 2 usage or preflight, 128+n interrupted.
-    pub fn exit_code(&self) -> i32 {
-        if let Some(i) = self.interrupted() {
-            return i.exit_code();
+    pub fn io(path: impl Into<Utf8PathBuf>, source: std::io::Error) -> HarnessError {
+        HarnessError::Io {
+            path: path.into(),
+            source,
         }
-        match self {
-            HarnessError::Usage(_) => 2,
-            HarnessError::Vm(e) if e.is_preflight() => 2,
-            HarnessError::Exec(ExecError::NotFound { .. }) => 2,
+    }
+
+    /// The exit class: an interrupt anywhere in the chain wins; refusals are the preflight
+    /// variants; everything else is a failure.
+    pub fn class(&self) -> ExitClass {
+        if let Some(i) = self.interrupted() {
+            return ExitClass::Interrupted(i);
+        }
+        let refused = match self {
+            HarnessError::Refused(_)
+            | HarnessError::Profile(_)
+            | HarnessError::Name(_)
+            | HarnessError::RealInventory(_) => true,
+            HarnessError::Vm(e) => e.is_preflight(),
+            HarnessError::Exec(ExecError::NotFound { .. }) => true,
             HarnessError::Build(
                 boma_golden::BuildError::NotRoot
                 | boma_golden::BuildError::WrongArch(_)
                 | boma_golden::BuildError::MissingTool { .. },
-            ) => 2,
-            _ => 1,
+            ) => true,
+            _ => false,
+        };
+        if refused {
+            ExitClass::Refused
+        } else {
+            ExitClass::Failed
         }
     }
 
+    /// The interrupt that stopped the run, if that is what this is.
     pub fn interrupted(&self) -> Option<Interrupted> {
-        match self {
-            HarnessError::Interrupted(i) => Some(*i),
-            HarnessError::Vm(e) => e.interrupted(),
-            HarnessError::Image(e) => e.interrupted(),
-            HarnessError::Build(e) => e.interrupted(),
-            HarnessError::Exec(e) => e.interrupted(),
-            _ => None,
-        }
+        interrupt::in_chain(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupt_is_found_through_any_wrapping() {
+        let interrupted = Interrupted { signal: 2 };
+        let exec = ExecError::Interrupted {
+            cmd: "ssh x".into(),
+            interrupted,
+        };
+        let wrapped = HarnessError::Vm(VmError::from(exec));
+        assert_eq!(wrapped.class(), ExitClass::Interrupted(interrupted));
+        assert_eq!(wrapped.class().code(), 130);
+        let image = HarnessError::Image(boma_image::CacheError::Interrupted(Interrupted {
+            signal: 15,
+        }));
+        assert_eq!(image.class().code(), 143);
+    }
+
+    #[test]
+    fn refusals_exit_2_and_failures_after_boot_exit_1() {
+        assert_eq!(HarnessError::Refused("no".into()).class().code(), 2);
+        assert_eq!(
+            HarnessError::Vm(VmError::Preflight("memory".into()))
+                .class()
+                .code(),
+            2
+        );
+        // A failed inventory write happens after the VM booted: not "nothing was created".
+        let write = HarnessError::InventoryWrite(WriteError::NoGroupVars {
+            path: "/x/group_vars".into(),
+        });
+        assert_eq!(write.class().code(), 1);
+        let playbook = HarnessError::Playbook {
+            step: "apply".into(),
+            code: Some(2),
+            tail: vec![],
+        };
+        assert_eq!(playbook.class().code(), 1);
     }
 }

@@ -1,15 +1,47 @@
-//! Which golden image a run boots: a verified cached one, a download, a build, or a given file.
+//! Which golden image a run boots: a verified cached one, a download, a build, or a given file
+//! — always with its digest, which the report records and the disk layers are keyed by.
 
 use boma_exec::progress::phase;
+use boma_exec::say;
 use boma_image::{BUILT, Cache, GENERICCLOUD, Source};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use xshell::Shell;
 
 use crate::{HarnessError, ImageSource, Settings};
 
+/// What the operator asked for, and where the cache is.
+#[derive(Debug, Clone)]
+pub struct ImageRequest {
+    pub cache_dir: Utf8PathBuf,
+    pub source: ImageSource,
+    pub image_url: Option<String>,
+    pub sums_url: Option<String>,
+}
+
+impl ImageRequest {
+    pub fn from_settings(s: &Settings) -> ImageRequest {
+        ImageRequest {
+            cache_dir: s.cache_dir.clone(),
+            source: s.image.clone(),
+            image_url: s.image_url.clone(),
+            sums_url: s.sums_url.clone(),
+        }
+    }
+}
+
+/// A verified golden image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Golden {
+    pub path: Utf8PathBuf,
+    /// Its SHA-512, hex.
+    pub sha512: String,
+    /// Where it came from, for the report: `cache`, `download <url>`, `build`, `file <path>`.
+    pub origin: String,
+}
+
 /// The download source: Debian's cloud site unless the operator gave a mirror or a file.
-pub fn source(s: &Settings) -> Source {
-    match (&s.image_url, &s.sums_url) {
+pub fn source(r: &ImageRequest) -> Source {
+    match (&r.image_url, &r.sums_url) {
         (Some(image), Some(sums)) => Source {
             image_url: image.clone(),
             sums_url: sums.clone(),
@@ -19,36 +51,65 @@ pub fn source(s: &Settings) -> Source {
     }
 }
 
-/// The golden image to boot, obtained as the settings say. Never returns an image that failed
+/// The golden image to boot, obtained as the request says. Never returns an image that failed
 /// verification.
-pub fn resolve(sh: &Shell, settings: &Settings) -> Result<Utf8PathBuf, HarnessError> {
-    let cache = Cache::open(&settings.cache_dir)?;
-    match &settings.image {
+pub fn resolve(sh: &Shell, r: &ImageRequest) -> Result<Golden, HarnessError> {
+    let cache = Cache::open(&r.cache_dir)?;
+    let cached = |path: Utf8PathBuf, origin: &str| -> Result<Golden, HarnessError> {
+        let sha512 = cache_digest(&cache, &path)?;
+        Ok(Golden {
+            path,
+            sha512,
+            origin: origin.to_owned(),
+        })
+    };
+    match &r.source {
         ImageSource::File(path) => given_file(sh, path),
-        ImageSource::Download => Ok(cache.ensure_downloaded(&source(settings))?),
+        ImageSource::Download => {
+            let source = source(r);
+            let path = cache.ensure_downloaded(&source)?;
+            cached(path, &format!("download {}", source.image_url))
+        }
         ImageSource::Build => match cache.cached(BUILT)? {
-            Some(path) => Ok(path),
-            None => build(sh, &cache),
+            Some(path) => cached(path, "cache (built)"),
+            None => cached(build(sh, &cache)?, "build"),
         },
         ImageSource::Auto => {
             let _lock = cache.lock()?;
             for name in [GENERICCLOUD, BUILT] {
                 if let Some(path) = cache.cached(name)? {
-                    return Ok(path);
+                    return cached(path, "cache");
                 }
             }
-            match cache.ensure_downloaded(&source(settings)) {
-                Ok(path) => Ok(path),
+            let source = source(r);
+            match cache.ensure_downloaded(&source) {
+                Ok(path) => cached(path, &format!("download {}", source.image_url)),
                 Err(e) if e.is_unreachable() => {
-                    eprintln!(
+                    say!(
                         "the image download host cannot be reached ({e}); building the golden image from Debian packages instead"
                     );
-                    build(sh, &cache)
+                    cached(build(sh, &cache)?, "build")
                 }
                 Err(e) => Err(e.into()),
             }
         }
     }
+}
+
+/// The digest the cache verified the image against (its `SHA512SUMS` entry).
+fn cache_digest(cache: &Cache, path: &Utf8Path) -> Result<String, HarnessError> {
+    let sums_path = cache.dir().join("SHA512SUMS");
+    let text =
+        std::fs::read_to_string(&sums_path).map_err(|e| HarnessError::io(&sums_path, e))?;
+    let sums = boma_image::parse_sums(&text).map_err(|e| {
+        HarnessError::Refused(format!("{sums_path}: {e}; run `cargo xtask image verify`"))
+    })?;
+    let name = path.file_name().unwrap_or_default();
+    sums.get(name).cloned().ok_or_else(|| {
+        HarnessError::Refused(format!(
+            "{sums_path} has no entry for {name}: run `cargo xtask image verify`"
+        ))
+    })
 }
 
 /// Build the golden image from Debian packages and adopt it into the cache.
@@ -58,37 +119,37 @@ pub fn build(sh: &Shell, cache: &Cache) -> Result<Utf8PathBuf, HarnessError> {
     let step = phase("build the golden image from Debian packages");
     let scratch = cache.scratch_dir()?;
     let config = boma_golden::BuildConfig::trixie(&scratch);
-    let built = match boma_golden::build(sh, &config) {
-        Ok(built) => built,
-        Err(e) => {
-            step.failed();
-            return Err(e.into());
-        }
-    };
+    let built = step.close(boma_golden::build(sh, &config))?;
     let path = cache.adopt(&built.qcow2, BUILT, &[built.packages.as_path()])?;
-    step.done();
-    eprintln!(
+    say!(
         "golden image: {path} (package versions in {})",
         cache.image_path(boma_golden::MANIFEST_FILE)
     );
     Ok(path)
 }
 
-/// An image file the operator gave: it must exist and be a qcow2 image.
-fn given_file(sh: &Shell, path: &Utf8PathBuf) -> Result<Utf8PathBuf, HarnessError> {
+/// An image file the operator gave: it must exist and be a qcow2 image; it is hashed so the
+/// report says exactly what was booted.
+fn given_file(sh: &Shell, path: &Utf8PathBuf) -> Result<Golden, HarnessError> {
     if !path.is_file() {
-        return Err(HarnessError::Usage(format!(
-            "the image file {path} does not exist"
+        return Err(HarnessError::Refused(format!(
+            "the image file {path} does not exist: give the path of a qcow2 image, or --image auto"
         )));
     }
     let format = boma_vm::lifecycle::image_format(sh, path)?;
     if format != "qcow2" {
-        return Err(HarnessError::Usage(format!(
-            "the image file {path} is {format:?}, not qcow2"
+        return Err(HarnessError::Refused(format!(
+            "the image file {path} is {format:?}, not qcow2: convert it with `qemu-img convert -O qcow2`"
         )));
     }
-    Ok(std::path::absolute(path)
+    let absolute = std::path::absolute(path)
         .ok()
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .unwrap_or(path.clone()))
+        .unwrap_or(path.clone());
+    let sha512 = boma_image::sha512_file(&absolute)?;
+    Ok(Golden {
+        origin: format!("file {absolute}"),
+        path: absolute,
+        sha512,
+    })
 }

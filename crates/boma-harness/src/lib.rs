@@ -1,21 +1,60 @@
 //! The integration cycle an operator runs before touching a live host: preflight, boot a VM
-//! that mirrors the host, apply the real playbooks, reboot it for real, verify from the
-//! controller, collect diagnostics on failure, tear down.
+//! that mirrors the host, apply the real playbooks, reboot it for real, check from inside and
+//! from the controller, collect diagnostics on failure, tear down — and report all of it.
 //!
-//! Each step is a function over a [`Ctx`]; `it` chains them and owns the keep-or-remove
-//! decision. Rendering lives in the pure crates, hypervisors in `boma-vm`.
+//! The rooms:
+//! - [`cycle`]: `it`, the whole cycle for one profile, and its report;
+//! - [`steps`]: `up`, `apply`, `reboot`, `assert`, `down`, `console`, `prune` one at a time,
+//!   and the playbook runs the cycle shares with them;
+//! - `preflight`: every refusal, before anything is fetched, built, probed or created;
+//! - `backend`: the operator's backend choice resolved against a probe (pure);
+//! - `diff` and `checks`: the reboot diff run, and every check judged (pure);
+//! - `vm`, `golden`, `ansible`, `probe`, `files`: booting and the failure policy, the golden
+//!   image, `ansible-playbook`, the controller's port probes, the run's own files;
+//! - [`Machine`]: every effect on this machine, as narrow traits a fake can stand in for.
 
 mod ansible;
+mod backend;
+mod checks;
+pub mod cycle;
+mod diff;
 mod error;
+mod files;
 pub mod golden;
 mod machine;
 mod preflight;
+pub mod probe;
+mod report;
 mod settings;
-mod steps;
-pub mod verify;
+pub mod steps;
+mod verify;
+mod vm;
 
-pub use error::HarnessError;
-pub use machine::{Machine, RealMachine};
-pub use preflight::{Plan, tool_missing};
-pub use settings::{BackendChoice, Ctx, ImageSource, Settings};
-pub use steps::{ItOptions, apply, assert, console, down, it, prune, reboot, up};
+pub use ansible::{ChangedTask, PlaybookCall, parse_changes};
+pub use backend::{BackendChoice, LibvirtProbe, Resolved, resolve};
+pub use cycle::{ItOptions, RunOutcome, it};
+pub use error::{ExitClass, HarnessError};
+pub use machine::{Ansible, HostProbe, Machine, PortProber, Provisioner, RealMachine};
+pub use preflight::VM_TOOLS;
+pub use report::single as single_report;
+pub use settings::{Ctx, ImageSource, Settings, WaitOverrides};
+pub use steps::{apply, assert, console, down, prune, reboot, up};
+pub use verify::VerifyResults;
+
+/// The error and its causes on one line, each cause once (a wrapper that repeats its source's
+/// message is not printed twice).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut last = message.clone();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        last = text;
+        source = cause.source();
+    }
+    message
+}

@@ -1,65 +1,83 @@
-//! The machine the harness runs on, as one narrow trait: hypervisor backends, SSH, disks,
-//! the golden image, the KVM verdict, Ansible. The steps decide; the machine acts. Tests swap
-//! in a fake machine to drive every failure and interrupt path without a VM.
+//! The machine the harness runs on, as a few narrow effects. The steps decide; the machine
+//! acts. No policy lives here: which backend, how long to wait, whether memory suffices are
+//! pure functions of what these probes return (`backend::resolve`, `preflight`), so that the
+//! fake machine the tests use replaces only effects.
 
-use boma_vm::libvirt::{self, LibvirtBackend};
-use boma_vm::lifecycle::{Disks, RealDisks, Waits};
-use boma_vm::qemu::QemuBackend;
-use boma_vm::{Accel, Backend, BackendKind, Guest, OpenSsh};
+use std::time::Duration;
+
+use boma_vm::guest::keys;
+use boma_vm::host::{accel, memory};
+use boma_vm::hypervisor::libvirt::{self, LibvirtBackend};
+use boma_vm::hypervisor::qemu::QemuBackend;
+use boma_vm::lifecycle::{Disks, Hypervisors, RealDisks};
+use boma_vm::{Accel, BackendKind, Guest, Hypervisor, OpenSsh};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::Shell;
 
-use crate::{BackendChoice, HarnessError, Settings, ansible, golden, preflight};
+use crate::backend::LibvirtProbe;
+use crate::probe::{PortTarget, ProbeOutcome};
+use crate::{HarnessError, ansible, golden};
 
-pub trait Machine {
-    /// The backend a new run uses, as the operator chose (resolving `auto`).
-    fn choose_backend(&self) -> Result<BackendKind, HarnessError>;
-    /// A backend of `kind`.
-    fn backend(&self, kind: BackendKind) -> Box<dyn Backend + '_>;
-    /// The backends that may hold test VMs here, libvirt first (`prune` asks each).
-    fn backends_present(&self) -> Vec<BackendKind> {
-        vec![BackendKind::Qemu]
-    }
-    fn guest(&self) -> &dyn Guest;
-    fn disks(&self) -> &dyn Disks;
-    /// The verified golden image to boot.
-    fn golden_image(&self) -> Result<Utf8PathBuf, HarnessError>;
-    /// KVM if a probe proves it works, else TCG.
-    fn accel(&self, golden: &Utf8Path) -> Result<Accel, HarnessError>;
-    /// The harness's SSH key pair: (private key path, public key).
-    fn keypair(&self) -> Result<(Utf8PathBuf, String), HarnessError>;
+/// What this machine has: read-only probes.
+pub trait HostProbe {
+    /// Whether libvirt is installed and usable from here.
+    fn libvirt(&self) -> LibvirtProbe;
     /// `MemAvailable`, in MiB.
     fn available_mib(&self) -> u64;
-    /// Refuse when the run directory's filesystem is too full for a run.
-    fn guard_disk(&self, dir: &Utf8Path) -> Result<(), HarnessError>;
+    /// Free space on the filesystem holding `dir`, in MiB.
+    fn free_disk_mib(&self, dir: &Utf8Path) -> Result<u64, HarnessError>;
     /// Whether a tool is missing from PATH.
     fn tool_missing(&self, tool: &str) -> bool;
-    /// Run `ansible-playbook` with `args`; a failed play is [`HarnessError::Playbook`].
-    fn run_playbook(&self, step: &str, args: &[String]) -> Result<(), HarnessError>;
-    /// Kill what a SIGKILLed harness left running (`ansible-playbook`, `ssh` aimed at a test
-    /// VM); returns their command lines.
-    fn kill_orphans(&self) -> Vec<String> {
-        Vec::new()
-    }
-    /// How long the lifecycle waits for a guest under `accel`.
-    fn waits(&self, accel: Accel) -> Waits {
-        Waits::for_accel(accel)
-    }
+}
+
+/// What a VM boots from, and how it is reached.
+pub trait Provisioner {
+    /// The verified golden image, as the request says (cache, download, build, a given file).
+    fn golden_image(&self, request: &golden::ImageRequest) -> Result<golden::Golden, HarnessError>;
+    /// KVM if a probe proves it works, else TCG (the verdict cached in `cache_dir`).
+    fn accel(&self, golden: &Utf8Path, cache_dir: &Utf8Path, scratch: &Utf8Path)
+    -> Result<Accel, HarnessError>;
+    /// The harness's SSH key pair in `key_dir`: (private key path, public key).
+    fn keypair(&self, key_dir: &Utf8Path) -> Result<(Utf8PathBuf, String), HarnessError>;
+}
+
+/// Running `ansible-playbook`.
+pub trait Ansible {
+    /// Run one playbook; a failed play is [`HarnessError::Playbook`].
+    fn run_playbook(&self, call: &ansible::PlaybookCall) -> Result<(), HarnessError>;
+}
+
+/// The controller's own view of the guest: probing published ports from outside the VM.
+pub trait PortProber {
+    /// Probe `target`, trying again for up to `within` while it does not answer.
+    fn probe(&self, target: &PortTarget, within: Duration) -> ProbeOutcome;
+}
+
+/// The machine, as the steps see it.
+pub trait Machine {
+    fn host(&self) -> &dyn HostProbe;
+    fn hypervisors(&self) -> &dyn Hypervisors;
+    fn guest(&self) -> &dyn Guest;
+    fn disks(&self) -> &dyn Disks;
+    fn provisioner(&self) -> &dyn Provisioner;
+    fn ansible(&self) -> &dyn Ansible;
+    fn ports(&self) -> &dyn PortProber;
 }
 
 /// This machine, for real.
 pub struct RealMachine<'a> {
     sh: &'a Shell,
-    settings: &'a Settings,
+    /// Where libvirt's storage pools for run directories live (they are ours to remove).
+    runs_root: Utf8PathBuf,
     guest: OpenSsh<'a>,
     disks: RealDisks<'a>,
 }
 
 impl<'a> RealMachine<'a> {
-    pub fn new(sh: &'a Shell, settings: &'a Settings) -> RealMachine<'a> {
+    pub fn new(sh: &'a Shell, runs_root: &Utf8Path) -> RealMachine<'a> {
         RealMachine {
             sh,
-            settings,
+            runs_root: runs_root.to_owned(),
             guest: OpenSsh::new(sh),
             disks: RealDisks { sh },
         }
@@ -67,134 +85,93 @@ impl<'a> RealMachine<'a> {
 }
 
 impl Machine for RealMachine<'_> {
-    fn choose_backend(&self) -> Result<BackendKind, HarnessError> {
-        match self.settings.backend {
-            BackendChoice::Qemu => Ok(BackendKind::Qemu),
-            BackendChoice::Libvirt => {
-                for tool in ["virsh", "virt-install"] {
-                    if !boma_exec::on_path(tool) {
-                        let hint = boma_exec::package_hint(tool).unwrap_or("install it");
-                        return Err(HarnessError::Usage(format!(
-                            "the libvirt backend needs `{tool}`: {hint}"
-                        )));
-                    }
-                }
-                if let Err(why) = libvirt::usable(self.sh) {
-                    return Err(HarnessError::Usage(format!(
-                        "the libvirt backend is not usable here: {why}; or use --backend qemu"
-                    )));
-                }
-                Ok(BackendKind::Libvirt)
-            }
-            BackendChoice::Auto => {
-                let kind = if libvirt::reachable(self.sh) {
-                    BackendKind::Libvirt
-                } else {
-                    BackendKind::Qemu
-                };
-                eprintln!(
-                    "backend: {kind} ({})",
-                    match kind {
-                        BackendKind::Libvirt => "virsh reaches a libvirt daemon",
-                        BackendKind::Qemu => "no libvirt daemon reachable: QEMU directly",
-                    }
-                );
-                Ok(kind)
-            }
-        }
+    fn host(&self) -> &dyn HostProbe {
+        self
     }
-
-    fn backend(&self, kind: BackendKind) -> Box<dyn Backend + '_> {
-        match kind {
-            BackendKind::Qemu => Box::new(QemuBackend::new(self.sh)),
-            BackendKind::Libvirt => {
-                Box::new(LibvirtBackend::new(self.sh, &self.settings.runs_root))
-            }
-        }
+    fn hypervisors(&self) -> &dyn Hypervisors {
+        self
     }
-
-    fn backends_present(&self) -> Vec<BackendKind> {
-        let mut kinds = Vec::new();
-        if libvirt::reachable(self.sh) {
-            kinds.push(BackendKind::Libvirt);
-        }
-        kinds.push(BackendKind::Qemu);
-        kinds
-    }
-
     fn guest(&self) -> &dyn Guest {
         &self.guest
     }
-
     fn disks(&self) -> &dyn Disks {
         &self.disks
     }
-
-    fn golden_image(&self) -> Result<Utf8PathBuf, HarnessError> {
-        golden::resolve(self.sh, self.settings)
+    fn provisioner(&self) -> &dyn Provisioner {
+        self
     }
-
-    fn accel(&self, golden: &Utf8Path) -> Result<Accel, HarnessError> {
-        let cache = self.settings.cache_dir.join("kvm-probe.json");
-        Ok(boma_vm::accel::detect(
-            self.sh,
-            &self.settings.runs_root,
-            golden,
-            &cache,
-        )?)
+    fn ansible(&self) -> &dyn Ansible {
+        self
     }
+    fn ports(&self) -> &dyn PortProber {
+        self
+    }
+}
 
-    fn keypair(&self) -> Result<(Utf8PathBuf, String), HarnessError> {
-        Ok(boma_vm::keys::ensure_keypair(
-            self.sh,
-            &self.settings.key_dir(),
-        )?)
+impl HostProbe for RealMachine<'_> {
+    fn libvirt(&self) -> LibvirtProbe {
+        for tool in ["virsh", "virt-install"] {
+            if !boma_exec::on_path(tool) {
+                return LibvirtProbe::NotInstalled { tool };
+            }
+        }
+        match libvirt::usable(self.sh) {
+            Ok(()) => LibvirtProbe::Usable,
+            Err(why) => LibvirtProbe::Unusable(why),
+        }
     }
 
     fn available_mib(&self) -> u64 {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        boma_vm::memory::available_mib(&meminfo).unwrap_or(0)
+        memory::available_mib(&meminfo).unwrap_or(0)
     }
 
-    fn guard_disk(&self, dir: &Utf8Path) -> Result<(), HarnessError> {
-        Ok(boma_vm::memory::guard_disk(dir)?)
+    fn free_disk_mib(&self, dir: &Utf8Path) -> Result<u64, HarnessError> {
+        Ok(memory::free_disk_mib(dir)?)
     }
 
     fn tool_missing(&self, tool: &str) -> bool {
-        preflight::tool_missing(tool)
+        !boma_exec::on_path(tool)
     }
+}
 
-    fn run_playbook(&self, step: &str, args: &[String]) -> Result<(), HarnessError> {
-        ansible::run(&self.settings.repo, step, args)
-    }
-
-    fn kill_orphans(&self) -> Vec<String> {
-        // Only the harness's own work carries these: a VM's run directory (the transient
-        // inventory every ansible-playbook gets) or the harness's SSH key.
-        let runs = format!("{}/{}", self.settings.runs_root, boma_vm::NAME_PREFIX);
-        let keys = format!("{}/", self.settings.key_dir());
-        let markers = [runs.as_str(), keys.as_str()];
-        boma_vm::procs::orphans(&markers)
-            .into_iter()
-            .filter(|orphan| boma_vm::procs::kill_orphan(orphan, &markers))
-            .map(|orphan| {
-                eprintln!(
-                    "+ kill -KILL {}  # left by a killed harness: {}",
-                    orphan.pid, orphan.cmdline
-                );
-                orphan.cmdline
-            })
-            .collect()
-    }
-
-    fn waits(&self, accel: Accel) -> Waits {
-        let mut waits = Waits::for_accel(accel);
-        if let Some(boot) = self.settings.boot_timeout {
-            waits.boot = boot;
+impl Hypervisors for RealMachine<'_> {
+    fn get(&self, kind: BackendKind) -> Box<dyn Hypervisor + '_> {
+        match kind {
+            BackendKind::Qemu => Box::new(QemuBackend::new(self.sh)),
+            BackendKind::Libvirt => Box::new(LibvirtBackend::new(self.sh, &self.runs_root)),
         }
-        if let Some(reboot) = self.settings.reboot_timeout {
-            waits.reboot = reboot;
-        }
-        waits
+    }
+}
+
+impl Provisioner for RealMachine<'_> {
+    fn golden_image(&self, request: &golden::ImageRequest) -> Result<golden::Golden, HarnessError> {
+        golden::resolve(self.sh, request)
+    }
+
+    fn accel(
+        &self,
+        golden: &Utf8Path,
+        cache_dir: &Utf8Path,
+        scratch: &Utf8Path,
+    ) -> Result<Accel, HarnessError> {
+        let cache = cache_dir.join("kvm-probe.json");
+        Ok(accel::detect(self.sh, scratch, golden, &cache)?)
+    }
+
+    fn keypair(&self, key_dir: &Utf8Path) -> Result<(Utf8PathBuf, String), HarnessError> {
+        Ok(keys::ensure_keypair(self.sh, key_dir)?)
+    }
+}
+
+impl Ansible for RealMachine<'_> {
+    fn run_playbook(&self, call: &ansible::PlaybookCall) -> Result<(), HarnessError> {
+        ansible::run(self.sh, call)
+    }
+}
+
+impl PortProber for RealMachine<'_> {
+    fn probe(&self, target: &PortTarget, within: Duration) -> ProbeOutcome {
+        crate::probe::probe(self.sh, target, within)
     }
 }

@@ -1,16 +1,20 @@
-//! Everything checked before anything is created: one clear line per problem, exit status 2.
+//! Everything checked before anything is fetched, built, probed or created: one clear line per
+//! problem, exit status 2. A run's VM name is minted here, first, so that a bad name costs
+//! nothing.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use boma_inventory::{CertTier, Profile, VERIFY_PLAYBOOK};
+use boma_inventory::{CertTier, POLICY_FILE, Policy, Profile, VmName};
+use boma_vm::BackendKind;
 use camino::Utf8PathBuf;
 
+use crate::backend::{self, Resolved};
 use crate::{Ctx, HarnessError};
 
-/// A run's validated inputs.
+/// A run's validated inputs: what any step that runs playbooks needs.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct Inputs {
     pub host: String,
     pub profile: Profile,
     pub tier: CertTier,
@@ -21,6 +25,15 @@ pub struct Plan {
     /// Real hosts reached through a DNS name (host, name): no route can stand for them.
     pub fleet_named_only: Vec<(String, String)>,
     pub vault_password_file: Option<Utf8PathBuf>,
+}
+
+/// What a new VM needs on top of the inputs.
+#[derive(Debug, Clone)]
+pub struct NewVm {
+    pub name: VmName,
+    pub run_id: String,
+    pub backend: Resolved,
+    pub available_mib: u64,
 }
 
 /// Which tools a step needs.
@@ -34,50 +47,66 @@ pub enum Needs {
     All,
 }
 
-/// Validate `host`'s profile, the tier, every file they name, the vault secret and the tools.
-pub fn plan(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Plan, HarnessError> {
+/// The tools each need, checked on PATH.
+pub const VM_TOOLS: &[&str] = &[
+    "qemu-system-x86_64",
+    "qemu-img",
+    "cloud-localds",
+    "ssh",
+    "ssh-keygen",
+];
+
+/// Validate `host`'s profile, the tier, every file they name, the repo policy, the vault
+/// secret, the real inventory and the tools.
+pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inputs, HarnessError> {
     let repo = ctx.repo();
-    let profile =
-        boma_inventory::load_profile(repo, host).map_err(|e| HarnessError::Usage(e.to_string()))?;
+    let profile = boma_inventory::load_profile(repo, host)?;
     let profile_file = format!("profiles/{host}.json");
     for file in &profile.extra_vars_files {
         if !repo.join(file).is_file() {
-            return Err(HarnessError::Usage(format!(
+            return Err(HarnessError::Refused(format!(
                 "{profile_file} names the variable file {file}, which does not exist: create it or fix extra_vars_files"
             )));
         }
     }
     for apply in &profile.applies {
-        let playbook = format!("playbooks/{}", apply.playbook);
+        let playbook = apply.playbook_path();
         if !repo.join(&playbook).is_file() {
-            return Err(HarnessError::Usage(format!(
-                "{profile_file} applies {playbook}, which does not exist: fix the playbook name in applies"
+            return Err(HarnessError::Refused(format!(
+                "{profile_file} applies {playbook}, which does not exist: fix the playbook in applies"
+            )));
+        }
+    }
+    for playbook in &profile.verify {
+        if !repo.join(playbook).is_file() {
+            return Err(HarnessError::Refused(format!(
+                "{profile_file} names the verify playbook {playbook}, which does not exist: create it or fix verify"
             )));
         }
     }
     let tier_file = tier.vars_file();
     if !repo.join(&tier_file).is_file() {
-        return Err(HarnessError::Usage(format!(
+        return Err(HarnessError::Refused(format!(
             "the cert tier {tier} needs {tier_file}, which does not exist: restore it from git"
         )));
     }
-    if !repo.join(VERIFY_PLAYBOOK).is_file() {
-        return Err(HarnessError::Usage(format!(
-            "the verify playbook {VERIFY_PLAYBOOK} does not exist"
-        )));
-    }
-    mesh_stays_off(ctx, &profile, &profile_file, tier)?;
+    follows_policy(ctx, &profile, tier)?;
     let vault_password_file = vault_secret(ctx, tier)?;
-    let fleet = boma_inventory::read_real_fleet(repo)
-        .map_err(|e| HarnessError::Usage(format!("reading the real inventory: {e}")))?;
+    let fleet = boma_inventory::read_real_fleet(repo).map_err(HarnessError::RealInventory)?;
     let real_hosts = fleet.names();
     if real_hosts.is_empty() {
-        return Err(HarnessError::Usage(
+        return Err(HarnessError::Refused(
             "the real inventory (inventories/production/) lists no hosts: the harness cannot prove the test VM is none of them".into(),
         ));
     }
+    if let Some(host) = real_hosts.iter().find(|h| boma_name::has_test_prefix(h)) {
+        return Err(HarnessError::Refused(format!(
+            "the real inventory has a host named `{host}`: the `{}` prefix is reserved for test VMs (it is how prune and the name check tell them apart); rename it",
+            boma_name::PREFIX
+        )));
+    }
     check_tools(ctx, needs)?;
-    Ok(Plan {
+    Ok(Inputs {
         host: host.to_owned(),
         profile,
         tier,
@@ -88,14 +117,66 @@ pub fn plan(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Plan,
     })
 }
 
-/// A test VM must never join the real mesh: the variable files the run applies (the
-/// profile's, then the tier's, as Ansible orders `-e` files) must end with the mesh off.
-fn mesh_stays_off(
-    ctx: &Ctx,
-    profile: &Profile,
-    profile_file: &str,
-    tier: CertTier,
-) -> Result<(), HarnessError> {
+/// Mint the new VM's name, resolve the backend, and refuse what this machine cannot run — all
+/// before the golden image is fetched or built.
+pub fn new_vm(ctx: &Ctx, inputs: &Inputs, run_id: &str) -> Result<NewVm, HarnessError> {
+    let name = VmName::mint(&inputs.host, run_id, &inputs.real_hosts)?;
+    let probe = ctx.machine.host().libvirt();
+    let backend = backend::resolve(ctx.settings.backend, &probe).map_err(HarnessError::Refused)?;
+    fleet_outside_guest_network(inputs, backend.kind)?;
+    let free = ctx.machine.host().free_disk_mib(&disk_dir(ctx))?;
+    boma_vm::host::memory::check_disk(&ctx.settings.runs_root, free)?;
+    Ok(NewVm {
+        name,
+        run_id: run_id.to_owned(),
+        backend,
+        available_mib: ctx.machine.host().available_mib(),
+    })
+}
+
+/// The nearest existing directory of the run directory (it may not exist yet).
+fn disk_dir(ctx: &Ctx) -> Utf8PathBuf {
+    let mut dir = ctx.settings.runs_root.clone();
+    while !dir.exists() {
+        match dir.parent() {
+            Some(parent) => dir = parent.to_owned(),
+            None => break,
+        }
+    }
+    dir
+}
+
+/// Refuse a real host whose address lies inside the guest's own network: its unreachable
+/// route would cut the VM off its gateway or DNS, and the VM could not tell it from a neighbour.
+fn fleet_outside_guest_network(inputs: &Inputs, kind: BackendKind) -> Result<(), HarnessError> {
+    let inside = kind.inside_guest_network(&inputs.fleet_addresses);
+    if inside.is_empty() {
+        return Ok(());
+    }
+    let (network, prefix) = kind.guest_network();
+    let list: Vec<String> = inside.iter().map(|a| a.to_string()).collect();
+    let other = match kind {
+        BackendKind::Qemu => BackendKind::Libvirt,
+        BackendKind::Libvirt => BackendKind::Qemu,
+    };
+    Err(HarnessError::Refused(format!(
+        "the real inventory has {} inside the {kind} backend's guest network {network}/{prefix}: routing it away would cut the VM off its own network; use --backend {other}",
+        list.join(", ")
+    )))
+}
+
+/// The run's variable files (the profile's, then the tier's, as Ansible orders `-e` files)
+/// must follow the repo policy (`tests/integration/policy.yml`).
+fn follows_policy(ctx: &Ctx, profile: &Profile, tier: CertTier) -> Result<(), HarnessError> {
+    let policy_path = ctx.repo().join(POLICY_FILE);
+    let policy = match std::fs::read_to_string(&policy_path) {
+        Ok(text) => Policy::parse(POLICY_FILE, &text).map_err(|e| HarnessError::Refused(e.to_string()))?,
+        Err(e) => {
+            return Err(HarnessError::Refused(format!(
+                "cannot read the repo policy {POLICY_FILE} ({e}): restore it from git"
+            )));
+        }
+    };
     let files: Vec<Utf8PathBuf> = profile
         .extra_vars_files
         .iter()
@@ -105,17 +186,14 @@ fn mesh_stays_off(
     let mut texts = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(ctx.repo().join(file))
-            .map_err(|e| HarnessError::Usage(format!("cannot read {file}: {e}")))?;
+            .map_err(|e| HarnessError::Refused(format!("cannot read {file}: {e}")))?;
         texts.push((file.to_string(), text));
     }
-    let setting = boma_inventory::mesh_setting(texts.iter().map(|(f, t)| (f.as_str(), t.as_str())))
-        .map_err(HarnessError::Usage)?;
-    match setting {
-        Some(false) => Ok(()),
-        _ => Err(HarnessError::Usage(format!(
-            "{profile_file}: its variable files do not end with `{}: false`; a test VM must never join the real mesh: set it in the profile's override file",
-            boma_inventory::MESH_VARIABLE
-        ))),
+    let values = boma_inventory::effective_values(texts.iter().map(|(f, t)| (f.as_str(), t.as_str())))
+        .map_err(|e| HarnessError::Refused(e.to_string()))?;
+    match boma_inventory::violations(&policy, &values).into_iter().next() {
+        None => Ok(()),
+        Some(first) => Err(HarnessError::Refused(first)),
     }
 }
 
@@ -126,17 +204,17 @@ fn vault_secret(ctx: &Ctx, tier: CertTier) -> Result<Option<Utf8PathBuf>, Harnes
         return Ok(None);
     }
     let Some(file) = &ctx.settings.vault_password_file else {
-        return Err(HarnessError::Usage(format!(
+        return Err(HarnessError::Refused(format!(
             "the cert tier {tier} needs the Gandi DNS token from the ansible-vault, and no vault password file was given: pass --vault-password-file <file> (or set BOMA_VAULT_PASSWORD_FILE), or use --certs internal"
         )));
     };
     let password = std::fs::read_to_string(file).map_err(|e| {
-        HarnessError::Usage(format!(
+        HarnessError::Refused(format!(
             "the vault password file {file} cannot be read ({e}): the cert tier {tier} needs it"
         ))
     })?;
     if password.trim().is_empty() {
-        return Err(HarnessError::Usage(format!(
+        return Err(HarnessError::Refused(format!(
             "the vault password file {file} is empty"
         )));
     }
@@ -144,25 +222,18 @@ fn vault_secret(ctx: &Ctx, tier: CertTier) -> Result<Option<Utf8PathBuf>, Harnes
     Ok(Some(file.clone()))
 }
 
-/// The first tool of `needs` that is missing, with its package, as a usage error.
+/// The first tool of `needs` that is missing, with its package, as a refusal.
 fn check_tools(ctx: &Ctx, needs: Needs) -> Result<(), HarnessError> {
-    let vm: &[&str] = &[
-        "qemu-system-x86_64",
-        "qemu-img",
-        "cloud-localds",
-        "ssh",
-        "ssh-keygen",
-    ];
     if matches!(needs, Needs::Vm | Needs::All) {
-        for tool in vm {
-            if ctx.machine.tool_missing(tool) {
+        for tool in VM_TOOLS {
+            if ctx.machine.host().tool_missing(tool) {
                 return Err(missing(tool));
             }
         }
     }
     if matches!(needs, Needs::Ansible | Needs::All)
         && !ctx.repo().join(".venv/bin/ansible-playbook").is_file()
-        && ctx.machine.tool_missing("ansible-playbook")
+        && ctx.machine.host().tool_missing("ansible-playbook")
     {
         return Err(missing("ansible-playbook"));
     }
@@ -171,10 +242,5 @@ fn check_tools(ctx: &Ctx, needs: Needs) -> Result<(), HarnessError> {
 
 fn missing(tool: &str) -> HarnessError {
     let hint = boma_exec::package_hint(tool).unwrap_or("install it");
-    HarnessError::Usage(format!("`{tool}` is not installed: {hint}"))
-}
-
-/// Whether `tool` is absent from every directory of `PATH`.
-pub fn tool_missing(tool: &str) -> bool {
-    !boma_exec::on_path(tool)
+    HarnessError::Refused(format!("`{tool}` is not installed: {hint}"))
 }

@@ -1,8 +1,8 @@
-//! What the verify playbook found, read from the results file it writes on the controller.
+//! What a verify playbook found, read from the results file it writes on the controller.
 
 use serde::{Deserialize, Serialize};
 
-/// The results file (`boma_it_results_file`), written by `tests/integration/verify.yml`.
+/// The results file (`boma_it_results_file`), written by a profile's verify playbook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerifyResults {
     pub checks: Vec<Check>,

@@ -88,7 +88,7 @@ pub enum CacheError {
         source: io::Error,
     },
     /// Ctrl-C or SIGTERM arrived; any partial download was deleted.
-    #[error(transparent)]
+    #[error("{0}")]
     Interrupted(#[from] Interrupted),
 }
 

@@ -34,6 +34,12 @@ use camino::Utf8PathBuf;
 pub use cache::{Cache, CacheLock, CachedImage, Origin, Verification};
 pub use error::CacheError;
 pub use source::{DEBIAN_GENERICCLOUD_URL, SUMS_FILE, Source};
+pub use sums::parse_sums;
+
+/// SHA-512 of a file (hex), in constant memory, interruptible.
+pub fn sha512_file(path: &camino::Utf8Path) -> Result<String, CacheError> {
+    fetch::hash_file(path).map(|(sha512, _)| sha512)
+}
 
 /// Debian's official genericcloud image, the default golden image.
 pub const GENERICCLOUD: &str = "debian-13-genericcloud-amd64.qcow2";

@@ -6,10 +6,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::cert::CertTier;
 use crate::profile::Apply;
-use crate::transient::VmName;
+use boma_name::VmName;
 
-/// The verify playbook, relative to the repo root.
-pub const VERIFY_PLAYBOOK: &str = "tests/integration/verify.yml";
 /// Where profile playbooks live, relative to the repo root.
 pub const PLAYBOOKS_DIR: &str = "playbooks";
 
@@ -35,9 +33,9 @@ pub fn apply_argv(run: &PlaybookRun<'_>, apply: &Apply) -> Vec<String> {
     argv(run, &playbook, tags)
 }
 
-/// `ansible-playbook` arguments for the verify playbook, which runs whole (no `--tags`).
-pub fn verify_argv(run: &PlaybookRun<'_>) -> Vec<String> {
-    argv(run, &run.repo_root.join(VERIFY_PLAYBOOK), None)
+/// `ansible-playbook` arguments for a whole playbook (a verify playbook: no `--tags`).
+pub fn playbook_argv(run: &PlaybookRun<'_>, playbook: &Utf8Path) -> Vec<String> {
+    argv(run, playbook, None)
 }
 
 fn argv(run: &PlaybookRun<'_>, playbook: &Utf8Path, tags: Option<String>) -> Vec<String> {

@@ -12,22 +12,23 @@
 
 mod argv;
 mod cert;
-mod mesh;
+mod policy;
 mod profile;
 mod real;
 mod transient;
 
-pub use argv::{PLAYBOOKS_DIR, PlaybookRun, VERIFY_PLAYBOOK, apply_argv, verify_argv};
+pub use argv::{PLAYBOOKS_DIR, PlaybookRun, apply_argv, playbook_argv};
 pub use cert::{CertTier, UnknownCertTier};
-pub use mesh::{MESH_VARIABLE, mesh_setting};
+pub use policy::{POLICY_FILE, Policy, PolicyError, ScalarValue, effective_values, violations};
 pub use profile::{
-    Apply, MIN_MEM_MIB, PROFILES_DIR, Profile, ProfileError, VCPUS, list_profiles, load_profile,
-    parse_profile,
+    Apply, MIN_MEM_MIB, PROFILES_DIR, ProbeKind, Profile, ProfileError, PublishedPort, VCPUS,
+    list_profiles, load_profile, parse_profile,
 };
 pub use real::{
     Fleet, InventoryError, PRODUCTION_DIR, fleet, host_names, read_real_fleet, read_real_host_names,
 };
+pub use boma_name::{NameRefusal, VmName};
 pub use transient::{
-    HostsYml, PYTHON_INTERPRETER, Refusal, SSH_COMMON_ARGS, TransientHost, VM_PREFIX, VmName,
-    WriteError, render_hosts_yml, write_inventory_dir,
+    HostsYml, PYTHON_INTERPRETER, Refusal, SSH_COMMON_ARGS, TransientHost, WriteError,
+    render_hosts_yml, write_inventory_dir,
 };

@@ -37,16 +37,68 @@ pub struct Profile {
     pub mem_mib: u32,
     #[serde(deserialize_with = "vcpus")]
     pub vcpus: u32,
-    /// Guest ports the harness forwards to the host, to probe them from outside the VM.
+    /// Guest ports the harness forwards to the host and probes from the controller, before
+    /// and after the reboot. A plain number is probed as `tcp`.
     #[serde(deserialize_with = "published_ports")]
-    pub published_ports: Vec<u16>,
+    pub published_ports: Vec<PublishedPort>,
+    /// The profile's own checks: playbooks (repo-relative) run after the reboot, in order,
+    /// each with the harness's inputs contract (`tests/integration/README.md`).
+    #[serde(default, deserialize_with = "repo_files")]
+    pub verify: Vec<Utf8PathBuf>,
+    /// Glob patterns of reboot-diff findings that are known noise for this host
+    /// (`unit_inactive foo.service`, `listener_lost udp/*`).
+    #[serde(default, deserialize_with = "patterns")]
+    pub reboot_diff_ignore: Vec<String>,
+    /// A RED profile's expected failures (check names or findings, e.g.
+    /// `unit_inactive boma-cat-web.service`, `reboot_timeout`): documentation the VM suite and
+    /// the end of a run compare against what was seen.
+    #[serde(default, deserialize_with = "patterns")]
+    pub expect: Vec<String>,
+}
+
+impl Profile {
+    /// The guest ports, in the profile's order.
+    pub fn ports(&self) -> Vec<u16> {
+        self.published_ports.iter().map(|p| p.port).collect()
+    }
+}
+
+/// How the controller probes a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// Connect; a banner or a moment of silence counts as open.
+    Tcp,
+    /// An HTTP request; any status counts.
+    Http,
+    /// An HTTPS request with the given name as SNI and Host; any status counts.
+    Https,
+}
+
+impl fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProbeKind::Tcp => "tcp",
+            ProbeKind::Http => "http",
+            ProbeKind::Https => "https",
+        })
+    }
+}
+
+/// One published port: `443`, or `{"port": 443, "probe": "https", "name": "www.example"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPort {
+    pub port: u16,
+    pub probe: ProbeKind,
+    /// SNI and Host name (https only).
+    pub name: Option<String>,
 }
 
 /// One `ansible-playbook` run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Apply {
-    /// A file name in `playbooks/`.
+    /// A file name in `playbooks/`, or a repo-relative path (with a `/`).
     #[serde(deserialize_with = "playbook")]
     pub playbook: String,
     /// `--tags`; empty runs the whole playbook.
@@ -248,13 +300,62 @@ fn applies<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Apply>, D::Error> {
 
 fn playbook<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let name = String::deserialize(d)?;
-    // A bare file name keeps every applied playbook inside `playbooks/`.
-    if name.is_empty() || name == "." || name.contains('/') || name.contains("..") {
+    // A bare name is a file in `playbooks/`; a path stays inside the repository.
+    if !inside_repo(Utf8Path::new(&name)) || !name.ends_with(".yml") && !name.ends_with(".yaml") {
         return Err(invalid(format!(
-            "playbook `{name}` must be a file name in playbooks/ (no `/`, no `..`)"
+            "playbook `{name}` must be a file name in playbooks/ or a path inside the repo (no `..`, not absolute), ending in .yml"
         )));
     }
     Ok(name)
+}
+
+impl Apply {
+    /// The playbook, relative to the repo root.
+    pub fn playbook_path(&self) -> Utf8PathBuf {
+        if self.playbook.contains('/') {
+            Utf8PathBuf::from(&self.playbook)
+        } else {
+            Utf8Path::new(crate::PLAYBOOKS_DIR).join(&self.playbook)
+        }
+    }
+
+    /// How the step is named in progress and reports: `playbooks/site.yml --tags base`.
+    pub fn label(&self) -> String {
+        match self.tags.is_empty() {
+            true => self.playbook_path().to_string(),
+            false => format!("{} --tags {}", self.playbook_path(), self.tags.join(",")),
+        }
+    }
+}
+
+/// A relative path of normal components only: it cannot leave the repository.
+fn inside_repo(path: &Utf8Path) -> bool {
+    !path.as_str().is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Utf8Component::Normal(_)))
+}
+
+fn repo_files<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Utf8PathBuf>, D::Error> {
+    let files = Vec::<Utf8PathBuf>::deserialize(d)?;
+    for file in &files {
+        if !inside_repo(file) {
+            return Err(invalid(format!(
+                "`{file}` must be a path inside the repo, relative to its root (no `..`, not absolute)"
+            )));
+        }
+    }
+    no_duplicates("file", &files)?;
+    Ok(files)
+}
+
+fn patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let patterns = Vec::<String>::deserialize(d)?;
+    if let Some(empty) = patterns.iter().find(|p| p.trim().is_empty()) {
+        return Err(invalid(format!("`{empty}` is an empty pattern")));
+    }
+    no_duplicates("entry", &patterns)?;
+    Ok(patterns)
 }
 
 fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -274,11 +375,7 @@ fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 fn extra_vars_files<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Utf8PathBuf>, D::Error> {
     let files = Vec::<Utf8PathBuf>::deserialize(d)?;
     for file in &files {
-        let inside_repo = !file.as_str().is_empty()
-            && file
-                .components()
-                .all(|c| matches!(c, Utf8Component::Normal(_)));
-        if !inside_repo {
+        if !inside_repo(file) {
             return Err(invalid(format!(
                 "extra vars file `{file}` must be a path inside the repo, relative to its root (no `..`, not absolute)"
             )));
@@ -310,16 +407,54 @@ fn vcpus<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     Ok(vcpus)
 }
 
-fn published_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
-    // Read wider than u16 so that 0 and 70000 get the same message, not serde's "expected u16".
-    let wide = Vec::<u64>::deserialize(d)?;
-    let mut ports = Vec::with_capacity(wide.len());
-    for port in wide {
-        match u16::try_from(port) {
-            Ok(p) if p != 0 => ports.push(p),
-            _ => return Err(invalid(format!("port {port} is outside 1..=65535"))),
-        }
+fn published_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PublishedPort>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Entry {
+        // Read wider than u16 so that 0 and 70000 get the same message, not serde's "expected u16".
+        Plain(u64),
+        Probed(Probed),
     }
-    no_duplicates("port", &ports)?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Probed {
+        port: u64,
+        probe: ProbeKind,
+        #[serde(default)]
+        name: Option<String>,
+    }
+    let entries = Vec::<Entry>::deserialize(d).map_err(|_| {
+        invalid::<D::Error>(
+            "each published port is a number or {\"port\": N, \"probe\": \"tcp\"|\"http\"|\"https\", \"name\": \"<https only>\"}",
+        )
+    })?;
+    let mut ports = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let (wide, probe, name) = match entry {
+            Entry::Plain(port) => (port, ProbeKind::Tcp, None),
+            Entry::Probed(p) => (p.port, p.probe, p.name),
+        };
+        let port = match u16::try_from(wide) {
+            Ok(p) if p != 0 => p,
+            _ => return Err(invalid(format!("port {wide} is outside 1..=65535"))),
+        };
+        if let Some(name) = &name {
+            if probe != ProbeKind::Https {
+                return Err(invalid(format!(
+                    "port {port}: `name` is the TLS server name, only for \"probe\": \"https\""
+                )));
+            }
+            let host_like = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            if !host_like {
+                return Err(invalid(format!("port {port}: `{name}` is not a host name")));
+            }
+        }
+        ports.push(PublishedPort { port, probe, name });
+    }
+    let numbers: Vec<u16> = ports.iter().map(|p| p.port).collect();
+    no_duplicates("port", &numbers)?;
     Ok(ports)
 }

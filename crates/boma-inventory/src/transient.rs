@@ -1,24 +1,20 @@
 //! The transient inventory: one `hosts.yml` holding exactly one host, the test VM, and the
 //! directory around it that borrows the real inventory's `group_vars`.
 //!
-//! Its safety rests on the VM's name: it must look like a test VM (`boma-it-…`), be a plain host
-//! name (so that `--limit <vm>` is a name, not an Ansible pattern), and be none of the real hosts
-//! (so that no real host's `host_vars`, cached facts or habits attach to it). [`VmName`] can only
-//! be built by checking all three, and [`HostsYml`] only by rendering from a [`VmName`].
+//! Its safety rests on the VM's name (`boma_name::VmName`): it looks like a test VM
+//! (`boma-it-…`), is a plain host name (so that `--limit <vm>` is a name, not an Ansible
+//! pattern), and is none of the real hosts (so that no real host's `host_vars`, cached facts or
+//! habits attach to it). [`HostsYml`] can only be rendered from a [`VmName`].
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::io;
+
+use boma_name::VmName;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::real::PRODUCTION_DIR;
 use boma_yaml::quote;
-
-/// Every test VM's name starts with this.
-pub const VM_PREFIX: &str = "boma-it-";
-/// A DNS label: the VM name is also its host name.
-const MAX_VM_NAME: usize = 63;
 
 /// Host-key checking is off for this throwaway host: its key is new on every run, and it must
 /// never land in anyone's `known_hosts`.
@@ -29,61 +25,14 @@ pub const PYTHON_INTERPRETER: &str = "/usr/bin/python3";
 /// Why a transient inventory was not rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("refusing vm name `{name}`: it is a host of the real inventory")]
-    RealHost { name: String },
-    #[error("refusing vm name `{name}`: a test vm's name must start with `{VM_PREFIX}`")]
-    NotTestVm { name: String },
-    #[error(
-        "refusing vm name `{name}`: use only a-z, 0-9 and `-`, at most {MAX_VM_NAME} characters, not ending in `-`"
-    )]
-    NotHostName { name: String },
     #[error("refusing group `{group}`: not a usable ansible group for the test vm")]
     BadGroup { group: String },
-}
-
-/// The name of a test VM, checked against the real inventory.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VmName(String);
-
-impl VmName {
-    /// Accepts `name` only if it starts with [`VM_PREFIX`], is a plain host name, and is none of
-    /// `real_hosts` (compared without case, as DNS does).
-    pub fn checked(name: &str, real_hosts: &BTreeSet<String>) -> Result<VmName, Refusal> {
-        let refused = name.to_owned();
-        // Checked first: of all reasons, this is the one an operator must hear.
-        if real_hosts.iter().any(|h| h.eq_ignore_ascii_case(name)) {
-            return Err(Refusal::RealHost { name: refused });
-        }
-        if !name.starts_with(VM_PREFIX) {
-            return Err(Refusal::NotTestVm { name: refused });
-        }
-        let host_name = name.len() <= MAX_VM_NAME
-            && name.len() > VM_PREFIX.len()
-            && !name.ends_with('-')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !host_name {
-            return Err(Refusal::NotHostName { name: refused });
-        }
-        Ok(VmName(name.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for VmName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// How Ansible reaches the test VM.
 #[derive(Debug, Clone, Copy)]
 pub struct TransientHost<'a> {
-    pub vm_name: &'a str,
+    pub vm: &'a VmName,
     /// The profile's groups, so the VM gets their `group_vars`.
     pub groups: &'a [String],
     /// Where ssh connects: the loopback end of QEMU's port forward.
@@ -110,13 +59,9 @@ impl HostsYml {
     }
 }
 
-/// Renders `hosts.yml` with the VM as its only host, placed in each of `host.groups`; refuses a
-/// VM name that [`VmName::checked`] refuses.
-pub fn render_hosts_yml(
-    host: &TransientHost<'_>,
-    real_hosts: &BTreeSet<String>,
-) -> Result<HostsYml, Refusal> {
-    let vm = VmName::checked(host.vm_name, real_hosts)?;
+/// Renders `hosts.yml` with the VM as its only host, placed in each of `host.groups`.
+pub fn render_hosts_yml(host: &TransientHost<'_>) -> Result<HostsYml, Refusal> {
+    let vm = host.vm.clone();
     for group in host.groups {
         // `all` and `ungrouped` are implicit; a group named like the VM would shadow it.
         if group.is_empty() || group == "all" || group == "ungrouped" || group == vm.as_str() {

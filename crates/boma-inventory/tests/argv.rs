@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use boma_inventory::{Apply, CertTier, PlaybookRun, VmName, apply_argv, verify_argv};
+use boma_inventory::{Apply, CertTier, PlaybookRun, VmName, apply_argv, playbook_argv};
 use camino::{Utf8Path, Utf8PathBuf};
 
 const VM: &str = "boma-it-20261125-0312-askari";
@@ -71,7 +71,10 @@ fn apply_argv_with_vault_file() {
 fn verify_argv_snapshot() {
     let vm = vm();
     let files = [Utf8PathBuf::from("overrides/askari.yml")];
-    let argv = verify_argv(&run(&vm, &files));
+    let argv = playbook_argv(
+        &run(&vm, &files),
+        camino::Utf8Path::new("/repo/tests/verify/askari.yml"),
+    );
     assert!(!argv.contains(&"--tags".to_owned()));
     insta::assert_snapshot!("verify_argv", lines(&argv));
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use boma_inventory::{
-    Apply, CertTier, PlaybookRun, TransientHost, apply_argv, host_names, render_hosts_yml,
-    verify_argv,
+    Apply, CertTier, PlaybookRun, TransientHost, VmName, apply_argv, host_names,
+    playbook_argv, render_hosts_yml,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;
@@ -96,8 +96,12 @@ proptest! {
             real.insert(vm.to_uppercase());
         }
         let groups_vec: Vec<String> = groups.iter().cloned().collect();
+        let checked = VmName::checked(&vm, &real);
+        let acceptable_name = acceptable(&vm, &real, &BTreeSet::new());
+        prop_assert_eq!(checked.is_ok(), acceptable_name, "{:?}", checked);
+        let Ok(checked) = checked else { return Ok(()) };
         let host = TransientHost {
-            vm_name: &vm,
+            vm: &checked,
             groups: &groups_vec,
             ansible_host: "127.0.0.1",
             ansible_port: 40022,
@@ -105,7 +109,7 @@ proptest! {
             ssh_private_key_file: Utf8Path::new("/keys/id_ed25519"),
         };
 
-        let rendered = render_hosts_yml(&host, &real);
+        let rendered = render_hosts_yml(&host);
         prop_assert_eq!(rendered.is_ok(), acceptable(&vm, &real, &groups), "{:?}", rendered);
         let Ok(hosts) = rendered else { return Ok(()) };
 
@@ -126,7 +130,7 @@ proptest! {
             vault_password_file: None,
         };
         let apply = Apply { playbook: "site.yml".into(), tags: vec!["base".into()] };
-        for argv in [apply_argv(&run, &apply), verify_argv(&run)] {
+        for argv in [apply_argv(&run, &apply), playbook_argv(&run, Utf8Path::new("/repo/tests/verify/x.yml"))] {
             let limits: Vec<_> = argv.iter().enumerate().filter(|(_, a)| *a == "--limit").collect();
             prop_assert_eq!(limits.len(), 1);
             prop_assert_eq!(&argv[limits[0].0 + 1], &vm);

@@ -1,7 +1,9 @@
 //! Profiles: a good one parses; every kind of mistake is refused with a message naming the file,
 //! the key and the line:column.
 
-use boma_inventory::{Apply, Profile, ProfileError, load_profile, parse_profile};
+use boma_inventory::{
+    Apply, ProbeKind, Profile, ProfileError, PublishedPort, load_profile, parse_profile,
+};
 
 const GOOD: &str = r#"{
   "groups": ["offsite_hosts"],
@@ -42,9 +44,59 @@ fn good_profile_parses() {
             extra_vars_files: vec!["overrides/askari.yml".into()],
             mem_mib: 3072,
             vcpus: 2,
-            published_ports: vec![443],
+            published_ports: vec![PublishedPort {
+                port: 443,
+                probe: ProbeKind::Tcp,
+                name: None
+            }],
+            verify: vec![],
+            reboot_diff_ignore: vec![],
+            expect: vec![],
         }
     );
+}
+
+#[test]
+fn ports_may_say_how_they_are_probed_and_profiles_name_their_checks() {
+    let text = GOOD
+        .replace(
+            "[443]",
+            r#"[443, {"port": 8080, "probe": "http"}, {"port": 8443, "probe": "https", "name": "www.example.net"}],
+  "verify": ["tests/verify/askari.yml"],
+  "reboot_diff_ignore": ["unit_inactive foo*.service"],
+  "expect": ["listener_lost tcp/8080 python3"]"#,
+        )
+        .replace(r#""offsite.yml""#, r#""tests/catalogue/x.yml""#);
+    let profile = parse_profile(FILE, &text).unwrap();
+    assert_eq!(profile.ports(), vec![443, 8080, 8443]);
+    assert_eq!(profile.published_ports[1].probe, ProbeKind::Http);
+    assert_eq!(
+        profile.published_ports[2].name.as_deref(),
+        Some("www.example.net")
+    );
+    assert_eq!(profile.verify, vec!["tests/verify/askari.yml"]);
+    assert_eq!(profile.applies[0].playbook_path(), "playbooks/site.yml");
+    assert_eq!(
+        profile.applies[1].label(),
+        "tests/catalogue/x.yml --tags docker_host,reverse_proxy"
+    );
+    for (bad, expected) in [
+        (r#"[{"port": 80, "probe": "ftp"}]"#, "each published port is a number or"),
+        (
+            r#"[{"port": 80, "probe": "http", "name": "x"}]"#,
+            "only for \"probe\": \"https\"",
+        ),
+        (
+            r#"[{"port": 443, "probe": "https", "name": "a b"}]"#,
+            "is not a host name",
+        ),
+        (r#"[{"port": 0, "probe": "tcp"}]"#, "port 0 is outside"),
+    ] {
+        let message = error(&GOOD.replace("[443]", bad));
+        assert!(message.contains(expected), "{bad}: {message}");
+    }
+    let message = error(&GOOD.replace("[443]", "[443],\n  \"verify\": [\"../x.yml\"]"));
+    assert!(message.contains("verify: `../x.yml` must be a path inside the repo"), "{message}");
 }
 
 #[test]
@@ -134,7 +186,8 @@ fn every_value_rule_is_enforced() {
             r#""../site.yml""#,
             "applies[0].playbook: playbook `../site.yml`",
         ),
-        (r#""site.yml""#, r#""sub/site.yml""#, "no `/`"),
+        (r#""site.yml""#, r#""/etc/site.yml""#, "not absolute"),
+        (r#""site.yml""#, r#""site.txt""#, "ending in .yml"),
         (r#""site.yml""#, r#""""#, "must be a file name"),
         (
             r#"["base"]"#,

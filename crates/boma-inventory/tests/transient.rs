@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use boma_inventory::{
-    HostsYml, Refusal, TransientHost, VmName, WriteError, host_names, render_hosts_yml,
+    HostsYml, NameRefusal, Refusal, TransientHost, VmName, WriteError, host_names, render_hosts_yml,
     write_inventory_dir,
 };
 use camino::{Utf8Path, Utf8PathBuf};
@@ -15,9 +15,9 @@ fn real_hosts() -> BTreeSet<String> {
     host_names("fixtures/production.yml", SAMPLE).unwrap()
 }
 
-fn host<'a>(vm_name: &'a str, groups: &'a [String]) -> TransientHost<'a> {
+fn host<'a>(vm: &'a VmName, groups: &'a [String]) -> TransientHost<'a> {
     TransientHost {
-        vm_name,
+        vm,
         groups,
         ansible_host: "127.0.0.1",
         ansible_port: 40022,
@@ -28,7 +28,8 @@ fn host<'a>(vm_name: &'a str, groups: &'a [String]) -> TransientHost<'a> {
 
 fn render(groups: &[&str]) -> HostsYml {
     let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
-    render_hosts_yml(&host(VM, &groups), &real_hosts()).unwrap()
+    let vm = VmName::checked(VM, &real_hosts()).unwrap();
+    render_hosts_yml(&host(&vm, &groups)).unwrap()
 }
 
 #[test]
@@ -72,20 +73,16 @@ fn rendered_inventory_holds_only_the_vm() {
 #[test]
 fn every_real_host_is_refused_as_the_vm() {
     let real = real_hosts();
-    let groups = ["offsite_hosts".to_owned()];
     for name in &real {
-        let refusal = render_hosts_yml(&host(name, &groups), &real).unwrap_err();
-        assert_eq!(refusal, Refusal::RealHost { name: name.clone() }, "{name}");
+        let refusal = VmName::checked(name, &real).unwrap_err();
+        assert_eq!(refusal, NameRefusal::RealHost { name: name.clone() }, "{name}");
         // Case does not help a real host slip through.
         let upper = name.to_uppercase();
-        assert!(
-            render_hosts_yml(&host(&upper, &groups), &real).is_err(),
-            "{upper}"
-        );
+        assert!(VmName::checked(&upper, &real).is_err(), "{upper}");
     }
     insta::assert_snapshot!(
         "refused_real_host",
-        render_hosts_yml(&host("boma-it-canary", &groups), &real)
+        VmName::checked("boma-it-canary", &real)
             .unwrap_err()
             .to_string()
     );
@@ -94,10 +91,10 @@ fn every_real_host_is_refused_as_the_vm() {
 #[test]
 fn names_that_are_not_test_vms_are_refused() {
     let real = real_hosts();
-    let not_test = |name: &str| Refusal::NotTestVm {
+    let not_test = |name: &str| NameRefusal::NotTestVm {
         name: name.to_owned(),
     };
-    let not_host = |name: &str| Refusal::NotHostName {
+    let not_host = |name: &str| NameRefusal::NotHostName {
         name: name.to_owned(),
     };
     assert_eq!(VmName::checked("giraffe", &real), Err(not_test("giraffe")));
@@ -124,11 +121,11 @@ fn names_that_are_not_test_vms_are_refused() {
 
 #[test]
 fn implicit_groups_are_refused() {
-    let real = real_hosts();
+    let vm = VmName::checked(VM, &real_hosts()).unwrap();
     for group in ["all", "ungrouped", "", VM] {
         let groups = [group.to_owned()];
         assert_eq!(
-            render_hosts_yml(&host(VM, &groups), &real),
+            render_hosts_yml(&host(&vm, &groups)),
             Err(Refusal::BadGroup {
                 group: group.to_owned()
             })
@@ -245,11 +242,10 @@ fn repo_production_inventory_hosts_are_refused() {
     let repo = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let real = boma_inventory::read_real_host_names(&repo).unwrap();
     assert!(real.contains("askari"), "{real:?}");
-    let groups = ["offsite_hosts".to_owned()];
     for name in &real {
         assert_eq!(
-            render_hosts_yml(&host(name, &groups), &real),
-            Err(Refusal::RealHost { name: name.clone() })
+            VmName::checked(name, &real),
+            Err(NameRefusal::RealHost { name: name.clone() })
         );
     }
 }

@@ -13,9 +13,9 @@ pub enum VmError {
     Preflight(String),
     #[error("no current run: start one with `cargo xtask up <host>` (or `cargo xtask it <host>`)")]
     NoRun,
-    #[error(transparent)]
-    Exec(ExecError),
-    #[error(transparent)]
+    #[error("{0}")]
+    Exec(#[source] ExecError),
+    #[error("{0}")]
     Interrupted(#[from] Interrupted),
     #[error("{path}: {source}")]
     Io {

@@ -9,18 +9,21 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use boma_exec::{Captured, ExecError};
+use boma_name::VmName;
 use camino::Utf8Path;
 
-use crate::backend::{Backend, BackendKind, BootSpec, Booted, Endpoint, RebootHow};
+use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
 use crate::lifecycle::{Disks, SeedFiles};
-use crate::ssh::SSH_FAILED;
+use crate::guest::ssh::SSH_FAILED;
 use crate::{Guest, RunRecord, SshTarget, VmError};
 
 /// The simulated machine and guest, shared by the fakes.
 #[derive(Debug, Default)]
 pub struct World {
-    /// VMs the fake hypervisor runs.
-    pub running: BTreeSet<String>,
+    /// VMs the fake hypervisors run.
+    pub running: BTreeSet<VmName>,
+    /// Which backend runs a VM (absent: QEMU): a fake backend sees only its own VMs.
+    pub kinds: BTreeMap<VmName, BackendKind>,
     /// Increments with every boot; rendered as a boot_id.
     pub boot_count: u32,
     /// SSH attempts that fail (exit 255) before the guest answers.
@@ -41,10 +44,12 @@ pub struct World {
     pub interrupt_on: Option<(String, i32)>,
     /// Text the guest prints with every root command's answer (to check redaction).
     pub says: Option<String>,
+    /// What the guest prints for a script containing the marker (the first that matches).
+    pub script_answers: Vec<(String, String)>,
     /// Every command the fake guest was asked to run.
     pub commands: Vec<String>,
-    pub destroyed: Vec<String>,
-    pub booted: Vec<String>,
+    pub destroyed: Vec<VmName>,
+    pub booted: Vec<VmName>,
 }
 
 impl World {
@@ -69,13 +74,32 @@ fn captured(code: i32, stdout: impl Into<String>) -> Captured {
     }
 }
 
+/// Both backends, faked over one [`World`].
+pub struct FakeHypervisors {
+    pub world: Rc<RefCell<World>>,
+}
+
+impl crate::lifecycle::Hypervisors for FakeHypervisors {
+    fn get(&self, kind: BackendKind) -> Box<dyn Hypervisor + '_> {
+        Box::new(FakeBackend {
+            world: Rc::clone(&self.world),
+            kind,
+        })
+    }
+}
+
+/// A test VM name for fakes and tests.
+pub fn vm(name: &str) -> VmName {
+    VmName::parse(name).expect("a test vm name")
+}
+
 /// A hypervisor that runs nothing.
 pub struct FakeBackend {
     pub world: Rc<RefCell<World>>,
     pub kind: BackendKind,
 }
 
-impl Backend for FakeBackend {
+impl Hypervisor for FakeBackend {
     fn kind(&self) -> BackendKind {
         self.kind
     }
@@ -86,6 +110,7 @@ impl Backend for FakeBackend {
             return Err(VmError::Backend("fake boot failure".into()));
         }
         w.running.insert(spec.name.clone());
+        w.kinds.insert(spec.name.clone(), self.kind);
         w.booted.push(spec.name.clone());
         w.boot_count += 1;
         let published = spec
@@ -111,15 +136,15 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn wait_address(&self, record: &RunRecord) -> Result<Booted, VmError> {
-        Ok(Booted {
+    fn address(&self, record: &RunRecord) -> Result<Option<Booted>, VmError> {
+        Ok(Some(Booted {
             ssh: Endpoint {
                 host: record.ssh.host.clone(),
                 port: record.ssh.port,
             },
             published: record.published.clone(),
             pid: record.pid,
-        })
+        }))
     }
 
     fn reboot(&self, _record: &RunRecord, how: RebootHow) -> Result<bool, VmError> {
@@ -137,22 +162,36 @@ impl Backend for FakeBackend {
         if w.dies {
             w.running.remove(&record.name);
         }
-        Ok(w.running.contains(&record.name))
+        Ok(w.running.contains(&record.name) && w.kind_of(&record.name) == self.kind)
     }
 
-    fn destroy(&self, name: &str, _record: Option<&RunRecord>) -> Result<(), VmError> {
+    fn destroy(&self, name: &VmName, _record: Option<&RunRecord>) -> Result<(), VmError> {
         let mut w = self.world.borrow_mut();
+        // Another backend cannot remove what it does not run.
+        if w.running.contains(name) && w.kind_of(name) != self.kind {
+            return Ok(());
+        }
         w.running.remove(name);
-        w.destroyed.push(name.to_owned());
+        w.destroyed.push(name.clone());
         Ok(())
     }
 
-    fn leftovers(&self) -> Result<Vec<String>, VmError> {
-        Ok(self.world.borrow().running.iter().cloned().collect())
+    fn leftovers(&self) -> Result<Vec<VmName>, VmError> {
+        let w = self.world.borrow();
+        Ok(w.running
+            .iter()
+            .filter(|n| w.kind_of(n) == self.kind)
+            .cloned()
+            .collect())
     }
 }
 
 impl World {
+    /// The backend that runs `name` (QEMU unless said otherwise).
+    pub fn kind_of(&self, name: &VmName) -> BackendKind {
+        self.kinds.get(name).copied().unwrap_or(BackendKind::Qemu)
+    }
+
     fn reboot(&mut self) {
         self.boot_count += 1;
         self.unreachable_polls = if self.never_returns { u32::MAX } else { 2 };
@@ -221,6 +260,39 @@ impl Guest for FakeGuest {
             out.stdout.push('\n');
         }
         Ok(out)
+    }
+
+    fn run_script(
+        &self,
+        _target: &SshTarget,
+        script: &str,
+        _timeout: Duration,
+    ) -> Result<Captured, ExecError> {
+        if let Some((text, signal)) = self.world.borrow().interrupt_on.clone()
+            && script.contains(text.as_str())
+        {
+            boma_exec::interrupt::simulate(signal);
+            return Err(ExecError::Interrupted {
+                cmd: "ssh sudo sh -s".into(),
+                interrupted: boma_exec::interrupt::Interrupted { signal },
+            });
+        }
+        Ok(self.answer_script(script))
+    }
+}
+
+impl FakeGuest {
+    /// The fake's answer to a script: what `World::script_answers` holds for the first line
+    /// the script contains, else an empty success.
+    fn answer_script(&self, script: &str) -> Captured {
+        let mut w = self.world.borrow_mut();
+        w.commands.push(format!("script: {}", script.lines().next().unwrap_or("")));
+        let answer = w
+            .script_answers
+            .iter()
+            .find(|(marker, _)| script.contains(marker.as_str()))
+            .map(|(_, answer)| answer.clone());
+        captured(0, answer.unwrap_or_default())
     }
 }
 

@@ -1,42 +1,33 @@
 //! Throwaway test VMs: boot one from the golden image, reach it over SSH, reboot it for real,
 //! tear it down, and clean up after anything that crashed.
 //!
-//! The hypervisor sits behind [`Backend`] (QEMU driven directly, or libvirt) and SSH behind
-//! [`Guest`], so that the lifecycle in [`lifecycle`] — the waits, the boot_id proof of a
-//! reboot, what to keep and what to remove — is unit-tested against fakes and proven against
-//! real tools by the VM suite. This is the only crate that spawns hypervisor tools.
+//! The rooms:
+//! - [`hypervisor`]: the [`Hypervisor`] trait and its two backends, QEMU driven directly
+//!   (`qemu`, with `qmp`) and libvirt (`libvirt`);
+//! - [`guest`]: SSH to the guest ([`Guest`]) and the harness's key pair;
+//! - [`lifecycle`]: what `up`/`reboot`/`down`/`prune` decide, against those traits — the
+//!   waits, the boot_id proof of a reboot, what to keep and what to remove;
+//! - [`host`]: the control node — the KVM probe, memory and disk guards, loopback ports,
+//!   hypervisor processes in `/proc`;
+//! - [`run`]: the run directory's record and lock, prune's plan, the diagnostics bundle;
+//! - [`fake`]: in-memory stand-ins for the lifecycle's effects, for fast tests.
+//!
+//! The lifecycle is unit-tested against the fakes and proven against real tools by the VM
+//! suite. This is the only crate that spawns hypervisor tools.
 
-pub mod accel;
-mod backend;
-pub mod diagnostics;
 mod error;
 pub mod fake;
-pub mod keys;
-pub mod libvirt;
+pub mod guest;
+pub mod host;
+pub mod hypervisor;
 pub mod lifecycle;
-pub mod memory;
-pub mod ports;
-pub mod procs;
-pub mod prune;
-pub mod qemu;
-pub mod qmp;
-pub mod record;
-pub mod ssh;
+pub mod run;
 
-pub use accel::Accel;
-pub use backend::{Backend, BackendKind, BootSpec, Booted, Endpoint, RebootHow};
 pub use error::VmError;
-pub use record::{RunRecord, Runs};
-pub use ssh::{Guest, OpenSsh, SshTarget};
-
-/// Every VM, process and file the harness creates carries this prefix, so `prune` can find
-/// them after a crash without any record surviving.
-pub const NAME_PREFIX: &str = "boma-it-";
-
-/// The VM name for `host` and a run id: `boma-it-<host>-<id>`.
-pub fn vm_name(host: &str, run_id: &str) -> String {
-    format!("{NAME_PREFIX}{host}-{run_id}")
-}
+pub use guest::ssh::{Guest, OpenSsh, SshTarget};
+pub use host::accel::Accel;
+pub use hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
+pub use run::record::{RunRecord, Runs};
 
 /// A MAC address in QEMU's locally administered range, derived from the run id so that each
 /// VM has its own (the default MAC would land in netplan's match of a reused overlay).
@@ -56,8 +47,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_macs() {
-        assert_eq!(vm_name("askari", "1a2b3c4d"), "boma-it-askari-1a2b3c4d");
+    fn macs_are_local_stable_and_distinct() {
         let mac = mac_for("1a2b3c4d");
         assert!(mac.starts_with("52:54:00:"), "{mac}");
         assert_eq!(mac.len(), 17);

@@ -8,13 +8,13 @@ use camino::Utf8PathBuf;
 
 use super::*;
 use crate::BackendKind;
-use crate::fake::{FakeBackend, FakeDisks, FakeGuest, World};
+use crate::fake::{FakeDisks, FakeGuest, FakeHypervisors, World, vm};
 
 struct Rig {
     _tmp: tempfile::TempDir,
     runs: Runs,
     world: Rc<RefCell<World>>,
-    backend: FakeBackend,
+    hypervisors: FakeHypervisors,
     guest: FakeGuest,
     disks: FakeDisks,
 }
@@ -27,9 +27,8 @@ impl Rig {
         Rig {
             _tmp: tmp,
             runs,
-            backend: FakeBackend {
+            hypervisors: FakeHypervisors {
                 world: Rc::clone(&world),
-                kind: BackendKind::Qemu,
             },
             guest: FakeGuest {
                 world: Rc::clone(&world),
@@ -44,7 +43,8 @@ impl Rig {
     fn fx(&self) -> Effects<'_> {
         Effects {
             runs: &self.runs,
-            backend: &self.backend,
+            hypervisors: &self.hypervisors,
+            kind: BackendKind::Qemu,
             guest: &self.guest,
             disks: &self.disks,
             waits: Waits {
@@ -59,9 +59,9 @@ impl Rig {
 fn request(name: &str) -> UpRequest {
     UpRequest {
         host: "askari".into(),
-        name: name.into(),
+        name: vm(name),
         mac: "52:54:00:00:00:01".into(),
-        golden: "/cache/golden.qcow2".into(),
+        base_image: "/cache/golden.qcow2".into(),
         mem_mib: 3072,
         vcpus: 2,
         published_ports: vec![443],
@@ -113,9 +113,9 @@ fn a_second_up_is_refused_while_one_is_live_and_creates_nothing() {
         "{message}"
     );
     assert!(failure.record.is_none());
-    assert!(!rig.runs.vm_dir("boma-it-askari-2").exists());
+    assert!(!rig.runs.vm_dir(&vm("boma-it-askari-2")).exists());
     assert_eq!(rig.runs.current().unwrap().unwrap().name, first.name);
-    assert_eq!(rig.world.borrow().booted, vec!["boma-it-askari-1"]);
+    assert_eq!(rig.world.borrow().booted, vec![vm("boma-it-askari-1")]);
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn another_test_vm_on_the_machine_is_refused_by_name() {
     rig.world
         .borrow_mut()
         .running
-        .insert("boma-it-other-9".into());
+        .insert(vm("boma-it-other-9"));
     let failure = up(&rig.fx(), &request("boma-it-askari-1")).unwrap_err();
     assert!(failure.error.is_preflight());
     assert!(failure.error.to_string().contains("boma-it-other-9"));
@@ -159,13 +159,13 @@ fn a_failed_disk_step_or_boot_leaves_no_files_and_no_record() {
     rig.disks.fail_overlay = true;
     let failure = up(&rig.fx(), &request("boma-it-askari-1")).unwrap_err();
     assert!(failure.record.is_none());
-    assert!(!rig.runs.vm_dir("boma-it-askari-1").exists());
+    assert!(!rig.runs.vm_dir(&vm("boma-it-askari-1")).exists());
 
     rig.disks.fail_overlay = false;
     rig.world.borrow_mut().boot_fails = true;
     let failure = up(&rig.fx(), &request("boma-it-askari-2")).unwrap_err();
     assert!(failure.record.is_none());
-    assert!(!rig.runs.vm_dir("boma-it-askari-2").exists());
+    assert!(!rig.runs.vm_dir(&vm("boma-it-askari-2")).exists());
     assert!(rig.runs.current().unwrap().is_none());
 }
 
@@ -278,15 +278,19 @@ fn prune_removes_live_vms_orphaned_dirs_and_the_record() {
     let rig = Rig::new();
     let record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
     // An orphan directory from a crashed run, and a VM nobody recorded.
-    std::fs::create_dir_all(rig.runs.vm_dir("boma-it-askari-0")).unwrap();
+    std::fs::create_dir_all(rig.runs.vm_dir(&vm("boma-it-askari-0"))).unwrap();
     rig.world
         .borrow_mut()
         .running
-        .insert("boma-it-ghost-7".into());
-    let report = prune(&rig.fx()).unwrap();
+        .insert(vm("boma-it-ghost-7"));
+    let report = prune(&rig.fx(), BackendKind::Qemu).unwrap();
     assert_eq!(
         report.vms,
-        vec!["boma-it-askari-0", "boma-it-askari-1", "boma-it-ghost-7"]
+        vec![
+            vm("boma-it-askari-0"),
+            vm("boma-it-askari-1"),
+            vm("boma-it-ghost-7")
+        ]
     );
     assert_eq!(report.dirs, 2);
     assert!(rig.world.borrow().running.is_empty());
@@ -304,4 +308,39 @@ fn ready_answers_parse_and_truncated_ones_do_not() {
     );
     assert_eq!(parse_ready("cloud-init=0\n"), None);
     assert_eq!(parse_ready(&format!("{id}\n")), None);
+}
+
+/// A VM kept by one backend is live to that backend: another backend's `up` must neither call
+/// it stale nor remove it (it used to delete the overlay, socket and record of a live VM).
+#[test]
+fn a_live_vm_of_another_backend_is_refused_not_removed() {
+    let rig = Rig::new();
+    let kept = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let libvirt = Effects {
+        kind: BackendKind::Libvirt,
+        ..rig.fx()
+    };
+    let failure = up(&libvirt, &request("boma-it-askari-2")).unwrap_err();
+    let message = failure.error.to_string();
+    assert!(failure.error.is_preflight(), "{message}");
+    assert!(message.contains("boma-it-askari-1"), "{message}");
+    assert!(kept.dir.join("overlay.qcow2").exists(), "the kept VM's files stay");
+    assert!(rig.world.borrow().running.contains(&kept.name));
+    assert!(rig.world.borrow().destroyed.is_empty());
+    assert_eq!(rig.runs.current().unwrap().unwrap().name, kept.name);
+}
+
+/// A stale run is removed by its own backend, whichever backend the new run uses.
+#[test]
+fn a_stale_run_is_removed_by_its_own_backend() {
+    let rig = Rig::new();
+    let libvirt = Effects {
+        kind: BackendKind::Libvirt,
+        ..rig.fx()
+    };
+    let stale = up(&libvirt, &request("boma-it-askari-1")).unwrap();
+    rig.world.borrow_mut().running.clear();
+    up(&rig.fx(), &request("boma-it-askari-2")).unwrap();
+    assert!(!stale.dir.exists());
+    assert_eq!(rig.world.borrow().destroyed, vec![stale.name.clone()]);
 }

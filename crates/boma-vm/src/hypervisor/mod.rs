@@ -1,13 +1,20 @@
-//! The narrow trait every hypervisor backend implements.
+//! The narrow trait every hypervisor backend implements, and the two backends: QEMU driven
+//! directly ([`qemu`], controlled through [`qmp`]) and libvirt ([`libvirt`]).
+
+pub mod libvirt;
+pub mod qemu;
+pub mod qmp;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use boma_name::VmName;
 use camino::Utf8PathBuf;
 
 use crate::{Accel, RunRecord, VmError};
 
-/// Which backend runs the VM.
+/// Which backend runs a VM: resolved from the operator's `auto|qemu|libvirt` choice, and
+/// recorded with the run so that the VM is always handled by the backend that runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -19,7 +26,7 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// The IPv4 network the guest lives on: QEMU user networking's default, or the one
-    /// [`crate::libvirt::network_xml`] defines. Both are /24s.
+    /// [`crate::hypervisor::libvirt::network_xml`] defines. Both are /24s.
     pub fn guest_network(self) -> (Ipv4Addr, u8) {
         match self {
             BackendKind::Qemu => (Ipv4Addr::new(10, 0, 2, 0), 24),
@@ -62,7 +69,7 @@ pub struct Endpoint {
 /// Everything a backend needs to boot one VM. Disks are prepared by the lifecycle.
 #[derive(Debug, Clone)]
 pub struct BootSpec {
-    pub name: String,
+    pub name: VmName,
     pub dir: Utf8PathBuf,
     pub overlay: Utf8PathBuf,
     pub seed: Utf8PathBuf,
@@ -81,7 +88,7 @@ impl BootSpec {
     pub(crate) fn example() -> BootSpec {
         let dir = Utf8PathBuf::from("/repo/tests/integration/.run/boma-it-askari-1a2b3c4d");
         BootSpec {
-            name: "boma-it-askari-1a2b3c4d".into(),
+            name: VmName::parse("boma-it-askari-1a2b3c4d").expect("a test vm name"),
             overlay: dir.join("overlay.qcow2"),
             seed: dir.join("seed.img"),
             console: dir.join("console.log"),
@@ -113,20 +120,22 @@ pub enum RebootHow {
 }
 
 /// A hypervisor backend. Narrow on purpose: the lifecycle decides, the backend acts.
-pub trait Backend {
+pub trait Hypervisor {
     fn kind(&self) -> BackendKind;
     /// Define and start the VM; return once the hypervisor runs it (not when SSH answers).
     /// Once this returns `Ok` or `Err`, `destroy` must be able to remove whatever was created.
     fn boot(&self, spec: &BootSpec) -> Result<Booted, VmError>;
-    /// The SSH endpoint may only be known some time after boot (a DHCP lease): wait for it.
-    fn wait_address(&self, record: &RunRecord) -> Result<Booted, VmError>;
+    /// Where the VM is reachable now, asked once without waiting: `None` while it has no
+    /// address yet (libvirt: no DHCP lease). A reboot may renew the lease with another address,
+    /// so the lifecycle asks again after one.
+    fn address(&self, record: &RunRecord) -> Result<Option<Booted>, VmError>;
     /// Start a reboot. Guest-initiated reboots for QEMU go through SSH, so the lifecycle
     /// handles [`RebootHow::Guest`] itself when this returns `Ok(false)`.
     fn reboot(&self, record: &RunRecord, how: RebootHow) -> Result<bool, VmError>;
     /// Whether the VM's hypervisor process/domain still exists.
     fn is_running(&self, record: &RunRecord) -> Result<bool, VmError>;
     /// Stop and undefine the VM. Idempotent: a VM already gone is success.
-    fn destroy(&self, name: &str, record: Option<&RunRecord>) -> Result<(), VmError>;
-    /// Names of every `boma-it-` VM this backend knows, live or defined, recorded or not.
-    fn leftovers(&self) -> Result<Vec<String>, VmError>;
+    fn destroy(&self, name: &VmName, record: Option<&RunRecord>) -> Result<(), VmError>;
+    /// Every `boma-it-` VM this backend knows, live or defined, recorded or not.
+    fn leftovers(&self) -> Result<Vec<VmName>, VmError>;
 }

@@ -8,6 +8,7 @@
 //! console. Only both count as KVM working. The verdict is cached per host boot, QEMU version
 //! and image, because the second stage costs up to half a minute when KVM is broken.
 
+use boma_exec::say;
 use std::time::Duration;
 
 use boma_exec::CmdExt;
@@ -151,10 +152,10 @@ pub fn detect(
         .ok()
         .and_then(|t| cached_verdict(&t, &key))
     {
-        eprintln!("acceleration probe: cached verdict for this host boot ({cache})");
+        say!("acceleration probe: cached verdict for this host boot ({cache})");
         return Ok(accel);
     }
-    eprintln!(
+    say!(
         "probing KVM: does a guest actually run under it? (/dev/kvm exists, which proves nothing)"
     );
     let accel = if probe_boot_sector_runs(sh, scratch)? && probe_kernel_runs(sh, scratch, golden)? {
@@ -238,9 +239,9 @@ fn probe_kernel_runs(sh: &Shell, scratch: &Utf8Path, golden: &Utf8Path) -> Resul
         }
     }
     if let Some(pid) = pid {
-        crate::procs::signal_vm(pid, PROBE_NAME, nix::sys::signal::Signal::SIGKILL);
+        crate::host::procs::signal_vm(pid, PROBE_NAME, nix::sys::signal::Signal::SIGKILL);
         let gone_by = std::time::Instant::now() + Duration::from_secs(5);
-        while crate::procs::is_vm_process(pid, PROBE_NAME) && std::time::Instant::now() < gone_by {
+        while crate::host::procs::is_vm_process(pid, PROBE_NAME) && std::time::Instant::now() < gone_by {
             std::thread::sleep(Duration::from_millis(50));
         }
     }

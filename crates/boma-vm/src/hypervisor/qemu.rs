@@ -5,16 +5,20 @@
 //! the serial console goes to a file; `-daemonize -pidfile` detaches it from the harness, so
 //! a Ctrl-C in the terminal reaches the harness (which then decides) and not the VM.
 
+use boma_exec::say;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use boma_exec::CmdExt;
+use boma_name::VmName;
 use camino::Utf8Path;
 use nix::sys::signal::Signal;
 use xshell::{Shell, cmd};
 
-use crate::backend::{Backend, BackendKind, BootSpec, Booted, Endpoint, RebootHow};
-use crate::{RunRecord, VmError, ports, procs, qmp};
+use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
+use crate::host::{ports, procs};
+use crate::hypervisor::qmp;
+use crate::{RunRecord, VmError};
 
 /// File names inside a VM's directory.
 pub const PIDFILE: &str = "qemu.pid";
@@ -42,7 +46,7 @@ pub fn qemu_args(spec: &BootSpec, ports: &ForwardedPorts) -> Vec<String> {
     }
     let args = [
         "-name".to_owned(),
-        spec.name.clone(),
+        spec.name.to_string(),
         "-machine".to_owned(),
         "pc".to_owned(),
         "-accel".to_owned(),
@@ -93,20 +97,20 @@ impl<'a> QemuBackend<'a> {
         QemuBackend { sh }
     }
 
-    fn pid_of(&self, name: &str, record: Option<&RunRecord>) -> Option<u32> {
+    fn pid_of(&self, name: &VmName, record: Option<&RunRecord>) -> Option<u32> {
         record
             .and_then(|r| r.pid)
-            .filter(|pid| procs::is_vm_process(*pid, name))
+            .filter(|pid| procs::is_vm_process(*pid, name.as_str()))
             .or_else(|| {
                 procs::vm_processes()
                     .into_iter()
-                    .find(|p| p.name == name)
+                    .find(|p| &p.name == name)
                     .map(|p| p.pid)
             })
     }
 }
 
-impl Backend for QemuBackend<'_> {
+impl Hypervisor for QemuBackend<'_> {
     fn kind(&self) -> BackendKind {
         BackendKind::Qemu
     }
@@ -162,13 +166,13 @@ impl Backend for QemuBackend<'_> {
         Err(last_error.expect("at least one attempt").into())
     }
 
-    fn wait_address(&self, record: &RunRecord) -> Result<Booted, VmError> {
+    fn address(&self, record: &RunRecord) -> Result<Option<Booted>, VmError> {
         // User-mode networking: the addresses were fixed at boot.
-        Ok(Booted {
+        Ok(Some(Booted {
             ssh: endpoint_of(record),
             published: record.published.clone(),
             pid: record.pid,
-        })
+        }))
     }
 
     fn reboot(&self, record: &RunRecord, how: RebootHow) -> Result<bool, VmError> {
@@ -184,29 +188,30 @@ impl Backend for QemuBackend<'_> {
     fn is_running(&self, record: &RunRecord) -> Result<bool, VmError> {
         Ok(record
             .pid
-            .is_some_and(|pid| procs::is_vm_process(pid, &record.name)))
+            .is_some_and(|pid| procs::is_vm_process(pid, record.name.as_str())))
     }
 
-    fn destroy(&self, name: &str, record: Option<&RunRecord>) -> Result<(), VmError> {
+    fn destroy(&self, name: &VmName, record: Option<&RunRecord>) -> Result<(), VmError> {
         let Some(pid) = self.pid_of(name, record) else {
             return Ok(());
         };
+        let name = name.as_str();
         let socket = record.map(|r| r.dir.join(QMP_SOCKET));
         // Politely first (QMP quit), then SIGTERM, then SIGKILL: each given a few seconds.
         if let Some(socket) = socket.filter(|s| s.exists()) {
             if let Err(e) = qmp::execute(&socket, "quit") {
-                eprintln!("    QMP quit failed ({e}); signalling pid {pid}");
+                say!("    QMP quit failed ({e}); signalling pid {pid}");
             }
             if wait_gone(pid, name, Duration::from_secs(5)) {
                 return Ok(());
             }
         }
-        eprintln!("+ kill -TERM {pid}  # {name}");
+        say!("+ kill -TERM {pid}  # {name}");
         procs::signal_vm(pid, name, Signal::SIGTERM);
         if wait_gone(pid, name, Duration::from_secs(5)) {
             return Ok(());
         }
-        eprintln!("+ kill -KILL {pid}  # {name}");
+        say!("+ kill -KILL {pid}  # {name}");
         procs::signal_vm(pid, name, Signal::SIGKILL);
         if wait_gone(pid, name, Duration::from_secs(5)) {
             Ok(())
@@ -217,7 +222,7 @@ impl Backend for QemuBackend<'_> {
         }
     }
 
-    fn leftovers(&self) -> Result<Vec<String>, VmError> {
+    fn leftovers(&self) -> Result<Vec<VmName>, VmError> {
         Ok(procs::vm_processes().into_iter().map(|p| p.name).collect())
     }
 }

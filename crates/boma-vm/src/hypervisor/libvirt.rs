@@ -4,22 +4,22 @@
 //! Everything talks to `qemu:///system`. When CI runs the daemons inside a network namespace,
 //! the harness runs inside it too, so the lease address is reachable (and nothing else is).
 
-use std::time::{Duration, Instant};
+use boma_exec::say;
+use std::time::Duration;
 
 use boma_exec::{CmdExt, ExecError};
+use boma_name::VmName;
 use camino::Utf8Path;
 use xshell::{Shell, cmd};
 
-use crate::backend::{Backend, BackendKind, BootSpec, Booted, Endpoint, RebootHow};
-use crate::{NAME_PREFIX, RunRecord, VmError};
+use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
+use crate::{RunRecord, VmError};
 
 const URI: &str = "qemu:///system";
 /// The isolated NAT network every test VM joins.
 pub const NETWORK: &str = "boma-it";
 /// How long a `virsh` call may take (the first one after the daemon starts takes ~8 s).
 const VIRSH_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the DHCP lease may take to appear (measured 29 s under TCG).
-const LEASE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The network's definition: own bridge, the /24 of [`BackendKind::guest_network`]
 /// (192.168.150.0/24), gateway .1, DHCP .10–.254, NAT out. Pure.
@@ -63,7 +63,7 @@ pub fn virt_install_args(spec: &BootSpec, osinfo: &str) -> Vec<String> {
         "--connect",
         URI,
         "--name",
-        &spec.name,
+        spec.name.as_str(),
         "--memory",
         &spec.mem_mib.to_string(),
         "--vcpus",
@@ -238,7 +238,7 @@ pub fn usable(sh: &Shell) -> Result<(), String> {
         return Err(format!("no libvirt daemon answers on {URI}"));
     }
     let own = std::fs::read_link("/proc/self/ns/net").ok();
-    for pid in crate::procs::pids_named("libvirtd") {
+    for pid in crate::host::procs::pids_named("libvirtd") {
         let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
         if theirs.is_some() && theirs != own {
             return Err(format!(
@@ -249,7 +249,7 @@ pub fn usable(sh: &Shell) -> Result<(), String> {
     Ok(())
 }
 
-impl Backend for LibvirtBackend<'_> {
+impl Hypervisor for LibvirtBackend<'_> {
     fn kind(&self) -> BackendKind {
         BackendKind::Libvirt
     }
@@ -280,63 +280,35 @@ impl Backend for LibvirtBackend<'_> {
         })
     }
 
-    fn wait_address(&self, record: &RunRecord) -> Result<Booted, VmError> {
-        let started = Instant::now();
-        eprintln!(
-            "    polling: virsh domifaddr {} --source lease",
-            record.name
-        );
-        loop {
-            boma_exec::interrupt::check()?;
-            if !self.is_running(record)? {
-                return Err(VmError::GuestGone {
-                    name: record.name.clone(),
-                    console: record.console_log(),
-                });
-            }
-            let sh = self.sh;
-            let name = &record.name;
-            let out = cmd!(sh, "virsh --connect {URI} domifaddr {name} --source lease")
-                .exec()
-                .quiet()
-                .allow_fail()
-                .timeout(VIRSH_TIMEOUT)
-                .run()?;
-            if let Some(ip) = lease_ip(&out.stdout) {
-                eprintln!(
-                    "    lease: {ip} after {:.1}s",
-                    started.elapsed().as_secs_f64()
-                );
-                let published = record_ports(record)
-                    .into_iter()
-                    .map(|p| {
-                        (
-                            p,
-                            Endpoint {
-                                host: ip.clone(),
-                                port: p,
-                            },
-                        )
-                    })
-                    .collect();
-                return Ok(Booted {
-                    ssh: Endpoint { host: ip, port: 22 },
-                    published,
-                    pid: None,
-                });
-            }
-            if started.elapsed() >= LEASE_TIMEOUT {
-                return Err(VmError::Timeout {
-                    what: format!("a DHCP lease for {} on the {NETWORK} network", record.name),
-                    after: LEASE_TIMEOUT,
-                    hint: format!(
-                        "is the network active (`virsh net-info {NETWORK}`)? serial console: {}",
-                        record.console_log()
-                    ),
-                });
-            }
-            boma_exec::interrupt::sleep(Duration::from_secs(2))?;
-        }
+    fn address(&self, record: &RunRecord) -> Result<Option<Booted>, VmError> {
+        let sh = self.sh;
+        let name = record.name.as_str();
+        let out = cmd!(sh, "virsh --connect {URI} domifaddr {name} --source lease")
+            .exec()
+            .quiet()
+            .allow_fail()
+            .timeout(VIRSH_TIMEOUT)
+            .run()?;
+        let Some(ip) = lease_ip(&out.stdout) else {
+            return Ok(None);
+        };
+        let published = record_ports(record)
+            .into_iter()
+            .map(|p| {
+                (
+                    p,
+                    Endpoint {
+                        host: ip.clone(),
+                        port: p,
+                    },
+                )
+            })
+            .collect();
+        Ok(Some(Booted {
+            ssh: Endpoint { host: ip, port: 22 },
+            published,
+            pid: None,
+        }))
     }
 
     fn reboot(&self, record: &RunRecord, how: RebootHow) -> Result<bool, VmError> {
@@ -345,17 +317,18 @@ impl Backend for LibvirtBackend<'_> {
             RebootHow::Guest => "reboot",
             RebootHow::Hard => "reset",
         };
-        self.virsh(&[verb, &record.name])?;
+        self.virsh(&[verb, record.name.as_str()])?;
         Ok(true)
     }
 
     fn is_running(&self, record: &RunRecord) -> Result<bool, VmError> {
         Ok(self
-            .domstate(&record.name)
+            .domstate(record.name.as_str())
             .is_some_and(|s| s == "running" || s == "paused" || s == "in shutdown"))
     }
 
-    fn destroy(&self, name: &str, _record: Option<&RunRecord>) -> Result<(), VmError> {
+    fn destroy(&self, name: &VmName, _record: Option<&RunRecord>) -> Result<(), VmError> {
+        let name = name.as_str();
         let Some(state) = self.domstate(name) else {
             // Not defined; pools pointing at removed run dirs may still be.
             return self.remove_pools();
@@ -363,25 +336,23 @@ impl Backend for LibvirtBackend<'_> {
         if state != "shut off"
             && let Err(e) = self.virsh_cleanup(&["destroy", name])
         {
-            eprintln!("    virsh destroy {name}: {e}");
+            say!("    virsh destroy {name}: {e}");
         }
         self.virsh_cleanup(&["undefine", name, "--nvram"])
             .map_err(VmError::from)?;
         self.remove_pools()
     }
 
-    fn leftovers(&self) -> Result<Vec<String>, VmError> {
+    fn leftovers(&self) -> Result<Vec<VmName>, VmError> {
         let names = self
             .virsh_cleanup(&["list", "--all", "--name"])
             .unwrap_or_default();
-        let mut found: Vec<String> = names
+        let mut found: Vec<VmName> = names
             .lines()
-            .map(str::trim)
-            .filter(|n| n.starts_with(NAME_PREFIX))
-            .map(str::to_owned)
+            .filter_map(|n| VmName::parse(n.trim()).ok())
             .collect();
         // A test VM QEMU runs without libvirt is a test VM too: one at a time, whatever runs it.
-        for process in crate::procs::vm_processes() {
+        for process in crate::host::procs::vm_processes() {
             if !found.contains(&process.name) {
                 found.push(process.name);
             }

@@ -11,13 +11,16 @@ use std::io::Write;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::{Accel, BackendKind, Endpoint, NAME_PREFIX, SshTarget, VmError};
+use boma_name::VmName;
+
+use crate::{Accel, BackendKind, Endpoint, SshTarget, VmError};
 
 /// What `up` recorded about the live VM; every later step starts from it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRecord {
-    pub name: String,
+    /// Checked again when a record is read: a record cannot smuggle in another name.
+    pub name: VmName,
     /// The profile (real host) this VM mirrors.
     pub host: String,
     pub backend: BackendKind,
@@ -90,8 +93,8 @@ impl Runs {
     }
 
     /// Where a VM's files live.
-    pub fn vm_dir(&self, name: &str) -> Utf8PathBuf {
-        self.root.join(name)
+    pub fn vm_dir(&self, name: &VmName) -> Utf8PathBuf {
+        self.root.join(name.as_str())
     }
 
     fn current_path(&self) -> Utf8PathBuf {
@@ -102,7 +105,9 @@ impl Runs {
     pub fn current(&self) -> Result<Option<RunRecord>, VmError> {
         let path = self.current_path();
         let name = match std::fs::read_to_string(&path) {
-            Ok(name) => name.trim().to_owned(),
+            Ok(name) => VmName::parse(name.trim()).map_err(|e| {
+                VmError::Backend(format!("{path}: {e}; run `cargo xtask prune`"))
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(VmError::io(&path, e)),
         };
@@ -154,7 +159,7 @@ impl Runs {
             .filter_map(Result::ok)
             .filter_map(|entry| Utf8PathBuf::from_path_buf(entry.path()).ok())
             .filter(|path| {
-                path.file_name().is_some_and(|n| n.starts_with(NAME_PREFIX)) && path.is_dir()
+                path.file_name().is_some_and(|n| VmName::parse(n).is_ok()) && path.is_dir()
             })
             .collect();
         dirs.sort();
@@ -174,7 +179,7 @@ mod tests {
 
     fn record(dir: &Utf8Path) -> RunRecord {
         RunRecord {
-            name: "boma-it-askari-1".into(),
+            name: crate::fake::vm("boma-it-askari-1"),
             host: "askari".into(),
             backend: BackendKind::Qemu,
             accel: Accel::Tcg,

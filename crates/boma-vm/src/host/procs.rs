@@ -4,18 +4,18 @@
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::NAME_PREFIX;
+use boma_name::VmName;
 
 /// A QEMU process running a test VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmProcess {
     pub pid: u32,
-    pub name: String,
+    pub name: VmName,
 }
 
 /// The test VM name in a QEMU command line (`-name boma-it-x` or libvirt's
 /// `-name guest=boma-it-x,debug-threads=on`), if it is a QEMU running one.
-pub fn vm_name_in_cmdline(args: &[String]) -> Option<String> {
+pub fn vm_name_in_cmdline(args: &[String]) -> Option<VmName> {
     let program = args.first()?;
     if !program.rsplit('/').next()?.starts_with("qemu-system") {
         return None;
@@ -23,7 +23,7 @@ pub fn vm_name_in_cmdline(args: &[String]) -> Option<String> {
     let value = args.iter().skip_while(|a| *a != "-name").nth(1)?;
     let first = value.split(',').next()?;
     let name = first.strip_prefix("guest=").unwrap_or(first);
-    name.starts_with(NAME_PREFIX).then(|| name.to_owned())
+    VmName::parse(name).ok()
 }
 
 /// A process's arguments (empty for a zombie or a kernel thread), `None` when it is gone.
@@ -112,7 +112,7 @@ pub fn pids_named(comm: &str) -> Vec<u32> {
 /// Whether `pid` is alive and still the QEMU of VM `name` (a recycled pid is not; a zombie,
 /// with its empty command line, is dead for our purposes).
 pub fn is_vm_process(pid: u32, name: &str) -> bool {
-    args_of(pid).is_some_and(|args| vm_name_in_cmdline(&args).as_deref() == Some(name))
+    args_of(pid).is_some_and(|args| vm_name_in_cmdline(&args).is_some_and(|n| n.as_str() == name))
 }
 
 /// Send `signal` to `pid` only if it is still the QEMU of `name`.
@@ -132,13 +132,13 @@ mod tests {
     fn recognises_our_qemu_and_libvirts() {
         assert_eq!(
             vm_name_in_cmdline(&args("qemu-system-x86_64 -name boma-it-askari-1a -m 3072")),
-            Some("boma-it-askari-1a".into())
+            Some(crate::fake::vm("boma-it-askari-1a"))
         );
         assert_eq!(
             vm_name_in_cmdline(&args(
                 "/usr/bin/qemu-system-x86_64 -name guest=boma-it-askari-2b,debug-threads=on"
             )),
-            Some("boma-it-askari-2b".into())
+            Some(crate::fake::vm("boma-it-askari-2b"))
         );
     }
 

@@ -3,6 +3,7 @@
 //! QMP is line-delimited JSON over a unix socket: a greeting, `qmp_capabilities`, then one
 //! command and its `return` (asynchronous events in between are skipped).
 
+use boma_exec::say;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -16,7 +17,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Run one QMP command on the socket at `socket` and return its `return` value.
 pub fn execute(socket: &Utf8Path, command: &str) -> Result<Value, VmError> {
-    eprintln!("+ qmp {socket} {command}");
+    say!("+ qmp {socket} {command}");
     let stream = UnixStream::connect(socket)
         .map_err(|e| VmError::Qmp(format!("cannot connect to {socket}: {e}")))?;
     stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(qmp_io)?;

@@ -78,6 +78,15 @@ pub trait Guest {
         timeout: Duration,
         quiet: bool,
     ) -> Result<Captured, ExecError>;
+
+    /// Run `script` with `sh` as root on the guest, the script on standard input: one round
+    /// trip whatever its length, and no quoting of the script through ssh's command line.
+    fn run_script(
+        &self,
+        target: &SshTarget,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<Captured, ExecError>;
 }
 
 /// The real thing: OpenSSH's client.
@@ -107,6 +116,23 @@ impl Guest for OpenSsh<'_> {
             .allow_fail()
             .timeout(timeout);
         if quiet { run.quiet().run() } else { run.run() }
+    }
+
+    fn run_script(
+        &self,
+        target: &SshTarget,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<Captured, ExecError> {
+        let sh = self.sh;
+        let options = target.options();
+        let destination = target.destination();
+        cmd!(sh, "ssh {options...} {destination} sudo sh -s")
+            .exec()
+            .stdin(script.as_bytes().to_vec())
+            .allow_fail()
+            .timeout(timeout)
+            .run()
     }
 }
 

@@ -4,30 +4,34 @@ use std::collections::BTreeSet;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::{NAME_PREFIX, RunRecord};
+use boma_name::VmName;
+
+use crate::RunRecord;
 
 /// The removals `prune` will make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrunePlan {
     /// VMs to stop and undefine: every live one, every recorded one, every one a directory names.
-    pub destroy: Vec<String>,
+    pub destroy: Vec<VmName>,
     /// Run directories to delete.
     pub remove_dirs: Vec<Utf8PathBuf>,
 }
 
 /// Decide what to remove. Only `boma-it-` names are ever touched.
-pub fn plan(live: &[String], dirs: &[Utf8PathBuf], current: Option<&RunRecord>) -> PrunePlan {
-    let from_dirs = dirs.iter().filter_map(|d| d.file_name()).map(str::to_owned);
-    let destroy: BTreeSet<String> = live
+pub fn plan(live: &[VmName], dirs: &[Utf8PathBuf], current: Option<&RunRecord>) -> PrunePlan {
+    let from_dirs = dirs
+        .iter()
+        .filter_map(|d| d.file_name())
+        .filter_map(|n| VmName::parse(n).ok());
+    let destroy: BTreeSet<VmName> = live
         .iter()
         .cloned()
         .chain(from_dirs)
         .chain(current.map(|c| c.name.clone()))
-        .filter(|name| name.starts_with(NAME_PREFIX))
         .collect();
     let remove_dirs = dirs
         .iter()
-        .filter(|d| d.file_name().is_some_and(|n| n.starts_with(NAME_PREFIX)))
+        .filter(|d| d.file_name().is_some_and(|n| VmName::parse(n).is_ok()))
         .map(|d| Utf8Path::to_owned(d))
         .collect();
     PrunePlan {
@@ -42,13 +46,19 @@ mod tests {
 
     #[test]
     fn unions_live_recorded_and_orphaned_and_ignores_foreign_names() {
-        let live = vec!["boma-it-askari-1".to_owned(), "prod-db".to_owned()];
+        let live = vec![crate::fake::vm("boma-it-askari-1")];
         let dirs = vec![
             Utf8PathBuf::from("/r/boma-it-askari-2"),
             Utf8PathBuf::from("/r/notes"),
         ];
         let plan = plan(&live, &dirs, None);
-        assert_eq!(plan.destroy, vec!["boma-it-askari-1", "boma-it-askari-2"]);
+        assert_eq!(
+            plan.destroy,
+            vec![
+                crate::fake::vm("boma-it-askari-1"),
+                crate::fake::vm("boma-it-askari-2")
+            ]
+        );
         assert_eq!(
             plan.remove_dirs,
             vec![Utf8PathBuf::from("/r/boma-it-askari-2")]

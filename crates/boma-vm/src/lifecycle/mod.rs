@@ -1,125 +1,63 @@
 //! The lifecycle of one test VM: up, proven reboot, down, prune.
 //!
-//! Backend- and SSH-agnostic: effects arrive through [`Effects`], so every decision here (when
-//! to refuse, when a wait has failed, what proves a reboot, what prune removes) is unit-tested
-//! against fakes, and proven against QEMU, libvirt and a real guest by the VM suite.
+//! Hypervisor- and SSH-agnostic: effects arrive through [`Effects`], so every decision here
+//! (when to refuse, when a wait has failed, what proves a reboot, what prune removes) is
+//! unit-tested against fakes, and proven against QEMU, libvirt and a real guest by the VM suite.
+//! A recorded VM is always handled by the backend that runs it (its record says which), never
+//! by the backend a new run would choose.
+
+mod disks;
+mod wait;
 
 use std::time::{Duration, Instant};
 
 use boma_exec::progress::{human, phase};
-use boma_exec::{CmdExt, interrupt};
+use boma_exec::say;
+use boma_name::VmName;
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::{Shell, cmd};
 
-use crate::ssh::SSH_FAILED;
+pub use disks::{Disks, RealDisks, SeedFiles, image_format};
+pub use wait::{Waits, poll_until};
+
+use crate::guest::ssh::SSH_FAILED;
+use crate::host::memory;
+use crate::run::prune;
 use crate::{
-    Accel, Backend, BootSpec, Guest, RebootHow, RunRecord, Runs, SshTarget, VmError, memory, prune,
+    Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunRecord, Runs, SshTarget,
+    VmError,
 };
 
-/// Fresh overlay to SSH and cloud-init done: ~45 s measured under TCG; generous for a loaded host.
-pub const BOOT_TIMEOUT_TCG: Duration = Duration::from_secs(420);
-/// Reboot to SSH with a new boot_id: 55-90 s measured under TCG (longer with Docker).
-pub const REBOOT_TIMEOUT_TCG: Duration = Duration::from_secs(420);
-/// How often a wait looks again.
-const POLL: Duration = Duration::from_secs(3);
-
-/// How long the lifecycle waits, fitted to the accelerator.
-#[derive(Debug, Clone, Copy)]
-pub struct Waits {
-    pub boot: Duration,
-    pub reboot: Duration,
-    pub poll: Duration,
-}
-
-impl Waits {
-    pub fn for_accel(accel: Accel) -> Waits {
-        Waits {
-            boot: accel.scale(BOOT_TIMEOUT_TCG),
-            reboot: accel.scale(REBOOT_TIMEOUT_TCG),
-            poll: POLL,
-        }
-    }
-}
-/// Virtual size of each run's overlay; cloud-init grows the root filesystem to it.
-const OVERLAY_SIZE: &str = "10G";
-
-/// Creating disks: the effects of `up` that are not the hypervisor.
-pub trait Disks {
-    /// A copy-on-write overlay of `golden` at `overlay`.
-    fn create_overlay(&self, golden: &Utf8Path, overlay: &Utf8Path) -> Result<(), VmError>;
-    /// A NoCloud seed image at `seed` from the documents' files.
-    fn create_seed(&self, seed: &Utf8Path, files: &SeedFiles<'_>) -> Result<(), VmError>;
-}
-
-/// The files of a NoCloud seed's documents.
-#[derive(Debug, Clone, Copy)]
-pub struct SeedFiles<'a> {
-    pub user_data: &'a Utf8Path,
-    pub meta_data: &'a Utf8Path,
-    pub network_config: &'a Utf8Path,
-}
-
-/// `qemu-img` and `cloud-localds`.
-pub struct RealDisks<'a> {
-    pub sh: &'a Shell,
-}
-
-impl Disks for RealDisks<'_> {
-    fn create_overlay(&self, golden: &Utf8Path, overlay: &Utf8Path) -> Result<(), VmError> {
-        let sh = self.sh;
-        cmd!(
-            sh,
-            "qemu-img create -q -f qcow2 -F qcow2 -b {golden} {overlay} {OVERLAY_SIZE}"
-        )
-        .exec()
-        .run()?;
-        Ok(())
-    }
-
-    fn create_seed(&self, seed: &Utf8Path, files: &SeedFiles<'_>) -> Result<(), VmError> {
-        let sh = self.sh;
-        let SeedFiles {
-            user_data,
-            meta_data,
-            network_config,
-        } = *files;
-        cmd!(
-            sh,
-            "cloud-localds --network-config={network_config} {seed} {user_data} {meta_data}"
-        )
-        .exec()
-        .run()?;
-        Ok(())
-    }
-}
-
-/// The format `qemu-img info` reports for an image file (`qcow2`, `raw` …).
-pub fn image_format(sh: &Shell, path: &Utf8Path) -> Result<String, VmError> {
-    let info = cmd!(sh, "qemu-img info --output=json {path}")
-        .exec()
-        .read()?;
-    Ok(serde_json::from_str::<serde_json::Value>(&info)
-        .ok()
-        .and_then(|v| v["format"].as_str().map(str::to_owned))
-        .unwrap_or_default())
+/// The hypervisor backends, by kind: a recorded VM is asked about and removed by its own.
+pub trait Hypervisors {
+    fn get(&self, kind: BackendKind) -> Box<dyn Hypervisor + '_>;
 }
 
 /// The effects the lifecycle acts through.
 pub struct Effects<'a> {
     pub runs: &'a Runs,
-    pub backend: &'a dyn Backend,
+    pub hypervisors: &'a dyn Hypervisors,
+    /// The backend new VMs are booted with.
+    pub kind: BackendKind,
     pub guest: &'a dyn Guest,
     pub disks: &'a dyn Disks,
     pub waits: Waits,
 }
 
+impl Effects<'_> {
+    fn hypervisor(&self, kind: BackendKind) -> Box<dyn Hypervisor + '_> {
+        self.hypervisors.get(kind)
+    }
+}
+
 /// What to boot.
 #[derive(Debug, Clone)]
 pub struct UpRequest {
+    /// The profile (real host) the VM mirrors.
     pub host: String,
-    pub name: String,
+    pub name: VmName,
     pub mac: String,
-    pub golden: Utf8PathBuf,
+    /// The disk the overlay is made on: the golden image or a cached layer.
+    pub base_image: Utf8PathBuf,
     pub mem_mib: u32,
     pub vcpus: u32,
     pub published_ports: Vec<u16>,
@@ -143,35 +81,46 @@ pub struct UpFailure {
     pub record: Option<Box<RunRecord>>,
 }
 
-/// Refuse or clean up before creating anything: one run at a time, memory, disk.
+/// Refuse or clean up before creating anything: one run at a time, memory.
 pub fn preflight(
     fx: &Effects,
-    name: &str,
+    name: &VmName,
     mem_mib: u32,
     available_mib: u64,
 ) -> Result<(), VmError> {
     if let Some(current) = fx.runs.current()? {
-        if fx.backend.kind() == current.backend && fx.backend.is_running(&current)? {
+        // Asked of the backend that runs it: another kind cannot see it, and would call a
+        // live VM stale.
+        let own = fx.hypervisor(current.backend);
+        if own.is_running(&current)? {
             return Err(VmError::Preflight(format!(
-                "a test VM is already live: {} (mirrors {}); one at a time — stop it with `cargo xtask down`, or remove every test VM with `cargo xtask prune`",
-                current.name, current.host
+                "a test VM is already live: {} (mirrors {}, {} backend); one at a time — stop it with `cargo xtask down`, or remove every test VM with `cargo xtask prune`",
+                current.name, current.host, current.backend
             )));
         }
-        // The process is gone (a crash, a SIGKILL): the run is stale, clear it away.
-        eprintln!(
+        // Its process is gone (a crash, a SIGKILL): the run is stale, clear it away.
+        say!(
             "removing the stale run {} (its VM is no longer running)",
             current.name
         );
         remove_vm(fx, &current.name, Some(&current))?;
     }
-    let others = fx.backend.leftovers()?;
+    let mut others: Vec<VmName> = Vec::new();
+    for kind in [BackendKind::Qemu, BackendKind::Libvirt] {
+        if kind == fx.kind || kind == BackendKind::Qemu {
+            others.extend(fx.hypervisor(kind).leftovers()?);
+        }
+    }
+    others.sort();
+    others.dedup();
     if !others.is_empty() {
+        let names: Vec<&str> = others.iter().map(VmName::as_str).collect();
         return Err(VmError::Preflight(format!(
             "test VM(s) already running on this machine: {}; one at a time — `cargo xtask prune` removes them",
-            others.join(", ")
+            names.join(", ")
         )));
     }
-    memory::check_memory(name, u64::from(mem_mib), available_mib)?;
+    memory::check_memory(name.as_str(), u64::from(mem_mib), available_mib)?;
     Ok(())
 }
 
@@ -185,8 +134,7 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
     let dir = fx.runs.vm_dir(&req.name);
     std::fs::create_dir_all(&dir).map_err(|e| no_vm(VmError::io(&dir, e)))?;
     // From here on files exist: a failure before boot removes them.
-    let prepared = prepare_disks(fx, req, &dir);
-    let spec = match prepared {
+    let spec = match prepare_disks(fx, req, &dir) {
         Ok(spec) => spec,
         Err(error) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -194,26 +142,24 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
         }
     };
 
+    let hypervisor = fx.hypervisor(fx.kind);
     let boot = phase(format!(
-        "boot {} ({}, {})",
-        req.name,
-        fx.backend.kind(),
+        "boot ({}, {})",
+        fx.kind,
         req.accel.qemu_accel()
     ));
-    let booted = match fx.backend.boot(&spec) {
+    let booted = match boot.close(hypervisor.boot(&spec)) {
         Ok(booted) => booted,
         Err(error) => {
-            boot.failed();
             // Whatever the backend half-created goes too: nothing to inspect yet.
             let _ = remove_vm(fx, &req.name, None);
             return Err(no_vm(error));
         }
     };
-    boot.done();
     let mut record = RunRecord {
         name: req.name.clone(),
         host: req.host.clone(),
-        backend: fx.backend.kind(),
+        backend: fx.kind,
         accel: req.accel,
         dir: dir.clone(),
         ssh: SshTarget {
@@ -240,31 +186,23 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
         "wait for SSH and cloud-init (up to {})",
         human(fx.waits.boot)
     ));
-    let ready = fx.backend.wait_address(&record).and_then(|addr| {
-        record.ssh.host = addr.ssh.host;
-        record.ssh.port = addr.ssh.port;
-        record.published = addr.published;
-        fx.runs.save(&record)?;
-        wait_first_boot(fx, &record)
-    });
-    match ready {
+    let deadline = Instant::now() + fx.waits.boot;
+    let ready = refresh_address(fx, &mut record, deadline)
+        .and_then(|()| wait_first_boot(fx, &record, deadline));
+    match wait.close(ready) {
         Ok(boot_id) => {
-            wait.done();
             record.boot_id = Some(boot_id);
             fx.runs.save(&record).map_err(|error| UpFailure {
                 error,
                 record: Some(Box::new(record.clone())),
             })?;
-            eprintln!("{} is up: {}", record.name, record.ssh.shell_hint());
+            say!("{} is up: {}", record.name, record.ssh.shell_hint());
             Ok(record)
         }
-        Err(error) => {
-            wait.failed();
-            Err(UpFailure {
-                error,
-                record: Some(Box::new(record)),
-            })
-        }
+        Err(error) => Err(UpFailure {
+            error,
+            record: Some(Box::new(record)),
+        }),
     }
 }
 
@@ -275,8 +213,8 @@ fn prepare_disks(fx: &Effects, req: &UpRequest, dir: &Utf8Path) -> Result<BootSp
     let user_data = dir.join("user-data");
     let meta_data = dir.join("meta-data");
     let network_config = dir.join("network-config");
-    let result = (|| {
-        fx.disks.create_overlay(&req.golden, &overlay)?;
+    step.close((|| {
+        fx.disks.create_overlay(&req.base_image, &overlay)?;
         for (path, text) in [
             (&user_data, &req.user_data),
             (&meta_data, &req.meta_data),
@@ -290,14 +228,7 @@ fn prepare_disks(fx: &Effects, req: &UpRequest, dir: &Utf8Path) -> Result<BootSp
             network_config: &network_config,
         };
         fx.disks.create_seed(&seed, &files)
-    })();
-    match result {
-        Ok(()) => step.done(),
-        Err(e) => {
-            step.failed();
-            return Err(e);
-        }
-    };
+    })())?;
     Ok(BootSpec {
         name: req.name.clone(),
         dir: dir.to_owned(),
@@ -310,6 +241,43 @@ fn prepare_disks(fx: &Effects, req: &UpRequest, dir: &Utf8Path) -> Result<BootSp
         accel: req.accel,
         published_ports: req.published_ports.clone(),
     })
+}
+
+/// Where the guest is reachable now: fixed at boot for QEMU, a DHCP lease for libvirt (which
+/// a reboot may renew with another address). Waits for an address until `deadline`, and saves
+/// the record when it changed.
+fn refresh_address(fx: &Effects, record: &mut RunRecord, deadline: Instant) -> Result<(), VmError> {
+    let hypervisor = fx.hypervisor(record.backend);
+    let found = poll_until(
+        &fx.waits,
+        deadline,
+        format!("an address for {}", record.name),
+        format!("serial console: {}", record.console_log()),
+        || {
+            ensure_running(hypervisor.as_ref(), record)?;
+            hypervisor.address(record)
+        },
+    )?;
+    let changed = found.ssh.host != record.ssh.host
+        || found.ssh.port != record.ssh.port
+        || found.published != record.published;
+    if changed {
+        if record.ssh.host.is_empty() {
+            say!("    address: {} (from the DHCP lease)", found.ssh.host);
+        } else {
+            say!(
+                "    {} is now at {} (was {})",
+                record.name,
+                found.ssh.host,
+                record.ssh.host
+            );
+        }
+        record.ssh.host = found.ssh.host;
+        record.ssh.port = found.ssh.port;
+        record.published = found.published;
+        fx.runs.save(record)?;
+    }
+    Ok(())
 }
 
 /// What the guest answers when it is ready: cloud-init's verdict and this boot's id.
@@ -335,29 +303,36 @@ fn is_boot_id(s: &str) -> bool {
 
 /// Wait for the first boot: SSH answers (retried: cloud-init restarts sshd moments after it
 /// first listens) and cloud-init has finished. Returns the boot_id.
-fn wait_first_boot(fx: &Effects, record: &RunRecord) -> Result<String, VmError> {
-    let limit = fx.waits.boot;
-    let deadline = Instant::now() + limit;
-    eprintln!(
+fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Result<String, VmError> {
+    let hypervisor = fx.hypervisor(record.backend);
+    say!(
         "    polling: ssh {} -- {READY_PROBE}",
         record.ssh.destination()
     );
-    loop {
-        interrupt::check()?;
-        ensure_running(fx, record)?;
-        let answer = fx
-            .guest
-            .run(&record.ssh, READY_PROBE, Duration::from_secs(120), true);
-        if let Ok(out) = &answer
-            && out.status.code() != Some(SSH_FAILED)
-        {
+    poll_until(
+        &fx.waits,
+        deadline,
+        format!("SSH to {} with cloud-init done", record.name),
+        format!(
+            "the guest never became reachable; its serial console is {}",
+            record.console_log()
+        ),
+        || {
+            ensure_running(hypervisor.as_ref(), record)?;
+            let answer = fx
+                .guest
+                .run(&record.ssh, READY_PROBE, Duration::from_secs(120), true);
+            let Ok(out) = answer else { return Ok(None) };
+            if out.status.code() == Some(SSH_FAILED) {
+                return Ok(None);
+            }
             match parse_ready(&out.stdout) {
-                Some((0, boot_id)) => return Ok(boot_id),
+                Some((0, boot_id)) => Ok(Some(boot_id)),
                 Some((2, boot_id)) => {
-                    eprintln!(
+                    say!(
                         "    warning: cloud-init finished with recoverable errors (degraded); continuing"
                     );
-                    return Ok(boot_id);
+                    Ok(Some(boot_id))
                 }
                 Some((_, _)) => {
                     let detail = fx
@@ -370,35 +345,24 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord) -> Result<String, VmError> 
                         )
                         .map(|o| o.stdout)
                         .unwrap_or_default();
-                    return Err(VmError::CloudInit {
-                        name: record.name.clone(),
+                    Err(VmError::CloudInit {
+                        name: record.name.to_string(),
                         detail,
-                    });
+                    })
                 }
                 // Connected but the answer was cut off (sshd restarted under us): try again.
-                None => {}
+                None => Ok(None),
             }
-        }
-        if Instant::now() >= deadline {
-            return Err(VmError::Timeout {
-                what: format!("SSH to {} with cloud-init done", record.name),
-                after: limit,
-                hint: format!(
-                    "the guest never became reachable; its serial console is {}",
-                    record.console_log()
-                ),
-            });
-        }
-        interrupt::sleep(fx.waits.poll)?;
-    }
+        },
+    )
 }
 
-fn ensure_running(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
-    if fx.backend.is_running(record)? {
+fn ensure_running(hypervisor: &dyn Hypervisor, record: &RunRecord) -> Result<(), VmError> {
+    if hypervisor.is_running(record)? {
         Ok(())
     } else {
         Err(VmError::GuestGone {
-            name: record.name.clone(),
+            name: record.name.to_string(),
             console: record.console_log(),
         })
     }
@@ -424,28 +388,37 @@ pub fn boot_id(fx: &Effects, record: &RunRecord) -> Result<String, VmError> {
     }
 }
 
+/// What a finished reboot found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebooted {
+    pub took: Duration,
+    /// `systemctl is-system-running --wait` once the new boot settled (`running`, `degraded` …).
+    pub system_state: String,
+}
+
 /// Reboot for real and prove it: succeed only when SSH answers with a different boot_id and
 /// systemd has finished booting.
-pub fn reboot(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<Duration, VmError> {
+pub fn reboot(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<Rebooted, VmError> {
     let label = match how {
         RebootHow::Guest => "reboot (guest-initiated)",
         RebootHow::Hard => "reboot (hardware reset)",
     };
-    let step = phase(format!("{label} {}", record.name));
-    let result = reboot_inner(fx, record, how);
-    match result {
-        Ok(()) => Ok(step.done()),
-        Err(e) => {
-            step.failed();
-            Err(e)
-        }
-    }
+    let step = phase(label);
+    let state = step.close(reboot_inner(fx, record, how))?;
+    Ok(Rebooted {
+        took: boma_exec::progress::records()
+            .last()
+            .map(|r| r.took)
+            .unwrap_or_default(),
+        system_state: state,
+    })
 }
 
-fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<(), VmError> {
+fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<String, VmError> {
+    let hypervisor = fx.hypervisor(record.backend);
     let before = boot_id(fx, record)?;
-    eprintln!("    boot_id before: {before}");
-    if !fx.backend.reboot(record, how)? {
+    say!("    boot_id before: {before}");
+    if !hypervisor.reboot(record, how)? {
         // Guest-initiated through SSH: the connection may drop before systemctl returns (255).
         let out = fx.guest.run(
             &record.ssh,
@@ -463,43 +436,50 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
     }
     let limit = fx.waits.reboot;
     let deadline = Instant::now() + limit;
-    eprintln!(
+    say!(
         "    polling: ssh {} -- cat /proc/sys/kernel/random/boot_id (up to {})",
         record.ssh.destination(),
         human(limit)
     );
-    let after = loop {
-        interrupt::check()?;
-        ensure_running(fx, record)?;
-        // A check right after the reboot command can still reach the old boot: only a
-        // different boot_id proves the reboot.
-        if let Ok(out) = fx.guest.run(
-            &record.ssh,
-            "cat /proc/sys/kernel/random/boot_id",
-            Duration::from_secs(30),
-            true,
-        ) {
-            let id = out.stdout.trim();
-            if out.status.success() && is_boot_id(id) && id != before {
-                break id.to_owned();
+    let what = format!(
+        "{} coming back with a new boot_id after the reboot",
+        record.name
+    );
+    let hint = format!(
+        "the guest did not return; its serial console is {}",
+        record.console_log()
+    );
+    let after = poll_until(
+        &fx.waits,
+        deadline,
+        what,
+        hint,
+        || {
+            ensure_running(hypervisor.as_ref(), record)?;
+            // A new DHCP lease may move the guest (libvirt): ask where it is before asking it.
+            if let Some(found) = hypervisor.address(record)? {
+                if found.ssh.host != record.ssh.host && !found.ssh.host.is_empty() {
+                    say!("    {} is now at {}", record.name, found.ssh.host);
+                    record.ssh.host = found.ssh.host;
+                    record.ssh.port = found.ssh.port;
+                    record.published = found.published;
+                }
             }
-        }
-        if Instant::now() >= deadline {
-            return Err(VmError::Timeout {
-                what: format!(
-                    "{} coming back with a new boot_id after the reboot",
-                    record.name
-                ),
-                after: limit,
-                hint: format!(
-                    "the guest did not return; its serial console is {}",
-                    record.console_log()
-                ),
-            });
-        }
-        interrupt::sleep(fx.waits.poll)?;
-    };
-    eprintln!("    boot_id after:  {after}");
+            // A check right after the reboot command can still reach the old boot: only a
+            // different boot_id proves the reboot.
+            let answer = fx.guest.run(
+                &record.ssh,
+                "cat /proc/sys/kernel/random/boot_id",
+                Duration::from_secs(30),
+                true,
+            );
+            Ok(answer.ok().and_then(|out| {
+                let id = out.stdout.trim();
+                (out.status.success() && is_boot_id(id) && id != before).then(|| id.to_owned())
+            }))
+        },
+    )?;
+    say!("    boot_id after:  {after}");
     record.boot_id = Some(after);
     fx.runs.save(record)?;
     // SSH can answer before the boot is over (Docker, containers): wait for systemd to settle.
@@ -512,37 +492,32 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
         remaining,
         false,
     )?;
-    eprintln!("    system state: {}", state.stdout.trim());
-    Ok(())
+    let state = state.stdout.trim().to_owned();
+    say!("    system state: {state}");
+    Ok(state)
 }
 
 /// Remove the VM and its files.
 pub fn down(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
-    let step = phase(format!("down {}", record.name));
-    match remove_vm(fx, &record.name, Some(record)) {
-        Ok(()) => {
-            step.done();
-            Ok(())
-        }
-        Err(e) => {
-            step.failed();
-            Err(e)
-        }
-    }
+    let step = phase("down");
+    step.close(remove_vm(fx, &record.name, Some(record)))
 }
 
 /// Stop the VM but keep its files (overlay, console, record) for a post-mortem; the next `up`
 /// or `prune` removes them.
 pub fn power_off(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
-    fx.backend.destroy(&record.name, Some(record))
+    fx.hypervisor(record.backend)
+        .destroy(&record.name, Some(record))
 }
 
 /// Stop and undefine one VM, then delete its directory and, if it was current, the record.
 /// The files go even when the backend reports an error, as long as the VM is no longer
 /// running: a half-created VM (a boot killed mid-definition) must not leave them behind.
-fn remove_vm(fx: &Effects, name: &str, record: Option<&RunRecord>) -> Result<(), VmError> {
-    let destroyed = fx.backend.destroy(name, record);
-    if destroyed.is_err() && fx.backend.leftovers()?.iter().any(|n| n == name) {
+fn remove_vm(fx: &Effects, name: &VmName, record: Option<&RunRecord>) -> Result<(), VmError> {
+    let kind = record.map_or(fx.kind, |r| r.backend);
+    let hypervisor = fx.hypervisor(kind);
+    let destroyed = hypervisor.destroy(name, record);
+    if destroyed.is_err() && hypervisor.leftovers()?.iter().any(|n| n == name) {
         return destroyed;
     }
     let dir = fx.runs.vm_dir(name);
@@ -551,7 +526,7 @@ fn remove_vm(fx: &Effects, name: &str, record: Option<&RunRecord>) -> Result<(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(VmError::io(&dir, e)),
     }
-    if fx.runs.current()?.is_none_or(|c| c.name == name) {
+    if fx.runs.current()?.is_none_or(|c| &c.name == name) {
         fx.runs.clear_current()?;
     }
     destroyed
@@ -560,20 +535,24 @@ fn remove_vm(fx: &Effects, name: &str, record: Option<&RunRecord>) -> Result<(),
 /// What `prune` removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PruneReport {
-    pub vms: Vec<String>,
+    pub vms: Vec<VmName>,
     pub dirs: usize,
 }
 
-/// Remove every test VM and every run file, recorded or not, also after a crash.
-pub fn prune(fx: &Effects) -> Result<PruneReport, VmError> {
+/// Remove every test VM `hypervisor` knows and every run file, recorded or not, also after a
+/// crash. The current run is removed by its own backend.
+pub fn prune(fx: &Effects, kind: BackendKind) -> Result<PruneReport, VmError> {
     let current = fx.runs.current().ok().flatten();
     let dirs = fx.runs.vm_dirs()?;
-    let live = fx.backend.leftovers()?;
-    let plan = prune::plan(&live, &dirs, current.as_ref());
+    let hypervisor = fx.hypervisor(kind);
+    let live = hypervisor.leftovers()?;
+    // The current run belongs to this pass only if this is its backend.
+    let own_current = current.as_ref().filter(|c| c.backend == kind);
+    let plan = prune::plan(&live, &dirs, own_current);
     let mut report = PruneReport::default();
     for name in &plan.destroy {
-        let record = current.as_ref().filter(|c| &c.name == name);
-        fx.backend.destroy(name, record)?;
+        let record = own_current.filter(|c| &c.name == name);
+        hypervisor.destroy(name, record)?;
         report.vms.push(name.clone());
     }
     for dir in &plan.remove_dirs {

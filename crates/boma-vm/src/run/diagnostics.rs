@@ -1,5 +1,6 @@
 //! The diagnostics bundle written when a run fails after boot: what an operator reads first.
 
+use boma_exec::say;
 use std::time::Duration;
 
 use boma_exec::redact::redact;
@@ -31,12 +32,12 @@ pub fn collect(
     out: &Utf8Path,
 ) -> Result<Utf8PathBuf, VmError> {
     std::fs::create_dir_all(out).map_err(|e| VmError::io(out, e))?;
-    eprintln!("collecting diagnostics into {out}");
+    say!("collecting diagnostics into {out}");
     let mut reachable = true;
     for (file, command) in COLLECTED {
         let text = if reachable {
             match guest.run(&record.ssh, command, Duration::from_secs(60), false) {
-                Ok(o) if o.status.code() == Some(crate::ssh::SSH_FAILED) => {
+                Ok(o) if o.status.code() == Some(crate::guest::ssh::SSH_FAILED) => {
                     reachable = false;
                     format!(
                         "$ {command}\n(ssh failed: the guest is unreachable)\n{}",

@@ -39,10 +39,14 @@ pub fn guard_memory(vm: &str, need_mib: u64) -> Result<(), VmError> {
 
 /// Refuse when the filesystem holding `dir` has less than [`RUN_DISK_MIB`] free.
 pub fn guard_disk(dir: &Utf8Path) -> Result<(), VmError> {
+    check_disk(dir, free_disk_mib(dir)?)
+}
+
+/// Free space (for unprivileged users) on the filesystem holding `dir`, in MiB.
+pub fn free_disk_mib(dir: &Utf8Path) -> Result<u64, VmError> {
     let stat = nix::sys::statvfs::statvfs(dir.as_std_path())
         .map_err(|e| VmError::io(dir, std::io::Error::from(e)))?;
-    let free_mib = stat.blocks_available() as u64 * stat.fragment_size() as u64 / (1024 * 1024);
-    check_disk(dir, free_mib)
+    Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64 / (1024 * 1024))
 }
 
 pub fn check_disk(dir: &Utf8Path, free_mib: u64) -> Result<(), VmError> {

@@ -1,0 +1,248 @@
+//! The checks a run reports, from every source, as report records: the profile's verify
+//! playbooks, the controller's probes, the reboot diff, the idempotence pass, and the built-in
+//! checks every host gets (the system is running after the reboot, no route to the real fleet).
+//! Pure: the cycle gathers the evidence, these functions judge it.
+
+use boma_report::{CheckRecord, CheckSource};
+use camino::Utf8Path;
+use serde_json::json;
+
+use crate::ansible::ChangedTask;
+use crate::probe::ProbeOutcome;
+use crate::verify::VerifyResults;
+
+fn record(
+    name: impl Into<String>,
+    source: CheckSource,
+    ok: bool,
+    reason: impl Into<String>,
+    detail: Option<serde_json::Value>,
+) -> CheckRecord {
+    CheckRecord {
+        name: name.into(),
+        source,
+        ok,
+        reason: Some(reason.into()),
+        detail,
+    }
+}
+
+/// A verify playbook's results, as checks.
+pub fn from_verify(results: &VerifyResults) -> Vec<CheckRecord> {
+    results
+        .checks
+        .iter()
+        .map(|c| CheckRecord {
+            name: c.name.clone(),
+            source: CheckSource::Verify,
+            ok: c.ok,
+            reason: c.reason.clone(),
+            detail: c.detail.clone(),
+        })
+        .collect()
+}
+
+/// Each published port's probe after the reboot (or after the apply, without one), with what
+/// it answered before.
+pub fn from_probes(before: &[ProbeOutcome], after: &[ProbeOutcome]) -> Vec<CheckRecord> {
+    after
+        .iter()
+        .map(|a| {
+            let earlier = before.iter().find(|b| b.port == a.port);
+            let detail = json!({
+                "after": a.detail,
+                "before": earlier.map(|b| format!("{} ({})", b.reason, b.detail)),
+            });
+            record(
+                format!("probe_{}_{}", a.port, a.kind),
+                CheckSource::Probe,
+                a.ok,
+                a.reason.clone(),
+                Some(detail),
+            )
+        })
+        .collect()
+}
+
+/// The second apply of every step must change nothing: one check, naming each task that did.
+pub fn from_idempotence(changed: &[ChangedTask], repo: &Utf8Path) -> CheckRecord {
+    let tasks: Vec<String> = changed.iter().map(|t| t.describe(repo)).collect();
+    let reason = if tasks.is_empty() { "ok" } else { "changed" };
+    record(
+        "idempotence",
+        CheckSource::Idempotence,
+        tasks.is_empty(),
+        reason,
+        (!tasks.is_empty()).then(|| json!(tasks)),
+    )
+}
+
+/// After the reboot systemd must report `running`: `degraded` means a unit failed at boot.
+pub fn system_running(state: &str, failed_units: &[String]) -> CheckRecord {
+    let ok = state == "running";
+    let detail = if failed_units.is_empty() {
+        json!(state)
+    } else {
+        json!(format!("{state}: {} failed", failed_units.join(", ")))
+    };
+    record("system_running", CheckSource::Builtin, ok, state, Some(detail))
+}
+
+/// The shell command that asks the guest for a route to each real fleet address: one line
+/// `<address> <rc> <what ip said>` each. Addresses are printed by Rust (`IpAddr`), so no
+/// quoting is needed.
+pub fn fleet_route_command(addresses: &[std::net::IpAddr]) -> String {
+    let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+    format!(
+        "for a in {}; do out=$(ip route get \"$a\" 2>&1); echo \"$a $? $out\" | head -n1; done",
+        list.join(" ")
+    )
+}
+
+/// Judge the answers of [`fleet_route_command`]: every address must have no route (the
+/// seed's network-config makes each unreachable).
+pub fn no_route_to_fleet(addresses: &[std::net::IpAddr], answer: &str) -> CheckRecord {
+    if addresses.is_empty() {
+        return record(
+            "no_route_to_fleet",
+            CheckSource::Builtin,
+            true,
+            "ok",
+            Some(json!("the real inventory gives no literal address")),
+        );
+    }
+    let mut routed = Vec::new();
+    let mut lines = Vec::new();
+    for address in addresses {
+        let text = address.to_string();
+        let line = answer
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(text.as_str()));
+        match line {
+            Some(l) => {
+                lines.push(l.trim().to_owned());
+                let rc = l.split_whitespace().nth(1);
+                if rc == Some("0") {
+                    routed.push(text);
+                }
+            }
+            None => {
+                lines.push(format!("{text}: no answer"));
+                routed.push(text);
+            }
+        }
+    }
+    let ok = routed.is_empty();
+    record(
+        "no_route_to_fleet",
+        CheckSource::Builtin,
+        ok,
+        if ok { "ok" } else { "routed" },
+        Some(json!(lines.join("; "))),
+    )
+}
+
+/// The names of the failed checks.
+pub fn failed(checks: &[CheckRecord]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// One line per check, for the operator.
+pub fn summary(checks: &[CheckRecord]) -> String {
+    checks
+        .iter()
+        .map(|c| {
+            let mark = if c.ok { "PASS" } else { "FAIL" };
+            let reason = c
+                .reason
+                .as_deref()
+                .filter(|r| *r != "ok")
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            format!("  {mark} {}{reason}  [{}]\n", c.name, c.source)
+        })
+        .collect()
+}
+
+/// A RED profile's expectations against what was seen: `(missing, unexpected)` — expected
+/// failures that did not happen, and failures that were not expected. An expectation matches a
+/// failed check whose name equals it or starts with it followed by a space (so
+/// `unit_inactive x.service` matches the finding `unit_inactive x.service`).
+pub fn against_expectations(expect: &[String], checks: &[CheckRecord]) -> (Vec<String>, Vec<String>) {
+    let failed = failed(checks);
+    let matches = |e: &str, f: &str| f == e || f.starts_with(&format!("{e} "));
+    let missing = expect
+        .iter()
+        .filter(|e| !failed.iter().any(|f| matches(e, f)))
+        .cloned()
+        .collect();
+    let unexpected = failed
+        .iter()
+        .filter(|f| !expect.iter().any(|e| matches(e, f)))
+        .cloned()
+        .collect();
+    (missing, unexpected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_routes_are_judged_per_address() {
+        let addresses: Vec<std::net::IpAddr> =
+            vec!["77.42.120.136".parse().unwrap(), "192.0.2.50".parse().unwrap()];
+        let answer = "77.42.120.136 2 RTNETLINK answers: No route to host\n192.0.2.50 0 192.0.2.50 via 10.0.2.2 dev ens2 src 10.0.2.15\n";
+        let check = no_route_to_fleet(&addresses, answer);
+        assert!(!check.ok);
+        assert_eq!(check.reason.as_deref(), Some("routed"));
+        let answer = "77.42.120.136 2 RTNETLINK answers: No route to host\n192.0.2.50 2 RTNETLINK answers: No route to host\n";
+        assert!(no_route_to_fleet(&addresses, answer).ok);
+        // An address the guest did not answer for is not proven unrouted.
+        assert!(!no_route_to_fleet(&addresses, "77.42.120.136 2 x\n").ok);
+        assert!(fleet_route_command(&addresses).contains("for a in 77.42.120.136 192.0.2.50;"));
+    }
+
+    #[test]
+    fn system_state_and_idempotence() {
+        assert!(system_running("running", &[]).ok);
+        let degraded = system_running("degraded", &["zz.service".into()]);
+        assert!(!degraded.ok);
+        assert_eq!(degraded.detail, Some(json!("degraded: zz.service failed")));
+        let none = from_idempotence(&[], Utf8Path::new("/r"));
+        assert!(none.ok);
+        let some = from_idempotence(
+            &[ChangedTask {
+                host: "h".into(),
+                task: "Add a route".into(),
+                role: Some("cat".into()),
+                path: Some("/r/roles/cat/tasks/main.yml:4".into()),
+            }],
+            Utf8Path::new("/r"),
+        );
+        assert!(!some.ok);
+        assert_eq!(
+            some.detail,
+            Some(json!(["cat : Add a route (roles/cat/tasks/main.yml:4)"]))
+        );
+    }
+
+    #[test]
+    fn expectations_match_names_or_prefixes() {
+        let checks = vec![
+            record("unit_inactive web.service", CheckSource::RebootDiff, false, "unit_inactive", None),
+            record("probe_8080_http", CheckSource::Probe, false, "refused", None),
+            record("idempotence", CheckSource::Idempotence, true, "ok", None),
+        ];
+        let (missing, unexpected) = against_expectations(
+            &["unit_inactive web.service".into(), "reboot_timeout".into()],
+            &checks,
+        );
+        assert_eq!(missing, vec!["reboot_timeout"]);
+        assert_eq!(unexpected, vec!["probe_8080_http"]);
+    }
+}

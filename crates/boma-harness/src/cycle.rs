@@ -1,0 +1,257 @@
+//! The full cycle an operator runs before touching a live host, for one profile:
+//! preflight → up → apply → idempotence → capture → reboot → capture → checks → down, with one
+//! report whatever happens. Failures after boot keep the VM with a diagnostics bundle; an
+//! interrupt removes it (unless `--keep`).
+
+use std::time::{Instant, SystemTime};
+
+use boma_exec::progress;
+use boma_exec::say;
+use boma_report::{CheckRecord, CheckSource, RunReport, RunResult, Timestamp};
+use boma_vm::lifecycle;
+use boma_vm::{RebootHow, RunRecord};
+use serde_json::json;
+
+use crate::error::ExitClass;
+use crate::files::{self, RunFiles};
+use crate::preflight::{self, Inputs, Needs};
+use crate::steps::{self, PlaybookSet};
+use crate::vm::{self, with_effects};
+use crate::{Ctx, HarnessError, checks, diff};
+
+/// Options of the full cycle.
+#[derive(Debug, Clone, Copy)]
+pub struct ItOptions {
+    pub tier: boma_inventory::CertTier,
+    /// Keep the VM even when the run passes.
+    pub keep: bool,
+    /// Verify without rebooting (faster, and blind to exactly the bugs this exists for).
+    pub no_reboot: bool,
+    /// Apply every step a second time and fail on any task that reports `changed`.
+    pub idempotence: bool,
+}
+
+/// What one run of the cycle produced: its report, and the error that ended it (if any).
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub error: Option<HarnessError>,
+}
+
+impl RunOutcome {
+    pub fn exit_class(&self) -> Option<ExitClass> {
+        self.error.as_ref().map(HarnessError::class)
+    }
+}
+
+/// Run the cycle for `host`.
+pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
+    progress::reset_records();
+    let started = Instant::now();
+    let started_at = Timestamp::from_system_time(SystemTime::now());
+    let mut report = RunReport {
+        host: host.to_owned(),
+        vm: None,
+        backend: None,
+        accel: None,
+        cert_tier: options.tier.to_string(),
+        result: RunResult::Error,
+        rebooted: false,
+        error: None,
+        diagnostics: None,
+        started_at,
+        total_seconds: 0.0,
+        layers: Vec::new(),
+        phases: Vec::new(),
+        checks: Vec::new(),
+    };
+    let error = run(ctx, host, options, &mut report).err();
+    report.result = match &error {
+        None => RunResult::Passed,
+        Some(e) => match e.class() {
+            ExitClass::Interrupted(_) => RunResult::Interrupted,
+            ExitClass::Refused => RunResult::Refused,
+            ExitClass::Failed if matches!(e, HarnessError::ChecksFailed { .. }) => RunResult::Failed,
+            // A guest that never came back, a failed playbook: a verdict on the host.
+            ExitClass::Failed if is_verdict(e) => RunResult::Failed,
+            ExitClass::Failed => RunResult::Error,
+        },
+    };
+    report.error = error
+        .as_ref()
+        .map(|e| boma_exec::redact::redact(&crate::error_chain(e)));
+    report.phases = progress::records().iter().map(crate::report::phase).collect();
+    report.total_seconds = started.elapsed().as_secs_f64();
+    if let Some(dir) = &report.diagnostics {
+        // The bundle carries the report too.
+        let path = camino::Utf8Path::new(dir).join("report.json");
+        let single = crate::report::single(&report);
+        let _ = std::fs::write(path, boma_report::render_json(&single));
+    }
+    RunOutcome { report, error }
+}
+
+/// A failure that is the host's fault (it did not survive, a play failed), not the harness's.
+fn is_verdict(e: &HarnessError) -> bool {
+    matches!(
+        e,
+        HarnessError::Playbook { .. }
+            | HarnessError::PlaybookTimedOut { .. }
+            | HarnessError::Vm(
+                boma_vm::VmError::Timeout { .. }
+                    | boma_vm::VmError::GuestGone { .. }
+                    | boma_vm::VmError::CloudInit { .. }
+            )
+    )
+}
+
+fn run(ctx: &Ctx, host: &str, options: ItOptions, report: &mut RunReport) -> Result<(), HarnessError> {
+    let inputs = preflight::inputs(ctx, host, options.tier, Needs::All)?;
+    let run_id = vm::new_run_id();
+    let new = preflight::new_vm(ctx, &inputs, &run_id)?;
+    let _lock = vm::runs(ctx).lock(&format!("cargo xtask it {host}"))?;
+    let prepared = vm::prepare(ctx, &inputs, &new)?;
+    report.backend = Some(new.backend.kind.to_string());
+    report.accel = Some(format!("{:?}", prepared.accel).to_lowercase());
+    let mut record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden.path) {
+        Ok(record) => record,
+        Err((error, Some(record))) => {
+            report.vm = Some(record.name.to_string());
+            report.diagnostics = vm::after_failure(ctx, &record, &error, options.keep)
+                .map(|p| p.to_string());
+            return Err(error);
+        }
+        Err((error, None)) => return Err(error),
+    };
+    report.vm = Some(record.name.to_string());
+    let outcome = after_boot(ctx, &inputs, &mut record, options, report);
+    match outcome {
+        Ok(()) => {
+            if options.keep {
+                say!(
+                    "passed; keeping {} as asked (--keep): {}",
+                    record.name,
+                    record.ssh.shell_hint()
+                );
+            } else {
+                with_effects(ctx, record.backend, record.accel, |fx| {
+                    lifecycle::down(fx, &record)
+                })?;
+            }
+            Ok(())
+        }
+        Err(error) => {
+            report.diagnostics =
+                vm::after_failure(ctx, &record, &error, options.keep).map(|p| p.to_string());
+            Err(error)
+        }
+    }
+}
+
+/// Everything after the VM is up. The checks gathered so far stay in the report whatever
+/// fails later.
+fn after_boot(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    record: &mut RunRecord,
+    options: ItOptions,
+    report: &mut RunReport,
+) -> Result<(), HarnessError> {
+    let files = RunFiles::of(record);
+    files::write_run_files(ctx.repo(), inputs, record, &files)?;
+    let _ = progress::fold_into(Some(files.ansible_log().as_std_path()));
+    {
+        let set = PlaybookSet::new(ctx, inputs, record, &files);
+        for apply in &inputs.profile.applies {
+            steps::apply_step(ctx, &set, apply, None)?;
+        }
+        if options.idempotence {
+            let changed = steps::idempotence(ctx, &set, &files)?;
+            report
+                .checks
+                .push(checks::from_idempotence(&changed, ctx.repo()));
+        } else {
+            progress::skipped("idempotence");
+        }
+    }
+
+    let before = diff::capture(ctx, inputs, record, &files.state_before(), "before the reboot")?;
+    if options.no_reboot {
+        say!("--no-reboot: checking without a reboot (blind to reboot-survival bugs)");
+        progress::skipped("reboot");
+    } else {
+        let rebooted = with_effects(ctx, record.backend, record.accel, |fx| {
+            lifecycle::reboot(fx, record, RebootHow::Guest)
+        });
+        match rebooted {
+            Ok(_) => report.rebooted = true,
+            Err(e) => {
+                report.checks.push(reboot_check(&e));
+                return Err(e.into());
+            }
+        }
+        // A new lease may have moved the guest (libvirt): the inventory follows.
+        files::write_run_files(ctx.repo(), inputs, record, &files)?;
+    }
+    let after = diff::capture(ctx, inputs, record, &files.state_after(), "after the reboot")?;
+    report.checks.extend(checks::from_probes(&before.probes, &after.probes));
+    if report.rebooted {
+        let compared = diff::compare(&before, &after, &inputs.profile.reboot_diff_ignore, &files)?;
+        report.checks.extend(compared);
+    }
+    report.checks.push(checks::system_running(
+        &after.system_state,
+        &after.failed_units,
+    ));
+    report
+        .checks
+        .push(diff::fleet_routes(ctx, inputs, record)?);
+    let set = PlaybookSet::new(ctx, inputs, record, &files);
+    for (index, playbook) in inputs.profile.verify.iter().enumerate() {
+        let found = steps::verify_playbook(ctx, &set, playbook, index)?;
+        report.checks.extend(checks::from_verify(&found));
+    }
+    say!("checks:");
+    progress::line(checks::summary(&report.checks).trim_end());
+    expectations(inputs, &report.checks);
+    let failed = checks::failed(&report.checks);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(HarnessError::ChecksFailed { failed })
+    }
+}
+
+/// A reboot that did not come back, as a check (`reboot_timeout`, `guest_gone`).
+fn reboot_check(error: &boma_vm::VmError) -> CheckRecord {
+    let reason = match error {
+        boma_vm::VmError::Timeout { .. } => "reboot_timeout",
+        boma_vm::VmError::GuestGone { .. } => "guest_gone",
+        _ => "reboot_failed",
+    };
+    CheckRecord {
+        name: reason.to_owned(),
+        source: CheckSource::Builtin,
+        ok: false,
+        reason: Some(reason.to_owned()),
+        detail: Some(json!(error.to_string())),
+    }
+}
+
+/// A RED profile says what must fail: say whether it did.
+fn expectations(inputs: &Inputs, checks: &[CheckRecord]) {
+    if inputs.profile.expect.is_empty() {
+        return;
+    }
+    let (missing, unexpected) = checks::against_expectations(&inputs.profile.expect, checks);
+    if missing.is_empty() && unexpected.is_empty() {
+        say!("expected failures (profile `expect`): all seen, nothing else failed");
+    } else {
+        if !missing.is_empty() {
+            say!("expected but not seen: {}", missing.join(", "));
+        }
+        if !unexpected.is_empty() {
+            say!("failed but not expected: {}", unexpected.join(", "));
+        }
+    }
+}

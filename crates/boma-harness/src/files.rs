@@ -1,0 +1,139 @@
+//! A run's own files in its VM directory: the transient inventory, the variable files every
+//! `ansible-playbook` gets, the checks' results, the folded Ansible log, the captured states.
+//!
+//! The harness writes these directly (they are the run's records, not effects on the machine
+//! under test); the renderers that produce their contents are pure and live in the crates.
+
+use std::collections::BTreeMap;
+
+use boma_vm::RunRecord;
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::json;
+
+use crate::HarnessError;
+use crate::preflight::Inputs;
+
+/// The paths of one run's files.
+#[derive(Debug, Clone)]
+pub struct RunFiles {
+    pub dir: Utf8PathBuf,
+}
+
+impl RunFiles {
+    pub fn of(record: &RunRecord) -> RunFiles {
+        RunFiles {
+            dir: record.dir.clone(),
+        }
+    }
+
+    /// The transient inventory directory (`hosts.yml` + the real `group_vars`, linked).
+    pub fn inventory(&self) -> Utf8PathBuf {
+        self.dir.join("inventory")
+    }
+    /// The run's variables for verify playbook `index`.
+    pub fn harness_vars(&self, index: usize) -> Utf8PathBuf {
+        self.dir.join(format!("harness-vars-{index}.json"))
+    }
+    /// The harness's own connection variables, the last `-e` file of every run.
+    pub fn connection_vars(&self) -> Utf8PathBuf {
+        self.dir.join("connection-vars.json")
+    }
+    /// Where verify playbook `index` writes its findings.
+    pub fn results(&self, index: usize) -> Utf8PathBuf {
+        self.dir.join(format!("verify-results-{index}.json"))
+    }
+    /// Tasks the second apply changed (the idempotence check).
+    pub fn changes(&self) -> Utf8PathBuf {
+        self.dir.join("idempotence-changes.jsonl")
+    }
+    /// Ansible's output, folded from the terminal.
+    pub fn ansible_log(&self) -> Utf8PathBuf {
+        self.dir.join("ansible.log")
+    }
+    pub fn state_before(&self) -> Utf8PathBuf {
+        self.dir.join("state-before.json")
+    }
+    pub fn state_after(&self) -> Utf8PathBuf {
+        self.dir.join("state-after.json")
+    }
+    pub fn reboot_diff(&self) -> Utf8PathBuf {
+        self.dir.join("reboot-diff.txt")
+    }
+
+    /// The files a diagnostics bundle copies, when they exist.
+    pub fn evidence(&self) -> Vec<Utf8PathBuf> {
+        let mut files = vec![
+            self.ansible_log(),
+            self.changes(),
+            self.state_before(),
+            self.state_after(),
+            self.reboot_diff(),
+        ];
+        if let Ok(entries) = self.dir.read_dir_utf8() {
+            let mut results: Vec<Utf8PathBuf> = entries
+                .flatten()
+                .map(|e| e.path().to_owned())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.starts_with("verify-results-"))
+                })
+                .collect();
+            results.sort();
+            files.extend(results);
+        }
+        files
+    }
+}
+
+/// Write `text` to `path`.
+pub fn write(path: &Utf8Path, text: &str) -> Result<(), HarnessError> {
+    std::fs::write(path, text).map_err(|e| HarnessError::io(path, e))
+}
+
+/// Render and write the transient inventory and the run's variable files.
+pub fn write_run_files(
+    repo: &Utf8Path,
+    inputs: &Inputs,
+    record: &RunRecord,
+    files: &RunFiles,
+) -> Result<(), HarnessError> {
+    let host = boma_inventory::TransientHost {
+        vm: &record.name,
+        groups: &inputs.profile.groups,
+        ansible_host: &record.ssh.host,
+        ansible_port: record.ssh.port,
+        ansible_user: &record.ssh.user,
+        ssh_private_key_file: &record.ssh.key,
+    };
+    let hosts = boma_inventory::render_hosts_yml(&host)?;
+    boma_inventory::write_inventory_dir(&files.inventory(), repo, &hosts)?;
+    for index in 0..inputs.profile.verify.len() {
+        let vars = harness_vars(record, &inputs.fleet_addresses, &files.results(index));
+        write(
+            &files.harness_vars(index),
+            &serde_json::to_string_pretty(&vars).expect("json"),
+        )?;
+    }
+    Ok(())
+}
+
+/// The verify playbooks' inputs: the VM, where the controller reaches each published port,
+/// the real fleet's addresses (the VM must have no route to them), and where to write the
+/// results. Pure.
+pub fn harness_vars(
+    record: &RunRecord,
+    fleet: &[std::net::IpAddr],
+    results_file: &Utf8Path,
+) -> serde_json::Value {
+    let endpoints: BTreeMap<String, serde_json::Value> = record
+        .published
+        .iter()
+        .map(|(port, ep)| (port.to_string(), json!({"host": ep.host, "port": ep.port})))
+        .collect();
+    json!({
+        "boma_it_vm_name": record.name,
+        "boma_it_endpoints": endpoints,
+        "boma_it_fleet_addresses": fleet.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "boma_it_results_file": results_file,
+    })
+}

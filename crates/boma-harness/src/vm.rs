@@ -1,0 +1,236 @@
+//! Booting a run's VM and the one failure policy for a booted VM, shared by `up` and `it`.
+
+use std::time::Duration;
+
+use boma_exec::progress::phase;
+use boma_exec::{interrupt, say};
+use boma_vm::lifecycle::{self, Effects, UpFailure, UpRequest};
+use boma_vm::run::diagnostics;
+use boma_vm::{Accel, BackendKind, RunRecord, Runs};
+use camino::Utf8PathBuf;
+
+use crate::files::RunFiles;
+use crate::golden::{Golden, ImageRequest};
+use crate::preflight::{Inputs, NewVm};
+use crate::{Ctx, HarnessError};
+
+pub fn runs(ctx: &Ctx) -> Runs {
+    Runs::new(&ctx.settings.runs_root)
+}
+
+/// Run `f` with the lifecycle's effects; new VMs get `kind`, waits fitted to `accel`.
+pub fn with_effects<T>(
+    ctx: &Ctx,
+    kind: BackendKind,
+    accel: Accel,
+    f: impl FnOnce(&Effects) -> T,
+) -> T {
+    let runs = runs(ctx);
+    let fx = Effects {
+        runs: &runs,
+        hypervisors: ctx.machine.hypervisors(),
+        kind,
+        guest: ctx.machine.guest(),
+        disks: ctx.machine.disks(),
+        waits: ctx.settings.waits.waits(accel),
+    };
+    f(&fx)
+}
+
+/// A run id: 8 hex digits from the kernel's random UUID.
+pub fn new_run_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|uuid| uuid.trim().replace('-', "")[..8].to_owned())
+        .unwrap_or_else(|_| format!("{:08x}", std::process::id()))
+}
+
+/// Say which real hosts the VM is given no route to, and which it cannot be (a host reached by
+/// a DNS name has no fixed address to route away).
+fn say_fleet_isolation(inputs: &Inputs) {
+    let addresses: Vec<String> = inputs
+        .fleet_addresses
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    if addresses.is_empty() {
+        say!("real fleet: no host has a literal address, so no route is taken away");
+    } else {
+        say!(
+            "real fleet: the VM gets no route to {} (unreachable routes in its network-config)",
+            addresses.join(", ")
+        );
+    }
+    if !inputs.fleet_named_only.is_empty() {
+        let named: Vec<String> = inputs
+            .fleet_named_only
+            .iter()
+            .map(|(host, name)| {
+                if host == name {
+                    host.clone()
+                } else {
+                    format!("{host} ({name})")
+                }
+            })
+            .collect();
+        say!(
+            "real fleet: reached by name, so not routed away: {}",
+            named.join(", ")
+        );
+    }
+}
+
+/// What `up` found and made before the VM booted.
+pub struct Prepared {
+    pub golden: Golden,
+    pub accel: Accel,
+}
+
+/// One at a time and memory, then the golden image and the KVM verdict — in that order, so a
+/// refusal fetches, builds and probes nothing.
+pub fn prepare(ctx: &Ctx, inputs: &Inputs, new: &NewVm) -> Result<Prepared, HarnessError> {
+    with_effects(ctx, new.backend.kind, Accel::Tcg, |fx| {
+        lifecycle::preflight(fx, &new.name, inputs.profile.mem_mib, new.available_mib)
+    })?;
+    say!("backend: {} ({})", new.backend.kind, new.backend.why);
+    let request = ImageRequest::from_settings(ctx.settings);
+    let golden = ctx.machine.provisioner().golden_image(&request)?;
+    say!("golden image: {} (sha512 {}…, {})", golden.path, &golden.sha512[..16.min(golden.sha512.len())], golden.origin);
+    std::fs::create_dir_all(&ctx.settings.runs_root)
+        .map_err(|e| HarnessError::io(&ctx.settings.runs_root, e))?;
+    let accel = ctx.machine.provisioner().accel(
+        &golden.path,
+        &ctx.settings.cache_dir,
+        &ctx.settings.runs_root,
+    )?;
+    say!("acceleration: {}", accel.describe());
+    Ok(Prepared { golden, accel })
+}
+
+/// Boot the VM from `base` (the golden image or a cached layer). A failure after boot keeps
+/// the VM (diagnostics collected) and hands it back; an interrupt removes it unless `keep`.
+pub fn boot(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    new: &NewVm,
+    accel: Accel,
+    base: &camino::Utf8Path,
+) -> Result<RunRecord, (HarnessError, Option<Box<RunRecord>>)> {
+    let (key, public_key) = ctx
+        .machine
+        .provisioner()
+        .keypair(&ctx.settings.key_dir())
+        .map_err(|e| (e, None))?;
+    let keys = [public_key];
+    let user_data = boma_cloudinit::user_data(&boma_cloudinit::UserData::new(&keys))
+        .map_err(|e| (HarnessError::Refused(format!("cannot render user-data: {e}")), None))?;
+    let name = new.name.as_str();
+    let instance_id = format!("iid-{name}");
+    let meta_data = boma_cloudinit::meta_data(&boma_cloudinit::MetaData {
+        instance_id: &instance_id,
+        local_hostname: name,
+    });
+    let mac = boma_vm::mac_for(&new.run_id);
+    let network_config = boma_cloudinit::network_config(&boma_cloudinit::NetworkConfig {
+        mac: &mac,
+        unreachable: &inputs.fleet_addresses,
+    });
+    say_fleet_isolation(inputs);
+    let request = UpRequest {
+        host: inputs.host.clone(),
+        name: new.name.clone(),
+        mac,
+        base_image: base.to_owned(),
+        mem_mib: inputs.profile.mem_mib,
+        vcpus: inputs.profile.vcpus,
+        published_ports: inputs.profile.ports(),
+        accel,
+        user_data,
+        meta_data,
+        network_config,
+        user: boma_cloudinit::DEFAULT_USER.to_owned(),
+        key,
+        available_mib: new.available_mib,
+    };
+    with_effects(ctx, new.backend.kind, accel, |fx| lifecycle::up(fx, &request)).map_err(
+        |UpFailure { error, record }| (error.into(), record),
+    )
+}
+
+/// The single failure policy for a booted VM: an interrupt removes it (unless `keep`); any
+/// other failure collects diagnostics and keeps it, saying how to inspect and clean up.
+/// Returns the diagnostics bundle's path, when one was written.
+pub fn after_failure(
+    ctx: &Ctx,
+    record: &RunRecord,
+    error: &HarnessError,
+    keep: bool,
+) -> Option<Utf8PathBuf> {
+    if error.interrupted().is_some() {
+        interrupt::begin_cleanup();
+        say!("interrupted: {error}");
+        if keep {
+            say!(
+                "keeping {} as asked (--keep): {}",
+                record.name,
+                record.ssh.shell_hint()
+            );
+        } else if let Err(e) = with_effects(ctx, record.backend, record.accel, |fx| {
+            lifecycle::down(fx, record)
+        }) {
+            say!(
+                "could not remove {} after the interrupt: {e}; run `cargo xtask prune`",
+                record.name
+            );
+        }
+        return None;
+    }
+    say!("failed after boot: collecting diagnostics, keeping the VM");
+    let bundle = collect_diagnostics(ctx, record);
+    say!("");
+    say!("the VM {} is kept for inspection:", record.name);
+    say!("  shell:        {}", record.ssh.shell_hint());
+    say!(
+        "  console:      cargo xtask console   (or {})",
+        record.console_log()
+    );
+    match &bundle {
+        Some(dir) => say!("  diagnostics:  {dir}"),
+        None => say!("  diagnostics:  could not be collected (see above)"),
+    }
+    say!("  clean up:     cargo xtask down      (or `cargo xtask prune` for every test VM)");
+    bundle
+}
+
+/// The bundle: the guest's evidence (boma-vm) and the run's own files (results, states, the
+/// reboot diff, the folded Ansible log).
+pub fn collect_diagnostics(ctx: &Ctx, record: &RunRecord) -> Option<Utf8PathBuf> {
+    let out = ctx.settings.diagnostics_root.join(record.name.as_str());
+    let step = phase("diagnostics");
+    match diagnostics::collect(ctx.machine.guest(), record, &out) {
+        Ok(dir) => {
+            for file in RunFiles::of(record).evidence() {
+                if let Some(name) = file.file_name()
+                    && file.is_file()
+                {
+                    let text = std::fs::read_to_string(&file).unwrap_or_default();
+                    let _ = std::fs::write(dir.join(name), boma_exec::redact::redact(&text));
+                }
+            }
+            step.done();
+            Some(dir)
+        }
+        Err(e) => {
+            step.failed();
+            say!("could not collect diagnostics: {e}");
+            None
+        }
+    }
+}
+
+/// How long one `ansible-playbook` run may take: the operator's setting, else generous for
+/// TCG (askari's longest step takes 3½–10 minutes there), scaled for KVM.
+pub fn step_timeout(ctx: &Ctx, accel: Accel) -> Duration {
+    ctx.settings
+        .step_timeout
+        .unwrap_or_else(|| accel.scale(Duration::from_secs(40 * 60)))
+}

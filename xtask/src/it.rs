@@ -1,0 +1,425 @@
+//! `cargo xtask it`: one profile runs in this process; several run as child processes (one
+//! VM, run directory, lock and report each), `-j N` at once within the machine's memory, and
+//! their reports are combined into one (JSON on stdout and `--report`, JUnit with `--junit`).
+//! `--shard K/N` runs the K-th of N deterministic slices, for a CI matrix.
+#![allow(clippy::print_stdout)] // The report is this command's data.
+
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Instant, SystemTime};
+
+use boma_exec::{CmdExt, say};
+use boma_harness::{Ctx, ExitClass, HarnessError, ItOptions, RealMachine, Settings};
+use boma_report::{Report, RunResult, Timestamp};
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::Args;
+
+use crate::{BackendArg, CertsArg, ImageArgs, VaultArg, edge};
+
+#[derive(Args, Debug, Clone)]
+pub struct ItArgs {
+    /// The hosts to mirror: each profile is profiles/<HOST>.json (e.g. askari ubongo).
+    pub hosts: Vec<String>,
+    /// Every profile expected to pass (those without `expect`; RED profiles are named
+    /// explicitly).
+    #[arg(long)]
+    pub all: bool,
+    /// How many VMs run at once (bounded by memory: each profile's mem_mib plus QEMU's
+    /// overhead must fit).
+    #[arg(short = 'j', long, default_value_t = 1, value_name = "N")]
+    pub jobs: usize,
+    /// Run only the K-th of N slices of the selected profiles (1-based), for a CI matrix.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    #[command(flatten)]
+    pub certs: CertsArg,
+    /// Keep the VM even when the run passes.
+    #[arg(long)]
+    pub keep: bool,
+    /// Check without rebooting (faster, blind to reboot-survival bugs; the report says so).
+    #[arg(long)]
+    pub no_reboot: bool,
+    /// Skip the second apply of every step (the idempotence check).
+    #[arg(long)]
+    pub no_idempotence: bool,
+    /// Write the JSON report here too (stdout always has it).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<Utf8PathBuf>,
+    /// Write a JUnit XML report here (for GitLab, Jenkins, GitHub test reports).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<Utf8PathBuf>,
+    #[command(flatten)]
+    pub image: ImageArgs,
+    #[command(flatten)]
+    pub backend: BackendArg,
+    #[command(flatten)]
+    pub vault: VaultArg,
+}
+
+/// `K/N`: the K-th (1-based) of N slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let parsed = s.split_once('/').and_then(|(k, n)| {
+            Some(Shard {
+                index: k.trim().parse().ok()?,
+                count: n.trim().parse().ok()?,
+            })
+        });
+        match parsed {
+            Some(shard) if shard.count >= 1 && (1..=shard.count).contains(&shard.index) => {
+                Ok(shard)
+            }
+            _ => Err(format!(
+                "`{s}` is not a shard: write K/N with 1 <= K <= N, e.g. 2/4"
+            )),
+        }
+    }
+}
+
+/// The K-th of N slices of `hosts` (sorted first, so every machine of a CI matrix computes the
+/// same slices): host `i` goes to slice `i % N`. Pure.
+pub fn shard_of(hosts: &[String], shard: Shard) -> Vec<String> {
+    let mut sorted = hosts.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    sorted
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % shard.count == shard.index - 1)
+        .map(|(_, h)| h)
+        .collect()
+}
+
+/// Which profiles to run: the named ones, or with `--all` every profile without `expect`;
+/// then the shard. Refuses an empty selection (a CI job that tests nothing must not pass).
+fn select(repo: &Utf8Path, args: &ItArgs) -> Result<Vec<String>, HarnessError> {
+    let mut hosts = args.hosts.clone();
+    if args.all {
+        for host in boma_inventory::list_profiles(repo)? {
+            let profile = boma_inventory::load_profile(repo, &host)?;
+            if profile.expect.is_empty() && !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+    }
+    if hosts.is_empty() {
+        return Err(HarnessError::Refused(
+            "name at least one host (`cargo xtask it askari`), or --all".into(),
+        ));
+    }
+    if let Some(shard) = args.shard {
+        hosts = shard_of(&hosts, shard);
+        if hosts.is_empty() {
+            say!(
+                "shard {}/{}: no profile falls in this slice",
+                shard.index,
+                shard.count
+            );
+        }
+    }
+    Ok(hosts)
+}
+
+pub fn run(sh: &xshell::Shell, settings: &Settings, args: ItArgs) -> ExitCode {
+    let started = Instant::now();
+    let started_at = Timestamp::from_system_time(SystemTime::now());
+    let hosts = match select(&settings.repo, &args) {
+        Ok(hosts) => hosts,
+        Err(e) => return edge::fail(&e),
+    };
+    let options = ItOptions {
+        tier: args.certs.tier,
+        keep: args.keep,
+        no_reboot: args.no_reboot,
+        idempotence: !args.no_idempotence,
+    };
+    let (runs, class) = if hosts.len() == 1 {
+        let machine = RealMachine::new(sh, &settings.runs_root);
+        let ctx = Ctx {
+            settings,
+            machine: &machine,
+        };
+        let outcome = boma_harness::it(&ctx, &hosts[0], options);
+        if let Some(e) = &outcome.error {
+            edge::print_error(e);
+        }
+        (vec![outcome.report], outcome.exit_class())
+    } else {
+        parallel(sh, settings, &hosts, &args)
+    };
+    let report = Report {
+        runs,
+        started_at,
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    boma_exec::progress::line(boma_report::render_text_summary(&report).trim_end());
+    let json = boma_report::render_json(&report);
+    print!("{json}");
+    let mut class = class;
+    for (path, text) in [
+        (&args.report, json.clone()),
+        (&args.junit, boma_report::render_junit(&report)),
+    ] {
+        if let Some(path) = path
+            && let Err(e) = std::fs::write(path, text)
+        {
+            edge::print_error(&HarnessError::io(path, e));
+            class = Some(worst(class, ExitClass::Failed));
+        }
+    }
+    match class {
+        None if report.result() == RunResult::Passed => ExitCode::SUCCESS,
+        None => edge::exit(ExitClass::Failed),
+        Some(class) => edge::exit(class),
+    }
+}
+
+fn worst(a: Option<ExitClass>, b: ExitClass) -> ExitClass {
+    let rank = |c: &ExitClass| match c {
+        ExitClass::Failed => 1,
+        ExitClass::Refused => 2,
+        ExitClass::Interrupted(_) => 3,
+    };
+    match a {
+        Some(a) if rank(&a) >= rank(&b) => a,
+        _ => b,
+    }
+}
+
+/// The exit class a child's status means (its own edge mapped it).
+fn class_of(code: Option<i32>) -> Option<ExitClass> {
+    match code {
+        Some(0) => None,
+        Some(2) => Some(ExitClass::Refused),
+        Some(c) if c > 128 => Some(ExitClass::Interrupted(boma_exec::interrupt::Interrupted {
+            signal: c - 128,
+        })),
+        _ => Some(ExitClass::Failed),
+    }
+}
+
+/// Memory a profile's VM takes, with QEMU's overhead (TCG's translation cache is 1 GiB).
+fn charge_mib(settings: &Settings, host: &str) -> u64 {
+    boma_inventory::load_profile(&settings.repo, host)
+        .map(|p| u64::from(p.mem_mib))
+        .unwrap_or(1024)
+        + boma_host::reserve::TCG_OVERHEAD_MIB
+}
+
+/// Run each host as a child `xtask it <host>`, at most `jobs` at once and never more than
+/// memory allows; each child's stderr goes to its own log, its report to a file.
+fn parallel(
+    sh: &xshell::Shell,
+    settings: &Settings,
+    hosts: &[String],
+    args: &ItArgs,
+) -> (Vec<boma_report::RunReport>, Option<ExitClass>) {
+    let dir = settings.runs_root.join("parallel");
+    let _ = std::fs::create_dir_all(&dir);
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .unwrap_or_else(|| Utf8PathBuf::from("cargo-xtask"));
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let available = boma_vm::host::memory::available_mib(&meminfo).unwrap_or(0);
+    let budget = available.saturating_sub(boma_host::reserve::MARGIN_MIB);
+    let jobs = args.jobs.max(1);
+    say!(
+        "running {} profiles, up to {jobs} at once within {budget} MiB: {}",
+        hosts.len(),
+        hosts.join(", ")
+    );
+    // (running count, memory in use), and a condition to wait on for a free slot.
+    let slots = Arc::new((Mutex::new((0usize, 0u64)), Condvar::new()));
+    let results: Arc<Mutex<Vec<(String, Option<i32>, Utf8PathBuf, Utf8PathBuf)>>> =
+        Arc::new(Mutex::new(Vec::new()));
+    std::thread::scope(|scope| {
+        for host in hosts {
+            let charge = charge_mib(settings, host);
+            {
+                let (lock, ready) = &*slots;
+                let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+                // Wait for a slot; the first VM always starts (its own preflight refuses it if
+                // it does not fit at all).
+                while state.0 > 0 && (state.0 >= jobs || state.1 + charge > budget) {
+                    state = ready.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+                state.0 += 1;
+                state.1 += charge;
+            }
+            if boma_exec::interrupt::received().is_some() {
+                let (lock, ready) = &*slots;
+                let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+                state.0 -= 1;
+                state.1 -= charge;
+                ready.notify_all();
+                break;
+            }
+            let slots = Arc::clone(&slots);
+            let results = Arc::clone(&results);
+            let dir = dir.clone();
+            let exe = exe.clone();
+            scope.spawn(move || {
+                let report = dir.join(format!("{host}.json"));
+                let log = dir.join(format!("{host}.log"));
+                let _ = std::fs::remove_file(&report);
+                let child_args = child_args(host, args, &report);
+                say!("==> {host} started (log: {log})");
+                let started = Instant::now();
+                let log_file = std::fs::File::create(&log).ok();
+                let run = xshell::cmd!(sh, "{exe} {child_args...}")
+                    .env("BOMA_IT_CHILD_LOG", &log)
+                    .exec()
+                    .forward_interrupt()
+                    .allow_fail()
+                    .quiet()
+                    .run();
+                let code = match run {
+                    Ok(out) => {
+                        if let Some(mut file) = log_file {
+                            use std::io::Write as _;
+                            let _ = file.write_all(out.stderr.as_bytes());
+                        }
+                        out.status.code()
+                    }
+                    Err(e) => {
+                        say!("{host}: could not run: {e}");
+                        None
+                    }
+                };
+                say!(
+                    "<== {host} {} in {}",
+                    match code {
+                        Some(0) => "passed".to_owned(),
+                        Some(c) => format!("exited {c}"),
+                        None => "did not finish".to_owned(),
+                    },
+                    boma_exec::progress::human(started.elapsed())
+                );
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((host.clone(), code, report, log));
+                let (lock, ready) = &*slots;
+                let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+                state.0 -= 1;
+                state.1 -= charge;
+                ready.notify_all();
+            });
+        }
+    });
+    let mut collected = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    collected.sort_by_key(|(host, ..)| hosts.iter().position(|h| h == host));
+    let mut runs = Vec::new();
+    let mut class = None;
+    for (host, code, report, log) in collected {
+        if let Some(c) = class_of(code) {
+            class = Some(worst(class, c));
+        }
+        let parsed = std::fs::read_to_string(&report)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Report>(&t).ok());
+        match parsed {
+            Some(r) => runs.extend(r.runs),
+            None => say!("{host}: no report (see {log})"),
+        }
+        if code != Some(0) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            say!("--- {host}: the end of {log}");
+            for line in tail.into_iter().rev() {
+                say!("    {line}");
+            }
+        }
+    }
+    (runs, class)
+}
+
+/// A child's command line: the same options, one host, its own report file.
+fn child_args(host: &str, args: &ItArgs, report: &Utf8Path) -> Vec<String> {
+    let mut out = vec![
+        "it".to_owned(),
+        host.to_owned(),
+        "--certs".to_owned(),
+        args.certs.tier.to_string(),
+        "--report".to_owned(),
+        report.to_string(),
+        "--backend".to_owned(),
+        args.backend.backend.to_string(),
+    ];
+    for (flag, on) in [
+        ("--keep", args.keep),
+        ("--no-reboot", args.no_reboot),
+        ("--no-idempotence", args.no_idempotence),
+    ] {
+        if on {
+            out.push(flag.to_owned());
+        }
+    }
+    if let boma_harness::ImageSource::File(path) = &args.image.image {
+        out.extend(["--image".to_owned(), path.to_string()]);
+    }
+    if let Some(file) = &args.vault.vault_password_file {
+        out.extend(["--vault-password-file".to_owned(), file.to_string()]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn shards_are_deterministic_disjoint_and_complete() {
+        let all = hosts(&["ubongo", "askari", "cat-a", "cat-b", "cat-c"]);
+        let mut seen = Vec::new();
+        for k in 1..=3 {
+            let slice = shard_of(&all, Shard { index: k, count: 3 });
+            // The order of the input does not matter.
+            let mut reversed = all.clone();
+            reversed.reverse();
+            assert_eq!(slice, shard_of(&reversed, Shard { index: k, count: 3 }));
+            seen.extend(slice);
+        }
+        seen.sort();
+        let mut expected = all.clone();
+        expected.sort();
+        assert_eq!(seen, expected);
+        assert_eq!(
+            shard_of(&all, Shard { index: 1, count: 3 }),
+            hosts(&["askari", "cat-c"])
+        );
+    }
+
+    #[test]
+    fn shard_syntax() {
+        assert_eq!("2/4".parse(), Ok(Shard { index: 2, count: 4 }));
+        for bad in ["0/4", "5/4", "1/0", "x", "1-2"] {
+            assert!(bad.parse::<Shard>().unwrap_err().contains("K/N"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn children_exit_statuses_keep_their_class_and_the_worst_wins() {
+        assert_eq!(class_of(Some(0)), None);
+        assert_eq!(class_of(Some(1)), Some(ExitClass::Failed));
+        assert_eq!(class_of(Some(2)), Some(ExitClass::Refused));
+        assert_eq!(class_of(Some(130)).map(ExitClass::code), Some(130));
+        assert_eq!(class_of(None), Some(ExitClass::Failed));
+        assert_eq!(worst(Some(ExitClass::Failed), ExitClass::Refused), ExitClass::Refused);
+        assert_eq!(worst(Some(ExitClass::Refused), ExitClass::Failed), ExitClass::Refused);
+    }
+}
