@@ -259,7 +259,11 @@ fn write_suite(out: &mut String, id: usize, run: &RunReport, cases: &[Case]) {
     for case in cases {
         write_case(out, case);
     }
-    let _ = writeln!(out, "    <system-out>{}</system-out>", text(&system_out(run)));
+    let _ = writeln!(
+        out,
+        "    <system-out>{}</system-out>",
+        text(&system_out(run))
+    );
     // Empty, but the Ant-derived schema wants it present.
     out.push_str("    <system-err/>\n");
     out.push_str("  </testsuite>\n");
@@ -330,11 +334,11 @@ fn properties(run: &RunReport) -> Vec<(&'static str, String)> {
 /// happened, which cached layers the run stood on.
 fn system_out(run: &RunReport) -> String {
     let mut s = format!("result: {}\n", run.result);
-    if run.rebooted {
-        s.push_str("rebooted: yes (a new boot_id)\n");
-    } else {
-        s.push_str("rebooted: no (blind to reboot-survival bugs)\n");
-    }
+    s.push_str(match (run.rebooted, run.result) {
+        (true, _) => "rebooted: yes (a new boot_id)\n",
+        (false, RunResult::Passed) => "rebooted: no: this pass is blind to reboot-survival bugs\n",
+        (false, _) => "rebooted: no\n",
+    });
     if let Some(path) = &run.diagnostics {
         let _ = writeln!(s, "diagnostics: {path}");
     }
@@ -428,7 +432,10 @@ mod tests {
         assert_eq!(time(-1.0), "0.000");
         assert_eq!(time(f64::NAN), "0.000");
         let huge = time(1e20);
-        assert!(huge.chars().all(|c| c.is_ascii_digit() || c == '.'), "{huge}");
+        assert!(
+            huge.chars().all(|c| c.is_ascii_digit() || c == '.'),
+            "{huge}"
+        );
     }
 
     #[test]

@@ -104,9 +104,7 @@ impl RunReport {
 /// mid-run (no verdict, and something may be left to inspect); `Interrupted` means the operator
 /// or CI stopped the invocation, so later runs never happened and the signal must win, as the
 /// exit status 128+n does.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunResult {
     Passed,
@@ -241,7 +239,11 @@ pub struct LayerUse {
 pub(crate) fn clean_seconds(seconds: f64) -> f64 {
     if seconds.is_finite() && seconds > 0.0 {
         let rounded = (seconds * 1000.0).round() / 1000.0;
-        if rounded.is_finite() { rounded } else { seconds }
+        if rounded.is_finite() {
+            rounded
+        } else {
+            seconds
+        }
     } else {
         0.0
     }
@@ -266,8 +268,14 @@ mod tests {
     #[test]
     fn results_are_ordered_by_severity() {
         assert!(ALL.windows(2).all(|w| w[0] < w[1]), "{ALL:?}");
-        assert_eq!(RunResult::worst(RunResult::Passed, RunResult::Failed), RunResult::Failed);
-        assert_eq!(RunResult::worst(RunResult::Error, RunResult::Refused), RunResult::Error);
+        assert_eq!(
+            RunResult::worst(RunResult::Passed, RunResult::Failed),
+            RunResult::Failed
+        );
+        assert_eq!(
+            RunResult::worst(RunResult::Error, RunResult::Refused),
+            RunResult::Error
+        );
         assert_eq!(
             RunResult::worst(RunResult::Interrupted, RunResult::Error),
             RunResult::Interrupted

@@ -9,7 +9,10 @@ use crate::{Report, RunReport, RunResult};
 /// runs, the overall result last.
 pub fn render_text_summary(report: &Report) -> String {
     let mut s = String::new();
-    for run in &report.runs {
+    for (i, run) in report.runs.iter().enumerate() {
+        if i > 0 {
+            s.push('\n');
+        }
         write_run(&mut s, run);
     }
     if report.runs.is_empty() {

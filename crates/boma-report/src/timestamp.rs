@@ -194,10 +194,9 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 fn parse(b: &[u8]) -> Option<Timestamp> {
     let digits = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = b.get(range)?;
-        part.iter().all(u8::is_ascii_digit).then(|| {
-            part.iter()
-                .fold(0_i64, |n, d| n * 10 + i64::from(d - b'0'))
-        })
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0_i64, |n, d| n * 10 + i64::from(d - b'0')))
     };
     let at = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
     if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt") && at(13, b":") && at(16, b":")) {
@@ -315,7 +314,10 @@ mod tests {
 
     #[test]
     fn junit_form_has_no_zone_and_no_fraction() {
-        assert_eq!(at(1_795_914_123_456).utc_without_zone(), "2026-11-29T01:02:03");
+        assert_eq!(
+            at(1_795_914_123_456).utc_without_zone(),
+            "2026-11-29T01:02:03"
+        );
         assert_eq!(at(-1).utc_without_zone(), "1969-12-31T23:59:59");
     }
 
