@@ -185,54 +185,46 @@ fn result_case(run: &RunReport, cases: &[Case]) -> Option<Case> {
         body: error.to_owned(),
     };
     let phase_is = |status| run.phases.iter().any(|p| p.status == status);
-    let outcome = match run.result {
+    let case = |classname: String, name: &str, outcome| Case {
+        classname,
+        name: name.to_owned(),
+        seconds: 0.0,
+        outcome,
+    };
+    match run.result {
         RunResult::Passed => {
             let reboot_skipped = run
                 .phases
                 .iter()
                 .any(|p| p.name == REBOOT_PHASE && p.status == PhaseStatus::Skipped);
-            if run.rebooted || reboot_skipped {
-                return None;
-            }
-            // Said as a skipped reboot, so a CI server shows the pass as incomplete.
-            return Some(Case {
-                classname: classname(run, "phase"),
-                name: REBOOT_PHASE.to_owned(),
-                seconds: 0.0,
-                outcome: Outcome::Skipped(NOT_REBOOTED.to_owned()),
-            });
+            // A pass without a reboot shows as a skipped reboot, so a CI server shows it as
+            // incomplete rather than green.
+            (!run.rebooted && !reboot_skipped).then(|| {
+                let skipped = Outcome::Skipped(NOT_REBOOTED.to_owned());
+                case(classname(run, "phase"), REBOOT_PHASE, skipped)
+            })
         }
         RunResult::Failed => {
             let carried = cases
                 .iter()
                 .any(|c| matches!(c.outcome, Outcome::Failure(_)));
-            if carried {
-                return None;
-            }
-            Outcome::Failure(problem("failed"))
-        }
-        RunResult::Refused | RunResult::Error => {
-            if phase_is(PhaseStatus::Failed) {
-                return None;
-            }
-            Outcome::Error(problem(run.result.as_str()))
-        }
-        RunResult::Interrupted => {
-            if phase_is(PhaseStatus::Interrupted) {
-                return None;
-            }
-            Outcome::Error(Problem {
-                message: "interrupted".to_owned(),
-                ..problem("interrupted")
+            (!carried).then(|| {
+                let failure = Outcome::Failure(problem("failed"));
+                case(classname(run, "run"), "result", failure)
             })
         }
-    };
-    Some(Case {
-        classname: classname(run, "run"),
-        name: "result".to_owned(),
-        seconds: 0.0,
-        outcome,
-    })
+        RunResult::Refused | RunResult::Error => (!phase_is(PhaseStatus::Failed)).then(|| {
+            let error = Outcome::Error(problem(run.result.as_str()));
+            case(classname(run, "run"), "result", error)
+        }),
+        RunResult::Interrupted => (!phase_is(PhaseStatus::Interrupted)).then(|| {
+            let error = Outcome::Error(Problem {
+                message: "interrupted".to_owned(),
+                ..problem("interrupted")
+            });
+            case(classname(run, "run"), "result", error)
+        }),
+    }
 }
 
 fn write_suite(out: &mut String, id: usize, run: &RunReport, cases: &[Case]) {

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::model::clean_seconds;
 use crate::{Report, RunReport, RunResult};
 
 /// Per run: a heading, a line per phase (`  <status> <seconds> <name>`), a line per check
@@ -24,7 +25,7 @@ pub fn render_text_summary(report: &Report) -> String {
             "overall: {} ({} runs, {:.1}s)",
             report.result(),
             report.runs.len(),
-            crate::model::clean_seconds(report.total_seconds)
+            clean_seconds(report.total_seconds)
         );
     }
     s
@@ -43,7 +44,7 @@ fn write_run(s: &mut String, run: &RunReport) {
             s,
             "  {:<11} {:>7.1}s  {}",
             phase.status.as_str(),
-            crate::model::clean_seconds(phase.seconds),
+            clean_seconds(phase.seconds),
             phase.name
         );
     }
@@ -80,6 +81,6 @@ fn write_run(s: &mut String, run: &RunReport) {
     let _ = writeln!(
         s,
         "  result: {verdict} ({:.1}s)",
-        crate::model::clean_seconds(run.total_seconds)
+        clean_seconds(run.total_seconds)
     );
 }
