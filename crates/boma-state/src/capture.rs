@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 /// fixtures) frames its sections the same way with stderr folded into stdout, and the parser
 /// reads both. A missing command (`### rc=127`) or a failing one spoils only its own section.
 ///
-/// It is cheap under software emulation: nine process starts (one per section, plus `timeout`
-/// twice and one `systemctl is-active`), JSON where a command has it. `ip route show table
+/// It is cheap under software emulation: twelve short process starts (one per section, plus
+/// `timeout` twice and one `systemctl is-active`), JSON where a command has it. (The port range
+/// is read with `cat`: dash's `read` builtin reads byte by byte, and a sysctl file answers
+/// only a read at offset 0.) `ip route show table
 /// all` lists IPv6 routes too on Debian 13, so there is no separate `ip -6` call. Commands
 /// read `/dev/null`: the script itself arrives on stdin, and a command reading stdin would
 /// swallow the rest of it. Every command's stdout is printed with exactly one trailing newline,
@@ -51,9 +53,6 @@ docker_ps() {
 	fi
 	timeout 60 docker ps -a --no-trunc --format '{{json .}}'
 }
-port_range() {
-	read -r low high </proc/sys/net/ipv4/ip_local_port_range && echo "$low $high"
-}
 sec is-system-running timeout 120 systemctl is-system-running --wait
 sec units-json systemctl list-units --all --output=json --no-pager
 sec unit-files-json systemctl list-unit-files --output=json --no-pager
@@ -62,7 +61,7 @@ sec nft-text nft list ruleset
 sec ip-route-json ip -j route show table all
 sec findmnt-json findmnt -J -o TARGET,SOURCE,FSTYPE
 sec docker-ps docker_ps
-sec port-range port_range
+sec port-range cat /proc/sys/net/ipv4/ip_local_port_range
 "#;
 
 /// What `docker_ps` in [`CAPTURE_SCRIPT`] prints when the daemon is installed but not running.

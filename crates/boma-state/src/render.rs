@@ -21,14 +21,15 @@ pub fn render_text(diff: &RebootDiff) -> String {
         line(&mut text, "NEW", finding);
     }
     if !diff.ignored.is_empty() {
+        let n = diff.ignored.len();
+        let noun = if n == 1 { "difference" } else { "differences" };
         let _ = writeln!(
             text,
-            "ignored: {} known differences between boots (listed in the diff's JSON)",
-            diff.ignored.len()
+            "ignored: {n} known {noun} between boots (listed in the diff's JSON)"
         );
     }
     if !diff.unavailable.is_empty() {
-        text.push_str("not compared:\n");
+        text.push_str("unavailable, not compared:\n");
         for why in &diff.unavailable {
             let _ = writeln!(text, "      {why}");
         }
