@@ -78,19 +78,23 @@ pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
     // Units that run only when something changed, or only on the first boot.
     BuiltinIgnore {
         pattern: "unit_* ldconfig.service",
-        why: "runs only after /etc changed (ConditionNeedsUpdate), so on one boot of two",
+        why: "runs only when /usr is newer than /etc/.updated (ConditionNeedsUpdate): on the first boot of a new image, not the next",
     },
     BuiltinIgnore {
         pattern: "unit_* systemd-hwdb-update.service",
-        why: "runs only after /etc changed (ConditionNeedsUpdate)",
+        why: "runs only when /usr is newer than /etc/.updated (ConditionNeedsUpdate), like ldconfig.service",
     },
     BuiltinIgnore {
         pattern: "unit_* systemd-journal-catalog-update.service",
-        why: "runs only after /var changed (ConditionNeedsUpdate)",
+        why: "runs only when /usr is newer than /var/.updated (ConditionNeedsUpdate), like ldconfig.service",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* systemd-sysusers.service",
+        why: "runs only when /usr is newer than /etc/.updated (ConditionNeedsUpdate), like ldconfig.service",
     },
     BuiltinIgnore {
         pattern: "unit_* systemd-update-done.service",
-        why: "runs only after /etc or /var changed (ConditionNeedsUpdate)",
+        why: "runs only when /usr is newer than /etc/.updated or /var/.updated (ConditionNeedsUpdate), like ldconfig.service",
     },
     BuiltinIgnore {
         pattern: "unit_* systemd-machine-id-commit.service",
@@ -130,9 +134,18 @@ pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
         pattern: "mount_* /var/lib/docker/*",
         why: "a container's root file system and /dev/shm, mounted while it runs; the container is compared",
     },
+    // Links: what the kernel derives from an interface's state, not from configuration.
     BuiltinIgnore {
-        pattern: "route_* * dev veth*",
-        why: "a container's veth interface is named anew each time it starts",
+        pattern: "route_* fe80::/64 dev *",
+        why: "an interface has its IPv6 link-local route once it has been up: docker0 only after a container used it, a container's veth under a new name each start",
+    },
+    BuiltinIgnore {
+        pattern: "listener_* udp/68 *",
+        why: "the DHCP client's socket is bound to the leased address, which the network may change",
+    },
+    BuiltinIgnore {
+        pattern: "listener_* udp/546 *",
+        why: "the DHCPv6 client's socket is bound to the interface's current address",
     },
 ];
 
