@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 ///
 /// Run it as root with the script on stdin: `ssh … 'sudo sh -s' < script`. Each section is
 /// `### <name>`, the command's stdout, then `### stderr` and the command's stderr if it wrote
-/// any, then `### rc=<exit status>`; `/work/captures/capture.sh` (which took the committed
-/// fixtures) frames its sections the same way with stderr folded into stdout, and the parser
-/// reads both. A missing command (`### rc=127`) or a failing one spoils only its own section.
+/// any, then `### rc=<exit status>`. `tests/fixtures/capture.sh`, which took the committed
+/// fixtures from real guests, frames its sections the same way and under the same names, with
+/// stderr folded into stdout (and a few extra sections the parser skips), so the parser reads
+/// both. A missing command (`### rc=127`) or a failing one spoils only its own section.
 ///
 /// It is cheap under software emulation: twelve short process starts (one per section, plus
 /// `timeout` twice and one `systemctl is-active`), JSON where a command has it. (The port range

@@ -3,8 +3,8 @@
 //! to, and the rendered diff of each before/after pair.
 
 use boma_state::{
-    GuestState, Ignore, PortRange, ProbeResult, RebootDiff, Section, Snapshot, diff, parse_capture,
-    render_text,
+    CAPTURE_SCRIPT, GuestState, Ignore, PortRange, ProbeResult, RebootDiff, Section, Snapshot,
+    diff, parse_capture, render_text,
 };
 
 fn fixture(name: &str) -> String {
@@ -180,4 +180,24 @@ fn a_fresh_host_made_into_askari_shows_what_appeared() {
         ]
     );
     insta::assert_snapshot!("diff_golden_fresh_to_askari", render_text(&result));
+}
+
+/// The fixtures are what the parser reads in production: every section `CAPTURE_SCRIPT`
+/// prints is in them under the same name, but the port range (whose absence means Linux's
+/// default).
+#[test]
+fn the_fixtures_have_every_section_the_production_script_prints() {
+    let names: Vec<&str> = CAPTURE_SCRIPT
+        .lines()
+        .filter_map(|line| line.strip_prefix("sec "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert!(names.len() >= 9, "{names:?}");
+    let capture = fixture("askari/before.txt");
+    for name in names.into_iter().filter(|n| *n != "port-range") {
+        assert!(
+            capture.lines().any(|l| l == format!("### {name}")),
+            "section {name} is not in the fixtures"
+        );
+    }
 }
