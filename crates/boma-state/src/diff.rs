@@ -1,0 +1,624 @@
+//! The reboot diff: what was there before the reboot and is gone after (a failure), what is new
+//! after it (reported), what is known to differ between two boots (ignored), and which parts
+//! could not be compared.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ignore::Ignore;
+use crate::model::{
+    Chain, Container, GuestState, Listener, Mount, PortRange, ProbeResult, Route, Ruleset, Section,
+    Snapshot, Unit,
+};
+
+/// Why a finding was raised. The snake_case names are stable: operators grep them, ignore
+/// patterns start with them, and the failure-mode catalogue asserts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    // Lost: each is a failure.
+    /// The system was `running` before and is not after.
+    Degraded,
+    /// A unit is failed after the reboot that was not before.
+    UnitFailed,
+    /// A unit was active before and is not after (and did not fail).
+    UnitInactive,
+    /// A unit file was enabled before and is not after.
+    UnitDisabled,
+    ListenerLost,
+    TableLost,
+    ChainLost,
+    /// A base chain kept its name but changed type, hook, priority or policy.
+    ChainChanged,
+    RuleLost,
+    RouteLost,
+    MountLost,
+    ContainerLost,
+    ContainerNotRunning,
+    /// The controller's probe of a published port passed before and fails after.
+    ProbeFailed,
+    // Appeared: reported, not failed.
+    UnitAppeared,
+    UnitEnabled,
+    ListenerAppeared,
+    TableAppeared,
+    ChainAppeared,
+    RuleAppeared,
+    RouteAppeared,
+    MountAppeared,
+    ContainerAppeared,
+    ProbeRecovered,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 24] = [
+        Reason::Degraded,
+        Reason::UnitFailed,
+        Reason::UnitInactive,
+        Reason::UnitDisabled,
+        Reason::ListenerLost,
+        Reason::TableLost,
+        Reason::ChainLost,
+        Reason::ChainChanged,
+        Reason::RuleLost,
+        Reason::RouteLost,
+        Reason::MountLost,
+        Reason::ContainerLost,
+        Reason::ContainerNotRunning,
+        Reason::ProbeFailed,
+        Reason::UnitAppeared,
+        Reason::UnitEnabled,
+        Reason::ListenerAppeared,
+        Reason::TableAppeared,
+        Reason::ChainAppeared,
+        Reason::RuleAppeared,
+        Reason::RouteAppeared,
+        Reason::MountAppeared,
+        Reason::ContainerAppeared,
+        Reason::ProbeRecovered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Degraded => "degraded",
+            Reason::UnitFailed => "unit_failed",
+            Reason::UnitInactive => "unit_inactive",
+            Reason::UnitDisabled => "unit_disabled",
+            Reason::ListenerLost => "listener_lost",
+            Reason::TableLost => "table_lost",
+            Reason::ChainLost => "chain_lost",
+            Reason::ChainChanged => "chain_changed",
+            Reason::RuleLost => "rule_lost",
+            Reason::RouteLost => "route_lost",
+            Reason::MountLost => "mount_lost",
+            Reason::ContainerLost => "container_lost",
+            Reason::ContainerNotRunning => "container_not_running",
+            Reason::ProbeFailed => "probe_failed",
+            Reason::UnitAppeared => "unit_appeared",
+            Reason::UnitEnabled => "unit_enabled",
+            Reason::ListenerAppeared => "listener_appeared",
+            Reason::TableAppeared => "table_appeared",
+            Reason::ChainAppeared => "chain_appeared",
+            Reason::RuleAppeared => "rule_appeared",
+            Reason::RouteAppeared => "route_appeared",
+            Reason::MountAppeared => "mount_appeared",
+            Reason::ContainerAppeared => "container_appeared",
+            Reason::ProbeRecovered => "probe_recovered",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One difference between the two snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Finding {
+    pub reason: Reason,
+    /// What it is about, e.g. `tcp/8080 python3`, `ip nat DOCKER`, `caddy`.
+    pub subject: String,
+    /// What a person needs to act, e.g. `active/running -> inactive/dead`.
+    pub detail: Option<String>,
+}
+
+impl Finding {
+    fn new(reason: Reason, subject: impl Into<String>, detail: Option<String>) -> Self {
+        Finding {
+            reason,
+            subject: subject.into(),
+            detail,
+        }
+    }
+}
+
+/// `<reason> <subject>`, e.g. `listener_lost tcp/8080 python3`; `degraded` reads as a sentence:
+/// `degraded: foo.service failed`. Ignore patterns are matched against this text.
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            Reason::Degraded => write!(f, "degraded: {}", self.subject),
+            reason => write!(f, "{reason} {}", self.subject),
+        }
+    }
+}
+
+/// The outcome of [`diff`]. Each list is sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootDiff {
+    /// There before the reboot, gone after: each one fails the run.
+    pub lost: Vec<Finding>,
+    /// There only after the reboot: reported, not failed.
+    pub appeared: Vec<Finding>,
+    /// Lost or appeared, but known to differ between any two boots.
+    pub ignored: Vec<Finding>,
+    /// Parts that could not be compared, with why, e.g. `nftables: nft is not installed
+    /// (before and after the reboot)`.
+    pub unavailable: Vec<String>,
+}
+
+impl RebootDiff {
+    /// Whether nothing was lost.
+    pub fn passed(&self) -> bool {
+        self.lost.is_empty()
+    }
+}
+
+/// Compares the state before the reboot with the state after it.
+pub fn diff(before: &Snapshot, after: &Snapshot, ignore: &Ignore) -> RebootDiff {
+    let mut found = Found::default();
+    let (b, a) = (&before.guest, &after.guest);
+    found.system(b, a);
+    found.units(b, a);
+    if let Some((b, a)) = found.both("enabled unit files", &b.enabled_units, &a.enabled_units) {
+        enabled_units(b, a, &mut found);
+    }
+    if let Some((bl, al)) = found.both("listeners", &b.listeners, &a.listeners) {
+        listeners(bl, al, b.ephemeral_ports, a.ephemeral_ports, &mut found);
+    }
+    if let Some((b, a)) = found.both("nftables", &b.nftables, &a.nftables) {
+        nftables(b, a, &mut found);
+    }
+    if let Some((b, a)) = found.both("routes", &b.routes, &a.routes) {
+        routes(b, a, &mut found);
+    }
+    if let Some((b, a)) = found.both("mounts", &b.mounts, &a.mounts) {
+        mounts(b, a, &mut found);
+    }
+    if let Some((b, a)) = found.both("containers", &b.containers, &a.containers) {
+        containers(b, a, &mut found);
+    }
+    probes(&before.probes, &after.probes, &mut found);
+    found.finish(ignore)
+}
+
+/// Findings as they are raised, before the ignore list sorts them.
+#[derive(Default)]
+struct Found {
+    lost: Vec<Finding>,
+    appeared: Vec<Finding>,
+    /// Ignored by a rule about the state itself rather than its text (an ephemeral port, an
+    /// expiring route).
+    ignored: Vec<Finding>,
+    unavailable: Vec<String>,
+}
+
+impl Found {
+    fn lost(&mut self, reason: Reason, subject: impl Into<String>, detail: Option<String>) {
+        self.lost.push(Finding::new(reason, subject, detail));
+    }
+
+    fn appeared(&mut self, reason: Reason, subject: impl Into<String>, detail: Option<String>) {
+        self.appeared.push(Finding::new(reason, subject, detail));
+    }
+
+    /// Both sides of a section, or `None` after noting why they cannot be compared.
+    fn both<'a, T>(
+        &mut self,
+        what: &str,
+        before: &'a Section<T>,
+        after: &'a Section<T>,
+    ) -> Option<(&'a T, &'a T)> {
+        match (before, after) {
+            (Section::Available(b), Section::Available(a)) => return Some((b, a)),
+            (Section::Unavailable(b), Section::Unavailable(a)) if a == b => {
+                self.unavailable
+                    .push(format!("{what}: {b} (before and after the reboot)"));
+            }
+            (b, a) => {
+                for (section, when) in [(b, "before"), (a, "after")] {
+                    if let Section::Unavailable(why) = section {
+                        self.unavailable
+                            .push(format!("{what}: {why} ({when} the reboot)"));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn system(&mut self, before: &GuestState, after: &GuestState) {
+        let failed = self.both("failed units", &before.failed_units, &after.failed_units);
+        let newly_failed: Vec<&String> = match failed {
+            Some((b, a)) => a.difference(b).collect(),
+            None => Vec::new(),
+        };
+        for unit in &newly_failed {
+            self.lost(Reason::UnitFailed, unit.as_str(), None);
+        }
+        let Some((b, a)) = self.both("system state", &before.system, &after.system) else {
+            return;
+        };
+        if b == "running" && a != "running" {
+            let subject = if newly_failed.is_empty() {
+                format!("system is {a}")
+            } else {
+                let names: Vec<&str> = newly_failed.iter().map(|u| u.as_str()).collect();
+                format!("{} failed", names.join(", "))
+            };
+            self.lost(
+                Reason::Degraded,
+                subject,
+                Some(format!("system {b} -> {a}")),
+            );
+        }
+    }
+
+    fn units(&mut self, before: &GuestState, after: &GuestState) {
+        let Some((b, a)) = self.both("units", &before.units, &after.units) else {
+            return;
+        };
+        // Mounts and swaps are compared as mounts, by path: a lost tmpfs reads as
+        // `mount_lost /srv/data tmpfs`, not also as its unit.
+        let followed = |unit: &Unit| !matches!(unit.kind.as_str(), "mount" | "swap");
+        for (name, was) in b.iter().filter(|(_, u)| u.is_active() && followed(u)) {
+            match a.get(name) {
+                None => self.lost(
+                    Reason::UnitInactive,
+                    name,
+                    Some(format!("{} -> not loaded", state(was))),
+                ),
+                // A unit that failed is reported as `unit_failed`.
+                Some(now) if !now.is_active() && now.active != "failed" => self.lost(
+                    Reason::UnitInactive,
+                    name,
+                    Some(format!("{} -> {}", state(was), state(now))),
+                ),
+                Some(_) => {}
+            }
+        }
+        for (name, now) in a.iter().filter(|(_, u)| u.is_active() && followed(u)) {
+            let was = b.get(name);
+            if !was.is_some_and(Unit::is_active) {
+                let was = was.map_or_else(|| "not loaded".to_owned(), state);
+                self.appeared(
+                    Reason::UnitAppeared,
+                    name,
+                    Some(format!("{was} -> {}", state(now))),
+                );
+            }
+        }
+    }
+
+    /// Sorts the findings, moving those the ignore list matches to `ignored`.
+    fn finish(self, ignore: &Ignore) -> RebootDiff {
+        let (mut lost, mut ignored): (Vec<_>, Vec<_>) =
+            self.lost.into_iter().partition(|f| !ignore.matches(f));
+        let (mut appeared, also_ignored): (Vec<_>, Vec<_>) =
+            self.appeared.into_iter().partition(|f| !ignore.matches(f));
+        ignored.extend(also_ignored);
+        ignored.extend(self.ignored);
+        lost.sort();
+        appeared.sort();
+        ignored.sort();
+        RebootDiff {
+            lost,
+            appeared,
+            ignored,
+            unavailable: self.unavailable,
+        }
+    }
+}
+
+fn state(unit: &Unit) -> String {
+    format!("{}/{}", unit.active, unit.sub)
+}
+
+fn enabled_units(b: &BTreeMap<String, String>, a: &BTreeMap<String, String>, found: &mut Found) {
+    for (name, was) in b.iter().filter(|(name, _)| !a.contains_key(*name)) {
+        let detail = if was == "enabled-runtime" {
+            "was enabled-runtime: enabled in /run, which a reboot empties".to_owned()
+        } else {
+            format!("was {was}")
+        };
+        found.lost(Reason::UnitDisabled, name, Some(detail));
+    }
+    for (name, now) in a.iter().filter(|(name, _)| !b.contains_key(*name)) {
+        found.appeared(Reason::UnitEnabled, name, Some(format!("now {now}")));
+    }
+}
+
+fn listeners(
+    before: &[Listener],
+    after: &[Listener],
+    before_ephemeral: PortRange,
+    after_ephemeral: PortRange,
+    found: &mut Found,
+) {
+    let missing = |from: &[Listener], to: &[Listener]| -> Vec<Listener> {
+        from.iter()
+            .filter(|l| !to.iter().any(|t| serves(t, l)))
+            .cloned()
+            .collect()
+    };
+    for (reason, list, ephemeral) in [
+        (
+            Reason::ListenerLost,
+            missing(before, after),
+            before_ephemeral,
+        ),
+        (
+            Reason::ListenerAppeared,
+            missing(after, before),
+            after_ephemeral,
+        ),
+    ] {
+        for listener in list {
+            let finding = Finding::new(
+                reason,
+                listener_subject(&listener),
+                Some(listener_detail(&listener)),
+            );
+            // A socket bound in the ephemeral range got its port at random (a DNS or NTP
+            // client's UDP socket, an RPC service): the port differs on every boot.
+            if ephemeral.contains(listener.port) {
+                found.ignored.push(finding);
+            } else if reason == Reason::ListenerLost {
+                found.lost.push(finding);
+            } else {
+                found.appeared.push(finding);
+            }
+        }
+    }
+}
+
+/// Whether `socket` serves what `wanted` served: same protocol and port, and the same address
+/// or the wildcard.
+fn serves(socket: &Listener, wanted: &Listener) -> bool {
+    socket.proto == wanted.proto
+        && socket.port == wanted.port
+        && (socket.address == wanted.address || socket.address == "*")
+}
+
+fn listener_subject(listener: &Listener) -> String {
+    let mut subject = format!("{}/{}", listener.proto, listener.port);
+    if !listener.processes.is_empty() {
+        subject.push(' ');
+        subject.push_str(&listener.processes.join(","));
+    }
+    subject
+}
+
+fn listener_detail(listener: &Listener) -> String {
+    match listener.address.as_str() {
+        "*" => "on every address".to_owned(),
+        address => format!("on {address}"),
+    }
+}
+
+/// Reports the outermost loss only: a lost table's chains and rules are not listed again.
+fn nftables(before: &Ruleset, after: &Ruleset, found: &mut Found) {
+    let tables = [
+        (
+            before,
+            after,
+            Reason::TableLost,
+            Reason::ChainLost,
+            Reason::RuleLost,
+        ),
+        (
+            after,
+            before,
+            Reason::TableAppeared,
+            Reason::ChainAppeared,
+            Reason::RuleAppeared,
+        ),
+    ];
+    for (from, to, table_reason, chain_reason, rule_reason) in tables {
+        let lost = table_reason == Reason::TableLost;
+        let mut push = |reason, subject: String, detail| {
+            if lost {
+                found.lost(reason, subject, detail);
+            } else {
+                found.appeared(reason, subject, detail);
+            }
+        };
+        for (table_name, table) in &from.tables {
+            let Some(other) = to.tables.get(table_name) else {
+                let chains: Vec<&str> = table.chains.keys().map(String::as_str).collect();
+                let detail = (!chains.is_empty()).then(|| format!("chains {}", chains.join(", ")));
+                push(table_reason, table_name.clone(), detail);
+                continue;
+            };
+            for (chain_name, chain) in &table.chains {
+                let subject = format!("{table_name} {chain_name}");
+                let Some(other_chain) = other.chains.get(chain_name) else {
+                    push(chain_reason, subject, Some(chain_summary(chain)));
+                    continue;
+                };
+                if lost && chain.base != other_chain.base {
+                    let detail =
+                        format!("{} -> {}", chain_summary(chain), chain_summary(other_chain));
+                    push(Reason::ChainChanged, subject.clone(), Some(detail));
+                }
+                for rule in missing_rules(&chain.rules, &other_chain.rules) {
+                    push(rule_reason, format!("{subject}: {rule}"), None);
+                }
+            }
+        }
+    }
+}
+
+/// The rules of `from` that `to` lacks, counting a rule written twice as two.
+fn missing_rules<'a>(from: &'a [String], to: &[String]) -> Vec<&'a str> {
+    let mut left: BTreeMap<&str, usize> = BTreeMap::new();
+    for rule in to {
+        *left.entry(rule).or_default() += 1;
+    }
+    from.iter()
+        .filter(|rule| match left.get_mut(rule.as_str()) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+fn chain_summary(chain: &Chain) -> String {
+    let rules = match chain.rules.len() {
+        1 => "1 rule".to_owned(),
+        n => format!("{n} rules"),
+    };
+    match &chain.base {
+        None => rules,
+        Some(base) => {
+            let policy = base
+                .policy
+                .as_ref()
+                .map(|p| format!(" policy {p}"))
+                .unwrap_or_default();
+            format!(
+                "type {} hook {} priority {}{policy}, {rules}",
+                base.kind, base.hook, base.priority
+            )
+        }
+    }
+}
+
+fn routes(before: &[Route], after: &[Route], found: &mut Found) {
+    // The protocol is not part of a route's identity: the same route re-added by another
+    // program is still there.
+    let same = |a: &Route, b: &Route| {
+        a.table == b.table
+            && a.kind == b.kind
+            && a.dst == b.dst
+            && a.gateway == b.gateway
+            && a.dev == b.dev
+    };
+    for (from, to, reason) in [
+        (before, after, Reason::RouteLost),
+        (after, before, Reason::RouteAppeared),
+    ] {
+        for route in from.iter().filter(|r| !to.iter().any(|o| same(r, o))) {
+            let detail = route.protocol.as_ref().map(|p| format!("proto {p}"));
+            let finding = Finding::new(reason, route_subject(route), detail);
+            // Learned from a router advertisement, with a lifetime: whether it is installed at
+            // a given moment depends on the network's timing, not on the host.
+            if route.expires {
+                found.ignored.push(finding);
+            } else if reason == Reason::RouteLost {
+                found.lost.push(finding);
+            } else {
+                found.appeared.push(finding);
+            }
+        }
+    }
+}
+
+/// `198.51.100.0/24 via 10.0.2.2 dev ens2`, `unreachable 203.0.113.7`, `… table 100`.
+fn route_subject(route: &Route) -> String {
+    let mut words = Vec::new();
+    if route.kind != "unicast" {
+        words.push(route.kind.clone());
+    }
+    words.push(route.dst.clone());
+    if let Some(gateway) = &route.gateway {
+        words.push(format!("via {gateway}"));
+    }
+    if let Some(dev) = &route.dev {
+        words.push(format!("dev {dev}"));
+    }
+    if route.table != "main" {
+        words.push(format!("table {}", route.table));
+    }
+    words.join(" ")
+}
+
+fn mounts(before: &[Mount], after: &[Mount], found: &mut Found) {
+    let has = |list: &[Mount], m: &Mount| {
+        list.iter()
+            .any(|o| o.target == m.target && o.fstype == m.fstype)
+    };
+    for mount in before.iter().filter(|m| !has(after, m)) {
+        found.lost(
+            Reason::MountLost,
+            format!("{} {}", mount.target, mount.fstype),
+            Some(format!("from {}", mount.source)),
+        );
+    }
+    for mount in after.iter().filter(|m| !has(before, m)) {
+        found.appeared(
+            Reason::MountAppeared,
+            format!("{} {}", mount.target, mount.fstype),
+            Some(format!("from {}", mount.source)),
+        );
+    }
+}
+
+fn containers(before: &[Container], after: &[Container], found: &mut Found) {
+    let by_name = |list: &[Container], name: &str| list.iter().find(|c| c.name == name).cloned();
+    for was in before {
+        match by_name(after, &was.name) {
+            None => found.lost(
+                Reason::ContainerLost,
+                &was.name,
+                Some(format!("was {}", was.state)),
+            ),
+            Some(now) if was.state == "running" && now.state != "running" => found.lost(
+                Reason::ContainerNotRunning,
+                &was.name,
+                Some(format!("running -> {}", now.state)),
+            ),
+            Some(_) => {}
+        }
+    }
+    for now in after.iter().filter(|c| by_name(before, &c.name).is_none()) {
+        found.appeared(
+            Reason::ContainerAppeared,
+            &now.name,
+            Some(format!("now {}", now.state)),
+        );
+    }
+}
+
+fn probes(before: &[ProbeResult], after: &[ProbeResult], found: &mut Found) {
+    for was in before {
+        let now = after
+            .iter()
+            .find(|p| p.port == was.port && p.kind == was.kind);
+        match now {
+            None if was.ok => found.unavailable.push(format!(
+                "probe {}/{}: not run after the reboot",
+                was.port, was.kind
+            )),
+            Some(now) if was.ok && !now.ok => found.lost(
+                Reason::ProbeFailed,
+                format!("{} {}", now.port, now.reason),
+                Some(format!("{} probe: ok -> {}", now.kind, now.reason)),
+            ),
+            Some(now) if !was.ok && now.ok => found.appeared(
+                Reason::ProbeRecovered,
+                format!("{}", now.port),
+                Some(format!("{} probe: {} -> ok", now.kind, was.reason)),
+            ),
+            _ => {}
+        }
+    }
+}

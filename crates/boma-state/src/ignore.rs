@@ -1,0 +1,363 @@
+//! What legitimately differs between two boots of a healthy host, as glob patterns over a
+//! finding's display text (`unit_inactive apt-daily.service`), each with why; and a profile's
+//! own patterns on top.
+
+use crate::diff::{Finding, Reason};
+
+/// One built-in pattern and why it is safe to ignore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltinIgnore {
+    pub pattern: &'static str,
+    pub why: &'static str,
+}
+
+/// Differences between two boots of a healthy Debian 13 host, from real captures (the
+/// fixtures under `tests/fixtures/`). Two further rules are about the state rather than its
+/// text and live in the diff itself: sockets bound in the kernel's ephemeral port range, and
+/// routes learned with a lifetime (router advertisements).
+pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
+    // Logins: the capture itself arrives over SSH, so a session exists at both captures, under
+    // a new number each boot.
+    BuiltinIgnore {
+        pattern: "unit_* session-*.scope",
+        why: "login sessions are numbered anew on every boot",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* user@*.service",
+        why: "a user's service manager runs while that user is logged in",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* user-runtime-dir@*.service",
+        why: "a user's /run/user directory exists while that user is logged in",
+    },
+    BuiltinIgnore {
+        pattern: "mount_* /run/user/*",
+        why: "a user's runtime directory is mounted while that user is logged in",
+    },
+    // Units a timer starts: they run for a while, then are inactive until the next time.
+    BuiltinIgnore {
+        pattern: "unit_* apt-daily.service",
+        why: "started by apt-daily.timer; the timer itself is compared",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* apt-daily-upgrade.service",
+        why: "started by apt-daily-upgrade.timer; the timer itself is compared",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* dpkg-db-backup.service",
+        why: "started by dpkg-db-backup.timer",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* e2scrub_all.service",
+        why: "started by e2scrub_all.timer",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* e2scrub_reap.service",
+        why: "runs once at boot to remove stale e2scrub snapshots, then exits",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* fstrim.service",
+        why: "started by fstrim.timer",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* logrotate.service",
+        why: "started by logrotate.timer",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* man-db.service",
+        why: "started by man-db.timer and by package installs",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* systemd-tmpfiles-clean.service",
+        why: "started by systemd-tmpfiles-clean.timer",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* phpsessionclean.service",
+        why: "started by phpsessionclean.timer",
+    },
+    // Units that run only when something changed, or only on the first boot.
+    BuiltinIgnore {
+        pattern: "unit_* ldconfig.service",
+        why: "runs only when /usr is newer than /etc/.updated (ConditionNeedsUpdate): on the first boot of a new image, not the next",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* systemd-hwdb-update.service",
+        why: "runs only when /usr is newer than /etc/.updated (ConditionNeedsUpdate), like ldconfig.service",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* systemd-journal-catalog-update.service",
+        why: "runs only when /usr is newer than /var/.updated (ConditionNeedsUpdate), like ldconfig.service",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* systemd-sysusers.service",
+        why: "runs only when /usr is newer than /etc/.updated (ConditionNeedsUpdate), like ldconfig.service",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* systemd-update-done.service",
+        why: "runs only when /usr is newer than /etc/.updated or /var/.updated (ConditionNeedsUpdate), like ldconfig.service",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* systemd-machine-id-commit.service",
+        why: "runs only while /etc/machine-id is still transient, on the first boot",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* systemd-firstboot.service",
+        why: "runs only on the first boot (ConditionFirstBoot)",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* first-boot-complete.target",
+        why: "reached only on the first boot (ConditionFirstBoot)",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* systemd-fsck@*.service",
+        why: "file system checks run when the boot needs them",
+    },
+    BuiltinIgnore {
+        pattern: "unit_* systemd-fsck-root.service",
+        why: "the root file system check runs when the boot needs it",
+    },
+    // Mounts that follow something the diff already compares.
+    BuiltinIgnore {
+        pattern: "mount_* /run/credentials/*",
+        why: "a service's credentials are mounted while the service runs; the service is compared",
+    },
+    BuiltinIgnore {
+        pattern: "mount_* /proc/sys/fs/binfmt_misc binfmt_misc",
+        why: "mounted on first access by its automount, which is compared",
+    },
+    // Docker: per-container state the container itself stands for.
+    BuiltinIgnore {
+        pattern: "mount_* /run/docker/*",
+        why: "a container's network namespace, named anew each time it starts",
+    },
+    BuiltinIgnore {
+        pattern: "mount_* /var/lib/docker/*",
+        why: "a container's root file system and /dev/shm, mounted while it runs; the container is compared",
+    },
+    // Links: what the kernel derives from an interface's state, not from configuration.
+    BuiltinIgnore {
+        pattern: "route_* fe80::/64 dev *",
+        why: "an interface has its IPv6 link-local route once it has been up: docker0 only after a container used it, a container's veth under a new name each start",
+    },
+    BuiltinIgnore {
+        pattern: "listener_* udp/68 *",
+        why: "the DHCP client's socket is bound to the leased address, which the network may change",
+    },
+    BuiltinIgnore {
+        pattern: "listener_* udp/546 *",
+        why: "the DHCPv6 client's socket is bound to the interface's current address",
+    },
+];
+
+/// The patterns a diff skips: built-in, plus a profile's `reboot_diff_ignore`.
+#[derive(Debug, Clone)]
+pub struct Ignore {
+    patterns: Vec<Pattern>,
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    glob: Vec<char>,
+}
+
+/// A profile's `reboot_diff_ignore` entry that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IgnoreError {
+    #[error(
+        "reboot_diff_ignore pattern {pattern:?} is blank: remove it, or write one like \"unit_inactive foo.service\""
+    )]
+    Blank { pattern: String },
+    #[error(
+        "reboot_diff_ignore pattern {pattern:?} contains {found:?}, which is not supported: only `*` and `?` are wildcards"
+    )]
+    Unsupported { pattern: String, found: char },
+    #[error(
+        "reboot_diff_ignore pattern {pattern:?} starts with {word:?}, which names no reason: start with one of {reasons}, or `*`"
+    )]
+    UnknownReason {
+        pattern: String,
+        word: String,
+        reasons: String,
+    },
+}
+
+impl Ignore {
+    /// Only [`BUILTIN_IGNORES`].
+    pub fn builtin() -> Ignore {
+        Ignore {
+            patterns: BUILTIN_IGNORES
+                .iter()
+                .map(|b| Pattern {
+                    glob: b.pattern.chars().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// [`BUILTIN_IGNORES`] and a profile's patterns, checked: each must be a glob (`*` any
+    /// text, `?` one character) whose first word matches a reason name.
+    pub fn with_patterns(patterns: &[String]) -> Result<Ignore, IgnoreError> {
+        let mut ignore = Ignore::builtin();
+        for pattern in patterns {
+            ignore.patterns.push(check(pattern)?);
+        }
+        Ok(ignore)
+    }
+
+    /// Whether the finding's display text matches a pattern.
+    pub fn matches(&self, finding: &Finding) -> bool {
+        let text: Vec<char> = finding.to_string().chars().collect();
+        self.patterns.iter().any(|p| glob_match(&p.glob, &text))
+    }
+}
+
+fn check(pattern: &str) -> Result<Pattern, IgnoreError> {
+    if pattern.trim().is_empty() {
+        return Err(IgnoreError::Blank {
+            pattern: pattern.to_owned(),
+        });
+    }
+    // Character classes, braces and escapes would be read literally: refuse them rather than
+    // match nothing silently.
+    if let Some(found) = pattern
+        .chars()
+        .find(|c| matches!(c, '[' | ']' | '{' | '}' | '\\') || c.is_control())
+    {
+        return Err(IgnoreError::Unsupported {
+            pattern: pattern.to_owned(),
+            found,
+        });
+    }
+    let word = pattern.split(' ').next().unwrap_or_default();
+    let word_glob: Vec<char> = word.trim_end_matches(':').chars().collect();
+    let names_a_reason = Reason::ALL
+        .iter()
+        .any(|r| glob_match(&word_glob, &r.as_str().chars().collect::<Vec<_>>()));
+    if !names_a_reason {
+        let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        return Err(IgnoreError::UnknownReason {
+            pattern: pattern.to_owned(),
+            word: word.to_owned(),
+            reasons: reasons.join(", "),
+        });
+    }
+    Ok(Pattern {
+        glob: pattern.chars().collect(),
+    })
+}
+
+/// `*` matches any text (spaces and `/` included), `?` one character, anything else itself.
+fn glob_match(glob: &[char], text: &[char]) -> bool {
+    let (mut g, mut t) = (0, 0);
+    // Where the last `*` was, and how much text it has taken so far.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match glob.get(g) {
+            Some('*') => {
+                star = Some((g, t));
+                g += 1;
+            }
+            Some(c) if *c == '?' || *c == text[t] => {
+                g += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_g, star_t)) => {
+                    g = star_g + 1;
+                    t = star_t + 1;
+                    star = Some((star_g, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    glob[g..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(glob: &str, text: &str) -> bool {
+        glob_match(
+            &glob.chars().collect::<Vec<_>>(),
+            &text.chars().collect::<Vec<_>>(),
+        )
+    }
+
+    fn finding(reason: Reason, subject: &str) -> Finding {
+        Finding {
+            reason,
+            subject: subject.to_owned(),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn globs_match_any_text_or_one_character() {
+        assert!(matches(
+            "unit_* session-*.scope",
+            "unit_inactive session-3.scope"
+        ));
+        assert!(matches(
+            "route_* * dev veth*",
+            "route_lost fe80::/64 dev veth1a2b3c"
+        ));
+        assert!(matches("listener_lost udp/6?", "listener_lost udp/68"));
+        assert!(matches("*", ""));
+        assert!(!matches("listener_lost udp/6?", "listener_lost udp/680"));
+        assert!(!matches(
+            "unit_* session-*.scope",
+            "unit_inactive session-3.service"
+        ));
+        assert!(!matches("a*b*c", "abxbx"));
+    }
+
+    #[test]
+    fn builtin_patterns_are_valid() {
+        for builtin in BUILTIN_IGNORES {
+            assert!(check(builtin.pattern).is_ok(), "{}", builtin.pattern);
+        }
+    }
+
+    #[test]
+    fn profile_patterns_extend_the_builtin_list() {
+        let custom = finding(Reason::ListenerLost, "tcp/9100 node_exporter");
+        assert!(!Ignore::builtin().matches(&custom));
+        let ignore = Ignore::with_patterns(&["listener_lost tcp/9100 *".to_owned()]).unwrap();
+        assert!(ignore.matches(&custom));
+        assert!(ignore.matches(&finding(Reason::UnitInactive, "session-4.scope")));
+        assert!(!ignore.matches(&finding(Reason::ListenerLost, "tcp/9101 other")));
+    }
+
+    #[test]
+    fn a_degraded_finding_matches_by_its_display() {
+        let ignore = Ignore::with_patterns(&["degraded: flaky.service failed".to_owned()]).unwrap();
+        assert!(ignore.matches(&finding(Reason::Degraded, "flaky.service failed")));
+    }
+
+    #[test]
+    fn unusable_patterns_are_refused_by_name() {
+        let refused = |p: &str| Ignore::with_patterns(&[p.to_owned()]).unwrap_err();
+        assert_eq!(
+            refused("  "),
+            IgnoreError::Blank {
+                pattern: "  ".to_owned()
+            }
+        );
+        assert_eq!(
+            refused("unit_inactive foo[12].service"),
+            IgnoreError::Unsupported {
+                pattern: "unit_inactive foo[12].service".to_owned(),
+                found: '['
+            }
+        );
+        let err = refused("unit_inactiv foo.service");
+        assert!(matches!(&err, IgnoreError::UnknownReason { word, .. } if word == "unit_inactiv"));
+        assert!(
+            err.to_string().contains("\"unit_inactiv foo.service\""),
+            "{err}"
+        );
+        assert!(Ignore::with_patterns(&["* foo.service".to_owned()]).is_ok());
+    }
+}

@@ -1,0 +1,37 @@
+//! The reboot diff: the guest's observable state captured after the last apply and again after
+//! the reboot, compared, with anything that was there before and is gone after named as a
+//! failure.
+//!
+//! It catches the everyday reboot-class bugs on any host with no check written: a service
+//! started but never enabled (`unit_inactive`, `listener_lost`), state added imperatively or
+//! kept only in /run (`route_lost`, `mount_lost`, `unit_disabled`), a unit that fails only at
+//! boot (`unit_failed`, `degraded`), a firewall reload that wipes Docker's chains
+//! (`chain_lost`), and, through the controller's probes, a published port that stopped
+//! answering (`probe_failed`).
+//!
+//! The flow: the harness runs [`CAPTURE_SCRIPT`] on the guest in one SSH round trip,
+//! [`parse_capture`] reads its output into a [`GuestState`], the harness pairs it with its own
+//! [`ProbeResult`]s as a [`Snapshot`], and [`diff`] compares two snapshots under an [`Ignore`]
+//! list; [`render_text`] is what a person reads. Everything here is pure: text and values in,
+//! values and text out.
+//!
+//! A section the capture could not read is [`Section::Unavailable`] and is reported as not
+//! compared; it is never read as empty, so it can never look like "everything was lost".
+
+mod capture;
+mod diff;
+mod ignore;
+mod model;
+mod nft;
+mod parse;
+mod render;
+
+pub use capture::{CAPTURE_SCRIPT, ParseError};
+pub use diff::{Finding, Reason, RebootDiff, diff};
+pub use ignore::{BUILTIN_IGNORES, BuiltinIgnore, Ignore, IgnoreError};
+pub use model::{
+    BaseChain, Chain, Container, GuestState, Listener, Mount, PortRange, ProbeResult, Route,
+    Ruleset, Section, Snapshot, Table, Unit,
+};
+pub use parse::parse_capture;
+pub use render::render_text;

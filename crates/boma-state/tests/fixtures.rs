@@ -1,0 +1,203 @@
+//! The parser and the diff on captures taken from real Debian 13 guests with
+//! `/work/captures/capture.sh` (committed under `tests/fixtures/`): what each capture parses
+//! to, and the rendered diff of each before/after pair.
+
+use boma_state::{
+    CAPTURE_SCRIPT, GuestState, Ignore, PortRange, ProbeResult, RebootDiff, Section, Snapshot,
+    diff, parse_capture, render_text,
+};
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+fn state(name: &str) -> GuestState {
+    parse_capture(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn snapshot(name: &str, probes: Vec<ProbeResult>) -> Snapshot {
+    Snapshot {
+        guest: state(name),
+        probes,
+    }
+}
+
+fn json(state: &GuestState) -> String {
+    serde_json::to_string_pretty(state).unwrap()
+}
+
+/// Every section of a capture taken on a host with these tools is read.
+fn assert_all_available(name: &str, state: &GuestState) {
+    let unavailable: Vec<String> = [
+        ("system", why(&state.system)),
+        ("failed units", why(&state.failed_units)),
+        ("units", why(&state.units)),
+        ("enabled units", why(&state.enabled_units)),
+        ("listeners", why(&state.listeners)),
+        ("nftables", why(&state.nftables)),
+        ("routes", why(&state.routes)),
+        ("mounts", why(&state.mounts)),
+        ("containers", why(&state.containers)),
+    ]
+    .into_iter()
+    .filter_map(|(what, why)| why.map(|why| format!("{what}: {why}")))
+    .collect();
+    assert!(unavailable.is_empty(), "{name}: {unavailable:?}");
+}
+
+fn why<T>(section: &Section<T>) -> Option<&str> {
+    match section {
+        Section::Available(_) => None,
+        Section::Unavailable(why) => Some(why),
+    }
+}
+
+/// The diff of a pair of fixtures, `<dir>/before.txt` and `<dir>/after.txt`.
+fn pair(dir: &str) -> RebootDiff {
+    diff(
+        &snapshot(&format!("{dir}/before.txt"), Vec::new()),
+        &snapshot(&format!("{dir}/after.txt"), Vec::new()),
+        &Ignore::builtin(),
+    )
+}
+
+/// The rendered diff, then each ignored finding: the snapshot shows what the built-in list
+/// hides, so a new entry in it is reviewed.
+fn report(result: &RebootDiff) -> String {
+    let mut text = render_text(result);
+    for finding in &result.ignored {
+        text.push_str(&format!("IGNORED {finding}\n"));
+    }
+    text
+}
+
+fn displays(findings: &[boma_state::Finding]) -> Vec<String> {
+    findings.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn golden_fresh_parses_with_nft_and_docker_absent() {
+    let state = state("golden-fresh.txt");
+    assert_eq!(state.system, Section::Available("running".to_owned()));
+    assert_eq!(
+        state.nftables,
+        Section::Unavailable("nft is not installed".to_owned())
+    );
+    assert_eq!(
+        state.containers,
+        Section::Unavailable("docker is not installed".to_owned())
+    );
+    let units = state.units.available().unwrap();
+    assert_eq!(units["ssh.service"].sub, "running");
+    assert!(
+        !units.contains_key("home.mount"),
+        "a not-found unit was kept"
+    );
+    assert_eq!(state.ephemeral_ports, PortRange::LINUX_DEFAULT);
+    insta::assert_snapshot!("state_golden_fresh", json(&state));
+}
+
+#[test]
+fn askari_before_parses_every_section() {
+    let state = state("askari/before.txt");
+    assert_all_available("askari/before.txt", &state);
+    let nft = state.nftables.available().unwrap();
+    let tables: Vec<&str> = nft.tables.keys().map(String::as_str).collect();
+    assert_eq!(tables, ["inet filter", "ip filter", "ip nat"]);
+    let forward = nft.tables["inet filter"].chains["forward"].base.as_ref();
+    assert_eq!(forward.and_then(|b| b.policy.as_deref()), Some("drop"));
+    let containers = state.containers.available().unwrap();
+    assert_eq!(containers[0].name, "caddy");
+    assert_eq!(containers[0].state, "running");
+    insta::assert_snapshot!("state_askari_before", json(&state));
+}
+
+#[test]
+fn askari_after_parses_every_section() {
+    let state = state("askari/after.txt");
+    assert_all_available("askari/after.txt", &state);
+    insta::assert_snapshot!("state_askari_after", json(&state));
+}
+
+/// A healthy askari (Debian 13, Docker, Caddy in a container, nftables) across a real reboot:
+/// the hard requirement is that nothing is lost and nothing is new.
+#[test]
+fn a_healthy_askari_reboot_is_quiet() {
+    let result = pair("askari");
+    assert!(result.lost.is_empty(), "{}", report(&result));
+    assert!(result.appeared.is_empty(), "{}", report(&result));
+    assert!(result.unavailable.is_empty(), "{}", report(&result));
+    insta::assert_snapshot!("diff_askari", report(&result));
+}
+
+#[test]
+fn a_capture_compared_with_itself_is_quiet() {
+    for name in ["golden-fresh.txt", "askari/before.txt", "askari/after.txt"] {
+        let same = snapshot(name, Vec::new());
+        let result = diff(&same, &same, &Ignore::builtin());
+        assert!(result.lost.is_empty(), "{name}: {}", render_text(&result));
+        assert!(
+            result.appeared.is_empty(),
+            "{name}: {}",
+            render_text(&result)
+        );
+        assert!(
+            result.ignored.is_empty(),
+            "{name}: {}",
+            render_text(&result)
+        );
+    }
+}
+
+#[test]
+fn a_fresh_host_made_into_askari_shows_what_appeared() {
+    // Not a reboot, but two real states: what the apply added is new, and the sections the
+    // fresh host could not show (no nft, no docker) are not compared rather than all new.
+    let result = diff(
+        &snapshot("golden-fresh.txt", Vec::new()),
+        &snapshot("askari/before.txt", Vec::new()),
+        &Ignore::builtin(),
+    );
+    let appeared = displays(&result.appeared);
+    for expected in [
+        "listener_appeared tcp/443 docker-proxy",
+        "listener_appeared udp/443 docker-proxy",
+        "unit_appeared docker.service",
+        "unit_enabled docker.service",
+        "route_appeared 172.18.0.0/16 dev br-ee7bb0e6e49d",
+    ] {
+        assert!(
+            appeared.iter().any(|a| a == expected),
+            "{expected} missing from {appeared:#?}"
+        );
+    }
+    assert_eq!(
+        result.unavailable,
+        [
+            "nftables: nft is not installed (before the reboot)",
+            "containers: docker is not installed (before the reboot)",
+        ]
+    );
+    insta::assert_snapshot!("diff_golden_fresh_to_askari", render_text(&result));
+}
+
+/// The fixtures are what the parser reads in production: every section `CAPTURE_SCRIPT`
+/// prints is in them under the same name, but the port range (whose absence means Linux's
+/// default).
+#[test]
+fn the_fixtures_have_every_section_the_production_script_prints() {
+    let names: Vec<&str> = CAPTURE_SCRIPT
+        .lines()
+        .filter_map(|line| line.strip_prefix("sec "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert!(names.len() >= 9, "{names:?}");
+    let capture = fixture("askari/before.txt");
+    for name in names.into_iter().filter(|n| *n != "port-range") {
+        assert!(
+            capture.lines().any(|l| l == format!("### {name}")),
+            "section {name} is not in the fixtures"
+        );
+    }
+}
