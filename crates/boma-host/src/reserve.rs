@@ -19,11 +19,12 @@ use crate::procs::{self, ProcInfo, ProcessIdentity};
 
 /// What a QEMU process holds beyond the guest's memory, apart from TCG's translation cache:
 /// device and block-layer state, the malloc arenas of its threads (64 MiB each), libraries.
-/// Measured: 233 MiB for a `-smp 2` TCG guest seven minutes into a run on the CI machine.
+/// Measured (QEMU 7.2, `-smp 2 -m 3072`, TCG, on the 2-core CI machine): 233 MiB seven
+/// minutes into a run, 232 MiB at 23 minutes.
 pub const QEMU_OVERHEAD_MIB: u64 = 256;
 /// TCG's translated-code cache: QEMU sizes it at min(1 GiB, 1/8 of host memory) unless
-/// `-accel tcg,tb-size=…` says otherwise, and fills it within minutes (measured: all 1024 MiB
-/// resident seven minutes into a run, on a 24 GiB host).
+/// `-accel tcg,tb-size=…` says otherwise, and fills it within minutes (same guest, 24 GiB
+/// host: 1006 MiB resident at seven minutes, 1023 MiB at 23).
 pub const TCG_TRANSLATION_CACHE_MIB: u64 = 1024;
 /// Per-VM overhead under KVM.
 pub const KVM_OVERHEAD_MIB: u64 = QEMU_OVERHEAD_MIB;
@@ -99,7 +100,7 @@ impl Reservation {
             .map(|p| format!(", QEMU pid {}", p.pid))
             .unwrap_or_default();
         format!(
-            "{} ({} MiB): `{}` from {}, pid {}{vm_pid} — stop it with `cargo xtask down` in {}, or `cargo xtask prune` there",
+            "{} ({} MiB): `{}` from {}, harness pid {}{vm_pid} — stop it with `cargo xtask down` in {}, or `cargo xtask prune` there",
             self.vm, self.mem_mib, self.what, self.checkout, self.holder.pid, self.checkout
         )
     }

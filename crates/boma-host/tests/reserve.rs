@@ -105,7 +105,7 @@ fn a_live_reservation_refuses_the_next_and_is_named() {
     let text = err.to_string();
     assert!(
         text.contains(&format!(
-            "boma-it-askari-1 (3072 MiB): `cargo xtask it askari` from /work/checkout-a, pid {}",
+            "boma-it-askari-1 (3072 MiB): `cargo xtask it askari` from /work/checkout-a, harness pid {}",
             std::process::id()
         )),
         "{text}"

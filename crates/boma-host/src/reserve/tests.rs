@@ -139,8 +139,8 @@ fn a_refusal_names_every_live_reservation_and_how_to_stop_it() {
     assert_eq!(
         text,
         "cannot reserve boma-it-askari-0badf00d (4352 MiB with QEMU's overhead): it needs 12580 MiB (7204 MiB the reserved VMs may still claim, its own 4352 MiB and a 1024 MiB margin) and 9000 MiB is available; reserved now:
-  boma-it-askari-1a2b3c4d (3072 MiB): `cargo xtask it askari` from /work/a, pid 4242, QEMU pid 4300 — stop it with `cargo xtask down` in /work/a, or `cargo xtask prune` there
-  boma-it-offsite-9f8e7d6c (3072 MiB): `cargo xtask up offsite` from /home/ops/boma, pid 5151 — stop it with `cargo xtask down` in /home/ops/boma, or `cargo xtask prune` there"
+  boma-it-askari-1a2b3c4d (3072 MiB): `cargo xtask it askari` from /work/a, harness pid 4242, QEMU pid 4300 — stop it with `cargo xtask down` in /work/a, or `cargo xtask prune` there
+  boma-it-offsite-9f8e7d6c (3072 MiB): `cargo xtask up offsite` from /home/ops/boma, harness pid 5151 — stop it with `cargo xtask down` in /home/ops/boma, or `cargo xtask prune` there"
     );
 }
 
