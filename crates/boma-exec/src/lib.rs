@@ -4,7 +4,8 @@
 //! log), runs in its own process group so that a timeout or an interrupt can stop it together
 //! with its children, and fails with a typed error that names the command, its exit status and
 //! the tail of its output. Secrets registered with [`redact::register`] never reach the log or
-//! an error message.
+//! an error message. With [`journal::record_into`], every spawn is also recorded (pid, process
+//! group, start time) so that `prune` can later stop exactly what the harness started.
 //!
 //! Commands are built with `xshell::cmd!` (arguments are never passed through a shell) and run
 //! with [`CmdExt::exec`]:
@@ -17,6 +18,7 @@
 //! ```
 
 pub mod interrupt;
+pub mod journal;
 pub mod progress;
 pub mod redact;
 mod run;

@@ -13,6 +13,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::interrupt::{self, Interrupted};
+use crate::journal::{self, JournalError};
 use crate::redact::redact;
 use crate::tools::package_hint;
 
@@ -49,6 +50,14 @@ pub enum ExecError {
         cmd: String,
         #[source]
         interrupted: Interrupted,
+    },
+    #[error(
+        "`{cmd}` was stopped as soon as it started: {source}; unrecorded, `cargo xtask prune` could not find it after a crash (check that the run directory is writable)"
+    )]
+    Journal {
+        cmd: String,
+        #[source]
+        source: JournalError,
     },
 }
 
@@ -276,6 +285,15 @@ impl Run {
                 });
             }
         };
+        // Recorded before anything else can fail or wait: from here on, a harness killed
+        // with SIGKILL leaves a process that `prune` can name by pid and start time.
+        if let Err(source) = journal::record_spawn(child.id(), &self.display) {
+            stop(&mut child);
+            return Err(ExecError::Journal {
+                cmd: self.display,
+                source,
+            });
+        }
         if let Some(bytes) = self.stdin.take() {
             let mut pipe = child.stdin.take().expect("stdin was piped");
             // A writer thread: a command that does not read all its input must not block us.

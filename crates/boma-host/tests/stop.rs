@@ -1,0 +1,300 @@
+//! `prune`'s process stopping against real processes: children started through `boma_exec`
+//! with the spawn journal on, standing in for what a SIGKILLed harness leaves running.
+//!
+//! The journal is process-wide, so every test here records into the same file and plans only
+//! from its own entries (each test's commands carry a marker of its own).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use boma_exec::journal::{self, Spawned};
+use boma_exec::{CmdExt, ExecError};
+use boma_host::procs::{self, ProcessIdentity};
+use boma_host::stop::{self, Exempt, How, Target};
+use xshell::{Shell, cmd};
+
+/// Long enough to outlive any test; bounded so that a failed test leaves nothing for long.
+const CHILD_LIFETIME: Duration = Duration::from_secs(90);
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    journal: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let journal = root.join(".run/spawned.jsonl");
+        journal::record_into(&journal).unwrap();
+        Fixture {
+            _dir: dir,
+            root,
+            journal,
+        }
+    })
+}
+
+/// A run directory of this test's own, whose path marks its commands.
+fn run_dir(test: &str) -> PathBuf {
+    let dir = fixture().root.join(format!(".run/boma-it-{test}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("console.log"), "booting\n").unwrap();
+    dir
+}
+
+/// Run `script` through the spawner in a thread, as the harness runs a long command.
+fn spawn_script(script: String) -> JoinHandle<Result<boma_exec::Captured, ExecError>> {
+    std::thread::spawn(move || {
+        let sh = Shell::new().unwrap();
+        cmd!(sh, "sh -c {script}")
+            .exec()
+            .timeout(CHILD_LIFETIME)
+            .run()
+    })
+}
+
+/// This test's journal entries (those mentioning `marker`), waiting until `count` exist.
+fn recorded(marker: &Path, count: usize) -> Vec<Spawned> {
+    let marker = marker.to_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mine: Vec<Spawned> = journal::read(&fixture().journal)
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.cmdline.contains(marker))
+            .collect();
+        if mine.len() >= count || Instant::now() > deadline {
+            assert_eq!(mine.len(), count, "journal entries for {marker}");
+            return mine;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills a test's process group when the test ends, passed or failed, so that a failing
+/// assertion leaves no `sleep` behind (the spawner's timeout dies with the test process).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0 as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+fn plan(recorded: &[Spawned]) -> Vec<stop::StopAction> {
+    stop::plan_stop(
+        recorded,
+        &|pid| procs::info(pid),
+        &procs::boot_id().unwrap(),
+        &Exempt::this_process(),
+    )
+}
+
+fn is_running(pid: u32, start_ticks: u64) -> bool {
+    ProcessIdentity { pid, start_ticks }.is_running(&|pid| procs::info(pid))
+}
+
+/// The children of `pid`, waiting until `count` exist.
+fn children(pid: u32, count: usize) -> Vec<procs::ProcInfo> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<_> = procs::all()
+            .into_iter()
+            .filter(|p| p.ppid == pid && !p.has_exited())
+            .collect();
+        if found.len() >= count || Instant::now() > deadline {
+            assert_eq!(found.len(), count, "children of {pid}");
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn killed_by_signal(outcome: Result<boma_exec::Captured, ExecError>, signal: i32) {
+    use std::os::unix::process::ExitStatusExt as _;
+    match outcome {
+        Err(ExecError::Failed { status, .. }) => assert_eq!(status.signal(), Some(signal)),
+        other => panic!("expected death by signal {signal}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_recorded_running_command_is_stopped_with_sigterm_and_its_whole_group() {
+    let dir = run_dir("term");
+    let marker = dir.display();
+    // The shell leads the group and waits on its own child, as ansible-playbook does.
+    let runner = spawn_script(format!("sleep 120; : {marker}"));
+    let entries = recorded(&dir, 1);
+    let leader = &entries[0];
+    let _cleanup = KillOnDrop(leader.pgid);
+    let grandchild = children(leader.pid, 1).remove(0);
+    assert_eq!(grandchild.pgid, leader.pid);
+
+    let actions = plan(&entries);
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].target, Target::Group(leader.pid));
+
+    let started = Instant::now();
+    let stopped = stop::stop(&actions, Duration::from_secs(5));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "SIGTERM sufficed"
+    );
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(stopped[0].how, How::Term);
+    assert_eq!(stopped[0].pid, leader.pid);
+    assert_eq!(stopped[0].pgid, Some(leader.pid));
+    assert!(
+        stopped[0].to_string().contains("with SIGTERM"),
+        "{}",
+        stopped[0]
+    );
+    assert!(!is_running(grandchild.pid, grandchild.start_ticks));
+    killed_by_signal(runner.join().unwrap(), libc_sigterm());
+}
+
+#[test]
+fn a_group_that_ignores_sigterm_is_killed_after_the_grace() {
+    let dir = run_dir("kill");
+    let marker = dir.display();
+    // Both the shell and its sleep ignore SIGTERM (an ignored signal stays ignored across exec).
+    let runner = spawn_script(format!("trap '' TERM; sleep 120; : {marker}"));
+    let entries = recorded(&dir, 1);
+    let leader = &entries[0];
+    let _cleanup = KillOnDrop(leader.pgid);
+    let grandchild = children(leader.pid, 1).remove(0);
+    let actions = plan(&entries);
+    assert_eq!(actions.len(), 1);
+
+    let grace = Duration::from_millis(800);
+    let started = Instant::now();
+    let stopped = stop::stop(&actions, grace);
+    let took = started.elapsed();
+    assert_eq!(stopped[0].how, How::Kill, "{}", stopped[0]);
+    assert!(
+        took >= grace,
+        "SIGKILL came before the grace was over: {took:?}"
+    );
+    assert!(took < grace + Duration::from_secs(3), "{took:?}");
+    assert!(!is_running(leader.pid, leader.start_ticks));
+    assert!(!is_running(grandchild.pid, grandchild.start_ticks));
+    killed_by_signal(runner.join().unwrap(), 9);
+}
+
+#[test]
+fn an_operators_process_naming_the_run_directory_is_not_touched() {
+    let dir = run_dir("operator");
+    let console = dir.join("console.log");
+    let console = console.display();
+    // The operator's `tail -f …/console.log`: its own session, not started by the harness,
+    // though its command line names the run directory (what the old prune matched on).
+    let sh = Shell::new().unwrap();
+    let detach = format!("setsid tail -f {console} >/dev/null 2>&1 </dev/null & echo $!");
+    let tail_pid: u32 = cmd!(sh, "sh -c {detach}")
+        .exec()
+        .read()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _cleanup_tail = KillOnDrop(tail_pid);
+    let tail = procs::info(tail_pid).expect("the tail runs");
+    assert!(
+        tail.cmdline.contains(&dir.display().to_string()),
+        "{}",
+        tail.cmdline
+    );
+    assert_eq!(tail.pgid, tail_pid, "the tail leads its own group");
+    // A harness command that is still running, in the same run directory.
+    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
+    // The journal holds the (exited) detaching shell and the running harness command.
+    let entries = recorded(&dir, 2);
+    assert!(entries.iter().all(|e| e.pid != tail_pid));
+    let _cleanup = entries
+        .iter()
+        .map(|e| KillOnDrop(e.pgid))
+        .collect::<Vec<_>>();
+
+    let actions = plan(&entries);
+    assert_eq!(
+        actions.len(),
+        1,
+        "only the running harness command: {actions:?}"
+    );
+    assert_ne!(actions[0].recorded.pid, tail_pid);
+    let stopped = stop::stop(&actions, Duration::from_secs(5));
+    assert_eq!(stopped[0].how, How::Term);
+    killed_by_signal(runner.join().unwrap(), libc_sigterm());
+
+    assert!(
+        is_running(tail_pid, tail.start_ticks),
+        "the operator's tail was stopped"
+    );
+}
+
+#[test]
+fn an_entry_whose_pid_now_has_another_start_time_or_boot_is_not_touched() {
+    let dir = run_dir("reused");
+    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
+    let entries = recorded(&dir, 1);
+    let real = entries[0].clone();
+    let _cleanup = KillOnDrop(real.pgid);
+
+    // The same pid, recorded with another start time: a later process reusing the pid.
+    let mut reused = real.clone();
+    reused.start_ticks += 1;
+    // The same pid and start time, recorded under an earlier boot.
+    let mut earlier_boot = real.clone();
+    earlier_boot.boot_id = "00000000-0000-0000-0000-000000000000".into();
+    let edited = dir.join("edited.jsonl");
+    for entry in [&reused, &earlier_boot] {
+        journal::append(&edited, entry).unwrap();
+    }
+    let actions = stop::plan_from_journal(&edited).unwrap();
+    assert_eq!(actions, []);
+    assert!(is_running(real.pid, real.start_ticks));
+
+    // The true entry still finds it, and once it is stopped the journal forgets it.
+    let own = dir.join("own.jsonl");
+    journal::append(&own, &real).unwrap();
+    let actions = stop::plan_from_journal(&own).unwrap();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(stop::forget_exited(&own).unwrap(), 0, "still running");
+    assert_eq!(
+        stop::stop(&actions, Duration::from_secs(5))[0].how,
+        How::Term
+    );
+    killed_by_signal(runner.join().unwrap(), libc_sigterm());
+    assert_eq!(stop::forget_exited(&own).unwrap(), 1);
+    assert_eq!(journal::read(&own).unwrap(), []);
+}
+
+#[test]
+fn a_process_gone_before_the_signal_is_reported_as_already_gone() {
+    let dir = run_dir("gone");
+    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
+    let entries = recorded(&dir, 1);
+    let _cleanup = KillOnDrop(entries[0].pgid);
+    let actions = plan(&entries);
+    assert_eq!(actions.len(), 1);
+    // It ends on its own between the plan and the stop.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(entries[0].pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    killed_by_signal(runner.join().unwrap(), 9);
+    let stopped = stop::stop(&actions, Duration::from_secs(5));
+    assert_eq!(stopped[0].how, How::AlreadyGone);
+}
+
+fn libc_sigterm() -> i32 {
+    nix::sys::signal::Signal::SIGTERM as i32
+}
