@@ -235,31 +235,51 @@ fn venv_line(facts: &Facts) -> Line {
     }
 }
 
-/// The KVM verdict with its reason, then, under TCG, what that costs.
+/// The KVM verdict with its reason, then, under TCG, what that costs. It follows what `it`
+/// does: no usable `/dev/kvm` means TCG; a usable one means the cached probe verdict, or a
+/// probe on the next run. The CPU flag only explains.
 fn kvm_lines(kvm: &KvmFacts) -> Vec<Line> {
     const SUBJECT: &str = "kvm";
+    const NO_FLAG: &str = "the CPU shows no vmx or svm flag in /proc/cpuinfo";
+    const FIX_FLAG: &str = "enable VT-x/AMD-V in the firmware, or nested virtualisation on the hypervisor running this machine";
+    let no_flag = kvm.cpu_flag.is_none();
     let tcg =
         |reason: String| Line::new(SUBJECT, Status::Warn, format!("no: TCG, because {reason}"));
-    let verdict = if kvm.cpu_flag.is_none() {
-        tcg("the CPU shows no vmx or svm flag in /proc/cpuinfo (no hardware virtualisation reaches this machine)".into())
-            .fix("enable VT-x/AMD-V in the firmware, or nested virtualisation on the hypervisor running this machine")
-    } else {
-        match &kvm.device {
-            KvmDevice::Missing => tcg("/dev/kvm does not exist".into())
-                .fix("load the module: modprobe kvm_intel (or kvm_amd)"),
-            KvmDevice::Inaccessible { owner, group, mode } => tcg(format!(
-                "/dev/kvm is {owner}:{group} {mode:04o} and this user cannot open it"
-            ))
-            .fix(format!(
-                "sudo usermod -aG {group} $USER, then log in again (the integration_test role gives /dev/kvm to the kvm group)"
-            )),
-            KvmDevice::Accessible => probe_line(kvm),
+    let current = match &kvm.probe {
+        ProbeCache::Cached(probe) if probe.current() => Some(probe),
+        _ => None,
+    };
+    let verdict = match &kvm.device {
+        KvmDevice::Missing if no_flag => {
+            tcg(format!("/dev/kvm does not exist and {NO_FLAG}")).fix(FIX_FLAG)
         }
+        KvmDevice::Missing => tcg("/dev/kvm does not exist".into())
+            .fix("load the module: modprobe kvm_intel (or kvm_amd)"),
+        KvmDevice::Inaccessible { owner, group, mode } => tcg(format!(
+            "/dev/kvm is {owner}:{group} {mode:04o} and this user cannot open it"
+        ))
+        .fix(format!(
+            "sudo usermod -aG {group} $USER, then log in again (the integration_test role gives /dev/kvm to the kvm group)"
+        )),
+        KvmDevice::Accessible => match current {
+            Some(probe) => probe_verdict(kvm, probe, no_flag),
+            None if no_flag => Line::new(
+                SUBJECT,
+                Status::Warn,
+                format!(
+                    "probably not: {NO_FLAG}, though /dev/kvm opens; `it` boots a probe guest once (up to ~40 s) and caches the verdict in {}",
+                    kvm.probe_file
+                ),
+            )
+            .fix(FIX_FLAG),
+            None => not_probed(kvm),
+        },
     };
     let mut lines = vec![verdict];
-    let under_tcg = kvm.cpu_flag.is_none()
-        || kvm.device != KvmDevice::Accessible
-        || matches!(&kvm.probe, ProbeCache::Cached(p) if p.current() && p.accel == Accel::Tcg);
+    let kvm_proven = current.is_some_and(|p| p.accel == Accel::Kvm);
+    let under_tcg = kvm.device != KvmDevice::Accessible
+        || current.is_some_and(|p| p.accel == Accel::Tcg)
+        || (no_flag && !kvm_proven);
     if under_tcg {
         lines.push(Line::new(
             "tcg",
@@ -270,25 +290,39 @@ fn kvm_lines(kvm: &KvmFacts) -> Vec<Line> {
     lines
 }
 
-/// `/dev/kvm` is usable: the verdict is the probe's, which only `it` makes.
-fn probe_line(kvm: &KvmFacts) -> Line {
+/// The verdict a probe made on this boot, with this QEMU, for this image.
+fn probe_verdict(kvm: &KvmFacts, probe: &CachedProbe, no_flag: bool) -> Line {
+    let file = &kvm.probe_file;
+    match probe.accel {
+        Accel::Kvm => Line::new(
+            "kvm",
+            Status::Ok,
+            format!("yes: a probe guest ran under KVM (verdict cached for this boot in {file})"),
+        ),
+        Accel::Tcg => {
+            let reason = match (&probe.reason, no_flag) {
+                (Some(reason), _) => reason.clone(),
+                (None, true) => "a probe guest did not run under KVM; and the CPU shows no vmx or svm flag in /proc/cpuinfo".to_owned(),
+                (None, false) => "a probe guest did not run under KVM".to_owned(),
+            };
+            Line::new(
+                "kvm",
+                Status::Warn,
+                format!(
+                    "no: TCG, because the cached probe verdict for this boot says: {reason} ({file}; /dev/kvm opens, yet guests do not run)"
+                ),
+            )
+        }
+    }
+}
+
+/// `/dev/kvm` is usable and no verdict holds for this boot: only `it`'s probe can tell.
+fn not_probed(kvm: &KvmFacts) -> Line {
     const SUBJECT: &str = "kvm";
     let file = &kvm.probe_file;
     let will_probe = "`it` boots a probe guest once (up to ~40 s) and caches the verdict";
     match &kvm.probe {
-        ProbeCache::Absent => Line::new(
-            SUBJECT,
-            Status::Ok,
-            format!(
-                "not probed yet (/dev/kvm opens, which proves nothing): {will_probe} in {file}"
-            ),
-        ),
-        ProbeCache::Unreadable => Line::new(
-            SUBJECT,
-            Status::Ok,
-            format!("{file} holds no verdict: {will_probe} again"),
-        ),
-        ProbeCache::Cached(probe) if !probe.current() => Line::new(
+        ProbeCache::Cached(probe) => Line::new(
             SUBJECT,
             Status::Ok,
             format!(
@@ -296,29 +330,18 @@ fn probe_line(kvm: &KvmFacts) -> Line {
                 stale_because(probe)
             ),
         ),
-        ProbeCache::Cached(CachedProbe {
-            accel: Accel::Kvm, ..
-        }) => Line::new(
+        ProbeCache::Unreadable => Line::new(
             SUBJECT,
             Status::Ok,
-            format!("yes: a probe guest ran under KVM (verdict cached for this boot in {file})"),
+            format!("{file} holds no verdict: {will_probe} again"),
         ),
-        ProbeCache::Cached(CachedProbe {
-            accel: Accel::Tcg,
-            reason,
-            ..
-        }) => {
-            let reason = reason
-                .as_deref()
-                .unwrap_or("a probe guest did not run under KVM");
-            Line::new(
-                SUBJECT,
-                Status::Warn,
-                format!(
-                    "no: TCG, because the cached probe verdict for this boot says: {reason} ({file}; /dev/kvm opens, yet guests do not run)"
-                ),
-            )
-        }
+        ProbeCache::Absent => Line::new(
+            SUBJECT,
+            Status::Ok,
+            format!(
+                "not probed yet (/dev/kvm opens, which proves nothing): {will_probe} in {file}"
+            ),
+        ),
     }
 }
 

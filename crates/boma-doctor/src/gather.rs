@@ -123,7 +123,7 @@ fn probe_version(sh: &Shell, tool: &Tool, path: &Utf8Path) -> Version {
         .run();
     match out {
         Ok(out) => parse::first_line(&out.stdout, &out.stderr)
-            .map(Version::Reported)
+            .map(|line| Version::Reported(parse::banner(&line, path.as_str(), tool.program)))
             .unwrap_or(Version::Unreadable),
         Err(_) => Version::Unreadable,
     }

@@ -36,6 +36,15 @@ pub fn first_line(stdout: &str, stderr: &str) -> Option<String> {
     })
 }
 
+/// A version banner with the program's full path (`/usr/sbin/libvirtd (libvirt) 9.0.0`, as
+/// programs that print their `argv[0]` say it) shortened to its name.
+pub fn banner(line: &str, path: &str, program: &str) -> String {
+    match line.strip_prefix(path) {
+        Some(rest) if !path.is_empty() => format!("{program}{rest}"),
+        _ => line.to_owned(),
+    }
+}
+
 /// The ansible-core version in `ansible-playbook --version` (`ansible-playbook [core 2.18.12]`).
 pub fn ansible_core_version(output: &str) -> Option<String> {
     let first = output.lines().next()?;
@@ -122,6 +131,19 @@ mod tests {
             Some("QEMU emulator version 7.2.19")
         );
         assert_eq!(first_line(" \n", ""), None);
+    }
+
+    #[test]
+    fn a_banner_names_the_program_not_its_path() {
+        assert_eq!(
+            banner(
+                "/usr/sbin/libvirtd (libvirt) 9.0.0",
+                "/usr/sbin/libvirtd",
+                "libvirtd"
+            ),
+            "libvirtd (libvirt) 9.0.0"
+        );
+        assert_eq!(banner("9.0.0", "/usr/bin/virsh", "virsh"), "9.0.0");
     }
 
     #[test]

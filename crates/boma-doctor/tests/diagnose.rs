@@ -241,11 +241,36 @@ fn a_user_is_told_to_use_sudo_for_packages() {
 fn kvm_without_a_cpu_flag_is_tcg_and_says_what_it_costs() {
     let mut facts = healthy();
     facts.kvm.cpu_flag = None;
-    let diagnosis = diagnose(&facts);
-    assert!(diagnosis.can_run);
-    assert_eq!(line(&diagnosis, "kvm").status, Status::Warn);
-    assert!(line(&diagnosis, "tcg").text.contains("7-11 minutes"));
-    insta::assert_snapshot!("kvm_no_cpu_flag", render_about(&diagnosis, &["kvm", "tcg"]));
+    facts.kvm.probe = ProbeCache::Absent;
+    let unprobed = diagnose(&facts);
+    assert!(unprobed.can_run);
+    let kvm = line(&unprobed, "kvm");
+    assert_eq!(kvm.status, Status::Warn);
+    assert!(kvm.text.contains("no vmx or svm flag"), "{kvm:?}");
+    assert!(line(&unprobed, "tcg").text.contains("7-11 minutes"));
+    // The machine CI runs on: /dev/kvm opens, no flag, and the probe found guests hang.
+    facts.kvm.probe = ProbeCache::Cached(CachedProbe {
+        accel: Accel::Tcg,
+        reason: None,
+        same_boot: true,
+        same_qemu: true,
+        same_image: true,
+    });
+    let probed = diagnose(&facts);
+    let kvm = line(&probed, "kvm");
+    assert!(
+        kvm.text.contains("cached probe verdict") && kvm.text.contains("no vmx or svm flag"),
+        "{kvm:?}"
+    );
+    // Without the device as well.
+    facts.kvm.device = KvmDevice::Missing;
+    let no_device = diagnose(&facts);
+    insta::assert_snapshot!(
+        "kvm_no_cpu_flag",
+        [&unprobed, &probed, &no_device]
+            .map(|d| render_about(d, &["kvm", "tcg"]))
+            .join("\n")
+    );
 }
 
 #[test]
