@@ -32,8 +32,8 @@ use std::ffi::OsString;
 use camino::Utf8PathBuf;
 
 pub use cache::{CACHE_SUMS, Cache, CacheLock, CachedImage, Origin, Verification};
-pub use fetch::hash_file;
 pub use error::CacheError;
+pub use fetch::hash_file;
 pub use source::{DEBIAN_GENERICCLOUD_URL, SUMS_FILE, Source};
 
 /// Debian's official genericcloud image, the default golden image.
