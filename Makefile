@@ -1,5 +1,5 @@
 # boma — thin front door. Logic lives in the playbooks, roles and the Rust harness (xtask):
-# these targets only delegate. The Rust side adds test, lint, test-integration and
+# these targets only delegate. The Rust side adds test, lint, doctor, test-integration and
 # test-integration-clean.
 
 VENV       ?= .venv
@@ -41,7 +41,7 @@ test-templates: venv
 # Where cargo puts binaries (honours CARGO_TARGET_DIR).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: test test-vm test-integration test-integration-clean lint check-tags
+.PHONY: test test-vm test-integration test-integration-clean lint check-tags doctor
 
 ## test: the fast tests: cargo test (no root, no VM) and the Caddyfile tier renders
 test: venv
@@ -53,12 +53,19 @@ test-vm: venv
 	cargo build --workspace --bins
 	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask --baseline-runs $(BASELINE_RUNS) all
 
-## test-integration: the whole cycle for HOST (CERTS=internal|le-staging|le-prod-wildcard, KEEP=1)
+## test-integration: install the VM substrate when something is missing (the integration_test
+## role, once), then the whole cycle for HOST (CERTS=internal|le-staging|le-prod-wildcard,
+## KEEP=1, JUNIT=<file>, REPORT=<file>)
 test-integration: venv
 ifndef HOST
-	$(error HOST is required: make test-integration HOST=<name> [CERTS=internal|le-staging|le-prod-wildcard] [KEEP=1])
+	$(error HOST is required: make test-integration HOST=<name> [CERTS=internal|le-staging|le-prod-wildcard] [KEEP=1] [JUNIT=<file>] [REPORT=<file>])
 endif
-	cargo xtask it $(HOST) $(if $(CERTS),--certs $(CERTS)) $(if $(KEEP),--keep)
+	cargo xtask substrate
+	cargo xtask it $(HOST) $(if $(CERTS),--certs $(CERTS)) $(if $(KEEP),--keep) $(if $(JUNIT),--junit $(JUNIT)) $(if $(REPORT),--report $(REPORT))
+
+## doctor: can this machine run the cycle? every tool, KVM, memory, disk, libvirt, image cache, venv (installs nothing)
+doctor:
+	cargo xtask doctor
 
 ## test-integration-clean: remove every test VM and run file (also after a crash)
 test-integration-clean:

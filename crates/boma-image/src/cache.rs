@@ -29,7 +29,7 @@ use crate::sums::{parse_sums, render_sums};
 use crate::{CacheError, Source};
 
 /// The cache's own checksum file.
-pub(crate) const CACHE_SUMS: &str = "SHA512SUMS";
+pub const CACHE_SUMS: &str = "SHA512SUMS";
 /// Scratch directory for images being built.
 pub(crate) const SCRATCH: &str = "tmp";
 const LOCK: &str = ".lock";

@@ -195,7 +195,7 @@ pub(crate) fn fetch_into(
 }
 
 /// SHA-512 of a file, in constant memory, interruptible. Returns (hex digest, size).
-pub(crate) fn hash_file(path: &Utf8Path) -> Result<(String, u64), CacheError> {
+pub fn hash_file(path: &Utf8Path) -> Result<(String, u64), CacheError> {
     let mut file = File::open(path).map_err(io_err("open", path))?;
     let mut hasher = Sha512::new();
     let mut buf = vec![0u8; CHUNK];

@@ -31,8 +31,9 @@ use std::ffi::OsString;
 
 use camino::Utf8PathBuf;
 
-pub use cache::{Cache, CacheLock, CachedImage, Origin, Verification};
+pub use cache::{CACHE_SUMS, Cache, CacheLock, CachedImage, Origin, Verification};
 pub use error::CacheError;
+pub use fetch::hash_file;
 pub use source::{DEBIAN_GENERICCLOUD_URL, SUMS_FILE, Source};
 pub use sums::parse_sums;
 
