@@ -1,10 +1,11 @@
 //! `cargo xtask image …`: the golden image cache.
+#![allow(clippy::print_stdout)] // Paths and verdicts are these commands' result.
 
 use boma_harness::{HarnessError, Settings, golden};
 use boma_image::{BUILT, Cache, GENERICCLOUD, Verification};
 use clap::Subcommand;
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug)]
 pub enum ImageCommand {
     /// Download the Debian 13 genericcloud image into the cache and verify its SHA512
     /// (reuses a verified cached copy).
@@ -39,10 +40,10 @@ pub fn run(
             image_url,
             sums_url,
         } => {
-            let mut settings = settings.clone();
-            settings.image_url = image_url;
-            settings.sums_url = sums_url;
-            let path = cache.ensure_downloaded(&golden::source(&settings))?;
+            let mut request = golden::ImageRequest::from_settings(settings);
+            request.image_url = image_url;
+            request.sums_url = sums_url;
+            let path = cache.ensure_downloaded(&golden::source(&request))?;
             println!("{path}");
         }
         ImageCommand::Build => {
@@ -76,7 +77,9 @@ pub fn run(
                 }
             }
             if !bad.is_empty() {
-                return Err(HarnessError::VerifyFailed { failed: bad });
+                return Err(HarnessError::ChecksFailed {
+                    failed: bad.iter().map(|n| format!("image {n}")).collect(),
+                });
             }
         }
         ImageCommand::List => {

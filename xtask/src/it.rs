@@ -152,9 +152,10 @@ pub fn run(sh: &xshell::Shell, settings: &Settings, args: ItArgs) -> ExitCode {
         if let Some(e) = &outcome.error {
             edge::print_error(e);
         }
-        (vec![outcome.report], outcome.exit_class())
+        let class = outcome.exit_class();
+        (vec![outcome.report], class)
     } else {
-        parallel(sh, settings, &hosts, &args)
+        parallel(settings, &hosts, &args)
     };
     let report = Report {
         runs,
@@ -218,7 +219,6 @@ fn charge_mib(settings: &Settings, host: &str) -> u64 {
 /// Run each host as a child `xtask it <host>`, at most `jobs` at once and never more than
 /// memory allows; each child's stderr goes to its own log, its report to a file.
 fn parallel(
-    sh: &xshell::Shell,
     settings: &Settings,
     hosts: &[String],
     args: &ItArgs,
@@ -276,23 +276,33 @@ fn parallel(
                 say!("==> {host} started (log: {log})");
                 let started = Instant::now();
                 let log_file = std::fs::File::create(&log).ok();
-                let run = xshell::cmd!(sh, "{exe} {child_args...}")
-                    .env("BOMA_IT_CHILD_LOG", &log)
-                    .exec()
-                    .forward_interrupt()
-                    .allow_fail()
-                    .quiet()
-                    .run();
-                let code = match run {
-                    Ok(out) => {
-                        if let Some(mut file) = log_file {
-                            use std::io::Write as _;
-                            let _ = file.write_all(out.stderr.as_bytes());
+                let code = match xshell::Shell::new() {
+                    // A shell per thread: xshell's is not shared between threads.
+                    Ok(sh) => {
+                        let sh = &sh;
+                        let run = xshell::cmd!(sh, "{exe} {child_args...}")
+                            .env("BOMA_IT_CHILD_LOG", &log)
+                            .exec()
+                            .forward_interrupt()
+                            .allow_fail()
+                            .quiet()
+                            .run();
+                        match run {
+                            Ok(out) => {
+                                if let Some(mut file) = log_file {
+                                    use std::io::Write as _;
+                                    let _ = file.write_all(out.stderr.as_bytes());
+                                }
+                                out.status.code()
+                            }
+                            Err(e) => {
+                                say!("{host}: could not run: {e}");
+                                None
+                            }
                         }
-                        out.status.code()
                     }
                     Err(e) => {
-                        say!("{host}: could not run: {e}");
+                        say!("{host}: cannot start a shell: {e}");
                         None
                     }
                 };

@@ -12,10 +12,12 @@ use boma_inventory::CertTier;
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Parser, Subcommand};
 
+mod doctor;
 mod edge;
 mod image;
 mod it;
 mod lint;
+mod substrate;
 
 /// boma's integration harness: prove a change survives a real reboot on a throwaway VM that
 /// mirrors a real host, before it reaches the real host.
@@ -93,6 +95,14 @@ enum Command {
     /// The golden image cache: fetch, build, verify, list.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Check this machine for the integration cycle: every tool with its version, KVM (and why
+    /// not), memory, disk, libvirt, the image cache and the Ansible venv, one line each with
+    /// its fix. Installs nothing. Exits 0 when `it` can run, 2 when it cannot.
+    Doctor,
+    /// Install the VM substrate when a program of it is missing, by applying the
+    /// integration_test role to this machine (root, or passwordless sudo); nothing when all is
+    /// there. `make test-integration` runs it first.
+    Substrate,
     /// Check that every tag in playbooks/ and in roles' tasks/ and handlers/ is a role name or
     /// a concern listed in tests/tags.yml; lists every unknown tag as path:line and exits 1.
     CheckTags,
@@ -166,14 +176,19 @@ fn main() -> ExitCode {
     let command = match cli.command {
         Command::CheckTags => return lint::check_tags(&repo),
         Command::Lint => return lint::lint(&sh, &repo),
+        Command::Substrate => return substrate::substrate(&sh, &repo),
         command => command,
     };
     let settings = match settings(&repo, cli.verbose, &command) {
         Ok(settings) => settings,
         Err(e) => return edge::fail(&e),
     };
-    if let Command::It(args) = command {
-        return it::run(&sh, &settings, args);
+    match command {
+        Command::It(args) => return it::run(&sh, &settings, args),
+        Command::Doctor => {
+            return doctor::doctor(&sh, &repo, &settings.cache_dir, &settings.runs_root);
+        }
+        _ => {}
     }
     match run(&sh, &settings, command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -209,9 +224,12 @@ fn run(sh: &xshell::Shell, settings: &Settings, command: Command) -> Result<(), 
             Ok(())
         }
         Command::Prune => boma_harness::prune(&ctx),
-        Command::It(_) | Command::Image(_) | Command::CheckTags | Command::Lint => {
-            unreachable!("dispatched in main")
-        }
+        Command::It(_)
+        | Command::Image(_)
+        | Command::CheckTags
+        | Command::Lint
+        | Command::Doctor
+        | Command::Substrate => unreachable!("dispatched in main"),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use boma_image::Origin;
 use boma_vm::Accel;
-use boma_vm::memory::{MARGIN_MIB, RUN_DISK_MIB};
+use boma_vm::host::memory::{MARGIN_MIB, RUN_DISK_MIB};
 
 use crate::facts::{
     CachedProbe, DiskFacts, Facts, ImageCheck, ImageFact, KvmDevice, KvmFacts, ProbeCache, Space,

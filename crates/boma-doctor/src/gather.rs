@@ -203,7 +203,7 @@ fn memory(repo: &Utf8Path) -> MemoryFacts {
         })
         .collect();
     MemoryFacts {
-        available_mib: read("/proc/meminfo").and_then(|t| boma_vm::memory::available_mib(&t)),
+        available_mib: read("/proc/meminfo").and_then(|t| boma_vm::host::memory::available_mib(&t)),
         profiles,
     }
 }
@@ -246,7 +246,7 @@ fn libvirt(sh: &Shell, tools: &[ToolFact]) -> LibvirtFacts {
             .is_ok_and(|out| out.success())
     });
     let own = std::fs::read_link("/proc/self/ns/net").ok();
-    let daemons = boma_vm::procs::pids_named("libvirtd")
+    let daemons = boma_vm::host::procs::pids_named("libvirtd")
         .into_iter()
         .map(|pid| {
             let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();

@@ -1,179 +1,240 @@
 //! Fault injection against the fake machine: interrupts at each phase, failures after boot,
-//! stale state, concurrent runs and every kind of bad input. Each case checks what is left:
-//! VMs, run directories, the record, the lock.
+//! reboot-class findings, stale state, concurrent runs and every kind of bad input. Each case
+//! checks what is left (VMs, run directories, the record, the lock) and what the report says.
 
 mod support;
 
 use boma_exec::interrupt;
-use boma_harness::{Ctx, HarnessError, ItOptions};
+use boma_harness::{ExitClass, ItOptions, LibvirtProbe};
 use boma_inventory::CertTier;
-use support::{Sandbox, interrupted_during, serial, verify_fails_red};
+use boma_report::{CheckSource, RunResult};
+use support::{
+    ASKARI_AFTER, Rig, interrupted_during, not_idempotent, options, serial, verify_fails_red,
+};
 
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
 
-fn options() -> ItOptions {
-    ItOptions {
-        tier: CertTier::Internal,
-        keep: false,
-        no_reboot: false,
-    }
-}
-
-/// Nothing of the run is left: no VM, no run directory, no record, and the lock is free.
-fn assert_nothing_left(sandbox: &Sandbox, machine: &support::FakeMachine) {
-    assert!(
-        machine.world.borrow().running.is_empty(),
-        "a VM is still running"
-    );
-    assert!(
-        sandbox.vm_dirs().is_empty(),
-        "run dirs left: {:?}",
-        sandbox.vm_dirs()
-    );
-    assert!(!sandbox.has_current(), "the run record is left");
-    boma_vm::Runs::new(&sandbox.settings.runs_root)
-        .lock("test")
-        .expect("the lock is free");
-}
-
 #[test]
-fn a_passing_cycle_removes_its_vm() {
+fn a_passing_cycle_applies_checks_idempotence_reboots_and_removes_its_vm() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
-    let ctx = Ctx {
-        settings: &sandbox.settings,
-        machine: &machine,
-    };
-    let results = boma_harness::it(&ctx, "askari", options()).unwrap();
-    assert!(results.passed());
+    let rig = Rig::new();
+    let outcome = rig.it();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let report = &outcome.report;
+    assert_eq!(report.result, RunResult::Passed);
+    assert!(report.rebooted);
     assert_eq!(
-        *machine.playbook_calls.borrow(),
+        *rig.machine.playbook_calls.borrow(),
         vec![
             "apply playbooks/site.yml --tags base",
             "apply playbooks/offsite.yml --tags docker_host,reverse_proxy",
-            "verify"
+            "idempotence playbooks/site.yml --tags base",
+            "idempotence playbooks/offsite.yml --tags docker_host,reverse_proxy",
+            "verify tests/verify/askari.yml",
         ]
     );
-    let commands = machine.world.borrow().commands.clone();
+    let commands = rig.machine.world.borrow().commands.clone();
+    assert!(commands.iter().any(|c| c == "sudo systemctl reboot"), "{commands:?}");
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    for expected in [
+        "idempotence",
+        "reboot_diff",
+        "system_running",
+        "no_route_to_fleet",
+        "https_443_from_controller",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
     assert!(
-        commands.iter().any(|c| c == "sudo systemctl reboot"),
-        "the cycle reboots: {commands:?}"
+        report.checks.iter().any(|c| c.source == CheckSource::Probe),
+        "the controller probes every published port: {names:?}"
     );
-    assert_nothing_left(&sandbox, &machine);
+    // Stable phase names: never the VM's name.
+    let vm = report.vm.clone().unwrap();
+    assert!(report.phases.iter().all(|p| !p.name.contains(&vm)));
+    rig.assert_nothing_left();
 }
 
 #[test]
-fn no_reboot_skips_the_reboot_and_says_so() {
+fn a_run_without_reboot_says_so_in_the_report() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
-    let ctx = Ctx {
-        settings: &sandbox.settings,
-        machine: &machine,
-    };
-    boma_harness::it(
-        &ctx,
+    let rig = Rig::new();
+    let outcome = rig.it_with(
         "askari",
         ItOptions {
             no_reboot: true,
             ..options()
         },
-    )
-    .unwrap();
+    );
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert!(!outcome.report.rebooted, "a pass without a reboot must not read as a full pass");
     assert!(
-        !machine
+        !rig.machine
             .world
             .borrow()
             .commands
             .iter()
-            .any(|c| c.contains("reboot"))
+            .any(|c| c.contains("reboot")),
+        "no reboot was asked for"
     );
+    assert!(outcome.report.checks.iter().all(|c| c.source != CheckSource::RebootDiff));
+}
+
+#[test]
+fn a_listener_lost_across_the_reboot_fails_the_run_by_name_with_no_check_written() {
+    let _serial = serial();
+    let rig = Rig::new();
+    // After the reboot, nothing listens on port 80 any more.
+    let after: String = ASKARI_AFTER
+        .lines()
+        .filter(|l| !(l.contains("0.0.0.0:80 ") && l.contains("docker-proxy")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    rig.machine.world.borrow_mut().captures[1] = after;
+    let outcome = rig.it();
+    assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    let lost: Vec<&str> = outcome
+        .report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(lost, vec!["listener_lost tcp/80 docker-proxy"]);
+    let bundle = outcome.report.diagnostics.clone().expect("a bundle");
+    let diff = std::fs::read_to_string(format!("{bundle}/reboot-diff.txt")).unwrap();
+    assert!(diff.contains("listener_lost tcp/80 docker-proxy"), "{diff}");
+    for file in ["state-before.json", "state-after.json", "report.json"] {
+        assert!(
+            std::path::Path::new(&format!("{bundle}/{file}")).is_file(),
+            "{file} is in the bundle"
+        );
+    }
+}
+
+#[test]
+fn a_port_that_dies_at_the_reboot_fails_its_probe_and_the_diff() {
+    let _serial = serial();
+    let rig = Rig::new();
+    rig.machine.ports_dead_after_reboot.borrow_mut().push(443);
+    let outcome = rig.it();
+    let failed: Vec<String> = outcome
+        .report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.clone())
+        .collect();
+    assert!(failed.iter().any(|n| n.starts_with("probe_443")), "{failed:?}");
+    assert!(failed.iter().any(|n| n.starts_with("probe_failed 443")), "{failed:?}");
+}
+
+#[test]
+fn a_task_that_changes_on_the_second_apply_fails_idempotence_naming_it() {
+    let _serial = serial();
+    let rig = Rig::new();
+    *rig.machine.playbook.borrow_mut() = not_idempotent();
+    let outcome = rig.it();
+    let check = outcome
+        .report
+        .checks
+        .iter()
+        .find(|c| c.name == "idempotence")
+        .expect("an idempotence check");
+    assert!(!check.ok);
+    let detail = check.detail.clone().unwrap().to_string();
+    assert!(detail.contains("base : Add the route (roles/base/tasks/main.yml:7)"), "{detail}");
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    // Skipped on request.
+    let rig = Rig::new();
+    *rig.machine.playbook.borrow_mut() = not_idempotent();
+    let outcome = rig.it_with(
+        "askari",
+        ItOptions {
+            idempotence: false,
+            ..options()
+        },
+    );
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert!(!outcome.report.checks.iter().any(|c| c.name == "idempotence"));
 }
 
 #[test]
 fn a_failed_verify_keeps_the_vm_and_writes_the_diagnostics_bundle() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
-    *machine.playbook.borrow_mut() = verify_fails_red();
-    let ctx = Ctx {
-        settings: &sandbox.settings,
-        machine: &machine,
-    };
-    let err = boma_harness::it(&ctx, "askari-red", options()).unwrap_err();
-    assert_eq!(err.exit_code(), 1, "{err}");
-    let HarnessError::VerifyFailed { failed } = &err else {
-        panic!("{err}")
-    };
+    let rig = Rig::new();
+    *rig.machine.playbook.borrow_mut() = verify_fails_red();
+    let outcome = rig.it();
+    assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    let failed: Vec<&str> = outcome
+        .report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(
         failed,
-        &[
-            "forward_chain_accepts_containers",
-            "https_443_from_controller"
-        ]
+        vec!["forward_chain_accepts_containers", "https_443_from_controller"]
     );
-    // Kept for inspection.
-    let vm = sandbox.vm_dirs().pop().expect("the VM's files are kept");
-    assert!(machine.world.borrow().running.contains(&vm));
-    assert!(sandbox.has_current());
-    let bundle = sandbox.settings.diagnostics_root.join(&vm);
+    let vm = outcome.report.vm.clone().unwrap();
+    assert!(rig.machine.world.borrow().running.iter().any(|n| n.as_str() == vm));
+    let bundle = rig.sandbox.settings.diagnostics_root.join(&vm);
     for file in [
-        "nft-ruleset.txt",
-        "docker-ps.txt",
-        "ss-tlnp.txt",
-        "journal-boot.txt",
-        "critical-chain.txt",
-        "cloud-init-status.txt",
         "console.log",
         "run.json",
-        "verify-results.json",
+        "nft-ruleset.txt",
+        "journal-boot.txt",
+        "verify-results-0.json",
+        "report.json",
+        "state-before.json",
+        "state-after.json",
+        "reboot-diff.txt",
     ] {
-        assert!(
-            bundle.join(file).is_file(),
-            "{file} missing from the bundle"
-        );
+        assert!(bundle.join(file).is_file(), "{file} missing from the bundle");
     }
-    // And `prune` clears it all.
-    boma_harness::prune(&ctx).unwrap();
-    assert_nothing_left(&sandbox, &machine);
 }
 
 #[test]
 fn an_interrupt_in_each_phase_removes_the_vm_and_exits_with_the_signal() {
-    // Phases: waiting for the first boot (the guest is asked for cloud-init's status), apply,
-    // the reboot, verify.
     for (phase, signal) in [
         ("boot", SIGINT),
         ("apply", SIGINT),
+        ("idempotence", SIGTERM),
+        ("capture", SIGINT),
         ("reboot", SIGTERM),
-        ("verify", SIGTERM),
+        ("verify", SIGINT),
     ] {
         let _serial = serial();
-        let sandbox = Sandbox::new();
-        let machine = sandbox.machine();
+        let rig = Rig::new();
         match phase {
             "boot" => {
-                machine.world.borrow_mut().interrupt_on =
+                rig.machine.world.borrow_mut().interrupt_on =
                     Some(("cloud-init status --wait".into(), signal))
             }
-            "reboot" => {
-                machine.world.borrow_mut().interrupt_on = Some(("systemctl reboot".into(), signal))
+            "capture" => {
+                rig.machine.world.borrow_mut().interrupt_on =
+                    Some(("reboot-diff capture".into(), signal))
             }
-            step => *machine.playbook.borrow_mut() = interrupted_during(step, signal),
+            "reboot" => {
+                rig.machine.world.borrow_mut().interrupt_on =
+                    Some(("systemctl reboot".into(), signal))
+            }
+            step => *rig.machine.playbook.borrow_mut() = interrupted_during(step, signal),
         }
-        let ctx = Ctx {
-            settings: &sandbox.settings,
-            machine: &machine,
-        };
-        let err = boma_harness::it(&ctx, "askari", options()).unwrap_err();
-        assert_eq!(err.exit_code(), 128 + signal, "{phase}: {err}");
-        assert_nothing_left(&sandbox, &machine);
-        assert!(
-            !sandbox.settings.diagnostics_root.exists(),
-            "{phase}: an interrupt is not a failure to diagnose"
+        let outcome = rig.it();
+        assert_eq!(
+            outcome.exit_class().map(ExitClass::code),
+            Some(128 + signal as u8),
+            "{phase}: {:?}",
+            outcome.error
         );
+        assert_eq!(outcome.report.result, RunResult::Interrupted, "{phase}");
+        assert!(outcome.report.diagnostics.is_none(), "{phase}: no bundle on interrupt");
+        rig.assert_nothing_left();
         interrupt::reset();
     }
 }
@@ -181,152 +242,126 @@ fn an_interrupt_in_each_phase_removes_the_vm_and_exits_with_the_signal() {
 #[test]
 fn an_interrupt_with_keep_keeps_the_vm_and_says_so() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
-    *machine.playbook.borrow_mut() = interrupted_during("apply", SIGINT);
-    let ctx = Ctx {
-        settings: &sandbox.settings,
-        machine: &machine,
-    };
-    let err = boma_harness::it(
-        &ctx,
+    let rig = Rig::new();
+    *rig.machine.playbook.borrow_mut() = interrupted_during("apply", SIGINT);
+    let outcome = rig.it_with(
         "askari",
         ItOptions {
             keep: true,
             ..options()
         },
-    )
-    .unwrap_err();
-    assert_eq!(err.exit_code(), 130);
-    assert_eq!(machine.world.borrow().running.len(), 1);
-    assert_eq!(sandbox.vm_dirs().len(), 1);
-    interrupt::reset();
+    );
+    assert_eq!(outcome.exit_class().map(ExitClass::code), Some(130));
+    assert_eq!(rig.machine.world.borrow().running.len(), 1);
+    assert_eq!(rig.sandbox.vm_dirs().len(), 1);
 }
 
 #[test]
 fn a_guest_that_never_comes_back_after_the_reboot_is_kept_with_its_console() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
-    machine.world.borrow_mut().never_returns = true;
-    let ctx = Ctx {
-        settings: &sandbox.settings,
-        machine: &machine,
-    };
-    let err = boma_harness::it(&ctx, "askari", options()).unwrap_err();
-    assert_eq!(err.exit_code(), 1, "{err}");
-    assert!(err.to_string().contains("new boot_id"), "{err}");
-    let vm = sandbox.vm_dirs().pop().expect("kept for inspection");
-    assert!(machine.world.borrow().running.contains(&vm));
-    let bundle = sandbox.settings.diagnostics_root.join(&vm);
-    assert!(bundle.join("console.log").is_file());
-    // Unreachable over SSH: the bundle says so instead of hanging on each command.
-    let nft = std::fs::read_to_string(bundle.join("nft-ruleset.txt")).unwrap();
-    assert!(nft.contains("unreachable"), "{nft}");
+    let rig = Rig::new();
+    rig.machine.world.borrow_mut().never_returns = true;
+    let outcome = rig.it();
+    assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
+    assert_eq!(outcome.report.result, RunResult::Failed, "a verdict on the host");
+    assert!(outcome.report.checks.iter().any(|c| c.name == "reboot_timeout" && !c.ok));
+    let vm = outcome.report.vm.clone().unwrap();
+    assert!(rig.machine.world.borrow().running.iter().any(|n| n.as_str() == vm));
+    let message = outcome.error.unwrap().to_string();
+    assert!(message.contains("console.log"), "{message}");
 }
 
 #[test]
-fn a_vm_process_that_dies_during_a_reboot_is_reported_at_once() {
+fn a_vm_process_that_dies_before_the_reboot_is_reported_at_once() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
-    let ctx = Ctx {
-        settings: &sandbox.settings,
-        machine: &machine,
-    };
-    boma_harness::up(&ctx, "askari").unwrap();
-    machine.world.borrow_mut().dies = true;
-    let err = boma_harness::reboot(&ctx, false).unwrap_err();
-    assert_eq!(err.exit_code(), 1, "{err}");
-    assert!(err.to_string().contains("is gone"), "{err}");
+    let rig = Rig::new();
+    let world = std::rc::Rc::clone(&rig.machine.world);
+    *rig.machine.playbook.borrow_mut() = Box::new(move |call| {
+        // The VM's process dies once the last playbook run is over.
+        if call.label.starts_with("idempotence playbooks/offsite") {
+            world.borrow_mut().dies = true;
+        }
+        Ok(())
+    });
+    let message = rig.it().error.expect("fails").to_string();
+    assert!(message.contains("is gone"), "{message}");
 }
 
 #[test]
 fn a_stale_run_left_by_sigkill_is_cleared_by_the_next_run() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
-    let ctx = Ctx {
-        settings: &sandbox.settings,
-        machine: &machine,
-    };
-    let stale = boma_harness::up(&ctx, "askari").unwrap();
-    // The harness and its VM were SIGKILLed: the process is gone, the files and record stay.
-    machine.world.borrow_mut().running.clear();
-    boma_harness::it(&ctx, "askari", options()).unwrap();
-    assert!(!stale.dir.exists());
-    assert_nothing_left(&sandbox, &machine);
+    let rig = Rig::new();
+    boma_harness::up(&rig.ctx(), "askari").unwrap();
+    // SIGKILL: the QEMU process is gone, its files and record stay.
+    rig.machine.world.borrow_mut().running.clear();
+    let outcome = rig.it();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    rig.assert_nothing_left();
 }
 
 #[test]
 fn a_lock_file_left_by_a_crash_does_not_block() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
-    std::fs::create_dir_all(&sandbox.settings.runs_root).unwrap();
+    let rig = Rig::new();
+    std::fs::create_dir_all(&rig.sandbox.settings.runs_root).unwrap();
     std::fs::write(
-        sandbox.settings.runs_root.join(".lock"),
+        rig.sandbox.settings.runs_root.join(".lock"),
         "pid 999999: cargo xtask it askari",
     )
     .unwrap();
-    let ctx = Ctx {
-        settings: &sandbox.settings,
-        machine: &machine,
-    };
-    boma_harness::it(&ctx, "askari", options()).unwrap();
+    assert!(rig.it().error.is_none());
 }
 
 #[test]
 fn a_second_run_is_refused_naming_the_live_one_and_how_to_stop_it() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
-    let ctx = Ctx {
-        settings: &sandbox.settings,
-        machine: &machine,
-    };
-    let live = boma_harness::up(&ctx, "askari").unwrap();
-    let err = boma_harness::it(&ctx, "askari", options()).unwrap_err();
-    assert_eq!(err.exit_code(), 2, "{err}");
-    let message = err.to_string();
+    let rig = Rig::new();
+    let first = boma_harness::up(&rig.ctx(), "askari").unwrap();
+    let outcome = rig.it();
+    assert_eq!(outcome.exit_class(), Some(ExitClass::Refused));
+    assert_eq!(outcome.report.result, RunResult::Refused);
+    let message = outcome.error.unwrap().to_string();
     assert!(
-        message.contains(&live.name) && message.contains("cargo xtask down"),
+        message.contains(first.name.as_str()) && message.contains("cargo xtask down"),
         "{message}"
     );
-    assert_eq!(machine.world.borrow().booted.len(), 1, "nothing new booted");
-
-    // A harness command holding the lock right now is named too.
-    let runs = boma_vm::Runs::new(&sandbox.settings.runs_root);
-    let _held = runs.lock("cargo xtask it askari").unwrap();
-    let err = boma_harness::down(&ctx, false).unwrap_err();
-    assert_eq!(err.exit_code(), 2);
-    assert!(err.to_string().contains("cargo xtask it askari"), "{err}");
+    assert_eq!(rig.machine.world.borrow().booted.len(), 1, "nothing new booted");
+    assert_eq!(rig.machine.golden_asked.get(), 1, "the image was not asked for again");
 }
 
-/// Bad input: one clear line, exit status 2, nothing created.
-fn refused(
-    sandbox: &Sandbox,
-    machine: &support::FakeMachine,
-    host: &str,
-    tier: CertTier,
-) -> String {
-    let ctx = Ctx {
-        settings: &sandbox.settings,
-        machine,
-    };
-    let err = boma_harness::it(&ctx, host, ItOptions { tier, ..options() }).unwrap_err();
-    assert_eq!(err.exit_code(), 2, "{err}");
+/// A VM kept with one backend is never removed by a run with another: its own backend is
+/// asked whether it is alive (it used to be called stale and deleted).
+#[test]
+fn a_kept_vm_of_one_backend_survives_a_run_with_the_other() {
+    let _serial = serial();
+    let mut rig = Rig::new();
+    let kept = boma_harness::up(&rig.ctx(), "askari").unwrap();
+    *rig.machine.libvirt.borrow_mut() = LibvirtProbe::Usable;
+    rig.sandbox.settings.backend = boma_harness::BackendChoice::Libvirt;
+    let outcome = rig.it();
+    assert_eq!(outcome.exit_class(), Some(ExitClass::Refused), "{:?}", outcome.error);
+    assert!(kept.dir.join("overlay.qcow2").is_file(), "the kept VM's files are still there");
+    assert!(rig.machine.world.borrow().running.contains(&kept.name));
+    assert!(rig.machine.world.borrow().destroyed.is_empty());
+}
+
+/// Bad input: one clear line, exit status 2, nothing created, nothing fetched or built.
+fn refused(rig: &Rig, host: &str, tier: CertTier) -> String {
+    let outcome = rig.it_with(host, ItOptions { tier, ..options() });
+    let error = outcome.error.expect("refused");
+    assert_eq!(error.class(), ExitClass::Refused, "{error}");
+    assert_eq!(outcome.report.result, RunResult::Refused);
     assert!(
-        machine.world.borrow().booted.is_empty(),
-        "booted despite: {err}"
+        rig.machine.world.borrow().booted.is_empty(),
+        "booted despite: {error}"
     );
-    assert!(sandbox.vm_dirs().is_empty());
+    assert!(rig.sandbox.vm_dirs().is_empty());
     assert_eq!(
-        machine.golden_asked.get(),
+        rig.machine.golden_asked.get(),
         0,
-        "the image was fetched or built despite: {err}"
+        "the image was fetched or built despite: {error}"
     );
-    let message = err.to_string();
+    let message = error.to_string();
     assert_eq!(message.lines().count(), 1, "one line: {message}");
     message
 }
@@ -334,118 +369,145 @@ fn refused(
 #[test]
 fn bad_input_is_refused_before_anything_is_created() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
-    let repo = &sandbox.settings.repo;
+    let rig = Rig::new();
+    let sandbox = &rig.sandbox;
 
-    let m = refused(&sandbox, &machine, "nosuch", CertTier::Internal);
-    assert!(
-        m.contains("profiles/nosuch.json") && m.contains("askari, askari-red"),
-        "{m}"
-    );
+    let m = refused(&rig, "nosuch", CertTier::Internal);
+    assert!(m.contains("profiles/nosuch.json") && m.contains("askari, askari-red"), "{m}");
 
-    std::fs::write(
-        repo.join("profiles/broken.json"),
-        "{\"groups\": [\"offsite_hosts\"],\n  \"applies\": [\n",
-    )
-    .unwrap();
-    let m = refused(&sandbox, &machine, "broken", CertTier::Internal);
+    sandbox.write("profiles/broken.json", "{\"groups\": [\"offsite_hosts\"],\n  \"applies\": [\n");
+    let m = refused(&rig, "broken", CertTier::Internal);
     assert!(m.contains("profiles/broken.json:3:"), "{m}");
 
-    std::fs::write(
-        repo.join("profiles/typo.json"),
-        r#"{"groups": ["offsite_hosts"], "applies": [{"playbook": "site.yml", "tags": ["base"]}],
- "extra_vars_files": [], "mem_mib": 3072, "vcpus": 2, "published_ports": [443], "memory": 1}"#,
-    )
-    .unwrap();
-    let m = refused(&sandbox, &machine, "typo", CertTier::Internal);
+    let good = r#"{"groups": ["offsite_hosts"], "applies": [{"playbook": "site.yml", "tags": ["base"]}],
+ "extra_vars_files": ["overrides/askari.yml"], "mem_mib": 3072, "vcpus": 2, "published_ports": [443]"#;
+    sandbox.write("profiles/typo.json", &format!("{good}, \"memory\": 1}}"));
+    let m = refused(&rig, "typo", CertTier::Internal);
+    assert!(m.contains("profiles/typo.json:2:") && m.contains("memory"), "{m}");
+
+    // A name that cannot be a VM's costs nothing: no image fetched or built (it used to).
+    sandbox.write("profiles/Ask_ari.json", &format!("{good}}}"));
+    let m = refused(&rig, "Ask_ari", CertTier::Internal);
+    assert!(m.contains("Ask_ari"), "{m}");
+
+    sandbox.write(
+        "profiles/noverify.json",
+        &format!("{good}, \"verify\": [\"tests/verify/nosuch.yml\"]}}"),
+    );
+    let m = refused(&rig, "noverify", CertTier::Internal);
+    assert!(m.contains("tests/verify/nosuch.yml") && m.contains("does not exist"), "{m}");
+
+    sandbox.write("overrides/mesh-on.yml", "base__mesh_enabled: true\n");
+    sandbox.write(
+        "profiles/meshy.json",
+        &format!(
+            "{}}}",
+            good.replace(
+                "\"overrides/askari.yml\"",
+                "\"overrides/askari.yml\", \"overrides/mesh-on.yml\""
+            )
+        ),
+    );
+    let m = refused(&rig, "meshy", CertTier::Internal);
     assert!(
-        m.contains("profiles/typo.json:2:") && m.contains("memory"),
+        m.contains("overrides/mesh-on.yml leaves `base__mesh_enabled: true`")
+            && m.contains("tests/integration/policy.yml"),
         "{m}"
     );
 
-    std::fs::write(
-        repo.join("profiles/short.json"),
-        r#"{"groups": ["offsite_hosts"], "applies": [{"playbook": "site.yml", "tags": ["base"]}],
- "extra_vars_files": [], "vcpus": 2, "published_ports": [443]}"#,
-    )
-    .unwrap();
-    let m = refused(&sandbox, &machine, "short", CertTier::Internal);
-    assert!(
-        m.contains("profiles/short.json") && m.contains("mem_mib"),
-        "{m}"
-    );
-
-    std::fs::remove_file(repo.join("overrides/askari-red.yml")).unwrap();
-    let m = refused(&sandbox, &machine, "askari-red", CertTier::Internal);
+    std::fs::remove_file(sandbox.settings.repo.join("overrides/askari-red.yml")).unwrap();
+    let m = refused(&rig, "askari-red", CertTier::Internal);
     assert!(m.contains("overrides/askari-red.yml"), "{m}");
 
-    std::fs::remove_file(repo.join("certs/le-prod-wildcard.yml")).unwrap();
-    let m = refused(&sandbox, &machine, "askari", CertTier::LeProdWildcard);
+    std::fs::remove_file(sandbox.settings.repo.join("certs/le-prod-wildcard.yml")).unwrap();
+    let m = refused(&rig, "askari", CertTier::LeProdWildcard);
     assert!(m.contains("certs/le-prod-wildcard.yml"), "{m}");
 
-    let m = refused(&sandbox, &machine, "askari", CertTier::LeStaging);
+    // askari builds Caddy from Debian's package, which has no Gandi module: an LE tier
+    // cannot work with it, and is refused before anything else about it is looked at.
+    let m = refused(&rig, "askari", CertTier::LeStaging);
     assert!(
-        m.contains("le-staging") && m.contains("--vault-password-file"),
+        m.contains("cannot work together") && m.contains("Gandi") && m.contains("--certs internal"),
         "{m}"
     );
 
-    machine
+    rig.machine
         .missing_tools
         .borrow_mut()
         .push("cloud-localds".into());
-    let m = refused(&sandbox, &machine, "askari", CertTier::Internal);
-    assert!(
-        m.contains("cloud-localds") && m.contains("cloud-image-utils"),
-        "{m}"
-    );
-    machine.missing_tools.borrow_mut().clear();
+    let m = refused(&rig, "askari", CertTier::Internal);
+    assert!(m.contains("cloud-localds") && m.contains("cloud-image-utils"), "{m}");
+    rig.machine.missing_tools.borrow_mut().clear();
 
-    machine.available_mib.set(3000);
-    let m = refused(&sandbox, &machine, "askari", CertTier::Internal);
+    rig.machine.available_mib.set(3000);
+    let m = refused(&rig, "askari", CertTier::Internal);
     assert!(m.contains("3000 MiB is available"), "{m}");
 }
 
 #[test]
-fn the_vault_password_never_reaches_the_diagnostics() {
+fn an_le_tier_without_a_vault_password_is_refused() {
     let _serial = serial();
-    let sandbox = Sandbox::new();
-    let machine = sandbox.machine();
+    let rig = Rig::new();
+    // A profile that pulls the registry image, so the tier combination itself is allowed.
+    rig.sandbox.write("overrides/registry.yml", "reverse_proxy__image_source: registry\n");
+    let text = std::fs::read_to_string(rig.sandbox.settings.repo.join("profiles/askari.json"))
+        .unwrap()
+        .replace("\"overrides/askari.yml\"", "\"overrides/askari.yml\", \"overrides/registry.yml\"");
+    rig.sandbox.write("profiles/registry.json", &text);
+    let m = refused(&rig, "registry", CertTier::LeStaging);
+    assert!(m.contains("le-staging") && m.contains("--vault-password-file"), "{m}");
+}
+
+#[test]
+fn the_vault_password_never_reaches_the_report_or_the_diagnostics() {
+    let _serial = serial();
+    let mut rig = Rig::new();
     let secret = "vault-pass-7c1d9e4b2a";
-    let vault = sandbox.root.join("vault-pass");
+    let vault = rig.sandbox.root.join("vault-pass");
     std::fs::write(&vault, format!("{secret}\n")).unwrap();
-    let mut settings = sandbox.settings.clone();
-    settings.vault_password_file = Some(vault);
+    rig.sandbox.settings.vault_password_file = Some(vault);
+    rig.sandbox.write("overrides/registry.yml", "reverse_proxy__image_source: registry\n");
+    let text = std::fs::read_to_string(rig.sandbox.settings.repo.join("profiles/askari.json"))
+        .unwrap()
+        .replace("\"overrides/askari.yml\"", "\"overrides/askari.yml\", \"overrides/registry.yml\"");
+    rig.sandbox.write("profiles/registry.json", &text);
     // Whatever the guest prints as root carries the secret (as a leaked env file would).
-    machine.world.borrow_mut().says = Some(format!("GANDI_BEARER_TOKEN={secret}"));
-    *machine.playbook.borrow_mut() = verify_fails_red();
-    let ctx = Ctx {
-        settings: &settings,
-        machine: &machine,
-    };
-    let err = boma_harness::it(
-        &ctx,
-        "askari",
+    rig.machine.world.borrow_mut().says = Some(format!("GANDI_BEARER_TOKEN={secret}"));
+    *rig.machine.playbook.borrow_mut() = verify_fails_red();
+    let outcome = rig.it_with(
+        "registry",
         ItOptions {
             tier: CertTier::LeStaging,
             ..options()
         },
-    )
-    .unwrap_err();
-    assert!(!err.to_string().contains(secret));
-    let vm = sandbox.vm_dirs().pop().unwrap();
-    let bundle = settings.diagnostics_root.join(vm);
+    );
+    let report = boma_report::render_json(&boma_harness::single_report(&outcome.report));
+    assert!(!report.contains(secret), "the report leaks it");
+    assert!(!outcome.error.unwrap().to_string().contains(secret));
+    let vm = rig.sandbox.vm_dirs().pop().unwrap();
+    let bundle = rig.sandbox.settings.diagnostics_root.join(vm);
     let mut checked = 0;
     for entry in bundle.read_dir_utf8().unwrap().flatten() {
         let text = std::fs::read_to_string(entry.path()).unwrap();
-        assert!(
-            !text.contains(secret),
-            "{} leaks the vault password",
-            entry.path()
-        );
+        assert!(!text.contains(secret), "{} leaks the vault password", entry.path());
         checked += 1;
     }
-    assert!(checked >= 6);
+    assert!(checked >= 8);
     let nft = std::fs::read_to_string(bundle.join("nft-ruleset.txt")).unwrap();
     assert!(nft.contains("GANDI_BEARER_TOKEN=<redacted>"), "{nft}");
+}
+
+#[test]
+fn a_failed_inventory_write_after_boot_is_a_failure_not_a_refusal() {
+    let _serial = serial();
+    let rig = Rig::new();
+    // The transient inventory links the real group_vars; without them the write fails after
+    // the VM booted, which is not "nothing was created" (it used to exit 2).
+    let group_vars = rig.sandbox.settings.repo.join("inventories/production/group_vars");
+    std::fs::remove_dir_all(&group_vars).unwrap();
+    let outcome = rig.it();
+    let error = outcome.error.expect("fails");
+    assert_eq!(error.class(), ExitClass::Failed, "{error}");
+    assert!(error.to_string().contains("group_vars"), "{error}");
+    assert_eq!(rig.machine.world.borrow().booted.len(), 1);
 }

@@ -46,7 +46,7 @@ fn every_real_address_is_unreachable_from_the_vm_and_checked_by_verify() {
     };
     let record = boma_harness::up(&ctx, "askari").unwrap();
 
-    let run_id = record.name.rsplit('-').next().unwrap();
+    let run_id = record.name.as_str().rsplit('-').next().unwrap();
     let network = std::fs::read_to_string(record.dir.join("network-config")).unwrap();
     let expected = ["192.0.2.10", "198.51.100.7", "77.42.120.136", "2001:db8::5"];
     for address in expected {
@@ -64,7 +64,7 @@ fn every_real_address_is_unreachable_from_the_vm_and_checked_by_verify() {
     assert!(!network.contains("simba"), "{network}");
 
     let vars: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(record.dir.join("harness-vars.json")).unwrap(),
+        &std::fs::read_to_string(record.dir.join("harness-vars-0.json")).unwrap(),
     )
     .unwrap();
     let mut given = fleet_addresses(&vars);
@@ -85,7 +85,7 @@ fn a_real_address_inside_the_guest_network_is_refused_before_anything_is_created
         machine: &machine,
     };
     let err = boma_harness::up(&ctx, "askari").unwrap_err();
-    assert_eq!(err.exit_code(), 2, "{err}");
+    assert_eq!(err.class().code(), 2, "{err}");
     let message = err.to_string();
     assert!(
         message.contains("10.0.2.2") && message.contains("--backend libvirt"),

@@ -54,7 +54,7 @@ impl Leftovers {
 /// Look, without trusting any record.
 pub fn count(repo: &Utf8Path) -> Leftovers {
     let run = repo.join("tests/integration/.run");
-    let processes = boma_vm::procs::vm_processes()
+    let processes = boma_vm::host::procs::vm_processes()
         .into_iter()
         .map(|p| format!("{} (pid {})", p.name, p.pid))
         .collect();
@@ -62,16 +62,16 @@ pub fn count(repo: &Utf8Path) -> Leftovers {
     let mut sockets = Vec::new();
     if let Ok(entries) = run.read_dir_utf8() {
         for entry in entries.flatten() {
-            if entry.file_name().starts_with(boma_vm::NAME_PREFIX) {
+            if entry.file_name().starts_with(boma_name::PREFIX) {
                 run_dirs.push(entry.path().to_owned());
             }
         }
     }
     walk_sockets(&run, &mut sockets);
     let (domains, pools) = libvirt_leftovers(&run);
-    let runs_marker = format!("{run}/{}", boma_vm::NAME_PREFIX);
+    let runs_marker = format!("{run}/{}", boma_name::PREFIX);
     let keys_marker = format!("{}/", key_dir());
-    let orphans = boma_vm::procs::orphans(&[&runs_marker, &keys_marker])
+    let orphans = boma_vm::host::procs::orphans(&[&runs_marker, &keys_marker])
         .into_iter()
         .map(|o| format!("{} (pid {})", o.cmdline, o.pid))
         .collect();
@@ -97,7 +97,7 @@ fn libvirt_leftovers(run: &Utf8Path) -> (Vec<String>, Vec<String>) {
     let Ok(sh) = xshell::Shell::new() else {
         return (Vec::new(), Vec::new());
     };
-    if !boma_vm::libvirt::reachable(&sh) {
+    if !boma_vm::hypervisor::libvirt::reachable(&sh) {
         return (Vec::new(), Vec::new());
     }
     let virsh = |args: &[&str]| -> String {
@@ -112,7 +112,7 @@ fn libvirt_leftovers(run: &Utf8Path) -> (Vec<String>, Vec<String>) {
     let domains = virsh(&["list", "--all", "--name"])
         .lines()
         .map(str::trim)
-        .filter(|n| n.starts_with(boma_vm::NAME_PREFIX))
+        .filter(|n| n.starts_with(boma_name::PREFIX))
         .map(str::to_owned)
         .collect();
     let pools = virsh(&["pool-list", "--all", "--name"])
@@ -120,7 +120,7 @@ fn libvirt_leftovers(run: &Utf8Path) -> (Vec<String>, Vec<String>) {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .filter(|p| {
-            boma_vm::libvirt::pool_path(&virsh(&["pool-dumpxml", p]))
+            boma_vm::hypervisor::libvirt::pool_path(&virsh(&["pool-dumpxml", p]))
                 .is_some_and(|path| Utf8Path::new(path).starts_with(run))
         })
         .map(str::to_owned)
@@ -163,7 +163,7 @@ pub fn build_leftovers(cache: &Utf8Path) -> Vec<String> {
     found.extend(loop_devices(&cache));
     // A chrooted process's command line no longer names the cache; its root does.
     let me = std::process::id();
-    for (pid, args) in boma_vm::procs::processes() {
+    for (pid, args) in boma_vm::host::procs::processes() {
         let root = std::fs::read_link(format!("/proc/{pid}/root"))
             .map(|r| r.to_string_lossy().into_owned())
             .unwrap_or_default();

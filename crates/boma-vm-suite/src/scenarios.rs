@@ -219,7 +219,7 @@ fn raw_boot(
         cmd!(sh, "cloud-localds {seed} {user_data} {meta_data}")
             .exec()
             .run()?;
-        let port = boma_vm::ports::free_loopback_ports(1)?[0].to_string();
+        let port = boma_vm::host::ports::free_loopback_ports(1)?[0].to_string();
         let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22");
         let drive = format!("file={overlay},if=virtio,format=qcow2");
         let seed_drive = format!("file={seed},if=virtio,format=raw");
@@ -383,7 +383,7 @@ pub fn red_green(suite: &mut Suite) -> anyhow::Result<()> {
     step(suite, S, &["reboot"], 0)?;
     step(suite, S, &["assert", "askari-red"], 1)?;
     let record = current(suite)?;
-    let bundle = home().join("integration-runs").join(&record.name);
+    let bundle = home().join("integration-runs").join(record.name.as_str());
     red_for_the_right_reasons(&read_results(&record)?["checks"], &bundle)?;
 
     step(suite, S, &["apply", "askari"], 0)?;
@@ -646,7 +646,7 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
         "the broken VM must be kept for inspection: {}",
         left.describe()
     );
-    let bundle = home().join("integration-runs").join(&record.name);
+    let bundle = home().join("integration-runs").join(record.name.as_str());
     let console = std::fs::read_to_string(bundle.join("console.log"))
         .with_context(|| format!("no console in {bundle}"))?;
     ensure!(!console.is_empty(), "the bundle's console log is empty");
@@ -799,7 +799,7 @@ fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) -> any
 pub fn libvirt(suite: &mut Suite) -> anyhow::Result<()> {
     const S: &str = "libvirt";
     ensure!(
-        boma_vm::libvirt::reachable(&Shell::new()?),
+        boma_vm::hypervisor::libvirt::reachable(&Shell::new()?),
         "no libvirt daemon reachable: run the libvirt scenario through `.ci/libvirt-netns exec`"
     );
     ensure_image(suite, S)?;

@@ -46,6 +46,11 @@ pub struct World {
     pub says: Option<String>,
     /// What the guest prints for a script containing the marker (the first that matches).
     pub script_answers: Vec<(String, String)>,
+    /// What a state capture prints in each boot (the first boot is index 0; the last entry
+    /// answers for every later boot).
+    pub captures: Vec<String>,
+    /// The guest has a route to the real fleet (the unreachable routes were lost).
+    pub routed: bool,
     /// Every command the fake guest was asked to run.
     pub commands: Vec<String>,
     pub destroyed: Vec<VmName>,
@@ -244,6 +249,16 @@ impl Guest for FakeGuest {
             }
             "cat /proc/sys/kernel/random/boot_id" => captured(0, format!("{}\n", w.boot_id())),
             "systemctl is-system-running --wait" => captured(0, "running\n"),
+            c if c.starts_with("for a in ") => {
+                // The fleet route check: each address answered as unreachable (or routed).
+                let list = c["for a in ".len()..].split(';').next().unwrap_or("");
+                let rc = if w.routed { 0 } else { 2 };
+                let text: String = list
+                    .split_whitespace()
+                    .map(|a| format!("{a} {rc} RTNETLINK answers: No route to host\n"))
+                    .collect();
+                captured(0, text)
+            }
             "cloud-init status --long" => captured(1, "status: error\nerrors: bad seed\n"),
             c if c.starts_with("cloud-init status --wait") => captured(
                 0,
@@ -287,6 +302,10 @@ impl FakeGuest {
     fn answer_script(&self, script: &str) -> Captured {
         let mut w = self.world.borrow_mut();
         w.commands.push(format!("script: {}", script.lines().next().unwrap_or("")));
+        if script.contains("reboot-diff capture") && !w.captures.is_empty() {
+            let boot = (w.boot_count as usize).saturating_sub(1).min(w.captures.len() - 1);
+            return captured(0, w.captures[boot].clone());
+        }
         let answer = w
             .script_answers
             .iter()

@@ -1,18 +1,24 @@
 //! A fake machine and a throwaway copy of the repository's harness inputs, for driving every
-//! step of the harness (and every way it can fail) without a VM.
+//! step of the harness (and every way it can fail) without a VM. [`Rig`] is the preamble every
+//! fault test shares: a sandbox, a machine, a context.
 
 #![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard};
-
-use boma_harness::{BackendChoice, HarnessError, ImageSource, Machine, Settings};
-use boma_vm::fake::{FakeBackend, FakeDisks, FakeGuest, World};
 use std::time::Duration;
 
-use boma_vm::lifecycle::{Disks, Waits};
-use boma_vm::{Accel, Backend, BackendKind, Guest};
+use boma_harness::golden::{Golden, ImageRequest};
+use boma_harness::probe::{PortTarget, ProbeOutcome};
+use boma_harness::{
+    Ansible, BackendChoice, Ctx, HarnessError, HostProbe, ImageSource, ItOptions, LibvirtProbe,
+    Machine, PlaybookCall, PortProber, Provisioner, RunOutcome, Settings, WaitOverrides,
+};
+use boma_inventory::CertTier;
+use boma_vm::fake::{FakeDisks, FakeGuest, FakeHypervisors, World};
+use boma_vm::lifecycle::{Disks, Hypervisors};
+use boma_vm::{Accel, Guest};
 use camino::{Utf8Path, Utf8PathBuf};
 
 /// The interrupt flag is process-wide: tests that touch it (and all that run the harness,
@@ -25,25 +31,37 @@ pub fn serial() -> MutexGuard<'static, ()> {
     guard
 }
 
-/// What the fake `ansible-playbook` does for one step.
-pub type Playbook = Box<dyn FnMut(&str, &[String]) -> Result<(), HarnessError>>;
+/// Real captures of a healthy askari before and after a real reboot (boma-state's fixtures).
+pub const ASKARI_BEFORE: &str = include_str!("../../../boma-state/tests/fixtures/askari/before.txt");
+pub const ASKARI_AFTER: &str = include_str!("../../../boma-state/tests/fixtures/askari/after.txt");
+
+/// What the fake `ansible-playbook` does for one run.
+pub type Playbook = Box<dyn FnMut(&PlaybookCall) -> Result<(), HarnessError>>;
 
 pub struct FakeMachine {
     pub world: Rc<RefCell<World>>,
     guest: FakeGuest,
     disks: FakeDisks,
+    hypervisors: FakeHypervisors,
     pub available_mib: Cell<u64>,
     pub missing_tools: RefCell<Vec<String>>,
+    pub libvirt: RefCell<LibvirtProbe>,
     pub playbook: RefCell<Playbook>,
+    /// The label of every playbook run, in order.
     pub playbook_calls: RefCell<Vec<String>>,
+    /// The arguments of every playbook run, in order.
+    pub playbook_args: RefCell<Vec<Vec<String>>>,
     /// How often the golden image was asked for (fetched or built, on a real machine).
     pub golden_asked: Cell<u32>,
+    /// Ports whose probe fails after the first boot (the forward-drop signature: a timeout).
+    pub ports_dead_after_reboot: RefCell<Vec<u16>>,
     golden: Utf8PathBuf,
 }
 
 impl FakeMachine {
     pub fn new(golden: Utf8PathBuf) -> FakeMachine {
         let world = World::shared();
+        world.borrow_mut().captures = vec![ASKARI_BEFORE.into(), ASKARI_AFTER.into()];
         FakeMachine {
             guest: FakeGuest {
                 world: Rc::clone(&world),
@@ -51,87 +69,109 @@ impl FakeMachine {
             disks: FakeDisks {
                 fail_overlay: false,
             },
+            hypervisors: FakeHypervisors {
+                world: Rc::clone(&world),
+            },
             world,
             available_mib: Cell::new(16_000),
             missing_tools: RefCell::new(Vec::new()),
+            libvirt: RefCell::new(LibvirtProbe::NotInstalled { tool: "virsh" }),
             playbook: RefCell::new(verify_passes()),
             playbook_calls: RefCell::new(Vec::new()),
+            playbook_args: RefCell::new(Vec::new()),
             golden_asked: Cell::new(0),
+            ports_dead_after_reboot: RefCell::new(Vec::new()),
             golden,
         }
     }
 }
 
 impl Machine for FakeMachine {
-    fn choose_backend(&self) -> Result<BackendKind, HarnessError> {
-        Ok(BackendKind::Qemu)
+    fn host(&self) -> &dyn HostProbe {
+        self
     }
-
-    fn backend(&self, kind: BackendKind) -> Box<dyn Backend + '_> {
-        Box::new(FakeBackend {
-            world: Rc::clone(&self.world),
-            kind,
-        })
+    fn hypervisors(&self) -> &dyn Hypervisors {
+        &self.hypervisors
     }
-
     fn guest(&self) -> &dyn Guest {
         &self.guest
     }
-
     fn disks(&self) -> &dyn Disks {
         &self.disks
     }
-
-    fn golden_image(&self) -> Result<Utf8PathBuf, HarnessError> {
-        self.golden_asked.set(self.golden_asked.get() + 1);
-        Ok(self.golden.clone())
+    fn provisioner(&self) -> &dyn Provisioner {
+        self
     }
+    fn ansible(&self) -> &dyn Ansible {
+        self
+    }
+    fn ports(&self) -> &dyn PortProber {
+        self
+    }
+}
 
-    fn accel(&self, _golden: &Utf8Path) -> Result<Accel, HarnessError> {
+impl HostProbe for FakeMachine {
+    fn libvirt(&self) -> LibvirtProbe {
+        self.libvirt.borrow().clone()
+    }
+    fn available_mib(&self) -> u64 {
+        self.available_mib.get()
+    }
+    fn free_disk_mib(&self, _dir: &Utf8Path) -> Result<u64, HarnessError> {
+        Ok(100_000)
+    }
+    fn tool_missing(&self, tool: &str) -> bool {
+        self.missing_tools.borrow().iter().any(|t| t == tool)
+    }
+}
+
+impl Provisioner for FakeMachine {
+    fn golden_image(&self, _request: &ImageRequest) -> Result<Golden, HarnessError> {
+        self.golden_asked.set(self.golden_asked.get() + 1);
+        Ok(Golden {
+            path: self.golden.clone(),
+            sha512: "ab".repeat(64),
+            origin: "cache".into(),
+        })
+    }
+    fn accel(&self, _golden: &Utf8Path, _cache: &Utf8Path, _scratch: &Utf8Path) -> Result<Accel, HarnessError> {
         Ok(Accel::Tcg)
     }
-
-    fn keypair(&self) -> Result<(Utf8PathBuf, String), HarnessError> {
+    fn keypair(&self, _key_dir: &Utf8Path) -> Result<(Utf8PathBuf, String), HarnessError> {
         Ok((
             "/fake/id_ed25519".into(),
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFAKE boma".into(),
         ))
     }
+}
 
-    fn available_mib(&self) -> u64 {
-        self.available_mib.get()
-    }
-
-    fn guard_disk(&self, _dir: &Utf8Path) -> Result<(), HarnessError> {
-        Ok(())
-    }
-
-    fn tool_missing(&self, tool: &str) -> bool {
-        self.missing_tools.borrow().iter().any(|t| t == tool)
-    }
-
-    fn waits(&self, _accel: Accel) -> Waits {
-        Waits {
-            boot: Duration::from_millis(300),
-            reboot: Duration::from_millis(300),
-            poll: Duration::from_millis(1),
-        }
-    }
-
-    fn run_playbook(&self, step: &str, args: &[String]) -> Result<(), HarnessError> {
-        self.playbook_calls.borrow_mut().push(step.to_owned());
-        (self.playbook.borrow_mut())(step, args)
+impl Ansible for FakeMachine {
+    fn run_playbook(&self, call: &PlaybookCall) -> Result<(), HarnessError> {
+        self.playbook_calls.borrow_mut().push(call.label.clone());
+        self.playbook_args.borrow_mut().push(call.args.clone());
+        (self.playbook.borrow_mut())(call)
     }
 }
 
-/// The results file the harness asked verify to write, from the `-e @harness-vars.json` arg.
+impl PortProber for FakeMachine {
+    fn probe(&self, target: &PortTarget, _within: Duration) -> ProbeOutcome {
+        let rebooted = self.world.borrow().boot_count > 1;
+        let dead = rebooted && self.ports_dead_after_reboot.borrow().contains(&target.port);
+        ProbeOutcome {
+            port: target.port,
+            kind: target.kind.to_string(),
+            ok: !dead,
+            reason: if dead { "timeout" } else { "ok" }.into(),
+            detail: "fake probe".into(),
+        }
+    }
+}
+
+/// The results file a verify run was told to write, from its `-e @harness-vars-N.json` arg.
 pub fn results_file(args: &[String]) -> Utf8PathBuf {
     let vars = args
         .iter()
-        .find_map(|a| {
-            a.strip_prefix('@')
-                .filter(|p| p.ends_with("harness-vars.json"))
-        })
+        .find_map(|a| a.strip_prefix('@').filter(|p| p.contains("harness-vars-")))
         .expect("verify gets the harness vars");
     let vars: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(vars).unwrap()).unwrap();
@@ -149,9 +189,9 @@ fn write_results(args: &[String], forward_ok: bool, https_ok: bool) {
 
 /// Applies succeed; verify passes.
 pub fn verify_passes() -> Playbook {
-    Box::new(|step, args| {
-        if step == "verify" {
-            write_results(args, true, true);
+    Box::new(|call| {
+        if call.label.starts_with("verify") {
+            write_results(&call.args, true, true);
         }
         Ok(())
     })
@@ -159,35 +199,60 @@ pub fn verify_passes() -> Playbook {
 
 /// Applies succeed; verify fails the way the RED case does.
 pub fn verify_fails_red() -> Playbook {
-    Box::new(|step, args| {
-        if step == "verify" {
-            write_results(args, false, false);
+    Box::new(|call| {
+        if call.label.starts_with("verify") {
+            write_results(&call.args, false, false);
             return Err(HarnessError::Playbook {
-                step: step.to_owned(),
+                step: call.label.clone(),
                 code: Some(2),
+                tail: vec![],
             });
         }
         Ok(())
     })
 }
 
-/// The step whose name contains `during` is interrupted by `signal`.
-pub fn interrupted_during(during: &'static str, signal: i32) -> Playbook {
-    Box::new(move |step, args| {
-        if step.contains(during) {
-            boma_exec::interrupt::simulate(signal);
-            return Err(boma_exec::interrupt::Interrupted { signal }.into());
+/// The second apply of a step reports a task as changed (a role that is not idempotent).
+pub fn not_idempotent() -> Playbook {
+    Box::new(|call| {
+        if let Some(file) = &call.changes_file
+            && call.label.contains("site.yml")
+        {
+            let vm = call
+                .args
+                .iter()
+                .skip_while(|a| *a != "--limit")
+                .nth(1)
+                .unwrap()
+                .clone();
+            let line = serde_json::json!({"host": vm, "task": "Add the route", "role": "base",
+                "path": "/repo/roles/base/tasks/main.yml:7", "status": "changed"});
+            std::fs::write(file, format!("{line}\n")).unwrap();
         }
-        if step == "verify" {
-            write_results(args, true, true);
+        if call.label.starts_with("verify") {
+            write_results(&call.args, true, true);
         }
         Ok(())
     })
 }
 
-/// A copy of the repository's harness inputs (profiles, overrides, certs, playbooks, the
-/// verify playbook, the real inventory) that a test may break, plus empty run, state and
-/// diagnostics directories.
+/// The run whose label contains `during` is interrupted by `signal`.
+pub fn interrupted_during(during: &'static str, signal: i32) -> Playbook {
+    Box::new(move |call| {
+        if call.label.contains(during) {
+            boma_exec::interrupt::simulate(signal);
+            return Err(boma_exec::interrupt::Interrupted { signal }.into());
+        }
+        if call.label.starts_with("verify") {
+            write_results(&call.args, true, true);
+        }
+        Ok(())
+    })
+}
+
+/// A copy of the repository's harness inputs (profiles, overrides, certs, playbooks, verify
+/// playbooks, the policy, the real inventory) that a test may break, plus empty run, state
+/// and diagnostics directories.
 pub struct Sandbox {
     _tmp: tempfile::TempDir,
     pub root: Utf8PathBuf,
@@ -206,13 +271,17 @@ impl Sandbox {
             "certs",
             "playbooks",
             "inventories/production",
+            "tests/verify",
+            "tests/catalogue",
         ] {
-            copy_tree(&real.join(dir), &repo.join(dir));
+            if real.join(dir).is_dir() {
+                copy_tree(&real.join(dir), &repo.join(dir));
+            }
         }
         std::fs::create_dir_all(repo.join("tests/integration")).unwrap();
         std::fs::copy(
-            real.join("tests/integration/verify.yml"),
-            repo.join("tests/integration/verify.yml"),
+            real.join("tests/integration/policy.yml"),
+            repo.join("tests/integration/policy.yml"),
         )
         .unwrap();
         let golden = root.join("cache/golden.qcow2");
@@ -229,8 +298,13 @@ impl Sandbox {
             image_url: None,
             sums_url: None,
             vault_password_file: None,
-            boot_timeout: None,
-            reboot_timeout: None,
+            waits: WaitOverrides {
+                boot: Some(Duration::from_millis(300)),
+                reboot: Some(Duration::from_millis(300)),
+                poll: Some(Duration::from_millis(1)),
+            },
+            step_timeout: None,
+            verbose: false,
         };
         Sandbox {
             _tmp: tmp,
@@ -261,6 +335,71 @@ impl Sandbox {
 
     pub fn has_current(&self) -> bool {
         self.settings.runs_root.join("current").exists()
+    }
+
+    /// Write `text` to a file of the sandbox's repository.
+    pub fn write(&self, path: &str, text: &str) {
+        let path = self.settings.repo.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// The preamble of every fault test: a sandbox, its fake machine, and the options of a
+/// default cycle.
+pub struct Rig {
+    pub sandbox: Sandbox,
+    pub machine: FakeMachine,
+}
+
+impl Rig {
+    pub fn new() -> Rig {
+        let sandbox = Sandbox::new();
+        let machine = sandbox.machine();
+        Rig { sandbox, machine }
+    }
+
+    pub fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            settings: &self.sandbox.settings,
+            machine: &self.machine,
+        }
+    }
+
+    /// The cycle for `host` with these options.
+    pub fn it_with(&self, host: &str, options: ItOptions) -> RunOutcome {
+        boma_harness::it(&self.ctx(), host, options)
+    }
+
+    /// The cycle for askari with the default options.
+    pub fn it(&self) -> RunOutcome {
+        self.it_with("askari", options())
+    }
+
+    /// Nothing of the run is left: no VM, no run directory, no record, and the lock is free.
+    pub fn assert_nothing_left(&self) {
+        assert!(
+            self.machine.world.borrow().running.is_empty(),
+            "a VM is still running"
+        );
+        assert!(
+            self.sandbox.vm_dirs().is_empty(),
+            "run dirs left: {:?}",
+            self.sandbox.vm_dirs()
+        );
+        assert!(!self.sandbox.has_current(), "the run record is left");
+        boma_vm::Runs::new(&self.sandbox.settings.runs_root)
+            .lock("test")
+            .expect("the lock is free");
+    }
+}
+
+pub fn options() -> ItOptions {
+    ItOptions {
+        tier: CertTier::Internal,
+        keep: false,
+        no_reboot: false,
+        idempotence: true,
     }
 }
 
