@@ -5,6 +5,10 @@
 //! paths come from the caller). A few thin functions do the I/O around them and nothing else:
 //! [`load_profile`], [`list_profiles`], [`read_real_fleet`], [`write_inventory_dir`].
 //!
+//! The real inventory directory is read as Ansible reads it (YAML and INI files, recursively,
+//! ignoring what Ansible ignores); a file the harness cannot read is refused, never skipped, and
+//! so is a real host named like a test VM.
+//!
 //! The invariant this crate guards: a test run's inventory holds exactly one host, the test VM
 //! (`boma-it-…`), which is none of the real inventory's hosts, and every playbook run is limited
 //! to it. [`VmName`] is the proof that the name was checked; [`HostsYml`] and [`PlaybookRun`]
@@ -12,6 +16,7 @@
 
 mod argv;
 mod cert;
+mod marked;
 mod mesh;
 mod profile;
 mod real;
@@ -25,9 +30,13 @@ pub use profile::{
     parse_profile,
 };
 pub use real::{
-    Fleet, InventoryError, PRODUCTION_DIR, fleet, host_names, read_real_fleet, read_real_host_names,
+    Fleet, IGNORED_SUFFIXES, InventoryError, InventoryFile, PRODUCTION_DIR, ansible_ignores, fleet,
+    host_names, ini_fleet, inventory_file_fleet, read_real_fleet, read_real_host_names, real_fleet,
 };
 pub use transient::{
-    HostsYml, PYTHON_INTERPRETER, Refusal, SSH_COMMON_ARGS, TransientHost, VM_PREFIX, VmName,
-    WriteError, render_hosts_yml, write_inventory_dir,
+    HostsYml, PYTHON_INTERPRETER, Refusal, SSH_COMMON_ARGS, TransientHost, VmName, WriteError,
+    render_hosts_yml, write_inventory_dir,
 };
+
+/// Every test VM's name starts with this, and no real host's may.
+pub const VM_PREFIX: &str = "boma-it-";

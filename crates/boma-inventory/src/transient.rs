@@ -12,11 +12,9 @@ use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::VM_PREFIX;
 use crate::real::PRODUCTION_DIR;
 use boma_yaml::quote;
-
-/// Every test VM's name starts with this.
-pub const VM_PREFIX: &str = "boma-it-";
 /// A DNS label: the VM name is also its host name.
 const MAX_VM_NAME: usize = 63;
 

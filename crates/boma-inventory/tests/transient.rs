@@ -208,36 +208,6 @@ fn missing_real_group_vars_is_refused() {
     assert!(matches!(err, WriteError::NoGroupVars { .. }), "{err}");
 }
 
-#[test]
-fn real_inventory_is_read_from_the_production_dir_only() {
-    let repo = repo();
-    let prod = repo.root.join("inventories/production");
-    std::fs::write(prod.join("hosts.yml"), SAMPLE).unwrap();
-    std::fs::write(prod.join("extra.yaml"), "edge:\n  hosts:\n    mlinzi:\n").unwrap();
-    std::fs::write(prod.join("notes.txt"), "all:\n  hosts:\n    not_a_host:\n").unwrap();
-    std::fs::create_dir_all(prod.join("host_vars")).unwrap();
-    std::fs::write(
-        prod.join("host_vars/askari.yml"),
-        "all:\n  hosts:\n    nope:\n",
-    )
-    .unwrap();
-    std::fs::write(
-        repo.group_vars.join("edge.yml"),
-        "all:\n  hosts:\n    nope2:\n",
-    )
-    .unwrap();
-    let names = boma_inventory::read_real_host_names(&repo.root).unwrap();
-    let mut expected = real_hosts();
-    expected.insert("mlinzi".to_owned());
-    assert_eq!(names, expected);
-
-    let empty = tempfile::tempdir().unwrap();
-    let empty_root = Utf8Path::from_path(empty.path()).unwrap();
-    std::fs::create_dir_all(empty_root.join("inventories/production/group_vars")).unwrap();
-    let err = boma_inventory::read_real_host_names(empty_root).unwrap_err();
-    assert!(err.to_string().starts_with("no inventory files"), "{err}");
-}
-
 /// The repo's own production inventory: it must stay readable by this crate, and none of its
 /// hosts may ever be a VM name.
 #[test]
