@@ -13,17 +13,30 @@
 //! (`boma-it-…`), which is none of the real inventory's hosts, and every playbook run is limited
 //! to it. [`VmName`] is the proof that the name was checked; [`HostsYml`] and [`PlaybookRun`]
 //! can only be built from one.
+//!
+//! And the connection to that host is the harness's own, not only its name: the transient
+//! inventory's host vars set every connection variable ([`connection_vars`]), the profile's
+//! applies get them again as the last `-e @file` ([`ConnectionPin`]), and
+//! [`refuse_connection_vars`] refuses a vars file that sets one.
 
 mod argv;
 mod cert;
+mod connection;
 mod marked;
 mod mesh;
 mod profile;
 mod real;
+mod scan;
 mod transient;
 
-pub use argv::{PLAYBOOKS_DIR, PlaybookRun, VERIFY_PLAYBOOK, apply_argv, verify_argv};
+pub use argv::{
+    ConnectionPin, PLAYBOOKS_DIR, PlaybookRun, VERIFY_PLAYBOOK, apply_argv, playbook_argv,
+};
 pub use cert::{CertTier, UnknownCertTier};
+pub use connection::{
+    BECOME_METHOD, ConnectionValue, ConnectionValueError, PYTHON_INTERPRETER, SSH_COMMON_ARGS,
+    VmConnection, connection_vars, render_connection_vars,
+};
 pub use mesh::{MESH_VARIABLE, mesh_setting};
 pub use profile::{
     Apply, MIN_MEM_MIB, PROFILES_DIR, Profile, ProfileError, VCPUS, list_profiles, load_profile,
@@ -33,9 +46,12 @@ pub use real::{
     Fleet, IGNORED_SUFFIXES, InventoryError, InventoryFile, PRODUCTION_DIR, ansible_ignores, fleet,
     host_names, ini_fleet, inventory_file_fleet, read_real_fleet, read_real_host_names, real_fleet,
 };
+pub use scan::{
+    CONNECTION_PREFIXES, CONNECTION_VARS, ConnectionVar, ConnectionVarsError, find_connection_vars,
+    is_connection_var, refuse_connection_vars,
+};
 pub use transient::{
-    HostsYml, PYTHON_INTERPRETER, Refusal, SSH_COMMON_ARGS, TransientHost, VmName, WriteError,
-    render_hosts_yml, write_inventory_dir,
+    HostsYml, Refusal, TransientHost, VmName, WriteError, render_hosts_yml, write_inventory_dir,
 };
 
 /// Every test VM's name starts with this, and no real host's may.

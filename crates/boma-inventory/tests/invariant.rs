@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use boma_inventory::{
-    Apply, CertTier, PlaybookRun, TransientHost, apply_argv, host_names, render_hosts_yml,
-    verify_argv,
+    Apply, CertTier, ConnectionPin, PlaybookRun, TransientHost, VERIFY_PLAYBOOK, apply_argv,
+    host_names, playbook_argv, render_hosts_yml,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;
@@ -124,9 +124,11 @@ proptest! {
             cert_tier: CertTier::Internal,
             run_extra_vars: None,
             vault_password_file: None,
+            connection: ConnectionPin::LastExtraVars(Utf8Path::new("/repo/run/connection.json")),
         };
+        let verify = PlaybookRun { connection: ConnectionPin::HostVars, ..run };
         let apply = Apply { playbook: "site.yml".into(), tags: vec!["base".into()] };
-        for argv in [apply_argv(&run, &apply), verify_argv(&run)] {
+        for argv in [apply_argv(&run, &apply), playbook_argv(&verify, Utf8Path::new(VERIFY_PLAYBOOK))] {
             let limits: Vec<_> = argv.iter().enumerate().filter(|(_, a)| *a == "--limit").collect();
             prop_assert_eq!(limits.len(), 1);
             prop_assert_eq!(&argv[limits[0].0 + 1], &vm);

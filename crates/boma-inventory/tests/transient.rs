@@ -7,6 +7,7 @@ use boma_inventory::{
     write_inventory_dir,
 };
 use camino::{Utf8Path, Utf8PathBuf};
+use saphyr::LoadableYamlNode as _;
 
 const SAMPLE: &str = include_str!("fixtures/production.yml");
 const VM: &str = "boma-it-20261125-0312-askari";
@@ -222,4 +223,30 @@ fn repo_production_inventory_hosts_are_refused() {
             Err(Refusal::RealHost { name: name.clone() })
         );
     }
+}
+
+/// Host vars beat every group var, so a `group_vars` file linked into the transient inventory
+/// cannot move the connection: but only for the names `hosts.yml` sets, aliases included
+/// (Ansible's ssh plugin takes `ansible_ssh_host` over `ansible_host` when both are set).
+#[test]
+fn the_vm_pins_every_connection_name_in_its_host_vars() {
+    let hosts = render(&["offsite_hosts"]);
+    let docs = saphyr::Yaml::load_from_str(hosts.as_str()).unwrap();
+    let vars = docs[0]["all"]["hosts"][VM].as_mapping().unwrap();
+    let var = |name: &str| {
+        vars.get(&saphyr::Yaml::value_from_str(name))
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("{name} is not set in:\n{}", hosts.as_str()))
+            .to_owned()
+    };
+    assert_eq!(var("ansible_connection"), "ssh");
+    assert_eq!(var("ansible_ssh_host"), "127.0.0.1");
+    assert_eq!(var("ansible_ssh_port"), "40022");
+    assert_eq!(var("ansible_ssh_user"), "ansible");
+    assert_eq!(var("ansible_ssh_extra_args"), "");
+    assert!(
+        var("ansible_ssh_common_args")
+            .ends_with("-o ServerAliveInterval=15 -o ServerAliveCountMax=4"),
+        "a dead connection must not hang a run"
+    );
 }
