@@ -87,11 +87,11 @@ pub enum InventoryError {
         message: String,
     },
     /// A file Ansible would read hosts from, but the harness cannot.
-    #[error("refusing the real inventory: {file} {reason}")]
+    #[error("{file} {reason}")]
     Unreadable { file: String, reason: String },
     /// A real host named like a test VM.
     #[error(
-        "refusing the real inventory: {at}: host `{host}` is named like a test vm \
+        "{at}: host `{host}` is named like a test vm \
          (`{VM_PREFIX}…`): rename it there, so that a name's shape alone proves a test vm is no \
          real host"
     )]
@@ -439,7 +439,7 @@ mod tests {
                 "inventories/production/aws.yml",
                 "plugin: amazon.aws.aws_ec2\n"
             )),
-            "refusing the real inventory: inventories/production/aws.yml configures an inventory \
+            "inventories/production/aws.yml configures an inventory \
              plugin (`plugin:`), whose hosts the harness cannot know: keep the real hosts in \
              static YAML or INI files"
         );
@@ -458,7 +458,7 @@ mod tests {
         let err = real_fleet(&files).unwrap_err().to_string();
         assert_eq!(
             err,
-            "refusing the real inventory: inventories/production/b.ini:3: host `BOMA-IT-x1` is \
+            "inventories/production/b.ini:3: host `BOMA-IT-x1` is \
              named like a test vm (`boma-it-…`): rename it there, so that a name's shape alone \
              proves a test vm is no real host"
         );
