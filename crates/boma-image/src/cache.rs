@@ -1,9 +1,11 @@
 //! The cache directory: its lock, its own `SHA512SUMS`, and the operations that keep both honest.
 //!
 //! Layout of `<dir>`:
-//! - `<name>`: an image, listed in `SHA512SUMS`; never used without re-hashing it first
+//! - `<name>`: an image, listed in `SHA512SUMS`, read-only (0444); never used without
+//!   re-hashing it first
 //! - `SHA512SUMS`: `sha512sum` format, one entry per cached image (`sha512sum -c` works)
-//! - `<name>.origin`: JSON, where the image came from (downloaded from a URL, or built)
+//! - `<name>.origin`: JSON, where the image came from (downloaded from a URL, or built); a
+//!   download is reused only for the same URL
 //! - `<name>.<anything>`: sidecars that belong to the image (e.g. `.packages`)
 //! - `<name>.part`: a download in progress; never trusted after a crash
 //! - `tmp/`: scratch space on the same filesystem, so built images move in by rename
@@ -13,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::marker::PhantomData;
+use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
@@ -23,18 +26,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::io_err;
 use crate::fetch::{self, hash_file};
+use crate::files::remove_if_present;
+use crate::layout::{CACHE_SUMS, LOCK, ORIGIN, PART, SCRATCH, check_name};
+use crate::pin::{PinnedImage, pin_file};
 use crate::progress::mib;
-use crate::source::check_name;
 use crate::sums::{parse_sums, render_sums};
-use crate::{CacheError, Source};
+use crate::{CacheError, DownloadSource};
 
-/// The cache's own checksum file.
-pub const CACHE_SUMS: &str = "SHA512SUMS";
-/// Scratch directory for images being built.
-pub(crate) const SCRATCH: &str = "tmp";
-const LOCK: &str = ".lock";
-const PART: &str = ".part";
-const ORIGIN: &str = ".origin";
+/// An image in the cache is read-only: replaced by rename, never written in place, so a file a
+/// run has pinned (hard-linked) keeps the bytes that were verified.
+const IMAGE_MODE: u32 = 0o444;
 /// How often a waiting run retries the lock (and checks for Ctrl-C).
 const LOCK_POLL: Duration = Duration::from_millis(100);
 
@@ -174,14 +175,18 @@ impl Cache {
 
     /// The verified cached image for `source`, or a fresh download of it.
     ///
+    /// Only an image downloaded from `source.image_url` itself is reused (see
+    /// [`Cache::cached_download`]); one of the same file name from another URL, or built, is
+    /// replaced by the download, sidecars and all.
+    ///
     /// The checksum file is fetched first: an image it does not vouch for is never downloaded.
     /// The image streams into `<name>.part` (a leftover one is discarded: a resumed download
     /// would have to be re-hashed whole anyway, and restarting is simpler to trust), is hashed on
     /// the way, and only a match is fsynced and renamed into place.
-    pub fn ensure_downloaded(&self, source: &Source) -> Result<Utf8PathBuf, CacheError> {
+    pub fn ensure_downloaded(&self, source: &DownloadSource) -> Result<Utf8PathBuf, CacheError> {
         let name = source.file_name()?;
         let _lock = self.lock()?;
-        if let Some(path) = self.cached(name)? {
+        if let Some(path) = self.cached_download(source)? {
             return Ok(path);
         }
         let agent = fetch::agent();
@@ -212,7 +217,9 @@ impl Cache {
         let origin = Origin::Downloaded {
             url: source.image_url.clone(),
         };
-        if let Err(e) = self.commit(name, &part, expected, &origin) {
+        // The image being replaced (from another URL, or built) takes its sidecars with it.
+        let replaced = self.discard_sidecars(name);
+        if let Err(e) = replaced.and_then(|()| self.commit(name, &part, expected, &origin)) {
             discard_part(&part);
             return Err(e);
         }
@@ -224,11 +231,32 @@ impl Cache {
         Ok(self.image_path(name))
     }
 
+    /// The verified cached image downloaded from `source.image_url`, or `None`.
+    ///
+    /// The cache holds one image per file name, so the name alone does not say where an image
+    /// came from: `<name>.origin` does. An image of that name fetched from another URL, built
+    /// here, or without a readable origin is not the one asked for, and is left for
+    /// [`Cache::ensure_downloaded`] to replace.
+    pub fn cached_download(
+        &self,
+        source: &DownloadSource,
+    ) -> Result<Option<Utf8PathBuf>, CacheError> {
+        let name = source.file_name()?;
+        let _lock = self.lock()?;
+        let wanted = Origin::Downloaded {
+            url: source.image_url.clone(),
+        };
+        if self.read_origin(name).as_ref() != Some(&wanted) {
+            return Ok(None);
+        }
+        self.cached(name)
+    }
+
     /// Download into `part` and check it against `expected`; the caller deletes `part` on error.
     fn stage_download(
         &self,
         agent: &ureq::Agent,
-        source: &Source,
+        source: &DownloadSource,
         name: &str,
         expected: &str,
         part: &Utf8Path,
@@ -384,6 +412,50 @@ impl Cache {
         Ok(dest)
     }
 
+    /// Pin the verified cached image at `image` (a path this cache returned) for one run, so
+    /// that what QEMU opens is what was verified.
+    ///
+    /// The image is hard-linked into `run_dir` as [`crate::PINNED_IMAGE`]: the link is the same
+    /// inode, so a later rename over the cache entry (a new download, a rebuild) or its deletion
+    /// cannot change it, and cache images are never written in place. Across filesystems it is
+    /// copied instead. Either way it is hashed again through the pinned path and compared with
+    /// the cache's `SHA512SUMS`; a mismatch deletes the pin and fails. The returned digest is
+    /// the one to report.
+    pub fn pin(&self, image: &Utf8Path, run_dir: &Utf8Path) -> Result<PinnedImage, CacheError> {
+        let pin_err = |reason: &str| CacheError::Pin {
+            path: image.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let name = image
+            .file_name()
+            .ok_or_else(|| pin_err("it names no file"))?;
+        check_name(name).map_err(|reason| pin_err(&reason))?;
+        let in_cache = image
+            .parent()
+            .is_some_and(|parent| same_file(parent, &self.dir));
+        if !in_cache {
+            return Err(pin_err(&format!(
+                "it is not an image of the cache {}: pin only what the cache returned",
+                self.dir
+            )));
+        }
+        // Held until the link exists: no other run may replace the entry in between.
+        let _lock = self.lock()?;
+        let expected = self.read_sums()?.remove(name).ok_or_else(|| {
+            pin_err("the cache's SHA512SUMS has no entry for it: get it from the cache again")
+        })?;
+        let pinned = pin_file(image, run_dir)?;
+        if pinned.sha512 != expected {
+            remove_if_present(&pinned.path)?;
+            return Err(CacheError::PinMismatch {
+                path: image.to_owned(),
+                expected,
+                actual: pinned.sha512,
+            });
+        }
+        Ok(pinned)
+    }
+
     /// `<dir>/tmp`, created if missing: build images here so [`Cache::adopt`] can rename them.
     pub fn scratch_dir(&self) -> Result<Utf8PathBuf, CacheError> {
         let scratch = self.dir.join(SCRATCH);
@@ -429,15 +501,24 @@ impl Cache {
         let mut sums = self.read_sums()?;
         sums.insert(name.to_owned(), sha512.to_owned());
         write_atomic(&self.dir.join(CACHE_SUMS), render_sums(&sums).as_bytes())?;
+        fs::set_permissions(staged, fs::Permissions::from_mode(IMAGE_MODE))
+            .map_err(io_err("make read-only", staged))?;
         rename_into(staged, &self.image_path(name))
+    }
+
+    /// Remove the sidecars of `name` (a manifest of a built image describes no other image).
+    fn discard_sidecars(&self, name: &str) -> Result<(), CacheError> {
+        let sums = self.read_sums()?;
+        for sidecar in self.sidecars(name, &sums)? {
+            remove_if_present(&self.dir.join(sidecar))?;
+        }
+        Ok(())
     }
 
     /// Remove `name` entirely: image, entry, origin, sidecars, partial download.
     fn discard(&self, name: &str) -> Result<(), CacheError> {
+        self.discard_sidecars(name)?;
         let mut sums = self.read_sums()?;
-        for sidecar in self.sidecars(name, &sums)? {
-            remove_if_present(&self.dir.join(sidecar))?;
-        }
         for suffix in ["", ORIGIN, PART] {
             remove_if_present(&self.dir.join(format!("{name}{suffix}")))?;
         }
@@ -584,13 +665,6 @@ fn rename_into(from: &Utf8Path, to: &Utf8Path) -> Result<(), CacheError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("fsync", dir))
-}
-
-fn remove_if_present(path: &Utf8Path) -> Result<(), CacheError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("delete", path)(e)),
-        _ => Ok(()),
-    }
 }
 
 /// Best-effort removal of a failed download; the error being returned matters more.

@@ -78,6 +78,19 @@ pub enum CacheError {
     InvalidName { name: String, reason: String },
     #[error("cannot adopt {path}: {reason}")]
     Adopt { path: Utf8PathBuf, reason: String },
+    #[error("cannot pin {path} for this run: {reason}")]
+    Pin { path: Utf8PathBuf, reason: String },
+    /// The image read through its pin is not the one the cache verified; the pin was deleted.
+    #[error(
+        "the image pinned from {path} does not match the cache's SHA512SUMS (expected \
+         {expected}, got {actual}): it changed after it was verified; the pin was deleted, run \
+         again"
+    )]
+    PinMismatch {
+        path: Utf8PathBuf,
+        expected: String,
+        actual: String,
+    },
     #[error("cache directory: {reason}")]
     CacheDir { reason: String },
     #[error("could not {action} {path}")]

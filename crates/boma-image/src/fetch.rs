@@ -196,6 +196,23 @@ pub(crate) fn fetch_into(
 
 /// SHA-512 of a file, in constant memory, interruptible. Returns (hex digest, size).
 pub fn hash_file(path: &Utf8Path) -> Result<(String, u64), CacheError> {
+    hash_through(path, None)
+}
+
+/// Copy the file at `path` into `dest` (at `dest_path`), hashing the bytes on the way: one read
+/// of the source, and the digest is of exactly what was written. Returns (hex digest, size).
+pub(crate) fn copy_hashing(
+    path: &Utf8Path,
+    dest: &mut File,
+    dest_path: &Utf8Path,
+) -> Result<(String, u64), CacheError> {
+    hash_through(path, Some((dest, dest_path)))
+}
+
+fn hash_through(
+    path: &Utf8Path,
+    mut copy: Option<(&mut File, &Utf8Path)>,
+) -> Result<(String, u64), CacheError> {
     let mut file = File::open(path).map_err(io_err("open", path))?;
     let mut hasher = Sha512::new();
     let mut buf = vec![0u8; CHUNK];
@@ -209,6 +226,10 @@ pub fn hash_file(path: &Utf8Path) -> Result<(String, u64), CacheError> {
             Err(e) => return Err(io_err("read", path)(e)),
         };
         hasher.update(&buf[..n]);
+        if let Some((dest, dest_path)) = copy.as_mut() {
+            dest.write_all(&buf[..n])
+                .map_err(io_err("write", dest_path))?;
+        }
         size += n as u64;
     }
     Ok((hex::encode(hasher.finalize()), size))

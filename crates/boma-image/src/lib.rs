@@ -4,25 +4,36 @@
 //! http(s) or from a local mirror) and checks it against the publisher's `SHA512SUMS`, or
 //! [`Cache::adopt`] takes in one that another crate built. Either way its digest goes into the
 //! cache's own `SHA512SUMS`, and every later use re-hashes the file against that entry first:
-//! a truncated or corrupted image is deleted, never returned.
+//! a truncated or corrupted image is deleted, never returned. A download is handed out again
+//! only for the URL it came from.
+//!
+//! A run boots a pinned image, never the cache entry itself: [`Cache::pin`] hard-links the
+//! verified image into the run directory and verifies it again through the link, and
+//! [`pin_given`] copies an operator-given image there, hashing it on the way. Either returns the
+//! digest of exactly what boots.
 //!
 //! Runs on one machine share the cache through an exclusive `flock` on `<dir>/.lock`; the
 //! kernel releases it when a run dies, so it cannot go stale.
 //!
 //! ```no_run
-//! use boma_image::{Cache, Source, default_dir};
+//! use boma_image::{Cache, DownloadSource, default_dir};
 //! let cache = Cache::open(&default_dir()?)?;
-//! match cache.ensure_downloaded(&Source::debian_genericcloud()) {
-//!     Ok(path) => println!("{path}"),
-//!     Err(e) if e.is_unreachable() => { /* build the image instead, and say so */ }
+//! let image = match cache.ensure_downloaded(&DownloadSource::debian_genericcloud()) {
+//!     Ok(path) => path,
+//!     Err(e) if e.is_unreachable() => return Ok(()), // build the image instead, and say so
 //!     Err(e) => return Err(e.into()),
-//! }
+//! };
+//! let pinned = cache.pin(&image, camino::Utf8Path::new("tests/integration/.run/boma-it-x"))?;
+//! println!("{} sha512 {}", pinned.path, pinned.sha512);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod cache;
 mod error;
 mod fetch;
+mod files;
+mod layout;
+mod pin;
 mod progress;
 mod source;
 pub mod sums;
@@ -31,10 +42,12 @@ use std::ffi::OsString;
 
 use camino::Utf8PathBuf;
 
-pub use cache::{CACHE_SUMS, Cache, CacheLock, CachedImage, Origin, Verification};
+pub use cache::{Cache, CacheLock, CachedImage, Origin, Verification};
 pub use error::CacheError;
 pub use fetch::hash_file;
-pub use source::{DEBIAN_GENERICCLOUD_URL, SUMS_FILE, Source};
+pub use layout::CACHE_SUMS;
+pub use pin::{PINNED_IMAGE, PinnedImage, pin_given};
+pub use source::{DEBIAN_GENERICCLOUD_URL, DownloadSource, SUMS_FILE};
 pub use sums::parse_sums;
 
 /// SHA-512 of a file (hex), in constant memory, interruptible.

@@ -1,8 +1,9 @@
-//! Where an image comes from: its URL and the `SHA512SUMS` beside it, and what those URLs mean.
+//! Where a downloaded image comes from: its URL and the `SHA512SUMS` beside it, and what those URLs mean.
 
 use camino::Utf8PathBuf;
 
 use crate::CacheError;
+use crate::layout::check_name;
 
 /// Debian's published genericcloud image for trixie, the default golden image.
 pub const DEBIAN_GENERICCLOUD_URL: &str =
@@ -11,29 +12,31 @@ pub const DEBIAN_GENERICCLOUD_URL: &str =
 /// The checksum file Debian publishes in every image directory.
 pub const SUMS_FILE: &str = "SHA512SUMS";
 
-/// An image to download and the checksum file that vouches for it.
+/// An image to download and the checksum file that vouches for it. (Named apart from the
+/// harness's `ImageSource`, which chooses between downloading, building and a given file.)
 ///
 /// Either URL may be `http://`, `https://`, `file:///abs/path` or a plain path (a local
-/// mirror). The image's file name, and so its name in the cache, is the last URL segment.
+/// mirror). The image's file name, and so its name in the cache, is the last URL segment; the
+/// cache hands it out again only for the same `image_url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
+pub struct DownloadSource {
     pub image_url: String,
     pub sums_url: String,
 }
 
-impl Source {
+impl DownloadSource {
     /// Debian 13 genericcloud (amd64) from cloud.debian.org.
-    pub fn debian_genericcloud() -> Source {
-        Source::with_sums_beside(DEBIAN_GENERICCLOUD_URL)
+    pub fn debian_genericcloud() -> DownloadSource {
+        DownloadSource::with_sums_beside(DEBIAN_GENERICCLOUD_URL)
     }
 
     /// An image whose `SHA512SUMS` sits in the same directory, as on Debian's site and mirrors.
-    pub fn with_sums_beside(image_url: &str) -> Source {
+    pub fn with_sums_beside(image_url: &str) -> DownloadSource {
         let dir = match image_url.rfind('/') {
             Some(slash) => &image_url[..=slash],
             None => "",
         };
-        Source {
+        DownloadSource {
             image_url: image_url.to_owned(),
             sums_url: format!("{dir}{SUMS_FILE}"),
         }
@@ -96,33 +99,13 @@ pub(crate) fn locate(url: &str) -> Result<Location, CacheError> {
     Ok(Location::File(url.into()))
 }
 
-/// A name that is safe as a file name directly in the cache directory.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("it is empty".to_owned());
-    }
-    if name.starts_with('.') {
-        return Err("it starts with a dot".to_owned());
-    }
-    if name == crate::cache::CACHE_SUMS || name == crate::cache::SCRATCH {
-        return Err(format!("{name} is reserved by the cache"));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "._+-~".contains(*c)))
-    {
-        return Err(format!("it contains {bad:?}"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_default_source_is_debian_trixie_genericcloud() {
-        let source = Source::debian_genericcloud();
+        let source = DownloadSource::debian_genericcloud();
         assert_eq!(
             source.sums_url,
             "https://cloud.debian.org/images/cloud/trixie/latest/SHA512SUMS"
@@ -133,19 +116,22 @@ mod tests {
     #[test]
     fn sums_beside_a_plain_path_or_a_bare_name() {
         assert_eq!(
-            Source::with_sums_beside("/srv/m/x.qcow2").sums_url,
+            DownloadSource::with_sums_beside("/srv/m/x.qcow2").sums_url,
             "/srv/m/SHA512SUMS"
         );
-        assert_eq!(Source::with_sums_beside("x.qcow2").sums_url, "SHA512SUMS");
         assert_eq!(
-            Source::with_sums_beside("file:///m/x.qcow2").sums_url,
+            DownloadSource::with_sums_beside("x.qcow2").sums_url,
+            "SHA512SUMS"
+        );
+        assert_eq!(
+            DownloadSource::with_sums_beside("file:///m/x.qcow2").sums_url,
             "file:///m/SHA512SUMS"
         );
     }
 
     #[test]
     fn file_name_ignores_query_and_fragment() {
-        let source = Source::with_sums_beside("http://127.0.0.1:8080/d/img.qcow2?x=1#frag");
+        let source = DownloadSource::with_sums_beside("http://127.0.0.1:8080/d/img.qcow2?x=1#frag");
         assert_eq!(source.file_name().unwrap(), "img.qcow2");
     }
 
@@ -157,7 +143,9 @@ mod tests {
             "http://h/d/a%20b",
             "http://h/SHA512SUMS",
         ] {
-            let err = Source::with_sums_beside(url).file_name().unwrap_err();
+            let err = DownloadSource::with_sums_beside(url)
+                .file_name()
+                .unwrap_err();
             assert!(matches!(err, CacheError::InvalidUrl { .. }), "{url}: {err}");
         }
     }

@@ -5,10 +5,11 @@ mod support;
 
 use std::fs;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use boma_image::{BUILT, Cache, CacheError, GENERICCLOUD, Origin, Source, Verification};
+use boma_image::{BUILT, Cache, CacheError, DownloadSource, GENERICCLOUD, Origin, Verification};
 use camino::{Utf8Path, Utf8PathBuf};
 use support::{Reply, Server, image_bytes, sha512_hex, sums_listing};
 use tempfile::TempDir;
@@ -23,7 +24,7 @@ struct Fixture {
     _tmp: TempDir,
     dir: Utf8PathBuf,
     image: Vec<u8>,
-    source: Source,
+    source: DownloadSource,
 }
 
 /// A server publishing one good image and its checksum file, and an empty cache directory.
@@ -37,7 +38,7 @@ fn fixture() -> Fixture {
     );
     let tmp = TempDir::new().unwrap();
     let dir = Utf8Path::from_path(tmp.path()).unwrap().join("cache");
-    let source = Source::with_sums_beside(&server.url(IMAGE_PATH));
+    let source = DownloadSource::with_sums_beside(&server.url(IMAGE_PATH));
     assert_eq!(source.sums_url, server.url(SUMS_PATH));
     Fixture {
         server,
@@ -46,6 +47,12 @@ fn fixture() -> Fixture {
         image,
         source,
     }
+}
+
+/// Overwrite a cached image in place, as only a careless root could: cache images are read-only.
+fn overwrite(path: &Utf8Path, bytes: &[u8]) {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(path, bytes).unwrap();
 }
 
 /// The cache directory's file names, without the lock file.
@@ -80,6 +87,8 @@ fn a_good_image_is_fetched_verified_and_recorded() {
     let sums = fs::read_to_string(f.dir.join("SHA512SUMS")).unwrap();
     assert_eq!(sums, format!("{}  {GENERICCLOUD}\n", sha512_hex(&f.image)));
     assert_eq!(cache.verify(GENERICCLOUD).unwrap(), Verification::Ok);
+    // Replaced by rename only, never written in place: a run's pin (a hard link) stays as verified.
+    assert_eq!(path.metadata().unwrap().permissions().mode() & 0o777, 0o444);
 
     let listed = cache.list().unwrap();
     assert_eq!(listed.len(), 1);
@@ -251,7 +260,7 @@ fn a_truncated_cached_image_is_detected_deleted_and_fetched_again() {
     let f = fixture();
     let cache = Cache::open(&f.dir).unwrap();
     let path = cache.ensure_downloaded(&f.source).unwrap();
-    fs::write(&path, &f.image[..1000]).unwrap();
+    overwrite(&path, &f.image[..1000]);
 
     let again = cache.ensure_downloaded(&f.source).unwrap();
     assert_eq!(fs::read(again).unwrap(), f.image);
@@ -266,7 +275,7 @@ fn a_corrupted_cached_image_is_never_returned() {
     // Same size, one bit flipped: only the hash can tell.
     let mut bytes = f.image.clone();
     bytes[IMAGE_LEN / 2] ^= 1;
-    fs::write(&path, &bytes).unwrap();
+    overwrite(&path, &bytes);
 
     let verdict = cache.verify(GENERICCLOUD).unwrap();
     assert_eq!(
@@ -303,7 +312,8 @@ fn a_refused_connection_is_the_unreachable_variant() {
         .port();
     let tmp = TempDir::new().unwrap();
     let cache = Cache::open(Utf8Path::from_path(tmp.path()).unwrap()).unwrap();
-    let source = Source::with_sums_beside(&format!("http://127.0.0.1:{port}/d/{GENERICCLOUD}"));
+    let source =
+        DownloadSource::with_sums_beside(&format!("http://127.0.0.1:{port}/d/{GENERICCLOUD}"));
 
     let err = cache.ensure_downloaded(&source).unwrap_err();
     assert!(err.is_unreachable(), "{err:?}");
@@ -324,17 +334,17 @@ fn file_urls_and_plain_paths_work_as_sources() {
     )
     .unwrap();
 
-    let by_url = Source::with_sums_beside(&format!("file://{mirror}/{GENERICCLOUD}"));
+    let by_url = DownloadSource::with_sums_beside(&format!("file://{mirror}/{GENERICCLOUD}"));
     let path = Cache::open(&root.join("a"))
         .unwrap()
         .ensure_downloaded(&by_url)
         .unwrap();
     assert_eq!(fs::read(path).unwrap(), image);
 
-    let by_path = Source::with_sums_beside(mirror.join(GENERICCLOUD).as_str());
+    let by_path = DownloadSource::with_sums_beside(mirror.join(GENERICCLOUD).as_str());
     let cache = Cache::open(&root.join("b")).unwrap();
     let path = cache.ensure_downloaded(&by_path).unwrap();
-    assert_eq!(fs::read(path).unwrap(), image);
+    assert_eq!(fs::read(&path).unwrap(), image);
     let origin = cache.list().unwrap().remove(0).origin;
     assert_eq!(
         origin,
@@ -343,10 +353,14 @@ fn file_urls_and_plain_paths_work_as_sources() {
         })
     );
 
-    let missing = Source::with_sums_beside(&format!("file://{root}/nowhere/{GENERICCLOUD}"));
-    let err = cache.ensure_downloaded(&missing);
-    // `b` already holds a verified image of that name: no source is consulted at all.
-    assert!(err.is_ok());
+    let missing =
+        DownloadSource::with_sums_beside(&format!("file://{root}/nowhere/{GENERICCLOUD}"));
+    // `b` holds a verified image of that name, but from another URL: not handed out for this one.
+    let err = cache.ensure_downloaded(&missing).unwrap_err();
+    assert!(matches!(err, CacheError::NotFound { .. }), "{err}");
+    assert_eq!(cache.cached_download(&missing).unwrap(), None);
+    // The failed download took nothing away from the URL it came from.
+    assert_eq!(cache.cached_download(&by_path).unwrap(), Some(path));
     let err = Cache::open(&root.join("c"))
         .unwrap()
         .ensure_downloaded(&missing)
@@ -442,7 +456,7 @@ fn adopt_then_verify_then_list() {
     fs::write(&second, image_bytes(1000, 4)).unwrap();
     fs::write(&log, "built\n").unwrap();
     let second_path = cache.adopt(&second, "second.qcow2", &[&log]).unwrap();
-    fs::write(&second_path, b"truncated").unwrap();
+    overwrite(&second_path, b"truncated");
 
     let listing = serde_json::to_string_pretty(&cache.list().unwrap()).unwrap();
     let sums = fs::read_to_string(cache.dir().join("SHA512SUMS")).unwrap();
@@ -530,4 +544,66 @@ fn error_messages_say_what_to_do() {
     ];
     let text: String = errors.iter().map(|e| format!("{e}\n")).collect();
     insta::assert_snapshot!("error_messages", text);
+}
+
+#[test]
+fn another_url_with_the_same_file_name_never_gets_the_old_image() {
+    // Two publishers on loopback, each serving its own image under the same file name.
+    let (first, second) = (Server::start(), Server::start());
+    let (image_a, image_b) = (image_bytes(300_000, 21), image_bytes(300_000, 22));
+    for (server, image) in [(&first, &image_a), (&second, &image_b)] {
+        server.route(IMAGE_PATH, Reply::Body(image.clone()));
+        server.route(
+            SUMS_PATH,
+            Reply::Body(sums_listing(GENERICCLOUD, &sha512_hex(image)).into_bytes()),
+        );
+    }
+    let tmp = TempDir::new().unwrap();
+    let cache = Cache::open(Utf8Path::from_path(tmp.path()).unwrap()).unwrap();
+    let from_first = DownloadSource::with_sums_beside(&first.url(IMAGE_PATH));
+    let from_second = DownloadSource::with_sums_beside(&second.url(IMAGE_PATH));
+
+    let path = cache.ensure_downloaded(&from_first).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), image_a);
+    let path = cache.ensure_downloaded(&from_second).unwrap();
+    assert_eq!(
+        sha512_hex(&fs::read(&path).unwrap()),
+        sha512_hex(&image_b),
+        "the second URL got the image fetched from the first"
+    );
+    assert_eq!(second.requests(), [SUMS_PATH, IMAGE_PATH]);
+    assert_eq!(
+        cache.list().unwrap()[0].origin,
+        Some(Origin::Downloaded {
+            url: from_second.image_url.clone()
+        })
+    );
+
+    // Back to the first URL: its image again, fetched anew, not the second's.
+    assert_eq!(cache.cached_download(&from_first).unwrap(), None);
+    let path = cache.ensure_downloaded(&from_first).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), image_a);
+    assert_eq!(first.requests().len(), 4);
+    // And now it is reused for that URL without a request.
+    cache.ensure_downloaded(&from_first).unwrap();
+    assert_eq!(first.requests().len(), 4);
+}
+
+#[test]
+fn a_download_replacing_a_built_image_of_that_name_drops_its_manifest() {
+    let f = fixture();
+    let cache = Cache::open(&f.dir).unwrap();
+    let scratch = cache.scratch_dir().unwrap();
+    let built = scratch.join("b.qcow2");
+    let manifest = scratch.join("debian-13-genericcloud-amd64.packages");
+    fs::write(&built, image_bytes(1000, 8)).unwrap();
+    fs::write(&manifest, "linux-image-cloud-amd64 6.12\n").unwrap();
+    cache.adopt(&built, GENERICCLOUD, &[&manifest]).unwrap();
+
+    // A built image is no download from any URL: the download replaces it, manifest and all.
+    let path = cache.ensure_downloaded(&f.source).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), f.image);
+    let listed = cache.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].sidecars.is_empty(), "{:?}", listed[0].sidecars);
 }

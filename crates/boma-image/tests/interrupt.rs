@@ -7,7 +7,7 @@ use std::fs;
 use std::sync::Arc;
 
 use boma_exec::interrupt;
-use boma_image::{Cache, CacheError, GENERICCLOUD, Source};
+use boma_image::{Cache, CacheError, DownloadSource, GENERICCLOUD};
 use camino::Utf8Path;
 use support::{Reply, Server, image_bytes, sha512_hex, sums_listing};
 use tempfile::TempDir;
@@ -37,7 +37,7 @@ fn an_interrupt_stops_a_download_or_a_wait_and_leaves_nothing_behind() {
     let tmp = TempDir::new().unwrap();
     let dir = Utf8Path::from_path(tmp.path()).unwrap();
     let cache = Cache::open(dir).unwrap();
-    let source = Source::with_sums_beside(&server.url(&format!("/d/{GENERICCLOUD}")));
+    let source = DownloadSource::with_sums_beside(&server.url(&format!("/d/{GENERICCLOUD}")));
 
     let err = cache.ensure_downloaded(&source).unwrap_err();
     assert!(matches!(err, CacheError::Interrupted(_)), "{err:?}");

@@ -5,30 +5,53 @@
 //! paths come from the caller). A few thin functions do the I/O around them and nothing else:
 //! [`load_profile`], [`list_profiles`], [`read_real_fleet`], [`write_inventory_dir`].
 //!
+//! The real inventory directory is read as Ansible reads it (YAML and INI files, recursively,
+//! ignoring what Ansible ignores); a file the harness cannot read is refused, never skipped, and
+//! so is a real host named like a test VM.
+//!
 //! The invariant this crate guards: a test run's inventory holds exactly one host, the test VM
 //! (`boma-it-…`), which is none of the real inventory's hosts, and every playbook run is limited
 //! to it. [`VmName`] is the proof that the name was checked; [`HostsYml`] and [`PlaybookRun`]
 //! can only be built from one.
+//!
+//! And the connection to that host is the harness's own, not only its name: the transient
+//! inventory's host vars set every connection variable ([`connection_vars`]), the profile's
+//! applies get them again as the last `-e @file` ([`ConnectionPin`]), and
+//! [`refuse_connection_vars`] refuses a vars file that sets one.
 
 mod argv;
 mod cert;
+mod connection;
+mod marked;
 mod policy;
 mod profile;
 mod real;
+mod scan;
 mod transient;
 
-pub use argv::{PLAYBOOKS_DIR, PlaybookRun, apply_argv, playbook_argv};
+pub use argv::{ConnectionPin, PLAYBOOKS_DIR, PlaybookRun, apply_argv, playbook_argv};
 pub use cert::{CertTier, UnknownCertTier};
+pub use connection::{
+    BECOME_METHOD, ConnectionValue, ConnectionValueError, PYTHON_INTERPRETER, SSH_COMMON_ARGS,
+    VmConnection, connection_vars, render_connection_vars,
+};
 pub use policy::{POLICY_FILE, Policy, PolicyError, ScalarValue, effective_values, violations};
 pub use profile::{
     Apply, MIN_MEM_MIB, PROFILES_DIR, ProbeKind, Profile, ProfileError, PublishedPort, VCPUS,
     list_profiles, load_profile, parse_profile,
 };
 pub use real::{
-    Fleet, InventoryError, PRODUCTION_DIR, fleet, host_names, read_real_fleet, read_real_host_names,
+    Fleet, IGNORED_SUFFIXES, InventoryError, InventoryFile, PRODUCTION_DIR, ansible_ignores, fleet,
+    host_names, ini_fleet, inventory_file_fleet, read_real_fleet, read_real_host_names, real_fleet,
+};
+pub use scan::{
+    CONNECTION_PREFIXES, CONNECTION_VARS, ConnectionVar, ConnectionVarsError, find_connection_vars,
+    is_connection_var, refuse_connection_vars,
 };
 pub use boma_name::{NameRefusal, VmName};
 pub use transient::{
-    HostsYml, PYTHON_INTERPRETER, Refusal, SSH_COMMON_ARGS, TransientHost, WriteError,
-    render_hosts_yml, write_inventory_dir,
+    HostsYml, Refusal, TransientHost, WriteError, render_hosts_yml, write_inventory_dir,
 };
+
+/// Every test VM's name starts with this, and no real host's may.
+pub const VM_PREFIX: &str = "boma-it-";

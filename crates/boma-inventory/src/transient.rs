@@ -10,26 +10,21 @@ use std::collections::BTreeSet;
 use std::io;
 
 use boma_name::VmName;
-
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::connection::{ConnectionValueError, VmConnection, connection_vars};
 use crate::real::PRODUCTION_DIR;
 use boma_yaml::quote;
-
-/// Host-key checking is off for this throwaway host: its key is new on every run, and it must
-/// never land in anyone's `known_hosts`.
-pub const SSH_COMMON_ARGS: &str =
-    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR";
-pub const PYTHON_INTERPRETER: &str = "/usr/bin/python3";
-
 /// Why a transient inventory was not rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("refusing group `{group}`: not a usable ansible group for the test vm")]
     BadGroup { group: String },
+    #[error("{0}")]
+    Connection(#[from] ConnectionValueError),
 }
 
-/// How Ansible reaches the test VM.
+/// The test VM as the transient inventory lists it, and how Ansible reaches it.
 #[derive(Debug, Clone, Copy)]
 pub struct TransientHost<'a> {
     pub vm: &'a VmName,
@@ -40,6 +35,18 @@ pub struct TransientHost<'a> {
     pub ansible_port: u16,
     pub ansible_user: &'a str,
     pub ssh_private_key_file: &'a Utf8Path,
+}
+
+impl TransientHost<'_> {
+    /// How Ansible reaches this host.
+    pub fn connection(&self) -> VmConnection<'_> {
+        VmConnection {
+            host: self.ansible_host,
+            port: self.ansible_port,
+            user: self.ansible_user,
+            ssh_private_key_file: self.ssh_private_key_file,
+        }
+    }
 }
 
 /// A rendered `hosts.yml`, and the one VM it names.
@@ -59,7 +66,10 @@ impl HostsYml {
     }
 }
 
-/// Renders `hosts.yml` with the VM as its only host, placed in each of `host.groups`.
+/// Renders `hosts.yml` with the VM as its only host, placed in each of `host.groups`, with the
+/// harness's connection variables ([`crate::connection_vars`]) as its host vars: host vars
+/// outrank every group var, so no `group_vars` file can move the connection. Refuses connection
+/// values that [`crate::connection_vars`] refuses.
 pub fn render_hosts_yml(host: &TransientHost<'_>) -> Result<HostsYml, Refusal> {
     let vm = host.vm.clone();
     for group in host.groups {
@@ -72,19 +82,8 @@ pub fn render_hosts_yml(host: &TransientHost<'_>) -> Result<HostsYml, Refusal> {
     }
     let groups: BTreeSet<&String> = host.groups.iter().collect();
 
+    let vars = connection_vars(&host.connection())?;
     let name = quote(vm.as_str());
-    let port = host.ansible_port.to_string();
-    let vars = [
-        ("ansible_host", host.ansible_host),
-        ("ansible_port", port.as_str()),
-        ("ansible_user", host.ansible_user),
-        (
-            "ansible_ssh_private_key_file",
-            host.ssh_private_key_file.as_str(),
-        ),
-        ("ansible_python_interpreter", PYTHON_INTERPRETER),
-        ("ansible_ssh_common_args", SSH_COMMON_ARGS),
-    ];
 
     let mut text = String::from(
         "# Transient inventory of one boma integration-test vm, rendered for this run only.\n",
@@ -92,7 +91,7 @@ pub fn render_hosts_yml(host: &TransientHost<'_>) -> Result<HostsYml, Refusal> {
     text.push_str("all:\n  hosts:\n");
     text.push_str(&format!("    {name}:\n"));
     for (key, value) in vars {
-        text.push_str(&format!("      {key}: {}\n", quote(value)));
+        text.push_str(&format!("      {key}: {}\n", quote(&value.as_text())));
     }
     if !groups.is_empty() {
         // The vars live on the host under `all`; the groups only list it.

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use boma_inventory::{
-    Apply, CertTier, PlaybookRun, TransientHost, VmName, apply_argv, host_names,
-    playbook_argv, render_hosts_yml,
+    Apply, CertTier, ConnectionPin, PlaybookRun, TransientHost, VmName, apply_argv,
+    host_names, playbook_argv, render_hosts_yml,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;
@@ -97,8 +97,7 @@ proptest! {
         }
         let groups_vec: Vec<String> = groups.iter().cloned().collect();
         let checked = VmName::checked(&vm, &real);
-        let acceptable_name = acceptable(&vm, &real, &BTreeSet::new());
-        prop_assert_eq!(checked.is_ok(), acceptable_name, "{:?}", checked);
+        prop_assert_eq!(checked.is_ok(), acceptable(&vm, &real, &BTreeSet::new()), "{:?}", checked);
         let Ok(checked) = checked else { return Ok(()) };
         let host = TransientHost {
             vm: &checked,
@@ -128,9 +127,11 @@ proptest! {
             cert_tier: CertTier::Internal,
             run_extra_vars: None,
             vault_password_file: None,
+            connection: ConnectionPin::LastExtraVars(Utf8Path::new("/repo/run/connection.json")),
         };
+        let verify = PlaybookRun { connection: ConnectionPin::HostVars, ..run };
         let apply = Apply { playbook: "site.yml".into(), tags: vec!["base".into()] };
-        for argv in [apply_argv(&run, &apply), playbook_argv(&run, Utf8Path::new("/repo/tests/verify/x.yml"))] {
+        for argv in [apply_argv(&run, &apply), playbook_argv(&verify, Utf8Path::new("tests/verify/askari.yml"))] {
             let limits: Vec<_> = argv.iter().enumerate().filter(|(_, a)| *a == "--limit").collect();
             prop_assert_eq!(limits.len(), 1);
             prop_assert_eq!(&argv[limits[0].0 + 1], &vm);

@@ -7,6 +7,7 @@ use boma_inventory::{
     write_inventory_dir,
 };
 use camino::{Utf8Path, Utf8PathBuf};
+use saphyr::LoadableYamlNode as _;
 
 const SAMPLE: &str = include_str!("fixtures/production.yml");
 const VM: &str = "boma-it-20261125-0312-askari";
@@ -205,36 +206,6 @@ fn missing_real_group_vars_is_refused() {
     assert!(matches!(err, WriteError::NoGroupVars { .. }), "{err}");
 }
 
-#[test]
-fn real_inventory_is_read_from_the_production_dir_only() {
-    let repo = repo();
-    let prod = repo.root.join("inventories/production");
-    std::fs::write(prod.join("hosts.yml"), SAMPLE).unwrap();
-    std::fs::write(prod.join("extra.yaml"), "edge:\n  hosts:\n    mlinzi:\n").unwrap();
-    std::fs::write(prod.join("notes.txt"), "all:\n  hosts:\n    not_a_host:\n").unwrap();
-    std::fs::create_dir_all(prod.join("host_vars")).unwrap();
-    std::fs::write(
-        prod.join("host_vars/askari.yml"),
-        "all:\n  hosts:\n    nope:\n",
-    )
-    .unwrap();
-    std::fs::write(
-        repo.group_vars.join("edge.yml"),
-        "all:\n  hosts:\n    nope2:\n",
-    )
-    .unwrap();
-    let names = boma_inventory::read_real_host_names(&repo.root).unwrap();
-    let mut expected = real_hosts();
-    expected.insert("mlinzi".to_owned());
-    assert_eq!(names, expected);
-
-    let empty = tempfile::tempdir().unwrap();
-    let empty_root = Utf8Path::from_path(empty.path()).unwrap();
-    std::fs::create_dir_all(empty_root.join("inventories/production/group_vars")).unwrap();
-    let err = boma_inventory::read_real_host_names(empty_root).unwrap_err();
-    assert!(err.to_string().starts_with("no inventory files"), "{err}");
-}
-
 /// The repo's own production inventory: it must stay readable by this crate, and none of its
 /// hosts may ever be a VM name.
 #[test]
@@ -248,4 +219,30 @@ fn repo_production_inventory_hosts_are_refused() {
             Err(NameRefusal::RealHost { name: name.clone() })
         );
     }
+}
+
+/// Host vars beat every group var, so a `group_vars` file linked into the transient inventory
+/// cannot move the connection: but only for the names `hosts.yml` sets, aliases included
+/// (Ansible's ssh plugin takes `ansible_ssh_host` over `ansible_host` when both are set).
+#[test]
+fn the_vm_pins_every_connection_name_in_its_host_vars() {
+    let hosts = render(&["offsite_hosts"]);
+    let docs = saphyr::Yaml::load_from_str(hosts.as_str()).unwrap();
+    let vars = docs[0]["all"]["hosts"][VM].as_mapping().unwrap();
+    let var = |name: &str| {
+        vars.get(&saphyr::Yaml::value_from_str(name))
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("{name} is not set in:\n{}", hosts.as_str()))
+            .to_owned()
+    };
+    assert_eq!(var("ansible_connection"), "ssh");
+    assert_eq!(var("ansible_ssh_host"), "127.0.0.1");
+    assert_eq!(var("ansible_ssh_port"), "40022");
+    assert_eq!(var("ansible_ssh_user"), "ansible");
+    assert_eq!(var("ansible_ssh_extra_args"), "");
+    assert!(
+        var("ansible_ssh_common_args")
+            .ends_with("-o ServerAliveInterval=15 -o ServerAliveCountMax=4"),
+        "a dead connection must not hang a run"
+    );
 }
