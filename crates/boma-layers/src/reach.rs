@@ -711,3 +711,291 @@ fn entries<'a, 'i>(node: &'a Yaml<'i>) -> impl Iterator<Item = (&'a str, &'a Yam
         .flatten()
         .filter_map(|(key, value)| Some((key.as_str()?, value)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::MemoryTree;
+
+    /// Files every step reads, whatever its playbook.
+    const ALWAYS: [(&str, &str); 6] = [
+        ("inventories/production/group_vars/all/vars.yml", "a: 1\n"),
+        ("inventories/production/host_vars/h/vars.yml", "b: 1\n"),
+        ("overrides/h.yml", "c: 1\n"),
+        ("certs/internal.yml", "d: 1\n"),
+        ("ansible.cfg", "[defaults]\nroles_path = roles\n"),
+        ("requirements.txt", "ansible-core==2.18.12\n"),
+    ];
+
+    fn tree(files: &[(&str, &str)]) -> MemoryTree {
+        MemoryTree::new(ALWAYS.iter().chain(files).copied())
+    }
+
+    fn reach_of(tree: &MemoryTree, playbook: &str) -> Reach {
+        let extra = [Utf8PathBuf::from("overrides/h.yml")];
+        reach(
+            tree,
+            &StepFiles {
+                playbook,
+                extra_vars_files: &extra,
+                cert_tier: CertTier::Internal,
+            },
+        )
+        .unwrap()
+    }
+
+    fn paths(reach: &Reach) -> Vec<&str> {
+        reach.files.iter().map(|r| r.path.as_str()).collect()
+    }
+
+    /// The role directories (`…/roles/<name>`) a reach includes files of.
+    fn roles(reach: &Reach) -> Vec<String> {
+        let mut roles: Vec<String> = reach
+            .files
+            .iter()
+            .filter_map(|r| {
+                let (before, after) = r.path.as_str().split_once("roles/")?;
+                let name = after.split('/').next()?;
+                Some(format!("{before}roles/{name}"))
+            })
+            .collect();
+        roles.dedup();
+        roles
+    }
+
+    fn role(name: &str) -> [(String, String); 2] {
+        [
+            (format!("roles/{name}/tasks/main.yml"), "- ansible.builtin.debug: {}\n".to_owned()),
+            (format!("roles/{name}/templates/{name}.j2"), "{{ x }}\n".to_owned()),
+        ]
+    }
+
+    fn with_roles(names: &[&str], files: &[(&str, &str)]) -> MemoryTree {
+        let mut tree = tree(files);
+        for name in names {
+            for (path, text) in role(name) {
+                tree.set(&path, &text);
+            }
+        }
+        tree
+    }
+
+    #[test]
+    fn play_roles_in_all_three_spellings_and_nothing_else() {
+        let tree = with_roles(
+            &["a", "b", "c", "unnamed"],
+            &[(
+                "playbooks/site.yml",
+                "- hosts: all\n  roles:\n    - a\n    - role: b\n      tags: [b]\n    - name: c\n",
+            )],
+        );
+        let reach = reach_of(&tree, "site.yml");
+        assert_eq!(roles(&reach), ["roles/a", "roles/b", "roles/c"]);
+        assert!(reach.notes.is_empty(), "{:?}", reach.notes);
+    }
+
+    #[test]
+    fn always_read_files_are_in_every_reach_with_their_reasons() {
+        let tree = tree(&[("playbooks/p.yml", "- hosts: all\n  tasks: []\n")]);
+        let reach = reach_of(&tree, "p.yml");
+        insta::assert_snapshot!(
+            "reach_of_a_playbook_without_roles",
+            reach
+                .files
+                .iter()
+                .map(|r| format!("{}  # {}", r.path, r.why))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert_eq!(
+            reach.vars_files.iter().map(RepoPath::as_str).collect::<Vec<_>>(),
+            ["overrides/h.yml", "certs/internal.yml"]
+        );
+    }
+
+    #[test]
+    fn import_role_and_include_role_in_plays_blocks_and_role_tasks() {
+        let tree = with_roles(
+            &["a", "b", "c", "d", "unnamed"],
+            &[
+                (
+                    "playbooks/site.yml",
+                    concat!(
+                        "- hosts: all\n",
+                        "  pre_tasks:\n",
+                        "    - ansible.builtin.import_role:\n        name: a\n",
+                        "  tasks:\n",
+                        "    - block:\n",
+                        "        - include_role: name=b tasks_from=x\n",
+                        "      rescue:\n",
+                        "        - ansible.builtin.include_role: {name: c}\n",
+                    ),
+                ),
+                // A role's own tasks include another role.
+                (
+                    "roles/c/tasks/extra.yml",
+                    "- ansible.legacy.include_role:\n    name: d\n",
+                ),
+            ],
+        );
+        let reach = reach_of(&tree, "site.yml");
+        assert_eq!(roles(&reach), ["roles/a", "roles/b", "roles/c", "roles/d"]);
+        let d = reach
+            .files
+            .iter()
+            .find(|r| r.path.as_str() == "roles/d/tasks/main.yml")
+            .unwrap();
+        assert_eq!(d.why.to_string(), "role d, named by roles/c/tasks/extra.yml");
+    }
+
+    #[test]
+    fn meta_dependencies_are_followed_transitively() {
+        let tree = with_roles(
+            &["a", "b", "c", "d", "unnamed"],
+            &[
+                ("playbooks/site.yml", "- hosts: all\n  roles: [a]\n"),
+                (
+                    "roles/a/meta/main.yml",
+                    "galaxy_info: {}\ndependencies:\n  - b\n  - role: c\n",
+                ),
+                ("roles/c/meta/main.yml", "dependencies: [{name: d}]\n"),
+            ],
+        );
+        let reach = reach_of(&tree, "site.yml");
+        assert_eq!(roles(&reach), ["roles/a", "roles/b", "roles/c", "roles/d"]);
+    }
+
+    #[test]
+    fn a_meta_dependency_is_also_found_beside_its_role() {
+        // `vendor/x` depends on its sibling `vendor/y`: Ansible finds it through the depending
+        // role's parent directory.
+        let tree = tree(&[
+            ("playbooks/site.yml", "- hosts: all\n  roles: [../vendor/x]\n"),
+            ("vendor/x/tasks/main.yml", "[]\n"),
+            ("vendor/x/meta/main.yml", "dependencies: [y]\n"),
+            ("vendor/y/tasks/main.yml", "[]\n"),
+        ]);
+        let reach = reach_of(&tree, "site.yml");
+        assert!(paths(&reach).contains(&"vendor/x/meta/main.yml"));
+        assert!(paths(&reach).contains(&"vendor/y/tasks/main.yml"), "{:?}", paths(&reach));
+    }
+
+    #[test]
+    fn a_templated_role_name_takes_every_role_and_says_so() {
+        let tree = with_roles(
+            &["a", "b", "c"],
+            &[(
+                "playbooks/site.yml",
+                "- hosts: all\n  tasks:\n    - include_role:\n        name: \"{{ which }}\"\n",
+            )],
+        );
+        let reach = reach_of(&tree, "site.yml");
+        assert_eq!(roles(&reach), ["roles/a", "roles/b", "roles/c"]);
+        assert_eq!(
+            reach.notes,
+            ["playbooks/site.yml names a templated role `{{ which }}`: took every role and all of playbooks/"]
+        );
+    }
+
+    #[test]
+    fn an_unparsable_role_file_takes_every_role() {
+        let tree = with_roles(
+            &["a", "b"],
+            &[
+                ("playbooks/site.yml", "- hosts: all\n  roles: [a]\n"),
+                ("roles/a/tasks/broken.yml", "- name: [unclosed\n"),
+            ],
+        );
+        let reach = reach_of(&tree, "site.yml");
+        assert_eq!(roles(&reach), ["roles/a", "roles/b"]);
+        assert_eq!(reach.notes.len(), 1);
+        assert!(
+            reach.notes[0].starts_with("roles/a/tasks/broken.yml does not parse"),
+            "{:?}",
+            reach.notes
+        );
+    }
+
+    #[test]
+    fn roles_beside_the_playbook_are_found_and_both_candidates_kept() {
+        let tree = with_roles(
+            &["shared"],
+            &[
+                ("playbooks/site.yml", "- hosts: all\n  roles: [local, shared]\n"),
+                ("playbooks/roles/local/tasks/main.yml", "[]\n"),
+                // Ansible would take this one for `shared` (playbook dir first); the key
+                // includes both, as which wins can depend on the loader's base directory.
+                ("playbooks/roles/shared/tasks/main.yml", "[]\n"),
+            ],
+        );
+        let reach = reach_of(&tree, "site.yml");
+        assert_eq!(
+            roles(&reach),
+            ["playbooks/roles/local", "playbooks/roles/shared", "roles/shared"]
+        );
+    }
+
+    #[test]
+    fn imported_playbooks_and_play_level_includes_are_followed() {
+        let tree = with_roles(
+            &["a", "b", "c", "unnamed"],
+            &[
+                ("playbooks/site.yml", "- ansible.builtin.import_playbook: other.yml\n"),
+                (
+                    "playbooks/other.yml",
+                    concat!(
+                        "- hosts: all\n",
+                        "  vars_files: [vars/common.yml, [missing.yml, ../tests/v.yml]]\n",
+                        "  roles: [a]\n",
+                        "  tasks:\n",
+                        "    - include_tasks: {file: steps.yml}\n",
+                    ),
+                ),
+                ("playbooks/vars/common.yml", "x: 1\n"),
+                ("tests/v.yml", "y: 1\n"),
+                ("playbooks/steps.yml", "- import_role: {name: b}\n- import_tasks: more.yml\n"),
+                ("playbooks/tasks/more.yml", "- include_role: {name: c}\n"),
+            ],
+        );
+        let reach = reach_of(&tree, "site.yml");
+        assert_eq!(roles(&reach), ["roles/a", "roles/b", "roles/c"]);
+        for file in ["playbooks/other.yml", "playbooks/vars/common.yml", "tests/v.yml", "playbooks/steps.yml"] {
+            assert!(paths(&reach).contains(&file), "{file} missing: {:?}", paths(&reach));
+        }
+    }
+
+    #[test]
+    fn a_collection_role_is_noted_not_guessed() {
+        let tree = with_roles(
+            &["a"],
+            &[("playbooks/site.yml", "- hosts: all\n  roles: [community.general.thing]\n")],
+        );
+        let reach = reach_of(&tree, "site.yml");
+        assert!(roles(&reach).is_empty());
+        assert_eq!(
+            reach.notes,
+            ["role `community.general.thing` named by playbooks/site.yml is not in the repo: a collection's role, pinned by requirements.txt"]
+        );
+    }
+
+    #[test]
+    fn a_missing_playbook_is_an_error_and_a_path_with_a_slash_is_repo_relative() {
+        let tree = tree(&[("tests/integration/p.yml", "[]\n")]);
+        let extra: [Utf8PathBuf; 0] = [];
+        let step = |playbook| StepFiles {
+            playbook,
+            extra_vars_files: &extra,
+            cert_tier: CertTier::Internal,
+        };
+        assert!(matches!(
+            reach(&tree, &step("nope.yml")),
+            Err(ReachError::NoPlaybook { .. })
+        ));
+        let found = reach(&tree, &step("tests/integration/p.yml")).unwrap();
+        assert!(paths(&found).contains(&"tests/integration/p.yml"));
+        assert!(matches!(
+            reach(&tree, &step("../x.yml")),
+            Err(ReachError::BadPlaybook { .. })
+        ));
+    }
+}
