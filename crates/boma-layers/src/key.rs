@@ -139,9 +139,11 @@ pub type Manifest = BTreeMap<RepoPath, FileDigest>;
 pub fn manifest(tree: &dyn RepoTree, reach: &Reach) -> Result<Manifest, TreeError> {
     let mut manifest = Manifest::new();
     for reached in &reach.files {
-        let content = tree.read(&reached.path)?.ok_or_else(|| TreeError::Vanished {
-            path: reached.path.clone(),
-        })?;
+        let content = tree
+            .read(&reached.path)?
+            .ok_or_else(|| TreeError::Vanished {
+                path: reached.path.clone(),
+            })?;
         manifest.insert(reached.path.clone(), FileDigest::of(&content));
     }
     Ok(manifest)
@@ -182,7 +184,11 @@ impl Recipe {
         for group in &self.groups {
             field(&mut out, "group", group.as_bytes());
         }
-        field(&mut out, "step_index", self.step_index.to_string().as_bytes());
+        field(
+            &mut out,
+            "step_index",
+            self.step_index.to_string().as_bytes(),
+        );
         field(&mut out, "playbook", self.playbook.as_bytes());
         count(&mut out, "tags", self.tags.len());
         for tag in &self.tags {
@@ -263,7 +269,11 @@ pub fn explain_miss(wanted: &Recipe, cached: &Recipe, shown: usize) -> Vec<Strin
     if wanted.previous != cached.previous {
         reasons.push("previous layer changed".to_owned());
     }
-    let mut paths: Vec<&RepoPath> = wanted.manifest.keys().chain(cached.manifest.keys()).collect();
+    let mut paths: Vec<&RepoPath> = wanted
+        .manifest
+        .keys()
+        .chain(cached.manifest.keys())
+        .collect();
     paths.sort();
     paths.dedup();
     for path in paths {
@@ -341,7 +351,10 @@ mod tests {
         let json = serde_json::to_string(&key).unwrap();
         assert_eq!(serde_json::from_str::<LayerKey>(&json).unwrap(), key);
         assert!(serde_json::from_str::<LayerKey>("\"../../etc/passwd\"").is_err());
-        assert!(LayerKey::parse(&"A".repeat(64)).is_err(), "upper case is refused");
+        assert!(
+            LayerKey::parse(&"A".repeat(64)).is_err(),
+            "upper case is refused"
+        );
     }
 
     #[test]
@@ -363,7 +376,11 @@ mod tests {
         let few = explain_miss(&wanted, &cached, 3);
         assert_eq!(
             few,
-            ["golden image changed", "tags changed: docker_host,reverse_proxy -> docker_host", "and 4 more"]
+            [
+                "golden image changed",
+                "tags changed: docker_host,reverse_proxy -> docker_host",
+                "and 4 more"
+            ]
         );
     }
 

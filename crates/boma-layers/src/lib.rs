@@ -26,7 +26,9 @@ pub mod store;
 pub mod tree;
 
 pub use chain::{StepRecipe, step_recipes};
-pub use key::{FileDigest, KEY_FORMAT, LayerKey, Manifest, NotAKey, Recipe, explain_miss, manifest};
+pub use key::{
+    FileDigest, KEY_FORMAT, LayerKey, Manifest, NotAKey, Recipe, explain_miss, manifest,
+};
 pub use path::{NotInRepo, RepoPath};
 pub use plan::{LayerInfo, PruneScope, RemovalPlan, Timestamp, plan_eviction, plan_prune};
 pub use reach::{Reach, ReachError, Reached, StepFiles, Why, playbook_path, reach};

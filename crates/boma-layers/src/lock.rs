@@ -112,10 +112,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = Utf8Path::from_path(dir.path()).unwrap().join("k.lock");
         let a = try_now(&path, Mode::Shared).unwrap().expect("first shared");
-        let b = try_now(&path, Mode::Shared).unwrap().expect("second shared");
+        let b = try_now(&path, Mode::Shared)
+            .unwrap()
+            .expect("second shared");
         assert!(try_now(&path, Mode::Exclusive).unwrap().is_none());
         drop((a, b));
-        let x = try_now(&path, Mode::Exclusive).unwrap().expect("exclusive when idle");
+        let x = try_now(&path, Mode::Exclusive)
+            .unwrap()
+            .expect("exclusive when idle");
         assert!(try_now(&path, Mode::Shared).unwrap().is_none());
         drop(x);
     }

@@ -123,7 +123,10 @@ mod tests {
 
     #[test]
     fn normalizes_and_refuses_what_leaves_the_repo() {
-        assert_eq!(RepoPath::new("./roles//base/").unwrap().as_str(), "roles/base");
+        assert_eq!(
+            RepoPath::new("./roles//base/").unwrap().as_str(),
+            "roles/base"
+        );
         for bad in ["", ".", "/etc/passwd", "roles/../../x", "a/.."] {
             assert!(RepoPath::new(bad).is_err(), "{bad} accepted");
         }
@@ -147,7 +150,11 @@ mod tests {
     #[test]
     fn under_means_below_a_directory_not_a_name_prefix() {
         let dir = RepoPath::new("roles/base").unwrap();
-        assert!(RepoPath::new("roles/base/tasks/main.yml").unwrap().is_under(&dir));
+        assert!(
+            RepoPath::new("roles/base/tasks/main.yml")
+                .unwrap()
+                .is_under(&dir)
+        );
         assert!(dir.is_under(&dir));
         assert!(!RepoPath::new("roles/base_extra/x").unwrap().is_under(&dir));
     }

@@ -24,7 +24,10 @@ pub struct Timestamp(pub u64);
 impl Timestamp {
     /// The time `t`, to the second; times before 1970 are 0.
     pub fn from_system(t: SystemTime) -> Timestamp {
-        Timestamp(t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+        Timestamp(
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        )
     }
 
     /// How long before `now` this was (zero if it is in the future: clocks step back).
@@ -106,7 +109,9 @@ impl<'a> Forest<'a> {
             if !seen.insert(parent) {
                 break;
             }
-            let Some(layer) = self.by_key.get(parent) else { break };
+            let Some(layer) = self.by_key.get(parent) else {
+                break;
+            };
             depth += 1;
             current = layer.parent.as_ref();
         }
@@ -272,7 +277,10 @@ mod tests {
 
     #[test]
     fn eviction_under_the_bound_removes_nothing() {
-        assert_eq!(plan_eviction(&store(), 600, &BTreeSet::new()), RemovalPlan::default());
+        assert_eq!(
+            plan_eviction(&store(), 600, &BTreeSet::new()),
+            RemovalPlan::default()
+        );
     }
 
     #[test]
@@ -291,7 +299,12 @@ mod tests {
 
     #[test]
     fn prune_all_keeps_only_busy_chains() {
-        let plan = plan_prune(&store(), Timestamp(0), PruneScope::All, &BTreeSet::from([key(2)]));
+        let plan = plan_prune(
+            &store(),
+            Timestamp(0),
+            PruneScope::All,
+            &BTreeSet::from([key(2)]),
+        );
         // 2 is busy: 1 (its parent) stays; 3 (its child) is idle and goes.
         assert_eq!(plan.remove, keys(&[3, 5, 4, 6]));
         assert_eq!(plan.spared_busy, keys(&[1, 2]));

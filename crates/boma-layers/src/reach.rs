@@ -154,7 +154,9 @@ pub struct Reach {
 /// Why a step's reach could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReachError {
-    #[error("playbook `{given}` is not a path inside the repo: use a file name in playbooks/ or a repo-relative path")]
+    #[error(
+        "playbook `{given}` is not a path inside the repo: use a file name in playbooks/ or a repo-relative path"
+    )]
     BadPlaybook { given: String },
     #[error("the step's playbook {path} does not exist: fix the profile's `applies`")]
     NoPlaybook { path: RepoPath },
@@ -309,8 +311,9 @@ impl Walker<'_> {
             return Ok(());
         }
         if !self.file(path, why)? {
-            self.notes
-                .insert(format!("{path} does not exist: Ansible will fail to import it"));
+            self.notes.insert(format!(
+                "{path} does not exist: Ansible will fail to import it"
+            ));
             return Ok(());
         }
         let dir = path.parent();
@@ -349,7 +352,9 @@ impl Walker<'_> {
         for (key, value) in entries(play) {
             match short_action(key) {
                 "import_playbook" => {
-                    let Some(target) = scalar(value) else { continue };
+                    let Some(target) = scalar(value) else {
+                        continue;
+                    };
                     if templated(&target) {
                         let because = format!("{path} imports a templated playbook `{target}`");
                         self.everything(dir, &because)?;
@@ -422,8 +427,9 @@ impl Walker<'_> {
             }
         }
         if found.is_empty() && RepoPath::resolve(dir, name).is_none() {
-            self.notes
-                .insert(format!("{by} names `{name}`, outside the repo: not tracked"));
+            self.notes.insert(format!(
+                "{by} names `{name}`, outside the repo: not tracked"
+            ));
         }
         Ok(found)
     }
@@ -504,7 +510,8 @@ impl Walker<'_> {
         // Ansible's search order (`RoleDefinition._load_role_path`); all that exist are taken.
         let roles = repo_path(ROLES_DIR);
         let mut candidates = vec![
-            RepoPath::resolve(from.playbook_dir, "roles").and_then(|d| RepoPath::resolve(Some(&d), name)),
+            RepoPath::resolve(from.playbook_dir, "roles")
+                .and_then(|d| RepoPath::resolve(Some(&d), name)),
             RepoPath::resolve(Some(&roles), name),
         ];
         if let Some(parent) = from.role_parent {
@@ -548,10 +555,7 @@ impl Walker<'_> {
         why: Why,
         playbook_dir: Option<&RepoPath>,
     ) -> Result<(), TreeError> {
-        if !self
-            .roles
-            .insert((dir.clone(), playbook_dir.cloned()))
-        {
+        if !self.roles.insert((dir.clone(), playbook_dir.cloned())) {
             return Ok(());
         }
         let files = self.dir(dir, &why)?;
@@ -765,8 +769,14 @@ mod tests {
 
     fn role(name: &str) -> [(String, String); 2] {
         [
-            (format!("roles/{name}/tasks/main.yml"), "- ansible.builtin.debug: {}\n".to_owned()),
-            (format!("roles/{name}/templates/{name}.j2"), "{{ x }}\n".to_owned()),
+            (
+                format!("roles/{name}/tasks/main.yml"),
+                "- ansible.builtin.debug: {}\n".to_owned(),
+            ),
+            (
+                format!("roles/{name}/templates/{name}.j2"),
+                "{{ x }}\n".to_owned(),
+            ),
         ]
     }
 
@@ -808,7 +818,11 @@ mod tests {
                 .join("\n")
         );
         assert_eq!(
-            reach.vars_files.iter().map(RepoPath::as_str).collect::<Vec<_>>(),
+            reach
+                .vars_files
+                .iter()
+                .map(RepoPath::as_str)
+                .collect::<Vec<_>>(),
             ["overrides/h.yml", "certs/internal.yml"]
         );
     }
@@ -845,7 +859,10 @@ mod tests {
             .iter()
             .find(|r| r.path.as_str() == "roles/d/tasks/main.yml")
             .unwrap();
-        assert_eq!(d.why.to_string(), "role d, named by roles/c/tasks/extra.yml");
+        assert_eq!(
+            d.why.to_string(),
+            "role d, named by roles/c/tasks/extra.yml"
+        );
     }
 
     #[test]
@@ -870,14 +887,21 @@ mod tests {
         // `vendor/x` depends on its sibling `vendor/y`: Ansible finds it through the depending
         // role's parent directory.
         let tree = tree(&[
-            ("playbooks/site.yml", "- hosts: all\n  roles: [../vendor/x]\n"),
+            (
+                "playbooks/site.yml",
+                "- hosts: all\n  roles: [../vendor/x]\n",
+            ),
             ("vendor/x/tasks/main.yml", "[]\n"),
             ("vendor/x/meta/main.yml", "dependencies: [y]\n"),
             ("vendor/y/tasks/main.yml", "[]\n"),
         ]);
         let reach = reach_of(&tree, "site.yml");
         assert!(paths(&reach).contains(&"vendor/x/meta/main.yml"));
-        assert!(paths(&reach).contains(&"vendor/y/tasks/main.yml"), "{:?}", paths(&reach));
+        assert!(
+            paths(&reach).contains(&"vendor/y/tasks/main.yml"),
+            "{:?}",
+            paths(&reach)
+        );
     }
 
     #[test]
@@ -893,7 +917,9 @@ mod tests {
         assert_eq!(roles(&reach), ["roles/a", "roles/b", "roles/c"]);
         assert_eq!(
             reach.notes,
-            ["playbooks/site.yml names a templated role `{{ which }}`: took every role and all of playbooks/"]
+            [
+                "playbooks/site.yml names a templated role `{{ which }}`: took every role and all of playbooks/"
+            ]
         );
     }
 
@@ -921,7 +947,10 @@ mod tests {
         let tree = with_roles(
             &["shared"],
             &[
-                ("playbooks/site.yml", "- hosts: all\n  roles: [local, shared]\n"),
+                (
+                    "playbooks/site.yml",
+                    "- hosts: all\n  roles: [local, shared]\n",
+                ),
                 ("playbooks/roles/local/tasks/main.yml", "[]\n"),
                 // Ansible would take this one for `shared` (playbook dir first); the key
                 // includes both, as which wins can depend on the loader's base directory.
@@ -931,7 +960,11 @@ mod tests {
         let reach = reach_of(&tree, "site.yml");
         assert_eq!(
             roles(&reach),
-            ["playbooks/roles/local", "playbooks/roles/shared", "roles/shared"]
+            [
+                "playbooks/roles/local",
+                "playbooks/roles/shared",
+                "roles/shared"
+            ]
         );
     }
 
@@ -940,7 +973,10 @@ mod tests {
         let tree = with_roles(
             &["a", "b", "c", "unnamed"],
             &[
-                ("playbooks/site.yml", "- ansible.builtin.import_playbook: other.yml\n"),
+                (
+                    "playbooks/site.yml",
+                    "- ansible.builtin.import_playbook: other.yml\n",
+                ),
                 (
                     "playbooks/other.yml",
                     concat!(
@@ -953,14 +989,26 @@ mod tests {
                 ),
                 ("playbooks/vars/common.yml", "x: 1\n"),
                 ("tests/v.yml", "y: 1\n"),
-                ("playbooks/steps.yml", "- import_role: {name: b}\n- import_tasks: more.yml\n"),
+                (
+                    "playbooks/steps.yml",
+                    "- import_role: {name: b}\n- import_tasks: more.yml\n",
+                ),
                 ("playbooks/tasks/more.yml", "- include_role: {name: c}\n"),
             ],
         );
         let reach = reach_of(&tree, "site.yml");
         assert_eq!(roles(&reach), ["roles/a", "roles/b", "roles/c"]);
-        for file in ["playbooks/other.yml", "playbooks/vars/common.yml", "tests/v.yml", "playbooks/steps.yml"] {
-            assert!(paths(&reach).contains(&file), "{file} missing: {:?}", paths(&reach));
+        for file in [
+            "playbooks/other.yml",
+            "playbooks/vars/common.yml",
+            "tests/v.yml",
+            "playbooks/steps.yml",
+        ] {
+            assert!(
+                paths(&reach).contains(&file),
+                "{file} missing: {:?}",
+                paths(&reach)
+            );
         }
     }
 
@@ -968,13 +1016,18 @@ mod tests {
     fn a_collection_role_is_noted_not_guessed() {
         let tree = with_roles(
             &["a"],
-            &[("playbooks/site.yml", "- hosts: all\n  roles: [community.general.thing]\n")],
+            &[(
+                "playbooks/site.yml",
+                "- hosts: all\n  roles: [community.general.thing]\n",
+            )],
         );
         let reach = reach_of(&tree, "site.yml");
         assert!(roles(&reach).is_empty());
         assert_eq!(
             reach.notes,
-            ["role `community.general.thing` named by playbooks/site.yml is not in the repo: a collection's role, pinned by requirements.txt"]
+            [
+                "role `community.general.thing` named by playbooks/site.yml is not in the repo: a collection's role, pinned by requirements.txt"
+            ]
         );
     }
 

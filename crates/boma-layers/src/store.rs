@@ -180,22 +180,44 @@ impl Layer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Defect {
     MetadataMissing,
-    MetadataUnreadable { reason: String },
-    MetadataInconsistent { reason: String },
+    MetadataUnreadable {
+        reason: String,
+    },
+    MetadataInconsistent {
+        reason: String,
+    },
     ImageMissing,
-    SizeChanged { recorded: u64, found: u64 },
-    ParentMissing { parent: Utf8PathBuf },
-    BackingChanged { expected: Utf8PathBuf, found: Option<String> },
-    BackingFormat { found: Option<String> },
-    Unreadable { reason: String },
-    CheckFailed { output: String },
+    SizeChanged {
+        recorded: u64,
+        found: u64,
+    },
+    ParentMissing {
+        parent: Utf8PathBuf,
+    },
+    BackingChanged {
+        expected: Utf8PathBuf,
+        found: Option<String>,
+    },
+    BackingFormat {
+        found: Option<String>,
+    },
+    Unreadable {
+        reason: String,
+    },
+    CheckFailed {
+        output: String,
+    },
 }
 
 impl fmt::Display for Defect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Defect::MetadataMissing => write!(f, "its metadata is missing (an insert was cut short)"),
-            Defect::MetadataUnreadable { reason } => write!(f, "its metadata is unreadable: {reason}"),
+            Defect::MetadataMissing => {
+                write!(f, "its metadata is missing (an insert was cut short)")
+            }
+            Defect::MetadataUnreadable { reason } => {
+                write!(f, "its metadata is unreadable: {reason}")
+            }
             Defect::MetadataInconsistent { reason } => {
                 write!(f, "its metadata is inconsistent: {reason}")
             }
@@ -233,7 +255,7 @@ pub struct Dropped {
 /// The result of [`LayerStore::lookup`].
 #[derive(Debug)]
 pub enum Lookup {
-    Found(Layer),
+    Found(Box<Layer>),
     /// No layer has this key.
     Absent,
     /// A layer had this key but was not valid; it was dropped and must not be booted.
@@ -246,7 +268,10 @@ pub enum MissCause {
     /// No layer of this profile was ever stored for this step.
     NeverBuilt,
     /// A layer of this profile and step is stored, but for other inputs.
-    Changed { cached: LayerKey, reasons: Vec<String> },
+    Changed {
+        cached: LayerKey,
+        reasons: Vec<String>,
+    },
     Dropped(Dropped),
 }
 
@@ -270,7 +295,12 @@ impl fmt::Display for Miss {
                 reasons.join("; ")
             ),
             MissCause::Dropped(dropped) => {
-                write!(f, "step {step}: layer {} dropped: {}", self.key.short(), dropped.defect)
+                write!(
+                    f,
+                    "step {step}: layer {} dropped: {}",
+                    self.key.short(),
+                    dropped.defect
+                )
             }
         }
     }
@@ -288,7 +318,10 @@ pub struct ChainMatch {
 impl ChainMatch {
     /// The deepest valid layer and its step index.
     pub fn deepest(&self) -> Option<(usize, &Layer)> {
-        self.layers.len().checked_sub(1).map(|i| (i, &self.layers[i]))
+        self.layers
+            .len()
+            .checked_sub(1)
+            .map(|i| (i, &self.layers[i]))
     }
 }
 
@@ -343,7 +376,9 @@ pub enum StoreError {
         found: Option<String>,
         expected: Utf8PathBuf,
     },
-    #[error("parent layer {key} is not in the store: hold the chain's layers while the vm runs, then insert")]
+    #[error(
+        "parent layer {key} is not in the store: hold the chain's layers while the vm runs, then insert"
+    )]
     ParentMissing { key: LayerKey },
 }
 
@@ -370,7 +405,7 @@ fn lock_err(path: &Utf8Path) -> impl FnOnce(LockError) -> StoreError {
 
 /// What validation found.
 enum Validity {
-    Valid(LayerMeta),
+    Valid(Box<LayerMeta>),
     Absent,
     Defective(Defect),
 }
@@ -452,11 +487,11 @@ impl LayerStore {
             Validity::Valid(mut meta) => {
                 meta.last_used = now;
                 self.write_meta(&meta)?;
-                Ok(Lookup::Found(Layer {
+                Ok(Lookup::Found(Box::new(Layer {
                     path: self.qcow2_path(key),
-                    meta,
+                    meta: *meta,
                     hold,
-                }))
+                })))
             }
             Validity::Absent => {
                 drop(hold);
@@ -494,7 +529,7 @@ impl LayerStore {
             let key = recipe.key();
             let cause = match self.lookup(&key, now)? {
                 Lookup::Found(layer) => {
-                    layers.push(layer);
+                    layers.push(*layer);
                     continue;
                 }
                 Lookup::Dropped(dropped) => MissCause::Dropped(dropped),
@@ -616,7 +651,7 @@ impl LayerStore {
             Validity::Valid(mut meta) => {
                 meta.last_used = now;
                 self.write_meta(&meta)?;
-                (meta, false)
+                (*meta, false)
             }
             // A defective layer of the same key is replaced: same key, same content, so its
             // descendants are good again.
@@ -686,8 +721,12 @@ impl LayerStore {
     pub fn list(&self) -> Result<Vec<LayerInfo>, StoreError> {
         let mut infos: Vec<LayerInfo> = self.scan()?.iter().map(LayerMeta::info).collect();
         infos.sort_by(|a, b| {
-            (&a.profile, a.step_index, a.created, &a.key)
-                .cmp(&(&b.profile, b.step_index, b.created, &b.key))
+            (&a.profile, a.step_index, a.created, &a.key).cmp(&(
+                &b.profile,
+                b.step_index,
+                b.created,
+                &b.key,
+            ))
         });
         Ok(infos)
     }
@@ -816,7 +855,8 @@ impl LayerStore {
         }
         for key in keys {
             let path = self.file(&key, LOCK);
-            let Some(_lock) = lock::try_now(&path, Mode::Exclusive).map_err(io_err("lock", &path))?
+            let Some(_lock) =
+                lock::try_now(&path, Mode::Exclusive).map_err(io_err("lock", &path))?
             else {
                 continue;
             };
@@ -897,7 +937,7 @@ impl LayerStore {
             Some(Err(reason)) => {
                 return Ok(Validity::Defective(Defect::MetadataUnreadable { reason }));
             }
-            Some(Ok(meta)) => meta,
+            Some(Ok(meta)) => Box::new(meta),
         };
         if let Err(reason) = self.consistent(key, &meta) {
             return Ok(Validity::Defective(Defect::MetadataInconsistent { reason }));
@@ -916,9 +956,7 @@ impl LayerStore {
             }));
         }
         let parent_there = match &meta.parent {
-            Parent::Layer { key } => {
-                self.qcow2_path(key).exists() && self.file(key, JSON).exists()
-            }
+            Parent::Layer { key } => self.qcow2_path(key).exists() && self.file(key, JSON).exists(),
             Parent::Golden { path, .. } => path.exists(),
         };
         if !parent_there {
@@ -960,7 +998,10 @@ impl LayerStore {
     /// The metadata agrees with its file name, its recipe and this store.
     fn consistent(&self, key: &LayerKey, meta: &LayerMeta) -> Result<(), String> {
         if meta.format != META_FORMAT {
-            return Err(format!("metadata format {} is not {META_FORMAT}", meta.format));
+            return Err(format!(
+                "metadata format {} is not {META_FORMAT}",
+                meta.format
+            ));
         }
         if &meta.key != key {
             return Err(format!("it names key {}", meta.key));

@@ -216,8 +216,7 @@ mod tests {
         std::fs::write(root.join("real/base/tasks/main.yml"), "[]").unwrap();
         std::fs::create_dir_all(root.join("roles")).unwrap();
         std::os::unix::fs::symlink(root.join("real/base"), root.join("roles/base")).unwrap();
-        std::os::unix::fs::symlink(root.join("roles"), root.join("roles/base/tasks/loop"))
-            .unwrap();
+        std::os::unix::fs::symlink(root.join("roles"), root.join("roles/base/tasks/loop")).unwrap();
         let listed = DiskTree::new(root)
             .files_under(&RepoPath::new("roles").unwrap())
             .unwrap();

@@ -34,17 +34,32 @@ fn repo() -> MemoryTree {
         ("overrides/askari.yml", "base__firewall_apply: true\n"),
         ("overrides/local.yml", "x: 1\n"),
         ("inventories/production/group_vars/all/vars.yml", "a: 1\n"),
-        ("inventories/production/offsite.yml", "offsite_hosts: {hosts: {askari: {}}}\n"),
-        ("playbooks/site.yml", "- hosts: all\n  roles: [{role: base, tags: [base]}]\n"),
+        (
+            "inventories/production/offsite.yml",
+            "offsite_hosts: {hosts: {askari: {}}}\n",
+        ),
+        (
+            "playbooks/site.yml",
+            "- hosts: all\n  roles: [{role: base, tags: [base]}]\n",
+        ),
         (
             "playbooks/offsite.yml",
             "- hosts: offsite_hosts\n  roles: [docker_host, reverse_proxy]\n",
         ),
         ("roles/base/tasks/main.yml", "- ansible.builtin.debug: {}\n"),
-        ("roles/docker_host/tasks/main.yml", "- ansible.builtin.debug: {}\n"),
-        ("roles/reverse_proxy/tasks/main.yml", "- ansible.builtin.debug: {}\n"),
+        (
+            "roles/docker_host/tasks/main.yml",
+            "- ansible.builtin.debug: {}\n",
+        ),
+        (
+            "roles/reverse_proxy/tasks/main.yml",
+            "- ansible.builtin.debug: {}\n",
+        ),
         ("roles/reverse_proxy/templates/Caddyfile.j2", ":443 {\n}\n"),
-        ("roles/integration_test/tasks/main.yml", "- ansible.builtin.debug: {}\n"),
+        (
+            "roles/integration_test/tasks/main.yml",
+            "- ansible.builtin.debug: {}\n",
+        ),
         ("README.md", "# boma\n"),
     ])
 }
@@ -81,7 +96,10 @@ fn steps_are_chained_by_key() {
 fn one_byte_of_a_role_file_changes_its_step_and_every_later_one() {
     let before = keys(&repo());
     let mut tree = repo();
-    tree.set("roles/base/tasks/main.yml", "- ansible.builtin.debug: {}\n ");
+    tree.set(
+        "roles/base/tasks/main.yml",
+        "- ansible.builtin.debug: {}\n ",
+    );
     let after = keys(&tree);
     assert_ne!(before[0], after[0]);
     assert_ne!(before[1], after[1], "step 1 starts from step 0's layer");
@@ -107,7 +125,10 @@ fn unrelated_files_do_not_change_any_key() {
     let before = keys(&repo());
     let mut tree = repo();
     tree.set("README.md", "# boma, edited\n");
-    tree.set("roles/integration_test/tasks/main.yml", "- ansible.builtin.fail: {}\n");
+    tree.set(
+        "roles/integration_test/tasks/main.yml",
+        "- ansible.builtin.fail: {}\n",
+    );
     tree.set("inventories/production/offsite.yml", "offsite_hosts: {}\n");
     tree.set("docs/notes.md", "new\n");
     assert_eq!(before, keys(&tree));
@@ -120,19 +141,34 @@ fn each_step_input_changes_the_key() {
 
     let mut retagged = askari();
     retagged.applies[0].tags = vec!["base".to_owned(), "ssh".to_owned()];
-    assert_ne!(base[0], keys_with(&tree, &retagged, CertTier::Internal, GOLDEN)[0]);
+    assert_ne!(
+        base[0],
+        keys_with(&tree, &retagged, CertTier::Internal, GOLDEN)[0]
+    );
 
-    assert_ne!(base[0], keys_with(&tree, &askari(), CertTier::Internal, "sha512:0000")[0]);
-    assert_ne!(base[0], keys_with(&tree, &askari(), CertTier::LeStaging, GOLDEN)[0]);
+    assert_ne!(
+        base[0],
+        keys_with(&tree, &askari(), CertTier::Internal, "sha512:0000")[0]
+    );
+    assert_ne!(
+        base[0],
+        keys_with(&tree, &askari(), CertTier::LeStaging, GOLDEN)[0]
+    );
 
     let mut regrouped = askari();
     regrouped.groups = vec!["offsite_hosts".to_owned(), "docker_hosts".to_owned()];
-    assert_ne!(base[0], keys_with(&tree, &regrouped, CertTier::Internal, GOLDEN)[0]);
+    assert_ne!(
+        base[0],
+        keys_with(&tree, &regrouped, CertTier::Internal, GOLDEN)[0]
+    );
 
     // The same files in another order: the later one wins in Ansible, so the key differs.
     let mut reordered = askari();
     reordered.extra_vars_files.reverse();
-    assert_ne!(base[0], keys_with(&tree, &reordered, CertTier::Internal, GOLDEN)[0]);
+    assert_ne!(
+        base[0],
+        keys_with(&tree, &reordered, CertTier::Internal, GOLDEN)[0]
+    );
 
     let mut recipe = recipes(&tree)[1].clone();
     recipe.previous = Some(LayerKey::parse(&"1".repeat(64)).unwrap());
@@ -143,7 +179,10 @@ fn each_step_input_changes_the_key() {
 fn a_miss_is_explained_file_by_file() {
     let cached = recipes(&repo());
     let mut tree = repo();
-    tree.set("roles/reverse_proxy/templates/Caddyfile.j2", ":443 {\n  respond 200\n}\n");
+    tree.set(
+        "roles/reverse_proxy/templates/Caddyfile.j2",
+        ":443 {\n  respond 200\n}\n",
+    );
     tree.set("roles/reverse_proxy/tasks/new.yml", "[]\n");
     tree.remove("overrides/local.yml");
     let mut profile = askari();
@@ -157,6 +196,10 @@ fn a_miss_is_explained_file_by_file() {
     let step1 = explain_miss(&wanted[1], &cached[1], 10);
     insta::assert_snapshot!(
         "explain_miss_after_edits",
-        format!("step 0:\n{}\n\nstep 1:\n{}\n", step0.join("\n"), step1.join("\n"))
+        format!(
+            "step 0:\n{}\n\nstep 1:\n{}\n",
+            step0.join("\n"),
+            step1.join("\n")
+        )
     );
 }

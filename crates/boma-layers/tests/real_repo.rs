@@ -32,8 +32,12 @@ fn has_under(reach: &Reach, dir: &str) -> bool {
 fn has_all_of(reach: &Reach, dir: &str) -> bool {
     let tree = DiskTree::new(&repo_root());
     let files =
-        boma_layers::RepoTree::files_under(&tree, &boma_layers::RepoPath::new(dir).unwrap()).unwrap();
-    !files.is_empty() && files.iter().all(|f| reach.files.iter().any(|r| &r.path == f))
+        boma_layers::RepoTree::files_under(&tree, &boma_layers::RepoPath::new(dir).unwrap())
+            .unwrap();
+    !files.is_empty()
+        && files
+            .iter()
+            .all(|f| reach.files.iter().any(|r| &r.path == f))
 }
 
 #[test]
@@ -59,7 +63,11 @@ fn site_yml_for_tags_base_reads_base_docker_host_and_the_inventory_vars() {
         assert!(paths.contains(&file), "{file} missing");
     }
     // Other playbooks, the real hosts and the harness are not read by the step.
-    for file in ["playbooks/offsite.yml", "inventories/production/offsite.yml", "Cargo.toml"] {
+    for file in [
+        "playbooks/offsite.yml",
+        "inventories/production/offsite.yml",
+        "Cargo.toml",
+    ] {
         assert!(!paths.contains(&file), "{file} should not be read");
     }
     assert!(reach.notes.is_empty(), "{:?}", reach.notes);
@@ -93,11 +101,20 @@ fn every_profile_gives_a_chain_of_distinct_keys() {
     let root = repo_root();
     for host in boma_inventory::list_profiles(&root).unwrap() {
         let profile = load_profile(&root, &host).unwrap();
-        let steps = step_recipes(&DiskTree::new(&root), &profile, CertTier::Internal, "sha512:x")
-            .unwrap();
+        let steps = step_recipes(
+            &DiskTree::new(&root),
+            &profile,
+            CertTier::Internal,
+            "sha512:x",
+        )
+        .unwrap();
         assert_eq!(steps.len(), profile.applies.len());
         for pair in steps.windows(2) {
-            assert_eq!(pair[1].recipe.previous, Some(pair[0].recipe.key()), "{host}");
+            assert_eq!(
+                pair[1].recipe.previous,
+                Some(pair[0].recipe.key()),
+                "{host}"
+            );
         }
         assert_eq!(steps[0].label, "site.yml --tags base", "{host}");
     }
