@@ -236,7 +236,7 @@ fn repo_path(path: &str) -> RepoPath {
 
 /// Where a role name is being resolved from.
 #[derive(Clone, Copy)]
-struct From<'a> {
+struct Context<'a> {
     /// The directory of the playbook being loaded (`None`: the repo root).
     playbook_dir: Option<&'a RepoPath>,
     /// The file that names the role.
@@ -344,7 +344,7 @@ impl Walker<'_> {
         path: &RepoPath,
         dir: Option<&RepoPath>,
     ) -> Result<(), TreeError> {
-        let from = From {
+        let from = Context {
             playbook_dir: dir,
             by: path,
             role_parent: None,
@@ -358,6 +358,10 @@ impl Walker<'_> {
                     if templated(&target) {
                         let because = format!("{path} imports a templated playbook `{target}`");
                         self.everything(dir, &because)?;
+                    } else if is_collection_playbook(&target) {
+                        self.notes.insert(format!(
+                            "{path} imports `{target}` from a collection, pinned by requirements.txt"
+                        ));
                     } else if let Some(imported) = RepoPath::resolve(dir, &target) {
                         self.playbook(&imported, Why::ImportedPlaybook { by: path.clone() })?;
                     } else {
@@ -440,7 +444,7 @@ impl Walker<'_> {
     fn task_list(
         &mut self,
         node: &Yaml<'_>,
-        from: From<'_>,
+        from: Context<'_>,
         play_file: Option<&RepoPath>,
     ) -> Result<(), TreeError> {
         for task in items(node) {
@@ -465,7 +469,7 @@ impl Walker<'_> {
         &mut self,
         action: &str,
         value: &Yaml<'_>,
-        from: From<'_>,
+        from: Context<'_>,
         by: &RepoPath,
     ) -> Result<(), TreeError> {
         let dir = from.playbook_dir;
@@ -485,7 +489,7 @@ impl Walker<'_> {
                         && let Some(docs) = self.parse(&file, dir)?
                     {
                         for doc in &docs {
-                            self.task_list(doc, From { by: &file, ..from }, Some(&file))?;
+                            self.task_list(doc, Context { by: &file, ..from }, Some(&file))?;
                         }
                     }
                 }
@@ -502,7 +506,7 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn role(&mut self, name: &str, from: From<'_>) -> Result<(), TreeError> {
+    fn role(&mut self, name: &str, from: Context<'_>) -> Result<(), TreeError> {
         if templated(name) {
             let because = format!("{} names a templated role `{name}`", from.by);
             return self.everything(from.playbook_dir, &because);
@@ -574,7 +578,7 @@ impl Walker<'_> {
             let Some(docs) = self.parse(file, playbook_dir)? else {
                 continue;
             };
-            let from = From {
+            let from = Context {
                 playbook_dir,
                 by: file,
                 role_parent: None,
@@ -589,7 +593,7 @@ impl Walker<'_> {
                         }
                         for dep in items(deps) {
                             if let Some(name) = role_name(dep, &["role", "name"]) {
-                                let from = From {
+                                let from = Context {
                                     role_parent: parent.as_ref(),
                                     ..from
                                 };
@@ -647,6 +651,14 @@ fn short_action(key: &str) -> &str {
     key.strip_prefix("ansible.builtin.")
         .or_else(|| key.strip_prefix("ansible.legacy."))
         .unwrap_or(key)
+}
+
+/// `namespace.collection.playbook`: no directory, no YAML suffix, at least two dots.
+fn is_collection_playbook(target: &str) -> bool {
+    !target.contains('/')
+        && !target.ends_with(".yml")
+        && !target.ends_with(".yaml")
+        && target.split('.').count() >= 3
 }
 
 fn templated(text: &str) -> bool {
@@ -707,6 +719,10 @@ fn items<'a, 'i>(node: &'a Yaml<'i>) -> &'a [Yaml<'i>] {
 }
 
 fn entries<'a, 'i>(node: &'a Yaml<'i>) -> impl Iterator<Item = (&'a str, &'a Yaml<'i>)> {
+    let mut node = node;
+    while let Yaml::Tagged(_, inner) = node {
+        node = inner;
+    }
     let map = match node {
         Yaml::Mapping(map) => Some(map),
         _ => None,
@@ -1010,6 +1026,21 @@ mod tests {
                 paths(&reach)
             );
         }
+    }
+
+    #[test]
+    fn a_collection_playbook_is_noted_not_guessed() {
+        let tree = tree(&[(
+            "playbooks/site.yml",
+            "- import_playbook: my_ns.tools.setup\n",
+        )]);
+        let reach = reach_of(&tree, "site.yml");
+        assert_eq!(
+            reach.notes,
+            [
+                "playbooks/site.yml imports `my_ns.tools.setup` from a collection, pinned by requirements.txt"
+            ]
+        );
     }
 
     #[test]
