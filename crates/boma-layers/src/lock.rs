@@ -45,11 +45,30 @@ pub fn wait(path: &Utf8Path, mode: Mode) -> Result<Locked, LockError> {
     }
 }
 
-/// Takes `mode` on `path` (created if missing) if no one conflicts; `None` when someone does.
-pub fn try_now(path: &Utf8Path, mode: Mode) -> io::Result<Option<Locked>> {
-    try_once(path, mode)
+/// How many times [`try_briefly`] tries, and how long it pauses in between.
+const BRIEF_TRIES: u32 = 5;
+const BRIEF_PAUSE: Duration = Duration::from_millis(20);
+
+/// Takes `mode` on `path` (created if missing) if no one conflicts, retrying for about a tenth
+/// of a second before calling the file busy (`None`).
+///
+/// A `flock` belongs to the open file description, and a child process gets a copy of every
+/// descriptor between its fork and its exec (where close-on-exec closes them): a lock this
+/// process has just released can linger that long in a child that another thread is starting.
+/// Removal must not mistake that moment for a run holding the layer.
+pub fn try_briefly(path: &Utf8Path, mode: Mode) -> Result<Option<Locked>, LockError> {
+    for attempt in 0..BRIEF_TRIES {
+        if let Some(locked) = try_once(path, mode).map_err(LockError::Io)? {
+            return Ok(Some(locked));
+        }
+        if attempt + 1 < BRIEF_TRIES {
+            interrupt::sleep(BRIEF_PAUSE).map_err(LockError::Interrupted)?;
+        }
+    }
+    Ok(None)
 }
 
+/// One attempt: `None` when someone holds a conflicting lock.
 fn try_once(path: &Utf8Path, mode: Mode) -> io::Result<Option<Locked>> {
     loop {
         let file = OpenOptions::new()
@@ -111,16 +130,18 @@ mod tests {
     fn shared_locks_coexist_and_exclude_an_exclusive_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = Utf8Path::from_path(dir.path()).unwrap().join("k.lock");
-        let a = try_now(&path, Mode::Shared).unwrap().expect("first shared");
-        let b = try_now(&path, Mode::Shared)
+        let a = try_once(&path, Mode::Shared)
+            .unwrap()
+            .expect("first shared");
+        let b = try_once(&path, Mode::Shared)
             .unwrap()
             .expect("second shared");
-        assert!(try_now(&path, Mode::Exclusive).unwrap().is_none());
+        assert!(try_once(&path, Mode::Exclusive).unwrap().is_none());
         drop((a, b));
-        let x = try_now(&path, Mode::Exclusive)
+        let x = try_once(&path, Mode::Exclusive)
             .unwrap()
             .expect("exclusive when idle");
-        assert!(try_now(&path, Mode::Shared).unwrap().is_none());
+        assert!(try_once(&path, Mode::Shared).unwrap().is_none());
         drop(x);
     }
 
@@ -128,12 +149,12 @@ mod tests {
     fn a_lock_on_an_unlinked_file_is_taken_again_on_the_new_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = Utf8Path::from_path(dir.path()).unwrap().join("k.lock");
-        let remover = try_now(&path, Mode::Exclusive).unwrap().unwrap();
+        let remover = try_once(&path, Mode::Exclusive).unwrap().unwrap();
         std::fs::remove_file(&path).unwrap();
         // The path is free again: a holder now locks the new file, which a second remover
         // then cannot take, although the first remover still holds the old inode.
-        let holder = try_now(&path, Mode::Shared).unwrap().expect("new file");
-        assert!(try_now(&path, Mode::Exclusive).unwrap().is_none());
+        let holder = try_once(&path, Mode::Shared).unwrap().expect("new file");
+        assert!(try_once(&path, Mode::Exclusive).unwrap().is_none());
         drop((remover, holder));
     }
 }

@@ -410,9 +410,12 @@ enum Validity {
     Defective(Defect),
 }
 
-/// Removes an insert's part file unless it was published.
+/// An insert's part file: locked from creation until it is published or removed, so that a
+/// sweep never takes it from under its writer; removed on drop unless published.
 struct PartFile {
     path: Utf8PathBuf,
+    /// Holds the `flock`.
+    file: Option<File>,
     published: bool,
 }
 
@@ -635,9 +638,10 @@ impl LayerStore {
                 std::process::id(),
                 PART_COUNTER.fetch_add(1, Ordering::Relaxed)
             )),
+            file: None,
             published: false,
         };
-        let size_bytes = self.copy_in(overlay, &part.path, &backing)?;
+        let size_bytes = self.copy_in(overlay, &mut part, &backing)?;
 
         let guard = self.store_lock()?;
         if let Parent::Layer { key: parent } = &parent
@@ -691,28 +695,30 @@ impl LayerStore {
         })
     }
 
-    /// Copies `overlay` to `part` (locked while it is written, so a sweep leaves it alone),
-    /// points it at `backing`, makes it read-only and durable; returns its length.
+    /// Copies `overlay` to `part` (created and locked here), points the copy at `backing`,
+    /// makes it read-only and durable; returns its length.
     fn copy_in(
         &self,
         overlay: &Utf8Path,
-        part: &Utf8Path,
+        part: &mut PartFile,
         backing: &Utf8Path,
     ) -> Result<u64, StoreError> {
-        let mut out = OpenOptions::new()
+        let path = part.path.clone();
+        let out = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(part)
-            .map_err(io_err("create", part))?;
-        lock::hold_open(&out).map_err(io_err("lock", part))?;
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        lock::hold_open(&out).map_err(io_err("lock", &path))?;
+        let out = part.file.insert(out);
         let mut source = File::open(overlay).map_err(io_err("open", overlay))?;
-        io::copy(&mut source, &mut out).map_err(io_err("copy the overlay to", part))?;
-        out.flush().map_err(io_err("write", part))?;
-        qemu::rebase_unsafe(part, backing)?;
+        io::copy(&mut source, out).map_err(io_err("copy the overlay to", &path))?;
+        out.flush().map_err(io_err("write", &path))?;
+        qemu::rebase_unsafe(&path, backing)?;
         out.set_permissions(Permissions::from_mode(0o444))
-            .map_err(io_err("make read-only", part))?;
-        out.sync_all().map_err(io_err("sync", part))?;
-        let len = out.metadata().map_err(io_err("stat", part))?.len();
+            .map_err(io_err("make read-only", &path))?;
+        out.sync_all().map_err(io_err("sync", &path))?;
+        let len = out.metadata().map_err(io_err("stat", &path))?.len();
         Ok(len)
     }
 
@@ -789,7 +795,7 @@ impl LayerStore {
         let mut busy = BTreeSet::new();
         for layer in &layers {
             let path = self.file(&layer.key, LOCK);
-            match lock::try_now(&path, Mode::Exclusive).map_err(io_err("lock", &path))? {
+            match lock::try_briefly(&path, Mode::Exclusive).map_err(lock_err(&path))? {
                 Some(lock) => locks.push((layer.key.clone(), lock)),
                 None => {
                     busy.insert(layer.key.clone());
@@ -825,7 +831,7 @@ impl LayerStore {
     /// Removes the lock file of a key that has no layer, unless someone holds it.
     fn discard_idle_lock(&self, key: &LayerKey) -> Result<(), StoreError> {
         let path = self.file(key, LOCK);
-        if let Some(_lock) = lock::try_now(&path, Mode::Exclusive).map_err(io_err("lock", &path))? {
+        if let Some(_lock) = lock::try_briefly(&path, Mode::Exclusive).map_err(lock_err(&path))? {
             fs::remove_file(&path).map_err(io_err("remove", &path))?;
         }
         Ok(())
@@ -855,8 +861,7 @@ impl LayerStore {
         }
         for key in keys {
             let path = self.file(&key, LOCK);
-            let Some(_lock) =
-                lock::try_now(&path, Mode::Exclusive).map_err(io_err("lock", &path))?
+            let Some(_lock) = lock::try_briefly(&path, Mode::Exclusive).map_err(lock_err(&path))?
             else {
                 continue;
             };

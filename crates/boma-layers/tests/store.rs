@@ -488,7 +488,7 @@ fn an_overlay_on_another_base_is_refused() {
 }
 
 #[test]
-fn prune_sweeps_what_interrupted_inserts_left() {
+fn prune_sweeps_what_interrupted_inserts_left_but_not_a_copy_in_progress() {
     let rig = Rig::new();
     let (r0, _) = two_layers(&rig);
     let dir = rig.store.dir();
@@ -499,6 +499,10 @@ fn prune_sweeps_what_interrupted_inserts_left() {
         b"half a copy",
     )
     .unwrap();
+    // A copy still being written is locked by its writer and stays.
+    let writing = dir.join(format!("{}.qcow2.999-1.part", r0.key()));
+    let writer = std::fs::File::create(&writing).unwrap();
+    writer.try_lock().unwrap();
     // Held: a run still holds step 0, so the sweep leaves the layers and takes only leftovers.
     let _hold = rig.store.hold(&r0.key()).unwrap();
     rig.store.prune_all().unwrap();
@@ -507,8 +511,10 @@ fn prune_sweeps_what_interrupted_inserts_left() {
         !files.iter().any(|f| f.starts_with(orphan.as_str())),
         "{files:?}"
     );
-    assert!(!files.iter().any(|f| f.ends_with(".part")), "{files:?}");
+    let parts: Vec<&String> = files.iter().filter(|f| f.ends_with(".part")).collect();
+    assert_eq!(parts, [&format!("{}.qcow2.999-1.part", r0.key())]);
     assert!(files.contains(&format!("{}.qcow2", r0.key())), "{files:?}");
+    drop(writer);
 }
 
 #[test]
