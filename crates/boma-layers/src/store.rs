@@ -438,6 +438,11 @@ impl LayerStore {
     /// Opens (creating if needed) the store in `dir`, usually `<cache>/`[`LAYERS_DIR`]. The
     /// directory is made absolute and canonical, because layers name their parents by absolute
     /// path.
+    ///
+    /// The directory keeps the process's default mode, like the image cache around it: with
+    /// libvirt's system instance, QEMU runs as another user and must reach the layers through
+    /// it. Layers are disks, and may hold whatever a step wrote (the Let's Encrypt tiers put
+    /// the vault's DNS token on the disk): the harness decides what is worth storing.
     pub fn open(dir: &Utf8Path, config: StoreConfig) -> Result<LayerStore, StoreError> {
         fs::create_dir_all(dir).map_err(io_err("create the layer store", dir))?;
         let real = fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
