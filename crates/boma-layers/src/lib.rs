@@ -3,7 +3,7 @@
 //! determines it, so that a re-run starts from the deepest layer whose key still matches and
 //! applies only the remaining steps.
 //!
-//! - [`reach`] (pure): the repository files one step can read, and why each is included.
+//! - [`reach`](mod@reach) (pure): the repository files one step can read, and why each is included.
 //! - [`key`] (pure): the [`Recipe`] of a layer (golden image digest, groups, step, reached
 //!   files' hashes, previous key), its [`LayerKey`], and [`explain_miss`].
 //! - [`plan`] (pure): what eviction and pruning remove.

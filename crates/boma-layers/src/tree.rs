@@ -1,4 +1,4 @@
-//! How [`crate::reach`] and [`crate::key`] read the repository: a narrow trait with an in-memory
+//! How [`crate::reach`](mod@crate::reach) and [`crate::key`] read the repository: a narrow trait with an in-memory
 //! implementation for tests and a thin one over the real checkout.
 
 use std::collections::{BTreeMap, BTreeSet};
