@@ -1,0 +1,529 @@
+//! The layer store against real `qemu-img` on 1 MiB images in a temporary directory (no root,
+//! no VM): insert, lookup, stacking, dropping damaged layers with their descendants, concurrent
+//! inserts of one key, holds against prune and eviction.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt as _;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use boma_exec::CmdExt as _;
+use boma_layers::{
+    Defect, FileDigest, LayerKey, LayerStore, Lookup, Manifest, MissCause, NewLayer, Recipe,
+    RepoPath, StoreConfig, StoreError, Timestamp,
+};
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Shell, cmd};
+
+const T0: Timestamp = Timestamp(1_800_000_000);
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    root: Utf8PathBuf,
+    golden: Utf8PathBuf,
+    store: LayerStore,
+}
+
+fn sh() -> Shell {
+    Shell::new().unwrap()
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Rig::with_config(StoreConfig::default())
+    }
+
+    fn with_config(config: StoreConfig) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::try_from(dir.path().canonicalize().unwrap()).unwrap();
+        let golden = root.join("golden.qcow2");
+        let sh = sh();
+        cmd!(sh, "qemu-img create -q -f qcow2 {golden} 1M")
+            .exec()
+            .run()
+            .expect("qemu-img is needed for these tests: install the Debian package qemu-utils");
+        let store = LayerStore::open(&root.join("cache/layers"), config).unwrap();
+        Rig {
+            _dir: dir,
+            root,
+            golden,
+            store,
+        }
+    }
+
+    /// A qcow2 overlay on `backing` with `pattern` written at `offset` (what an apply step
+    /// leaves behind).
+    fn overlay(&self, name: &str, backing: &Utf8Path, pattern: u8, offset: u32) -> Utf8PathBuf {
+        let path = self.root.join(name);
+        let sh = sh();
+        cmd!(
+            sh,
+            "qemu-img create -q -f qcow2 -F qcow2 -b {backing} {path}"
+        )
+        .exec()
+        .run()
+        .unwrap();
+        let write = format!("write -P {pattern} {offset} 64k");
+        cmd!(sh, "qemu-io -c {write} {path}").exec().run().unwrap();
+        path
+    }
+
+    fn new_layer(&self, recipe: &Recipe) -> NewLayer {
+        NewLayer {
+            recipe: recipe.clone(),
+            profile: "askari".to_owned(),
+            step_label: format!("step {}", recipe.step_index),
+            golden: self.golden.clone(),
+        }
+    }
+
+    fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.store.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn recipe(step_index: usize, previous: Option<LayerKey>, tags: &[&str]) -> Recipe {
+    Recipe {
+        golden_digest: "sha512:golden".to_owned(),
+        groups: vec!["offsite_hosts".to_owned()],
+        step_index,
+        playbook: if step_index == 0 {
+            "site.yml"
+        } else {
+            "offsite.yml"
+        }
+        .to_owned(),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        vars_files: vec![RepoPath::new("certs/internal.yml").unwrap()],
+        manifest: Manifest::from([(
+            RepoPath::new("roles/base/tasks/main.yml").unwrap(),
+            FileDigest::of(format!("step {step_index}").as_bytes()),
+        )]),
+        previous,
+    }
+}
+
+fn backing_of(path: &Utf8Path) -> String {
+    let sh = sh();
+    let json = cmd!(sh, "qemu-img info --output=json {path}")
+        .exec()
+        .read()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    value["backing-filename"].as_str().unwrap().to_owned()
+}
+
+/// Same guest-visible content (through both backing chains).
+fn same_content(a: &Utf8Path, b: &Utf8Path) -> bool {
+    let sh = sh();
+    cmd!(sh, "qemu-img compare -q {a} {b}")
+        .exec()
+        .allow_fail()
+        .run()
+        .unwrap()
+        .success()
+}
+
+fn make_writable(path: &Utf8Path) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// Two stacked layers: step 0 on the golden image, step 1 on step 0.
+fn two_layers(rig: &Rig) -> (Recipe, Recipe) {
+    let r0 = recipe(0, None, &["base"]);
+    let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
+    rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
+    let r1 = recipe(1, Some(r0.key()), &["docker_host"]);
+    let ov1 = rig.overlay("ov1.qcow2", &rig.store.qcow2_path(&r0.key()), 0xcd, 65536);
+    rig.store.insert(rig.new_layer(&r1), &ov1, T0).unwrap();
+    (r0, r1)
+}
+
+#[test]
+fn an_inserted_layer_is_read_only_backed_by_golden_and_found_again() {
+    let rig = Rig::new();
+    let r0 = recipe(0, None, &["base"]);
+    let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
+    let inserted = rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
+    assert!(inserted.stored);
+    let path = inserted.layer.path().to_owned();
+    assert_eq!(path, rig.store.qcow2_path(&r0.key()));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o444);
+    assert_eq!(backing_of(&path), rig.golden.as_str());
+    assert!(
+        same_content(&ov0, &path),
+        "the layer holds what the overlay held"
+    );
+    assert!(ov0.exists(), "the run's overlay is copied, not taken");
+    drop(inserted);
+
+    let later = Timestamp(T0.0 + 60);
+    let Lookup::Found(layer) = rig.store.lookup(&r0.key(), later).unwrap() else {
+        panic!("layer not found");
+    };
+    assert_eq!(layer.meta().last_used, later, "lookup records the use");
+    assert_eq!(layer.meta().created, T0);
+    assert_eq!(layer.meta().recipe, r0);
+    assert!(
+        rig.files().iter().all(|f| !f.ends_with(".part")),
+        "{:?}",
+        rig.files()
+    );
+}
+
+#[test]
+fn a_second_layer_stacks_on_the_first_and_the_chain_matches_to_its_end() {
+    let rig = Rig::new();
+    let (r0, r1) = two_layers(&rig);
+    let layer1 = rig.store.qcow2_path(&r1.key());
+    assert_eq!(
+        backing_of(&layer1),
+        rig.store.qcow2_path(&r0.key()).as_str()
+    );
+    assert!(same_content(&rig.root.join("ov1.qcow2"), &layer1));
+
+    let matched = rig
+        .store
+        .deepest_match("askari", &[r0.clone(), r1.clone()], T0)
+        .unwrap();
+    let (index, deepest) = matched.deepest().unwrap();
+    assert_eq!((index, deepest.key()), (1, &r1.key()));
+    assert_eq!(matched.miss, None);
+}
+
+#[test]
+fn a_changed_step_stops_the_chain_and_says_what_changed() {
+    let rig = Rig::new();
+    let (r0, _) = two_layers(&rig);
+    let r1_retagged = recipe(1, Some(r0.key()), &["docker_host", "reverse_proxy"]);
+    let r2 = recipe(2, Some(r1_retagged.key()), &[]);
+    let matched = rig
+        .store
+        .deepest_match("askari", &[r0.clone(), r1_retagged.clone(), r2], T0)
+        .unwrap();
+    assert_eq!(
+        matched.deepest().map(|(i, l)| (i, l.key().clone())),
+        Some((0, r0.key()))
+    );
+    let miss = matched.miss.unwrap();
+    assert_eq!(miss.step_index, 1);
+    assert_eq!(
+        miss.to_string(),
+        format!(
+            "step 1: layer {} is for other inputs: tags changed: docker_host -> docker_host,reverse_proxy",
+            recipe(1, Some(r0.key()), &["docker_host"]).key().short()
+        )
+    );
+
+    // Another profile has no layer for the step at all.
+    let matched = rig
+        .store
+        .deepest_match("other", &[r0, r1_retagged], T0)
+        .unwrap();
+    assert_eq!(matched.miss.unwrap().cause, MissCause::NeverBuilt);
+}
+
+#[test]
+fn a_truncated_layer_is_dropped_with_its_descendant() {
+    let rig = Rig::new();
+    let (r0, r1) = two_layers(&rig);
+    let layer0 = rig.store.qcow2_path(&r0.key());
+    make_writable(&layer0);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&layer0)
+        .unwrap();
+    file.set_len(file.metadata().unwrap().len() / 2).unwrap();
+
+    let matched = rig
+        .store
+        .deepest_match("askari", &[r0.clone(), r1.clone()], T0)
+        .unwrap();
+    assert!(
+        matched.layers.is_empty(),
+        "a damaged layer is never returned"
+    );
+    let miss = matched.miss.unwrap();
+    assert_eq!(miss.step_index, 0);
+    let MissCause::Dropped(dropped) = &miss.cause else {
+        panic!("expected a drop: {miss}");
+    };
+    assert!(
+        matches!(dropped.defect, Defect::SizeChanged { .. }),
+        "{}",
+        dropped.defect
+    );
+    assert_eq!(dropped.removed, [r1.key(), r0.key()], "children go first");
+    assert!(
+        miss.to_string().contains("truncated or rewritten"),
+        "{miss}"
+    );
+    assert!(
+        rig.files().iter().all(|f| f == ".lock"),
+        "every file of both layers is gone: {:?}",
+        rig.files()
+    );
+}
+
+#[test]
+fn a_layer_whose_backing_pointer_changed_is_dropped_and_its_parent_kept() {
+    let rig = Rig::new();
+    let (r0, r1) = two_layers(&rig);
+    let layer1 = rig.store.qcow2_path(&r1.key());
+    make_writable(&layer1);
+    let golden = &rig.golden;
+    let sh = sh();
+    cmd!(sh, "qemu-img rebase -u -F qcow2 -b {golden} {layer1}")
+        .exec()
+        .run()
+        .unwrap();
+
+    let Lookup::Dropped(dropped) = rig.store.lookup(&r1.key(), T0).unwrap() else {
+        panic!("a re-pointed layer must be dropped");
+    };
+    assert_eq!(
+        dropped.defect,
+        Defect::BackingChanged {
+            expected: rig.store.qcow2_path(&r0.key()),
+            found: Some(golden.to_string()),
+        }
+    );
+    assert_eq!(dropped.removed, [r1.key()]);
+    assert!(!layer1.exists());
+    assert!(matches!(
+        rig.store.lookup(&r0.key(), T0).unwrap(),
+        Lookup::Found(_)
+    ));
+}
+
+#[test]
+fn qemu_img_check_catches_damage_that_keeps_the_size() {
+    let rig = Rig::new();
+    let (r0, r1) = two_layers(&rig);
+    let layer0 = rig.store.qcow2_path(&r0.key());
+    make_writable(&layer0);
+    // Point the first L1 entry far past the end of the file (the header's l1_table_offset is
+    // the big-endian u64 at byte 40).
+    let mut bytes = std::fs::read(&layer0).unwrap();
+    let l1 = u64::from_be_bytes(bytes[40..48].try_into().unwrap()) as usize;
+    bytes[l1..l1 + 8].copy_from_slice(&0x8000_0000_7f00_0000_u64.to_be_bytes());
+    std::fs::write(&layer0, &bytes).unwrap();
+
+    let matched = rig
+        .store
+        .deepest_match("askari", &[r0.clone(), r1.clone()], T0)
+        .unwrap();
+    let miss = matched.miss.unwrap();
+    let MissCause::Dropped(dropped) = &miss.cause else {
+        panic!("expected a drop: {miss}");
+    };
+    let Defect::CheckFailed { output } = &dropped.defect else {
+        panic!("expected qemu-img check to fail: {}", dropped.defect);
+    };
+    assert!(output.contains("ERROR"), "{output}");
+    assert_eq!(dropped.removed, [r1.key(), r0.key()]);
+}
+
+#[test]
+fn a_layer_whose_parent_is_gone_is_dropped() {
+    let rig = Rig::new();
+    let (r0, r1) = two_layers(&rig);
+    std::fs::remove_file(rig.store.qcow2_path(&r0.key())).unwrap();
+    let Lookup::Dropped(dropped) = rig.store.lookup(&r1.key(), T0).unwrap() else {
+        panic!("a layer without its parent must be dropped");
+    };
+    assert_eq!(
+        dropped.defect,
+        Defect::ParentMissing {
+            parent: rig.store.qcow2_path(&r0.key())
+        }
+    );
+}
+
+#[test]
+fn two_runs_inserting_one_key_end_with_one_valid_layer() {
+    let rig = Rig::new();
+    let r0 = recipe(0, None, &["base"]);
+    let overlays = [
+        rig.overlay("ov-a.qcow2", &rig.golden, 0xab, 0),
+        rig.overlay("ov-b.qcow2", &rig.golden, 0xab, 0),
+    ];
+    let barrier = Arc::new(Barrier::new(2));
+    let dir = rig.store.dir().to_owned();
+    let results: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = overlays
+            .iter()
+            .map(|overlay| {
+                let barrier = Arc::clone(&barrier);
+                let new = rig.new_layer(&r0);
+                let dir = dir.clone();
+                scope.spawn(move || {
+                    // Each run opens the store itself, as two harness processes would.
+                    let store = LayerStore::open(&dir, StoreConfig::default()).unwrap();
+                    barrier.wait();
+                    store.insert(new, overlay, T0).unwrap().stored
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        results.iter().filter(|stored| **stored).count(),
+        1,
+        "exactly one run stores the layer: {results:?}"
+    );
+    let key = r0.key();
+    assert_eq!(
+        rig.files(),
+        [
+            ".lock".to_owned(),
+            format!("{key}.json"),
+            format!("{key}.lock"),
+            format!("{key}.qcow2")
+        ],
+        "one layer (and its hold lock file), no second copy, no part file"
+    );
+    assert!(matches!(
+        rig.store.lookup(&key, T0).unwrap(),
+        Lookup::Found(_)
+    ));
+}
+
+#[test]
+fn held_layers_survive_prune_and_eviction_with_their_ancestors() {
+    let rig = Rig::new();
+    let (r0, r1) = two_layers(&rig);
+    let hold = rig.store.hold(&r1.key()).unwrap();
+
+    let removal = rig.store.prune_all().unwrap();
+    assert!(removal.removed.is_empty());
+    assert_eq!(
+        removal.spared_busy.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([&r0.key(), &r1.key()])
+    );
+    let removal = rig.store.evict_lru(0).unwrap();
+    assert!(removal.removed.is_empty());
+    assert_eq!(rig.store.list().unwrap().len(), 2);
+
+    drop(hold);
+    let removal = rig.store.prune_all().unwrap();
+    assert_eq!(removal.removed, [r1.key(), r0.key()]);
+    assert!(removal.freed_bytes > 0);
+    assert_eq!(rig.files(), [".lock"]);
+}
+
+#[test]
+fn prune_by_age_uses_the_last_use() {
+    let rig = Rig::new();
+    let (r0, r1) = two_layers(&rig);
+    let week = Duration::from_secs(7 * 24 * 3600);
+    // Used again three days later: the chain is younger than a week at T0 + 8 days.
+    let three_days = Timestamp(T0.0 + 3 * 24 * 3600);
+    drop(rig.store.lookup(&r1.key(), three_days).unwrap());
+    let eight_days = Timestamp(T0.0 + 8 * 24 * 3600);
+    assert!(
+        rig.store
+            .prune_older_than(week, eight_days)
+            .unwrap()
+            .removed
+            .is_empty()
+    );
+    let eleven_days = Timestamp(T0.0 + 11 * 24 * 3600);
+    let removal = rig.store.prune_older_than(week, eleven_days).unwrap();
+    assert_eq!(removal.removed, [r1.key(), r0.key()]);
+}
+
+#[test]
+fn the_size_bound_evicts_after_insert_but_never_the_new_layer() {
+    let rig = Rig::with_config(StoreConfig { max_total_bytes: 1 });
+    let first = recipe(0, None, &["base"]);
+    let ov_first = rig.overlay("ov-first.qcow2", &rig.golden, 0xab, 0);
+    let inserted = rig
+        .store
+        .insert(rig.new_layer(&first), &ov_first, T0)
+        .unwrap();
+    // Over the bound, but the caller holds it.
+    assert!(inserted.evicted.removed.is_empty());
+    assert_eq!(inserted.evicted.spared_busy, [first.key()]);
+    drop(inserted);
+
+    let second = recipe(0, None, &["base", "ssh"]);
+    let ov_second = rig.overlay("ov-second.qcow2", &rig.golden, 0xef, 0);
+    let later = Timestamp(T0.0 + 10);
+    let inserted = rig
+        .store
+        .insert(rig.new_layer(&second), &ov_second, later)
+        .unwrap();
+    assert_eq!(inserted.evicted.removed, [first.key()]);
+    let listed: Vec<LayerKey> = rig
+        .store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert_eq!(listed, [second.key()]);
+}
+
+#[test]
+fn an_overlay_on_another_base_is_refused() {
+    let rig = Rig::new();
+    let (r0, _) = two_layers(&rig);
+    // Step 1's overlay must sit on step 0's layer; one on the golden image would make the
+    // unsafe rebase lie about its content.
+    let wrong = rig.overlay("wrong.qcow2", &rig.golden, 0x11, 0);
+    let r1 = recipe(1, Some(r0.key()), &["other"]);
+    let err = rig
+        .store
+        .insert(rig.new_layer(&r1), &wrong, T0)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::OverlayBacking { .. }), "{err}");
+    assert!(rig.files().iter().all(|f| !f.ends_with(".part")));
+}
+
+#[test]
+fn prune_sweeps_what_interrupted_inserts_left_but_not_a_copy_in_progress() {
+    let rig = Rig::new();
+    let (r0, _) = two_layers(&rig);
+    let dir = rig.store.dir();
+    let orphan = LayerKey::parse(&"a".repeat(64)).unwrap();
+    std::fs::write(dir.join(format!("{orphan}.qcow2")), b"no metadata").unwrap();
+    std::fs::write(
+        dir.join(format!("{}.qcow2.999-0.part", r0.key())),
+        b"half a copy",
+    )
+    .unwrap();
+    // A copy still being written is locked by its writer and stays.
+    let writing = dir.join(format!("{}.qcow2.999-1.part", r0.key()));
+    let writer = std::fs::File::create(&writing).unwrap();
+    writer.try_lock().unwrap();
+    // Held: a run still holds step 0, so the sweep leaves the layers and takes only leftovers.
+    let _hold = rig.store.hold(&r0.key()).unwrap();
+    rig.store.prune_all().unwrap();
+    let files = rig.files();
+    assert!(
+        !files.iter().any(|f| f.starts_with(orphan.as_str())),
+        "{files:?}"
+    );
+    let parts: Vec<&String> = files.iter().filter(|f| f.ends_with(".part")).collect();
+    assert_eq!(parts, [&format!("{}.qcow2.999-1.part", r0.key())]);
+    assert!(files.contains(&format!("{}.qcow2", r0.key())), "{files:?}");
+    drop(writer);
+}
+
+#[test]
+fn an_absent_key_is_a_plain_miss_and_leaves_no_lock_file() {
+    let rig = Rig::new();
+    let key = recipe(0, None, &[]).key();
+    assert!(matches!(
+        rig.store.lookup(&key, T0).unwrap(),
+        Lookup::Absent
+    ));
+    assert_eq!(rig.files(), [".lock"]);
+}
