@@ -169,13 +169,13 @@ mod tests {
 
     #[test]
     fn the_fixture_is_the_verdict_file_boma_vm_reads() {
-        let key = boma_vm::accel::ProbeKey {
+        let key = boma_vm::host::accel::ProbeKey {
             host_boot_id: "0b1c".into(),
             qemu_version: "QEMU emulator version 7.2.19".into(),
             image: "/var/lib/boma-integration/debian-13-boma-amd64.qcow2".into(),
         };
         assert_eq!(
-            boma_vm::accel::cached_verdict(VERDICT, &key),
+            boma_vm::host::accel::cached_verdict(VERDICT, &key),
             Some(Accel::Tcg)
         );
     }

@@ -113,7 +113,7 @@ fn run(ctx: &Ctx, host: &str, options: ItOptions, report: &mut RunReport) -> Res
     let prepared = vm::prepare(ctx, &inputs, &new)?;
     report.backend = Some(new.backend.kind.to_string());
     report.accel = Some(format!("{:?}", prepared.accel).to_lowercase());
-    let mut record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden.path) {
+    let mut record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden) {
         Ok(record) => record,
         Err((error, Some(record))) => {
             report.vm = Some(record.name.to_string());

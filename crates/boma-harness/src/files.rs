@@ -107,6 +107,9 @@ pub fn write_run_files(
     };
     let hosts = boma_inventory::render_hosts_yml(&host)?;
     boma_inventory::write_inventory_dir(&files.inventory(), repo, &hosts)?;
+    let connection = boma_inventory::render_connection_vars(&host.connection())
+        .map_err(|e| HarnessError::TransientInventory(e.into()))?;
+    write(&files.connection_vars(), &connection)?;
     for index in 0..inputs.profile.verify.len() {
         let vars = harness_vars(record, &inputs.fleet_addresses, &files.results(index));
         write(

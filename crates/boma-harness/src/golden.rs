@@ -3,7 +3,7 @@
 
 use boma_exec::progress::phase;
 use boma_exec::say;
-use boma_image::{BUILT, Cache, GENERICCLOUD, Source};
+use boma_image::{BUILT, Cache, DownloadSource};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::Shell;
 
@@ -40,14 +40,14 @@ pub struct Golden {
 }
 
 /// The download source: Debian's cloud site unless the operator gave a mirror or a file.
-pub fn source(r: &ImageRequest) -> Source {
+pub fn source(r: &ImageRequest) -> DownloadSource {
     match (&r.image_url, &r.sums_url) {
-        (Some(image), Some(sums)) => Source {
+        (Some(image), Some(sums)) => DownloadSource {
             image_url: image.clone(),
             sums_url: sums.clone(),
         },
-        (Some(image), None) => Source::with_sums_beside(image),
-        (None, _) => Source::debian_genericcloud(),
+        (Some(image), None) => DownloadSource::with_sums_beside(image),
+        (None, _) => DownloadSource::debian_genericcloud(),
     }
 }
 
@@ -75,13 +75,15 @@ pub fn resolve(sh: &Shell, r: &ImageRequest) -> Result<Golden, HarnessError> {
             None => cached(build(sh, &cache)?, "build"),
         },
         ImageSource::Auto => {
-            let _lock = cache.lock()?;
-            for name in [GENERICCLOUD, BUILT] {
-                if let Some(path) = cache.cached(name)? {
-                    return cached(path, "cache");
-                }
-            }
             let source = source(r);
+            // A download is reused only for the same URL: another mirror's image of the same
+            // file name is another image.
+            if let Some(path) = cache.cached_download(&source)? {
+                return cached(path, &format!("cache (downloaded from {})", source.image_url));
+            }
+            if let Some(path) = cache.cached(BUILT)? {
+                return cached(path, "cache (built)");
+            }
             match cache.ensure_downloaded(&source) {
                 Ok(path) => cached(path, &format!("download {}", source.image_url)),
                 Err(e) if e.is_unreachable() => {
@@ -94,6 +96,31 @@ pub fn resolve(sh: &Shell, r: &ImageRequest) -> Result<Golden, HarnessError> {
             }
         }
     }
+}
+
+/// Pin the image for one run in `run_dir`: the run boots a file whose bytes were verified and
+/// cannot change under it (a hard link to the read-only cache entry, re-hashed through the link;
+/// a given file is copied and hashed on the way).
+pub fn pin(golden: &Golden, run_dir: &Utf8Path, cache_dir: &Utf8Path) -> Result<Golden, HarnessError> {
+    std::fs::create_dir_all(run_dir).map_err(|e| HarnessError::io(run_dir, e))?;
+    let pinned = if golden.origin.starts_with("file ") {
+        boma_image::pin_given(&golden.path, run_dir)?
+    } else {
+        Cache::open(cache_dir)?.pin(&golden.path, run_dir)?
+    };
+    if pinned.sha512 != golden.sha512 {
+        return Err(HarnessError::Refused(format!(
+            "{} changed between its verification and the boot (sha512 {}…, expected {}…): run again",
+            golden.path,
+            &pinned.sha512[..16],
+            &golden.sha512[..16.min(golden.sha512.len())]
+        )));
+    }
+    Ok(Golden {
+        path: pinned.path,
+        sha512: pinned.sha512,
+        origin: golden.origin.clone(),
+    })
 }
 
 /// The digest the cache verified the image against (its `SHA512SUMS` entry).

@@ -37,6 +37,9 @@ pub trait Provisioner {
     /// KVM if a probe proves it works, else TCG (the verdict cached in `cache_dir`).
     fn accel(&self, golden: &Utf8Path, cache_dir: &Utf8Path, scratch: &Utf8Path)
     -> Result<Accel, HarnessError>;
+    /// Pin `golden` for one run in `run_dir` (see [`golden::pin`]).
+    fn pin(&self, golden: &golden::Golden, run_dir: &Utf8Path, cache_dir: &Utf8Path)
+    -> Result<golden::Golden, HarnessError>;
     /// The harness's SSH key pair in `key_dir`: (private key path, public key).
     fn keypair(&self, key_dir: &Utf8Path) -> Result<(Utf8PathBuf, String), HarnessError>;
 }
@@ -157,6 +160,15 @@ impl Provisioner for RealMachine<'_> {
     ) -> Result<Accel, HarnessError> {
         let cache = cache_dir.join("kvm-probe.json");
         Ok(accel::detect(self.sh, scratch, golden, &cache)?)
+    }
+
+    fn pin(
+        &self,
+        golden: &golden::Golden,
+        run_dir: &Utf8Path,
+        cache_dir: &Utf8Path,
+    ) -> Result<golden::Golden, HarnessError> {
+        golden::pin(golden, run_dir, cache_dir)
     }
 
     fn keypair(&self, key_dir: &Utf8Path) -> Result<(Utf8PathBuf, String), HarnessError> {

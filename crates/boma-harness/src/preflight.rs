@@ -189,6 +189,10 @@ fn follows_policy(ctx: &Ctx, profile: &Profile, tier: CertTier) -> Result<(), Ha
             .map_err(|e| HarnessError::Refused(format!("cannot read {file}: {e}")))?;
         texts.push((file.to_string(), text));
     }
+    // The harness alone says how Ansible reaches the VM: a connection variable in a file that
+    // is passed as `-e` (extra vars beat everything) could aim the run at a real host.
+    boma_inventory::refuse_connection_vars(texts.iter().map(|(f, t)| (f.as_str(), t.as_str())))
+        .map_err(|e| HarnessError::Refused(e.to_string()))?;
     let values = boma_inventory::effective_values(texts.iter().map(|(f, t)| (f.as_str(), t.as_str())))
         .map_err(|e| HarnessError::Refused(e.to_string()))?;
     match boma_inventory::violations(&policy, &values).into_iter().next() {

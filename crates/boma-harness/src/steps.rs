@@ -4,7 +4,7 @@
 
 use boma_exec::progress::{self, phase};
 use boma_exec::say;
-use boma_inventory::{Apply, CertTier, PlaybookRun};
+use boma_inventory::{Apply, CertTier, ConnectionPin, PlaybookRun};
 use boma_vm::lifecycle;
 use boma_vm::{Accel, BackendKind, RebootHow, RunRecord};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -16,12 +16,20 @@ use crate::verify::VerifyResults;
 use crate::vm::{self, runs, with_effects};
 use crate::{Ctx, HarnessError, checks, diff};
 
+/// How a run pins the connection (see [`PlaybookSet::run`]).
+#[derive(Debug, Clone, Copy)]
+enum Pin {
+    LastExtraVars,
+    HostVars,
+}
+
 /// What every `ansible-playbook` run against one VM shares.
 pub struct PlaybookSet<'a> {
     pub inputs: &'a Inputs,
     pub record: &'a RunRecord,
     pub files: &'a RunFiles,
     inventory: Utf8PathBuf,
+    connection: Utf8PathBuf,
     timeout: std::time::Duration,
 }
 
@@ -37,11 +45,22 @@ impl<'a> PlaybookSet<'a> {
             record,
             files,
             inventory: files.inventory(),
+            connection: files.connection_vars(),
             timeout: vm::step_timeout(ctx, record.accel),
         }
     }
 
-    fn run<'b>(&'b self, ctx: &'b Ctx, run_vars: Option<&'b Utf8Path>) -> PlaybookRun<'b> {
+    /// The arguments every run shares. Applies get the harness's connection variables as the
+    /// last `-e` file, so no variable file can aim them elsewhere; verify playbooks run tasks on
+    /// the controller (`delegate_to: localhost`), which extra vars would redirect into the VM,
+    /// so they rely on the host vars of the transient inventory (which outrank every group var)
+    /// and on preflight refusing connection variables in every `-e` file.
+    fn run<'b>(
+        &'b self,
+        ctx: &'b Ctx,
+        run_vars: Option<&'b Utf8Path>,
+        connection: Pin,
+    ) -> PlaybookRun<'b> {
         PlaybookRun {
             repo_root: ctx.repo(),
             inventory_dir: &self.inventory,
@@ -50,6 +69,10 @@ impl<'a> PlaybookSet<'a> {
             cert_tier: self.inputs.tier,
             run_extra_vars: run_vars,
             vault_password_file: self.inputs.vault_password_file.as_deref(),
+            connection: match connection {
+                Pin::LastExtraVars => ConnectionPin::LastExtraVars(&self.connection),
+                Pin::HostVars => ConnectionPin::HostVars,
+            },
         }
     }
 
@@ -76,7 +99,7 @@ pub fn apply_step(
         Some(_) => format!("idempotence {}", apply.label()),
     };
     let step = phase(&label);
-    let args = boma_inventory::apply_argv(&set.run(ctx, None), apply);
+    let args = boma_inventory::apply_argv(&set.run(ctx, None, Pin::LastExtraVars), apply);
     let call = set.call(ctx, label, args, changes);
     step.close(ctx.machine.ansible().run_playbook(&call))
 }
@@ -113,7 +136,7 @@ pub fn verify_playbook(
     let vars = set.files.harness_vars(index);
     let label = format!("verify {playbook}");
     let step = phase(&label);
-    let args = boma_inventory::playbook_argv(&set.run(ctx, Some(&vars)), &ctx.repo().join(playbook));
+    let args = boma_inventory::playbook_argv(&set.run(ctx, Some(&vars), Pin::HostVars), playbook);
     let played = ctx.machine.ansible().run_playbook(&set.call(ctx, label, args, None));
     let results = std::fs::read_to_string(&results_file)
         .ok()
@@ -152,7 +175,7 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
     let inputs = preflight::inputs(ctx, host, CertTier::Internal, Needs::Vm)?;
     let new = preflight::new_vm(ctx, &inputs, &vm::new_run_id())?;
     let prepared = vm::prepare(ctx, &inputs, &new)?;
-    let record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden.path) {
+    let record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden) {
         Ok(record) => record,
         Err((error, Some(record))) => {
             vm::after_failure(ctx, &record, &error, false);

@@ -113,7 +113,7 @@ pub fn boot(
     inputs: &Inputs,
     new: &NewVm,
     accel: Accel,
-    base: &camino::Utf8Path,
+    base: &Golden,
 ) -> Result<RunRecord, (HarnessError, Option<Box<RunRecord>>)> {
     let (key, public_key) = ctx
         .machine
@@ -135,11 +135,21 @@ pub fn boot(
         unreachable: &inputs.fleet_addresses,
     });
     say_fleet_isolation(inputs);
+    let run_dir = ctx.settings.runs_root.join(new.name.as_str());
+    let base = ctx
+        .machine
+        .provisioner()
+        .pin(base, &run_dir, &ctx.settings.cache_dir)
+        .map_err(|e| {
+            let _ = std::fs::remove_dir_all(&run_dir);
+            (e, None)
+        })?;
+    say!("pinned for this run: {} (sha512 {}…)", base.path, &base.sha512[..16.min(base.sha512.len())]);
     let request = UpRequest {
         host: inputs.host.clone(),
         name: new.name.clone(),
         mac,
-        base_image: base.to_owned(),
+        base_image: base.path.clone(),
         mem_mib: inputs.profile.mem_mib,
         vcpus: inputs.profile.vcpus,
         published_ports: inputs.profile.ports(),
@@ -152,7 +162,13 @@ pub fn boot(
         available_mib: new.available_mib,
     };
     with_effects(ctx, new.backend.kind, accel, |fx| lifecycle::up(fx, &request)).map_err(
-        |UpFailure { error, record }| (error.into(), record),
+        |UpFailure { error, record }| {
+            if record.is_none() {
+                // Refused or failed before boot: not even the pin stays.
+                let _ = std::fs::remove_dir_all(&run_dir);
+            }
+            (error.into(), record)
+        },
     )
 }
 

@@ -137,6 +137,15 @@ impl Provisioner for FakeMachine {
     fn accel(&self, _golden: &Utf8Path, _cache: &Utf8Path, _scratch: &Utf8Path) -> Result<Accel, HarnessError> {
         Ok(Accel::Tcg)
     }
+    fn pin(&self, golden: &Golden, run_dir: &Utf8Path, _cache: &Utf8Path) -> Result<Golden, HarnessError> {
+        // As the real pin does, the run directory exists from here on.
+        std::fs::create_dir_all(run_dir).unwrap();
+        std::fs::write(run_dir.join("golden.qcow2"), "golden").unwrap();
+        Ok(Golden {
+            path: run_dir.join("golden.qcow2"),
+            ..golden.clone()
+        })
+    }
     fn keypair(&self, _key_dir: &Utf8Path) -> Result<(Utf8PathBuf, String), HarnessError> {
         Ok((
             "/fake/id_ed25519".into(),
