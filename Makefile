@@ -7,7 +7,7 @@ PYTHON     ?= python3
 ANSIBLE_BIN = $(VENV)/bin
 INVENTORY  ?= inventories/production/
 # Playbooks syntax-checked by lint-ansible.
-PLAYBOOKS  := $(wildcard playbooks/*.yml) tests/integration/verify.yml
+PLAYBOOKS  := $(wildcard playbooks/*.yml tests/verify/*.yml tests/catalogue/*.yml)
 # Raw-QEMU boots and harness `up`s the VM suite's baseline times (the median is reported).
 BASELINE_RUNS ?= 3
 
