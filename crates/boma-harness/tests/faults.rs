@@ -75,7 +75,7 @@ fn a_run_without_reboot_says_so_in_the_report() {
             .borrow()
             .commands
             .iter()
-            .any(|c| c.contains("reboot")),
+            .any(|c| c == "sudo systemctl reboot"),
         "no reboot was asked for"
     );
     assert!(outcome.report.checks.iter().all(|c| c.source != CheckSource::RebootDiff));

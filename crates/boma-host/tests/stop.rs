@@ -197,13 +197,29 @@ fn an_operators_process_naming_the_run_directory_is_not_touched() {
     // The operator's `tail -f …/console.log`: its own session, not started by the harness,
     // though its command line names the run directory (what the old prune matched on).
     let sh = Shell::new().unwrap();
-    let detach = format!("setsid tail -f {console} >/dev/null 2>&1 </dev/null & echo $!");
-    let tail_pid: u32 = cmd!(sh, "sh -c {detach}")
-        .exec()
-        .read()
-        .unwrap()
-        .parse()
-        .unwrap();
+    // The tail writes its own pid (setsid may fork when its caller leads a group, so `$!`
+    // would name the wrong process).
+    let pidfile = dir.join("tail.pid");
+    let pidfile = pidfile.display();
+    let detach = format!(
+        "setsid sh -c 'echo $$ > {pidfile}; exec tail -f {console}' >/dev/null 2>&1 </dev/null &"
+    );
+    cmd!(sh, "sh -c {detach}").exec().run().unwrap();
+    let tail_pid: u32 = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            std::fs::read_to_string(pidfile.to_string())
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+        })
+        .expect("the tail wrote its pid");
+    // Until the exec, the pid still runs `sh`.
+    for _ in 0..200 {
+        if procs::info(tail_pid).is_some_and(|p| p.cmdline.contains("tail -f")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let _cleanup_tail = KillOnDrop(tail_pid);
     let tail = procs::info(tail_pid).expect("the tail runs");
     assert!(

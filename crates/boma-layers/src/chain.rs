@@ -44,11 +44,7 @@ pub fn step_recipes(
             manifest: manifest(tree, &reach)?,
             previous: steps.last().map(|s| s.recipe.key()),
         };
-        let label = if apply.tags.is_empty() {
-            apply.playbook.clone()
-        } else {
-            format!("{} --tags {}", apply.playbook, apply.tags.join(","))
-        };
+        let label = apply.label();
         steps.push(StepRecipe {
             index,
             label,

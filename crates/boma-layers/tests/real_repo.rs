@@ -116,6 +116,6 @@ fn every_profile_gives_a_chain_of_distinct_keys() {
                 "{host}"
             );
         }
-        assert_eq!(steps[0].label, "site.yml --tags base", "{host}");
+        assert_eq!(steps[0].label, profile.applies[0].label(), "{host}");
     }
 }

@@ -234,8 +234,9 @@ pub fn not_idempotent() -> Playbook {
                 .nth(1)
                 .unwrap()
                 .clone();
+            let path = format!("{}/roles/base/tasks/main.yml:7", call.repo);
             let line = serde_json::json!({"host": vm, "task": "Add the route", "role": "base",
-                "path": "/repo/roles/base/tasks/main.yml:7", "status": "changed"});
+                "path": path, "status": "changed"});
             std::fs::write(file, format!("{line}\n")).unwrap();
         }
         if call.label.starts_with("verify") {
