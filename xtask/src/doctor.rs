@@ -2,6 +2,7 @@
 //! subject on stdout, each problem with its fix; exit 0 when `it` can run, 2 when it cannot.
 //! It looks only: it installs nothing, creates nothing and boots no probe VM.
 
+use boma_exec::say;
 use std::process::ExitCode;
 
 use camino::Utf8Path;
@@ -13,7 +14,7 @@ pub fn doctor(sh: &Shell, repo: &Utf8Path, cache_dir: &Utf8Path, runs_root: &Utf
     let facts = boma_doctor::Facts::gather(sh, repo, cache_dir, runs_root);
     // A Ctrl-C during the version probes leaves facts that say "unreadable": not a verdict.
     if let Some(interrupted) = boma_exec::interrupt::pending() {
-        eprintln!("doctor: {interrupted}");
+        say!("doctor: {interrupted}");
         return ExitCode::from(u8::try_from(interrupted.exit_code()).unwrap_or(1));
     }
     let diagnosis = boma_doctor::diagnose(&facts);

@@ -55,10 +55,7 @@ pub fn fail(error: &HarnessError) -> ExitCode {
 }
 
 pub fn print_error(error: &HarnessError) {
-    boma_exec::progress::line(&format!(
-        "error: {}",
-        boma_harness::error_chain(error)
-    ));
+    boma_exec::progress::line(&format!("error: {}", boma_harness::error_chain(error)));
 }
 
 /// The exit status of a class: 1 failed, 2 refused, 128+n interrupted.
@@ -91,7 +88,8 @@ mod tests {
     fn classes_map_to_exit_statuses() {
         let refused = HarnessError::Refused("x".into());
         assert_eq!(refused.class().code(), 2);
-        let interrupted = HarnessError::Interrupted(boma_exec::interrupt::Interrupted { signal: 15 });
+        let interrupted =
+            HarnessError::Interrupted(boma_exec::interrupt::Interrupted { signal: 15 });
         assert_eq!(interrupted.class().code(), 143);
     }
 }

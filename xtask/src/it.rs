@@ -216,6 +216,9 @@ fn charge_mib(settings: &Settings, host: &str) -> u64 {
         + boma_host::reserve::TCG_OVERHEAD_MIB
 }
 
+/// A finished child: its host, exit code, report file and log.
+type ChildRun = (String, Option<i32>, Utf8PathBuf, Utf8PathBuf);
+
 /// Run each host as a child `xtask it <host>`, at most `jobs` at once and never more than
 /// memory allows; each child's stderr goes to its own log, its report to a file.
 fn parallel(
@@ -240,8 +243,7 @@ fn parallel(
     );
     // (running count, memory in use), and a condition to wait on for a free slot.
     let slots = Arc::new((Mutex::new((0usize, 0u64)), Condvar::new()));
-    let results: Arc<Mutex<Vec<(String, Option<i32>, Utf8PathBuf, Utf8PathBuf)>>> =
-        Arc::new(Mutex::new(Vec::new()));
+    let results: Arc<Mutex<Vec<ChildRun>>> = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
         for host in hosts {
             let charge = charge_mib(settings, host);
@@ -315,10 +317,12 @@ fn parallel(
                     },
                     boma_exec::progress::human(started.elapsed())
                 );
-                results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((host.clone(), code, report, log));
+                results.lock().unwrap_or_else(|e| e.into_inner()).push((
+                    host.clone(),
+                    code,
+                    report,
+                    log,
+                ));
                 let (lock, ready) = &*slots;
                 let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
                 state.0 -= 1;
@@ -429,7 +433,13 @@ mod tests {
         assert_eq!(class_of(Some(2)), Some(ExitClass::Refused));
         assert_eq!(class_of(Some(130)).map(ExitClass::code), Some(130));
         assert_eq!(class_of(None), Some(ExitClass::Failed));
-        assert_eq!(worst(Some(ExitClass::Failed), ExitClass::Refused), ExitClass::Refused);
-        assert_eq!(worst(Some(ExitClass::Refused), ExitClass::Failed), ExitClass::Refused);
+        assert_eq!(
+            worst(Some(ExitClass::Failed), ExitClass::Refused),
+            ExitClass::Refused
+        );
+        assert_eq!(
+            worst(Some(ExitClass::Refused), ExitClass::Failed),
+            ExitClass::Refused
+        );
     }
 }

@@ -211,7 +211,10 @@ fn playbooks(repo: &Utf8Path) -> Result<Vec<String>, String> {
     }
     for host in boma_inventory::list_profiles(repo).map_err(|e| e.to_string())? {
         let profile = boma_inventory::load_profile(repo, &host).map_err(|e| e.to_string())?;
-        let applied = profile.applies.iter().map(|a| a.playbook_path().to_string());
+        let applied = profile
+            .applies
+            .iter()
+            .map(|a| a.playbook_path().to_string());
         let verify = profile.verify.iter().map(|v| v.to_string());
         for playbook in applied.chain(verify) {
             if !playbooks.contains(&playbook) {
@@ -238,4 +241,3 @@ fn run_step(cmd: xshell::Cmd<'_>) -> Outcome {
         },
     }
 }
-

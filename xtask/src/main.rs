@@ -7,7 +7,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use boma_harness::{BackendChoice, Ctx, HarnessError, ImageSource, RealMachine, Settings, WaitOverrides};
+use boma_harness::{
+    BackendChoice, Ctx, HarnessError, ImageSource, RealMachine, Settings, WaitOverrides,
+};
 use boma_inventory::CertTier;
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Parser, Subcommand};
@@ -141,7 +143,12 @@ pub struct BackendArg {
     /// Which hypervisor runs the VM: libvirt (virt-install on the isolated `boma-it` NAT
     /// network), qemu (qemu-system directly, ports forwarded to 127.0.0.1), or auto (libvirt
     /// when virsh reaches a daemon in this network namespace, else qemu).
-    #[arg(long, env = "BOMA_IT_BACKEND", default_value = "auto", value_name = "BACKEND")]
+    #[arg(
+        long,
+        env = "BOMA_IT_BACKEND",
+        default_value = "auto",
+        value_name = "BACKEND"
+    )]
     pub backend: BackendChoice,
 }
 
@@ -211,7 +218,9 @@ fn run(sh: &xshell::Shell, settings: &Settings, command: Command) -> Result<(), 
         }
         Command::Apply { host, certs, .. } => boma_harness::apply(&ctx, &host, certs.tier),
         Command::Reboot { hard } => boma_harness::reboot(&ctx, hard),
-        Command::Assert { host, certs, .. } => boma_harness::assert(&ctx, &host, certs.tier).map(|_| ()),
+        Command::Assert { host, certs, .. } => {
+            boma_harness::assert(&ctx, &host, certs.tier).map(|_| ())
+        }
         Command::Down { keep } => boma_harness::down(&ctx, keep),
         Command::Console { path } => {
             let log = boma_harness::console(&ctx)?;
@@ -337,7 +346,11 @@ mod tests {
     fn bad_values_are_usage_errors_naming_the_valid_ones() {
         let err = parse(&["apply", "askari", "--certs", "letsencrypt"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
-        assert!(err.to_string().contains("internal, le-staging, le-prod-wildcard"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("internal, le-staging, le-prod-wildcard"),
+            "{err}"
+        );
         let err = parse(&["up", "askari", "--backend", "kvm"]).unwrap_err();
         assert!(err.to_string().contains("auto, qemu, libvirt"), "{err}");
         assert_eq!(parse(&["frobnicate"]).unwrap_err().exit_code(), 2);

@@ -4,8 +4,9 @@
 //! nothing at all once everything is there. `make test-integration` runs it before the cycle;
 //! nothing else installs anything (`cargo xtask doctor` only looks).
 
+use boma_exec::say;
 use std::io::IsTerminal as _;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use boma_doctor::MissingTool;
@@ -192,9 +193,11 @@ pub fn ensure(sh: &Shell, repo: &Utf8Path) -> Result<SubstrateOutcome, Substrate
         return Ok(SubstrateOutcome::Present);
     }
     for tool in &missing {
-        eprintln!(
+        say!(
             "substrate: {} is missing ({}): {}",
-            tool.program, tool.package, tool.why
+            tool.program,
+            tool.package,
+            tool.why
         );
     }
     let program = repo.join(boma_doctor::VENV_ANSIBLE_PLAYBOOK);
@@ -203,19 +206,21 @@ pub fn ensure(sh: &Shell, repo: &Utf8Path) -> Result<SubstrateOutcome, Substrate
     }
     let user = current_user();
     let escalation = plan_become(privilege(sh)?, std::io::stdin().is_terminal(), repo, &user)?;
-    eprintln!(
+    say!(
         "installing the VM substrate by applying the integration_test role to this machine ({PLAYBOOK}) …"
     );
-    let mut command = Command::new(program.as_std_path());
-    command
-        .args(playbook_args(&escalation))
-        .current_dir(repo)
+    let args = playbook_args(&escalation);
+    let _dir = sh.push_dir(repo);
+    let out = xshell::cmd!(sh, "{program} {args...}")
+        .exec()
+        .stream()
+        .allow_fail()
         // The repository's config (roles_path) whatever the caller's environment says.
         .env("ANSIBLE_CONFIG", repo.join("ansible.cfg"))
         .env("ANSIBLE_NOCOLOR", "1")
         .env("PYTHONUNBUFFERED", "1")
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    let out = command.exec().stream().allow_fail().run()?;
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()?;
     if !out.success() {
         return Err(SubstrateError::Playbook {
             code: out.status.code(),
@@ -244,15 +249,15 @@ pub fn ensure(sh: &Shell, repo: &Utf8Path) -> Result<SubstrateOutcome, Substrate
 pub fn substrate(sh: &Shell, repo: &Utf8Path) -> ExitCode {
     match ensure(sh, repo) {
         Ok(SubstrateOutcome::Present) => {
-            eprintln!("substrate: present, nothing to install");
+            say!("substrate: present, nothing to install");
             ExitCode::SUCCESS
         }
         Ok(SubstrateOutcome::Installed { packages, relogin }) => {
-            eprintln!("substrate: installed ({})", packages.join(" "));
+            say!("substrate: installed ({})", packages.join(" "));
             match relogin {
                 None => ExitCode::SUCCESS,
                 Some(user) => {
-                    eprintln!(
+                    say!(
                         "substrate: {user} now belongs to the libvirt and kvm groups, which apply from the next login (the image cache is root:libvirt): log out and in again, then run the same command again"
                     );
                     ExitCode::from(2)
@@ -260,7 +265,7 @@ pub fn substrate(sh: &Shell, repo: &Utf8Path) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: {}", boma_exec::redact::redact(&e.to_string()));
+            say!("error: {}", boma_exec::redact::redact(&e.to_string()));
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }

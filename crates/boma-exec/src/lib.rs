@@ -24,5 +24,5 @@ pub mod redact;
 mod run;
 mod tools;
 
-pub use run::{Captured, CmdExt, ExecError, Run};
+pub use run::{Captured, CmdExt, ExecError, Run, Started};
 pub use tools::{on_path, package_hint};

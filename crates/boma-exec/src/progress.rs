@@ -192,7 +192,9 @@ pub fn phase(name: impl Into<String>) -> Phase {
             old.finish_and_clear();
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix} {elapsed:>4}  {wide_msg:.dim}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} {prefix} {elapsed:>4}  {wide_msg:.dim}")
+        {
             bar.set_style(style);
         }
         bar.set_prefix(name.clone());

@@ -245,6 +245,48 @@ impl Run {
         Ok(self.run()?.stdout.trim().to_owned())
     }
 
+    /// Start the command in the background, its output going to this process's stdout and
+    /// stderr, and return at once: for a caller that must act on the running command itself
+    /// (the VM suite signals a running harness, as a terminal's Ctrl-C would). Logged
+    /// (`+ cmd &`), in its own process group, recorded in the spawn journal.
+    pub fn start(mut self) -> Result<Started, ExecError> {
+        if self.log {
+            crate::progress::command(&format!("{} &", self.display));
+        }
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .process_group(0);
+        let mut child = self.spawn_child()?;
+        if let Err(source) = journal::record_spawn(child.id(), &self.display) {
+            stop(&mut child);
+            return Err(ExecError::Journal {
+                cmd: self.display,
+                source,
+            });
+        }
+        Ok(Started {
+            child,
+            display: self.display,
+        })
+    }
+
+    // The one place boma spawns a process: every path above goes through here.
+    #[allow(clippy::disallowed_methods)]
+    fn spawn_child(&mut self) -> Result<Child, ExecError> {
+        match self.command.spawn() {
+            Ok(child) => Ok(child),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ExecError::NotFound {
+                program: self.program.clone(),
+            }),
+            Err(source) => Err(ExecError::Spawn {
+                cmd: self.display.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Run to completion (or timeout, or interrupt).
     pub fn run(mut self) -> Result<Captured, ExecError> {
         if let Some(interrupted) = interrupt::pending().filter(|_| self.interruptible) {
@@ -271,20 +313,7 @@ impl Run {
             // it started (ansible's ssh connections), and a terminal's Ctrl-C reaches only the
             // harness, which then stops the command in order.
             .process_group(0);
-        let mut child = match self.command.spawn() {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ExecError::NotFound {
-                    program: self.program,
-                });
-            }
-            Err(source) => {
-                return Err(ExecError::Spawn {
-                    cmd: self.display,
-                    source,
-                });
-            }
-        };
+        let mut child = self.spawn_child()?;
         // Recorded before anything else can fail or wait: from here on, a harness killed
         // with SIGKILL leaves a process that `prune` can name by pid and start time.
         if let Err(source) = journal::record_spawn(child.id(), &self.display) {
@@ -365,6 +394,32 @@ impl Run {
             }),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A command started in the background ([`Run::start`]).
+#[derive(Debug)]
+pub struct Started {
+    child: Child,
+    display: String,
+}
+
+impl Started {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if it has finished.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, ExecError> {
+        self.child.try_wait().map_err(|source| ExecError::Spawn {
+            cmd: self.display.clone(),
+            source,
+        })
+    }
+
+    /// Stop it (SIGTERM to its group, SIGKILL after a grace period) and reap it.
+    pub fn stop(mut self) {
+        stop(&mut self.child);
     }
 }
 

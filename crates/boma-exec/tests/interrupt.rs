@@ -13,6 +13,9 @@ fn a_real_sigterm_stops_a_running_command_promptly() {
     // Deliver a real SIGTERM to this test process shortly after the long command starts.
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
+        // From outside boma-exec on purpose: the signal must come as a terminal's would,
+        // not through the spawner under test.
+        #[allow(clippy::disallowed_methods)]
         std::process::Command::new("kill")
             .args(["-TERM", &me])
             .status()

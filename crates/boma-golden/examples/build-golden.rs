@@ -2,6 +2,7 @@
 //!
 //! Needs root. Prints the image and manifest paths on stdout; progress and the command log go
 //! to stderr. Ctrl-C stops the current step and takes the scratch space apart before exiting.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // A hand tool: it reports to the terminal.
 
 use std::process::ExitCode;
 

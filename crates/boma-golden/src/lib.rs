@@ -21,6 +21,7 @@ mod render;
 mod steps;
 mod teardown;
 
+use boma_exec::say;
 use std::time::Instant;
 
 use boma_exec::ExecError;
@@ -233,7 +234,7 @@ pub fn build(sh: &xshell::Shell, cfg: &BuildConfig) -> Result<BuiltImage, BuildE
     }
     let started = Instant::now();
     let built = steps::run(sh, cfg)?;
-    eprintln!(
+    say!(
         "==> golden image built in {:.1}s: {}",
         started.elapsed().as_secs_f64(),
         built.qcow2
@@ -245,13 +246,13 @@ pub fn build(sh: &xshell::Shell, cfg: &BuildConfig) -> Result<BuiltImage, BuildE
 /// ran before failing), and no new phase once an interrupt is pending.
 fn phase<T>(name: &str, f: impl FnOnce() -> Result<T, BuildError>) -> Result<T, BuildError> {
     interrupt::check()?;
-    eprintln!("==> {name}");
+    say!("==> {name}");
     let started = Instant::now();
     let result = f();
     let secs = started.elapsed().as_secs_f64();
     match &result {
-        Ok(_) => eprintln!("    done in {secs:.1}s"),
-        Err(_) => eprintln!("    failed after {secs:.1}s"),
+        Ok(_) => say!("    done in {secs:.1}s"),
+        Err(_) => say!("    failed after {secs:.1}s"),
     }
     result
 }

@@ -8,6 +8,7 @@
 //! `/proc` would be a disaster). The same code runs on success, on error, from `Drop` on a
 //! panic or an interrupt, and at the start of a build over a killed build's leftovers.
 
+use boma_exec::say;
 use std::fmt::Write as _;
 
 use boma_exec::CmdExt as _;
@@ -31,7 +32,7 @@ impl Scratch {
         let sh =
             Shell::new().map_err(|e| BuildError::Image(format!("could not start a shell: {e}")))?;
         if dir.exists() {
-            eprintln!("    removing the leftovers of an earlier build in {dir}");
+            say!("    removing the leftovers of an earlier build in {dir}");
             let dir = dir
                 .canonicalize_utf8()
                 .map_err(BuildError::io("resolve", &dir))?;
@@ -82,18 +83,18 @@ impl Drop for Scratch {
         if self.closed {
             return;
         }
-        eprintln!("==> cleanup");
+        say!("==> cleanup");
         if let Err(e) = take_apart(&self.sh, &self.dir) {
-            eprintln!("warning: {e}");
+            say!("warning: {e}");
         }
         for path in &self.partial {
             if path.exists()
                 && let Err(e) = std::fs::remove_file(path)
             {
-                eprintln!("warning: could not remove the unfinished {path}: {e}");
+                say!("warning: could not remove the unfinished {path}: {e}");
             }
         }
-        eprintln!("    cleanup finished");
+        say!("    cleanup finished");
     }
 }
 

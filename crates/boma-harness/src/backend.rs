@@ -49,7 +49,9 @@ impl fmt::Display for BackendChoice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LibvirtProbe {
     /// `virsh` or `virt-install` is not installed (the first missing one).
-    NotInstalled { tool: &'static str },
+    NotInstalled {
+        tool: &'static str,
+    },
     /// Installed, but not usable from here (no daemon answers, or it lives in another network
     /// namespace): why.
     Unusable(String),
@@ -102,18 +104,28 @@ mod tests {
     fn every_choice_against_every_probe() {
         let usable = LibvirtProbe::Usable;
         let absent = LibvirtProbe::NotInstalled { tool: "virsh" };
-        let elsewhere = LibvirtProbe::Unusable("libvirtd (pid 9) runs in another network namespace".into());
+        let elsewhere =
+            LibvirtProbe::Unusable("libvirtd (pid 9) runs in another network namespace".into());
         let kind = |c, p| resolve(c, p).map(|r| r.kind);
         assert_eq!(kind(BackendChoice::Qemu, &usable), Ok(BackendKind::Qemu));
         assert_eq!(kind(BackendChoice::Qemu, &absent), Ok(BackendKind::Qemu));
         assert_eq!(kind(BackendChoice::Auto, &usable), Ok(BackendKind::Libvirt));
         assert_eq!(kind(BackendChoice::Auto, &absent), Ok(BackendKind::Qemu));
         assert_eq!(kind(BackendChoice::Auto, &elsewhere), Ok(BackendKind::Qemu));
-        assert_eq!(kind(BackendChoice::Libvirt, &usable), Ok(BackendKind::Libvirt));
+        assert_eq!(
+            kind(BackendChoice::Libvirt, &usable),
+            Ok(BackendKind::Libvirt)
+        );
         let err = resolve(BackendChoice::Libvirt, &absent).unwrap_err();
-        assert!(err.contains("virsh") && err.contains("libvirt-clients"), "{err}");
+        assert!(
+            err.contains("virsh") && err.contains("libvirt-clients"),
+            "{err}"
+        );
         let err = resolve(BackendChoice::Libvirt, &elsewhere).unwrap_err();
-        assert!(err.contains("another network namespace") && err.contains("--backend qemu"), "{err}");
+        assert!(
+            err.contains("another network namespace") && err.contains("--backend qemu"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -121,6 +133,11 @@ mod tests {
         for name in BackendChoice::NAMES {
             assert_eq!(name.parse::<BackendChoice>().unwrap().to_string(), name);
         }
-        assert!("kvm".parse::<BackendChoice>().unwrap_err().contains("auto, qemu, libvirt"));
+        assert!(
+            "kvm"
+                .parse::<BackendChoice>()
+                .unwrap_err()
+                .contains("auto, qemu, libvirt")
+        );
     }
 }

@@ -85,7 +85,13 @@ pub fn system_running(state: &str, failed_units: &[String]) -> CheckRecord {
     } else {
         json!(format!("{state}: {} failed", failed_units.join(", ")))
     };
-    record("system_running", CheckSource::Builtin, ok, state, Some(detail))
+    record(
+        "system_running",
+        CheckSource::Builtin,
+        ok,
+        state,
+        Some(detail),
+    )
 }
 
 /// The shell command that asks the guest for a route to each real fleet address: one line
@@ -172,7 +178,10 @@ pub fn summary(checks: &[CheckRecord]) -> String {
 /// failures that did not happen, and failures that were not expected. An expectation matches a
 /// failed check whose name equals it or starts with it followed by a space (so
 /// `unit_inactive x.service` matches the finding `unit_inactive x.service`).
-pub fn against_expectations(expect: &[String], checks: &[CheckRecord]) -> (Vec<String>, Vec<String>) {
+pub fn against_expectations(
+    expect: &[String],
+    checks: &[CheckRecord],
+) -> (Vec<String>, Vec<String>) {
     let failed = failed(checks);
     let matches = |e: &str, f: &str| f == e || f.starts_with(&format!("{e} "));
     let missing = expect
@@ -194,8 +203,10 @@ mod tests {
 
     #[test]
     fn fleet_routes_are_judged_per_address() {
-        let addresses: Vec<std::net::IpAddr> =
-            vec!["77.42.120.136".parse().unwrap(), "192.0.2.50".parse().unwrap()];
+        let addresses: Vec<std::net::IpAddr> = vec![
+            "77.42.120.136".parse().unwrap(),
+            "192.0.2.50".parse().unwrap(),
+        ];
         let answer = "77.42.120.136 2 RTNETLINK answers: No route to host\n192.0.2.50 0 192.0.2.50 via 10.0.2.2 dev ens2 src 10.0.2.15\n";
         let check = no_route_to_fleet(&addresses, answer);
         assert!(!check.ok);
@@ -234,8 +245,20 @@ mod tests {
     #[test]
     fn expectations_match_names_or_prefixes() {
         let checks = vec![
-            record("unit_inactive web.service", CheckSource::RebootDiff, false, "unit_inactive", None),
-            record("probe_8080_http", CheckSource::Probe, false, "refused", None),
+            record(
+                "unit_inactive web.service",
+                CheckSource::RebootDiff,
+                false,
+                "unit_inactive",
+                None,
+            ),
+            record(
+                "probe_8080_http",
+                CheckSource::Probe,
+                false,
+                "refused",
+                None,
+            ),
             record("idempotence", CheckSource::Idempotence, true, "ok", None),
         ];
         let (missing, unexpected) = against_expectations(

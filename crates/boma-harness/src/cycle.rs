@@ -71,7 +71,9 @@ pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
         Some(e) => match e.class() {
             ExitClass::Interrupted(_) => RunResult::Interrupted,
             ExitClass::Refused => RunResult::Refused,
-            ExitClass::Failed if matches!(e, HarnessError::ChecksFailed { .. }) => RunResult::Failed,
+            ExitClass::Failed if matches!(e, HarnessError::ChecksFailed { .. }) => {
+                RunResult::Failed
+            }
             // A guest that never came back, a failed playbook: a verdict on the host.
             ExitClass::Failed if is_verdict(e) => RunResult::Failed,
             ExitClass::Failed => RunResult::Error,
@@ -80,7 +82,10 @@ pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
     report.error = error
         .as_ref()
         .map(|e| boma_exec::redact::redact(&crate::error_chain(e)));
-    report.phases = progress::records().iter().map(crate::report::phase).collect();
+    report.phases = progress::records()
+        .iter()
+        .map(crate::report::phase)
+        .collect();
     report.total_seconds = started.elapsed().as_secs_f64();
     if let Some(dir) = &report.diagnostics {
         // The bundle carries the report too.
@@ -105,7 +110,12 @@ fn is_verdict(e: &HarnessError) -> bool {
     )
 }
 
-fn run(ctx: &Ctx, host: &str, options: ItOptions, report: &mut RunReport) -> Result<(), HarnessError> {
+fn run(
+    ctx: &Ctx,
+    host: &str,
+    options: ItOptions,
+    report: &mut RunReport,
+) -> Result<(), HarnessError> {
     let inputs = preflight::inputs(ctx, host, options.tier, Needs::All)?;
     let run_id = vm::new_run_id();
     let new = preflight::new_vm(ctx, &inputs, &run_id)?;
@@ -117,8 +127,8 @@ fn run(ctx: &Ctx, host: &str, options: ItOptions, report: &mut RunReport) -> Res
         Ok(record) => record,
         Err((error, Some(record))) => {
             report.vm = Some(record.name.to_string());
-            report.diagnostics = vm::after_failure(ctx, &record, &error, options.keep)
-                .map(|p| p.to_string());
+            report.diagnostics =
+                vm::after_failure(ctx, &record, &error, options.keep).map(|p| p.to_string());
             return Err(error);
         }
         Err((error, None)) => return Err(error),
@@ -175,7 +185,13 @@ fn after_boot(
         }
     }
 
-    let before = diff::capture(ctx, inputs, record, &files.state_before(), "before the reboot")?;
+    let before = diff::capture(
+        ctx,
+        inputs,
+        record,
+        &files.state_before(),
+        "before the reboot",
+    )?;
     if options.no_reboot {
         say!("--no-reboot: checking without a reboot (blind to reboot-survival bugs)");
         progress::skipped("reboot");
@@ -193,8 +209,16 @@ fn after_boot(
         // A new lease may have moved the guest (libvirt): the inventory follows.
         files::write_run_files(ctx.repo(), inputs, record, &files)?;
     }
-    let after = diff::capture(ctx, inputs, record, &files.state_after(), "after the reboot")?;
-    report.checks.extend(checks::from_probes(&before.probes, &after.probes));
+    let after = diff::capture(
+        ctx,
+        inputs,
+        record,
+        &files.state_after(),
+        "after the reboot",
+    )?;
+    report
+        .checks
+        .extend(checks::from_probes(&before.probes, &after.probes));
     if report.rebooted {
         let compared = diff::compare(&before, &after, &inputs.profile.reboot_diff_ignore, &files)?;
         report.checks.extend(compared);
@@ -203,9 +227,7 @@ fn after_boot(
         &after.system_state,
         &after.failed_units,
     ));
-    report
-        .checks
-        .push(diff::fleet_routes(ctx, inputs, record)?);
+    report.checks.push(diff::fleet_routes(ctx, inputs, record)?);
     let set = PlaybookSet::new(ctx, inputs, record, &files);
     for (index, playbook) in inputs.profile.verify.iter().enumerate() {
         let found = steps::verify_playbook(ctx, &set, playbook, index)?;

@@ -52,10 +52,10 @@ fn capture_inner(
     record: &RunRecord,
     save_to: &Utf8Path,
 ) -> Result<Captured, HarnessError> {
-    let out = ctx
-        .machine
-        .guest()
-        .run_script(&record.ssh, boma_state::CAPTURE_SCRIPT, CAPTURE_TIMEOUT)?;
+    let out =
+        ctx.machine
+            .guest()
+            .run_script(&record.ssh, boma_state::CAPTURE_SCRIPT, CAPTURE_TIMEOUT)?;
     if out.status.code() == Some(boma_vm::guest::ssh::SSH_FAILED) {
         return Err(HarnessError::Vm(boma_vm::VmError::Backend(format!(
             "cannot capture the state of {}: ssh failed: {}",
@@ -141,9 +141,8 @@ pub fn compare(
     ignore_patterns: &[String],
     files: &RunFiles,
 ) -> Result<Vec<CheckRecord>, HarnessError> {
-    let ignore = Ignore::with_patterns(ignore_patterns).map_err(|e| {
-        HarnessError::Refused(format!("reboot_diff_ignore: {e}"))
-    })?;
+    let ignore = Ignore::with_patterns(ignore_patterns)
+        .map_err(|e| HarnessError::Refused(format!("reboot_diff_ignore: {e}")))?;
     let diff = boma_state::diff(&before.snapshot, &after.snapshot, &ignore);
     let text = boma_state::render_text(&diff);
     files::write(&files.reboot_diff(), &text)?;
@@ -189,5 +188,8 @@ pub fn fleet_routes(
         .machine
         .guest()
         .run(&record.ssh, &command, Duration::from_secs(60), false)?;
-    Ok(checks::no_route_to_fleet(&inputs.fleet_addresses, &out.stdout))
+    Ok(checks::no_route_to_fleet(
+        &inputs.fleet_addresses,
+        &out.stdout,
+    ))
 }

@@ -79,7 +79,10 @@ pub fn resolve(sh: &Shell, r: &ImageRequest) -> Result<Golden, HarnessError> {
             // A download is reused only for the same URL: another mirror's image of the same
             // file name is another image.
             if let Some(path) = cache.cached_download(&source)? {
-                return cached(path, &format!("cache (downloaded from {})", source.image_url));
+                return cached(
+                    path,
+                    &format!("cache (downloaded from {})", source.image_url),
+                );
             }
             if let Some(path) = cache.cached(BUILT)? {
                 return cached(path, "cache (built)");
@@ -101,7 +104,11 @@ pub fn resolve(sh: &Shell, r: &ImageRequest) -> Result<Golden, HarnessError> {
 /// Pin the image for one run in `run_dir`: the run boots a file whose bytes were verified and
 /// cannot change under it (a hard link to the read-only cache entry, re-hashed through the link;
 /// a given file is copied and hashed on the way).
-pub fn pin(golden: &Golden, run_dir: &Utf8Path, cache_dir: &Utf8Path) -> Result<Golden, HarnessError> {
+pub fn pin(
+    golden: &Golden,
+    run_dir: &Utf8Path,
+    cache_dir: &Utf8Path,
+) -> Result<Golden, HarnessError> {
     std::fs::create_dir_all(run_dir).map_err(|e| HarnessError::io(run_dir, e))?;
     let pinned = if golden.origin.starts_with("file ") {
         boma_image::pin_given(&golden.path, run_dir)?
@@ -126,8 +133,7 @@ pub fn pin(golden: &Golden, run_dir: &Utf8Path, cache_dir: &Utf8Path) -> Result<
 /// The digest the cache verified the image against (its `SHA512SUMS` entry).
 fn cache_digest(cache: &Cache, path: &Utf8Path) -> Result<String, HarnessError> {
     let sums_path = cache.dir().join("SHA512SUMS");
-    let text =
-        std::fs::read_to_string(&sums_path).map_err(|e| HarnessError::io(&sums_path, e))?;
+    let text = std::fs::read_to_string(&sums_path).map_err(|e| HarnessError::io(&sums_path, e))?;
     let sums = boma_image::parse_sums(&text).map_err(|e| {
         HarnessError::Refused(format!("{sums_path}: {e}; run `cargo xtask image verify`"))
     })?;

@@ -35,11 +35,19 @@ pub trait Provisioner {
     /// The verified golden image, as the request says (cache, download, build, a given file).
     fn golden_image(&self, request: &golden::ImageRequest) -> Result<golden::Golden, HarnessError>;
     /// KVM if a probe proves it works, else TCG (the verdict cached in `cache_dir`).
-    fn accel(&self, golden: &Utf8Path, cache_dir: &Utf8Path, scratch: &Utf8Path)
-    -> Result<Accel, HarnessError>;
+    fn accel(
+        &self,
+        golden: &Utf8Path,
+        cache_dir: &Utf8Path,
+        scratch: &Utf8Path,
+    ) -> Result<Accel, HarnessError>;
     /// Pin `golden` for one run in `run_dir` (see [`golden::pin`]).
-    fn pin(&self, golden: &golden::Golden, run_dir: &Utf8Path, cache_dir: &Utf8Path)
-    -> Result<golden::Golden, HarnessError>;
+    fn pin(
+        &self,
+        golden: &golden::Golden,
+        run_dir: &Utf8Path,
+        cache_dir: &Utf8Path,
+    ) -> Result<golden::Golden, HarnessError>;
     /// The harness's SSH key pair in `key_dir`: (private key path, public key).
     fn keypair(&self, key_dir: &Utf8Path) -> Result<(Utf8PathBuf, String), HarnessError>;
 }

@@ -170,7 +170,9 @@ fn fleet_outside_guest_network(inputs: &Inputs, kind: BackendKind) -> Result<(),
 fn follows_policy(ctx: &Ctx, profile: &Profile, tier: CertTier) -> Result<(), HarnessError> {
     let policy_path = ctx.repo().join(POLICY_FILE);
     let policy = match std::fs::read_to_string(&policy_path) {
-        Ok(text) => Policy::parse(POLICY_FILE, &text).map_err(|e| HarnessError::Refused(e.to_string()))?,
+        Ok(text) => {
+            Policy::parse(POLICY_FILE, &text).map_err(|e| HarnessError::Refused(e.to_string()))?
+        }
         Err(e) => {
             return Err(HarnessError::Refused(format!(
                 "cannot read the repo policy {POLICY_FILE} ({e}): restore it from git"
@@ -193,9 +195,13 @@ fn follows_policy(ctx: &Ctx, profile: &Profile, tier: CertTier) -> Result<(), Ha
     // is passed as `-e` (extra vars beat everything) could aim the run at a real host.
     boma_inventory::refuse_connection_vars(texts.iter().map(|(f, t)| (f.as_str(), t.as_str())))
         .map_err(|e| HarnessError::Refused(e.to_string()))?;
-    let values = boma_inventory::effective_values(texts.iter().map(|(f, t)| (f.as_str(), t.as_str())))
-        .map_err(|e| HarnessError::Refused(e.to_string()))?;
-    match boma_inventory::violations(&policy, &values).into_iter().next() {
+    let values =
+        boma_inventory::effective_values(texts.iter().map(|(f, t)| (f.as_str(), t.as_str())))
+            .map_err(|e| HarnessError::Refused(e.to_string()))?;
+    match boma_inventory::violations(&policy, &values)
+        .into_iter()
+        .next()
+    {
         None => Ok(()),
         Some(first) => Err(HarnessError::Refused(first)),
     }

@@ -195,7 +195,11 @@ fn tcp(target: &PortTarget, max_time: Duration) -> ProbeOutcome {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut byte = [0u8; 1];
     match stream.read(&mut byte) {
-        Ok(0) => outcome(false, "reset", "closed at once (the guest port is closed)".into()),
+        Ok(0) => outcome(
+            false,
+            "reset",
+            "closed at once (the guest port is closed)".into(),
+        ),
         Ok(_) => outcome(true, "ok", "open (it spoke first)".into()),
         Err(e)
             if matches!(
@@ -228,7 +232,10 @@ mod tests {
 
     #[test]
     fn https_pins_the_name_to_the_endpoint() {
-        let args = curl_args(&target(ProbeKind::Https, Some("askari.example")), Duration::from_secs(8));
+        let args = curl_args(
+            &target(ProbeKind::Https, Some("askari.example")),
+            Duration::from_secs(8),
+        );
         insta::assert_snapshot!("curl_args_https", args.join("\n"));
     }
 
@@ -236,7 +243,10 @@ mod tests {
     fn reasons_from_curl_exit_codes() {
         assert_eq!(curl_reason(28, ""), "timeout");
         assert_eq!(curl_reason(7, ""), "refused");
-        assert_eq!(curl_reason(35, "OpenSSL SSL_connect: Connection reset by peer"), "reset");
+        assert_eq!(
+            curl_reason(35, "OpenSSL SSL_connect: Connection reset by peer"),
+            "reset"
+        );
         assert_eq!(curl_reason(60, "certificate"), "tls");
         assert_eq!(curl_reason(6, ""), "curl_6");
     }

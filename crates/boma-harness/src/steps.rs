@@ -76,7 +76,13 @@ impl<'a> PlaybookSet<'a> {
         }
     }
 
-    fn call(&self, ctx: &Ctx, label: String, args: Vec<String>, changes: Option<&Utf8Path>) -> PlaybookCall {
+    fn call(
+        &self,
+        ctx: &Ctx,
+        label: String,
+        args: Vec<String>,
+        changes: Option<&Utf8Path>,
+    ) -> PlaybookCall {
         PlaybookCall {
             repo: ctx.repo().to_owned(),
             label,
@@ -137,7 +143,10 @@ pub fn verify_playbook(
     let label = format!("verify {playbook}");
     let step = phase(&label);
     let args = boma_inventory::playbook_argv(&set.run(ctx, Some(&vars), Pin::HostVars), playbook);
-    let played = ctx.machine.ansible().run_playbook(&set.call(ctx, label, args, None));
+    let played = ctx
+        .machine
+        .ansible()
+        .run_playbook(&set.call(ctx, label, args, None));
     let results = std::fs::read_to_string(&results_file)
         .ok()
         .and_then(|t| VerifyResults::parse(&t).ok());
@@ -240,7 +249,11 @@ pub fn reboot(ctx: &Ctx, hard: bool) -> Result<(), HarnessError> {
     let runs = runs(ctx);
     let _lock = runs.lock("cargo xtask reboot")?;
     let mut record = runs.require_current()?;
-    let how = if hard { RebootHow::Hard } else { RebootHow::Guest };
+    let how = if hard {
+        RebootHow::Hard
+    } else {
+        RebootHow::Guest
+    };
     with_effects(ctx, record.backend, record.accel, |fx| {
         lifecycle::reboot(fx, &mut record, how)
     })
@@ -250,7 +263,11 @@ pub fn reboot(ctx: &Ctx, hard: bool) -> Result<(), HarnessError> {
 
 /// Run the profile's checks against the current VM: the built-in ones (system running, no route
 /// to the fleet, the controller's probes) and its verify playbooks.
-pub fn assert(ctx: &Ctx, host: &str, tier: CertTier) -> Result<Vec<boma_report::CheckRecord>, HarnessError> {
+pub fn assert(
+    ctx: &Ctx,
+    host: &str,
+    tier: CertTier,
+) -> Result<Vec<boma_report::CheckRecord>, HarnessError> {
     let runs = runs(ctx);
     let _lock = runs.lock(&format!("cargo xtask assert {host}"))?;
     let record = current_for(ctx, host)?;
@@ -260,11 +277,16 @@ pub fn assert(ctx: &Ctx, host: &str, tier: CertTier) -> Result<Vec<boma_report::
         files::write_run_files(ctx.repo(), &inputs, &record, &files)?;
         let state = diff::capture(ctx, &inputs, &record, &files.state_after(), "now")?;
         let mut found = checks::from_probes(&[], &state.probes);
-        found.push(checks::system_running(&state.system_state, &state.failed_units));
+        found.push(checks::system_running(
+            &state.system_state,
+            &state.failed_units,
+        ));
         found.push(diff::fleet_routes(ctx, &inputs, &record)?);
         let set = PlaybookSet::new(ctx, &inputs, &record, &files);
         for (index, playbook) in inputs.profile.verify.iter().enumerate() {
-            found.extend(checks::from_verify(&verify_playbook(ctx, &set, playbook, index)?));
+            found.extend(checks::from_verify(&verify_playbook(
+                ctx, &set, playbook, index,
+            )?));
         }
         progress::line(checks::summary(&found).trim_end());
         let failed = checks::failed(&found);

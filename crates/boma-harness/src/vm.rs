@@ -94,7 +94,12 @@ pub fn prepare(ctx: &Ctx, inputs: &Inputs, new: &NewVm) -> Result<Prepared, Harn
     say!("backend: {} ({})", new.backend.kind, new.backend.why);
     let request = ImageRequest::from_settings(ctx.settings);
     let golden = ctx.machine.provisioner().golden_image(&request)?;
-    say!("golden image: {} (sha512 {}…, {})", golden.path, &golden.sha512[..16.min(golden.sha512.len())], golden.origin);
+    say!(
+        "golden image: {} (sha512 {}…, {})",
+        golden.path,
+        &golden.sha512[..16.min(golden.sha512.len())],
+        golden.origin
+    );
     std::fs::create_dir_all(&ctx.settings.runs_root)
         .map_err(|e| HarnessError::io(&ctx.settings.runs_root, e))?;
     let accel = ctx.machine.provisioner().accel(
@@ -121,8 +126,13 @@ pub fn boot(
         .keypair(&ctx.settings.key_dir())
         .map_err(|e| (e, None))?;
     let keys = [public_key];
-    let user_data = boma_cloudinit::user_data(&boma_cloudinit::UserData::new(&keys))
-        .map_err(|e| (HarnessError::Refused(format!("cannot render user-data: {e}")), None))?;
+    let user_data =
+        boma_cloudinit::user_data(&boma_cloudinit::UserData::new(&keys)).map_err(|e| {
+            (
+                HarnessError::Refused(format!("cannot render user-data: {e}")),
+                None,
+            )
+        })?;
     let name = new.name.as_str();
     let instance_id = format!("iid-{name}");
     let meta_data = boma_cloudinit::meta_data(&boma_cloudinit::MetaData {
@@ -144,7 +154,11 @@ pub fn boot(
             let _ = std::fs::remove_dir_all(&run_dir);
             (e, None)
         })?;
-    say!("pinned for this run: {} (sha512 {}…)", base.path, &base.sha512[..16.min(base.sha512.len())]);
+    say!(
+        "pinned for this run: {} (sha512 {}…)",
+        base.path,
+        &base.sha512[..16.min(base.sha512.len())]
+    );
     let request = UpRequest {
         host: inputs.host.clone(),
         name: new.name.clone(),
@@ -161,15 +175,16 @@ pub fn boot(
         key,
         available_mib: new.available_mib,
     };
-    with_effects(ctx, new.backend.kind, accel, |fx| lifecycle::up(fx, &request)).map_err(
-        |UpFailure { error, record }| {
-            if record.is_none() {
-                // Refused or failed before boot: not even the pin stays.
-                let _ = std::fs::remove_dir_all(&run_dir);
-            }
-            (error.into(), record)
-        },
-    )
+    with_effects(ctx, new.backend.kind, accel, |fx| {
+        lifecycle::up(fx, &request)
+    })
+    .map_err(|UpFailure { error, record }| {
+        if record.is_none() {
+            // Refused or failed before boot: not even the pin stays.
+            let _ = std::fs::remove_dir_all(&run_dir);
+        }
+        (error.into(), record)
+    })
 }
 
 /// The single failure policy for a booted VM: an interrupt removes it (unless `keep`); any

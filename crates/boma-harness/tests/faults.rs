@@ -35,7 +35,10 @@ fn a_passing_cycle_applies_checks_idempotence_reboots_and_removes_its_vm() {
         ]
     );
     let commands = rig.machine.world.borrow().commands.clone();
-    assert!(commands.iter().any(|c| c == "sudo systemctl reboot"), "{commands:?}");
+    assert!(
+        commands.iter().any(|c| c == "sudo systemctl reboot"),
+        "{commands:?}"
+    );
     let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
     for expected in [
         "idempotence",
@@ -44,7 +47,10 @@ fn a_passing_cycle_applies_checks_idempotence_reboots_and_removes_its_vm() {
         "no_route_to_fleet",
         "https_443_from_controller",
     ] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
     assert!(
         report.checks.iter().any(|c| c.source == CheckSource::Probe),
@@ -68,7 +74,10 @@ fn a_run_without_reboot_says_so_in_the_report() {
         },
     );
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
-    assert!(!outcome.report.rebooted, "a pass without a reboot must not read as a full pass");
+    assert!(
+        !outcome.report.rebooted,
+        "a pass without a reboot must not read as a full pass"
+    );
     assert!(
         !rig.machine
             .world
@@ -78,7 +87,13 @@ fn a_run_without_reboot_says_so_in_the_report() {
             .any(|c| c == "sudo systemctl reboot"),
         "no reboot was asked for"
     );
-    assert!(outcome.report.checks.iter().all(|c| c.source != CheckSource::RebootDiff));
+    assert!(
+        outcome
+            .report
+            .checks
+            .iter()
+            .all(|c| c.source != CheckSource::RebootDiff)
+    );
 }
 
 #[test]
@@ -127,8 +142,14 @@ fn a_port_that_dies_at_the_reboot_fails_its_probe_and_the_diff() {
         .filter(|c| !c.ok)
         .map(|c| c.name.clone())
         .collect();
-    assert!(failed.iter().any(|n| n.starts_with("probe_443")), "{failed:?}");
-    assert!(failed.iter().any(|n| n.starts_with("probe_failed 443")), "{failed:?}");
+    assert!(
+        failed.iter().any(|n| n.starts_with("probe_443")),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().any(|n| n.starts_with("probe_failed 443")),
+        "{failed:?}"
+    );
 }
 
 #[test]
@@ -145,7 +166,10 @@ fn a_task_that_changes_on_the_second_apply_fails_idempotence_naming_it() {
         .expect("an idempotence check");
     assert!(!check.ok);
     let detail = check.detail.clone().unwrap().to_string();
-    assert!(detail.contains("base : Add the route (roles/base/tasks/main.yml:7)"), "{detail}");
+    assert!(
+        detail.contains("base : Add the route (roles/base/tasks/main.yml:7)"),
+        "{detail}"
+    );
     assert_eq!(outcome.report.result, RunResult::Failed);
     // Skipped on request.
     let rig = Rig::new();
@@ -158,7 +182,13 @@ fn a_task_that_changes_on_the_second_apply_fails_idempotence_naming_it() {
         },
     );
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
-    assert!(!outcome.report.checks.iter().any(|c| c.name == "idempotence"));
+    assert!(
+        !outcome
+            .report
+            .checks
+            .iter()
+            .any(|c| c.name == "idempotence")
+    );
 }
 
 #[test]
@@ -178,10 +208,20 @@ fn a_failed_verify_keeps_the_vm_and_writes_the_diagnostics_bundle() {
         .collect();
     assert_eq!(
         failed,
-        vec!["forward_chain_accepts_containers", "https_443_from_controller"]
+        vec![
+            "forward_chain_accepts_containers",
+            "https_443_from_controller"
+        ]
     );
     let vm = outcome.report.vm.clone().unwrap();
-    assert!(rig.machine.world.borrow().running.iter().any(|n| n.as_str() == vm));
+    assert!(
+        rig.machine
+            .world
+            .borrow()
+            .running
+            .iter()
+            .any(|n| n.as_str() == vm)
+    );
     let bundle = rig.sandbox.settings.diagnostics_root.join(&vm);
     for file in [
         "console.log",
@@ -194,7 +234,10 @@ fn a_failed_verify_keeps_the_vm_and_writes_the_diagnostics_bundle() {
         "state-after.json",
         "reboot-diff.txt",
     ] {
-        assert!(bundle.join(file).is_file(), "{file} missing from the bundle");
+        assert!(
+            bundle.join(file).is_file(),
+            "{file} missing from the bundle"
+        );
     }
 }
 
@@ -233,7 +276,10 @@ fn an_interrupt_in_each_phase_removes_the_vm_and_exits_with_the_signal() {
             outcome.error
         );
         assert_eq!(outcome.report.result, RunResult::Interrupted, "{phase}");
-        assert!(outcome.report.diagnostics.is_none(), "{phase}: no bundle on interrupt");
+        assert!(
+            outcome.report.diagnostics.is_none(),
+            "{phase}: no bundle on interrupt"
+        );
         rig.assert_nothing_left();
         interrupt::reset();
     }
@@ -263,10 +309,27 @@ fn a_guest_that_never_comes_back_after_the_reboot_is_kept_with_its_console() {
     rig.machine.world.borrow_mut().never_returns = true;
     let outcome = rig.it();
     assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
-    assert_eq!(outcome.report.result, RunResult::Failed, "a verdict on the host");
-    assert!(outcome.report.checks.iter().any(|c| c.name == "reboot_timeout" && !c.ok));
+    assert_eq!(
+        outcome.report.result,
+        RunResult::Failed,
+        "a verdict on the host"
+    );
+    assert!(
+        outcome
+            .report
+            .checks
+            .iter()
+            .any(|c| c.name == "reboot_timeout" && !c.ok)
+    );
     let vm = outcome.report.vm.clone().unwrap();
-    assert!(rig.machine.world.borrow().running.iter().any(|n| n.as_str() == vm));
+    assert!(
+        rig.machine
+            .world
+            .borrow()
+            .running
+            .iter()
+            .any(|n| n.as_str() == vm)
+    );
     let message = outcome.error.unwrap().to_string();
     assert!(message.contains("console.log"), "{message}");
 }
@@ -325,8 +388,16 @@ fn a_second_run_is_refused_naming_the_live_one_and_how_to_stop_it() {
         message.contains(first.name.as_str()) && message.contains("cargo xtask down"),
         "{message}"
     );
-    assert_eq!(rig.machine.world.borrow().booted.len(), 1, "nothing new booted");
-    assert_eq!(rig.machine.golden_asked.get(), 1, "the image was not asked for again");
+    assert_eq!(
+        rig.machine.world.borrow().booted.len(),
+        1,
+        "nothing new booted"
+    );
+    assert_eq!(
+        rig.machine.golden_asked.get(),
+        1,
+        "the image was not asked for again"
+    );
 }
 
 /// A VM kept with one backend is never removed by a run with another: its own backend is
@@ -339,8 +410,16 @@ fn a_kept_vm_of_one_backend_survives_a_run_with_the_other() {
     *rig.machine.libvirt.borrow_mut() = LibvirtProbe::Usable;
     rig.sandbox.settings.backend = boma_harness::BackendChoice::Libvirt;
     let outcome = rig.it();
-    assert_eq!(outcome.exit_class(), Some(ExitClass::Refused), "{:?}", outcome.error);
-    assert!(kept.dir.join("overlay.qcow2").is_file(), "the kept VM's files are still there");
+    assert_eq!(
+        outcome.exit_class(),
+        Some(ExitClass::Refused),
+        "{:?}",
+        outcome.error
+    );
+    assert!(
+        kept.dir.join("overlay.qcow2").is_file(),
+        "the kept VM's files are still there"
+    );
     assert!(rig.machine.world.borrow().running.contains(&kept.name));
     assert!(rig.machine.world.borrow().destroyed.is_empty());
 }
@@ -373,9 +452,15 @@ fn bad_input_is_refused_before_anything_is_created() {
     let sandbox = &rig.sandbox;
 
     let m = refused(&rig, "nosuch", CertTier::Internal);
-    assert!(m.contains("profiles/nosuch.json") && m.contains("askari, askari-red"), "{m}");
+    assert!(
+        m.contains("profiles/nosuch.json") && m.contains("askari, askari-red"),
+        "{m}"
+    );
 
-    sandbox.write("profiles/broken.json", "{\"groups\": [\"offsite_hosts\"],\n  \"applies\": [\n");
+    sandbox.write(
+        "profiles/broken.json",
+        "{\"groups\": [\"offsite_hosts\"],\n  \"applies\": [\n",
+    );
     let m = refused(&rig, "broken", CertTier::Internal);
     assert!(m.contains("profiles/broken.json:3:"), "{m}");
 
@@ -383,7 +468,10 @@ fn bad_input_is_refused_before_anything_is_created() {
  "extra_vars_files": ["overrides/askari.yml"], "mem_mib": 3072, "vcpus": 2, "published_ports": [443]"#;
     sandbox.write("profiles/typo.json", &format!("{good}, \"memory\": 1}}"));
     let m = refused(&rig, "typo", CertTier::Internal);
-    assert!(m.contains("profiles/typo.json:2:") && m.contains("memory"), "{m}");
+    assert!(
+        m.contains("profiles/typo.json:2:") && m.contains("memory"),
+        "{m}"
+    );
 
     // A name that cannot be a VM's costs nothing: no image fetched or built (it used to).
     sandbox.write("profiles/Ask_ari.json", &format!("{good}}}"));
@@ -395,7 +483,10 @@ fn bad_input_is_refused_before_anything_is_created() {
         &format!("{good}, \"verify\": [\"tests/verify/nosuch.yml\"]}}"),
     );
     let m = refused(&rig, "noverify", CertTier::Internal);
-    assert!(m.contains("tests/verify/nosuch.yml") && m.contains("does not exist"), "{m}");
+    assert!(
+        m.contains("tests/verify/nosuch.yml") && m.contains("does not exist"),
+        "{m}"
+    );
 
     sandbox.write("overrides/mesh-on.yml", "base__mesh_enabled: true\n");
     sandbox.write(
@@ -436,7 +527,10 @@ fn bad_input_is_refused_before_anything_is_created() {
         .borrow_mut()
         .push("cloud-localds".into());
     let m = refused(&rig, "askari", CertTier::Internal);
-    assert!(m.contains("cloud-localds") && m.contains("cloud-image-utils"), "{m}");
+    assert!(
+        m.contains("cloud-localds") && m.contains("cloud-image-utils"),
+        "{m}"
+    );
     rig.machine.missing_tools.borrow_mut().clear();
 
     rig.machine.available_mib.set(3000);
@@ -449,13 +543,22 @@ fn an_le_tier_without_a_vault_password_is_refused() {
     let _serial = serial();
     let rig = Rig::new();
     // A profile that pulls the registry image, so the tier combination itself is allowed.
-    rig.sandbox.write("overrides/registry.yml", "reverse_proxy__image_source: registry\n");
+    rig.sandbox.write(
+        "overrides/registry.yml",
+        "reverse_proxy__image_source: registry\n",
+    );
     let text = std::fs::read_to_string(rig.sandbox.settings.repo.join("profiles/askari.json"))
         .unwrap()
-        .replace("\"overrides/askari.yml\"", "\"overrides/askari.yml\", \"overrides/registry.yml\"");
+        .replace(
+            "\"overrides/askari.yml\"",
+            "\"overrides/askari.yml\", \"overrides/registry.yml\"",
+        );
     rig.sandbox.write("profiles/registry.json", &text);
     let m = refused(&rig, "registry", CertTier::LeStaging);
-    assert!(m.contains("le-staging") && m.contains("--vault-password-file"), "{m}");
+    assert!(
+        m.contains("le-staging") && m.contains("--vault-password-file"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -466,10 +569,16 @@ fn the_vault_password_never_reaches_the_report_or_the_diagnostics() {
     let vault = rig.sandbox.root.join("vault-pass");
     std::fs::write(&vault, format!("{secret}\n")).unwrap();
     rig.sandbox.settings.vault_password_file = Some(vault);
-    rig.sandbox.write("overrides/registry.yml", "reverse_proxy__image_source: registry\n");
+    rig.sandbox.write(
+        "overrides/registry.yml",
+        "reverse_proxy__image_source: registry\n",
+    );
     let text = std::fs::read_to_string(rig.sandbox.settings.repo.join("profiles/askari.json"))
         .unwrap()
-        .replace("\"overrides/askari.yml\"", "\"overrides/askari.yml\", \"overrides/registry.yml\"");
+        .replace(
+            "\"overrides/askari.yml\"",
+            "\"overrides/askari.yml\", \"overrides/registry.yml\"",
+        );
     rig.sandbox.write("profiles/registry.json", &text);
     // Whatever the guest prints as root carries the secret (as a leaked env file would).
     rig.machine.world.borrow_mut().says = Some(format!("GANDI_BEARER_TOKEN={secret}"));
@@ -489,7 +598,11 @@ fn the_vault_password_never_reaches_the_report_or_the_diagnostics() {
     let mut checked = 0;
     for entry in bundle.read_dir_utf8().unwrap().flatten() {
         let text = std::fs::read_to_string(entry.path()).unwrap();
-        assert!(!text.contains(secret), "{} leaks the vault password", entry.path());
+        assert!(
+            !text.contains(secret),
+            "{} leaks the vault password",
+            entry.path()
+        );
         checked += 1;
     }
     assert!(checked >= 8);
@@ -503,7 +616,11 @@ fn a_failed_inventory_write_after_boot_is_a_failure_not_a_refusal() {
     let rig = Rig::new();
     // The transient inventory links the real group_vars; without them the write fails after
     // the VM booted, which is not "nothing was created" (it used to exit 2).
-    let group_vars = rig.sandbox.settings.repo.join("inventories/production/group_vars");
+    let group_vars = rig
+        .sandbox
+        .settings
+        .repo
+        .join("inventories/production/group_vars");
     std::fs::remove_dir_all(&group_vars).unwrap();
     let outcome = rig.it();
     let error = outcome.error.expect("fails");

@@ -323,6 +323,9 @@ fn processes_reserving_at_once_never_exceed_the_budget() {
     let exe = std::env::current_exe().unwrap();
     let runs: Vec<_> = (0..CHILDREN)
         .map(|i| {
+            // This test binary itself, re-run as a child: a command line, not a tool, so it is
+            // built by hand and run through boma-exec all the same.
+            #[allow(clippy::disallowed_methods)]
             let mut command = std::process::Command::new(&exe);
             command
                 .args(["--exact", "reserver_child", "--ignored", "--nocapture"])
@@ -377,6 +380,8 @@ fn reserver_child() {
         ..fits(fit)
     };
     let outcome = store.reserve(&request(&format!("boma-it-proc-{id}")), &budget);
+    // The parent test reads the child's verdict from its stdout.
+    #[allow(clippy::print_stdout)]
     match &outcome {
         Ok(_) => println!("outcome: reserved"),
         Err(ReserveError::Refused(_)) => println!("outcome: refused"),

@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use boma_exec::interrupt;
+use boma_exec::{interrupt, say};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
@@ -151,7 +151,7 @@ impl Cache {
                 Ok(()) => break,
                 Err(fs::TryLockError::WouldBlock) => {
                     if !said {
-                        eprintln!("waiting for another boma run holding {path}");
+                        say!("waiting for another boma run holding {path}");
                         said = true;
                     }
                     // Polling rather than a blocking flock keeps Ctrl-C effective while waiting.
@@ -203,7 +203,7 @@ impl Cache {
 
         let part = self.dir.join(format!("{name}{PART}"));
         if part.exists() {
-            eprintln!("discarding {part}: a partial download from an earlier run is never trusted");
+            say!("discarding {part}: a partial download from an earlier run is never trusted");
             remove_if_present(&part)?;
         }
         let staged = self.stage_download(&agent, source, name, expected, &part);
@@ -223,7 +223,7 @@ impl Cache {
             discard_part(&part);
             return Err(e);
         }
-        eprintln!(
+        say!(
             "fetched {name}: {} in {:.1} s, sha512 ok",
             mib(fetched.bytes),
             fetched.elapsed.as_secs_f64()
@@ -287,18 +287,18 @@ impl Cache {
         let verdict = self.verify(name)?;
         match &verdict {
             Verification::Ok => {
-                eprintln!(
+                say!(
                     "using cached {name}: sha512 ok (verified in {:.1} s)",
                     started.elapsed().as_secs_f64()
                 );
                 return Ok(Some(self.image_path(name)));
             }
             Verification::Missing => {}
-            Verification::NoEntry => eprintln!(
+            Verification::NoEntry => say!(
                 "cached {name} has no entry in {}, so it cannot be verified: deleting it",
                 self.dir.join(CACHE_SUMS)
             ),
-            Verification::Mismatch { expected, actual } => eprintln!(
+            Verification::Mismatch { expected, actual } => say!(
                 "cached {name} is corrupt (sha512 {}…, expected {}…): deleting it",
                 &actual[..16],
                 &expected[..16]
@@ -408,7 +408,7 @@ impl Cache {
             rename_into(from, to)?;
         }
         self.commit(name, built, &sha512, &Origin::Built)?;
-        eprintln!("adopted {name}: {}, sha512 {}…", mib(size), &sha512[..16]);
+        say!("adopted {name}: {}, sha512 {}…", mib(size), &sha512[..16]);
         Ok(dest)
     }
 
@@ -538,7 +538,7 @@ impl Cache {
             Err(e) => return Err(io_err("read", &path)(e)),
         };
         Ok(parse_sums(&text).unwrap_or_else(|e| {
-            eprintln!("{path} is damaged ({e}): no cached image can be verified against it");
+            say!("{path} is damaged ({e}): no cached image can be verified against it");
             BTreeMap::new()
         }))
     }
@@ -670,7 +670,7 @@ fn rename_into(from: &Utf8Path, to: &Utf8Path) -> Result<(), CacheError> {
 /// Best-effort removal of a failed download; the error being returned matters more.
 fn discard_part(part: &Utf8Path) {
     if let Err(e) = remove_if_present(part) {
-        eprintln!("{e}");
+        say!("{e}");
     }
 }
 

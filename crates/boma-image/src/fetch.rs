@@ -1,5 +1,6 @@
 //! Reading a URL (http, https or a local file) as a stream, hashing it on the way through.
 
+use boma_exec::say;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
@@ -149,7 +150,7 @@ pub(crate) fn fetch_into(
     dest_path: &Utf8Path,
 ) -> Result<Fetched, CacheError> {
     let started = Instant::now();
-    eprintln!("fetching {url}");
+    say!("fetching {url}");
     let mut body = open(agent, url)?;
     let mut progress = Progress::new(name, body.len);
     let mut hasher = Sha512::new();

@@ -72,14 +72,14 @@ impl Progress {
                     *marks += 1;
                     match total {
                         Some(total) => {
-                            eprintln!(
+                            boma_exec::say!(
                                 "  {name}: {}% ({} of {})",
                                 mark * 100 / *total,
                                 mib(mark),
                                 mib(*total)
                             )
                         }
-                        None => eprintln!("  {name}: {} so far", mib(mark)),
+                        None => boma_exec::say!("  {name}: {} so far", mib(mark)),
                     }
                 }
             }

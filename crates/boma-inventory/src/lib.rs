@@ -30,6 +30,7 @@ mod scan;
 mod transient;
 
 pub use argv::{ConnectionPin, PLAYBOOKS_DIR, PlaybookRun, apply_argv, playbook_argv};
+pub use boma_name::{NameRefusal, VmName};
 pub use cert::{CertTier, UnknownCertTier};
 pub use connection::{
     BECOME_METHOD, ConnectionValue, ConnectionValueError, PYTHON_INTERPRETER, SSH_COMMON_ARGS,
@@ -48,7 +49,6 @@ pub use scan::{
     CONNECTION_PREFIXES, CONNECTION_VARS, ConnectionVar, ConnectionVarsError, find_connection_vars,
     is_connection_var, refuse_connection_vars,
 };
-pub use boma_name::{NameRefusal, VmName};
 pub use transient::{
     HostsYml, Refusal, TransientHost, WriteError, render_hosts_yml, write_inventory_dir,
 };

@@ -94,13 +94,17 @@ fn text_of(node: &Yaml, file: &str, key: &str) -> Result<String, PolicyError> {
 impl Policy {
     /// Parse the policy file's text.
     pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
-        let docs = Yaml::load_from_str(text).map_err(|e| error(file, format!("malformed yaml: {e}")))?;
+        let docs =
+            Yaml::load_from_str(text).map_err(|e| error(file, format!("malformed yaml: {e}")))?;
         let Some(doc) = docs.first() else {
             return Ok(Policy::default());
         };
         let mut policy = Policy::default();
         if let Some(required) = doc.as_mapping_get("required") {
-            for entry in required.as_sequence().ok_or_else(|| error(file, "`required` must be a list"))? {
+            for entry in required
+                .as_sequence()
+                .ok_or_else(|| error(file, "`required` must be a list"))?
+            {
                 let variable = text_of(entry, file, "variable")?;
                 let value = entry
                     .as_mapping_get("value")
@@ -114,15 +118,23 @@ impl Policy {
             }
         }
         if let Some(refused) = doc.as_mapping_get("refused") {
-            for entry in refused.as_sequence().ok_or_else(|| error(file, "`refused` must be a list"))? {
+            for entry in refused
+                .as_sequence()
+                .ok_or_else(|| error(file, "`refused` must be a list"))?
+            {
                 let when = entry
                     .as_mapping_get("when")
                     .and_then(Yaml::as_mapping)
-                    .ok_or_else(|| error(file, "each refused combination needs a `when` mapping"))?;
+                    .ok_or_else(|| {
+                        error(file, "each refused combination needs a `when` mapping")
+                    })?;
                 let mut values = BTreeMap::new();
                 for (key, value) in when {
-                    let key = key.as_str().ok_or_else(|| error(file, "`when` keys are variable names"))?;
-                    let value = scalar(value).ok_or_else(|| error(file, format!("`when.{key}` must be a scalar")))?;
+                    let key = key
+                        .as_str()
+                        .ok_or_else(|| error(file, "`when` keys are variable names"))?;
+                    let value = scalar(value)
+                        .ok_or_else(|| error(file, format!("`when.{key}` must be a scalar")))?;
                     values.insert(key.to_owned(), value);
                 }
                 policy.refused.push(Refused {
@@ -144,7 +156,8 @@ pub fn effective_values<'a>(
 ) -> Result<BTreeMap<String, (ScalarValue, String)>, PolicyError> {
     let mut values = BTreeMap::new();
     for (file, text) in files {
-        let docs = Yaml::load_from_str(text).map_err(|e| error(file, format!("malformed yaml: {e}")))?;
+        let docs =
+            Yaml::load_from_str(text).map_err(|e| error(file, format!("malformed yaml: {e}")))?;
         let Some(doc) = docs.first() else { continue };
         let map = match doc {
             Yaml::Mapping(map) => map,
@@ -191,11 +204,7 @@ pub fn violations(
             .iter()
             .all(|(k, v)| values.get(k).is_some_and(|(value, _)| value == v));
         if all {
-            let set: Vec<String> = rule
-                .when
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
+            let set: Vec<String> = rule.when.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             found.push(format!(
                 "this profile and cert tier cannot work together ({}): {}; {}",
                 set.join(", "),
@@ -243,12 +252,26 @@ refused:
     #[test]
     fn required_values_and_refused_combinations() {
         let policy = Policy::parse("policy.yml", POLICY).unwrap();
-        assert!(violations(&policy, &values(&[("o.yml", "base__mesh_enabled: false\n")])).is_empty());
+        assert!(
+            violations(
+                &policy,
+                &values(&[("o.yml", "base__mesh_enabled: false\n")])
+            )
+            .is_empty()
+        );
         let on = violations(&policy, &values(&[("o.yml", "base__mesh_enabled: true\n")]));
         assert_eq!(on.len(), 1);
-        assert!(on[0].contains("o.yml leaves `base__mesh_enabled: true`"), "{}", on[0]);
+        assert!(
+            on[0].contains("o.yml leaves `base__mesh_enabled: true`"),
+            "{}",
+            on[0]
+        );
         let unset = violations(&policy, &values(&[("o.yml", "x: 1\n")]));
-        assert!(unset[0].contains("do not set `base__mesh_enabled: false`"), "{}", unset[0]);
+        assert!(
+            unset[0].contains("do not set `base__mesh_enabled: false`"),
+            "{}",
+            unset[0]
+        );
         let combo = violations(
             &policy,
             &values(&[
@@ -257,10 +280,17 @@ refused:
             ]),
         );
         assert_eq!(combo.len(), 1);
-        assert!(combo[0].contains("no gandi module") && combo[0].contains("--certs internal"), "{}", combo[0]);
+        assert!(
+            combo[0].contains("no gandi module") && combo[0].contains("--certs internal"),
+            "{}",
+            combo[0]
+        );
         let half = violations(
             &policy,
-            &values(&[("o.yml", "base__mesh_enabled: false\nimage: debian\ndns: \"\"\n")]),
+            &values(&[(
+                "o.yml",
+                "base__mesh_enabled: false\nimage: debian\ndns: \"\"\n",
+            )]),
         );
         assert!(half.is_empty(), "{half:?}");
     }
@@ -268,16 +298,27 @@ refused:
     #[test]
     fn malformed_files_are_named() {
         let err = effective_values([("o.yml", "- a\n- b\n")]).unwrap_err();
-        assert!(err.to_string().starts_with("o.yml: extra vars must be a yaml mapping"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("o.yml: extra vars must be a yaml mapping"),
+            "{err}"
+        );
         let err = Policy::parse("p.yml", "required: 3\n").unwrap_err();
-        assert!(err.to_string().contains("`required` must be a list"), "{err}");
+        assert!(
+            err.to_string().contains("`required` must be a list"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_repos_policy_parses_and_requires_the_mesh_off() {
         let text = include_str!("../../../tests/integration/policy.yml");
         let policy = Policy::parse(POLICY_FILE, text).unwrap();
-        assert!(policy.required.iter().any(|r| r.variable == "base__mesh_enabled"
-            && r.value == ScalarValue::Bool(false)));
+        assert!(
+            policy
+                .required
+                .iter()
+                .any(|r| r.variable == "base__mesh_enabled" && r.value == ScalarValue::Bool(false))
+        );
     }
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use boma_inventory::{
-    Apply, CertTier, ConnectionPin, PlaybookRun, TransientHost, VmName, apply_argv,
-    host_names, playbook_argv, render_hosts_yml,
+    Apply, CertTier, ConnectionPin, PlaybookRun, TransientHost, VmName, apply_argv, host_names,
+    playbook_argv, render_hosts_yml,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;

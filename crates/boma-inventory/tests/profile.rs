@@ -81,7 +81,10 @@ fn ports_may_say_how_they_are_probed_and_profiles_name_their_checks() {
         "tests/catalogue/x.yml --tags docker_host,reverse_proxy"
     );
     for (bad, expected) in [
-        (r#"[{"port": 80, "probe": "ftp"}]"#, "each published port is a number or"),
+        (
+            r#"[{"port": 80, "probe": "ftp"}]"#,
+            "each published port is a number or",
+        ),
         (
             r#"[{"port": 80, "probe": "http", "name": "x"}]"#,
             "only for \"probe\": \"https\"",
@@ -96,7 +99,10 @@ fn ports_may_say_how_they_are_probed_and_profiles_name_their_checks() {
         assert!(message.contains(expected), "{bad}: {message}");
     }
     let message = error(&GOOD.replace("[443]", "[443],\n  \"verify\": [\"../x.yml\"]"));
-    assert!(message.contains("verify: `../x.yml` must be a path inside the repo"), "{message}");
+    assert!(
+        message.contains("verify: `../x.yml` must be a path inside the repo"),
+        "{message}"
+    );
 }
 
 #[test]

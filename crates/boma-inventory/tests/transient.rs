@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use boma_inventory::{
-    HostsYml, NameRefusal, Refusal, TransientHost, VmName, WriteError, host_names, render_hosts_yml,
-    write_inventory_dir,
+    HostsYml, NameRefusal, Refusal, TransientHost, VmName, WriteError, host_names,
+    render_hosts_yml, write_inventory_dir,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use saphyr::LoadableYamlNode as _;
@@ -76,7 +76,11 @@ fn every_real_host_is_refused_as_the_vm() {
     let real = real_hosts();
     for name in &real {
         let refusal = VmName::checked(name, &real).unwrap_err();
-        assert_eq!(refusal, NameRefusal::RealHost { name: name.clone() }, "{name}");
+        assert_eq!(
+            refusal,
+            NameRefusal::RealHost { name: name.clone() },
+            "{name}"
+        );
         // Case does not help a real host slip through.
         let upper = name.to_uppercase();
         assert!(VmName::checked(&upper, &real).is_err(), "{upper}");

@@ -168,7 +168,13 @@ mod tests {
 
     #[test]
     fn shape_rules() {
-        for bad in ["giraffe", "boma-it-", "boma-it-x-", "boma-it-A", "boma-it-a.b"] {
+        for bad in [
+            "giraffe",
+            "boma-it-",
+            "boma-it-x-",
+            "boma-it-A",
+            "boma-it-a.b",
+        ] {
             assert!(VmName::parse(bad).is_err(), "{bad}");
         }
         assert!(VmName::parse(&format!("boma-it-{}", "x".repeat(55))).is_ok());

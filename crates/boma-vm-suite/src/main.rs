@@ -5,6 +5,7 @@
 //! Usage: `vm-suite [--xtask <path>] [--baseline-runs N] <scenario>...` with scenarios
 //! `baseline`, `lifecycle`, `red`, `red-green`, `it`, `faults`, `libvirt` (inside `.ci/libvirt-netns`), or
 //! `all` (every QEMU scenario).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // A test runner: its report is its output.
 
 mod leftovers;
 mod scenarios;

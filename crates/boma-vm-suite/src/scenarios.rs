@@ -1,6 +1,5 @@
 //! The scenarios: each drives the real binary and checks real outcomes on a real guest.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
@@ -14,14 +13,15 @@ use crate::{Suite, Timing};
 
 /// The xtask binary as the scenarios run it: from the repo, on the QEMU backend unless a
 /// scenario asks for another with `--backend` (the flag wins over the environment).
-fn xtask_command(suite: &Suite, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(suite.xtask.as_std_path());
-    command
-        .args(args)
-        .current_dir(&suite.repo)
-        .env("BOMA_IT_BACKEND", "qemu")
-        .envs(env.iter().copied());
-    command
+fn xtask_run(suite: &Suite, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<boma_exec::Run> {
+    let sh = Shell::new()?;
+    sh.change_dir(&suite.repo);
+    let program = &suite.xtask;
+    let mut cmd = cmd!(sh, "{program} {args...}").env("BOMA_IT_BACKEND", "qemu");
+    for (key, value) in env {
+        cmd = cmd.env(key, value);
+    }
+    Ok(cmd.exec())
 }
 
 /// Run the xtask binary; return its exit code and what it printed on stdout.
@@ -608,7 +608,7 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
         !leftovers::count(&suite.repo).orphans.is_empty()
     })?;
     std::thread::sleep(Duration::from_secs(10));
-    signal(apply.id(), nix::sys::signal::Signal::SIGKILL)?;
+    signal(apply.pid(), nix::sys::signal::Signal::SIGKILL)?;
     let _ = wait_exit(&mut apply, Duration::from_secs(30))?;
     let left = leftovers::count(&suite.repo);
     eprintln!("after SIGKILL during apply: {}", left.describe());
@@ -682,7 +682,7 @@ fn interrupted_build(suite: &mut Suite) -> anyhow::Result<()> {
         || leftovers::build_has_loop_device(&cache) || matches!(build.try_wait(), Ok(Some(_))),
     );
     if let Err(e) = waited {
-        signal(build.id(), nix::sys::signal::Signal::SIGINT)?;
+        signal(build.pid(), nix::sys::signal::Signal::SIGINT)?;
         let _ = wait_exit(&mut build, Duration::from_secs(120));
         return Err(e);
     }
@@ -714,13 +714,13 @@ fn interrupted_build(suite: &mut Suite) -> anyhow::Result<()> {
 /// `limit`; the time it took is one of the faults scenario's timings.
 fn sigint_exits_130(
     suite: &mut Suite,
-    child: &mut std::process::Child,
+    child: &mut boma_exec::Started,
     command: &str,
     during: &str,
     limit: Duration,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    signal(child.id(), nix::sys::signal::Signal::SIGINT)?;
+    signal(child.pid(), nix::sys::signal::Signal::SIGINT)?;
     let code = wait_exit(child, limit)?;
     let took = started.elapsed();
     eprintln!(
@@ -739,21 +739,12 @@ fn sigint_exits_130(
     Ok(())
 }
 
-fn spawn(
-    suite: &Suite,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> anyhow::Result<std::process::Child> {
-    eprintln!("+ {} {} &", suite.xtask, args.join(" "));
-    Ok(xtask_command(suite, args, env).spawn()?)
+fn spawn(suite: &Suite, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<boma_exec::Started> {
+    Ok(xtask_run(suite, args, env)?.start()?)
 }
 
 fn xtask_env(suite: &Suite, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(i32, String)> {
-    let out = xtask_command(suite, args, env)
-        .exec()
-        .stream()
-        .allow_fail()
-        .run()?;
+    let out = xtask_run(suite, args, env)?.stream().allow_fail().run()?;
     Ok((out.status.code().unwrap_or(-1), out.stdout))
 }
 
@@ -766,7 +757,7 @@ fn signal(pid: u32, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> anyhow::Result<i32> {
+fn wait_exit(child: &mut boma_exec::Started, limit: Duration) -> anyhow::Result<i32> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait()? {

@@ -12,9 +12,9 @@ use boma_exec::{Captured, ExecError};
 use boma_name::VmName;
 use camino::Utf8Path;
 
+use crate::guest::ssh::SSH_FAILED;
 use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
 use crate::lifecycle::{Disks, SeedFiles};
-use crate::guest::ssh::SSH_FAILED;
 use crate::{Guest, RunRecord, SshTarget, VmError};
 
 /// The simulated machine and guest, shared by the fakes.
@@ -301,9 +301,12 @@ impl FakeGuest {
     /// the script contains, else an empty success.
     fn answer_script(&self, script: &str) -> Captured {
         let mut w = self.world.borrow_mut();
-        w.commands.push(format!("script: {}", script.lines().next().unwrap_or("")));
+        w.commands
+            .push(format!("script: {}", script.lines().next().unwrap_or("")));
         if script.contains("reboot-diff capture") && !w.captures.is_empty() {
-            let boot = (w.boot_count as usize).saturating_sub(1).min(w.captures.len() - 1);
+            let boot = (w.boot_count as usize)
+                .saturating_sub(1)
+                .min(w.captures.len() - 1);
             return captured(0, w.captures[boot].clone());
         }
         let answer = w

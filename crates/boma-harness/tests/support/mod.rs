@@ -32,7 +32,8 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// Real captures of a healthy askari before and after a real reboot (boma-state's fixtures).
-pub const ASKARI_BEFORE: &str = include_str!("../../../boma-state/tests/fixtures/askari/before.txt");
+pub const ASKARI_BEFORE: &str =
+    include_str!("../../../boma-state/tests/fixtures/askari/before.txt");
 pub const ASKARI_AFTER: &str = include_str!("../../../boma-state/tests/fixtures/askari/after.txt");
 
 /// What the fake `ansible-playbook` does for one run.
@@ -134,10 +135,20 @@ impl Provisioner for FakeMachine {
             origin: "cache".into(),
         })
     }
-    fn accel(&self, _golden: &Utf8Path, _cache: &Utf8Path, _scratch: &Utf8Path) -> Result<Accel, HarnessError> {
+    fn accel(
+        &self,
+        _golden: &Utf8Path,
+        _cache: &Utf8Path,
+        _scratch: &Utf8Path,
+    ) -> Result<Accel, HarnessError> {
         Ok(Accel::Tcg)
     }
-    fn pin(&self, golden: &Golden, run_dir: &Utf8Path, _cache: &Utf8Path) -> Result<Golden, HarnessError> {
+    fn pin(
+        &self,
+        golden: &Golden,
+        run_dir: &Utf8Path,
+        _cache: &Utf8Path,
+    ) -> Result<Golden, HarnessError> {
         // As the real pin does, the run directory exists from here on.
         std::fs::create_dir_all(run_dir).unwrap();
         std::fs::write(run_dir.join("golden.qcow2"), "golden").unwrap();

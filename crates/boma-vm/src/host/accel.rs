@@ -241,7 +241,9 @@ fn probe_kernel_runs(sh: &Shell, scratch: &Utf8Path, golden: &Utf8Path) -> Resul
     if let Some(pid) = pid {
         crate::host::procs::signal_vm(pid, PROBE_NAME, nix::sys::signal::Signal::SIGKILL);
         let gone_by = std::time::Instant::now() + Duration::from_secs(5);
-        while crate::host::procs::is_vm_process(pid, PROBE_NAME) && std::time::Instant::now() < gone_by {
+        while crate::host::procs::is_vm_process(pid, PROBE_NAME)
+            && std::time::Instant::now() < gone_by
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -15,9 +15,9 @@ use camino::Utf8Path;
 use nix::sys::signal::Signal;
 use xshell::{Shell, cmd};
 
-use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
 use crate::host::{ports, procs};
 use crate::hypervisor::qmp;
+use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
 use crate::{RunRecord, VmError};
 
 /// File names inside a VM's directory.

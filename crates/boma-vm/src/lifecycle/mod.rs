@@ -23,8 +23,7 @@ use crate::guest::ssh::SSH_FAILED;
 use crate::host::memory;
 use crate::run::prune;
 use crate::{
-    Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunRecord, Runs, SshTarget,
-    VmError,
+    Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunRecord, Runs, SshTarget, VmError,
 };
 
 /// The hypervisor backends, by kind: a recorded VM is asked about and removed by its own.
@@ -143,11 +142,7 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
     };
 
     let hypervisor = fx.hypervisor(fx.kind);
-    let boot = phase(format!(
-        "boot ({}, {})",
-        fx.kind,
-        req.accel.qemu_accel()
-    ));
+    let boot = phase(format!("boot ({}, {})", fx.kind, req.accel.qemu_accel()));
     let booted = match boot.close(hypervisor.boot(&spec)) {
         Ok(booted) => booted,
         Err(error) => {
@@ -449,36 +444,31 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
         "the guest did not return; its serial console is {}",
         record.console_log()
     );
-    let after = poll_until(
-        &fx.waits,
-        deadline,
-        what,
-        hint,
-        || {
-            ensure_running(hypervisor.as_ref(), record)?;
-            // A new DHCP lease may move the guest (libvirt): ask where it is before asking it.
-            if let Some(found) = hypervisor.address(record)? {
-                if found.ssh.host != record.ssh.host && !found.ssh.host.is_empty() {
-                    say!("    {} is now at {}", record.name, found.ssh.host);
-                    record.ssh.host = found.ssh.host;
-                    record.ssh.port = found.ssh.port;
-                    record.published = found.published;
-                }
-            }
-            // A check right after the reboot command can still reach the old boot: only a
-            // different boot_id proves the reboot.
-            let answer = fx.guest.run(
-                &record.ssh,
-                "cat /proc/sys/kernel/random/boot_id",
-                Duration::from_secs(30),
-                true,
-            );
-            Ok(answer.ok().and_then(|out| {
-                let id = out.stdout.trim();
-                (out.status.success() && is_boot_id(id) && id != before).then(|| id.to_owned())
-            }))
-        },
-    )?;
+    let after = poll_until(&fx.waits, deadline, what, hint, || {
+        ensure_running(hypervisor.as_ref(), record)?;
+        // A new DHCP lease may move the guest (libvirt): ask where it is before asking it.
+        if let Some(found) = hypervisor.address(record)?
+            && found.ssh.host != record.ssh.host
+            && !found.ssh.host.is_empty()
+        {
+            say!("    {} is now at {}", record.name, found.ssh.host);
+            record.ssh.host = found.ssh.host;
+            record.ssh.port = found.ssh.port;
+            record.published = found.published;
+        }
+        // A check right after the reboot command can still reach the old boot: only a
+        // different boot_id proves the reboot.
+        let answer = fx.guest.run(
+            &record.ssh,
+            "cat /proc/sys/kernel/random/boot_id",
+            Duration::from_secs(30),
+            true,
+        );
+        Ok(answer.ok().and_then(|out| {
+            let id = out.stdout.trim();
+            (out.status.success() && is_boot_id(id) && id != before).then(|| id.to_owned())
+        }))
+    })?;
     say!("    boot_id after:  {after}");
     record.boot_id = Some(after);
     fx.runs.save(record)?;

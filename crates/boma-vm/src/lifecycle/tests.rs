@@ -132,10 +132,7 @@ fn a_stale_run_whose_vm_is_gone_is_cleared_by_the_next_up() {
 #[test]
 fn another_test_vm_on_the_machine_is_refused_by_name() {
     let rig = Rig::new();
-    rig.world
-        .borrow_mut()
-        .running
-        .insert(vm("boma-it-other-9"));
+    rig.world.borrow_mut().running.insert(vm("boma-it-other-9"));
     let failure = up(&rig.fx(), &request("boma-it-askari-1")).unwrap_err();
     assert!(failure.error.is_preflight());
     assert!(failure.error.to_string().contains("boma-it-other-9"));
@@ -279,10 +276,7 @@ fn prune_removes_live_vms_orphaned_dirs_and_the_record() {
     let record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
     // An orphan directory from a crashed run, and a VM nobody recorded.
     std::fs::create_dir_all(rig.runs.vm_dir(&vm("boma-it-askari-0"))).unwrap();
-    rig.world
-        .borrow_mut()
-        .running
-        .insert(vm("boma-it-ghost-7"));
+    rig.world.borrow_mut().running.insert(vm("boma-it-ghost-7"));
     let report = prune(&rig.fx(), BackendKind::Qemu).unwrap();
     assert_eq!(
         report.vms,
@@ -324,7 +318,10 @@ fn a_live_vm_of_another_backend_is_refused_not_removed() {
     let message = failure.error.to_string();
     assert!(failure.error.is_preflight(), "{message}");
     assert!(message.contains("boma-it-askari-1"), "{message}");
-    assert!(kept.dir.join("overlay.qcow2").exists(), "the kept VM's files stay");
+    assert!(
+        kept.dir.join("overlay.qcow2").exists(),
+        "the kept VM's files stay"
+    );
     assert!(rig.world.borrow().running.contains(&kept.name));
     assert!(rig.world.borrow().destroyed.is_empty());
     assert_eq!(rig.runs.current().unwrap().unwrap().name, kept.name);

@@ -55,7 +55,11 @@ pub fn poll_until<T>(
                 hint,
             });
         }
-        interrupt::sleep(waits.poll.min(deadline.saturating_duration_since(Instant::now())))?;
+        interrupt::sleep(
+            waits
+                .poll
+                .min(deadline.saturating_duration_since(Instant::now())),
+        )?;
     }
 }
 
@@ -99,7 +103,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("the thing") && err.contains("look at the console"), "{err}");
+        assert!(
+            err.contains("the thing") && err.contains("look at the console"),
+            "{err}"
+        );
     }
 
     #[test]

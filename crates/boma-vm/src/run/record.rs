@@ -105,9 +105,8 @@ impl Runs {
     pub fn current(&self) -> Result<Option<RunRecord>, VmError> {
         let path = self.current_path();
         let name = match std::fs::read_to_string(&path) {
-            Ok(name) => VmName::parse(name.trim()).map_err(|e| {
-                VmError::Backend(format!("{path}: {e}; run `cargo xtask prune`"))
-            })?,
+            Ok(name) => VmName::parse(name.trim())
+                .map_err(|e| VmError::Backend(format!("{path}: {e}; run `cargo xtask prune`")))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(VmError::io(&path, e)),
         };
