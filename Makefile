@@ -5,13 +5,10 @@
 VENV       ?= .venv
 PYTHON     ?= python3
 ANSIBLE_BIN = $(VENV)/bin
-INVENTORY  ?= inventories/production/
-# Playbooks syntax-checked by lint-ansible.
-PLAYBOOKS  := $(wildcard playbooks/*.yml tests/verify/*.yml tests/catalogue/*.yml)
 # Raw-QEMU boots and harness `up`s the VM suite's baseline times (the median is reported).
 BASELINE_RUNS ?= 3
 
-.PHONY: venv lint-ansible test-templates
+.PHONY: venv test-templates
 
 # The stamp records which requirements.txt the venv was built from, so an edit re-installs.
 $(VENV)/.stamp: requirements.txt
@@ -22,15 +19,6 @@ $(VENV)/.stamp: requirements.txt
 
 ## venv: create .venv with the pinned Ansible, ansible-lint and yamllint
 venv: $(VENV)/.stamp
-
-## lint-ansible: yamllint, ansible-lint (production profile) and a syntax check of each playbook
-lint-ansible: venv
-	$(ANSIBLE_BIN)/yamllint --strict .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ansible-lint
-	@set -e; for p in $(PLAYBOOKS); do \
-		echo "+ ansible-playbook --syntax-check -i $(INVENTORY) $$p"; \
-		$(ANSIBLE_BIN)/ansible-playbook --syntax-check -i $(INVENTORY) $$p; \
-	done
 
 ## test-templates: render the real Caddyfile template per cert tier and diff it with the reviewed files
 test-templates: venv
@@ -71,7 +59,8 @@ doctor:
 test-integration-clean:
 	cargo xtask prune
 
-## lint: check-tags, cargo fmt --check, clippy -D warnings, yamllint, ansible-lint, playbook syntax
+## lint: check-tags, cargo fmt --check, clippy -D warnings, yamllint, ansible-lint, the syntax
+## check of every playbook a profile applies or verifies with (all inside `cargo xtask lint`)
 lint: venv
 	cargo xtask lint
 
