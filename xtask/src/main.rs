@@ -190,6 +190,23 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return edge::fail(&e),
     };
+    // Every process the harness spawns from here on is recorded, so that `prune` can later
+    // stop exactly those (by pid and start time), never an operator's.
+    if !matches!(command, Command::Doctor) {
+        let journal = settings.runs_root.join(boma_harness::steps::JOURNAL);
+        let recorded = std::fs::create_dir_all(&settings.runs_root)
+            .map_err(|e| HarnessError::io(&settings.runs_root, e))
+            .and_then(|()| {
+                boma_exec::journal::record_into(journal.as_std_path()).map_err(|e| {
+                    HarnessError::Refused(format!(
+                        "cannot record spawned processes in {journal}: {e}"
+                    ))
+                })
+            });
+        if let Err(e) = recorded {
+            return edge::fail(&e);
+        }
+    }
     match command {
         Command::It(args) => return it::run(&sh, &settings, args),
         Command::Doctor => {

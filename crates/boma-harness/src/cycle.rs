@@ -119,11 +119,14 @@ fn run(
     let inputs = preflight::inputs(ctx, host, options.tier, Needs::All)?;
     let run_id = vm::new_run_id();
     let new = preflight::new_vm(ctx, &inputs, &run_id)?;
-    let _lock = vm::runs(ctx).lock(&format!("cargo xtask it {host}"))?;
-    let prepared = vm::prepare(ctx, &inputs, &new)?;
+    let what = format!("cargo xtask it {host}");
+    // Shared: several runs (each its own VM) may go at once; `prune` waits for none of them.
+    let _lock = vm::runs(ctx).lock_shared(&what)?;
+    let prepared = vm::prepare(ctx, &inputs, &new, &what, false)?;
+    let mut prepared = prepared;
     report.backend = Some(new.backend.kind.to_string());
     report.accel = Some(format!("{:?}", prepared.accel).to_lowercase());
-    let mut record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden) {
+    let mut record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden, false) {
         Ok(record) => record,
         Err((error, Some(record))) => {
             report.vm = Some(record.name.to_string());
@@ -134,28 +137,53 @@ fn run(
         Err((error, None)) => return Err(error),
     };
     report.vm = Some(record.name.to_string());
-    let outcome = after_boot(ctx, &inputs, &mut record, options, report);
-    match outcome {
-        Ok(()) => {
-            if options.keep {
-                say!(
-                    "passed; keeping {} as asked (--keep): {}",
-                    record.name,
-                    record.ssh.shell_hint()
-                );
-            } else {
-                with_effects(ctx, record.backend, record.accel, |fx| {
-                    lifecycle::down(fx, &record)
-                })?;
-            }
+    if let Some(pid) = vm_pid(&record) {
+        let _ = prepared.reservation.vm_started(pid);
+    }
+    let outcome = match after_boot(ctx, &inputs, &mut record, options, report) {
+        Ok(()) if options.keep => {
+            say!(
+                "passed; keeping {} as asked (--keep): {}",
+                record.name,
+                record.ssh.shell_hint()
+            );
             Ok(())
         }
+        Ok(()) => with_effects(ctx, record.backend, record.accel, |fx| {
+            lifecycle::down(fx, &record)
+        })
+        .map_err(HarnessError::from),
         Err(error) => {
             report.diagnostics =
                 vm::after_failure(ctx, &record, &error, options.keep).map(|p| p.to_string());
             Err(error)
         }
+    };
+    // A kept VM keeps its memory reserved (until `down` or `prune`); a removed one frees it
+    // (the guard releases when dropped).
+    let kept = options.keep || error_keeps_vm(&outcome);
+    if kept && let Some(pid) = vm_pid(&record) {
+        let _ = prepared.reservation.keep_for_vm(pid);
     }
+    outcome
+}
+
+/// Whether a failure left the VM running (every failure but an interrupt does).
+fn error_keeps_vm(outcome: &Result<(), HarnessError>) -> bool {
+    outcome
+        .as_ref()
+        .err()
+        .is_some_and(|e| e.interrupted().is_none())
+}
+
+/// The VM's hypervisor process: QEMU's pid (recorded), or libvirt's QEMU found by name.
+fn vm_pid(record: &RunRecord) -> Option<u32> {
+    record.pid.or_else(|| {
+        boma_vm::host::procs::vm_processes()
+            .into_iter()
+            .find(|p| p.name == record.name)
+            .map(|p| p.pid)
+    })
 }
 
 /// Everything after the VM is up. The checks gathered so far stay in the report whatever

@@ -23,6 +23,10 @@ enum Pin {
     HostVars,
 }
 
+/// The spawn journal in the run directory: every process the harness started (pid, group,
+/// start time), so `prune` stops exactly those.
+pub const JOURNAL: &str = "spawned.jsonl";
+
 /// What every `ansible-playbook` run against one VM shares.
 pub struct PlaybookSet<'a> {
     pub inputs: &'a Inputs,
@@ -183,15 +187,32 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
     let _lock = runs.lock(&format!("cargo xtask up {host}"))?;
     let inputs = preflight::inputs(ctx, host, CertTier::Internal, Needs::Vm)?;
     let new = preflight::new_vm(ctx, &inputs, &vm::new_run_id())?;
-    let prepared = vm::prepare(ctx, &inputs, &new)?;
-    let record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden) {
+    let prepared = vm::prepare(ctx, &inputs, &new, &format!("cargo xtask up {host}"), true)?;
+    let record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden, true) {
         Ok(record) => record,
         Err((error, Some(record))) => {
-            vm::after_failure(ctx, &record, &error, false);
+            if vm::after_failure(ctx, &record, &error, false).is_some()
+                && let Some(pid) = record.pid
+            {
+                let _ = prepared.reservation.keep_for_vm(pid);
+            }
             return Err(error);
         }
         Err((error, None)) => return Err(error),
     };
+    // The VM outlives this command: its reservation goes with it (until `down` or `prune`).
+    let pid = record.pid.or_else(|| {
+        boma_vm::host::procs::vm_processes()
+            .into_iter()
+            .find(|p| p.name == record.name)
+            .map(|p| p.pid)
+    });
+    if let Some(pid) = pid {
+        prepared
+            .reservation
+            .keep_for_vm(pid)
+            .map_err(vm::reserve_error)?;
+    }
     let files = RunFiles::of(&record);
     files::write_run_files(ctx.repo(), &inputs, &record, &files)
         .map_err(|e| standalone_failure(ctx, &record, e))?;
@@ -322,6 +343,9 @@ pub fn down(ctx: &Ctx, keep: bool) -> Result<(), HarnessError> {
             lifecycle::down(fx, &record)
         }
     })?;
+    if !keep {
+        vm::release(ctx, &record.name);
+    }
     Ok(())
 }
 
@@ -347,6 +371,21 @@ pub fn prune(ctx: &Ctx) -> Result<(), HarnessError> {
     } else {
         &[BackendKind::Qemu]
     };
+    // First what the harness itself spawned and a killed harness left running (ansible,
+    // ssh): only processes recorded in the spawn journal, identified by pid and start time,
+    // SIGTERM first.
+    let journal = ctx.settings.runs_root.join(JOURNAL);
+    let stopped = match boma_host::stop::plan_from_journal(journal.as_std_path()) {
+        Ok(actions) => boma_host::stop::stop(&actions, boma_host::stop::GRACE),
+        Err(e) => {
+            say!("cannot read the spawn journal {journal}: {e}");
+            Vec::new()
+        }
+    };
+    for s in &stopped {
+        say!("{s}");
+    }
+    let _ = boma_host::stop::forget_exited(journal.as_std_path());
     for kind in kinds {
         let report = with_effects(ctx, *kind, Accel::Tcg, |fx| lifecycle::prune(fx, *kind))?;
         removed.extend(report.vms);
@@ -354,6 +393,9 @@ pub fn prune(ctx: &Ctx) -> Result<(), HarnessError> {
     }
     removed.sort();
     removed.dedup();
+    for name in &removed {
+        vm::release(ctx, name);
+    }
     step.done();
     if removed.is_empty() && dirs == 0 {
         say!("nothing to prune: no test VM, no run files");

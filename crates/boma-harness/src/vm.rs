@@ -9,6 +9,8 @@ use boma_vm::run::diagnostics;
 use boma_vm::{Accel, BackendKind, RunRecord, Runs};
 use camino::Utf8PathBuf;
 
+use boma_host::reserve::{self, Budget, ReservationRequest, Reservations, ReserveError, Reserved};
+
 use crate::files::RunFiles;
 use crate::golden::{Golden, ImageRequest};
 use crate::preflight::{Inputs, NewVm};
@@ -83,13 +85,23 @@ fn say_fleet_isolation(inputs: &Inputs) {
 pub struct Prepared {
     pub golden: Golden,
     pub accel: Accel,
+    /// The machine-wide reservation of this VM's memory: held while the run lasts.
+    pub reservation: Reserved,
 }
 
-/// One at a time and memory, then the golden image and the KVM verdict — in that order, so a
-/// refusal fetches, builds and probes nothing.
-pub fn prepare(ctx: &Ctx, inputs: &Inputs, new: &NewVm) -> Result<Prepared, HarnessError> {
+/// The VM's machine-wide reservation, the current run's state, then the golden image and the
+/// KVM verdict — in that order, so a refusal fetches, builds and probes nothing. `exclusive`:
+/// the VM is to become the checkout's one current VM (`up`).
+pub fn prepare(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    new: &NewVm,
+    what: &str,
+    exclusive: bool,
+) -> Result<Prepared, HarnessError> {
+    let reservation = reserve(ctx, inputs, new, what)?;
     with_effects(ctx, new.backend.kind, Accel::Tcg, |fx| {
-        lifecycle::preflight(fx, &new.name, inputs.profile.mem_mib, new.available_mib)
+        lifecycle::preflight(fx, exclusive)
     })?;
     say!("backend: {} ({})", new.backend.kind, new.backend.why);
     let request = ImageRequest::from_settings(ctx.settings);
@@ -108,7 +120,53 @@ pub fn prepare(ctx: &Ctx, inputs: &Inputs, new: &NewVm) -> Result<Prepared, Harn
         &ctx.settings.runs_root,
     )?;
     say!("acceleration: {}", accel.describe());
-    Ok(Prepared { golden, accel })
+    Ok(Prepared {
+        golden,
+        accel,
+        reservation,
+    })
+}
+
+/// Reserve the VM's memory machine-wide (race-free, across checkouts and parallel runs): its
+/// `mem_mib` plus QEMU's overhead under TCG (the translation cache alone is 1 GiB), within
+/// what the machine has available less a margin.
+fn reserve(ctx: &Ctx, inputs: &Inputs, new: &NewVm, what: &str) -> Result<Reserved, HarnessError> {
+    let store = Reservations::open(&ctx.settings.cache_dir).map_err(reserve_error)?;
+    let request = ReservationRequest {
+        vm: new.name.to_string(),
+        mem_mib: u64::from(inputs.profile.mem_mib),
+        overhead_mib: reserve::TCG_OVERHEAD_MIB,
+        vcpus: inputs.profile.vcpus,
+        checkout: ctx.settings.repo.clone(),
+        what: what.to_owned(),
+    };
+    let budget = Budget {
+        available_mib: new.available_mib,
+        margin_mib: reserve::MARGIN_MIB,
+        max_vms: usize::MAX,
+    };
+    let reserved = store.reserve(&request, &budget).map_err(reserve_error)?;
+    for stale in reserved.dropped_stale() {
+        say!("dropped a stale reservation: {}", stale.describe());
+    }
+    Ok(reserved)
+}
+
+/// A refusal is "nothing was created" (exit 2); a broken store is a failure.
+pub fn reserve_error(e: ReserveError) -> HarnessError {
+    match e {
+        ReserveError::Refused(refusal) => HarnessError::Refused(refusal.to_string()),
+        other => HarnessError::Refused(format!(
+            "the VM reservations in the image cache cannot be used: {other}"
+        )),
+    }
+}
+
+/// Release the reservation of a VM that is gone (`down`, `prune`).
+pub fn release(ctx: &Ctx, name: &boma_name::VmName) {
+    if let Ok(store) = Reservations::open(&ctx.settings.cache_dir) {
+        let _ = store.release(name.as_str());
+    }
 }
 
 /// Boot the VM from `base` (the golden image or a cached layer). A failure after boot keeps
@@ -119,6 +177,7 @@ pub fn boot(
     new: &NewVm,
     accel: Accel,
     base: &Golden,
+    exclusive: bool,
 ) -> Result<RunRecord, (HarnessError, Option<Box<RunRecord>>)> {
     let (key, public_key) = ctx
         .machine
@@ -173,7 +232,7 @@ pub fn boot(
         network_config,
         user: boma_cloudinit::DEFAULT_USER.to_owned(),
         key,
-        available_mib: new.available_mib,
+        exclusive,
     };
     with_effects(ctx, new.backend.kind, accel, |fx| {
         lifecycle::up(fx, &request)

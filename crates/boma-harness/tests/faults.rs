@@ -376,14 +376,13 @@ fn a_lock_file_left_by_a_crash_does_not_block() {
 }
 
 #[test]
-fn a_second_run_is_refused_naming_the_live_one_and_how_to_stop_it() {
+fn a_second_up_is_refused_naming_the_live_one_and_how_to_stop_it() {
     let _serial = serial();
     let rig = Rig::new();
     let first = boma_harness::up(&rig.ctx(), "askari").unwrap();
-    let outcome = rig.it();
-    assert_eq!(outcome.exit_class(), Some(ExitClass::Refused));
-    assert_eq!(outcome.report.result, RunResult::Refused);
-    let message = outcome.error.unwrap().to_string();
+    let error = boma_harness::up(&rig.ctx(), "askari").unwrap_err();
+    assert_eq!(error.class(), ExitClass::Refused);
+    let message = error.to_string();
     assert!(
         message.contains(first.name.as_str()) && message.contains("cargo xtask down"),
         "{message}"
@@ -393,35 +392,64 @@ fn a_second_run_is_refused_naming_the_live_one_and_how_to_stop_it() {
         1,
         "nothing new booted"
     );
-    assert_eq!(
-        rig.machine.golden_asked.get(),
-        1,
-        "the image was not asked for again"
-    );
+    assert_eq!(rig.sandbox.vm_dirs().len(), 1, "nothing new created");
 }
 
-/// A VM kept with one backend is never removed by a run with another: its own backend is
-/// asked whether it is alive (it used to be called stale and deleted).
+/// A run beside a live VM (kept by `up`, or another run's) leaves it alone: runs are bounded
+/// by the machine-wide memory reservation, not by one another.
 #[test]
-fn a_kept_vm_of_one_backend_survives_a_run_with_the_other() {
+fn a_run_beside_a_kept_vm_passes_and_leaves_it_alone() {
+    let _serial = serial();
+    let rig = Rig::new();
+    let kept = boma_harness::up(&rig.ctx(), "askari").unwrap();
+    let outcome = rig.it();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert!(rig.machine.world.borrow().running.contains(&kept.name));
+    assert_eq!(rig.sandbox.vm_dirs(), vec![kept.name.to_string()]);
+}
+
+/// A VM kept with one backend is never removed by a command using the other: its own backend
+/// is asked whether it is alive (it used to be called stale and deleted, overlay and all).
+#[test]
+fn a_kept_vm_of_one_backend_survives_a_command_with_the_other() {
     let _serial = serial();
     let mut rig = Rig::new();
     let kept = boma_harness::up(&rig.ctx(), "askari").unwrap();
     *rig.machine.libvirt.borrow_mut() = LibvirtProbe::Usable;
     rig.sandbox.settings.backend = boma_harness::BackendChoice::Libvirt;
+    let error = boma_harness::up(&rig.ctx(), "askari").unwrap_err();
+    assert_eq!(error.class(), ExitClass::Refused, "{error}");
+    assert!(error.to_string().contains(kept.name.as_str()), "{error}");
     let outcome = rig.it();
-    assert_eq!(
-        outcome.exit_class(),
-        Some(ExitClass::Refused),
-        "{:?}",
-        outcome.error
-    );
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
     assert!(
         kept.dir.join("overlay.qcow2").is_file(),
         "the kept VM's files are still there"
     );
     assert!(rig.machine.world.borrow().running.contains(&kept.name));
-    assert!(rig.machine.world.borrow().destroyed.is_empty());
+    assert!(!rig.machine.world.borrow().destroyed.contains(&kept.name));
+}
+
+/// Memory is reserved machine-wide: a run that does not fit beside the live ones is refused
+/// before anything is fetched or created, naming them.
+#[test]
+fn a_run_that_does_not_fit_beside_a_live_one_is_refused_naming_it() {
+    let _serial = serial();
+    let rig = Rig::new();
+    // Room for one askari (3072 MiB + QEMU's 1280 + the 1024 margin), not two.
+    rig.machine.available_mib.set(6000);
+    let kept = boma_harness::up(&rig.ctx(), "askari").unwrap();
+    let asked = rig.machine.golden_asked.get();
+    let outcome = rig.it();
+    let error = outcome.error.expect("refused");
+    assert_eq!(error.class(), ExitClass::Refused, "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(kept.name.as_str()) && message.contains("cargo xtask up askari"),
+        "{message}"
+    );
+    assert_eq!(rig.machine.golden_asked.get(), asked, "nothing fetched");
+    assert_eq!(rig.sandbox.vm_dirs().len(), 1);
 }
 
 /// Bad input: one clear line, exit status 2, nothing created, nothing fetched or built.
@@ -535,7 +563,10 @@ fn bad_input_is_refused_before_anything_is_created() {
 
     rig.machine.available_mib.set(3000);
     let m = refused(&rig, "askari", CertTier::Internal);
-    assert!(m.contains("3000 MiB is available"), "{m}");
+    assert!(
+        m.contains("3000 MiB is available") && m.contains("lower mem_mib"),
+        "{m}"
+    );
 }
 
 #[test]

@@ -94,7 +94,7 @@ impl Reservation {
     }
 
     /// One line naming it and how to stop it.
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let vm_pid = self
             .vm_process
             .map(|p| format!(", QEMU pid {}", p.pid))

@@ -137,7 +137,8 @@ impl Hypervisor for FakeBackend {
                 port: 2222,
             },
             published,
-            pid: Some(4242),
+            // A live process (the test itself), as a QEMU pid would be.
+            pid: Some(std::process::id()),
         })
     }
 

@@ -20,7 +20,6 @@ pub use disks::{Disks, RealDisks, SeedFiles, image_format};
 pub use wait::{Waits, poll_until};
 
 use crate::guest::ssh::SSH_FAILED;
-use crate::host::memory;
 use crate::run::prune;
 use crate::{
     Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunRecord, Runs, SshTarget, VmError,
@@ -68,8 +67,8 @@ pub struct UpRequest {
     /// The user and harness key cloud-init installs.
     pub user: String,
     pub key: Utf8PathBuf,
-    /// Memory available on the host (MiB), read by the caller, for the guard.
-    pub available_mib: u64,
+    /// Whether this VM becomes the checkout's one current VM (see [`preflight`]).
+    pub exclusive: bool,
 }
 
 /// Why `up` did not finish, and whether a VM exists that the caller must keep or remove.
@@ -80,47 +79,32 @@ pub struct UpFailure {
     pub record: Option<Box<RunRecord>>,
 }
 
-/// Refuse or clean up before creating anything: one run at a time, memory.
-pub fn preflight(
-    fx: &Effects,
-    name: &VmName,
-    mem_mib: u32,
-    available_mib: u64,
-) -> Result<(), VmError> {
-    if let Some(current) = fx.runs.current()? {
-        // Asked of the backend that runs it: another kind cannot see it, and would call a
-        // live VM stale.
-        let own = fx.hypervisor(current.backend);
-        if own.is_running(&current)? {
+/// Before creating anything: clear away a stale current run (its VM is gone), and, when the
+/// new VM is to become the checkout's one current VM (`exclusive`: `cargo xtask up`), refuse
+/// while the current one is live. How many VMs the machine runs at once is not decided here:
+/// the caller holds a machine-wide reservation (memory) for this VM.
+pub fn preflight(fx: &Effects, exclusive: bool) -> Result<(), VmError> {
+    let Some(current) = fx.runs.current()? else {
+        return Ok(());
+    };
+    // Asked of the backend that runs it: another kind cannot see it, and would call a live VM
+    // stale.
+    let own = fx.hypervisor(current.backend);
+    if own.is_running(&current)? {
+        if exclusive {
             return Err(VmError::Preflight(format!(
                 "a test VM is already live: {} (mirrors {}, {} backend); one at a time — stop it with `cargo xtask down`, or remove every test VM with `cargo xtask prune`",
                 current.name, current.host, current.backend
             )));
         }
-        // Its process is gone (a crash, a SIGKILL): the run is stale, clear it away.
-        say!(
-            "removing the stale run {} (its VM is no longer running)",
-            current.name
-        );
-        remove_vm(fx, &current.name, Some(&current))?;
+        return Ok(());
     }
-    let mut others: Vec<VmName> = Vec::new();
-    for kind in [BackendKind::Qemu, BackendKind::Libvirt] {
-        if kind == fx.kind || kind == BackendKind::Qemu {
-            others.extend(fx.hypervisor(kind).leftovers()?);
-        }
-    }
-    others.sort();
-    others.dedup();
-    if !others.is_empty() {
-        let names: Vec<&str> = others.iter().map(VmName::as_str).collect();
-        return Err(VmError::Preflight(format!(
-            "test VM(s) already running on this machine: {}; one at a time — `cargo xtask prune` removes them",
-            names.join(", ")
-        )));
-    }
-    memory::check_memory(name.as_str(), u64::from(mem_mib), available_mib)?;
-    Ok(())
+    // Its process is gone (a crash, a SIGKILL): the run is stale, clear it away.
+    say!(
+        "removing the stale run {} (its VM is no longer running)",
+        current.name
+    );
+    remove_vm(fx, &current.name, Some(&current))
 }
 
 /// Boot a VM for `req` and wait until SSH answers and cloud-init is done.
@@ -129,7 +113,7 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
         error,
         record: None,
     };
-    preflight(fx, &req.name, req.mem_mib, req.available_mib).map_err(no_vm)?;
+    preflight(fx, req.exclusive).map_err(no_vm)?;
     let dir = fx.runs.vm_dir(&req.name);
     std::fs::create_dir_all(&dir).map_err(|e| no_vm(VmError::io(&dir, e)))?;
     // From here on files exist: a failure before boot removes them.

@@ -53,6 +53,16 @@ pub struct Runs {
 #[derive(Debug)]
 pub struct RunsLock {
     _file: File,
+    /// A shared holder's own file, removed with the lock.
+    holder: Option<Utf8PathBuf>,
+}
+
+impl Drop for RunsLock {
+    fn drop(&mut self) {
+        if let Some(holder) = &self.holder {
+            let _ = std::fs::remove_file(holder);
+        }
+    }
 }
 
 impl Runs {
@@ -64,9 +74,22 @@ impl Runs {
         &self.root
     }
 
-    /// Take the run lock without waiting: a second harness command is refused, naming the
-    /// first. flock dies with its process, so a crash never leaves it stale.
+    /// Take the run lock exclusively, without waiting: a second harness command is refused,
+    /// naming the first (or the runs that hold it shared). flock dies with its process, so a
+    /// crash never leaves it stale. For commands that act on the current run or on every run
+    /// (`up`, `apply`, `reboot`, `assert`, `down`, `prune`).
     pub fn lock(&self, what: &str) -> Result<RunsLock, VmError> {
+        self.take(what, false)
+    }
+
+    /// Take the run lock shared: several `it` runs (each with its own VM) may hold it at once,
+    /// while a command that needs it exclusively (`prune`) waits for none of them and is
+    /// refused instead.
+    pub fn lock_shared(&self, what: &str) -> Result<RunsLock, VmError> {
+        self.take(what, true)
+    }
+
+    fn take(&self, what: &str, shared: bool) -> Result<RunsLock, VmError> {
         std::fs::create_dir_all(&self.root).map_err(|e| VmError::io(&self.root, e))?;
         let path = self.root.join(".lock");
         let mut file = std::fs::OpenOptions::new()
@@ -76,20 +99,63 @@ impl Runs {
             .truncate(false)
             .open(&path)
             .map_err(|e| VmError::io(&path, e))?;
-        match file.try_lock() {
+        let taken = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match taken {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let mut holders = self.holders();
+                if !shared {
+                    let exclusive = std::fs::read_to_string(&path).unwrap_or_default();
+                    if !exclusive.trim().is_empty() {
+                        holders.push(exclusive.trim().to_owned());
+                    }
+                }
                 return Err(VmError::Preflight(format!(
-                    "another boma harness command is running ({}); wait for it, or stop it with Ctrl-C",
-                    holder.trim()
+                    "another boma harness command is running in this checkout ({}); wait for it, or stop it with Ctrl-C",
+                    if holders.is_empty() {
+                        "a run".to_owned()
+                    } else {
+                        holders.join("; ")
+                    }
                 )));
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(VmError::io(&path, e)),
         }
-        file.set_len(0).map_err(|e| VmError::io(&path, e))?;
-        write!(file, "pid {}: {what}", std::process::id()).map_err(|e| VmError::io(&path, e))?;
-        Ok(RunsLock { _file: file })
+        let me = format!("pid {}: {what}", std::process::id());
+        let holder = if shared {
+            // Each shared holder says who it is in its own file.
+            let dir = self.root.join(".holders");
+            std::fs::create_dir_all(&dir).map_err(|e| VmError::io(&dir, e))?;
+            let holder = dir.join(std::process::id().to_string());
+            std::fs::write(&holder, &me).map_err(|e| VmError::io(&holder, e))?;
+            Some(holder)
+        } else {
+            file.set_len(0).map_err(|e| VmError::io(&path, e))?;
+            write!(file, "{me}").map_err(|e| VmError::io(&path, e))?;
+            None
+        };
+        Ok(RunsLock {
+            _file: file,
+            holder,
+        })
+    }
+
+    /// What the shared holders say about themselves (stale files of dead pids skipped).
+    fn holders(&self) -> Vec<String> {
+        let Ok(entries) = self.root.join(".holders").read_dir_utf8() else {
+            return Vec::new();
+        };
+        let mut found: Vec<String> = entries
+            .flatten()
+            .filter(|e| Utf8Path::new("/proc").join(e.file_name()).exists())
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        found.sort();
+        found
     }
 
     /// Where a VM's files live.
@@ -216,6 +282,19 @@ mod tests {
         assert_eq!(runs.vm_dirs().unwrap(), vec![rec.dir.clone()]);
         runs.clear_current().unwrap();
         assert!(runs.current().unwrap().is_none());
+    }
+
+    #[test]
+    fn shared_holders_coexist_and_keep_an_exclusive_taker_out_naming_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = Runs::new(Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap());
+        let first = runs.lock_shared("cargo xtask it askari").unwrap();
+        let second = runs.lock_shared("cargo xtask it ubongo").unwrap();
+        let err = runs.lock("cargo xtask prune").unwrap_err().to_string();
+        assert!(err.contains("cargo xtask it"), "{err}");
+        drop(first);
+        drop(second);
+        runs.lock("cargo xtask prune").unwrap();
     }
 
     #[test]
