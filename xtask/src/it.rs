@@ -151,6 +151,9 @@ pub fn run(sh: &xshell::Shell, settings: &Settings, args: ItArgs) -> ExitCode {
         let outcome = boma_harness::it(&ctx, &hosts[0], options);
         if let Some(e) = &outcome.error {
             edge::print_error(e);
+            if e.class() == ExitClass::Refused {
+                say_doctor_problems(sh, settings);
+            }
         }
         let class = outcome.exit_class();
         (vec![outcome.report], class)
@@ -181,6 +184,27 @@ pub fn run(sh: &xshell::Shell, settings: &Settings, args: ItArgs) -> ExitCode {
         None if report.result() == RunResult::Passed => ExitCode::SUCCESS,
         None => edge::exit(ExitClass::Failed),
         Some(class) => edge::exit(class),
+    }
+}
+
+/// When a run is refused, the doctor's lines for what this machine lacks (the same lines
+/// `cargo xtask doctor` prints), if it lacks anything.
+fn say_doctor_problems(sh: &xshell::Shell, settings: &Settings) {
+    let facts = boma_doctor::Facts::gather(
+        sh,
+        &settings.repo,
+        &settings.cache_dir,
+        &settings.runs_root,
+    );
+    let diagnosis = boma_doctor::diagnose_for(&facts, boma_doctor::Needs::All);
+    let problems: Vec<&boma_doctor::Line> = diagnosis.problems().collect();
+    if problems.is_empty() {
+        return;
+    }
+    say!("doctor: this machine cannot run the cycle yet:");
+    for line in problems {
+        let fix = line.fix.as_deref().map(|f| format!(" — {f}")).unwrap_or_default();
+        say!("  {}: {}{fix}", line.subject, line.text);
     }
 }
 

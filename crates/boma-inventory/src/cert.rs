@@ -13,7 +13,8 @@ pub enum CertTier {
     Internal,
     /// Let's Encrypt's staging CA, DNS-01 through Gandi.
     LeStaging,
-    /// Let's Encrypt's production CA, a wildcard certificate, DNS-01 through Gandi.
+    /// Let's Encrypt's production CA, DNS-01 through Gandi: certificates for the production
+    /// names themselves. Despite the historical name it requests no wildcard.
     LeProdWildcard,
 }
 
