@@ -43,6 +43,9 @@ pub struct ItArgs {
     /// Skip the second apply of every step (the idempotence check).
     #[arg(long)]
     pub no_idempotence: bool,
+    /// Ignore the cached disk layers: apply every step, store nothing (a clean cycle).
+    #[arg(long)]
+    pub fresh: bool,
     /// Write the JSON report here too (stdout always has it).
     #[arg(long, value_name = "PATH")]
     pub report: Option<Utf8PathBuf>,
@@ -190,12 +193,8 @@ pub fn run(sh: &xshell::Shell, settings: &Settings, args: ItArgs) -> ExitCode {
 /// When a run is refused, the doctor's lines for what this machine lacks (the same lines
 /// `cargo xtask doctor` prints), if it lacks anything.
 fn say_doctor_problems(sh: &xshell::Shell, settings: &Settings) {
-    let facts = boma_doctor::Facts::gather(
-        sh,
-        &settings.repo,
-        &settings.cache_dir,
-        &settings.runs_root,
-    );
+    let facts =
+        boma_doctor::Facts::gather(sh, &settings.repo, &settings.cache_dir, &settings.runs_root);
     let diagnosis = boma_doctor::diagnose_for(&facts, boma_doctor::Needs::All);
     let problems: Vec<&boma_doctor::Line> = diagnosis.problems().collect();
     if problems.is_empty() {
@@ -203,7 +202,11 @@ fn say_doctor_problems(sh: &xshell::Shell, settings: &Settings) {
     }
     say!("doctor: this machine cannot run the cycle yet:");
     for line in problems {
-        let fix = line.fix.as_deref().map(|f| format!(" — {f}")).unwrap_or_default();
+        let fix = line
+            .fix
+            .as_deref()
+            .map(|f| format!(" — {f}"))
+            .unwrap_or_default();
         say!("  {}: {}{fix}", line.subject, line.text);
     }
 }
@@ -398,6 +401,7 @@ fn child_args(host: &str, args: &ItArgs, report: &Utf8Path) -> Vec<String> {
         ("--keep", args.keep),
         ("--no-reboot", args.no_reboot),
         ("--no-idempotence", args.no_idempotence),
+        ("--fresh", args.fresh),
     ] {
         if on {
             out.push(flag.to_owned());

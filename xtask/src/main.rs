@@ -18,6 +18,7 @@ mod doctor;
 mod edge;
 mod image;
 mod it;
+mod layers;
 mod lint;
 mod substrate;
 
@@ -97,6 +98,10 @@ enum Command {
     /// The golden image cache: fetch, build, verify, list.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// The disk layers `it` keeps after each step (a cache, never removed by `prune`): list,
+    /// prune.
+    #[command(subcommand)]
+    Layers(layers::LayersCommand),
     /// Check this machine for the integration cycle: every tool with its version, KVM (and why
     /// not), memory, disk, libvirt, the image cache and the Ansible venv, one line each with
     /// its fix. Installs nothing. Exits 0 when `it` can run, 2 when it cannot.
@@ -221,8 +226,10 @@ fn main() -> ExitCode {
 }
 
 fn run(sh: &xshell::Shell, settings: &Settings, command: Command) -> Result<(), HarnessError> {
-    if let Command::Image(command) = command {
-        return image::run(sh, settings, command);
+    match command {
+        Command::Image(command) => return image::run(sh, settings, command),
+        Command::Layers(command) => return layers::run(settings, command),
+        _ => {}
     }
     let machine = RealMachine::new(sh, &settings.runs_root);
     let ctx = Ctx {
@@ -252,6 +259,7 @@ fn run(sh: &xshell::Shell, settings: &Settings, command: Command) -> Result<(), 
         Command::Prune => boma_harness::prune(&ctx),
         Command::It(_)
         | Command::Image(_)
+        | Command::Layers(_)
         | Command::CheckTags
         | Command::Lint
         | Command::Doctor
@@ -286,6 +294,9 @@ fn settings(repo: &Utf8Path, verbose: bool, command: &Command) -> Result<Setting
         },
         step_timeout: seconds_from_env("BOMA_IT_STEP_TIMEOUT")?,
         verbose,
+        // `BOMA_IT_LAYERS=off` turns them off everywhere (e.g. a CI job that must prove a
+        // clean cycle); `--fresh` for one run.
+        layers: std::env::var("BOMA_IT_LAYERS").as_deref() != Ok("off"),
     };
     let (image, backend, vault) = match command {
         Command::It(args) => (Some(&args.image), Some(&args.backend), Some(&args.vault)),
@@ -300,6 +311,11 @@ fn settings(repo: &Utf8Path, verbose: bool, command: &Command) -> Result<Setting
     }
     if let Some(backend) = backend {
         settings.backend = backend.backend;
+    }
+    if let Command::It(args) = command
+        && args.fresh
+    {
+        settings.layers = false;
     }
     if let Some(vault) = vault {
         settings.vault_password_file = vault.vault_password_file.clone();

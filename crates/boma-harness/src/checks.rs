@@ -77,6 +77,17 @@ pub fn from_idempotence(changed: &[ChangedTask], repo: &Utf8Path) -> CheckRecord
     )
 }
 
+/// The idempotence verdict a run with the same layers already reached (no step applied here).
+pub fn idempotence_cached(detail: String) -> CheckRecord {
+    record(
+        "idempotence",
+        CheckSource::Idempotence,
+        true,
+        "cached",
+        Some(json!(detail)),
+    )
+}
+
 /// After the reboot systemd must report `running`: `degraded` means a unit failed at boot.
 pub fn system_running(state: &str, failed_units: &[String]) -> CheckRecord {
     let ok = state == "running";

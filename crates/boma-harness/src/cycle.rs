@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::error::ExitClass;
 use crate::files::{self, RunFiles};
+use crate::layers::RunLayers;
 use crate::preflight::{self, Inputs, Needs};
 use crate::steps::{self, PlaybookSet};
 use crate::vm::{self, with_effects};
@@ -126,7 +127,26 @@ fn run(
     let mut prepared = prepared;
     report.backend = Some(new.backend.kind.to_string());
     report.accel = Some(format!("{:?}", prepared.accel).to_lowercase());
-    let mut record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden, false) {
+    // Layers: the deepest cached disk whose inputs match, unless asked not to or the tier puts a
+    // secret on the disk.
+    let mut layers = if ctx.settings.layers && !options.tier.needs_vault_secret() {
+        let planned = RunLayers::plan(ctx, &inputs, &prepared.golden)?;
+        report.layers = planned.uses.clone();
+        Some(planned)
+    } else {
+        if ctx.settings.layers {
+            say!(
+                "layers: off for the {} tier (its secret would stay on a cached disk)",
+                options.tier
+            );
+        }
+        None
+    };
+    let base = match &layers {
+        Some(l) => l.base().to_owned(),
+        None => vm::pin_for_run(ctx, &new, &prepared.golden)?,
+    };
+    let mut record = match vm::boot(ctx, &inputs, &new, prepared.accel, &base, false) {
         Ok(record) => record,
         Err((error, Some(record))) => {
             report.vm = Some(record.name.to_string());
@@ -140,7 +160,11 @@ fn run(
     if let Some(pid) = vm_pid(&record) {
         let _ = prepared.reservation.vm_started(pid);
     }
-    let outcome = match after_boot(ctx, &inputs, &mut record, options, report) {
+    let outcome = after_boot(ctx, &inputs, &mut record, options, &mut layers, report);
+    if let Some(l) = &layers {
+        report.layers = l.uses.clone();
+    }
+    let outcome = match outcome {
         Ok(()) if options.keep => {
             say!(
                 "passed; keeping {} as asked (--keep): {}",
@@ -193,24 +217,57 @@ fn after_boot(
     inputs: &Inputs,
     record: &mut RunRecord,
     options: ItOptions,
+    layers: &mut Option<RunLayers>,
     report: &mut RunReport,
 ) -> Result<(), HarnessError> {
     let files = RunFiles::of(record);
     files::write_run_files(ctx.repo(), inputs, record, &files)?;
     let _ = progress::fold_into(Some(files.ansible_log().as_std_path()));
-    {
-        let set = PlaybookSet::new(ctx, inputs, record, &files);
-        for apply in &inputs.profile.applies {
+    let steps_total = inputs.profile.applies.len();
+    let reused = layers.as_ref().map_or(0, RunLayers::reused_steps);
+    for (index, apply) in inputs.profile.applies.iter().enumerate() {
+        if index < reused {
+            progress::skipped(format!("apply {}", apply.label()));
+            continue;
+        }
+        {
+            let set = PlaybookSet::new(ctx, inputs, record, &files);
             steps::apply_step(ctx, &set, apply, None)?;
         }
-        if options.idempotence {
-            let changed = steps::idempotence(ctx, &set, &files)?;
-            report
-                .checks
-                .push(checks::from_idempotence(&changed, ctx.repo()));
-        } else {
-            progress::skipped("idempotence");
+        // A layer after each step but the last (whose layer is taken at the reboot): it needs
+        // a cleanly shut-down guest, so the VM is power-cycled here.
+        if let Some(run_layers) = layers.as_mut()
+            && index + 1 < steps_total
+        {
+            power_cycle_taking(ctx, record, run_layers, index)?;
+            files::write_run_files(ctx.repo(), inputs, record, &files)?;
         }
+    }
+    if options.idempotence {
+        let cached = layers
+            .as_ref()
+            .and_then(|l| l.idempotence_verdict(ctx))
+            .filter(|_| reused == steps_total);
+        match cached {
+            Some(detail) => {
+                say!("idempotence: {detail}");
+                progress::skipped("idempotence");
+                report.checks.push(checks::idempotence_cached(detail));
+            }
+            None => {
+                let set = PlaybookSet::new(ctx, inputs, record, &files);
+                let changed = steps::idempotence(ctx, &set, &files)?;
+                let check = checks::from_idempotence(&changed, ctx.repo());
+                if check.ok
+                    && let Some(run_layers) = layers.as_ref()
+                {
+                    run_layers.record_idempotence(ctx);
+                }
+                report.checks.push(check);
+            }
+        }
+    } else {
+        progress::skipped("idempotence");
     }
 
     let before = diff::capture(
@@ -224,9 +281,18 @@ fn after_boot(
         say!("--no-reboot: checking without a reboot (blind to reboot-survival bugs)");
         progress::skipped("reboot");
     } else {
-        let rebooted = with_effects(ctx, record.backend, record.accel, |fx| {
-            lifecycle::reboot(fx, record, RebootHow::Guest)
-        });
+        // With layers, the reboot is the power cycle that takes the last step's layer (from the
+        // cleanly shut-down guest); it is a real reboot all the same: a full shutdown, a new
+        // boot_id.
+        let rebooted = match layers.as_mut() {
+            Some(run_layers) if reused < steps_total => {
+                power_cycle_taking(ctx, record, run_layers, steps_total - 1)
+            }
+            _ => with_effects(ctx, record.backend, record.accel, |fx| {
+                lifecycle::reboot(fx, record, RebootHow::Guest)
+            })
+            .map(|_| ()),
+        };
         match rebooted {
             Ok(_) => report.rebooted = true,
             Err(e) => {
@@ -270,6 +336,19 @@ fn after_boot(
     } else {
         Err(HarnessError::ChecksFailed { failed })
     }
+}
+
+/// Power-cycle the VM, storing step `index`'s layer while it is off.
+fn power_cycle_taking(
+    ctx: &Ctx,
+    record: &mut RunRecord,
+    layers: &mut RunLayers,
+    index: usize,
+) -> Result<(), boma_vm::VmError> {
+    with_effects(ctx, record.backend, record.accel, |fx| {
+        lifecycle::power_cycle(fx, record, &mut |stopped| layers.take(ctx, stopped, index))
+    })
+    .map(|_| ())
 }
 
 /// A reboot that did not come back, as a check (`reboot_timeout`, `guest_gone`).

@@ -21,6 +21,7 @@ mod diff;
 mod error;
 mod files;
 pub mod golden;
+mod layers;
 mod machine;
 mod preflight;
 pub mod probe;

@@ -81,6 +81,8 @@ pub struct Settings {
     pub step_timeout: Option<Duration>,
     /// Show Ansible's output as it comes (`-v`) instead of folding it under the phase line.
     pub verbose: bool,
+    /// Reuse and store disk layers (off with `--fresh`).
+    pub layers: bool,
 }
 
 impl Settings {

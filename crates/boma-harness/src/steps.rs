@@ -188,7 +188,8 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
     let inputs = preflight::inputs(ctx, host, CertTier::Internal, Needs::Vm)?;
     let new = preflight::new_vm(ctx, &inputs, &vm::new_run_id())?;
     let prepared = vm::prepare(ctx, &inputs, &new, &format!("cargo xtask up {host}"), true)?;
-    let record = match vm::boot(ctx, &inputs, &new, prepared.accel, &prepared.golden, true) {
+    let base = vm::pin_for_run(ctx, &new, &prepared.golden)?;
+    let record = match vm::boot(ctx, &inputs, &new, prepared.accel, &base, true) {
         Ok(record) => record,
         Err((error, Some(record))) => {
             if vm::after_failure(ctx, &record, &error, false).is_some()

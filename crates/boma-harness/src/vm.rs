@@ -169,6 +169,22 @@ pub fn release(ctx: &Ctx, name: &boma_name::VmName) {
     }
 }
 
+/// Pin the golden image in the new VM's run directory: the run boots bytes that were verified
+/// and cannot change under it.
+pub fn pin_for_run(ctx: &Ctx, new: &NewVm, golden: &Golden) -> Result<Utf8PathBuf, HarnessError> {
+    let run_dir = ctx.settings.runs_root.join(new.name.as_str());
+    let pinned = ctx
+        .machine
+        .provisioner()
+        .pin(golden, &run_dir, &ctx.settings.cache_dir)?;
+    say!(
+        "pinned for this run: {} (sha512 {}…)",
+        pinned.path,
+        &pinned.sha512[..16.min(pinned.sha512.len())]
+    );
+    Ok(pinned.path)
+}
+
 /// Boot the VM from `base` (the golden image or a cached layer). A failure after boot keeps
 /// the VM (diagnostics collected) and hands it back; an interrupt removes it unless `keep`.
 pub fn boot(
@@ -176,7 +192,7 @@ pub fn boot(
     inputs: &Inputs,
     new: &NewVm,
     accel: Accel,
-    base: &Golden,
+    base: &camino::Utf8Path,
     exclusive: bool,
 ) -> Result<RunRecord, (HarnessError, Option<Box<RunRecord>>)> {
     let (key, public_key) = ctx
@@ -205,24 +221,11 @@ pub fn boot(
     });
     say_fleet_isolation(inputs);
     let run_dir = ctx.settings.runs_root.join(new.name.as_str());
-    let base = ctx
-        .machine
-        .provisioner()
-        .pin(base, &run_dir, &ctx.settings.cache_dir)
-        .map_err(|e| {
-            let _ = std::fs::remove_dir_all(&run_dir);
-            (e, None)
-        })?;
-    say!(
-        "pinned for this run: {} (sha512 {}…)",
-        base.path,
-        &base.sha512[..16.min(base.sha512.len())]
-    );
     let request = UpRequest {
         host: inputs.host.clone(),
         name: new.name.clone(),
         mac,
-        base_image: base.path.clone(),
+        base_image: base.to_owned(),
         mem_mib: inputs.profile.mem_mib,
         vcpus: inputs.profile.vcpus,
         published_ports: inputs.profile.ports(),

@@ -51,6 +51,8 @@ pub struct World {
     pub captures: Vec<String>,
     /// The guest has a route to the real fleet (the unreachable routes were lost).
     pub routed: bool,
+    /// Which VM answers on which ssh port.
+    pub by_port: BTreeMap<u16, VmName>,
     /// Every command the fake guest was asked to run.
     pub commands: Vec<String>,
     pub destroyed: Vec<VmName>,
@@ -131,10 +133,13 @@ impl Hypervisor for FakeBackend {
                 )
             })
             .collect();
+        // Each VM its own ssh port: the fake guest tells them apart by it.
+        let port = 2222 + w.booted.len() as u16;
+        w.by_port.insert(port, spec.name.clone());
         Ok(Booted {
             ssh: Endpoint {
                 host: "127.0.0.1".into(),
-                port: 2222,
+                port,
             },
             published,
             // A live process (the test itself), as a QEMU pid would be.
@@ -161,6 +166,22 @@ impl Hypervisor for FakeBackend {
                 Ok(true)
             }
         }
+    }
+
+    fn start(&self, record: &RunRecord) -> Result<Booted, VmError> {
+        let mut w = self.world.borrow_mut();
+        w.running.insert(record.name.clone());
+        w.kinds.insert(record.name.clone(), self.kind);
+        w.boot_count += 1;
+        w.unreachable_polls = if w.never_returns { u32::MAX } else { 2 };
+        Ok(Booted {
+            ssh: Endpoint {
+                host: record.ssh.host.clone(),
+                port: record.ssh.port,
+            },
+            published: record.published.clone(),
+            pid: record.pid,
+        })
     }
 
     fn is_running(&self, record: &RunRecord) -> Result<bool, VmError> {
@@ -213,7 +234,7 @@ pub struct FakeGuest {
 impl Guest for FakeGuest {
     fn run(
         &self,
-        _target: &SshTarget,
+        target: &SshTarget,
         command: &str,
         _timeout: Duration,
         _quiet: bool,
@@ -247,6 +268,13 @@ impl Guest for FakeGuest {
             "sudo systemctl reboot" => {
                 w.reboot();
                 captured(0, "")
+            }
+            "sudo systemctl poweroff" => {
+                // The guest shuts down and its hypervisor process ends.
+                if let Some(name) = w.by_port.get(&target.port).cloned() {
+                    w.running.remove(&name);
+                }
+                captured(SSH_FAILED, "")
             }
             "cat /proc/sys/kernel/random/boot_id" => captured(0, format!("{}\n", w.boot_id())),
             "systemctl is-system-running --wait" => captured(0, "running\n"),

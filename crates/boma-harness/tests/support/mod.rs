@@ -326,6 +326,8 @@ impl Sandbox {
             },
             step_timeout: None,
             verbose: false,
+            // Layers need real qemu-img images: the VM suite proves them.
+            layers: false,
         };
         Sandbox {
             _tmp: tmp,

@@ -321,6 +321,19 @@ impl Hypervisor for LibvirtBackend<'_> {
         Ok(true)
     }
 
+    fn start(&self, record: &RunRecord) -> Result<Booted, VmError> {
+        self.virsh(&["start", record.name.as_str()])?;
+        // The address comes with a lease again (possibly another): the lifecycle asks.
+        Ok(Booted {
+            ssh: Endpoint {
+                host: record.ssh.host.clone(),
+                port: record.ssh.port,
+            },
+            published: record.published.clone(),
+            pid: None,
+        })
+    }
+
     fn is_running(&self, record: &RunRecord) -> Result<bool, VmError> {
         Ok(self
             .domstate(record.name.as_str())

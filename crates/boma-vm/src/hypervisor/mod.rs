@@ -82,6 +82,24 @@ pub struct BootSpec {
     pub published_ports: Vec<u16>,
 }
 
+impl BootSpec {
+    /// The spec a recorded VM was booted with (its files live in its run directory).
+    pub fn of_record(record: &RunRecord) -> BootSpec {
+        BootSpec {
+            name: record.name.clone(),
+            dir: record.dir.clone(),
+            overlay: record.dir.join("overlay.qcow2"),
+            seed: record.dir.join("seed.img"),
+            console: record.console_log(),
+            mac: record.mac.clone(),
+            mem_mib: record.mem_mib,
+            vcpus: record.vcpus,
+            accel: record.accel,
+            published_ports: record.published.keys().copied().collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 impl BootSpec {
     /// The spec the backends' command-line snapshots are taken of.
@@ -132,6 +150,10 @@ pub trait Hypervisor {
     /// Start a reboot. Guest-initiated reboots for QEMU go through SSH, so the lifecycle
     /// handles [`RebootHow::Guest`] itself when this returns `Ok(false)`.
     fn reboot(&self, record: &RunRecord, how: RebootHow) -> Result<bool, VmError>;
+    /// Start a VM that was powered off (its disks, ports and console as when it was first
+    /// booted); return where it runs. The lifecycle uses it for a power cycle (a layer is taken
+    /// from the disk of a cleanly shut-down guest).
+    fn start(&self, record: &RunRecord) -> Result<Booted, VmError>;
     /// Whether the VM's hypervisor process/domain still exists.
     fn is_running(&self, record: &RunRecord) -> Result<bool, VmError>;
     /// Stop and undefine the VM. Idempotent: a VM already gone is success.

@@ -76,8 +76,11 @@ pub fn qemu_args(spec: &BootSpec, ports: &ForwardedPorts) -> Vec<String> {
         // Entropy for early-boot key generation (sshd host keys) without waiting on jitter.
         "-device".to_owned(),
         "virtio-rng-pci".to_owned(),
+        // Appended, so that a power cycle's second QEMU adds to the console log of the first.
+        "-chardev".to_owned(),
+        format!("file,id=console,path={},append=on", spec.console),
         "-serial".to_owned(),
-        format!("file:{}", spec.console),
+        "chardev:console".to_owned(),
         "-qmp".to_owned(),
         format!("unix:{dir}/{QMP_SOCKET},server=on,wait=off"),
         "-pidfile".to_owned(),
@@ -183,6 +186,31 @@ impl Hypervisor for QemuBackend<'_> {
                 Ok(true)
             }
         }
+    }
+
+    fn start(&self, record: &RunRecord) -> Result<Booted, VmError> {
+        // The same ports as the first boot: the record, the inventory and the probes name them.
+        let spec = BootSpec::of_record(record);
+        let forwarded = ForwardedPorts {
+            ssh: record.ssh.port,
+            published: record
+                .published
+                .iter()
+                .map(|(guest, ep)| (*guest, ep.port))
+                .collect(),
+        };
+        let args = qemu_args(&spec, &forwarded);
+        let sh = self.sh;
+        cmd!(sh, "qemu-system-x86_64 {args...}")
+            .exec()
+            .timeout(Duration::from_secs(60))
+            .run()?;
+        let pid = read_pid(&spec.dir.join(PIDFILE))?;
+        Ok(Booted {
+            ssh: endpoint_of(record),
+            published: record.published.clone(),
+            pid: Some(pid),
+        })
     }
 
     fn is_running(&self, record: &RunRecord) -> Result<bool, VmError> {

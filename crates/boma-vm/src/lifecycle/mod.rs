@@ -151,6 +151,7 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
         pid: booted.pid,
         mem_mib: req.mem_mib,
         vcpus: req.vcpus,
+        mac: req.mac.clone(),
         boot_id: None,
     };
     // Recorded before waiting, so that `down`, `prune` and diagnostics find it whatever happens.
@@ -413,8 +414,74 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
             )));
         }
     }
-    let limit = fx.waits.reboot;
-    let deadline = Instant::now() + limit;
+    wait_new_boot(fx, record, &before, Instant::now() + fx.waits.reboot)
+}
+
+/// A power cycle that is a real reboot too (a full shutdown, a new boot_id): the guest powers
+/// itself off cleanly, `between` runs on the stopped VM's disks (a layer is taken there, from a
+/// cleanly shut-down guest, never a crash-consistent disk), then the VM is started again.
+pub fn power_cycle(
+    fx: &Effects,
+    record: &mut RunRecord,
+    between: &mut dyn FnMut(&RunRecord) -> Result<(), VmError>,
+) -> Result<Rebooted, VmError> {
+    let step = phase("reboot (power cycle)");
+    let state = step.close(power_cycle_inner(fx, record, between))?;
+    Ok(Rebooted {
+        took: boma_exec::progress::records()
+            .last()
+            .map(|r| r.took)
+            .unwrap_or_default(),
+        system_state: state,
+    })
+}
+
+fn power_cycle_inner(
+    fx: &Effects,
+    record: &mut RunRecord,
+    between: &mut dyn FnMut(&RunRecord) -> Result<(), VmError>,
+) -> Result<String, VmError> {
+    let hypervisor = fx.hypervisor(record.backend);
+    let before = boot_id(fx, record)?;
+    say!("    boot_id before: {before}");
+    let out = fx.guest.run(
+        &record.ssh,
+        "sudo systemctl poweroff",
+        Duration::from_secs(60),
+        false,
+    )?;
+    if !(out.status.success() || out.status.code() == Some(SSH_FAILED)) {
+        return Err(VmError::Backend(format!(
+            "`sudo systemctl poweroff` failed on {}: {}",
+            record.name,
+            out.stderr.trim()
+        )));
+    }
+    let deadline = Instant::now() + fx.waits.reboot;
+    poll_until(
+        &fx.waits,
+        deadline,
+        format!("{} powering off", record.name),
+        format!("its serial console is {}", record.console_log()),
+        || Ok((!hypervisor.is_running(record)?).then_some(())),
+    )?;
+    between(record)?;
+    let booted = hypervisor.start(record)?;
+    record.pid = booted.pid;
+    fx.runs.save(record)?;
+    wait_new_boot(fx, record, &before, Instant::now() + fx.waits.reboot)
+}
+
+/// After a reboot was started: wait for SSH to answer with a boot_id other than `before`
+/// (re-reading the address, which a new lease may move), then for systemd to settle.
+fn wait_new_boot(
+    fx: &Effects,
+    record: &mut RunRecord,
+    before: &str,
+    deadline: Instant,
+) -> Result<String, VmError> {
+    let hypervisor = fx.hypervisor(record.backend);
+    let limit = deadline.saturating_duration_since(Instant::now());
     say!(
         "    polling: ssh {} -- cat /proc/sys/kernel/random/boot_id (up to {})",
         record.ssh.destination(),

@@ -331,3 +331,34 @@ fn a_stale_run_is_removed_by_its_own_backend() {
     assert!(!stale.dir.exists());
     assert_eq!(rig.world.borrow().destroyed, vec![stale.name.clone()]);
 }
+
+#[test]
+fn a_power_cycle_stops_the_vm_runs_between_on_its_disks_and_proves_a_new_boot() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let before = record.boot_id.clone();
+    let mut seen_running = None;
+    let world = Rc::clone(&rig.world);
+    power_cycle(&rig.fx(), &mut record, &mut |r| {
+        seen_running = Some(world.borrow().running.contains(&r.name));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen_running, Some(false), "`between` runs on a stopped VM");
+    assert_ne!(record.boot_id, before, "a new boot");
+    assert!(rig.world.borrow().running.contains(&record.name));
+    let commands = rig.world.borrow().commands.clone();
+    assert!(commands.contains(&"sudo systemctl poweroff".to_owned()));
+}
+
+#[test]
+fn a_failure_between_leaves_the_vm_stopped_and_says_why() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let err = power_cycle(&rig.fx(), &mut record, &mut |_| {
+        Err(VmError::Backend("layer store full".into()))
+    })
+    .unwrap_err();
+    assert_eq!(err.to_string(), "layer store full");
+    assert!(!rig.world.borrow().running.contains(&record.name));
+}

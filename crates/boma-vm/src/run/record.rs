@@ -33,6 +33,9 @@ pub struct RunRecord {
     pub pid: Option<u32>,
     pub mem_mib: u32,
     pub vcpus: u32,
+    /// The NIC's MAC (a power cycle starts the VM with the same one).
+    #[serde(default)]
+    pub mac: String,
     /// The guest's boot_id when last seen, to prove a reboot happened.
     pub boot_id: Option<String>,
 }
@@ -265,6 +268,7 @@ mod tests {
             pid: Some(42),
             mem_mib: 3072,
             vcpus: 2,
+            mac: "52:54:00:00:00:01".into(),
             boot_id: None,
         }
     }

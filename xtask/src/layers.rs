@@ -1,0 +1,108 @@
+//! `cargo xtask layers …`: the disk layers `it` keeps in the image cache — a cache, so `prune`
+//! never touches them; these commands do.
+#![allow(clippy::print_stdout)] // The listing is this command's result.
+
+use std::time::{Duration, SystemTime};
+
+use boma_harness::{HarnessError, Settings};
+use boma_layers::{LAYERS_DIR, LayerStore, StoreConfig, Timestamp};
+use clap::Subcommand;
+
+#[derive(Subcommand, Debug)]
+pub enum LayersCommand {
+    /// Every stored layer: key, profile, step, size, age, last use.
+    List,
+    /// Remove layers (all, or those not used for longer than --older-than); layers a live run
+    /// is using are kept.
+    Prune {
+        /// Only layers unused for this long: `3d`, `12h`, `90m`.
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        older_than: Option<Duration>,
+    },
+}
+
+/// `3d`, `12h`, `90m`, `45s`. Pure.
+pub fn parse_age(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not an age: write e.g. 3d, 12h, 90m"))?;
+    let secs = match unit {
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        "s" => n,
+        _ => return Err(format!("`{text}` is not an age: write e.g. 3d, 12h, 90m")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn store_error(e: impl std::fmt::Display) -> HarnessError {
+    HarnessError::Refused(format!("the layer store: {e}"))
+}
+
+pub fn run(settings: &Settings, command: LayersCommand) -> Result<(), HarnessError> {
+    let store = LayerStore::open(&settings.cache_dir.join(LAYERS_DIR), StoreConfig::default())
+        .map_err(store_error)?;
+    let now = Timestamp::from_system(SystemTime::now());
+    match command {
+        LayersCommand::List => {
+            let layers = store.list().map_err(store_error)?;
+            println!(
+                "{:<16} {:<22} {:>4} {:>9} {:>8} {:>9}  step",
+                "key", "profile", "#", "size", "age", "last use"
+            );
+            let mut total = 0;
+            for l in &layers {
+                total += l.size_bytes;
+                println!(
+                    "{:<16} {:<22} {:>4} {:>9} {:>8} {:>9}  {}",
+                    l.key.short(),
+                    l.profile,
+                    l.step_index + 1,
+                    format!("{} MiB", l.size_bytes / (1024 * 1024)),
+                    boma_exec::progress::human(l.created.age(now)),
+                    boma_exec::progress::human(l.last_used.age(now)),
+                    l.step_label
+                );
+            }
+            println!(
+                "{} layer(s), {} MiB of at most {} MiB",
+                layers.len(),
+                total / (1024 * 1024),
+                store.config().max_total_bytes / (1024 * 1024)
+            );
+        }
+        LayersCommand::Prune { older_than } => {
+            let removal = match older_than {
+                Some(age) => store.prune_older_than(age, now),
+                None => store.prune_all(),
+            }
+            .map_err(store_error)?;
+            println!(
+                "removed {} layer(s), {} MiB freed{}",
+                removal.removed.len(),
+                removal.freed_bytes / (1024 * 1024),
+                if removal.spared_busy.is_empty() {
+                    String::new()
+                } else {
+                    format!("; kept {} in use by a live run", removal.spared_busy.len())
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("3d"), Ok(Duration::from_secs(3 * 86_400)));
+        assert_eq!(parse_age("90m"), Ok(Duration::from_secs(5_400)));
+        assert!(parse_age("3 days").unwrap_err().contains("3d, 12h, 90m"));
+        assert!(parse_age("").is_err());
+    }
+}
