@@ -46,6 +46,10 @@ pub struct ItArgs {
     /// Ignore the cached disk layers: apply every step, store nothing (a clean cycle).
     #[arg(long)]
     pub fresh: bool,
+    /// Remove a failed run's VM once its diagnostics bundle is written (for CI, where nobody
+    /// logs in to it).
+    #[arg(long, conflicts_with = "keep")]
+    pub remove_failed: bool,
     /// Write the JSON report here too (stdout always has it).
     #[arg(long, value_name = "PATH")]
     pub report: Option<Utf8PathBuf>,
@@ -144,6 +148,7 @@ pub fn run(sh: &xshell::Shell, settings: &Settings, args: ItArgs) -> ExitCode {
         keep: args.keep,
         no_reboot: args.no_reboot,
         idempotence: !args.no_idempotence,
+        remove_failed: args.remove_failed,
     };
     let (runs, class) = if hosts.len() == 1 {
         let machine = RealMachine::new(sh, &settings.runs_root);
@@ -402,6 +407,7 @@ fn child_args(host: &str, args: &ItArgs, report: &Utf8Path) -> Vec<String> {
         ("--no-reboot", args.no_reboot),
         ("--no-idempotence", args.no_idempotence),
         ("--fresh", args.fresh),
+        ("--remove-failed", args.remove_failed),
     ] {
         if on {
             out.push(flag.to_owned());

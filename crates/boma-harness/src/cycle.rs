@@ -30,6 +30,9 @@ pub struct ItOptions {
     pub no_reboot: bool,
     /// Apply every step a second time and fail on any task that reports `changed`.
     pub idempotence: bool,
+    /// A failed run removes its VM once the diagnostics bundle is written (CI, the VM suite:
+    /// nobody will log in, the bundle holds the evidence). Default: keep it for inspection.
+    pub remove_failed: bool,
 }
 
 /// What one run of the cycle produced: its report, and the error that ended it (if any).
@@ -180,12 +183,26 @@ fn run(
         Err(error) => {
             report.diagnostics =
                 vm::after_failure(ctx, &record, &error, options.keep).map(|p| p.to_string());
+            if options.remove_failed && !options.keep && error.interrupted().is_none() {
+                say!(
+                    "--remove-failed: removing {} (the bundle keeps the evidence)",
+                    record.name
+                );
+                if let Err(e) = with_effects(ctx, record.backend, record.accel, |fx| {
+                    lifecycle::down(fx, &record)
+                }) {
+                    say!(
+                        "could not remove {}: {e}; run `cargo xtask prune`",
+                        record.name
+                    );
+                }
+            }
             Err(error)
         }
     };
     // A kept VM keeps its memory reserved (until `down` or `prune`); a removed one frees it
     // (the guard releases when dropped).
-    let kept = options.keep || error_keeps_vm(&outcome);
+    let kept = options.keep || (!options.remove_failed && error_keeps_vm(&outcome));
     if kept && let Some(pid) = vm_pid(&record) {
         let _ = prepared.reservation.keep_for_vm(pid);
     }

@@ -659,3 +659,21 @@ fn a_failed_inventory_write_after_boot_is_a_failure_not_a_refusal() {
     assert!(error.to_string().contains("group_vars"), "{error}");
     assert_eq!(rig.machine.world.borrow().booted.len(), 1);
 }
+
+#[test]
+fn remove_failed_writes_the_bundle_then_removes_the_vm() {
+    let _serial = serial();
+    let rig = Rig::new();
+    *rig.machine.playbook.borrow_mut() = verify_fails_red();
+    let outcome = rig.it_with(
+        "askari",
+        ItOptions {
+            remove_failed: true,
+            ..options()
+        },
+    );
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    let bundle = outcome.report.diagnostics.clone().expect("a bundle");
+    assert!(std::path::Path::new(&format!("{bundle}/reboot-diff.txt")).is_file());
+    rig.assert_nothing_left();
+}

@@ -423,6 +423,7 @@ pub fn options() -> ItOptions {
         keep: false,
         no_reboot: false,
         idempotence: true,
+        remove_failed: false,
     }
 }
 
