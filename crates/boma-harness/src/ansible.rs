@@ -24,6 +24,12 @@ pub struct PlaybookCall {
     pub timeout: Duration,
     /// Where the tasks that reported `changed` are appended (JSON lines).
     pub changes_file: Option<Utf8PathBuf>,
+    /// Where gathered facts are cached between the run's playbooks (`gathering = smart`):
+    /// "Gathering Facts" then runs once per boot instead of once per playbook. The harness
+    /// empties it at every reboot, so no fact outlives the boot it describes.
+    pub facts_dir: Option<Utf8PathBuf>,
+    /// Run with Mitogen's strategy (`BOMA_IT_MITOGEN=1`: measured, not the default).
+    pub mitogen: Option<Utf8PathBuf>,
 }
 
 /// `.venv/bin/ansible-playbook` when the Makefile's venv exists, else whatever is on PATH.
@@ -52,6 +58,18 @@ pub fn run(sh: &Shell, call: &PlaybookCall) -> Result<(), HarnessError> {
         .env("ANSIBLE_CONFIG", call.repo.join("ansible.cfg"))
         .env("ANSIBLE_NOCOLOR", "1")
         .env("PYTHONUNBUFFERED", "1");
+    if let Some(dir) = &call.facts_dir {
+        run = run
+            .env("ANSIBLE_GATHERING", "smart")
+            .env("ANSIBLE_CACHE_PLUGIN", "ansible.builtin.jsonfile")
+            .env("ANSIBLE_CACHE_PLUGIN_CONNECTION", dir)
+            .env("ANSIBLE_CACHE_PLUGIN_TIMEOUT", "86400");
+    }
+    if let Some(plugins) = &call.mitogen {
+        run = run
+            .env("ANSIBLE_STRATEGY_PLUGINS", plugins)
+            .env("ANSIBLE_STRATEGY", "mitogen_linear");
+    }
     if let Some(file) = &call.changes_file {
         run = run
             .env(

@@ -257,6 +257,7 @@ fn after_boot(
             && index + 1 < steps_total
         {
             power_cycle_taking(ctx, record, run_layers, index)?;
+            files.forget_facts();
             files::write_run_files(ctx.repo(), inputs, record, &files)?;
         }
     }
@@ -310,6 +311,7 @@ fn after_boot(
             })
             .map(|_| ()),
         };
+        files.forget_facts();
         match rebooted {
             Ok(_) => report.rebooted = true,
             Err(e) => {

@@ -59,6 +59,15 @@ impl RunFiles {
     pub fn reboot_diff(&self) -> Utf8PathBuf {
         self.dir.join("reboot-diff.txt")
     }
+    /// Ansible's fact cache for this boot of the VM.
+    pub fn facts(&self) -> Utf8PathBuf {
+        self.dir.join("facts")
+    }
+
+    /// Forget the cached facts: the guest rebooted, so they describe a boot that is over.
+    pub fn forget_facts(&self) {
+        let _ = std::fs::remove_dir_all(self.facts());
+    }
 
     /// The files a diagnostics bundle copies, when they exist.
     pub fn evidence(&self) -> Vec<Utf8PathBuf> {

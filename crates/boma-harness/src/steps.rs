@@ -93,8 +93,27 @@ impl<'a> PlaybookSet<'a> {
             args,
             timeout: self.timeout,
             changes_file: changes.map(Utf8Path::to_owned),
+            facts_dir: Some(self.files.facts()),
+            mitogen: mitogen_plugins(ctx),
         }
     }
+}
+
+/// Mitogen's strategy plugins in the venv, when `BOMA_IT_MITOGEN=1` asks for them.
+fn mitogen_plugins(ctx: &Ctx) -> Option<Utf8PathBuf> {
+    if std::env::var("BOMA_IT_MITOGEN").as_deref() != Ok("1") {
+        return None;
+    }
+    let lib = ctx.repo().join(".venv/lib");
+    let python = lib
+        .read_dir_utf8()
+        .ok()?
+        .flatten()
+        .find(|e| e.file_name().starts_with("python"))?;
+    let plugins = python
+        .path()
+        .join("site-packages/ansible_mitogen/plugins/strategy");
+    plugins.is_dir().then_some(plugins)
 }
 
 /// Apply one step of the profile.
