@@ -16,6 +16,7 @@
 //! shut the guest down cleanly and [`LayerStore::insert`] its disk.
 
 mod chain;
+mod error;
 pub mod key;
 mod lock;
 pub mod path;

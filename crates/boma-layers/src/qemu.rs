@@ -5,7 +5,7 @@ use boma_exec::CmdExt as _;
 use camino::Utf8Path;
 use xshell::{Shell, cmd};
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// What the store reads from `qemu-img info`.
 #[derive(Debug, Clone, PartialEq, Eq)]

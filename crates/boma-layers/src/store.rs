@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use boma_exec::ExecError;
-use boma_exec::interrupt::Interrupted;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::StoreError;
 use crate::key::{LayerKey, MISS_REASONS_SHOWN, Recipe, explain_miss};
 use crate::lock::{self, LockError, Locked, Mode};
 use crate::plan::{LayerInfo, PruneScope, RemovalPlan, Timestamp, plan_eviction, plan_prune};
@@ -342,44 +342,6 @@ pub struct Inserted {
     pub stored: bool,
     /// What the size bound evicted afterwards.
     pub evicted: Removal,
-}
-
-/// Why a store operation failed (as opposed to a layer being absent or defective, which is a
-/// normal answer).
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: Utf8PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{path} is not valid utf-8: put the image cache under a utf-8 path")]
-    NotUtf8 { path: String },
-    #[error(transparent)]
-    Exec(#[from] ExecError),
-    #[error(transparent)]
-    Interrupted(#[from] Interrupted),
-    #[error("cannot start a shell for qemu-img: {0}")]
-    Shell(String),
-    #[error("unexpected `qemu-img info` output for {path}: {reason}")]
-    QemuImgOutput { path: Utf8PathBuf, reason: String },
-    #[error("{path} is a {format} image; only qcow2 overlays can become layers")]
-    OverlayNotQcow2 { path: Utf8PathBuf, format: String },
-    #[error(
-        "{overlay} is backed by {}, not {expected}: create the step's overlay on the parent layer (or the golden image for the first step)",
-        found.as_deref().unwrap_or("nothing")
-    )]
-    OverlayBacking {
-        overlay: Utf8PathBuf,
-        found: Option<String>,
-        expected: Utf8PathBuf,
-    },
-    #[error(
-        "parent layer {key} is not in the store: hold the chain's layers while the vm runs, then insert"
-    )]
-    ParentMissing { key: LayerKey },
 }
 
 fn io_err(action: &'static str, path: &Utf8Path) -> impl FnOnce(io::Error) -> StoreError {

@@ -2,7 +2,7 @@
 //! finding's display text (`unit_inactive apt-daily.service`), each with why; and a profile's
 //! own patterns on top.
 
-use crate::diff::{Finding, Reason};
+use crate::finding::{Finding, Reason};
 
 /// One built-in pattern and why it is safe to ignore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

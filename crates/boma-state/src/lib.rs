@@ -20,6 +20,7 @@
 
 mod capture;
 mod diff;
+mod finding;
 mod ignore;
 mod model;
 mod nft;
@@ -27,7 +28,8 @@ mod parse;
 mod render;
 
 pub use capture::{CAPTURE_SCRIPT, ParseError};
-pub use diff::{Finding, Reason, RebootDiff, diff};
+pub use diff::{RebootDiff, diff};
+pub use finding::{Finding, Reason};
 pub use ignore::{BUILTIN_IGNORES, BuiltinIgnore, Ignore, IgnoreError};
 pub use model::{
     BaseChain, Chain, Container, GuestState, Listener, Mount, PortRange, ProbeResult, Route,

@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use crate::diff::{Finding, RebootDiff};
+use crate::diff::RebootDiff;
+use crate::finding::Finding;
 
 /// A header with counts, then `LOST  …` and `NEW   …` lines (details indented below each), the
 /// number of ignored findings, and the parts that could not be compared.
