@@ -256,35 +256,45 @@ impl Run {
         self.command
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .process_group(0);
-        let mut child = self.spawn_child()?;
-        if let Err(source) = journal::record_spawn(child.id(), &self.display) {
-            stop(&mut child);
-            return Err(ExecError::Journal {
-                cmd: self.display,
-                source,
-            });
-        }
+            .stderr(Stdio::inherit());
+        let child = self.spawn_child()?;
         Ok(Started {
             child,
             display: self.display,
         })
     }
 
-    // The one place boma spawns a process: every path above goes through here.
+    /// The one place boma spawns a process: in its own process group (a timeout or an
+    /// interrupt stops the command and everything it started, such as ansible's ssh
+    /// connections, and a terminal's Ctrl-C reaches only the harness, which then stops the
+    /// command in order), and recorded in the spawn journal before anything else can fail or
+    /// wait, so that a harness killed with SIGKILL leaves a process `prune` can name by pid and
+    /// start time.
     #[allow(clippy::disallowed_methods)]
     fn spawn_child(&mut self) -> Result<Child, ExecError> {
-        match self.command.spawn() {
-            Ok(child) => Ok(child),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ExecError::NotFound {
-                program: self.program.clone(),
-            }),
-            Err(source) => Err(ExecError::Spawn {
+        self.command.process_group(0);
+        let mut child = match self.command.spawn() {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ExecError::NotFound {
+                    program: self.program.clone(),
+                });
+            }
+            Err(source) => {
+                return Err(ExecError::Spawn {
+                    cmd: self.display.clone(),
+                    source,
+                });
+            }
+        };
+        if let Err(source) = journal::record_spawn(child.id(), &self.display) {
+            stop(&mut child);
+            return Err(ExecError::Journal {
                 cmd: self.display.clone(),
                 source,
-            }),
+            });
         }
+        Ok(child)
     }
 
     /// Run to completion (or timeout, or interrupt).
@@ -308,21 +318,8 @@ impl Run {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a timeout or interrupt stops the command and everything
-            // it started (ansible's ssh connections), and a terminal's Ctrl-C reaches only the
-            // harness, which then stops the command in order.
-            .process_group(0);
+            .stderr(Stdio::piped());
         let mut child = self.spawn_child()?;
-        // Recorded before anything else can fail or wait: from here on, a harness killed
-        // with SIGKILL leaves a process that `prune` can name by pid and start time.
-        if let Err(source) = journal::record_spawn(child.id(), &self.display) {
-            stop(&mut child);
-            return Err(ExecError::Journal {
-                cmd: self.display,
-                source,
-            });
-        }
         if let Some(bytes) = self.stdin.take() {
             let mut pipe = child.stdin.take().expect("stdin was piped");
             // A writer thread: a command that does not read all its input must not block us.

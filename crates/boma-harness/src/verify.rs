@@ -37,22 +37,6 @@ impl VerifyResults {
     pub fn passed(&self) -> bool {
         !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
     }
-
-    /// One line per check, for the operator.
-    pub fn summary(&self) -> String {
-        self.checks
-            .iter()
-            .map(|c| {
-                let mark = if c.ok { "PASS" } else { "FAIL" };
-                let reason = c
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default();
-                format!("  {mark} {}{reason}\n", c.name)
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -75,7 +59,8 @@ mod tests {
                 "https_443_from_controller"
             ]
         );
-        insta::assert_snapshot!("verify_summary_red", results.summary());
+        let summary = crate::checks::summary(&crate::checks::from_verify(&results));
+        insta::assert_snapshot!("verify_summary_red", summary);
     }
 
     #[test]

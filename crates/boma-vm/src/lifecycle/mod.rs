@@ -399,22 +399,26 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
     let before = boot_id(fx, record)?;
     say!("    boot_id before: {before}");
     if !hypervisor.reboot(record, how)? {
-        // Guest-initiated through SSH: the connection may drop before systemctl returns (255).
-        let out = fx.guest.run(
-            &record.ssh,
-            "sudo systemctl reboot",
-            Duration::from_secs(60),
-            false,
-        )?;
-        if !(out.status.success() || out.status.code() == Some(SSH_FAILED)) {
-            return Err(VmError::Backend(format!(
-                "`sudo systemctl reboot` failed on {}: {}",
-                record.name,
-                out.stderr.trim()
-            )));
-        }
+        going_down(fx, record, "sudo systemctl reboot")?;
     }
     wait_new_boot(fx, record, &before, Instant::now() + fx.waits.reboot)
+}
+
+/// Ask the guest to go down (`command`: reboot or poweroff, as an operator would). The
+/// connection may drop before systemctl returns: ssh's own failure (255) is not an error.
+fn going_down(fx: &Effects, record: &RunRecord, command: &str) -> Result<(), VmError> {
+    let out = fx
+        .guest
+        .run(&record.ssh, command, Duration::from_secs(60), false)?;
+    if out.status.success() || out.status.code() == Some(SSH_FAILED) {
+        Ok(())
+    } else {
+        Err(VmError::Backend(format!(
+            "`{command}` failed on {}: {}",
+            record.name,
+            out.stderr.trim()
+        )))
+    }
 }
 
 /// A power cycle that is a real reboot too (a full shutdown, a new boot_id): the guest powers
@@ -444,19 +448,7 @@ fn power_cycle_inner(
     let hypervisor = fx.hypervisor(record.backend);
     let before = boot_id(fx, record)?;
     say!("    boot_id before: {before}");
-    let out = fx.guest.run(
-        &record.ssh,
-        "sudo systemctl poweroff",
-        Duration::from_secs(60),
-        false,
-    )?;
-    if !(out.status.success() || out.status.code() == Some(SSH_FAILED)) {
-        return Err(VmError::Backend(format!(
-            "`sudo systemctl poweroff` failed on {}: {}",
-            record.name,
-            out.stderr.trim()
-        )));
-    }
+    going_down(fx, record, "sudo systemctl poweroff")?;
     let deadline = Instant::now() + fx.waits.reboot;
     poll_until(
         &fx.waits,
