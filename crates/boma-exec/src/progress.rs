@@ -71,6 +71,8 @@ struct State {
     /// Phases running, outermost first (name, bar of the enclosing phase is replaced).
     running: Vec<String>,
     fold: Option<File>,
+    /// Where every line said on stderr is also written (the run's command log).
+    log: Option<File>,
     tail: VecDeque<String>,
     records: Vec<PhaseRecord>,
 }
@@ -80,6 +82,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     bar: None,
     running: Vec::new(),
     fold: None,
+    log: None,
     tail: VecDeque::new(),
     records: Vec::new(),
 });
@@ -109,15 +112,29 @@ pub fn fold_into(path: Option<&std::path::Path>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Also write everything said from now on to `path` (`None`: stop): the run's command log,
+/// kept with its diagnostics. Appended to; secrets are masked as on the terminal.
+pub fn log_into(path: Option<&std::path::Path>) -> std::io::Result<()> {
+    let file = match path {
+        Some(p) => Some(File::options().create(true).append(true).open(p)?),
+        None => None,
+    };
+    state().log = file;
+    Ok(())
+}
+
 /// Print one line on stderr (above the live line, if there is one). Secrets are masked.
 pub fn line(text: &str) {
     let text = redact(text);
-    let st = state();
-    emit(&st, &text);
+    let mut st = state();
+    emit(&mut st, &text);
 }
 
 #[allow(clippy::print_stderr)] // The one place that writes to the terminal.
-fn emit(st: &State, text: &str) {
+fn emit(st: &mut State, text: &str) {
+    if let Some(log) = st.log.as_mut() {
+        let _ = writeln!(log, "{text}");
+    }
     match &st.bar {
         Some(bar) => bar.suspend(|| eprintln!("{text}")),
         None => eprintln!("{text}"),
@@ -145,6 +162,12 @@ pub fn output(text: &str) {
     if let Some(file) = st.fold.as_mut() {
         let _ = writeln!(file, "{text}");
     }
+    if st.display == Display::Live
+        && let Some(log) = st.log.as_mut()
+    {
+        // Folded from the terminal, but the command log keeps it.
+        let _ = writeln!(log, "  {text}");
+    }
     st.tail.push_back(text.clone());
     while st.tail.len() > TAIL_LINES {
         st.tail.pop_front();
@@ -157,7 +180,7 @@ pub fn output(text: &str) {
                 bar.set_message(short);
             }
         }
-        _ => emit(&st, &format!("  {text}")),
+        _ => emit(&mut st, &format!("  {text}")),
     }
 }
 
@@ -201,7 +224,7 @@ pub fn phase(name: impl Into<String>) -> Phase {
         bar.enable_steady_tick(Duration::from_millis(200));
         st.bar = Some(bar);
     } else {
-        emit(&st, &format!("==> {name}"));
+        emit(&mut st, &format!("==> {name}"));
     }
     st.running.push(name.clone());
     Phase {
@@ -259,7 +282,7 @@ impl Phase {
             _ => "<!!",
         };
         emit(
-            &st,
+            &mut st,
             &format!("{mark} {} {} in {}", self.name, status.word(), human(took)),
         );
         st.records.push(PhaseRecord {

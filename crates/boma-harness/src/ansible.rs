@@ -98,6 +98,33 @@ pub fn run(sh: &Shell, call: &PlaybookCall) -> Result<(), HarnessError> {
     }
 }
 
+/// The script that reads the vault's values (run by the venv's python, script on stdin).
+const VAULT_VALUES: &str = include_str!("vault_values.py");
+
+/// Every value the vault holds in `files`, decrypted with `password_file` by ansible-core's own
+/// vault code. Quiet: the values never reach the command log (the caller masks them).
+pub fn vault_values(
+    sh: &Shell,
+    repo: &Utf8Path,
+    password_file: &Utf8Path,
+    files: &[Utf8PathBuf],
+) -> Result<Vec<String>, HarnessError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let python = repo.join(".venv/bin/python3");
+    let out = cmd!(sh, "{python} - {password_file} {files...}")
+        .exec()
+        .stdin(VAULT_VALUES.as_bytes().to_vec())
+        .timeout(Duration::from_secs(120))
+        .read()?;
+    serde_json::from_str(&out).map_err(|e| {
+        HarnessError::Refused(format!(
+            "cannot read the vault's values ({e}): is the vault password right?"
+        ))
+    })
+}
+
 /// A task that reported `changed`, as the callback recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct ChangedTask {

@@ -70,6 +70,8 @@ pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
         checks: Vec::new(),
     };
     let error = run(ctx, host, options, &mut report).err();
+    let _ = progress::log_into(None);
+    let _ = progress::fold_into(None);
     report.result = match &error {
         None => RunResult::Passed,
         Some(e) => match e.class() {
@@ -149,6 +151,11 @@ fn run(
         Some(l) => l.base().to_owned(),
         None => vm::pin_for_run(ctx, &new, &prepared.golden)?,
     };
+    // From here the run has a directory: its command log goes there too.
+    let run_dir = ctx.settings.runs_root.join(new.name.as_str());
+    if std::fs::create_dir_all(&run_dir).is_ok() {
+        let _ = progress::log_into(Some(RunFiles { dir: run_dir }.harness_log().as_std_path()));
+    }
     let mut record = match vm::boot(ctx, &inputs, &new, prepared.accel, &base, false) {
         Ok(record) => record,
         Err((error, Some(record))) => {

@@ -69,9 +69,15 @@ impl RunFiles {
         let _ = std::fs::remove_dir_all(self.facts());
     }
 
+    /// Everything the run said on stderr (the command log).
+    pub fn harness_log(&self) -> Utf8PathBuf {
+        self.dir.join("harness.log")
+    }
+
     /// The files a diagnostics bundle copies, when they exist.
     pub fn evidence(&self) -> Vec<Utf8PathBuf> {
         let mut files = vec![
+            self.harness_log(),
             self.ansible_log(),
             self.changes(),
             self.state_before(),

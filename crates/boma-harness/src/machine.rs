@@ -52,10 +52,18 @@ pub trait Provisioner {
     fn keypair(&self, key_dir: &Utf8Path) -> Result<(Utf8PathBuf, String), HarnessError>;
 }
 
-/// Running `ansible-playbook`.
+/// Running `ansible-playbook`, and reading the vault.
 pub trait Ansible {
     /// Run one playbook; a failed play is [`HarnessError::Playbook`].
     fn run_playbook(&self, call: &ansible::PlaybookCall) -> Result<(), HarnessError>;
+    /// Every value the vault holds in `files`, decrypted with `password_file`: the harness
+    /// masks each in everything it prints or keeps.
+    fn vault_values(
+        &self,
+        repo: &Utf8Path,
+        password_file: &Utf8Path,
+        files: &[Utf8PathBuf],
+    ) -> Result<Vec<String>, HarnessError>;
 }
 
 /// The controller's own view of the guest: probing published ports from outside the VM.
@@ -187,6 +195,15 @@ impl Provisioner for RealMachine<'_> {
 impl Ansible for RealMachine<'_> {
     fn run_playbook(&self, call: &ansible::PlaybookCall) -> Result<(), HarnessError> {
         ansible::run(self.sh, call)
+    }
+
+    fn vault_values(
+        &self,
+        repo: &Utf8Path,
+        password_file: &Utf8Path,
+        files: &[Utf8PathBuf],
+    ) -> Result<Vec<String>, HarnessError> {
+        ansible::vault_values(self.sh, repo, password_file, files)
     }
 }
 

@@ -229,7 +229,45 @@ fn vault_secret(ctx: &Ctx, tier: CertTier) -> Result<Option<Utf8PathBuf>, Harnes
         )));
     }
     boma_exec::redact::register(password.trim());
+    // What the vault holds (the DNS token) is masked too: a failing task, a container's
+    // environment in a bundle, a verify playbook's output can carry it.
+    let vaulted = vault_files(
+        &ctx.repo()
+            .join(boma_inventory::PRODUCTION_DIR)
+            .join("group_vars"),
+    );
+    let values = ctx
+        .machine
+        .ansible()
+        .vault_values(ctx.repo(), file, &vaulted)
+        .map_err(|e| {
+            HarnessError::Refused(format!(
+                "the vault password file {file} does not decrypt the vault ({}): check the password, or use --certs internal",
+                e.to_string().lines().next().unwrap_or_default()
+            ))
+        })?;
+    for value in values {
+        boma_exec::redact::register(&value);
+    }
     Ok(Some(file.clone()))
+}
+
+/// The variable files under `dir` that hold vault values (whole or inline).
+fn vault_files(dir: &camino::Utf8Path) -> Vec<Utf8PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = dir.read_dir_utf8() else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path().to_owned();
+        if path.is_dir() {
+            found.extend(vault_files(&path));
+        } else if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("$ANSIBLE_VAULT")) {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
 }
 
 /// The first tool of `needs` that is missing, with its package, as a refusal.

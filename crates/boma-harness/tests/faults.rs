@@ -592,13 +592,17 @@ fn an_le_tier_without_a_vault_password_is_refused() {
     );
 }
 
+/// The DNS token lives in the vault; whatever prints it — a failing task, a container's
+/// environment in the bundle, the guest's journal — the command log, the report and the bundle
+/// must not carry it, nor the vault password.
 #[test]
-fn the_vault_password_never_reaches_the_report_or_the_diagnostics() {
+fn the_dns_token_and_the_vault_password_never_reach_the_log_report_or_bundle() {
     let _serial = serial();
     let mut rig = Rig::new();
-    let secret = "vault-pass-7c1d9e4b2a";
+    let password = "vault-pass-7c1d9e4b2a";
+    let token = "gandi-pat-51f0c9a2e8d7";
     let vault = rig.sandbox.root.join("vault-pass");
-    std::fs::write(&vault, format!("{secret}\n")).unwrap();
+    std::fs::write(&vault, format!("{password}\n")).unwrap();
     rig.sandbox.settings.vault_password_file = Some(vault);
     rig.sandbox.write(
         "overrides/registry.yml",
@@ -611,9 +615,17 @@ fn the_vault_password_never_reaches_the_report_or_the_diagnostics() {
             "\"overrides/askari.yml\", \"overrides/registry.yml\"",
         );
     rig.sandbox.write("profiles/registry.json", &text);
-    // Whatever the guest prints as root carries the secret (as a leaked env file would).
-    rig.machine.world.borrow_mut().says = Some(format!("GANDI_BEARER_TOKEN={secret}"));
-    *rig.machine.playbook.borrow_mut() = verify_fails_red();
+    // The vault decrypts to the token; the guest prints it as root (a leaked env file); the
+    // verify playbook prints it while failing (a registered container environment).
+    *rig.machine.vault.borrow_mut() = vec![token.to_owned()];
+    rig.machine.world.borrow_mut().says = Some(format!("GANDI_BEARER_TOKEN={token}"));
+    let mut red = verify_fails_red();
+    *rig.machine.playbook.borrow_mut() = Box::new(move |call| {
+        if call.label.starts_with("verify") {
+            boma_exec::progress::output(&format!("\"Env\": [\"GANDI_BEARER_TOKEN={token}\"]"));
+        }
+        red(call)
+    });
     let outcome = rig.it_with(
         "registry",
         ItOptions {
@@ -622,21 +634,31 @@ fn the_vault_password_never_reaches_the_report_or_the_diagnostics() {
         },
     );
     let report = boma_report::render_json(&boma_harness::single_report(&outcome.report));
-    assert!(!report.contains(secret), "the report leaks it");
-    assert!(!outcome.error.unwrap().to_string().contains(secret));
+    let junit = boma_report::render_junit(&boma_harness::single_report(&outcome.report));
+    for secret in [token, password] {
+        assert!(!report.contains(secret), "the report leaks {secret}");
+        assert!(!junit.contains(secret), "the JUnit report leaks {secret}");
+        assert!(!outcome.error.as_ref().unwrap().to_string().contains(secret));
+    }
     let vm = rig.sandbox.vm_dirs().pop().unwrap();
     let bundle = rig.sandbox.settings.diagnostics_root.join(vm);
-    let mut checked = 0;
+    let mut checked = Vec::new();
     for entry in bundle.read_dir_utf8().unwrap().flatten() {
         let text = std::fs::read_to_string(entry.path()).unwrap();
-        assert!(
-            !text.contains(secret),
-            "{} leaks the vault password",
-            entry.path()
-        );
-        checked += 1;
+        for secret in [token, password] {
+            assert!(!text.contains(secret), "{} leaks {secret}", entry.path());
+        }
+        checked.push(entry.file_name().to_owned());
     }
-    assert!(checked >= 8);
+    assert!(
+        checked.contains(&"harness.log".to_owned()),
+        "the command log is in the bundle: {checked:?}"
+    );
+    let log = std::fs::read_to_string(bundle.join("harness.log")).unwrap();
+    assert!(
+        log.contains("GANDI_BEARER_TOKEN=<redacted>"),
+        "the token's line is there, masked"
+    );
     let nft = std::fs::read_to_string(bundle.join("nft-ruleset.txt")).unwrap();
     assert!(nft.contains("GANDI_BEARER_TOKEN=<redacted>"), "{nft}");
 }

@@ -56,6 +56,8 @@ pub struct FakeMachine {
     pub golden_asked: Cell<u32>,
     /// Ports whose probe fails after the first boot (the forward-drop signature: a timeout).
     pub ports_dead_after_reboot: RefCell<Vec<u16>>,
+    /// What the vault holds (decrypted), as the real machine would read it.
+    pub vault: RefCell<Vec<String>>,
     golden: Utf8PathBuf,
 }
 
@@ -82,6 +84,7 @@ impl FakeMachine {
             playbook_args: RefCell::new(Vec::new()),
             golden_asked: Cell::new(0),
             ports_dead_after_reboot: RefCell::new(Vec::new()),
+            vault: RefCell::new(Vec::new()),
             golden,
         }
     }
@@ -170,6 +173,14 @@ impl Ansible for FakeMachine {
         self.playbook_calls.borrow_mut().push(call.label.clone());
         self.playbook_args.borrow_mut().push(call.args.clone());
         (self.playbook.borrow_mut())(call)
+    }
+    fn vault_values(
+        &self,
+        _repo: &Utf8Path,
+        _password_file: &Utf8Path,
+        _files: &[Utf8PathBuf],
+    ) -> Result<Vec<String>, HarnessError> {
+        Ok(self.vault.borrow().clone())
     }
 }
 
