@@ -699,3 +699,27 @@ fn remove_failed_writes_the_bundle_then_removes_the_vm() {
     assert!(std::path::Path::new(&format!("{bundle}/reboot-diff.txt")).is_file());
     rig.assert_nothing_left();
 }
+
+/// A hung dpkg or a dead connection cannot hang a run: a playbook past its time limit takes
+/// the usual failure path (VM kept, bundle written, the limit and how to raise it named).
+#[test]
+fn a_playbook_past_its_time_limit_fails_the_run_and_keeps_the_vm() {
+    let _serial = serial();
+    let rig = Rig::new();
+    *rig.machine.playbook.borrow_mut() = Box::new(|call| {
+        if call.label.contains("offsite.yml") {
+            return Err(boma_harness::HarnessError::PlaybookTimedOut {
+                step: call.label.clone(),
+                after: call.timeout,
+            });
+        }
+        Ok(())
+    });
+    let outcome = rig.it();
+    let error = outcome.error.expect("fails");
+    assert_eq!(error.class(), ExitClass::Failed);
+    assert!(error.to_string().contains("BOMA_IT_STEP_TIMEOUT"), "{error}");
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    assert!(outcome.report.diagnostics.is_some());
+    assert_eq!(rig.machine.world.borrow().running.len(), 1, "kept for inspection");
+}
