@@ -93,7 +93,10 @@ impl<'a> PlaybookSet<'a> {
             args,
             timeout: self.timeout,
             changes_file: changes.map(Utf8Path::to_owned),
-            facts_dir: Some(self.files.facts()),
+            // `BOMA_IT_FACT_CACHE=off` gathers facts in every playbook, as plain Ansible does
+            // (for measuring what the cache saves).
+            facts_dir: (std::env::var("BOMA_IT_FACT_CACHE").as_deref() != Ok("off"))
+                .then(|| self.files.facts()),
             mitogen: mitogen_plugins(ctx),
         }
     }
