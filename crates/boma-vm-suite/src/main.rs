@@ -7,6 +7,7 @@
 //! `all` (every QEMU scenario).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A test runner: its report is its output.
 
+mod bench;
 mod leftovers;
 mod scenarios;
 

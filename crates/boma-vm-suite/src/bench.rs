@@ -1,0 +1,304 @@
+//! `vm-suite bench`: what the layers, the per-task measures and parallel runs buy, measured on
+//! real guests — medians of several runs, variants interleaved so that a noisy neighbour
+//! weighs on all alike, ratios against a baseline run in the same go. Figures, not assertions:
+//! it prints a table and writes JSON; nothing here fails on a slow number.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use boma_exec::CmdExt;
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Shell, cmd};
+
+/// One measured variant: its name and each run's wall time (and the report's phases).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Series {
+    pub name: String,
+    pub seconds: Vec<f64>,
+    /// Per run: phase name → seconds (from the harness's report), where there is one.
+    pub phases: Vec<Vec<(String, f64)>>,
+}
+
+impl Series {
+    fn new(name: &str) -> Series {
+        Series {
+            name: name.to_owned(),
+            seconds: Vec::new(),
+            phases: Vec::new(),
+        }
+    }
+
+    pub fn median(&self) -> f64 {
+        median(&self.seconds)
+    }
+}
+
+/// The median of `values` (the lower middle for an even count). Pure.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[(sorted.len() - 1) / 2]
+}
+
+/// The table: each series' median, min, max and its ratio to `baseline`'s median. Pure.
+pub fn table(series: &[Series], baseline: &str) -> String {
+    let base = series
+        .iter()
+        .find(|s| s.name == baseline)
+        .map(Series::median)
+        .unwrap_or(f64::NAN);
+    let mut out = format!(
+        "{:<52} {:>9} {:>9} {:>9} {:>7}  runs\n",
+        "variant", "median s", "min s", "max s", "ratio"
+    );
+    for s in series {
+        let min = s.seconds.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = s.seconds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        out.push_str(&format!(
+            "{:<52} {:>9.1} {:>9.1} {:>9.1} {:>7.2}  {}\n",
+            s.name,
+            s.median(),
+            min,
+            max,
+            s.median() / base,
+            s.seconds.len()
+        ));
+    }
+    out
+}
+
+/// Where the bench runs the harness, and how often.
+pub struct Bench<'a> {
+    pub repo: &'a Utf8Path,
+    pub xtask: &'a Utf8Path,
+    pub runs: usize,
+}
+
+impl Bench<'_> {
+    /// Run `xtask args…` with `env`, require `expect` as exit code; the wall time and the
+    /// report's phases.
+    fn timed(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        expect: i32,
+    ) -> anyhow::Result<(f64, Vec<(String, f64)>)> {
+        let sh = Shell::new()?;
+        sh.change_dir(self.repo);
+        let program = self.xtask;
+        let mut command = cmd!(sh, "{program} {args...}").env("BOMA_IT_BACKEND", "qemu");
+        for (k, v) in env {
+            command = command.env(k, v);
+        }
+        let started = Instant::now();
+        let out = command.exec().stream().allow_fail().run()?;
+        let took = started.elapsed().as_secs_f64();
+        let code = out.status.code().unwrap_or(-1);
+        ensure!(
+            code == expect,
+            "`xtask {}` exited {code}, expected {expect}",
+            args.join(" ")
+        );
+        Ok((took, phases_of(&out.stdout)))
+    }
+}
+
+/// The phases of the (first) run in a report on stdout, when it is one. Pure.
+pub fn phases_of(report: &str) -> Vec<(String, f64)> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(report) else {
+        return Vec::new();
+    };
+    value["runs"][0]["phases"]
+        .as_array()
+        .map(|phases| {
+            phases
+                .iter()
+                .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["seconds"].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Append a comment with `nonce` to `file`: its content (so every key that reads it) changes,
+/// what Ansible does with it does not. Returns the original bytes, to restore.
+fn touch_comment(file: &Utf8Path, nonce: &str) -> anyhow::Result<Vec<u8>> {
+    let original = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+    let mut changed = original.clone();
+    if !changed.ends_with(b"\n") {
+        changed.push(b'\n');
+    }
+    changed.extend_from_slice(format!("# bench {nonce}\n").as_bytes());
+    std::fs::write(file, changed)?;
+    Ok(original)
+}
+
+/// The layer figures for `profile`: a full cycle without layers (the baseline), a cycle after
+/// a change in the first step's inputs (everything applied again, every layer stored: what
+/// the machinery costs), an unchanged re-run, a re-run after a change in the last step's
+/// inputs. `first_file` and `last_file` are files only the first and only the last step read.
+pub fn layers(
+    bench: &Bench,
+    profile: &str,
+    first_file: &Utf8Path,
+    last_file: &Utf8Path,
+) -> anyhow::Result<Vec<Series>> {
+    let mut full = Series::new(&format!("{profile}: full cycle (--fresh, no layers)"));
+    let mut first = Series::new(&format!("{profile}: first step's role changed"));
+    let mut unchanged = Series::new(&format!("{profile}: unchanged re-run"));
+    let mut last = Series::new(&format!("{profile}: last step's role changed"));
+    let first_path = bench.repo.join(first_file);
+    let last_path = bench.repo.join(last_file);
+    let restore = |path: &Utf8PathBuf, bytes: &[u8]| std::fs::write(path, bytes);
+    for run in 0..bench.runs {
+        let (t, p) = bench.timed(&["it", profile, "--fresh"], &[], 0)?;
+        full.seconds.push(t);
+        full.phases.push(p);
+
+        let original = touch_comment(&first_path, &format!("first-{run}-{}", std::process::id()))?;
+        let measured = bench.timed(&["it", profile], &[], 0);
+        restore(&first_path, &original)?;
+        // The restored file matches no stored key: store the chain for the original again, so
+        // the next two variants start from layers of the real inputs.
+        let (t, p) = measured?;
+        first.seconds.push(t);
+        first.phases.push(p);
+        bench.timed(&["it", profile], &[], 0)?;
+
+        let (t, p) = bench.timed(&["it", profile], &[], 0)?;
+        unchanged.seconds.push(t);
+        unchanged.phases.push(p);
+
+        let original = touch_comment(&last_path, &format!("last-{run}-{}", std::process::id()))?;
+        let measured = bench.timed(&["it", profile], &[], 0);
+        restore(&last_path, &original)?;
+        let (t, p) = measured?;
+        last.seconds.push(t);
+        last.phases.push(p);
+    }
+    Ok(vec![full, first, unchanged, last])
+}
+
+/// The per-task measures: a fresh cycle without reboot or idempotence (so mostly applies)
+/// with plain Ansible (facts gathered per playbook), with the fact cache (the default), and
+/// with Mitogen's strategy on top.
+pub fn per_task(bench: &Bench, profile: &str) -> anyhow::Result<Vec<Series>> {
+    let args = ["it", profile, "--fresh", "--no-reboot", "--no-idempotence"];
+    let mut plain = Series::new(&format!("{profile}: applies, facts per playbook"));
+    let mut cached = Series::new(&format!("{profile}: applies, fact cache (default)"));
+    let mut mitogen = Series::new(&format!("{profile}: applies, fact cache + Mitogen"));
+    for _ in 0..bench.runs {
+        for (series, env) in [
+            (&mut plain, vec![("BOMA_IT_FACT_CACHE", "off")]),
+            (&mut cached, vec![]),
+            (&mut mitogen, vec![("BOMA_IT_MITOGEN", "1")]),
+        ] {
+            let (t, p) = bench.timed(&args, &env, 0)?;
+            series.seconds.push(t);
+            series.phases.push(p);
+        }
+    }
+    Ok(vec![plain, cached, mitogen])
+}
+
+/// Two profiles one after the other, and at once (`-j 2`).
+pub fn parallel(bench: &Bench, a: &str, b: &str) -> anyhow::Result<Vec<Series>> {
+    let mut serial = Series::new(&format!("{a} + {b}: one after the other (-j 1)"));
+    let mut both = Series::new(&format!("{a} + {b}: at once (-j 2)"));
+    for _ in 0..bench.runs {
+        let (t, _) = bench.timed(&["it", a, b, "--fresh", "-j", "1"], &[], 0)?;
+        serial.seconds.push(t);
+        let (t, _) = bench.timed(&["it", a, b, "--fresh", "-j", "2"], &[], 0)?;
+        both.seconds.push(t);
+    }
+    Ok(vec![serial, both])
+}
+
+/// A raw guest reboot (`ssh … sudo systemctl reboot`, then ssh until a new boot_id) against
+/// `xtask reboot`, alternately on one VM that `xtask up` booted.
+pub fn reboots(bench: &Bench, profile: &str) -> anyhow::Result<Vec<Series>> {
+    let mut raw = Series::new("raw guest reboot to a new boot_id");
+    let mut harness = Series::new("xtask reboot");
+    bench.timed(&["up", profile], &[], 0)?;
+    let result = (|| -> anyhow::Result<()> {
+        let runs = boma_vm::Runs::new(bench.repo.join("tests/integration/.run"));
+        for _ in 0..bench.runs {
+            let record = runs.current()?.context("no current run")?;
+            raw.seconds.push(raw_reboot(&record)?.as_secs_f64());
+            let (t, _) = bench.timed(&["reboot"], &[], 0)?;
+            harness.seconds.push(t);
+        }
+        Ok(())
+    })();
+    let down = bench.timed(&["down"], &[], 0);
+    result?;
+    down?;
+    Ok(vec![raw, harness])
+}
+
+fn raw_reboot(record: &boma_vm::RunRecord) -> anyhow::Result<Duration> {
+    let sh = Shell::new()?;
+    let options = &record.ssh.options();
+    let destination = record.ssh.destination();
+    let before = cmd!(sh, "ssh {options...} {destination} cat /proc/sys/kernel/random/boot_id")
+        .exec()
+        .read()?;
+    let started = Instant::now();
+    let _ = cmd!(sh, "ssh {options...} {destination} sudo systemctl reboot")
+        .exec()
+        .allow_fail()
+        .run()?;
+    while started.elapsed() < Duration::from_secs(600) {
+        let out = cmd!(sh, "ssh {options...} {destination} cat /proc/sys/kernel/random/boot_id")
+            .exec()
+            .quiet()
+            .allow_fail()
+            .timeout(Duration::from_secs(30))
+            .run()?;
+        let id = out.stdout.trim();
+        if out.success() && !id.is_empty() && id != before {
+            return Ok(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    anyhow::bail!("the raw reboot never came back with a new boot_id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_the_table() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.0);
+        assert!(median(&[]).is_nan());
+        let series = vec![
+            Series {
+                name: "full".into(),
+                seconds: vec![100.0, 110.0, 90.0],
+                phases: vec![],
+            },
+            Series {
+                name: "rerun".into(),
+                seconds: vec![25.0, 20.0, 30.0],
+                phases: vec![],
+            },
+        ];
+        let text = table(&series, "full");
+        assert!(text.contains("full") && text.contains("   1.00"), "{text}");
+        assert!(text.contains("   0.25"), "{text}");
+    }
+
+    #[test]
+    fn phases_come_from_the_first_run_of_a_report() {
+        let report = r#"{"result":"passed","runs":[{"phases":[{"name":"up","seconds":61.5},{"name":"reboot","seconds":80.0}]}]}"#;
+        assert_eq!(
+            phases_of(report),
+            vec![("up".to_owned(), 61.5), ("reboot".to_owned(), 80.0)]
+        );
+        assert!(phases_of("not json").is_empty());
+    }
+}
