@@ -7,6 +7,8 @@ PYTHON     ?= python3
 ANSIBLE_BIN = $(VENV)/bin
 # Raw-QEMU boots and harness `up`s the VM suite's baseline times (the median is reported).
 BASELINE_RUNS ?= 3
+# The VM suite's scenarios (`all`: every QEMU scenario, the catalogue's CI set among them).
+VM_SCENARIOS ?= all
 
 .PHONY: venv test-templates
 
@@ -29,17 +31,26 @@ test-templates: venv
 # Where cargo puts binaries (honours CARGO_TARGET_DIR).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: test test-vm test-integration test-integration-clean lint check-tags doctor
+.PHONY: bench test test-vm test-integration test-integration-clean lint check-tags doctor
 
 ## test: the fast tests: cargo test (no root, no VM) and the Caddyfile tier renders
 test: venv
 	cargo test --workspace
 	$(MAKE) test-templates
 
-## test-vm: the VM suite (root, real guests under TCG, many minutes): lifecycle, RED/GREEN, it
+## test-vm: the VM suite (root, real guests under TCG, many minutes): baseline, lifecycle, askari,
+## red, ubongo, the failure catalogue's CI set, safety, faults (VM_SCENARIOS=<names> runs others,
+## e.g. catalogue for the whole catalogue; TIMINGS=<file> keeps the timings as JSON)
 test-vm: venv
 	cargo build --workspace --bins
-	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask --baseline-runs $(BASELINE_RUNS) all
+	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask --baseline-runs $(BASELINE_RUNS) $(if $(TIMINGS),--timings $(TIMINGS)) $(VM_SCENARIOS)
+
+## bench: the figures (root, real guests, hours under TCG): layers, per-task measures, -j 2, reboots;
+## BENCH_RUNS runs of each variant (medians), written to target/bench.json. Not part of CI.
+BENCH_RUNS ?= 3
+bench: venv
+	cargo build --workspace --bins
+	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask --baseline-runs $(BENCH_RUNS) bench
 
 ## test-integration: install the VM substrate when something is missing (the integration_test
 ## role, once), then the whole cycle for HOST (CERTS=internal|le-staging|le-prod-wildcard,

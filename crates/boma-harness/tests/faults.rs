@@ -718,8 +718,15 @@ fn a_playbook_past_its_time_limit_fails_the_run_and_keeps_the_vm() {
     let outcome = rig.it();
     let error = outcome.error.expect("fails");
     assert_eq!(error.class(), ExitClass::Failed);
-    assert!(error.to_string().contains("BOMA_IT_STEP_TIMEOUT"), "{error}");
+    assert!(
+        error.to_string().contains("BOMA_IT_STEP_TIMEOUT"),
+        "{error}"
+    );
     assert_eq!(outcome.report.result, RunResult::Failed);
     assert!(outcome.report.diagnostics.is_some());
-    assert_eq!(rig.machine.world.borrow().running.len(), 1, "kept for inspection");
+    assert_eq!(
+        rig.machine.world.borrow().running.len(),
+        1,
+        "kept for inspection"
+    );
 }

@@ -242,21 +242,27 @@ fn raw_reboot(record: &boma_vm::RunRecord) -> anyhow::Result<Duration> {
     let sh = Shell::new()?;
     let options = &record.ssh.options();
     let destination = record.ssh.destination();
-    let before = cmd!(sh, "ssh {options...} {destination} cat /proc/sys/kernel/random/boot_id")
-        .exec()
-        .read()?;
+    let before = cmd!(
+        sh,
+        "ssh {options...} {destination} cat /proc/sys/kernel/random/boot_id"
+    )
+    .exec()
+    .read()?;
     let started = Instant::now();
     let _ = cmd!(sh, "ssh {options...} {destination} sudo systemctl reboot")
         .exec()
         .allow_fail()
         .run()?;
     while started.elapsed() < Duration::from_secs(600) {
-        let out = cmd!(sh, "ssh {options...} {destination} cat /proc/sys/kernel/random/boot_id")
-            .exec()
-            .quiet()
-            .allow_fail()
-            .timeout(Duration::from_secs(30))
-            .run()?;
+        let out = cmd!(
+            sh,
+            "ssh {options...} {destination} cat /proc/sys/kernel/random/boot_id"
+        )
+        .exec()
+        .quiet()
+        .allow_fail()
+        .timeout(Duration::from_secs(30))
+        .run()?;
         let id = out.stdout.trim();
         if out.success() && !id.is_empty() && id != before {
             return Ok(started.elapsed());
@@ -264,6 +270,61 @@ fn raw_reboot(record: &boma_vm::RunRecord) -> anyhow::Result<Duration> {
         std::thread::sleep(Duration::from_millis(500));
     }
     anyhow::bail!("the raw reboot never came back with a new boot_id")
+}
+
+/// The whole bench, `--baseline-runs` times each (medians of at least 3 are the record): on
+/// askari, the layer variants (base's defaults are read only by the first step, reverse_proxy's
+/// only by the last), the per-task measures and the reboots; `-j 2` on two small catalogue
+/// profiles. Prints the tables and writes them as JSON into the scratch space and
+/// `target/bench.json`.
+pub fn run(suite: &mut crate::scenarios::Suite) -> anyhow::Result<()> {
+    let bench = Bench {
+        repo: &suite.repo,
+        xtask: &suite.xtask,
+        runs: suite.baseline_runs,
+    };
+    let mut groups: Vec<(String, Vec<Series>, String)> = Vec::new();
+    let askari_layers = layers(
+        &bench,
+        "askari",
+        Utf8Path::new("roles/base/defaults/main.yml"),
+        Utf8Path::new("roles/reverse_proxy/defaults/main.yml"),
+    )?;
+    groups.push((
+        "layers".into(),
+        askari_layers,
+        "askari: full cycle (--fresh, no layers)".into(),
+    ));
+    groups.push((
+        "reboot".into(),
+        reboots(&bench, "askari")?,
+        "raw guest reboot to a new boot_id".into(),
+    ));
+    groups.push((
+        "per-task".into(),
+        per_task(&bench, "askari")?,
+        "askari: applies, facts per playbook".into(),
+    ));
+    groups.push((
+        "parallel".into(),
+        parallel(&bench, "cat-not-enabled", "cat-lost-route")?,
+        "cat-not-enabled + cat-lost-route: one after the other (-j 1)".into(),
+    ));
+    let mut json = serde_json::Map::new();
+    for (name, series, baseline) in &groups {
+        println!("\n{name}:\n{}", table(series, baseline));
+        json.insert(
+            name.clone(),
+            serde_json::json!({"baseline": baseline, "series": series}),
+        );
+    }
+    let text = serde_json::to_string_pretty(&json)?;
+    std::fs::write(suite.work.join("bench.json"), &text)?;
+    let target = suite.repo.join("target");
+    std::fs::create_dir_all(&target)?;
+    std::fs::write(target.join("bench.json"), &text)?;
+    println!("bench figures written to {}", target.join("bench.json"));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! Counting what a run left behind: QEMU processes, run directories, sockets, the record.
+//! Counting what a run left behind: QEMU processes, run directories, sockets, the record,
+//! libvirt domains and pools, and processes still aimed at a test VM. Looked at from outside,
+//! without trusting any record: `prune` stops only what the spawn journal recorded, but the
+//! suite counts by what a command line names, so that a process the journal missed shows up.
 
 use std::os::unix::fs::FileTypeExt;
 
@@ -16,7 +19,9 @@ pub struct Leftovers {
     /// (only looked for where a daemon answers).
     pub domains: Vec<String>,
     pub pools: Vec<String>,
-    /// `ansible-playbook`/`ssh` processes a killed harness left aimed at a test VM.
+    /// Processes whose command line names a VM's run directory, the parallel runs' directory or
+    /// the harness's SSH key: the `ansible-playbook`, `ssh` and child `xtask it` a killed
+    /// harness left.
     pub orphans: Vec<String>,
 }
 
@@ -69,9 +74,9 @@ pub fn count(repo: &Utf8Path) -> Leftovers {
     }
     walk_sockets(&run, &mut sockets);
     let (domains, pools) = libvirt_leftovers(&run);
-    let runs_marker = format!("{run}/{}", boma_name::PREFIX);
-    let keys_marker = format!("{}/", key_dir());
-    let orphans = boma_vm::host::procs::orphans(&[&runs_marker, &keys_marker])
+    let markers = markers(&run, &key_dir());
+    let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+    let orphans = boma_vm::host::procs::orphans(&markers)
         .into_iter()
         .map(|o| format!("{} (pid {})", o.cmdline, o.pid))
         .collect();
@@ -84,6 +89,17 @@ pub fn count(repo: &Utf8Path) -> Leftovers {
         pools,
         orphans,
     }
+}
+
+/// What a harness process's command line names: a VM's run directory (the transient
+/// inventory, the console), the directory of the parallel runs' reports and logs (a child
+/// `xtask it --report`), the harness's SSH key. Pure.
+pub fn markers(run: &Utf8Path, key_dir: &Utf8Path) -> [String; 3] {
+    [
+        format!("{run}/{}", boma_name::PREFIX),
+        format!("{run}/parallel/"),
+        format!("{key_dir}/"),
+    ]
 }
 
 /// The harness's SSH key directory, as xtask computes it.
@@ -218,4 +234,34 @@ fn canonical(path: &Utf8Path) -> Utf8PathBuf {
 /// Whether a build under `cache` has attached its disk to a loop device yet.
 pub fn build_has_loop_device(cache: &Utf8Path) -> bool {
     !loop_devices(&canonical(cache)).is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_name_run_dirs_parallel_children_and_the_key() {
+        let run = Utf8Path::new("/r/tests/integration/.run");
+        let markers = markers(run, Utf8Path::new("/root/.local/state/boma-it/ssh"));
+        let hit = |cmdline: &str| {
+            let args: Vec<String> = cmdline.split(' ').map(String::from).collect();
+            let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+            boma_vm::host::procs::is_harness_child(&args, &markers)
+        };
+        assert!(hit(
+            "ansible-playbook -i /r/tests/integration/.run/boma-it-askari-1a/inventory site.yml"
+        ));
+        assert!(hit(
+            "/t/debug/xtask it cat-a --report /r/tests/integration/.run/parallel/cat-a.json"
+        ));
+        assert!(hit(
+            "ssh -i /root/.local/state/boma-it/ssh/id_ed25519 ansible@127.0.0.1"
+        ));
+        // The VM's own QEMU is counted as a VM, not as an orphan; other processes not at all.
+        assert!(!hit(
+            "qemu-system-x86_64 -name boma-it-askari-1a -drive file=/r/tests/integration/.run/boma-it-askari-1a/overlay.qcow2"
+        ));
+        assert!(!hit("tail -f /r/tests/integration/.run/spawned.jsonl"));
+    }
 }

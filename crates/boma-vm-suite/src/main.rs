@@ -1,143 +1,186 @@
 //! The VM suite: drives the real `xtask` binary against real guests and counts what is left
 //! behind. Slow (minutes per scenario under TCG) and needs root, so it is not part of
-//! `cargo test`; `.ci/run` runs it after the fast tests.
+//! `cargo test`; `.ci/run` runs it after the fast tests (`make test-vm`).
 //!
-//! Usage: `vm-suite [--xtask <path>] [--baseline-runs N] <scenario>...` with scenarios
-//! `baseline`, `lifecycle`, `red`, `red-green`, `it`, `faults`, `libvirt` (inside `.ci/libvirt-netns`), or
-//! `all` (every QEMU scenario).
+//! Usage: `vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all]
+//! [--timings PATH] <scenario>...`; see [`cli::usage`] for the scenarios.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A test runner: its report is its output.
 
 mod bench;
+mod catalogue;
+mod cli;
 mod leftovers;
 mod scenarios;
-
-use std::time::Duration;
+mod timing;
+mod verdict;
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
-/// One measured step of a scenario.
-#[derive(Debug, Clone)]
-pub struct Timing {
-    pub scenario: &'static str,
-    pub step: String,
-    pub took: Duration,
-}
-
-/// What every scenario needs.
-pub struct Suite {
-    pub repo: Utf8PathBuf,
-    pub xtask: Utf8PathBuf,
-    pub baseline_runs: usize,
-    pub timings: Vec<Timing>,
-}
-
-/// `all` is the QEMU backend's scenarios; `libvirt` runs inside the namespace that
-/// `.ci/libvirt-netns` creates, so it is named on its own. `red-green` (RED, then the fix on
-/// the same VM) is not in `all`: `red` and `it` prove the same two outcomes, each through the
-/// whole cycle an operator runs, in less CI time.
-const ALL: &[&str] = &["baseline", "lifecycle", "red", "it", "faults"];
-const KNOWN: &[&str] = &[
-    "baseline",
-    "lifecycle",
-    "red",
-    "red-green",
-    "it",
-    "faults",
-    "libvirt",
-];
+use crate::cli::Scenario;
+use crate::scenarios::Suite;
+use crate::timing::Outcome;
 
 fn main() -> anyhow::Result<()> {
     boma_exec::interrupt::install()?;
-    let mut args = std::env::args().skip(1);
-    let repo = Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize_utf8()?;
-    let mut xtask = repo.join("target/debug/xtask");
-    let mut baseline_runs = 1;
-    let mut wanted = Vec::new();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--xtask" => xtask = args.next().context("--xtask needs a path")?.into(),
-            "--baseline-runs" => {
-                baseline_runs = args
-                    .next()
-                    .context("--baseline-runs needs a number")?
-                    .parse()?
-            }
-            "all" => wanted.extend(ALL.iter().map(|s| s.to_string())),
-            "-h" | "--help" => {
-                println!(
-                    "usage: vm-suite [--xtask PATH] [--baseline-runs N] <{}|all>...",
-                    ALL.join("|")
-                );
-                return Ok(());
-            }
-            other if KNOWN.contains(&other) => wanted.push(other.to_owned()),
-            other => bail!(
-                "unknown scenario `{other}`; known: {}, all",
-                KNOWN.join(", ")
-            ),
-        }
-    }
-    if wanted.is_empty() {
-        bail!("name the scenarios to run ({}), or all", KNOWN.join(", "));
-    }
+    let Some(plan) = cli::parse(std::env::args().skip(1))? else {
+        println!("{}", cli::usage());
+        return Ok(());
+    };
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "the VM suite needs root (golden image build, QEMU); run it as root, as .ci/run does"
         );
     }
+    let repo = repo_root()?;
+    let xtask = plan.xtask.clone().unwrap_or_else(|| default_xtask(&repo));
     if !xtask.is_file() {
-        bail!("{xtask} does not exist: run `cargo build -p xtask` first");
+        bail!("{xtask} does not exist: run `cargo build -p xtask` first, or pass --xtask");
     }
-    let mut suite = Suite {
+    let work = Utf8PathBuf::from(format!("/var/tmp/boma-vm-suite-{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {work}"))?;
+    eprintln!("VM suite on {repo} with {xtask}; scratch space {work}");
+    let mut suite = Suite::new(
         repo,
         xtask,
-        baseline_runs,
-        timings: Vec::new(),
-    };
-    let mut failures = Vec::new();
-    for scenario in &wanted {
+        plan.baseline_runs,
+        plan.catalogue_set,
+        work.clone(),
+    );
+    let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+    let mut interrupted = None;
+    for scenario in &plan.scenarios {
         eprintln!("\n######## scenario: {scenario}");
-        let result = match scenario.as_str() {
-            "baseline" => scenarios::baseline(&mut suite),
-            "lifecycle" => scenarios::lifecycle(&mut suite),
-            "red" => scenarios::red(&mut suite),
-            "red-green" => scenarios::red_green(&mut suite),
-            "it" => scenarios::it(&mut suite),
-            "faults" => scenarios::faults(&mut suite),
-            "libvirt" => scenarios::libvirt(&mut suite),
-            _ => unreachable!("checked above"),
-        };
+        let result = run(*scenario, &mut suite);
         // Interrupted: clean up (the prune must run despite the signal) and stop here.
-        let interrupted = boma_exec::interrupt::begin_cleanup_if_interrupted();
+        interrupted = boma_exec::interrupt::begin_cleanup_if_interrupted();
         // Whatever happened, nothing may be left for the next scenario.
         let cleanup = scenarios::prune_and_count(&suite);
-        match (result, cleanup) {
-            (Ok(()), Ok(())) => eprintln!("######## {scenario}: PASSED"),
+        let outcome = match (result, cleanup) {
+            (Ok(()), Ok(())) => {
+                eprintln!("######## {scenario}: PASSED");
+                Outcome::Passed
+            }
             (Err(e), _) | (Ok(()), Err(e)) => {
                 eprintln!("######## {scenario}: FAILED: {e:#}");
-                failures.push(scenario.clone());
+                Outcome::Failed
             }
-        }
-        if let Some(interrupted) = interrupted {
-            bail!("VM suite {interrupted}: stopped after {scenario}, test VMs pruned");
+        };
+        outcomes.push((scenario.name().to_owned(), outcome));
+        if interrupted.is_some() {
+            break;
         }
     }
-    eprintln!("\nVM suite timings:");
-    for t in &suite.timings {
-        eprintln!(
-            "  {:<10} {:>8}  {}",
-            t.scenario,
-            boma_exec::progress::human(t.took),
-            t.step
-        );
+    eprint!("\n{}", timing::render_summary(&suite.timings));
+    if let Some(path) = &plan.timings {
+        write_timings(path, &outcomes, &suite)?;
     }
-    if failures.is_empty() {
-        eprintln!("VM suite: all {} scenario(s) passed", wanted.len());
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Failed)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if failed.is_empty() && interrupted.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    } else {
+        eprintln!("kept the scratch space (reports, JUnit): {work}");
+    }
+    if let Some(interrupted) = interrupted {
+        let last = outcomes.last().map_or("", |(name, _)| name.as_str());
+        bail!("VM suite {interrupted}: stopped after {last}, test VMs pruned");
+    }
+    if failed.is_empty() {
+        eprintln!("VM suite: all {} scenario(s) passed", outcomes.len());
         Ok(())
     } else {
-        bail!("VM suite: failed scenario(s): {}", failures.join(", "))
+        bail!("VM suite: failed scenario(s): {}", failed.join(", "))
+    }
+}
+
+fn run(scenario: Scenario, suite: &mut Suite) -> anyhow::Result<()> {
+    match scenario {
+        Scenario::Baseline => scenarios::baseline(suite),
+        Scenario::Lifecycle => scenarios::lifecycle(suite),
+        Scenario::Askari => scenarios::askari(suite),
+        Scenario::Red => scenarios::red(suite),
+        Scenario::Ubongo => scenarios::ubongo(suite),
+        Scenario::Catalogue => scenarios::catalogue(suite),
+        Scenario::Safety => scenarios::safety(suite),
+        Scenario::Faults => scenarios::faults(suite),
+        Scenario::Libvirt => scenarios::libvirt(suite),
+        Scenario::Bench => bench::run(suite),
+    }
+}
+
+fn write_timings(
+    path: &Utf8Path,
+    outcomes: &[(String, Outcome)],
+    suite: &Suite,
+) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+    }
+    std::fs::write(path, timing::render_json(outcomes, &suite.timings))
+        .with_context(|| format!("cannot write the timings to {path}"))?;
+    eprintln!("timings written to {path}");
+    Ok(())
+}
+
+/// The checkout under test, found at run time (a target directory shared between checkouts
+/// can run this binary from another one): `cargo run`'s `CARGO_MANIFEST_DIR` (this crate's
+/// directory), or else the git top level of the working directory — the way xtask finds it.
+fn repo_root() -> anyhow::Result<Utf8PathBuf> {
+    let cwd = Utf8PathBuf::from_path_buf(std::env::current_dir()?)
+        .map_err(|p| anyhow::anyhow!("the working directory {} is not UTF-8", p.display()))?;
+    let candidate = repo_candidate(std::env::var("CARGO_MANIFEST_DIR").ok().as_deref(), &cwd);
+    if candidate.join("xtask/Cargo.toml").is_file() && candidate.join("profiles").is_dir() {
+        Ok(candidate)
+    } else {
+        bail!("{candidate} is not a boma checkout: run the VM suite from inside the repository")
+    }
+}
+
+/// Where the repository would be. Pure.
+fn repo_candidate(manifest_dir: Option<&str>, cwd: &Utf8Path) -> Utf8PathBuf {
+    match manifest_dir {
+        Some(dir) => Utf8Path::new(dir)
+            .ancestors()
+            .nth(2)
+            .unwrap_or(Utf8Path::new(dir))
+            .to_owned(),
+        None => cwd
+            .ancestors()
+            .find(|d| d.join(".git").exists())
+            .unwrap_or(cwd)
+            .to_owned(),
+    }
+}
+
+/// The harness binary of this build: `$CARGO_TARGET_DIR/debug/xtask`, or the repository's
+/// `target/debug/xtask`.
+fn default_xtask(repo: &Utf8Path) -> Utf8PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(Utf8PathBuf::from)
+        .unwrap_or_else(|_| repo.join("target"))
+        .join("debug/xtask")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_is_two_levels_above_this_crate_or_the_git_top_level() {
+        assert_eq!(
+            repo_candidate(
+                Some("/w/boma/crates/boma-vm-suite"),
+                Utf8Path::new("/elsewhere")
+            ),
+            "/w/boma"
+        );
+        let here = Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
+        let top = repo_candidate(None, here);
+        assert!(top.join("xtask/Cargo.toml").is_file(), "{top}");
+        assert!(here.starts_with(&top));
     }
 }

@@ -1,0 +1,128 @@
+//! `catalogue`: the reboot failure catalogue's profiles in one `xtask it` on the parallel
+//! machinery (`-j 2`, the machine's two cores), judged run by run: a RED fails with exactly its
+//! `expect`, a GREEN passes. Prints the table, checks the JUnit file, leaves nothing.
+
+use std::collections::BTreeMap;
+
+use anyhow::ensure;
+use camino::Utf8Path;
+
+use super::{Suite, ensure_image, it_any_exit, remove_bundle, require_no_leftovers, step};
+use crate::catalogue::{self, Row, Want};
+use crate::{leftovers, timing, verdict};
+
+/// Run the suite's catalogue set (`--catalogue-set`) in one invocation and judge every run.
+pub fn catalogue(suite: &mut Suite) -> anyhow::Result<()> {
+    const S: &str = "catalogue";
+    ensure_image(suite, S)?;
+    let repo = suite.repo.clone();
+    let profiles = boma_inventory::list_profiles(&repo)?;
+    let hosts = catalogue::select(suite.catalogue_set, &profiles).map_err(anyhow::Error::msg)?;
+    let mut expects = BTreeMap::new();
+    for host in &hosts {
+        expects.insert(
+            host.clone(),
+            boma_inventory::load_profile(&repo, host)?.expect,
+        );
+    }
+    let any_red = expects.values().any(|e| !e.is_empty());
+    eprintln!(
+        "catalogue set `{}`: {}",
+        suite.catalogue_set,
+        hosts.join(", ")
+    );
+    let junit = suite.work.join("catalogue.junit.xml");
+    let _ = std::fs::remove_file(&junit);
+    let mut args: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    args.extend(["-j", "2", "--remove-failed", "--junit", junit.as_str()]);
+    let run = it_any_exit(suite, S, &repo, &args)?;
+
+    let mut rows = Vec::new();
+    for host in &hosts {
+        let expect = &expects[host];
+        let want = Want::of(expect);
+        let row = match verdict::run_of(&run.report, host) {
+            Ok(report) => {
+                suite.time(
+                    S,
+                    format!("{host} (run total)"),
+                    timing::seconds(report.total_seconds),
+                );
+                Row {
+                    profile: host.clone(),
+                    want,
+                    result: report.result.to_string(),
+                    failures: verdict::failed_checks(report)
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                    took: Some(timing::seconds(report.total_seconds)),
+                    problems: match want {
+                        Want::Red => verdict::red_problems(report, expect),
+                        Want::Green => verdict::green_problems(report),
+                    },
+                }
+            }
+            Err(missing) => Row {
+                profile: host.clone(),
+                want,
+                result: "no report".into(),
+                failures: Vec::new(),
+                took: None,
+                problems: vec![missing],
+            },
+        };
+        rows.push(row);
+    }
+    eprintln!("\n{}", catalogue::render_table(&rows));
+
+    let mut problems: Vec<String> = run
+        .exit_problem(verdict::expected_exit(any_red))
+        .into_iter()
+        .collect();
+    problems.extend(rows.iter().flat_map(|r| {
+        r.problems
+            .iter()
+            .map(move |p| format!("{}: {p}", r.profile))
+    }));
+    problems.extend(junit_problem(&junit, hosts.len()));
+    // A judged bundle goes; one of a run that was wrong stays as evidence.
+    for row in &rows {
+        let bundle = verdict::run_of(&run.report, &row.profile)
+            .ok()
+            .and_then(|r| r.diagnostics.as_deref());
+        match bundle {
+            Some(bundle) if row.problems.is_empty() => remove_bundle(Utf8Path::new(bundle)),
+            Some(bundle) => eprintln!("{}: bundle kept: {bundle}", row.profile),
+            None => {}
+        }
+    }
+
+    let before = leftovers::count(&suite.repo);
+    eprintln!(
+        "left by the catalogue before prune (--remove-failed: expected nothing): {}",
+        before.describe()
+    );
+    step(suite, S, &["prune"], 0)?;
+    require_no_leftovers(suite, "the catalogue and prune")?;
+    ensure!(
+        problems.is_empty(),
+        "the catalogue is not as its profiles say:\n  {}",
+        problems.join("\n  ")
+    );
+    Ok(())
+}
+
+/// The JUnit file must exist and hold a test suite per run.
+fn junit_problem(path: &Utf8Path, runs: usize) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Some(format!("the JUnit file {path} is empty")),
+        Ok(text) => {
+            let suites = text.matches("<testsuite ").count();
+            (suites != runs).then(|| {
+                format!("the JUnit file {path} holds {suites} <testsuite> for {runs} run(s)")
+            })
+        }
+        Err(e) => Some(format!("no JUnit file at {path}: {e}")),
+    }
+}
