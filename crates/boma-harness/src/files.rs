@@ -115,6 +115,7 @@ pub fn write_run_files(
     let host = boma_inventory::TransientHost {
         vm: &record.name,
         groups: &inputs.profile.groups,
+        group_parents: &inputs.group_parents,
         ansible_host: &record.ssh.host,
         ansible_port: record.ssh.port,
         ansible_user: &record.ssh.user,

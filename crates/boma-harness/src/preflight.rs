@@ -2,7 +2,7 @@
 //! problem, exit status 2. A run's VM name is minted here, first, so that a bad name costs
 //! nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use boma_inventory::{CertTier, POLICY_FILE, Policy, Profile, VmName};
@@ -24,6 +24,9 @@ pub struct Inputs {
     pub fleet_addresses: Vec<IpAddr>,
     /// Real hosts reached through a DNS name (host, name): no route can stand for them.
     pub fleet_named_only: Vec<(String, String)>,
+    /// The real inventory's hierarchy above the profile's groups (group → its parent groups,
+    /// [`boma_inventory::Fleet::lineage`]): the VM is in every group the real host is in.
+    pub group_parents: BTreeMap<String, BTreeSet<String>>,
     pub vault_password_file: Option<Utf8PathBuf>,
 }
 
@@ -106,6 +109,7 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
         )));
     }
     check_tools(ctx, needs)?;
+    let group_parents = fleet.lineage(&profile.groups);
     Ok(Inputs {
         host: host.to_owned(),
         profile,
@@ -113,6 +117,7 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
         real_hosts,
         fleet_addresses: fleet.addresses().into_iter().collect(),
         fleet_named_only: fleet.named_only(),
+        group_parents,
         vault_password_file,
     })
 }

@@ -1,5 +1,6 @@
 //! Everything the integration harness tells Ansible: host profiles, cert tiers, the real
-//! inventory's hosts and addresses, the transient one-VM inventory and the `ansible-playbook` argv.
+//! inventory's hosts, addresses and group hierarchy, the transient one-VM inventory (the VM in
+//! the profile's groups and every group above them) and the `ansible-playbook` argv.
 //!
 //! The renderers and parsers are pure (text and plain values in, text or values out; ids and
 //! paths come from the caller). A few thin functions do the I/O around them and nothing else:

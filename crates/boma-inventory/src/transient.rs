@@ -1,25 +1,36 @@
 //! The transient inventory: one `hosts.yml` holding exactly one host, the test VM, and the
 //! directory around it that borrows the real inventory's `group_vars`.
 //!
+//! The VM is in the groups the real host is in: the profile's groups, and every group above them
+//! in the real inventory, nested as there (a parent lists its child groups under `children`), so
+//! that plays aimed at a parent group reach the VM and group variables take the precedence they
+//! take in production, where it follows a group's depth.
+//!
 //! Its safety rests on the VM's name (`boma_name::VmName`): it looks like a test VM
 //! (`boma-it-…`), is a plain host name (so that `--limit <vm>` is a name, not an Ansible
 //! pattern), and is none of the real hosts (so that no real host's `host_vars`, cached facts or
 //! habits attach to it). [`HostsYml`] can only be rendered from a [`VmName`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
 use boma_name::VmName;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::connection::{ConnectionValueError, VmConnection, connection_vars};
-use crate::real::PRODUCTION_DIR;
+use crate::real::{PRODUCTION_DIR, ancestors_in, is_implicit};
 use boma_yaml::quote;
+
 /// Why a transient inventory was not rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("refusing group `{group}`: not a usable ansible group for the test vm")]
     BadGroup { group: String },
+    #[error(
+        "refusing group `{group}`: the real inventory makes it a child of itself (a cycle of \
+         `children`), which ansible refuses too: break the cycle in the real inventory"
+    )]
+    GroupCycle { group: String },
     #[error("{0}")]
     Connection(#[from] ConnectionValueError),
 }
@@ -30,6 +41,10 @@ pub struct TransientHost<'a> {
     pub vm: &'a VmName,
     /// The profile's groups, so the VM gets their `group_vars`.
     pub groups: &'a [String],
+    /// The real inventory's hierarchy above `groups`: group → its parent groups
+    /// ([`crate::Fleet::lineage`]), so the VM is in every group the real host is in through
+    /// them. Entries above none of `groups` are not rendered.
+    pub group_parents: &'a BTreeMap<String, BTreeSet<String>>,
     /// Where ssh connects: the loopback end of QEMU's port forward.
     pub ansible_host: &'a str,
     pub ansible_port: u16,
@@ -66,21 +81,16 @@ impl HostsYml {
     }
 }
 
-/// Renders `hosts.yml` with the VM as its only host, placed in each of `host.groups`, with the
+/// Renders `hosts.yml` with the VM as its only host, listed in each of `host.groups`, with the
 /// harness's connection variables ([`crate::connection_vars`]) as its host vars: host vars
-/// outrank every group var, so no `group_vars` file can move the connection. Refuses connection
-/// values that [`crate::connection_vars`] refuses.
+/// outrank every group var, so no `group_vars` file can move the connection. Each ancestor of
+/// those groups in `host.group_parents` lists its child groups under `children`, nested as in
+/// the real inventory (a group under several parents appears under each), and the topmost sit
+/// under `all`. Refuses an implicit or empty group, one named like the VM, a cycle, and
+/// connection values that [`crate::connection_vars`] refuses.
 pub fn render_hosts_yml(host: &TransientHost<'_>) -> Result<HostsYml, Refusal> {
     let vm = host.vm.clone();
-    for group in host.groups {
-        // `all` and `ungrouped` are implicit; a group named like the VM would shadow it.
-        if group.is_empty() || group == "all" || group == "ungrouped" || group == vm.as_str() {
-            return Err(Refusal::BadGroup {
-                group: group.clone(),
-            });
-        }
-    }
-    let groups: BTreeSet<&String> = host.groups.iter().collect();
+    let placement = Placement::of(host.groups, host.group_parents, &vm)?;
 
     let vars = connection_vars(&host.connection())?;
     let name = quote(vm.as_str());
@@ -93,17 +103,93 @@ pub fn render_hosts_yml(host: &TransientHost<'_>) -> Result<HostsYml, Refusal> {
     for (key, value) in vars {
         text.push_str(&format!("      {key}: {}\n", quote(&value.as_text())));
     }
-    if !groups.is_empty() {
+    if !placement.top.is_empty() {
         // The vars live on the host under `all`; the groups only list it.
         text.push_str("  children:\n");
-        for group in groups {
-            text.push_str(&format!(
-                "    {}:\n      hosts:\n        {name}: {{}}\n",
-                quote(group)
-            ));
+        for group in &placement.top {
+            placement.render(&mut text, 4, group, &name);
         }
     }
     Ok(HostsYml { vm, text })
+}
+
+/// The groups the VM is rendered in, and how they nest.
+struct Placement<'a> {
+    /// The profile's groups: they list the VM under `hosts`.
+    listing: BTreeSet<&'a str>,
+    /// Group → the groups it lists under `children` (among the listing groups and their
+    /// ancestors).
+    children: BTreeMap<&'a str, BTreeSet<&'a str>>,
+    /// The groups with no parent but `all`.
+    top: BTreeSet<&'a str>,
+}
+
+impl<'a> Placement<'a> {
+    fn of(
+        groups: &'a [String],
+        parents: &'a BTreeMap<String, BTreeSet<String>>,
+        vm: &VmName,
+    ) -> Result<Placement<'a>, Refusal> {
+        let refuse = |group: &str| {
+            Err(Refusal::BadGroup {
+                group: group.to_owned(),
+            })
+        };
+        for group in groups {
+            // `all` and `ungrouped` are implicit; a group named like the VM would shadow it.
+            if group.is_empty() || is_implicit(group) || group == vm.as_str() {
+                return refuse(group);
+            }
+        }
+        let listing: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+        let mut members = listing.clone();
+        for group in groups {
+            members.extend(ancestors_in(parents, group));
+        }
+        let mut children: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut top = BTreeSet::new();
+        for &group in &members {
+            if group.is_empty() || group == vm.as_str() {
+                return refuse(group);
+            }
+            // Nesting a group inside itself would never end; Ansible refuses it as well.
+            if ancestors_in(parents, group).contains(group) {
+                return Err(Refusal::GroupCycle {
+                    group: group.to_owned(),
+                });
+            }
+            let mut has_parent = false;
+            let above = parents.get(group).into_iter().flatten();
+            for parent in above.filter(|parent| !is_implicit(parent)) {
+                children.entry(parent).or_default().insert(group);
+                has_parent = true;
+            }
+            if !has_parent {
+                top.insert(group);
+            }
+        }
+        Ok(Placement {
+            listing,
+            children,
+            top,
+        })
+    }
+
+    /// `group` at `indent` spaces: the VM if it lists it, then its child groups, each in full.
+    /// Ends, as the hierarchy has no cycle.
+    fn render(&self, text: &mut String, indent: usize, group: &str, vm: &str) {
+        let pad = " ".repeat(indent);
+        text.push_str(&format!("{pad}{}:\n", quote(group)));
+        if self.listing.contains(group) {
+            text.push_str(&format!("{pad}  hosts:\n{pad}    {vm}: {{}}\n"));
+        }
+        if let Some(children) = self.children.get(group) {
+            text.push_str(&format!("{pad}  children:\n"));
+            for child in children {
+                self.render(text, indent + 4, child, vm);
+            }
+        }
+    }
 }
 
 /// Why the inventory directory was not written.

@@ -1,12 +1,13 @@
 //! The invariant the harness rests on, checked over arbitrary inputs: the transient inventory
 //! holds exactly one host, the test VM, which is none of the real hosts, and every playbook run is
-//! limited to it.
+//! limited to it. And the VM is in the groups the real host is in: its profile's groups and their
+//! ancestors in the real inventory, each under the parents it has there.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use boma_inventory::{
-    Apply, CertTier, ConnectionPin, PlaybookRun, TransientHost, VmName, apply_argv, host_names,
-    playbook_argv, render_hosts_yml,
+    Apply, CertTier, ConnectionPin, PlaybookRun, TransientHost, VmName, apply_argv, fleet,
+    host_names, playbook_argv, render_hosts_yml,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;
@@ -46,34 +47,89 @@ fn acceptable(vm: &str, real: &BTreeSet<String>, groups: &BTreeSet<String>) -> b
             .any(|g| g == "all" || g == "ungrouped" || g == vm)
 }
 
-/// Every host key in the rendered YAML, read with saphyr directly rather than through the
-/// crate's own inventory reader, and the number of places a host is defined with its vars.
-fn hosts_in(text: &str) -> (BTreeSet<String>, usize) {
+/// What the rendered YAML says, read with saphyr directly rather than through the crate's own
+/// inventory reader.
+#[derive(Default)]
+struct Rendered {
+    /// Every host key, wherever it appears.
+    hosts: BTreeSet<String>,
+    /// How many hosts are defined with their vars (under `all.hosts`).
+    defined: usize,
+    /// The groups that list a host under `hosts`.
+    listing: BTreeSet<String>,
+    /// (parent, child) for every `children` entry; `all` for the top ones.
+    edges: BTreeSet<(String, String)>,
+}
+
+fn read_rendered(text: &str) -> Rendered {
     let docs = Yaml::load_from_str(text).unwrap();
     assert_eq!(docs.len(), 1);
     let top = docs[0].as_mapping().unwrap();
     assert_eq!(top.len(), 1, "only `all` at the top");
     let all = docs[0].as_mapping_get("all").unwrap();
-    let mut names = BTreeSet::new();
+    let mut out = Rendered::default();
     let defined = all.as_mapping_get("hosts").unwrap().as_mapping().unwrap();
     for key in defined.keys() {
-        names.insert(key.as_str().unwrap().to_owned());
+        out.hosts.insert(key.as_str().unwrap().to_owned());
     }
-    if let Some(children) = all.as_mapping_get("children") {
-        for group in children.as_mapping().unwrap().values() {
-            assert!(group.as_mapping_get("children").is_none());
-            for key in group
-                .as_mapping_get("hosts")
-                .unwrap()
-                .as_mapping()
-                .unwrap()
-                .keys()
-            {
-                names.insert(key.as_str().unwrap().to_owned());
+    out.defined = defined.len();
+    walk_children("all", all, &mut out);
+    out
+}
+
+fn walk_children(parent: &str, group: &Yaml<'_>, out: &mut Rendered) {
+    let Some(children) = group.as_mapping_get("children") else {
+        return;
+    };
+    for (name, child) in children.as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        out.edges.insert((parent.to_owned(), name.to_owned()));
+        if let Some(hosts) = child.as_mapping_get("hosts") {
+            out.listing.insert(name.to_owned());
+            for key in hosts.as_mapping().unwrap().keys() {
+                out.hosts.insert(key.as_str().unwrap().to_owned());
             }
         }
+        walk_children(name, child, out);
     }
-    (names, defined.len())
+}
+
+/// Groups of a small pool, so that generated hierarchies overlap the profile's groups.
+fn pool_group() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["g0", "g1", "g2", "g3", "g4", "g5"]).prop_map(str::to_owned)
+}
+
+/// A real inventory with these (child, parent) edges, each parent's `children` in one place.
+fn real_inventory(edges: &BTreeSet<(String, String)>) -> String {
+    let mut by_parent: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (child, parent) in edges {
+        by_parent.entry(parent).or_default().insert(child);
+    }
+    let mut text = String::new();
+    for (parent, children) in by_parent {
+        text.push_str(&format!("{parent}:\n  children:\n"));
+        for child in children {
+            text.push_str(&format!("    {child}:\n"));
+        }
+    }
+    text
+}
+
+/// The groups above `group` through `edges` (`all` left out), by a fixpoint rather than the
+/// crate's walk; it holds `group` when `group` is on a cycle.
+fn above(edges: &BTreeSet<(String, String)>, group: &str) -> BTreeSet<String> {
+    let mut found: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let before = found.len();
+        for (child, parent) in edges {
+            if parent != "all" && (child == group || found.contains(child)) {
+                found.insert(parent.clone());
+            }
+        }
+        if found.len() == before {
+            return found;
+        }
+    }
 }
 
 proptest! {
@@ -87,6 +143,11 @@ proptest! {
         suffix_host in any::<bool>(),
         collide in any::<bool>(),
         groups in prop::collection::btree_set("[a-z_][a-z0-9_]{0,10}", 0..4),
+        pool_groups in prop::collection::btree_set(pool_group(), 0..3),
+        edges in prop::collection::btree_set(
+            (pool_group(), prop_oneof![4 => pool_group(), 1 => Just("all".to_owned())]),
+            0..8,
+        ),
     ) {
         let vm = if suffix_host { format!("boma-it-{run}-{profile_host}") } else { format!("boma-it-{run}") };
         let mut real = real;
@@ -95,28 +156,65 @@ proptest! {
         if collide {
             real.insert(vm.to_uppercase());
         }
+        let mut groups = groups;
+        groups.extend(pool_groups);
         let groups_vec: Vec<String> = groups.iter().cloned().collect();
+        let real_fleet = fleet("real.yml", &real_inventory(&edges)).unwrap();
+        let lineage = real_fleet.lineage(&groups_vec);
         let checked = VmName::checked(&vm, &real);
         prop_assert_eq!(checked.is_ok(), acceptable(&vm, &real, &BTreeSet::new()), "{:?}", checked);
         let Ok(checked) = checked else { return Ok(()) };
         let host = TransientHost {
             vm: &checked,
             groups: &groups_vec,
+            group_parents: &lineage,
             ansible_host: "127.0.0.1",
             ansible_port: 40022,
             ansible_user: "ansible",
             ssh_private_key_file: Utf8Path::new("/keys/id_ed25519"),
         };
 
+        // The profile's groups and, for each, the groups above it in the real inventory.
+        let mut placed = groups.clone();
+        for group in &groups {
+            placed.extend(above(&edges, group));
+        }
+        let cycle = placed.iter().any(|g| above(&edges, g).contains(g));
+
         let rendered = render_hosts_yml(&host);
-        prop_assert_eq!(rendered.is_ok(), acceptable(&vm, &real, &groups), "{:?}", rendered);
+        prop_assert_eq!(
+            rendered.is_ok(),
+            acceptable(&vm, &real, &groups) && !cycle,
+            "{:?}",
+            rendered
+        );
         let Ok(hosts) = rendered else { return Ok(()) };
 
-        let (names, defined) = hosts_in(hosts.as_str());
-        prop_assert_eq!(&names, &BTreeSet::from([vm.clone()]));
-        prop_assert_eq!(defined, 1);
-        prop_assert_eq!(host_names("hosts.yml", hosts.as_str()).unwrap(), names);
+        let out = read_rendered(hosts.as_str());
+        prop_assert_eq!(&out.hosts, &BTreeSet::from([vm.clone()]));
+        prop_assert_eq!(out.defined, 1);
+        prop_assert_eq!(host_names("hosts.yml", hosts.as_str()).unwrap(), out.hosts.clone());
         prop_assert!(!real.iter().any(|h| h.eq_ignore_ascii_case(&vm)));
+
+        // Only the profile's groups list the VM; every ancestor appears, under exactly the
+        // parents the real inventory gives it (or `all`, when it gives none), so the VM is in
+        // the same groups at the same depths.
+        prop_assert_eq!(&out.listing, &groups);
+        let mut expected = BTreeSet::new();
+        for group in &placed {
+            let parents: BTreeSet<&String> = edges
+                .iter()
+                .filter(|(child, parent)| child == group && parent != "all")
+                .map(|(_, parent)| parent)
+                .collect();
+            if parents.is_empty() {
+                expected.insert(("all".to_owned(), group.clone()));
+            }
+            for parent in parents {
+                expected.insert((parent.clone(), group.clone()));
+            }
+        }
+        prop_assert_eq!(&out.edges, &expected, "{}", hosts.as_str());
 
         let files = [Utf8PathBuf::from("overrides/x.yml")];
         let run = PlaybookRun {

@@ -1,13 +1,14 @@
-//! The transient inventory: snapshots, its refusals, and the directory it is written to.
+//! The transient inventory: snapshots, its refusals, the real group hierarchy it mirrors, and the
+//! directory it is written to.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use boma_inventory::{
-    HostsYml, NameRefusal, Refusal, TransientHost, VmName, WriteError, host_names,
-    render_hosts_yml, write_inventory_dir,
+    Fleet, HostsYml, NameRefusal, Refusal, TransientHost, VmName, WriteError, fleet, host_names,
+    ini_fleet, render_hosts_yml, write_inventory_dir,
 };
 use camino::{Utf8Path, Utf8PathBuf};
-use saphyr::LoadableYamlNode as _;
+use saphyr::{LoadableYamlNode as _, Yaml};
 
 const SAMPLE: &str = include_str!("fixtures/production.yml");
 const VM: &str = "boma-it-20261125-0312-askari";
@@ -16,10 +17,15 @@ fn real_hosts() -> BTreeSet<String> {
     host_names("fixtures/production.yml", SAMPLE).unwrap()
 }
 
-fn host<'a>(vm: &'a VmName, groups: &'a [String]) -> TransientHost<'a> {
+fn host<'a>(
+    vm: &'a VmName,
+    groups: &'a [String],
+    group_parents: &'a BTreeMap<String, BTreeSet<String>>,
+) -> TransientHost<'a> {
     TransientHost {
         vm,
         groups,
+        group_parents,
         ansible_host: "127.0.0.1",
         ansible_port: 40022,
         ansible_user: "ansible",
@@ -27,10 +33,36 @@ fn host<'a>(vm: &'a VmName, groups: &'a [String]) -> TransientHost<'a> {
     }
 }
 
-fn render(groups: &[&str]) -> HostsYml {
-    let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+fn strings(groups: &[&str]) -> Vec<String> {
+    groups.iter().map(|g| (*g).to_owned()).collect()
+}
+
+/// `hosts.yml` for a VM in `groups`, placed in `real`'s hierarchy.
+fn render_in(real: &Fleet, groups: &[&str]) -> HostsYml {
+    let groups = strings(groups);
     let vm = VmName::checked(VM, &real_hosts()).unwrap();
-    render_hosts_yml(&host(&vm, &groups)).unwrap()
+    render_hosts_yml(&host(&vm, &groups, &real.lineage(&groups))).unwrap()
+}
+
+/// `hosts.yml` for a VM in `groups`, placed in the sample inventory's hierarchy.
+fn render(groups: &[&str]) -> HostsYml {
+    render_in(&fleet("fixtures/production.yml", SAMPLE).unwrap(), groups)
+}
+
+/// The node at `path` (mapping keys) in the rendered inventory, if there is one.
+fn node_at(hosts: &HostsYml, path: &[&str]) -> Option<Yaml<'static>> {
+    let docs = Yaml::load_from_str(hosts.as_str()).unwrap();
+    let mut node = docs.into_iter().next()?;
+    for key in path {
+        node = node.as_mapping_get(key)?.clone();
+    }
+    Some(node)
+}
+
+/// Whether the group at `path` lists the VM under its `hosts`.
+fn lists_vm(hosts: &HostsYml, path: &[&str]) -> bool {
+    let hosts_path: Vec<&str> = path.iter().copied().chain(["hosts", VM]).collect();
+    node_at(hosts, &hosts_path).is_some()
 }
 
 #[test]
@@ -65,10 +97,138 @@ fn hosts_yml_two_groups() {
 }
 
 #[test]
+fn hosts_yml_nested_groups() {
+    // nas_hosts is under home_hosts (itself under docker_hosts) and under backup_hosts.
+    insta::assert_snapshot!("hosts_yml_nested_groups", render(&["nas_hosts"]).as_str());
+}
+
+#[test]
+fn ancestors_are_every_group_above_and_only_those() {
+    let sample = fleet("fixtures/production.yml", SAMPLE).unwrap();
+    let set = |groups: &[&str]| {
+        groups
+            .iter()
+            .map(|g| (*g).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        sample.ancestors("nas_hosts"),
+        set(&["backup_hosts", "docker_hosts", "home_hosts"])
+    );
+    assert_eq!(sample.ancestors("offsite_hosts"), set(&["docker_hosts"]));
+    // Top-level groups and groups the inventory does not know have none; `all` is never one.
+    assert_eq!(sample.ancestors("docker_hosts"), set(&[]));
+    assert_eq!(sample.ancestors("catalogue"), set(&[]));
+    assert_eq!(
+        sample.lineage(&strings(&["offsite_hosts", "catalogue"])),
+        BTreeMap::from([
+            ("catalogue".to_owned(), set(&[])),
+            ("docker_hosts".to_owned(), set(&[])),
+            ("offsite_hosts".to_owned(), set(&["docker_hosts"])),
+        ])
+    );
+}
+
+#[test]
+fn a_group_the_real_inventory_does_not_know_sits_under_all() {
+    let hosts = render(&["catalogue"]);
+    assert!(lists_vm(&hosts, &["all", "children", "catalogue"]));
+    let top = node_at(&hosts, &["all", "children"]).unwrap();
+    assert_eq!(top.as_mapping().unwrap().len(), 1, "{}", hosts.as_str());
+}
+
+/// This repo's own inventory: askari's profile puts it in `offsite_hosts`, and
+/// `docker_hosts.yml` makes that a child of `docker_hosts`, which `site.yml` plays on.
+#[test]
+fn askari_is_in_docker_hosts_through_offsite_hosts() {
+    let repo = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let real = boma_inventory::read_real_fleet(&repo).unwrap();
+    assert_eq!(
+        real.ancestors("offsite_hosts"),
+        BTreeSet::from(["docker_hosts".to_owned()])
+    );
+    let hosts = render_in(&real, &["offsite_hosts"]);
+    let offsite = [
+        "all",
+        "children",
+        "docker_hosts",
+        "children",
+        "offsite_hosts",
+    ];
+    assert!(lists_vm(&hosts, &offsite), "{}", hosts.as_str());
+    // Nested, not flattened: docker_hosts lists no host of its own, and offsite_hosts is not
+    // also a direct child of `all` (which would be a parent production does not give it).
+    assert!(!lists_vm(&hosts, &["all", "children", "docker_hosts"]));
+    assert!(node_at(&hosts, &["all", "children", "offsite_hosts"]).is_none());
+}
+
+#[test]
+fn an_ini_children_section_places_the_vm_the_same_way() {
+    let ini = ini_fleet(
+        "hosts.ini",
+        "[offsite_hosts]\naskari ansible_host=77.42.120.136\n\n[docker_hosts:children]\noffsite_hosts\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ini.ancestors("offsite_hosts"),
+        BTreeSet::from(["docker_hosts".to_owned()])
+    );
+    let yaml = fleet(
+        "hosts.yml",
+        "offsite_hosts:\n  hosts:\n    askari:\n\ndocker_hosts:\n  children:\n    offsite_hosts:\n",
+    )
+    .unwrap();
+    let from_ini = render_in(&ini, &["offsite_hosts"]);
+    assert!(lists_vm(
+        &from_ini,
+        &[
+            "all",
+            "children",
+            "docker_hosts",
+            "children",
+            "offsite_hosts"
+        ]
+    ));
+    assert_eq!(from_ini, render_in(&yaml, &["offsite_hosts"]));
+}
+
+#[test]
+fn a_cycle_of_children_is_refused_and_ends() {
+    let real = fleet(
+        "hosts.yml",
+        "a:\n  children:\n    b:\n      children:\n        a:\n        g:\n",
+    )
+    .unwrap();
+    // The walk ends; a group on the cycle is not its own ancestor.
+    assert_eq!(real.ancestors("a"), BTreeSet::from(["b".to_owned()]));
+    assert_eq!(
+        real.ancestors("g"),
+        BTreeSet::from(["a".to_owned(), "b".to_owned()])
+    );
+    let vm = VmName::checked(VM, &real_hosts()).unwrap();
+    let groups = strings(&["g"]);
+    let lineage = real.lineage(&groups);
+    let refusal = render_hosts_yml(&host(&vm, &groups, &lineage)).unwrap_err();
+    assert_eq!(
+        refusal,
+        Refusal::GroupCycle {
+            group: "a".to_owned()
+        }
+    );
+    assert_eq!(
+        refusal.to_string(),
+        "refusing group `a`: the real inventory makes it a child of itself (a cycle of \
+         `children`), which ansible refuses too: break the cycle in the real inventory"
+    );
+}
+
+#[test]
 fn rendered_inventory_holds_only_the_vm() {
-    let hosts = render(&["offsite_hosts", "docker_hosts"]);
-    let names = host_names("hosts.yml", hosts.as_str()).unwrap();
-    assert_eq!(names.into_iter().collect::<Vec<_>>(), [VM]);
+    for groups in [&["offsite_hosts", "docker_hosts"][..], &["nas_hosts"]] {
+        let hosts = render(groups);
+        let names = host_names("hosts.yml", hosts.as_str()).unwrap();
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), [VM]);
+    }
 }
 
 #[test]
@@ -127,10 +287,11 @@ fn names_that_are_not_test_vms_are_refused() {
 #[test]
 fn implicit_groups_are_refused() {
     let vm = VmName::checked(VM, &real_hosts()).unwrap();
+    let no_parents = BTreeMap::new();
     for group in ["all", "ungrouped", "", VM] {
         let groups = [group.to_owned()];
         assert_eq!(
-            render_hosts_yml(&host(&vm, &groups)),
+            render_hosts_yml(&host(&vm, &groups, &no_parents)),
             Err(Refusal::BadGroup {
                 group: group.to_owned()
             })

@@ -11,10 +11,11 @@
 //! - in a `:children` section a line is one group name.
 //!
 //! What the harness takes from a file is its hosts (every name a pattern expands to), each
-//! host's `ansible_host` and `ansible_connection=local`, and a group's `ansible_host`. Values are
-//! read as Ansible reads them, through Python's `ast.literal_eval`: a quoted string loses its
-//! quotes, an unquoted word that is no Python literal stays as written, and an `ansible_host`
-//! that would become a number, a list or another non-string is refused rather than guessed.
+//! host's `ansible_host` and `ansible_connection=local`, a group's `ansible_host`, and the groups
+//! a `:children` section makes children of its group. Values are read as Ansible reads them,
+//! through Python's `ast.literal_eval`: a quoted string loses its quotes, an unquoted word that
+//! is no Python literal stays as written, and an `ansible_host` that would become a number, a
+//! list or another non-string is refused rather than guessed.
 //!
 //! Errors Ansible raises for a line are errors here too (the harness never skips what it cannot
 //! read). Ansible's checks that refer to groups across the file (`[g:vars]` for an undeclared
@@ -83,9 +84,9 @@ pub fn ini_fleet(file: &str, text: &str) -> Result<Fleet, InventoryError> {
                 }
             }
             Section::Children => {
-                if group_name(line).is_none() {
-                    return Err(err(format!("expected a group name, got `{line}`")));
-                }
+                let child = group_name(line)
+                    .ok_or_else(|| err(format!("expected a group name, got `{line}`")))?;
+                fleet.add_child(&group, child);
             }
         }
     }

@@ -26,6 +26,10 @@
 //!
 //! `ansible_host` set in `host_vars/` or `group_vars/` is not seen: addresses belong in the
 //! inventory files, where this repo keeps them.
+//!
+//! The group hierarchy is read too (YAML `children`, INI `[group:children]`): a test VM placed in
+//! a profile's groups must also be in every group the real host is in through them
+//! ([`Fleet::ancestors`], [`Fleet::lineage`]).
 
 mod ini;
 mod pattern;
@@ -119,6 +123,9 @@ pub struct Fleet {
     group_hosts: BTreeMap<String, BTreeSet<String>>,
     /// Where each host is first defined, as `file:line`, for messages.
     defined_at: BTreeMap<String, String>,
+    /// Group → the groups that list it under `children`, as written (`all` included when a file
+    /// says so; a group may have several).
+    parents: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Fleet {
@@ -142,6 +149,42 @@ impl Fleet {
         self.targets()
             .filter(|(_, target)| target.parse::<IpAddr>().is_err())
             .map(|(host, target)| (host.into_owned(), target.to_owned()))
+            .collect()
+    }
+
+    /// Every group `group` is a member of through the hierarchy, transitively: its parents,
+    /// their parents, and so on; without `group` itself (even on a cycle) and without the
+    /// implicit `all` and `ungrouped`. A group the inventory does not know has none.
+    pub fn ancestors(&self, group: &str) -> BTreeSet<String> {
+        ancestors_in(&self.parents, group)
+            .into_iter()
+            .filter(|above| *above != group)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The part of the hierarchy a host placed in `groups` sits in: each of `groups` and each of
+    /// their ancestors, with its parent groups (without the implicit `all` and `ungrouped`,
+    /// empty for a top-level group or one the inventory does not know). Cycles are kept as
+    /// written, for the renderer to refuse.
+    pub fn lineage(&self, groups: &[String]) -> BTreeMap<String, BTreeSet<String>> {
+        let mut members: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+        for group in groups {
+            members.extend(ancestors_in(&self.parents, group));
+        }
+        members
+            .into_iter()
+            .map(|group| {
+                let parents = self
+                    .parents
+                    .get(group)
+                    .into_iter()
+                    .flatten()
+                    .filter(|parent| !is_implicit(parent))
+                    .cloned()
+                    .collect();
+                (group.to_owned(), parents)
+            })
             .collect()
     }
 
@@ -187,6 +230,14 @@ impl Fleet {
             .insert(given.to_owned());
     }
 
+    /// Record that `parent` lists `child` under its `children`.
+    fn add_child(&mut self, parent: &str, child: &str) {
+        self.parents
+            .entry(child.to_owned())
+            .or_default()
+            .insert(parent.to_owned());
+    }
+
     fn extend(&mut self, other: Fleet) {
         for (host, given) in other.hosts {
             self.hosts.entry(host).or_default().extend(given);
@@ -198,7 +249,44 @@ impl Fleet {
             self.defined_at.entry(host).or_insert(at);
         }
         self.local.extend(other.local);
+        for (group, parents) in other.parents {
+            self.parents.entry(group).or_default().extend(parents);
+        }
     }
+}
+
+/// Whether `group` is one every host is in anyway (`all`) or that holds hosts of no other group
+/// (`ungrouped`): neither is listed as an ancestor nor walked through.
+pub(crate) fn is_implicit(group: &str) -> bool {
+    group == "all" || group == "ungrouped"
+}
+
+/// Every group above `group` in `parents` (group → its parent groups), transitively, skipping
+/// implicit groups; `group` itself is in it only when it is on a cycle. Each group is walked
+/// from once, so a cycle ends the walk instead of looping.
+pub(crate) fn ancestors_in<'a>(
+    parents: &'a BTreeMap<String, BTreeSet<String>>,
+    group: &str,
+) -> BTreeSet<&'a str> {
+    fn parents_of<'a>(
+        parents: &'a BTreeMap<String, BTreeSet<String>>,
+        group: &str,
+    ) -> impl Iterator<Item = &'a str> {
+        parents
+            .get(group)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|parent| !is_implicit(parent))
+    }
+    let mut above = BTreeSet::new();
+    let mut pending: Vec<&str> = parents_of(parents, group).collect();
+    while let Some(next) = pending.pop() {
+        if above.insert(next) {
+            pending.extend(parents_of(parents, next));
+        }
+    }
+    above
 }
 
 /// One file of the real inventory directory, as read from disk.

@@ -5,7 +5,8 @@
 //!
 //! Anything that could hide a host is an error rather than skipped: a `hosts` that is not a
 //! mapping, a host name that is not a string. Host patterns are expanded as Ansible does, so
-//! every name Ansible would see is returned.
+//! every name Ansible would see is returned. Each group listed under another's `children` is
+//! recorded with that group as a parent.
 
 use std::collections::BTreeSet;
 
@@ -32,7 +33,7 @@ pub fn fleet(file: &str, text: &str) -> Result<Fleet, InventoryError> {
     match docs.as_slice() {
         // An empty file is an empty inventory, as for Ansible.
         [] => {}
-        [doc] => walker.groups(doc, "the top level", &mut fleet)?,
+        [doc] => walker.groups(doc, "the top level", None, &mut fleet)?,
         [_, second, ..] => {
             return Err(walker.shape(second, "an inventory file holds one yaml document"));
         }
@@ -75,11 +76,13 @@ impl Walker<'_> {
         }
     }
 
-    /// A mapping of group name to group definition (the top level, or a group's `children`).
+    /// A mapping of group name to group definition: the top level (no `parent`: Ansible puts
+    /// such a group under `all` unless another lists it), or the `children` of group `parent`.
     fn groups(
         &self,
         node: &MarkedYaml<'_>,
         what: &str,
+        parent: Option<&str>,
         fleet: &mut Fleet,
     ) -> Result<(), InventoryError> {
         let node = untag(node);
@@ -90,6 +93,9 @@ impl Walker<'_> {
         };
         for (name, group) in groups {
             let name = self.name(name, "group")?;
+            if let Some(parent) = parent {
+                fleet.add_child(parent, &name);
+            }
             self.group(&name, group, fleet)?;
         }
         Ok(())
@@ -115,9 +121,12 @@ impl Walker<'_> {
         for (key, value) in entries {
             match untag(key).data.as_str() {
                 Some("hosts") => self.hosts(name, value, fleet)?,
-                Some("children") => {
-                    self.groups(value, &format!("`children` of group `{name}`"), fleet)?
-                }
+                Some("children") => self.groups(
+                    value,
+                    &format!("`children` of group `{name}`"),
+                    Some(name),
+                    fleet,
+                )?,
                 // Its hosts connect there unless they set their own `ansible_host`.
                 Some("vars") => {
                     if let Some(given) = self.ansible_host(&format!("group `{name}`"), value)? {
