@@ -249,8 +249,13 @@ fn after_boot(
     let _ = progress::fold_into(Some(files.ansible_log().as_std_path()));
     let steps_total = inputs.profile.applies.len();
     let reused = layers.as_ref().map_or(0, RunLayers::reused_steps);
+    // The last step is always applied in this run, even when its layer is reused (a converged
+    // apply on its own disk): the reboot diff's "before" must be the state an apply leaves,
+    // with everything it started and made at run time, not the state a boot leaves — that
+    // difference is what the reboot-class bugs are.
+    let first_applied = reused.min(steps_total.saturating_sub(1));
     for (index, apply) in inputs.profile.applies.iter().enumerate() {
-        if index < reused {
+        if index < first_applied {
             progress::skipped(format!("apply {}", apply.label()));
             continue;
         }
@@ -263,7 +268,12 @@ fn after_boot(
         if let Some(run_layers) = layers.as_mut()
             && index + 1 < steps_total
         {
-            power_cycle_taking(ctx, record, run_layers, index)?;
+            if let Err(e) =
+                power_cycle_taking(ctx, record, run_layers, index, "power cycle (layer)")
+            {
+                report.checks.push(reboot_check(&e));
+                return Err(e.into());
+            }
             files.forget_facts();
             files::write_run_files(ctx.repo(), inputs, record, &files)?;
         }
@@ -309,9 +319,12 @@ fn after_boot(
         // With layers, the reboot is the power cycle that takes the last step's layer (from the
         // cleanly shut-down guest); it is a real reboot all the same: a full shutdown, a new
         // boot_id.
+        // No layer of a state that already failed a check (a task that changed on the second
+        // apply: that disk is not what the step's inputs make).
+        let clean_so_far = report.checks.iter().all(|c| c.ok);
         let rebooted = match layers.as_mut() {
-            Some(run_layers) if reused < steps_total => {
-                power_cycle_taking(ctx, record, run_layers, steps_total - 1)
+            Some(run_layers) if reused < steps_total && clean_so_far => {
+                power_cycle_taking(ctx, record, run_layers, steps_total - 1, "reboot")
             }
             _ => with_effects(ctx, record.backend, record.accel, |fx| {
                 lifecycle::reboot(fx, record, RebootHow::Guest)
@@ -370,9 +383,12 @@ fn power_cycle_taking(
     record: &mut RunRecord,
     layers: &mut RunLayers,
     index: usize,
+    label: &str,
 ) -> Result<(), boma_vm::VmError> {
     with_effects(ctx, record.backend, record.accel, |fx| {
-        lifecycle::power_cycle(fx, record, &mut |stopped| layers.take(ctx, stopped, index))
+        lifecycle::power_cycle(fx, record, label, &mut |stopped| {
+            layers.take(ctx, stopped, index)
+        })
     })
     .map(|_| ())
 }

@@ -146,6 +146,10 @@ pub fn compare(
     let diff = boma_state::diff(&before.snapshot, &after.snapshot, &ignore);
     let text = boma_state::render_text(&diff);
     files::write(&files.reboot_diff(), &text)?;
+    files::write(
+        &files.reboot_diff().with_extension("json"),
+        &serde_json::to_string_pretty(&diff).expect("a diff serialises"),
+    )?;
     progress::line(&format!("reboot diff:\n{}", text.trim_end()));
     if diff.lost.is_empty() {
         return Ok(vec![CheckRecord {

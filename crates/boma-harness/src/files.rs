@@ -83,6 +83,7 @@ impl RunFiles {
             self.state_before(),
             self.state_after(),
             self.reboot_diff(),
+            self.reboot_diff().with_extension("json"),
         ];
         if let Ok(entries) = self.dir.read_dir_utf8() {
             let mut results: Vec<Utf8PathBuf> = entries

@@ -157,7 +157,7 @@ impl HostProbe for RealMachine<'_> {
 impl Hypervisors for RealMachine<'_> {
     fn get(&self, kind: BackendKind) -> Box<dyn Hypervisor + '_> {
         match kind {
-            BackendKind::Qemu => Box::new(QemuBackend::new(self.sh)),
+            BackendKind::Qemu => Box::new(QemuBackend::new(self.sh, &self.runs_root)),
             BackendKind::Libvirt => Box::new(LibvirtBackend::new(self.sh, &self.runs_root)),
         }
     }

@@ -80,6 +80,11 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
             )));
         }
     }
+    if let Err(e) = boma_state::Ignore::with_patterns(&profile.reboot_diff_ignore) {
+        return Err(HarnessError::Refused(format!(
+            "{profile_file}: reboot_diff_ignore: {e}"
+        )));
+    }
     for playbook in &profile.verify {
         if !repo.join(playbook).is_file() {
             return Err(HarnessError::Refused(format!(

@@ -100,8 +100,13 @@ pub fn prepare(
     exclusive: bool,
 ) -> Result<Prepared, HarnessError> {
     let reservation = reserve(ctx, inputs, new, what)?;
+    let live: Vec<String> = Reservations::open(&ctx.settings.cache_dir)
+        .and_then(|store| store.live())
+        .map(|live| live.into_iter().map(|r| r.vm).collect())
+        .unwrap_or_default();
+    let in_use = |name: &boma_name::VmName| live.iter().any(|vm| vm == name.as_str());
     with_effects(ctx, new.backend.kind, Accel::Tcg, |fx| {
-        lifecycle::preflight(fx, exclusive)
+        lifecycle::preflight(fx, exclusive, &in_use)
     })?;
     say!("backend: {} ({})", new.backend.kind, new.backend.why);
     let request = ImageRequest::from_settings(ctx.settings);

@@ -354,9 +354,16 @@ fn a_vm_process_that_dies_before_the_reboot_is_reported_at_once() {
 fn a_stale_run_left_by_sigkill_is_cleared_by_the_next_run() {
     let _serial = serial();
     let rig = Rig::new();
-    boma_harness::up(&rig.ctx(), "askari").unwrap();
-    // SIGKILL: the QEMU process is gone, its files and record stay.
+    let kept = boma_harness::up(&rig.ctx(), "askari").unwrap();
+    // SIGKILL: the QEMU process is gone, its files and record stay; its reservation went stale
+    // with it (the fake's "QEMU pid" is this test process, which lives on: drop it by hand).
     rig.machine.world.borrow_mut().running.clear();
+    let reservation = rig
+        .sandbox
+        .settings
+        .cache_dir
+        .join(format!("reservations/{}.json", kept.name));
+    std::fs::remove_file(reservation).unwrap();
     let outcome = rig.it();
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     rig.assert_nothing_left();

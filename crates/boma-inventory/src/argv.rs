@@ -49,7 +49,7 @@ pub struct PlaybookRun<'a> {
 
 /// `ansible-playbook` arguments for one of the profile's playbook runs.
 pub fn apply_argv(run: &PlaybookRun<'_>, apply: &Apply) -> Vec<String> {
-    let playbook = run.repo_root.join(PLAYBOOKS_DIR).join(&apply.playbook);
+    let playbook = run.repo_root.join(apply.playbook_path());
     let tags = (!apply.tags.is_empty()).then(|| apply.tags.join(","));
     argv(run, &playbook, tags)
 }

@@ -139,3 +139,17 @@ proptest! {
         }
     }
 }
+
+/// A step's playbook may live outside `playbooks/` (the failure catalogue's do): the argv
+/// names it where it is.
+#[test]
+fn a_repo_relative_playbook_is_run_from_where_it_is() {
+    let vm = vm();
+    let files = [Utf8PathBuf::from("overrides/catalogue.yml")];
+    let apply = Apply {
+        playbook: "tests/catalogue/not-enabled.yml".into(),
+        tags: vec![],
+    };
+    let argv = apply_argv(&run(&vm, &files), &apply);
+    assert_eq!(argv[2], "/src/boma/tests/catalogue/not-enabled.yml");
+}

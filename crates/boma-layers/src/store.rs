@@ -285,7 +285,8 @@ pub struct Miss {
 
 impl fmt::Display for Miss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let step = self.step_index;
+        // Counted from 1, as the harness names steps to people.
+        let step = self.step_index + 1;
         match &self.cause {
             MissCause::NeverBuilt => write!(f, "step {step}: no layer stored yet"),
             MissCause::Changed { cached, reasons } => write!(

@@ -216,7 +216,7 @@ fn a_changed_step_stops_the_chain_and_says_what_changed() {
     assert_eq!(
         miss.to_string(),
         format!(
-            "step 1: layer {} is for other inputs: tags changed: docker_host -> docker_host,reverse_proxy",
+            "step 2: layer {} is for other inputs: tags changed: docker_host -> docker_host,reverse_proxy",
             recipe(1, Some(r0.key()), &["docker_host"]).key().short()
         )
     );

@@ -26,7 +26,7 @@ pub fn render_text(diff: &RebootDiff) -> String {
         let noun = if n == 1 { "difference" } else { "differences" };
         let _ = writeln!(
             text,
-            "ignored: {n} known {noun} between boots (listed in the diff's JSON)"
+            "ignored: {n} known {noun} between boots (listed in reboot-diff.json)"
         );
     }
     if !diff.unavailable.is_empty() {

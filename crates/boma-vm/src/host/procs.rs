@@ -11,6 +11,19 @@ use boma_name::VmName;
 pub struct VmProcess {
     pub pid: u32,
     pub name: VmName,
+    /// Started by libvirt (`-name guest=…`): libvirt's to stop, not ours.
+    pub libvirt: bool,
+    /// Its command line, which names its disks (and so the run directory they live in).
+    pub cmdline: String,
+}
+
+impl VmProcess {
+    /// Whether its disks live under `root` (a checkout's run directory): whether it is this
+    /// checkout's VM.
+    pub fn under(&self, root: &camino::Utf8Path) -> bool {
+        self.cmdline
+            .contains(&format!("{}/", root.as_str().trim_end_matches('/')))
+    }
 }
 
 /// The test VM name in a QEMU command line (`-name boma-it-x` or libvirt's
@@ -55,7 +68,20 @@ pub fn processes() -> Vec<(u32, Vec<String>)> {
 pub fn vm_processes() -> Vec<VmProcess> {
     processes()
         .into_iter()
-        .filter_map(|(pid, args)| vm_name_in_cmdline(&args).map(|name| VmProcess { pid, name }))
+        .filter_map(|(pid, args)| {
+            let name = vm_name_in_cmdline(&args)?;
+            let libvirt = args
+                .iter()
+                .skip_while(|a| *a != "-name")
+                .nth(1)
+                .is_some_and(|v| v.starts_with("guest="));
+            Some(VmProcess {
+                pid,
+                name,
+                libvirt,
+                cmdline: args.join(" "),
+            })
+        })
         .collect()
 }
 
@@ -179,6 +205,19 @@ mod tests {
         assert!(!is_harness_child(&args("ssh ops@askari.example"), &markers));
         assert!(!is_harness_child(&[], &markers));
         assert!(!is_harness_child(&args("anything"), &[""]));
+    }
+
+    #[test]
+    fn a_vm_belongs_to_the_checkout_whose_run_directory_holds_its_disks() {
+        let process = VmProcess {
+            pid: 1,
+            name: crate::fake::vm("boma-it-a-1"),
+            libvirt: false,
+            cmdline: "qemu-system-x86_64 -name boma-it-a-1 -drive file=/repo/tests/integration/.run/boma-it-a-1/overlay.qcow2,if=virtio".into(),
+        };
+        assert!(process.under(camino::Utf8Path::new("/repo/tests/integration/.run")));
+        assert!(process.under(camino::Utf8Path::new("/repo/tests/integration/.run/")));
+        assert!(!process.under(camino::Utf8Path::new("/other/tests/integration/.run")));
     }
 
     #[test]

@@ -360,12 +360,20 @@ impl Hypervisor for LibvirtBackend<'_> {
         let names = self
             .virsh_cleanup(&["list", "--all", "--name"])
             .unwrap_or_default();
+        // This checkout's own: domains whose disks live in its run directory.
         let mut found: Vec<VmName> = names
             .lines()
             .filter_map(|n| VmName::parse(n.trim()).ok())
+            .filter(|name| {
+                self.virsh_cleanup(&["domblklist", name.as_str(), "--details"])
+                    .is_ok_and(|list| disks_under(&list, self.runs_root))
+            })
             .collect();
         // A test VM QEMU runs without libvirt is a test VM too: one at a time, whatever runs it.
-        for process in crate::host::procs::vm_processes() {
+        for process in crate::host::procs::vm_processes()
+            .into_iter()
+            .filter(|p| p.under(self.runs_root))
+        {
             if !found.contains(&process.name) {
                 found.push(process.name);
             }
@@ -383,6 +391,15 @@ impl LibvirtBackend<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether a domain's disks (`virsh domblklist --details`) live under `root`. Pure.
+pub fn disks_under(domblklist: &str, root: &Utf8Path) -> bool {
+    let prefix = format!("{}/", root.as_str().trim_end_matches('/'));
+    domblklist
+        .lines()
+        .filter_map(|line| line.split_whitespace().last())
+        .any(|source| source.starts_with(&prefix))
 }
 
 /// The published ports a record asks for (recorded at boot with empty endpoints).
@@ -442,6 +459,23 @@ mod tests {
         assert_eq!(pick_osinfo(bookworm), Some("debiantesting"));
         assert_eq!(pick_osinfo("debian13\ndebiantesting\n"), Some("debian13"));
         assert_eq!(pick_osinfo("win10\n"), None);
+    }
+
+    #[test]
+    fn a_domain_is_ours_when_its_disks_live_in_our_run_directory() {
+        let list = " Type   Device   Target   Source\n------------------------------------------------\n file   disk     vda      /repo/tests/integration/.run/boma-it-a-1/overlay.qcow2\n file   cdrom    sda      /repo/tests/integration/.run/boma-it-a-1/seed.img\n";
+        assert!(disks_under(
+            list,
+            Utf8Path::new("/repo/tests/integration/.run")
+        ));
+        assert!(!disks_under(
+            list,
+            Utf8Path::new("/other/tests/integration/.run")
+        ));
+        assert!(!disks_under(
+            list,
+            Utf8Path::new("/repo/tests/integration/.ru")
+        ));
     }
 
     #[test]

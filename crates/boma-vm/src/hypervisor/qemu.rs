@@ -93,11 +93,13 @@ pub fn qemu_args(spec: &BootSpec, ports: &ForwardedPorts) -> Vec<String> {
 /// Drives `qemu-system-x86_64`.
 pub struct QemuBackend<'a> {
     sh: &'a Shell,
+    /// This checkout's run directory: its VMs are the ones whose disks live there.
+    runs_root: &'a Utf8Path,
 }
 
 impl<'a> QemuBackend<'a> {
-    pub fn new(sh: &'a Shell) -> QemuBackend<'a> {
-        QemuBackend { sh }
+    pub fn new(sh: &'a Shell, runs_root: &'a Utf8Path) -> QemuBackend<'a> {
+        QemuBackend { sh, runs_root }
     }
 
     fn pid_of(&self, name: &VmName, record: Option<&RunRecord>) -> Option<u32> {
@@ -251,7 +253,13 @@ impl Hypervisor for QemuBackend<'_> {
     }
 
     fn leftovers(&self) -> Result<Vec<VmName>, VmError> {
-        Ok(procs::vm_processes().into_iter().map(|p| p.name).collect())
+        // This checkout's own, started by us: another checkout's runs and libvirt's guests
+        // are not ours to stop.
+        Ok(procs::vm_processes()
+            .into_iter()
+            .filter(|p| !p.libvirt && p.under(self.runs_root))
+            .map(|p| p.name)
+            .collect())
     }
 }
 

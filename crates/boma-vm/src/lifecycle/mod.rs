@@ -83,10 +83,19 @@ pub struct UpFailure {
 /// new VM is to become the checkout's one current VM (`exclusive`: `cargo xtask up`), refuse
 /// while the current one is live. How many VMs the machine runs at once is not decided here:
 /// the caller holds a machine-wide reservation (memory) for this VM.
-pub fn preflight(fx: &Effects, exclusive: bool) -> Result<(), VmError> {
+pub fn preflight(
+    fx: &Effects,
+    exclusive: bool,
+    in_use: &dyn Fn(&VmName) -> bool,
+) -> Result<(), VmError> {
     let Some(current) = fx.runs.current()? else {
         return Ok(());
     };
+    // A live harness still drives it (a parallel run, powered off for a moment while it
+    // stores a layer): not stale, whatever its process says.
+    if !exclusive && in_use(&current.name) {
+        return Ok(());
+    }
     // Asked of the backend that runs it: another kind cannot see it, and would call a live VM
     // stale.
     let own = fx.hypervisor(current.backend);
@@ -113,7 +122,13 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
         error,
         record: None,
     };
-    preflight(fx, req.exclusive).map_err(no_vm)?;
+    // Checked again right before creating anything, for a run that is to become the checkout's
+    // one current VM (its command holds the checkout's lock exclusively, so no parallel run is
+    // mid power cycle here). Parallel runs were checked by their caller, which knows the live
+    // reservations.
+    if req.exclusive {
+        preflight(fx, true, &|_| false).map_err(no_vm)?;
+    }
     let dir = fx.runs.vm_dir(&req.name);
     std::fs::create_dir_all(&dir).map_err(|e| no_vm(VmError::io(&dir, e)))?;
     // From here on files exist: a failure before boot removes them.
@@ -126,7 +141,8 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
     };
 
     let hypervisor = fx.hypervisor(fx.kind);
-    let boot = phase(format!("boot ({}, {})", fx.kind, req.accel.qemu_accel()));
+    say!("booting with {} ({})", fx.kind, req.accel.qemu_accel());
+    let boot = phase("boot");
     let booted = match boot.close(hypervisor.boot(&spec)) {
         Ok(booted) => booted,
         Err(error) => {
@@ -162,10 +178,11 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
         });
     }
 
-    let wait = phase(format!(
-        "wait for SSH and cloud-init (up to {})",
+    say!(
+        "waiting for SSH and cloud-init (up to {})",
         human(fx.waits.boot)
-    ));
+    );
+    let wait = phase("wait for SSH and cloud-init");
     let deadline = Instant::now() + fx.waits.boot;
     let ready = refresh_address(fx, &mut record, deadline)
         .and_then(|()| wait_first_boot(fx, &record, deadline));
@@ -379,11 +396,14 @@ pub struct Rebooted {
 /// Reboot for real and prove it: succeed only when SSH answers with a different boot_id and
 /// systemd has finished booting.
 pub fn reboot(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<Rebooted, VmError> {
-    let label = match how {
-        RebootHow::Guest => "reboot (guest-initiated)",
-        RebootHow::Hard => "reboot (hardware reset)",
-    };
-    let step = phase(label);
+    say!(
+        "rebooting {}",
+        match how {
+            RebootHow::Guest => "from inside the guest",
+            RebootHow::Hard => "by a hardware reset",
+        }
+    );
+    let step = phase("reboot");
     let state = step.close(reboot_inner(fx, record, how))?;
     Ok(Rebooted {
         took: boma_exec::progress::records()
@@ -427,9 +447,11 @@ fn going_down(fx: &Effects, record: &RunRecord, command: &str) -> Result<(), VmE
 pub fn power_cycle(
     fx: &Effects,
     record: &mut RunRecord,
+    label: &str,
     between: &mut dyn FnMut(&RunRecord) -> Result<(), VmError>,
 ) -> Result<Rebooted, VmError> {
-    let step = phase("reboot (power cycle)");
+    say!("power cycle: the guest powers itself off, then starts again");
+    let step = phase(label);
     let state = step.close(power_cycle_inner(fx, record, between))?;
     Ok(Rebooted {
         took: boma_exec::progress::records()

@@ -339,7 +339,7 @@ fn a_power_cycle_stops_the_vm_runs_between_on_its_disks_and_proves_a_new_boot() 
     let before = record.boot_id.clone();
     let mut seen_running = None;
     let world = Rc::clone(&rig.world);
-    power_cycle(&rig.fx(), &mut record, &mut |r| {
+    power_cycle(&rig.fx(), &mut record, "reboot", &mut |r| {
         seen_running = Some(world.borrow().running.contains(&r.name));
         Ok(())
     })
@@ -355,10 +355,24 @@ fn a_power_cycle_stops_the_vm_runs_between_on_its_disks_and_proves_a_new_boot() 
 fn a_failure_between_leaves_the_vm_stopped_and_says_why() {
     let rig = Rig::new();
     let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
-    let err = power_cycle(&rig.fx(), &mut record, &mut |_| {
+    let err = power_cycle(&rig.fx(), &mut record, "reboot", &mut |_| {
         Err(VmError::Backend("layer store full".into()))
     })
     .unwrap_err();
     assert_eq!(err.to_string(), "layer store full");
     assert!(!rig.world.borrow().running.contains(&record.name));
+}
+
+/// A run another live harness still drives (powered off for a moment while it stores a layer)
+/// is not stale: a parallel run leaves it alone.
+#[test]
+fn a_stopped_vm_that_a_live_run_drives_is_not_cleared_as_stale() {
+    let rig = Rig::new();
+    let record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    rig.world.borrow_mut().running.clear();
+    let name = record.name.clone();
+    preflight(&rig.fx(), false, &|n| *n == name).unwrap();
+    assert!(record.dir.exists(), "still there");
+    preflight(&rig.fx(), false, &|_| false).unwrap();
+    assert!(!record.dir.exists(), "stale once nobody drives it");
 }
