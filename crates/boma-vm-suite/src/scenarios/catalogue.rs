@@ -35,7 +35,12 @@ pub fn catalogue(suite: &mut Suite) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&junit);
     let mut args: Vec<&str> = hosts.iter().map(String::as_str).collect();
     args.extend(["-j", "2", "--remove-failed", "--junit", junit.as_str()]);
-    let run = it_any_exit(suite, S, &repo, &args)?;
+    // Modes 6 and 7 never come back: wait for them a bounded 4 minutes (a healthy catalogue
+    // guest is back in 1-2 under TCG), not the default 7.
+    suite.it_env = vec![("BOMA_IT_REBOOT_TIMEOUT".into(), "240".into())];
+    let run = it_any_exit(suite, S, &repo, &args);
+    suite.it_env.clear();
+    let run = run?;
 
     let mut rows = Vec::new();
     for host in &hosts {

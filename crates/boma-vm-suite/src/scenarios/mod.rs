@@ -47,6 +47,8 @@ pub struct Suite {
     pub timings: Vec<Timing>,
     /// How many `it` reports were written so far (their file names).
     reports: usize,
+    /// Environment for the next `it` runs (a scenario sets and clears it).
+    it_env: Vec<(String, String)>,
 }
 
 impl Suite {
@@ -65,6 +67,7 @@ impl Suite {
             work,
             timings: Vec::new(),
             reports: 0,
+            it_env: Vec::new(),
         }
     }
 
@@ -180,7 +183,12 @@ fn it_any_exit(
     let label = format!("xtask {}", full.join(" "));
     full.extend_from_slice(&["--report", report_path.as_str()]);
     let started = Instant::now();
-    let out = xtask_in(suite, cwd, &full, &[])?;
+    let env: Vec<(&str, &str)> = suite
+        .it_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let out = xtask_in(suite, cwd, &full, &env)?;
     suite.time(scenario, &label, started.elapsed());
     let code = exit_code(out.status);
     let text = std::fs::read_to_string(&report_path).unwrap_or_else(|_| out.stdout.clone());
