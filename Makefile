@@ -43,7 +43,7 @@ test: venv
 ## e.g. catalogue for the whole catalogue; TIMINGS=<file> keeps the timings as JSON)
 test-vm: venv
 	cargo build --workspace --bins
-	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask --baseline-runs $(BASELINE_RUNS) $(if $(TIMINGS),--timings $(TIMINGS)) $(VM_SCENARIOS)
+	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask --baseline-runs $(BASELINE_RUNS) $(if $(TIMINGS),--timings $(TIMINGS)) $(VM_SUITE_ARGS) $(VM_SCENARIOS)
 
 ## bench: the figures (root, real guests, hours under TCG): layers, per-task measures, -j 2, reboots;
 ## BENCH_RUNS runs of each variant (medians), written to target/bench.json. Not part of CI.
