@@ -31,7 +31,7 @@ test-templates: venv
 # Where cargo puts binaries (honours CARGO_TARGET_DIR).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: bench test test-vm test-integration test-integration-clean lint check-tags doctor
+.PHONY: bench test test-vm test-catalogue test-integration test-integration-clean lint check-tags doctor
 
 ## test: the fast tests: cargo test (no root, no VM) and the Caddyfile tier renders
 test: venv
@@ -44,6 +44,13 @@ test: venv
 test-vm: venv
 	cargo build --workspace --bins
 	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask --baseline-runs $(BASELINE_RUNS) $(if $(TIMINGS),--timings $(TIMINGS)) $(VM_SUITE_ARGS) $(VM_SCENARIOS)
+
+## test-catalogue: the failure catalogue's profiles CI leaves out (the GREEN twins, mode 6);
+## CATALOGUE_SET=all runs every mode, RED and GREEN (root, real guests, ~1 h under TCG)
+CATALOGUE_SET ?= rest
+test-catalogue: venv
+	cargo build --workspace --bins
+	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask $(if $(TIMINGS),--timings $(TIMINGS)) --catalogue-set $(CATALOGUE_SET) catalogue
 
 ## bench: the figures (root, real guests, hours under TCG): layers, per-task measures, -j 2, reboots;
 ## BENCH_RUNS runs of each variant (medians), written to target/bench.json. Not part of CI.

@@ -41,6 +41,9 @@ pub enum CatalogueSet {
     Ci,
     /// Every `cat-*` profile, RED and GREEN.
     All,
+    /// Every `cat-*` profile [`CI_SET`] leaves out: the GREEN twins and mode 6
+    /// (`make test-catalogue`, so CI and it together cover the whole catalogue).
+    Rest,
 }
 
 impl FromStr for CatalogueSet {
@@ -50,8 +53,9 @@ impl FromStr for CatalogueSet {
         match s {
             "ci" => Ok(CatalogueSet::Ci),
             "all" => Ok(CatalogueSet::All),
+            "rest" => Ok(CatalogueSet::Rest),
             other => Err(format!(
-                "`{other}` is not a catalogue set: use `ci` (the REDs CI runs) or `all`"
+                "`{other}` is not a catalogue set: use `ci` (the REDs CI runs), `rest` (what CI leaves out) or `all`"
             )),
         }
     }
@@ -62,6 +66,7 @@ impl fmt::Display for CatalogueSet {
         f.write_str(match self {
             CatalogueSet::Ci => "ci",
             CatalogueSet::All => "all",
+            CatalogueSet::Rest => "rest",
         })
     }
 }
@@ -73,6 +78,11 @@ pub fn select(set: CatalogueSet, profiles: &[String]) -> Result<Vec<String>, Str
         CatalogueSet::All => profiles
             .iter()
             .filter(|p| p.starts_with("cat-"))
+            .cloned()
+            .collect(),
+        CatalogueSet::Rest => profiles
+            .iter()
+            .filter(|p| p.starts_with("cat-") && !CI_SET.contains(&p.as_str()))
             .cloned()
             .collect(),
         CatalogueSet::Ci => {
@@ -220,6 +230,8 @@ mod tests {
     fn sets_parse_and_refuse_the_rest() {
         assert_eq!("ci".parse(), Ok(CatalogueSet::Ci));
         assert_eq!("all".parse(), Ok(CatalogueSet::All));
+        assert_eq!("rest".parse(), Ok(CatalogueSet::Rest));
+        assert_eq!(CatalogueSet::Rest.to_string(), "rest");
         assert!("some".parse::<CatalogueSet>().unwrap_err().contains("`ci`"));
         assert_eq!(CatalogueSet::Ci.to_string(), "ci");
     }
@@ -236,6 +248,9 @@ mod tests {
         let mut expected: Vec<String> = CI_SET.iter().map(|c| (*c).to_owned()).collect();
         expected.sort();
         assert_eq!(ci, expected);
+        let rest = select(CatalogueSet::Rest, &profiles).unwrap();
+        assert_eq!(rest, names(&["cat-a", "cat-a-red"]));
+        assert_eq!(rest.len() + ci.len(), all.len(), "ci and rest cover all");
         let err = select(CatalogueSet::Ci, &names(&["cat-a"])).unwrap_err();
         assert!(err.contains("cat-not-enabled-red"), "{err}");
         assert!(select(CatalogueSet::All, &names(&["askari"])).is_err());

@@ -1,5 +1,5 @@
 //! The suite's command line: `vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set
-//! ci|all] [--timings PATH] <scenario>...`, read into a plan. Pure: the arguments come from the
+//! ci|all|rest] [--timings PATH] <scenario>...`, read into a plan. Pure: the arguments come from the
 //! caller.
 
 use std::fmt;
@@ -123,7 +123,7 @@ pub struct Plan {
 /// The usage line.
 pub fn usage() -> String {
     format!(
-        "usage: vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all] [--timings PATH] <scenario>...\n\
+        "usage: vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all|rest] [--timings PATH] <scenario>...\n\
          scenarios: {} (inside .ci/libvirt-netns), or all = {}\n\
          the catalogue runs its `all` set when named, its `ci` set when it comes through `all`; --catalogue-set overrides both",
         names(&KNOWN),
