@@ -150,7 +150,7 @@ pub fn compare(
         &files.reboot_diff().with_extension("json"),
         &serde_json::to_string_pretty(&diff).expect("a diff serialises"),
     )?;
-    progress::line(&format!("reboot diff:\n{}", text.trim_end()));
+    progress::line(text.trim_end());
     if diff.lost.is_empty() {
         return Ok(vec![CheckRecord {
             name: "reboot_diff".into(),
