@@ -406,12 +406,17 @@ pub fn reboot(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<Re
     let step = phase("reboot");
     let state = step.close(reboot_inner(fx, record, how))?;
     Ok(Rebooted {
-        took: boma_exec::progress::records()
-            .last()
-            .map(|r| r.took)
-            .unwrap_or_default(),
+        took: last_phase_took(),
         system_state: state,
     })
+}
+
+/// How long the phase just closed took (its progress record).
+fn last_phase_took() -> Duration {
+    boma_exec::progress::records()
+        .last()
+        .map(|r| r.took)
+        .unwrap_or_default()
 }
 
 fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<String, VmError> {
@@ -454,10 +459,7 @@ pub fn power_cycle(
     let step = phase(label);
     let state = step.close(power_cycle_inner(fx, record, between))?;
     Ok(Rebooted {
-        took: boma_exec::progress::records()
-            .last()
-            .map(|r| r.took)
-            .unwrap_or_default(),
+        took: last_phase_took(),
         system_state: state,
     })
 }
