@@ -53,11 +53,17 @@ pub fn from_probes(before: &[ProbeOutcome], after: &[ProbeOutcome]) -> Vec<Check
                 "after": a.detail,
                 "before": earlier.map(|b| format!("{} ({})", b.reason, b.detail)),
             });
+            // A port that failed before the reboot too is not a reboot-class failure: say so,
+            // so the operator looks at the apply, not at the boot.
+            let reason = match earlier {
+                Some(b) if !a.ok && !b.ok => format!("{}, before the reboot too", a.reason),
+                _ => a.reason.clone(),
+            };
             record(
                 format!("probe_{}_{}", a.port, a.kind),
                 CheckSource::Probe,
                 a.ok,
-                a.reason.clone(),
+                reason,
                 Some(detail),
             )
         })
@@ -227,6 +233,27 @@ mod tests {
         // An address the guest did not answer for is not proven unrouted.
         assert!(!no_route_to_fleet(&addresses, "77.42.120.136 2 x\n").ok);
         assert!(fleet_route_command(&addresses).contains("for a in 77.42.120.136 192.0.2.50;"));
+    }
+
+    #[test]
+    fn a_probe_failing_before_the_reboot_too_says_so() {
+        let outcome = |port, ok, reason: &str| ProbeOutcome {
+            port,
+            kind: "https".into(),
+            ok,
+            reason: reason.into(),
+            detail: String::new(),
+        };
+        let before = [outcome(443, false, "timeout"), outcome(8443, true, "ok")];
+        let after = [outcome(443, false, "timeout"), outcome(8443, false, "refused")];
+        let checks = from_probes(&before, &after);
+        let reasons: Vec<Option<&str>> = checks.iter().map(|c| c.reason.as_deref()).collect();
+        assert_eq!(
+            reasons,
+            [Some("timeout, before the reboot too"), Some("refused")]
+        );
+        assert_eq!(checks[0].name, "probe_443_https");
+        assert!(checks.iter().all(|c| !c.ok));
     }
 
     #[test]
