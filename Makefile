@@ -54,10 +54,11 @@ test-catalogue: venv
 
 ## bench: the figures (root, real guests, hours under TCG): layers, per-task measures, -j 2, reboots;
 ## BENCH_RUNS runs of each variant (medians), written to target/bench.json. Not part of CI.
+## BENCH_GROUPS=<a,b> runs some of layers, reboot, per-task, parallel.
 BENCH_RUNS ?= 3
 bench: venv
 	cargo build --workspace --bins
-	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask --baseline-runs $(BENCH_RUNS) bench
+	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask --baseline-runs $(BENCH_RUNS) $(if $(BENCH_GROUPS),--bench-groups $(BENCH_GROUPS)) bench
 
 ## test-integration: install the VM substrate when something is missing (the integration_test
 ## role, once), then the whole cycle for HOST (CERTS=internal|le-staging|le-prod-wildcard,

@@ -10,6 +10,50 @@ use boma_exec::CmdExt;
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
+/// A part of the bench, run on its own with `--bench-groups` (`make bench BENCH_GROUPS=…`):
+/// the whole bench takes hours under TCG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchGroup {
+    /// askari's full cycle against its re-runs (unchanged, last step changed, first step changed).
+    Layers,
+    /// A raw guest reboot against `xtask reboot`.
+    Reboot,
+    /// Applies with facts per playbook, with the fact cache, with Mitogen.
+    PerTask,
+    /// Two catalogue profiles one after the other against `-j 2`.
+    Parallel,
+}
+
+/// Every group, in the order the bench runs them.
+pub const GROUPS: [BenchGroup; 4] = [
+    BenchGroup::Layers,
+    BenchGroup::Reboot,
+    BenchGroup::PerTask,
+    BenchGroup::Parallel,
+];
+
+impl BenchGroup {
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchGroup::Layers => "layers",
+            BenchGroup::Reboot => "reboot",
+            BenchGroup::PerTask => "per-task",
+            BenchGroup::Parallel => "parallel",
+        }
+    }
+}
+
+impl std::str::FromStr for BenchGroup {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BenchGroup, String> {
+        GROUPS.into_iter().find(|g| g.name() == s).ok_or_else(|| {
+            let known: Vec<&str> = GROUPS.iter().map(|g| g.name()).collect();
+            format!("`{s}` is not a bench group; known: {}", known.join(", "))
+        })
+    }
+}
+
 /// One measured variant: its name and each run's wall time (and the report's phases).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Series {
@@ -272,7 +316,7 @@ fn raw_reboot(record: &boma_vm::RunRecord) -> anyhow::Result<Duration> {
     anyhow::bail!("the raw reboot never came back with a new boot_id")
 }
 
-/// The whole bench, `--baseline-runs` times each (medians of at least 3 are the record): on
+/// The bench's groups (`--bench-groups`, default all), `--baseline-runs` times each (medians of at least 3 are the record): on
 /// askari, the layer variants (base's defaults are read only by the first step, reverse_proxy's
 /// only by the last), the per-task measures and the reboots; `-j 2` on two small catalogue
 /// profiles. Prints the tables and writes them as JSON into the scratch space and
@@ -284,35 +328,35 @@ pub fn run(suite: &mut crate::scenarios::Suite) -> anyhow::Result<()> {
         runs: suite.baseline_runs,
     };
     let mut groups: Vec<(String, Vec<Series>, String)> = Vec::new();
-    let askari_layers = layers(
-        &bench,
-        "askari",
-        Utf8Path::new("roles/base/defaults/main.yml"),
-        Utf8Path::new("roles/reverse_proxy/defaults/main.yml"),
-    )?;
-    groups.push((
-        "layers".into(),
-        askari_layers,
-        "askari: full cycle (--fresh, no layers)".into(),
-    ));
-    groups.push((
-        "reboot".into(),
-        reboots(&bench, "askari")?,
-        "raw guest reboot to a new boot_id".into(),
-    ));
-    groups.push((
-        "per-task".into(),
-        per_task(&bench, "askari")?,
-        "askari: applies, facts per playbook".into(),
-    ));
-    groups.push((
-        "parallel".into(),
-        parallel(&bench, "cat-not-enabled", "cat-lost-route")?,
-        "cat-not-enabled + cat-lost-route: one after the other (-j 1)".into(),
-    ));
+    for group in &suite.bench_groups {
+        let (series, baseline) = match group {
+            BenchGroup::Layers => (
+                layers(
+                    &bench,
+                    "askari",
+                    Utf8Path::new("roles/base/defaults/main.yml"),
+                    Utf8Path::new("roles/reverse_proxy/defaults/main.yml"),
+                )?,
+                "askari: full cycle (--fresh, no layers)",
+            ),
+            BenchGroup::Reboot => (
+                reboots(&bench, "askari")?,
+                "raw guest reboot to a new boot_id",
+            ),
+            BenchGroup::PerTask => (
+                per_task(&bench, "askari")?,
+                "askari: applies, facts per playbook",
+            ),
+            BenchGroup::Parallel => (
+                parallel(&bench, "cat-not-enabled", "cat-lost-route")?,
+                "cat-not-enabled + cat-lost-route: one after the other (-j 1)",
+            ),
+        };
+        println!("\n{}:\n{}", group.name(), table(&series, baseline));
+        groups.push((group.name().to_owned(), series, baseline.to_owned()));
+    }
     let mut json = serde_json::Map::new();
     for (name, series, baseline) in &groups {
-        println!("\n{name}:\n{}", table(series, baseline));
         json.insert(
             name.clone(),
             serde_json::json!({"baseline": baseline, "series": series}),

@@ -1,6 +1,6 @@
 //! The suite's command line: `vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set
-//! ci|all|rest] [--timings PATH] <scenario>...`, read into a plan. Pure: the arguments come from the
-//! caller.
+//! ci|all|rest] [--bench-groups G,…] [--timings PATH] <scenario>...`, read into a plan. Pure:
+//! the arguments come from the caller.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,6 +8,7 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use camino::Utf8PathBuf;
 
+use crate::bench::{BenchGroup, GROUPS};
 use crate::catalogue::CatalogueSet;
 
 /// One scenario of the suite.
@@ -118,12 +119,14 @@ pub struct Plan {
     pub catalogue_set: CatalogueSet,
     /// `--timings`: where the timings go as JSON too.
     pub timings: Option<Utf8PathBuf>,
+    /// `--bench-groups a,b`: the parts of the bench to run (default: all).
+    pub bench_groups: Vec<BenchGroup>,
 }
 
 /// The usage line.
 pub fn usage() -> String {
     format!(
-        "usage: vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all|rest] [--timings PATH] <scenario>...\n\
+        "usage: vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all|rest] [--bench-groups layers,reboot,per-task,parallel] [--timings PATH] <scenario>...\n\
          scenarios: {} (inside .ci/libvirt-netns), or all = {}\n\
          the catalogue runs its `all` set when named, its `ci` set when it comes through `all`; --catalogue-set overrides both",
         names(&KNOWN),
@@ -138,6 +141,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Pl
     let mut baseline_runs = 1;
     let mut catalogue_set = None;
     let mut timings = None;
+    let mut bench_groups = GROUPS.to_vec();
     // (scenario, whether it came in through `all`)
     let mut wanted: Vec<(Scenario, bool)> = Vec::new();
     while let Some(arg) = args.next() {
@@ -160,6 +164,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Pl
                         .parse::<CatalogueSet>()
                         .map_err(anyhow::Error::msg)?,
                 );
+            }
+            "--bench-groups" => {
+                bench_groups = value("--bench-groups")?
+                    .split(',')
+                    .map(|g| g.trim().parse::<BenchGroup>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(anyhow::Error::msg)?;
+                bench_groups.dedup();
             }
             "-h" | "--help" => return Ok(None),
             "all" => wanted.extend(ALL.iter().map(|s| (*s, true))),
@@ -191,6 +203,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Pl
         scenarios,
         catalogue_set,
         timings,
+        bench_groups,
     }))
 }
 
@@ -210,6 +223,17 @@ mod tests {
         assert_eq!(p.catalogue_set, CatalogueSet::Ci);
         assert_eq!(p.baseline_runs, 1);
         assert_eq!(p.timings, None);
+        assert_eq!(p.bench_groups, GROUPS);
+    }
+
+    #[test]
+    fn bench_groups_are_chosen_by_name() {
+        let p = plan(&["--bench-groups", "per-task,reboot", "bench"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.bench_groups, [BenchGroup::PerTask, BenchGroup::Reboot]);
+        let err = plan(&["--bench-groups", "per-task,speed", "bench"]).unwrap_err();
+        assert!(err.to_string().contains("`speed` is not a bench group"), "{err}");
     }
 
     #[test]

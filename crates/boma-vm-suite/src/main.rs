@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         plan.catalogue_set,
         work.clone(),
     );
+    suite.bench_groups = plan.bench_groups.clone();
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     let mut interrupted = None;
     for scenario in &plan.scenarios {

@@ -41,6 +41,8 @@ pub struct Suite {
     pub xtask: Utf8PathBuf,
     pub baseline_runs: usize,
     pub catalogue_set: CatalogueSet,
+    /// The parts of the bench to run.
+    pub bench_groups: Vec<crate::bench::BenchGroup>,
     /// The suite's scratch space (reports, keys, a scratch worktree), kept when a scenario
     /// failed.
     pub work: Utf8PathBuf,
@@ -64,6 +66,7 @@ impl Suite {
             xtask,
             baseline_runs,
             catalogue_set,
+            bench_groups: crate::bench::GROUPS.to_vec(),
             work,
             timings: Vec::new(),
             reports: 0,
