@@ -344,13 +344,13 @@ fn system_out(run: &RunReport) -> String {
         for layer in &run.layers {
             match (&layer.why_not, layer.reused) {
                 (_, true) => {
-                    let _ = writeln!(s, "  reused {} ({})", layer.step, layer.key);
+                    let _ = writeln!(s, "  reused  {} ({})", layer.step, layer.key);
                 }
                 (Some(why), false) => {
-                    let _ = writeln!(s, "  built  {} ({}): {why}", layer.step, layer.key);
+                    let _ = writeln!(s, "  applied {} ({}): {why}", layer.step, layer.key);
                 }
                 (None, false) => {
-                    let _ = writeln!(s, "  built  {} ({})", layer.step, layer.key);
+                    let _ = writeln!(s, "  applied {} ({})", layer.step, layer.key);
                 }
             }
         }

@@ -62,7 +62,8 @@ fn write_run(s: &mut String, run: &RunReport) {
             (Some(why), false) => format!(": {why}"),
             _ => String::new(),
         };
-        let verb = if layer.reused { "reused" } else { "built " };
+        // Not reused: the step was applied; whether a layer was stored, `why` says.
+        let verb = if layer.reused { "reused " } else { "applied" };
         let _ = writeln!(s, "  layer {verb} {} ({}){why}", layer.step, layer.key);
     }
     if let Some(path) = &run.diagnostics {
