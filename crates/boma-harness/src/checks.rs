@@ -245,7 +245,10 @@ mod tests {
             detail: String::new(),
         };
         let before = [outcome(443, false, "timeout"), outcome(8443, true, "ok")];
-        let after = [outcome(443, false, "timeout"), outcome(8443, false, "refused")];
+        let after = [
+            outcome(443, false, "timeout"),
+            outcome(8443, false, "refused"),
+        ];
         let checks = from_probes(&before, &after);
         let reasons: Vec<Option<&str>> = checks.iter().map(|c| c.reason.as_deref()).collect();
         assert_eq!(

@@ -10,49 +10,7 @@ use boma_exec::CmdExt;
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
-/// A part of the bench, run on its own with `--bench-groups` (`make bench BENCH_GROUPS=…`):
-/// the whole bench takes hours under TCG.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BenchGroup {
-    /// askari's full cycle against its re-runs (unchanged, last step changed, first step changed).
-    Layers,
-    /// A raw guest reboot against `xtask reboot`.
-    Reboot,
-    /// Applies with facts per playbook, with the fact cache, with Mitogen.
-    PerTask,
-    /// Two catalogue profiles one after the other against `-j 2`.
-    Parallel,
-}
-
-/// Every group, in the order the bench runs them.
-pub const GROUPS: [BenchGroup; 4] = [
-    BenchGroup::Layers,
-    BenchGroup::Reboot,
-    BenchGroup::PerTask,
-    BenchGroup::Parallel,
-];
-
-impl BenchGroup {
-    pub fn name(self) -> &'static str {
-        match self {
-            BenchGroup::Layers => "layers",
-            BenchGroup::Reboot => "reboot",
-            BenchGroup::PerTask => "per-task",
-            BenchGroup::Parallel => "parallel",
-        }
-    }
-}
-
-impl std::str::FromStr for BenchGroup {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<BenchGroup, String> {
-        GROUPS.into_iter().find(|g| g.name() == s).ok_or_else(|| {
-            let known: Vec<&str> = GROUPS.iter().map(|g| g.name()).collect();
-            format!("`{s}` is not a bench group; known: {}", known.join(", "))
-        })
-    }
-}
+use crate::cli::BenchGroup;
 
 /// One measured variant: its name and each run's wall time (and the report's phases).
 #[derive(Debug, Clone, serde::Serialize)]

@@ -8,7 +8,6 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use camino::Utf8PathBuf;
 
-use crate::bench::{BenchGroup, GROUPS};
 use crate::catalogue::CatalogueSet;
 
 /// One scenario of the suite.
@@ -103,6 +102,50 @@ impl FromStr for Scenario {
 
 fn names(list: &[Scenario]) -> String {
     list.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// A part of the bench, run on its own with `--bench-groups` (`make bench BENCH_GROUPS=…`):
+/// the whole bench takes hours under TCG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchGroup {
+    /// askari's full cycle against its re-runs (unchanged, last step changed, first step changed).
+    Layers,
+    /// A raw guest reboot against `xtask reboot`.
+    Reboot,
+    /// Applies with facts per playbook, with the fact cache, with Mitogen.
+    PerTask,
+    /// Two catalogue profiles one after the other against `-j 2`.
+    Parallel,
+}
+
+/// Every group, in the order the bench runs them.
+pub const GROUPS: [BenchGroup; 4] = [
+    BenchGroup::Layers,
+    BenchGroup::Reboot,
+    BenchGroup::PerTask,
+    BenchGroup::Parallel,
+];
+
+impl BenchGroup {
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchGroup::Layers => "layers",
+            BenchGroup::Reboot => "reboot",
+            BenchGroup::PerTask => "per-task",
+            BenchGroup::Parallel => "parallel",
+        }
+    }
+}
+
+impl FromStr for BenchGroup {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BenchGroup, String> {
+        GROUPS.into_iter().find(|g| g.name() == s).ok_or_else(|| {
+            let known: Vec<&str> = GROUPS.iter().map(|g| g.name()).collect();
+            format!("`{s}` is not a bench group; known: {}", known.join(", "))
+        })
+    }
 }
 
 /// What to run, and how.
@@ -233,7 +276,10 @@ mod tests {
             .unwrap();
         assert_eq!(p.bench_groups, [BenchGroup::PerTask, BenchGroup::Reboot]);
         let err = plan(&["--bench-groups", "per-task,speed", "bench"]).unwrap_err();
-        assert!(err.to_string().contains("`speed` is not a bench group"), "{err}");
+        assert!(
+            err.to_string().contains("`speed` is not a bench group"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub struct Suite {
     pub baseline_runs: usize,
     pub catalogue_set: CatalogueSet,
     /// The parts of the bench to run.
-    pub bench_groups: Vec<crate::bench::BenchGroup>,
+    pub bench_groups: Vec<crate::cli::BenchGroup>,
     /// The suite's scratch space (reports, keys, a scratch worktree), kept when a scenario
     /// failed.
     pub work: Utf8PathBuf,
@@ -66,7 +66,7 @@ impl Suite {
             xtask,
             baseline_runs,
             catalogue_set,
-            bench_groups: crate::bench::GROUPS.to_vec(),
+            bench_groups: crate::cli::GROUPS.to_vec(),
             work,
             timings: Vec::new(),
             reports: 0,
