@@ -314,33 +314,33 @@ fn parallel(
                 let child_args = child_args(host, args, &report);
                 say!("==> {host} started (log: {log})");
                 let started = Instant::now();
-                let log_file = std::fs::File::create(&log).ok();
-                let code = match xshell::Shell::new() {
+                let log_file = std::fs::File::create(&log);
+                let code = match (xshell::Shell::new(), log_file) {
                     // A shell per thread: xshell's is not shared between threads.
-                    Ok(sh) => {
+                    (Ok(sh), Ok(log_file)) => {
                         let sh = &sh;
+                        // The child's stderr goes straight to its log: `tail -f` follows it.
                         let run = xshell::cmd!(sh, "{exe} {child_args...}")
                             .exec()
                             .forward_interrupt()
                             .allow_fail()
                             .quiet()
+                            .stderr_to(log_file)
                             .run();
                         match run {
-                            Ok(out) => {
-                                if let Some(mut file) = log_file {
-                                    use std::io::Write as _;
-                                    let _ = file.write_all(out.stderr.as_bytes());
-                                }
-                                out.status.code()
-                            }
+                            Ok(out) => out.status.code(),
                             Err(e) => {
                                 say!("{host}: could not run: {e}");
                                 None
                             }
                         }
                     }
-                    Err(e) => {
+                    (Err(e), _) => {
                         say!("{host}: cannot start a shell: {e}");
+                        None
+                    }
+                    (_, Err(e)) => {
+                        say!("{host}: cannot create its log {log}: {e}");
                         None
                     }
                 };

@@ -130,6 +130,8 @@ pub struct Run {
     /// On an interrupt, pass the signal on to the command and wait for it (it cleans up).
     forward: bool,
     stdin: Option<Vec<u8>>,
+    /// Where stderr goes instead of being captured ([`Run::stderr_to`]).
+    stderr_file: Option<std::fs::File>,
 }
 
 /// Turn an `xshell::Cmd` into a [`Run`].
@@ -178,6 +180,7 @@ impl Run {
             interruptible: true,
             forward: false,
             stdin: None,
+            stderr_file: None,
         }
     }
 
@@ -192,6 +195,13 @@ impl Run {
     /// only its tail.
     pub fn stream(mut self) -> Run {
         self.stream = true;
+        self
+    }
+
+    /// Write the command's stderr straight into `file` as it comes (a parallel run's child: its
+    /// log can be followed with `tail -f` while it runs); [`Captured::stderr`] is then empty.
+    pub fn stderr_to(mut self, file: std::fs::File) -> Run {
+        self.stderr_file = Some(file);
         self
     }
 
@@ -318,7 +328,10 @@ impl Run {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(match self.stderr_file.take() {
+                Some(file) => Stdio::from(file),
+                None => Stdio::piped(),
+            });
         let mut child = self.spawn_child()?;
         if let Some(bytes) = self.stdin.take() {
             let mut pipe = child.stdin.take().expect("stdin was piped");
@@ -328,7 +341,10 @@ impl Run {
             });
         }
         let out = Collector::start(child.stdout.take().expect("piped"), self.stream, false);
-        let err = Collector::start(child.stderr.take().expect("piped"), self.stream, true);
+        let err = child
+            .stderr
+            .take()
+            .map(|pipe| Collector::start(pipe, self.stream, true));
 
         let started = Instant::now();
         let mut forwarded = false;
@@ -372,7 +388,7 @@ impl Run {
             std::thread::sleep(Duration::from_millis(20));
         };
         let stdout = out.finish();
-        let stderr = err.finish();
+        let stderr = err.map(Collector::finish).unwrap_or_default();
         match outcome {
             Ok(status) if status.success() || !self.check => Ok(Captured {
                 status,
@@ -537,6 +553,25 @@ mod tests {
         assert!(text.contains("exit status 3"), "{text}");
         assert!(text.contains("boom"), "{text}");
         assert_eq!(err.exit_code(), Some(3));
+    }
+
+    #[test]
+    fn stderr_goes_to_the_file_not_the_capture() {
+        let sh = sh();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("child.log");
+        let file = std::fs::File::create(&path).unwrap();
+        let out = cmd!(
+            sh,
+            "sh -c 'echo early >&2; sleep 0.5; echo data; echo late >&2'"
+        )
+        .exec()
+        .stderr_to(file)
+        .run()
+        .unwrap();
+        assert_eq!(out.stdout, "data\n");
+        assert_eq!(out.stderr, "", "stderr went to the file, not the capture");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "early\nlate\n");
     }
 
     #[test]
