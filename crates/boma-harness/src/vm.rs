@@ -254,6 +254,9 @@ pub fn boot(
     })
 }
 
+/// How much of the serial console a failure whose guest never answered shows.
+const CONSOLE_LINES: usize = 15;
+
 /// The single failure policy for a booted VM: an interrupt removes it (unless `keep`); any
 /// other failure collects diagnostics and keeps it, saying how to inspect and clean up.
 /// Returns the diagnostics bundle's path, when one was written.
@@ -283,6 +286,20 @@ pub fn after_failure(
         return None;
     }
     say!("failed after boot: collecting diagnostics, keeping the VM");
+    // A guest that never answered can say why only on its console: show its end now.
+    if matches!(
+        error,
+        HarnessError::Vm(boma_vm::VmError::Timeout { .. } | boma_vm::VmError::GuestGone { .. })
+    ) {
+        let console = std::fs::read(record.console_log()).unwrap_or_default();
+        let tail = diagnostics::console_tail(&String::from_utf8_lossy(&console), CONSOLE_LINES);
+        if !tail.is_empty() {
+            say!("the end of the serial console:");
+            for line in tail {
+                say!("  | {line}");
+            }
+        }
+    }
     let bundle = collect_diagnostics(ctx, record);
     say!("");
     say!("the VM {} is kept for inspection:", record.name);

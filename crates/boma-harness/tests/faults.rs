@@ -307,8 +307,17 @@ fn a_guest_that_never_comes_back_after_the_reboot_is_kept_with_its_console() {
     let _serial = serial();
     let rig = Rig::new();
     rig.machine.world.borrow_mut().never_returns = true;
+    rig.machine.world.borrow_mut().console_text =
+        "[\u{1b}[0;32m  OK  \u{1b}[0m] Reached target emergency.target\r\nYou are in emergency mode.\r\n".into();
     let outcome = rig.it();
     assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
+    // The console's end is shown at once, as plain text, and kept in the bundle's log.
+    let bundle = outcome.report.diagnostics.clone().expect("a bundle");
+    let log = std::fs::read_to_string(format!("{bundle}/harness.log")).unwrap();
+    assert!(
+        log.contains("the end of the serial console:\n  | [  OK  ] Reached target emergency.target\n  | You are in emergency mode.\n"),
+        "{log}"
+    );
     assert_eq!(
         outcome.report.result,
         RunResult::Failed,

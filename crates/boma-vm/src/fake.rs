@@ -35,6 +35,9 @@ pub struct World {
     pub cloud_init_status: i32,
     /// The guest never answers SSH again after a reboot.
     pub never_returns: bool,
+    /// What the fake writes to the serial console file at each boot (a real QEMU writes the
+    /// guest's boot messages there).
+    pub console_text: String,
     /// The VM process dies on the next `is_running` check.
     pub dies: bool,
     /// `boot` fails.
@@ -119,6 +122,10 @@ impl Hypervisor for FakeBackend {
         w.running.insert(spec.name.clone());
         w.kinds.insert(spec.name.clone(), self.kind);
         w.booted.push(spec.name.clone());
+        if !w.console_text.is_empty() {
+            std::fs::write(&spec.console, &w.console_text)
+                .map_err(|e| VmError::io(&spec.console, e))?;
+        }
         w.boot_count += 1;
         let published = spec
             .published_ports

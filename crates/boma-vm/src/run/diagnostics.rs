@@ -72,7 +72,68 @@ pub fn collect(
     Ok(out.to_owned())
 }
 
+/// The last `lines` lines of a serial console as a person reads them: terminal colour codes
+/// and carriage returns removed, blank lines dropped. Pure. What an operator needs when the
+/// guest never answered (emergency mode, a service that cannot bind).
+pub fn console_tail(console: &str, lines: usize) -> Vec<String> {
+    let mut kept: Vec<String> = console
+        .lines()
+        .map(strip_terminal_codes)
+        .map(|l| l.trim_end().to_owned())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let start = kept.len().saturating_sub(lines);
+    kept.drain(..start);
+    kept
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`) and carriage returns.
+fn strip_terminal_codes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    // Parameters and intermediates, up to the final letter.
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn write(dir: &Utf8Path, file: &str, text: &str) -> Result<(), VmError> {
     let path = dir.join(file);
     std::fs::write(&path, redact(text)).map_err(|e| VmError::io(&path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_tail_is_plain_text() {
+        let console = "[   49.9] systemd[1]: Started emergency.service\r\n\
+                       [\u{1b}[0;32m  OK  \u{1b}[0m] Reached target \u{1b}[0;1;39memergency.target\u{1b}[0m - Emergency Mode.\r\n\
+                       \r\n\
+                       You are in emergency mode.\n";
+        assert_eq!(
+            console_tail(console, 2),
+            [
+                "[  OK  ] Reached target emergency.target - Emergency Mode.",
+                "You are in emergency mode."
+            ]
+        );
+        assert_eq!(console_tail(console, 10).len(), 3);
+        assert!(console_tail("", 5).is_empty());
+    }
 }
