@@ -37,9 +37,43 @@ pub fn redact(text: &str) -> String {
     out
 }
 
+/// Every string inside `value` (keys too) with every registered secret masked. Structured,
+/// not over the rendered text: in rendered JSON a secret holding a quote or a backslash is
+/// escaped and would slip past [`redact`].
+pub fn redact_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => *s = redact(s),
+        Value::Array(items) => items.iter_mut().for_each(redact_json),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut item) in entries {
+                redact_json(&mut item);
+                map.insert(redact(&key), item);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_secrets_inside_json_values_even_with_quotes() {
+        register("tok\"en-with-quote");
+        let mut value = serde_json::json!({
+            "detail": {"env": ["A=tok\"en-with-quote"], "tok\"en-with-quote": 1},
+            "n": 3
+        });
+        redact_json(&mut value);
+        let text = value.to_string();
+        assert!(!text.contains("en-with-quote"), "{text}");
+        assert_eq!(value["detail"]["env"][0], "A=<redacted>");
+        assert_eq!(value["detail"]["<redacted>"], 1);
+        assert_eq!(value["n"], 3);
+    }
 
     #[test]
     fn masks_registered_secrets_and_ignores_trivial_ones() {

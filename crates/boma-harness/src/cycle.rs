@@ -59,6 +59,7 @@ pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
         backend: None,
         accel: None,
         cert_tier: options.tier.to_string(),
+        image: None,
         result: RunResult::Error,
         rebooted: false,
         error: None,
@@ -85,14 +86,14 @@ pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
             ExitClass::Failed => RunResult::Error,
         },
     };
-    report.error = error
-        .as_ref()
-        .map(|e| boma_exec::redact::redact(&crate::error_chain(e)));
+    report.error = error.as_ref().map(|e| crate::error_chain(e));
     report.phases = progress::records()
         .iter()
         .map(crate::report::phase)
         .collect();
     report.total_seconds = started.elapsed().as_secs_f64();
+    // Every string of the report (errors, check details from the guest, phase names) masked.
+    let report = crate::report::redacted(report);
     if let Some(dir) = &report.diagnostics {
         // The bundle carries the report too.
         let path = camino::Utf8Path::new(dir).join("report.json");
@@ -132,6 +133,11 @@ fn run(
     let mut prepared = prepared;
     report.backend = Some(new.backend.kind.to_string());
     report.accel = Some(format!("{:?}", prepared.accel).to_lowercase());
+    report.image = Some(boma_report::ImageUse {
+        path: prepared.golden.path.to_string(),
+        sha512: prepared.golden.sha512.clone(),
+        origin: prepared.golden.origin.clone(),
+    });
     // Layers: the deepest cached disk whose inputs match, unless asked not to or the tier puts a
     // secret on the disk.
     let mut layers = if ctx.settings.layers && !options.tier.needs_vault_secret() {

@@ -18,6 +18,14 @@ pub fn phase(record: &PhaseRecord) -> boma_report::PhaseRecord {
     }
 }
 
+/// `report` with every registered secret masked in every string it holds: the error, the
+/// checks' reasons and details (a verify playbook reports what the guest said), the paths.
+pub fn redacted(report: RunReport) -> RunReport {
+    let mut value = serde_json::to_value(&report).expect("a run report serialises");
+    boma_exec::redact::redact_json(&mut value);
+    serde_json::from_value(value).expect("masking strings keeps a run report's shape")
+}
+
 /// A report of one run.
 pub fn single(run: &RunReport) -> Report {
     Report {

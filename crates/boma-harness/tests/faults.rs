@@ -24,6 +24,12 @@ fn a_passing_cycle_applies_checks_idempotence_reboots_and_removes_its_vm() {
     let report = &outcome.report;
     assert_eq!(report.result, RunResult::Passed);
     assert!(report.rebooted);
+    let image = report
+        .image
+        .clone()
+        .expect("the report names the image it booted");
+    assert_eq!(image.sha512, "ab".repeat(64));
+    assert_eq!(image.origin, "cache");
     assert_eq!(
         *rig.machine.playbook_calls.borrow(),
         vec![
@@ -60,6 +66,42 @@ fn a_passing_cycle_applies_checks_idempotence_reboots_and_removes_its_vm() {
     let vm = report.vm.clone().unwrap();
     assert!(report.phases.iter().all(|p| !p.name.contains(&vm)));
     rig.assert_nothing_left();
+}
+
+/// The verdict was reached; removing the VM then failed. The report still says what the checks
+/// found and that the guest rebooted, and the error names the removal.
+#[test]
+fn a_failing_down_after_a_pass_still_reports_the_checks() {
+    let _serial = serial();
+    let rig = Rig::new();
+    rig.machine.world.borrow_mut().destroy_fails = true;
+    let outcome = rig.it();
+    let error = outcome
+        .error
+        .as_ref()
+        .expect("the removal failed")
+        .to_string();
+    assert!(error.contains("fake destroy failure"), "{error}");
+    let report = &outcome.report;
+    assert_ne!(
+        report.result,
+        RunResult::Passed,
+        "a VM left behind is not a clean pass"
+    );
+    assert!(report.rebooted);
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == "reboot_diff" && c.ok)
+    );
+    assert!(report.checks.iter().all(|c| c.ok), "{:?}", report.checks);
+    assert!(
+        report
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("fake destroy failure"))
+    );
 }
 
 #[test]
@@ -635,12 +677,20 @@ fn the_dns_token_and_the_vault_password_never_reach_the_log_report_or_bundle() {
     // verify playbook prints it while failing (a registered container environment).
     *rig.machine.vault.borrow_mut() = vec![token.to_owned()];
     rig.machine.world.borrow_mut().says = Some(format!("GANDI_BEARER_TOKEN={token}"));
-    let mut red = verify_fails_red();
     *rig.machine.playbook.borrow_mut() = Box::new(move |call| {
         if call.label.starts_with("verify") {
             boma_exec::progress::output(&format!("\"Env\": [\"GANDI_BEARER_TOKEN={token}\"]"));
+            // A check whose detail carries what the guest said, the token in it.
+            let results = serde_json::json!({"checks": [{"name": "caddy_env", "ok": false,
+                "reason": "leaked", "detail": {"env": [format!("GANDI_BEARER_TOKEN={token}")]}}]});
+            std::fs::write(support::results_file(&call.args), results.to_string()).unwrap();
+            return Err(boma_harness::HarnessError::Playbook {
+                step: call.label.clone(),
+                code: Some(2),
+                tail: vec![],
+            });
         }
-        red(call)
+        Ok(())
     });
     let outcome = rig.it_with(
         "registry",
@@ -648,6 +698,12 @@ fn the_dns_token_and_the_vault_password_never_reach_the_log_report_or_bundle() {
             tier: CertTier::LeStaging,
             ..options()
         },
+    );
+    let caddy = outcome.report.checks.iter().find(|c| c.name == "caddy_env");
+    assert_eq!(
+        caddy.and_then(|c| c.detail.clone()),
+        Some(serde_json::json!({"env": ["GANDI_BEARER_TOKEN=<redacted>"]})),
+        "the check is reported, its detail masked"
     );
     let report = boma_report::render_json(&boma_harness::single_report(&outcome.report));
     let junit = boma_report::render_junit(&boma_harness::single_report(&outcome.report));

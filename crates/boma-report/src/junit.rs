@@ -317,6 +317,11 @@ fn properties(run: &RunReport) -> Vec<(&'static str, String)> {
             .into_iter()
             .filter_map(|(name, value)| Some((name, value.clone()?))),
     );
+    if let Some(image) = &run.image {
+        props.push(("image", image.path.clone()));
+        props.push(("image_sha512", image.sha512.clone()));
+        props.push(("image_origin", image.origin.clone()));
+    }
     // The `timestamp` attribute has no zone; this says it is UTC, to the millisecond.
     props.push(("started_at", run.started_at.rfc3339()));
     props

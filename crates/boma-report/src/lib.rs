@@ -29,8 +29,8 @@ mod xml;
 
 pub use junit::render_junit;
 pub use model::{
-    CheckRecord, CheckSource, LayerUse, PhaseRecord, PhaseStatus, REBOOT_PHASE, Report, RunReport,
-    RunResult,
+    CheckRecord, CheckSource, ImageUse, LayerUse, PhaseRecord, PhaseStatus, REBOOT_PHASE, Report,
+    RunReport, RunResult,
 };
 pub use text::render_text_summary;
 pub use timestamp::{ParseTimestampError, Timestamp};

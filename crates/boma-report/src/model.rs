@@ -63,6 +63,9 @@ pub struct RunReport {
     #[serde(default)]
     pub accel: Option<String>,
     pub cert_tier: String,
+    /// The golden image the run booted (or stood on, through its layers).
+    #[serde(default)]
+    pub image: Option<ImageUse>,
     pub result: RunResult,
     /// Whether the guest was rebooted (a new boot_id). False under `--no-reboot` or when the
     /// run failed before the reboot: a pass without a reboot is blind to exactly the bugs the
@@ -84,6 +87,16 @@ pub struct RunReport {
     pub phases: Vec<PhaseRecord>,
     #[serde(default)]
     pub checks: Vec<CheckRecord>,
+}
+
+/// The golden image of a run: which bytes were booted, and where they came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUse {
+    pub path: String,
+    /// SHA-512 of the file, hex, checked before the run pinned it.
+    pub sha512: String,
+    /// `cache`, `download <url>`, `build`, `file <path>`.
+    pub origin: String,
 }
 
 impl RunReport {

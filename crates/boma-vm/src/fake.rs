@@ -42,6 +42,11 @@ pub struct World {
     pub dies: bool,
     /// `boot` fails.
     pub boot_fails: bool,
+    /// `destroy` fails (the VM stays).
+    pub destroy_fails: bool,
+    /// After the first reboot the guest answers only at this address (a new DHCP lease, as
+    /// libvirt's network can hand out), and the backend reports it there.
+    pub moves_to_after_reboot: Option<String>,
     /// Deliver this signal (as `boma_exec::interrupt::simulate` does) when the guest is asked to
     /// run a command containing the text: an interrupt at a precise moment.
     pub interrupt_on: Option<(String, i32)>,
@@ -59,6 +64,8 @@ pub struct World {
     /// Every command the fake guest was asked to run.
     pub commands: Vec<String>,
     pub destroyed: Vec<VmName>,
+    /// Which backend removed each VM of `destroyed`, in the same order.
+    pub destroyed_by: Vec<BackendKind>,
     pub booted: Vec<VmName>,
 }
 
@@ -155,9 +162,14 @@ impl Hypervisor for FakeBackend {
     }
 
     fn address(&self, record: &RunRecord) -> Result<Option<Booted>, VmError> {
+        let w = self.world.borrow();
+        let host = match &w.moves_to_after_reboot {
+            Some(new) if w.boot_count > 1 => new.clone(),
+            _ => record.ssh.host.clone(),
+        };
         Ok(Some(Booted {
             ssh: Endpoint {
-                host: record.ssh.host.clone(),
+                host,
                 port: record.ssh.port,
             },
             published: record.published.clone(),
@@ -205,8 +217,12 @@ impl Hypervisor for FakeBackend {
         if w.running.contains(name) && w.kind_of(name) != self.kind {
             return Ok(());
         }
+        if w.destroy_fails {
+            return Err(VmError::Backend("fake destroy failure".into()));
+        }
         w.running.remove(name);
         w.destroyed.push(name.clone());
+        w.destroyed_by.push(self.kind);
         Ok(())
     }
 
@@ -248,6 +264,14 @@ impl Guest for FakeGuest {
     ) -> Result<Captured, ExecError> {
         let mut w = self.world.borrow_mut();
         w.commands.push(command.to_owned());
+        if let Some(new) = &w.moves_to_after_reboot
+            && w.boot_count > 1
+            && w.stale_remaining == 0
+            && target.host != *new
+        {
+            // Nobody answers at the old address any more.
+            return Ok(captured(255, ""));
+        }
         if let Some((text, signal)) = &w.interrupt_on
             && command.contains(text.as_str())
         {

@@ -2,8 +2,8 @@
 //! names and paths so that every rendering is deterministic.
 
 use boma_report::{
-    CheckRecord, CheckSource, LayerUse, PhaseRecord, PhaseStatus, Report, RunReport, RunResult,
-    Timestamp,
+    CheckRecord, CheckSource, ImageUse, LayerUse, PhaseRecord, PhaseStatus, Report, RunReport,
+    RunResult, Timestamp,
 };
 use serde_json::json;
 
@@ -83,6 +83,11 @@ fn askari_passed() -> RunReport {
         backend: Some("qemu".to_owned()),
         accel: Some("kvm".to_owned()),
         cert_tier: "internal".to_owned(),
+        image: Some(ImageUse {
+            path: "/var/lib/boma-integration/debian-13-boma-amd64.qcow2".to_owned(),
+            sha512: "3229dd24a6b9aada".to_owned(),
+            origin: "cache (built)".to_owned(),
+        }),
         result: RunResult::Passed,
         rebooted: true,
         error: None,
@@ -235,6 +240,7 @@ pub fn refused() -> Report {
         backend: None,
         accel: None,
         cert_tier: "internal".to_owned(),
+        image: None,
         result: RunResult::Refused,
         rebooted: false,
         error: Some(
@@ -277,6 +283,7 @@ pub fn two_profiles() -> Report {
         backend: Some("libvirt".to_owned()),
         accel: Some("tcg".to_owned()),
         cert_tier: "letsencrypt-staging".to_owned(),
+        image: None,
         result: RunResult::Failed,
         rebooted: true,
         error: Some("verify failed: second_apply_changes_nothing".to_owned()),
@@ -341,6 +348,7 @@ pub fn hostile() -> Report {
         backend: Some("qemu".to_owned()),
         accel: Some("tcg\u{0}".to_owned()),
         cert_tier: "int'ernal".to_owned(),
+        image: None,
         result: RunResult::Error,
         rebooted: false,
         error: Some(

@@ -117,12 +117,6 @@ pub fn orphans(markers: &[&str]) -> Vec<Orphan> {
         .collect()
 }
 
-/// SIGKILL an orphan if its command line still carries one of `markers` (it was not recycled).
-pub fn kill_orphan(orphan: &Orphan, markers: &[&str]) -> bool {
-    args_of(orphan.pid).is_some_and(|args| is_harness_child(&args, markers))
-        && kill(Pid::from_raw(orphan.pid as i32), Signal::SIGKILL).is_ok()
-}
-
 /// The pids of processes whose command name is `comm`.
 pub fn pids_named(comm: &str) -> Vec<u32> {
     processes()

@@ -107,9 +107,10 @@ impl<'a> QemuBackend<'a> {
             .and_then(|r| r.pid)
             .filter(|pid| procs::is_vm_process(*pid, name.as_str()))
             .or_else(|| {
+                // Never libvirt's QEMU of the same name: that one is libvirt's to stop.
                 procs::vm_processes()
                     .into_iter()
-                    .find(|p| &p.name == name)
+                    .find(|p| &p.name == name && !p.libvirt)
                     .map(|p| p.pid)
             })
     }

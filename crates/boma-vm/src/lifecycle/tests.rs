@@ -223,6 +223,22 @@ fn guest_reboot_is_proven_by_a_new_boot_id_despite_stale_answers() {
 }
 
 #[test]
+fn after_a_reboot_the_guest_is_looked_for_where_the_backend_now_says_it_is() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let before = record.boot_id.clone();
+    rig.world.borrow_mut().moves_to_after_reboot = Some("192.168.123.77".into());
+    reboot(&rig.fx(), &mut record, RebootHow::Guest).unwrap();
+    assert_ne!(record.boot_id, before, "proven at the new address");
+    assert_eq!(record.ssh.host, "192.168.123.77");
+    let saved = rig.runs.current().unwrap().unwrap();
+    assert_eq!(
+        saved.ssh.host, "192.168.123.77",
+        "the record on disk moved too"
+    );
+}
+
+#[test]
 fn hard_reboot_goes_through_the_backend() {
     let rig = Rig::new();
     let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
@@ -330,6 +346,25 @@ fn a_stale_run_is_removed_by_its_own_backend() {
     up(&rig.fx(), &request("boma-it-askari-2")).unwrap();
     assert!(!stale.dir.exists());
     assert_eq!(rig.world.borrow().destroyed, vec![stale.name.clone()]);
+    assert_eq!(rig.world.borrow().destroyed_by, vec![BackendKind::Libvirt]);
+}
+
+/// The other direction: a live libvirt VM is not the QEMU backend's to call stale or stop.
+#[test]
+fn a_live_libvirt_vm_is_refused_not_removed_by_a_qemu_run() {
+    let rig = Rig::new();
+    let libvirt = Effects {
+        kind: BackendKind::Libvirt,
+        ..rig.fx()
+    };
+    let kept = up(&libvirt, &request("boma-it-askari-1")).unwrap();
+    let failure = up(&rig.fx(), &request("boma-it-askari-2")).unwrap_err();
+    let message = failure.error.to_string();
+    assert!(failure.error.is_preflight(), "{message}");
+    assert!(message.contains("boma-it-askari-1"), "{message}");
+    assert!(rig.world.borrow().running.contains(&kept.name));
+    assert!(rig.world.borrow().destroyed.is_empty());
+    assert!(kept.dir.join("overlay.qcow2").exists());
 }
 
 #[test]
