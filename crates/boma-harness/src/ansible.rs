@@ -170,6 +170,96 @@ pub fn parse_changes(text: &str) -> Vec<ChangedTask> {
 mod tests {
     use super::*;
 
+    /// A repository whose venv's `ansible-playbook` is the given shell script.
+    fn repo_with_playbook(script: &str) -> (tempfile::TempDir, Utf8PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
+        let bin = repo.join(".venv/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let program = bin.join("ansible-playbook");
+        std::fs::write(&program, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (tmp, repo)
+    }
+
+    fn call(repo: &Utf8Path, timeout: Duration) -> PlaybookCall {
+        PlaybookCall {
+            repo: repo.to_owned(),
+            label: "apply playbooks/site.yml --tags base".into(),
+            args: vec!["playbooks/site.yml".into()],
+            timeout,
+            changes_file: None,
+            facts_dir: None,
+            mitogen: None,
+        }
+    }
+
+    #[test]
+    fn a_playbook_past_its_limit_is_stopped_and_named() {
+        let (_tmp, repo) = repo_with_playbook("sleep 30");
+        let sh = Shell::new().unwrap();
+        let err = run(&sh, &call(&repo, Duration::from_millis(300))).unwrap_err();
+        match err {
+            HarnessError::PlaybookTimedOut { step, after } => {
+                assert_eq!(step, "apply playbooks/site.yml --tags base");
+                assert_eq!(after, Duration::from_millis(300));
+            }
+            other => panic!("not a timeout: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_failing_play_keeps_its_exit_code() {
+        let (_tmp, repo) = repo_with_playbook("echo 'fatal: [vm]: FAILED!'; exit 2");
+        let sh = Shell::new().unwrap();
+        let err = run(&sh, &call(&repo, Duration::from_secs(30))).unwrap_err();
+        assert!(
+            matches!(err, HarnessError::Playbook { code: Some(2), .. }),
+            "{err}"
+        );
+    }
+
+    /// The vault script, run by the repository's venv (`make venv`; `make test` makes it):
+    /// an inline `!vault` value and a file encrypted whole are both read back.
+    #[test]
+    fn the_vault_script_reads_inline_and_whole_file_values() {
+        let repo = Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let bin = repo.join(".venv/bin");
+        assert!(
+            bin.join("ansible-vault").is_file(),
+            "this test needs the Ansible venv: run `make venv` (`make test` does)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
+        let password = dir.join("pass");
+        std::fs::write(&password, "vault-test-password\n").unwrap();
+        let sh = Shell::new().unwrap();
+        let vault = bin.join("ansible-vault");
+        let inline = cmd!(
+            sh,
+            "{vault} encrypt_string --vault-password-file {password} --name vault__token inline-secret-4d2c"
+        )
+        .exec()
+        .quiet()
+        .read()
+        .unwrap();
+        let inline_file = dir.join("inline.yml");
+        std::fs::write(&inline_file, format!("---\nplain: visible\n{inline}\n")).unwrap();
+        let whole_file = dir.join("whole.yml");
+        std::fs::write(&whole_file, "---\nnested:\n  - whole-secret-9e1f\n").unwrap();
+        cmd!(sh, "{vault} encrypt --vault-password-file {password} {whole_file}")
+            .exec()
+            .quiet()
+            .run()
+            .unwrap();
+        let values = vault_values(&sh, &repo, &password, &[inline_file, whole_file]).unwrap();
+        assert_eq!(values, ["inline-secret-4d2c", "whole-secret-9e1f"]);
+        let wrong = dir.join("wrong");
+        std::fs::write(&wrong, "not-the-password\n").unwrap();
+        assert!(vault_values(&sh, &repo, &wrong, &[dir.join("whole.yml")]).is_err());
+    }
+
     #[test]
     fn changed_tasks_parse_and_describe_themselves() {
         let text = concat!(
