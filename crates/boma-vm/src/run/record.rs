@@ -55,17 +55,31 @@ pub struct Runs {
 /// Held while a harness command acts; released by the kernel if the process dies.
 #[derive(Debug)]
 pub struct RunsLock {
-    _file: File,
+    file: File,
     /// A shared holder's own file, removed with the lock.
     holder: Option<Utf8PathBuf>,
 }
 
 impl Drop for RunsLock {
     fn drop(&mut self) {
-        if let Some(holder) = &self.holder {
-            let _ = std::fs::remove_file(holder);
+        match &self.holder {
+            Some(holder) => {
+                let _ = std::fs::remove_file(holder);
+            }
+            // The exclusive holder's line goes with it: nobody may be named after leaving.
+            None => {
+                let _ = self.file.set_len(0);
+            }
         }
     }
+}
+
+/// Whether a holder's line (`pid 123: cargo xtask prune`) names a live process.
+fn holder_alive(line: &str) -> bool {
+    line.strip_prefix("pid ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| Utf8Path::new("/proc").join(pid.to_string()).exists())
 }
 
 impl Runs {
@@ -113,7 +127,8 @@ impl Runs {
                 let mut holders = self.holders();
                 if !shared {
                     let exclusive = std::fs::read_to_string(&path).unwrap_or_default();
-                    if !exclusive.trim().is_empty() {
+                    // A line left by a holder that died without unlocking names nobody.
+                    if holder_alive(exclusive.trim()) {
                         holders.push(exclusive.trim().to_owned());
                     }
                 }
@@ -141,10 +156,7 @@ impl Runs {
             write!(file, "{me}").map_err(|e| VmError::io(&path, e))?;
             None
         };
-        Ok(RunsLock {
-            _file: file,
-            holder,
-        })
+        Ok(RunsLock { file, holder })
     }
 
     /// What the shared holders say about themselves (stale files of dead pids skipped).
@@ -298,7 +310,19 @@ mod tests {
         assert!(err.contains("cargo xtask it"), "{err}");
         drop(first);
         drop(second);
-        runs.lock("cargo xtask prune").unwrap();
+        let prune = runs.lock("cargo xtask prune").unwrap();
+        drop(prune);
+        // A later shared holder keeps an exclusive taker out naming itself only, never the
+        // exclusive holder that left (nor one that died holding it, pid 0 here).
+        let third = runs.lock_shared("cargo xtask it cat-a").unwrap();
+        let err = runs.lock("cargo xtask up askari").unwrap_err().to_string();
+        assert!(err.contains("cargo xtask it cat-a"), "{err}");
+        assert!(!err.contains("prune"), "{err}");
+        drop(third);
+        std::fs::write(runs.root().join(".lock"), "pid 0: cargo xtask down").unwrap();
+        let _shared = runs.lock_shared("cargo xtask it cat-b").unwrap();
+        let err = runs.lock("cargo xtask up askari").unwrap_err().to_string();
+        assert!(!err.contains("cargo xtask down"), "{err}");
     }
 
     #[test]
