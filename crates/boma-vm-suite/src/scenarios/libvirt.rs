@@ -1,6 +1,6 @@
 //! `libvirt`: the libvirt backend, run inside the namespace `.ci/libvirt-netns` made, on the
-//! catalogue's cheapest pair (mode 2, 1 GiB guests, caught by the reboot diff): the GREEN
-//! passes, the RED fails with exactly its `expect`, nothing is left, and the shared golden
+//! catalogue's cheapest pair (mode 2, 1 GiB guests, caught by the reboot diff), both at once
+//! (`-j 2`): the GREEN passes, the RED fails with exactly its `expect`, nothing is left, and the shared golden
 //! image was not chowned by libvirt.
 
 use anyhow::ensure;
@@ -28,7 +28,7 @@ pub fn libvirt(suite: &mut Suite) -> anyhow::Result<()> {
         suite,
         S,
         &repo,
-        &[GREEN, RED, "--backend", "libvirt", "--remove-failed"],
+        &[GREEN, RED, "--backend", "libvirt", "--remove-failed", "-j", "2"],
         verdict::expected_exit(true),
     )?;
     let mut problems = Vec::new();
