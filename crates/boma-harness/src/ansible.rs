@@ -248,11 +248,14 @@ mod tests {
         std::fs::write(&inline_file, format!("---\nplain: visible\n{inline}\n")).unwrap();
         let whole_file = dir.join("whole.yml");
         std::fs::write(&whole_file, "---\nnested:\n  - whole-secret-9e1f\n").unwrap();
-        cmd!(sh, "{vault} encrypt --vault-password-file {password} {whole_file}")
-            .exec()
-            .quiet()
-            .run()
-            .unwrap();
+        cmd!(
+            sh,
+            "{vault} encrypt --vault-password-file {password} {whole_file}"
+        )
+        .exec()
+        .quiet()
+        .run()
+        .unwrap();
         let values = vault_values(&sh, &repo, &password, &[inline_file, whole_file]).unwrap();
         assert_eq!(values, ["inline-secret-4d2c", "whole-secret-9e1f"]);
         let wrong = dir.join("wrong");

@@ -28,7 +28,15 @@ pub fn libvirt(suite: &mut Suite) -> anyhow::Result<()> {
         suite,
         S,
         &repo,
-        &[GREEN, RED, "--backend", "libvirt", "--remove-failed", "-j", "2"],
+        &[
+            GREEN,
+            RED,
+            "--backend",
+            "libvirt",
+            "--remove-failed",
+            "-j",
+            "2",
+        ],
         verdict::expected_exit(true),
     )?;
     let mut problems = Vec::new();
