@@ -23,7 +23,6 @@
 mod argv;
 mod cert;
 mod connection;
-mod marked;
 mod policy;
 mod profile;
 mod real;

@@ -25,7 +25,7 @@ use std::fmt;
 
 use saphyr::{LoadableYamlNode, MarkedYaml, YamlData};
 
-use crate::marked::untag;
+use boma_yaml::untag;
 
 /// Connection variables matched by their whole name (see the module docs, rule 2).
 pub const CONNECTION_VARS: [&str; 13] = [

@@ -182,7 +182,7 @@ pub fn parse_vocabulary(path: &str, text: &str) -> Result<Vec<String>, TagsError
     let docs = MarkedYaml::load_from_str(text).map_err(|e| error(e.marker().line(), e.info()))?;
     let doc = match docs.as_slice() {
         [] => return Ok(Vec::new()),
-        [doc] => walk::untag(doc),
+        [doc] => boma_yaml::untag(doc),
         [_, second, ..] => {
             return Err(error(
                 second.span.start.line(),
@@ -199,7 +199,7 @@ pub fn parse_vocabulary(path: &str, text: &str) -> Result<Vec<String>, TagsError
     };
     items
         .iter()
-        .map(|item| match &walk::untag(item).data {
+        .map(|item| match &boma_yaml::untag(item).data {
             YamlData::Value(Scalar::String(s)) if !s.trim().is_empty() => Ok(s.to_string()),
             _ => Err(error(
                 item.span.start.line(),

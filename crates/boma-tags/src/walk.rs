@@ -2,6 +2,7 @@
 //! (and their `rescue`/`always`), includes' `apply:`. Nothing else is a tag, even when a key is
 //! called `tags` (a module option, a variable).
 
+use boma_yaml::untag;
 use saphyr::{MarkedYaml, Scalar, YamlData};
 
 /// Tags found in one file, with the 1-based line of each value.
@@ -109,14 +110,6 @@ fn tags(node: &MarkedYaml<'_>, found: &mut Found) {
         _ => found
             .bad
             .push(("tags must be a list or a comma-separated string", line)),
-    }
-}
-
-/// The node under a YAML tag (`!unsafe`): tags do not change the structure.
-pub(crate) fn untag<'a, 'input>(node: &'a MarkedYaml<'input>) -> &'a MarkedYaml<'input> {
-    match &node.data {
-        YamlData::Tagged(_, inner) => untag(inner),
-        _ => node,
     }
 }
 

@@ -1,6 +1,19 @@
-//! The one way boma writes a YAML value: as a double-quoted scalar, so that no content can
-//! change the structure of the document around it. Shared by the renderers of cloud-init's seed and
-//! of the transient inventory, both read by PyYAML.
+//! YAML, both ways. Writing: the one way boma writes a YAML value, as a double-quoted scalar,
+//! so that no content can change the structure of the document around it (shared by the
+//! renderers of cloud-init's seed and of the transient inventory, both read by PyYAML).
+//! Reading: [`untag`], the node under a tag, shared by every reader of Ansible's YAML (the
+//! real inventory, the connection-variable scanner, check-tags).
+
+use saphyr::{MarkedYaml, YamlData};
+
+/// The node under a YAML tag (`!unsafe`, `!vault`, a custom one): a tag does not change the
+/// structure Ansible sees.
+pub fn untag<'a, 'input>(node: &'a MarkedYaml<'input>) -> &'a MarkedYaml<'input> {
+    match &node.data {
+        YamlData::Tagged(_, inner) => untag(inner),
+        _ => node,
+    }
+}
 
 /// Writes `value` as a YAML double-quoted scalar that every YAML parser reads back as exactly
 /// `value`.

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
 use super::{Fleet, InventoryError, expand_host_pattern};
-use crate::marked::untag;
+use boma_yaml::untag;
 
 /// Every host name in the text of one YAML inventory file; `file` is how errors name it.
 pub fn host_names(file: &str, text: &str) -> Result<BTreeSet<String>, InventoryError> {

@@ -109,7 +109,12 @@ pub fn red(suite: &mut Suite) -> anyhow::Result<()> {
         suite,
         S,
         &repo,
-        &["askari-red", "--remove-failed", "--fresh", "--no-idempotence"],
+        &[
+            "askari-red",
+            "--remove-failed",
+            "--fresh",
+            "--no-idempotence",
+        ],
     )?;
     let report = judged_run(suite, S, "RED", &run, "askari-red")?;
     let mut problems: Vec<String> = run
