@@ -49,7 +49,26 @@ fn needs_escape(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+
+    use super::{quote, untag};
+
+    #[test]
+    fn untag_reaches_the_node_under_a_tag_and_leaves_others() {
+        let docs = MarkedYaml::load_from_str("a: !vault secret\nb: !unsafe '{{ x }}'\nc: plain\n")
+            .unwrap();
+        let YamlData::Mapping(map) = &docs[0].data else {
+            panic!("not a mapping: {:?}", docs[0].data)
+        };
+        let values: Vec<_> = map
+            .values()
+            .map(|v| match &untag(v).data {
+                YamlData::Value(Scalar::String(s)) => s.to_string(),
+                other => panic!("not a string under the tags: {other:?}"),
+            })
+            .collect();
+        assert_eq!(values, ["secret", "{{ x }}", "plain"]);
+    }
 
     #[test]
     fn plain_text_is_only_wrapped_in_quotes() {
