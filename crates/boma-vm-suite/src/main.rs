@@ -33,7 +33,11 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let repo = repo_root()?;
-    let xtask = plan.xtask.clone().unwrap_or_else(|| default_xtask(&repo));
+    let cwd = Utf8PathBuf::try_from(std::env::current_dir()?)?;
+    let xtask = absolute(
+        plan.xtask.clone().unwrap_or_else(|| default_xtask(&repo)),
+        &cwd,
+    );
     if !xtask.is_file() {
         bail!("{xtask} does not exist: run `cargo build -p xtask` first, or pass --xtask");
     }
@@ -166,9 +170,30 @@ fn default_xtask(repo: &Utf8Path) -> Utf8PathBuf {
         .join("debug/xtask")
 }
 
+/// `path` made absolute against `cwd`: the scenarios run the harness from other directories
+/// (the safety scenario's scratch worktree), where a relative `--xtask target/debug/xtask`, as
+/// the Makefile passes it, names nothing.
+fn absolute(path: Utf8PathBuf, cwd: &Utf8Path) -> Utf8PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        cwd.join(path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_harness_path_is_taken_from_where_the_suite_was_started() {
+        let cwd = Utf8Path::new("/w/boma");
+        assert_eq!(
+            absolute("target/debug/xtask".into(), cwd),
+            "/w/boma/target/debug/xtask"
+        );
+        assert_eq!(absolute("/t/debug/xtask".into(), cwd), "/t/debug/xtask");
+    }
 
     #[test]
     fn the_repository_is_two_levels_above_this_crate_or_the_git_top_level() {
