@@ -45,7 +45,7 @@ test-vm: venv
 	cargo build --workspace --bins
 	$(TARGET_DIR)/debug/vm-suite --xtask $(TARGET_DIR)/debug/xtask --baseline-runs $(BASELINE_RUNS) $(if $(TIMINGS),--timings $(TIMINGS)) $(VM_SUITE_ARGS) $(VM_SCENARIOS)
 
-## test-catalogue: the failure catalogue's profiles CI leaves out (the GREEN twins, mode 6);
+## test-catalogue: the failure catalogue's profiles CI leaves out (the GREEN twins, modes 5 and 6);
 ## CATALOGUE_SET=all runs every mode, RED and GREEN (root, real guests, ~1 h under TCG)
 CATALOGUE_SET ?= rest
 test-catalogue: venv
