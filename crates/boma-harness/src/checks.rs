@@ -200,7 +200,7 @@ pub fn against_expectations(
     checks: &[CheckRecord],
 ) -> (Vec<String>, Vec<String>) {
     let failed = failed(checks);
-    let matches = |e: &str, f: &str| f == e || f.starts_with(&format!("{e} "));
+    let matches = boma_inventory::expect_entry_matches;
     let missing = expect
         .iter()
         .filter(|e| !failed.iter().any(|f| matches(e, f)))

@@ -39,7 +39,7 @@ pub use connection::{
 pub use policy::{POLICY_FILE, Policy, PolicyError, ScalarValue, effective_values, violations};
 pub use profile::{
     Apply, MIN_MEM_MIB, PROFILES_DIR, ProbeKind, Profile, ProfileError, PublishedPort, VCPUS,
-    list_profiles, load_profile, parse_profile,
+    expect_entry_matches, list_profiles, load_profile, parse_profile,
 };
 pub use real::{
     Fleet, IGNORED_SUFFIXES, InventoryError, InventoryFile, PRODUCTION_DIR, ansible_ignores, fleet,

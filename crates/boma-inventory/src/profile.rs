@@ -458,3 +458,13 @@ fn published_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PublishedPort>
     no_duplicates("port", &numbers)?;
     Ok(ports)
 }
+
+/// What a failed check's name must be for an `expect` entry to match it: the entry itself, or
+/// the entry followed by a space and more (`probe_failed 443` matches `probe_failed 443
+/// timeout`). `probe_443` does not match `probe_443_https`: an entry is a whole word.
+pub fn expect_entry_matches(entry: &str, failed: &str) -> bool {
+    failed == entry
+        || failed
+            .strip_prefix(entry)
+            .is_some_and(|rest| rest.starts_with(' '))
+}

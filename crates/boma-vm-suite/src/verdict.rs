@@ -6,17 +6,8 @@
 //! The expectation rule is written here again rather than taken from `boma-harness`: the suite
 //! checks the harness, so it must not share the code it checks.
 
+use boma_inventory::expect_entry_matches;
 use boma_report::{CheckSource, LayerUse, Report, RunReport, RunResult};
-
-/// What a failed check's name must be for an `expect` entry to match it: the entry itself, or
-/// the entry followed by a space and more (`probe_failed 443` matches `probe_failed 443
-/// timeout`). `probe_443` does not match `probe_443_https`: an entry is a whole word.
-pub fn expect_entry_matches(entry: &str, failed: &str) -> bool {
-    failed == entry
-        || failed
-            .strip_prefix(entry)
-            .is_some_and(|rest| rest.starts_with(' '))
-}
 
 /// Read a report `xtask it` wrote (`--report`) or printed (stdout).
 pub fn parse_report(text: &str) -> Result<Report, serde_json::Error> {
