@@ -3,7 +3,8 @@
 //! by Debian's base system. The tables below are the line-by-line reading of `.ci/run` and
 //! `.ci/libvirt-netns`; a program added to a script belongs in its table.
 
-use camino::{Utf8Path, Utf8PathBuf};
+mod support;
+use support::*;
 
 /// Where a program comes from.
 #[derive(Debug, Clone, Copy)]
@@ -58,28 +59,6 @@ const LIBVIRT_NETNS: &[(&str, Source)] = &[
 /// Debian's packages that every installation has (Essential: yes, or Priority: required),
 /// even a minimal container: the only ones a script may use without installing them.
 const DEBIAN_BASE: &[&str] = &["bash", "coreutils", "grep", "apt", "mawk"];
-
-fn repo() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent")
-        .to_owned()
-}
-
-fn read(path: &str) -> String {
-    let path = repo().join(path);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn role_packages() -> Vec<String> {
-    read("roles/integration_test/defaults/main.yml")
-        .lines()
-        .skip_while(|line| *line != "integration_test__packages:")
-        .skip(1)
-        .take_while(|line| line.starts_with("  - "))
-        .map(|line| line.trim_start_matches("  - ").trim().to_owned())
-        .collect()
-}
 
 fn ci_run_packages() -> Vec<String> {
     read(".ci/run")

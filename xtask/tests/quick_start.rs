@@ -3,19 +3,8 @@
 //! on any fresh machine.
 
 use boma_exec::CmdExt as _;
-use camino::{Utf8Path, Utf8PathBuf};
-
-fn repo() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent")
-        .to_owned()
-}
-
-fn read(path: &str) -> String {
-    let path = repo().join(path);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+mod support;
+use support::*;
 
 /// The commands of the first `sh` block under `## Quick start`, trailing comments removed.
 fn quick_start(readme: &str) -> Vec<String> {
@@ -51,17 +40,6 @@ fn code_lines(script: &str) -> Vec<String> {
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(str::to_owned)
-        .collect()
-}
-
-/// The items of the top-level YAML list `key` of the role's defaults.
-fn role_packages() -> Vec<String> {
-    read("roles/integration_test/defaults/main.yml")
-        .lines()
-        .skip_while(|line| *line != "integration_test__packages:")
-        .skip(1)
-        .take_while(|line| line.starts_with("  - "))
-        .map(|line| line.trim_start_matches("  - ").trim().to_owned())
         .collect()
 }
 

@@ -2,14 +2,10 @@
 //! every Ansible tag is known (check-tags), and every Rust file opens with a `//!` line saying
 //! what it is for.
 
-use camino::{Utf8Path, Utf8PathBuf};
+mod support;
+use support::*;
 
-fn repo() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent")
-        .to_owned()
-}
+use camino::{Utf8Path, Utf8PathBuf};
 
 /// Every `.rs` file under `dir`, skipping build output.
 fn rust_files(dir: &Utf8Path, found: &mut Vec<Utf8PathBuf>) {
