@@ -272,3 +272,41 @@ fn the_fixtures_have_every_section_the_production_script_prints() {
         );
     }
 }
+
+/// The failure-mode catalogue: each RED pair (the bug, before and after a real reboot) and the
+/// exact findings it must produce; each GREEN pair (the same host done right) must be quiet.
+const CATALOGUE: &[(&str, &[&str])] = &[(
+    "cat-not-enabled-red",
+    &[
+        "unit_inactive boma-cat-web.service",
+        "listener_lost tcp/8080 python3",
+    ],
+)];
+
+const CATALOGUE_GREEN: &[&str] = &[];
+
+#[test]
+fn each_catalogue_red_loses_exactly_what_it_breaks() {
+    for (dir, expected) in CATALOGUE {
+        let result = pair(dir);
+        assert_eq!(
+            displays(&result.lost),
+            *expected,
+            "{dir}:\n{}",
+            report(&result)
+        );
+        let slug = dir.replace('-', "_");
+        insta::assert_snapshot!(format!("diff_{slug}"), report(&result));
+    }
+}
+
+#[test]
+fn each_catalogue_green_is_quiet() {
+    for dir in CATALOGUE_GREEN {
+        let result = pair(dir);
+        assert!(result.lost.is_empty(), "{dir}:\n{}", report(&result));
+        assert!(result.appeared.is_empty(), "{dir}:\n{}", report(&result));
+        let slug = dir.replace('-', "_");
+        insta::assert_snapshot!(format!("diff_{slug}"), report(&result));
+    }
+}
