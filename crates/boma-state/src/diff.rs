@@ -247,8 +247,17 @@ impl Found {
             Some((b, a)) => a.difference(b).collect(),
             None => Vec::new(),
         };
+        let states = |state: &GuestState, unit: &str| {
+            let units = state.units.available()?;
+            units.get(unit).map(self::state)
+        };
         for unit in &newly_failed {
-            self.lost(Reason::UnitFailed, unit.as_str(), None);
+            let detail = match (states(before, unit), states(after, unit)) {
+                (Some(was), Some(now)) => Some(format!("{was} -> {now}")),
+                (None, Some(now)) => Some(format!("not loaded -> {now}")),
+                _ => None,
+            };
+            self.lost(Reason::UnitFailed, unit.as_str(), detail);
         }
         let Some((b, a)) = self.both("system state", &before.system, &after.system) else {
             return;

@@ -126,80 +126,42 @@ fn complete_captures_parse_every_section() {
     }
 }
 
+/// Every capture under `tests/fixtures/`, as `dir/file.txt`, sorted.
+fn all_fixtures() -> Vec<String> {
+    let root = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        let files: Vec<_> = if path.is_dir() {
+            std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect()
+        } else {
+            vec![path]
+        };
+        for file in files
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "txt"))
+        {
+            let relative = file.strip_prefix(&root).unwrap();
+            names.push(relative.to_str().unwrap().to_owned());
+        }
+    }
+    names.sort();
+    names
+}
+
 /// What each fixture parses to, one named snapshot per file: `askari/before.txt` is
 /// `state_askari_before`.
 #[test]
 fn every_fixture_parses_to_its_snapshot() {
-    let all = std::iter::once(&"golden-fresh.txt")
-        .chain(COMPLETE)
-        .chain(&["askari-red/after-cut-short.txt"]);
-    for name in all {
+    let names = all_fixtures();
+    assert!(names.len() >= 12, "{names:?}");
+    for name in names {
         let slug = name.trim_end_matches(".txt").replace(['/', '-'], "_");
-        insta::assert_snapshot!(format!("state_{slug}"), json(&state(name)));
+        insta::assert_snapshot!(format!("state_{slug}"), json(&state(&name)));
     }
-}
-
-/// A healthy askari (Debian 13, Docker, Caddy in a container, nftables) across a real reboot:
-/// the hard requirement is that nothing is lost and nothing is new.
-#[test]
-fn a_healthy_askari_reboot_is_quiet() {
-    let result = pair("askari");
-    assert!(result.lost.is_empty(), "{}", report(&result));
-    assert!(result.appeared.is_empty(), "{}", report(&result));
-    assert!(result.unavailable.is_empty(), "{}", report(&result));
-    insta::assert_snapshot!("diff_askari", report(&result));
-}
-
-/// The incident (forward chain `policy drop` without Docker's drop-in) survives the reboot
-/// unchanged on the guest: the guest-side diff is quiet, and only the controller's probe of the
-/// published port tells. The probe results are hand-made here (the harness produces them); the
-/// guest states are the real captures.
-#[test]
-fn the_incident_is_quiet_on_the_guest_and_caught_by_the_probe() {
-    let result = pair("askari-red");
-    assert!(result.passed(), "{}", report(&result));
-    assert!(result.appeared.is_empty(), "{}", report(&result));
-    insta::assert_snapshot!("diff_askari_red", report(&result));
-
-    let probe = |ok: bool, reason: &str| ProbeResult {
-        port: 443,
-        kind: "https".to_owned(),
-        ok,
-        reason: reason.to_owned(),
-    };
-    let result = diff(
-        &snapshot("askari-red/before.txt", vec![probe(true, "ok")]),
-        &snapshot("askari-red/after.txt", vec![probe(false, "timeout")]),
-        &Ignore::builtin(),
-    );
-    assert_eq!(displays(&result.lost), ["probe_failed 443 timeout"]);
-}
-
-/// A real capture caught while it was still being written (it ends inside `unit-files-json`):
-/// the sections it lacks are not compared, and nothing reads as lost.
-#[test]
-fn a_capture_cut_short_loses_nothing() {
-    let cut = state("askari-red/after-cut-short.txt");
-    assert_eq!(
-        cut.enabled_units,
-        Section::Unavailable("the capture ended inside this section".to_owned())
-    );
-    assert_eq!(
-        cut.nftables,
-        Section::Unavailable("not in the capture".to_owned())
-    );
-    assert!(cut.units.available().is_some());
-    let result = diff(
-        &snapshot("askari-red/before.txt", Vec::new()),
-        &Snapshot {
-            guest: cut,
-            probes: Vec::new(),
-        },
-        &Ignore::builtin(),
-    );
-    assert!(result.lost.is_empty(), "{}", report(&result));
-    assert!(result.appeared.is_empty(), "{}", report(&result));
-    insta::assert_snapshot!("diff_askari_red_cut_short", report(&result));
 }
 
 #[test]
@@ -275,13 +237,28 @@ fn the_fixtures_have_every_section_the_production_script_prints() {
 
 /// The failure-mode catalogue: each RED pair (the bug, before and after a real reboot) and the
 /// exact findings it must produce; each GREEN pair (the same host done right) must be quiet.
-const CATALOGUE: &[(&str, &[&str])] = &[(
-    "cat-not-enabled-red",
-    &[
-        "unit_inactive boma-cat-web.service",
-        "listener_lost tcp/8080 python3",
-    ],
-)];
+const CATALOGUE: &[(&str, &[&str])] = &[
+    (
+        "cat-not-enabled-red",
+        &[
+            "unit_inactive boma-cat-web.service",
+            "listener_lost tcp/8080 python3",
+        ],
+    ),
+    (
+        "cat-lost-route-red",
+        &["route_lost 198.51.100.0/24 via 10.0.2.2 dev ens2"],
+    ),
+    (
+        "cat-mount-order-red",
+        &[
+            "degraded: boma-cat-reader.service failed",
+            "unit_failed boma-cat-reader.service",
+            "listener_lost tcp/8081 python3",
+            "mount_lost /srv/boma-cat-data ext4",
+        ],
+    ),
+];
 
 const CATALOGUE_GREEN: &[&str] = &[];
 
