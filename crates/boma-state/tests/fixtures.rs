@@ -321,6 +321,12 @@ const CATALOGUE: &[(&str, &[&str])] = &[
             "mount_lost /srv/boma-cat-data ext4",
         ],
     ),
+    // A flush of the whole ruleset after Docker started takes Docker's tables with it: the
+    // loss is reported at the table, with its chains in the detail.
+    (
+        "cat-nft-flush-red",
+        &["table_lost ip filter", "table_lost ip nat"],
+    ),
 ];
 
 /// One VM with the GREEN of `cat_not_enabled`, `cat_lost_route` (with `onlink`) and
