@@ -262,6 +262,13 @@ impl Found {
         let Some((b, a)) = self.both("system state", &before.system, &after.system) else {
             return;
         };
+        // The capture script waits for the boot to finish; a capture that still says so was
+        // taken too early, and what was starting then may read as lost or new.
+        if matches!(b.as_str(), "initializing" | "starting") {
+            self.unavailable.push(format!(
+                "units: the boot had not finished before the reboot (system {b}), so units still starting then may show as lost or new"
+            ));
+        }
         if b == "running" && a != "running" {
             let subject = if newly_failed.is_empty() {
                 format!("system is {a}")
