@@ -113,12 +113,28 @@ impl Found {
             Some((b, a)) => a.difference(b).collect(),
             None => Vec::new(),
         };
+        let states = |state: &GuestState, unit: &str| {
+            let units = state.units.available()?;
+            units.get(unit).map(self::state)
+        };
         for unit in &newly_failed {
-            self.lost(Reason::UnitFailed, unit.as_str(), None);
+            let detail = match (states(before, unit), states(after, unit)) {
+                (Some(was), Some(now)) => Some(format!("{was} -> {now}")),
+                (None, Some(now)) => Some(format!("not loaded -> {now}")),
+                _ => None,
+            };
+            self.lost(Reason::UnitFailed, unit.as_str(), detail);
         }
         let Some((b, a)) = self.both("system state", &before.system, &after.system) else {
             return;
         };
+        // The capture script waits for the boot to finish; a capture that still says so was
+        // taken too early, and what was starting then may read as lost or new.
+        if matches!(b.as_str(), "initializing" | "starting") {
+            self.unavailable.push(format!(
+                "units: the boot had not finished before the reboot (system {b}), so units still starting then may show as lost or new"
+            ));
+        }
         if b == "running" && a != "running" {
             let subject = if newly_failed.is_empty() {
                 format!("system is {a}")

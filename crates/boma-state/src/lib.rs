@@ -18,6 +18,9 @@
 //! A section the capture could not read is [`Section::Unavailable`] and is reported as not
 //! compared; it is never read as empty, so it can never look like "everything was lost".
 
+// A library returns values; its caller prints.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod capture;
 mod diff;
 mod finding;
