@@ -192,26 +192,14 @@ pub fn summary(checks: &[CheckRecord]) -> String {
 }
 
 /// A RED profile's expectations against what was seen: `(missing, unexpected)` — expected
-/// failures that did not happen, and failures that were not expected. An expectation matches a
-/// failed check whose name equals it or starts with it followed by a space (so
-/// `unit_inactive x.service` matches the finding `unit_inactive x.service`).
+/// failures that did not happen, and failures that were not expected (the one rule:
+/// [`boma_inventory::match_expect`]).
 pub fn against_expectations(
     expect: &[String],
     checks: &[CheckRecord],
 ) -> (Vec<String>, Vec<String>) {
-    let failed = failed(checks);
-    let matches = boma_inventory::expect_entry_matches;
-    let missing = expect
-        .iter()
-        .filter(|e| !failed.iter().any(|f| matches(e, f)))
-        .cloned()
-        .collect();
-    let unexpected = failed
-        .iter()
-        .filter(|f| !expect.iter().any(|e| matches(e, f)))
-        .cloned()
-        .collect();
-    (missing, unexpected)
+    let seen = boma_inventory::match_expect(expect, &failed(checks));
+    (seen.missing, seen.unexpected)
 }
 
 #[cfg(test)]

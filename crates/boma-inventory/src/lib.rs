@@ -38,8 +38,8 @@ pub use connection::{
 };
 pub use policy::{POLICY_FILE, Policy, PolicyError, ScalarValue, effective_values, violations};
 pub use profile::{
-    Apply, MIN_MEM_MIB, PROFILES_DIR, ProbeKind, Profile, ProfileError, PublishedPort, VCPUS,
-    expect_entry_matches, list_profiles, load_profile, parse_profile,
+    Apply, ExpectMatch, MIN_MEM_MIB, PROFILES_DIR, ProbeKind, Profile, ProfileError, PublishedPort,
+    VCPUS, expect_entry_matches, list_profiles, load_profile, match_expect, parse_profile,
 };
 pub use real::{
     Fleet, IGNORED_SUFFIXES, InventoryError, InventoryFile, PRODUCTION_DIR, ansible_ignores, fleet,

@@ -468,3 +468,29 @@ pub fn expect_entry_matches(entry: &str, failed: &str) -> bool {
             .strip_prefix(entry)
             .is_some_and(|rest| rest.starts_with(' '))
 }
+
+/// A RED profile's `expect` held against the failures a run showed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpectMatch {
+    /// Expected failures that did not happen.
+    pub missing: Vec<String>,
+    /// Failures that were not expected.
+    pub unexpected: Vec<String>,
+}
+
+/// Compare `expect` with the failed check names, both ways ([`expect_entry_matches`]).
+pub fn match_expect<S: AsRef<str>>(expect: &[String], failed: &[S]) -> ExpectMatch {
+    ExpectMatch {
+        missing: expect
+            .iter()
+            .filter(|e| !failed.iter().any(|f| expect_entry_matches(e, f.as_ref())))
+            .cloned()
+            .collect(),
+        unexpected: failed
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|f| !expect.iter().any(|e| expect_entry_matches(e, f)))
+            .map(str::to_owned)
+            .collect(),
+    }
+}

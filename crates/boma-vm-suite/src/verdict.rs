@@ -6,7 +6,7 @@
 //! The expectation rule is written here again rather than taken from `boma-harness`: the suite
 //! checks the harness, so it must not share the code it checks.
 
-use boma_inventory::expect_entry_matches;
+use boma_inventory::match_expect;
 use boma_report::{CheckSource, LayerUse, Report, RunReport, RunResult};
 
 /// Read a report `xtask it` wrote (`--report`) or printed (stdout).
@@ -51,31 +51,6 @@ pub fn failed_checks(run: &RunReport) -> Vec<&str> {
         .filter(|c| !c.ok)
         .map(|c| c.name.as_str())
         .collect()
-}
-
-/// A RED profile's `expect` held against the failures a run showed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExpectMatch {
-    /// Expected failures that did not happen.
-    pub missing: Vec<String>,
-    /// Failures that were not expected.
-    pub unexpected: Vec<String>,
-}
-
-/// Compare `expect` with the failed check names, both ways.
-pub fn match_expect(expect: &[String], failed: &[&str]) -> ExpectMatch {
-    ExpectMatch {
-        missing: expect
-            .iter()
-            .filter(|e| !failed.iter().any(|f| expect_entry_matches(e, f)))
-            .cloned()
-            .collect(),
-        unexpected: failed
-            .iter()
-            .filter(|f| !expect.iter().any(|e| expect_entry_matches(e, f)))
-            .map(|f| (*f).to_owned())
-            .collect(),
-    }
 }
 
 /// A RED run must end as a verdict (`failed`: the harness worked and found the host broken,
@@ -310,6 +285,7 @@ pub fn pure_drop_forward(ruleset: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use boma_inventory::{ExpectMatch, expect_entry_matches};
 
     // Hand-written in the shape `xtask it` prints (boma-report's JSON, the check names the
     // harness gives): no VM runs under `cargo test`.
@@ -350,7 +326,7 @@ mod tests {
             &["chain_lost ip nat DOCKER", "chain_lost ip nat POSTROUTING"],
         );
         assert_eq!(seen, ExpectMatch::default());
-        assert_eq!(match_expect(&expect, &[]).missing.len(), 2);
+        assert_eq!(match_expect::<&str>(&expect, &[]).missing.len(), 2);
     }
 
     #[test]
