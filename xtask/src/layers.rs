@@ -10,7 +10,8 @@ use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
 pub enum LayersCommand {
-    /// Every stored layer: key, profile, step, size, age, last use.
+    /// Every stored layer: key, profile, step, size, age, last use (and "never booted" for a
+    /// layer no guest came back from, which no run starts from).
     List,
     /// Remove layers (all, or those not used for longer than --older-than); layers a live run
     /// is using are kept.
@@ -56,14 +57,19 @@ pub fn run(settings: &Settings, command: LayersCommand) -> Result<(), HarnessErr
             for l in &layers {
                 total += l.size_bytes;
                 println!(
-                    "{:<16} {:<22} {:>4} {:>9} {:>8} {:>9}  {}",
+                    "{:<16} {:<22} {:>4} {:>9} {:>8} {:>9}  {}{}",
                     l.key.short(),
                     l.profile,
                     l.step_index + 1,
                     format!("{} MiB", l.size_bytes / (1024 * 1024)),
                     boma_exec::progress::human(l.created.age(now)),
                     boma_exec::progress::human(l.last_used.age(now)),
-                    l.step_label
+                    l.step_label,
+                    if l.booted {
+                        ""
+                    } else {
+                        "  (never booted: not reused)"
+                    }
                 );
             }
             println!(

@@ -395,8 +395,9 @@ fn power_cycle_taking(
         lifecycle::power_cycle(fx, record, label, &mut |stopped| {
             layers.take(ctx, stopped, index)
         })
-    })
-    .map(|_| ())
+    })?;
+    layers.booted(index);
+    Ok(())
 }
 
 /// A reboot that did not come back, as a check (`reboot_timeout`, `guest_gone`).

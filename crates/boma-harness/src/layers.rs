@@ -158,6 +158,19 @@ impl RunLayers {
         );
     }
 
+    /// The guest came back from step `index`'s layer (the power cycle after [`Self::take`]):
+    /// later runs may boot from it. Until this, the store keeps the layer without booting it,
+    /// so a step that breaks the boot fails a re-run at its reboot, as it failed this one.
+    pub fn booted(&self, index: usize) {
+        let key = self.steps[index].recipe.key();
+        if let Err(e) = self.store.mark_booted(&key, now()) {
+            say!(
+                "layers: could not record that layer {} booted ({e}): later runs will not start from it",
+                key.short()
+            );
+        }
+    }
+
     /// Store the stopped VM's disk as step `index`'s layer, then give the VM a fresh overlay on
     /// it (the same path, so the hypervisor's definition stays valid). Called between the
     /// power-off and the start of a power cycle.

@@ -48,6 +48,8 @@ pub struct LayerInfo {
     pub size_bytes: u64,
     pub created: Timestamp,
     pub last_used: Timestamp,
+    /// Whether a guest has come back from it (runs boot only such layers).
+    pub booted: bool,
 }
 
 /// Layers to remove, children before parents (so an interrupted removal never leaves a layer
@@ -240,6 +242,7 @@ mod tests {
             size_bytes: size,
             created: Timestamp(0),
             last_used: Timestamp(last_used_hours * HOUR),
+            booted: true,
         }
     }
 

@@ -103,6 +103,12 @@ pub struct LayerMeta {
     /// The qcow2's length: a layer never changes after it is stored, so any other length means
     /// it was damaged.
     pub size_bytes: u64,
+    /// When a guest first booted from this layer and answered ([`LayerStore::mark_booted`]).
+    /// Until then no run boots from it: a step that breaks the boot (a bad fstab, sshd on an
+    /// address that is gone) stores a layer that a guest never comes back from, and a re-run
+    /// must meet that failure at its reboot, as the first run did, not in its first boot.
+    #[serde(default)]
+    pub booted: Option<Timestamp>,
 }
 
 impl LayerMeta {
@@ -119,6 +125,7 @@ impl LayerMeta {
             size_bytes: self.size_bytes,
             created: self.created,
             last_used: self.last_used,
+            booted: self.booted.is_some(),
         }
     }
 }
@@ -260,6 +267,9 @@ pub enum Lookup {
     Absent,
     /// A layer had this key but was not valid; it was dropped and must not be booted.
     Dropped(Dropped),
+    /// A layer has this key but no guest has come back from it yet (its run's boot from it
+    /// failed, or that run is still under way): kept, not booted.
+    NotBooted,
 }
 
 /// Why the chain stopped at a step.
@@ -273,6 +283,8 @@ pub enum MissCause {
         reasons: Vec<String>,
     },
     Dropped(Dropped),
+    /// The layer is stored but no guest has come back from it ([`Lookup::NotBooted`]).
+    NotBooted,
 }
 
 /// The first step of a chain without a usable layer.
@@ -294,6 +306,11 @@ impl fmt::Display for Miss {
                 "step {step}: layer {} is for other inputs: {}",
                 cached.short(),
                 reasons.join("; ")
+            ),
+            MissCause::NotBooted => write!(
+                f,
+                "step {step}: layer {} is stored, but no guest has come back from it (the boot from it failed, or its run is still under way)",
+                self.key.short()
             ),
             MissCause::Dropped(dropped) => {
                 write!(
@@ -455,6 +472,10 @@ impl LayerStore {
         let hold = self.hold(key)?;
         let guard = self.store_lock()?;
         match self.validate(key)? {
+            Validity::Valid(meta) if meta.booted.is_none() => {
+                drop(hold);
+                Ok(Lookup::NotBooted)
+            }
             Validity::Valid(mut meta) => {
                 meta.last_used = now;
                 self.write_meta(&meta)?;
@@ -504,6 +525,7 @@ impl LayerStore {
                     continue;
                 }
                 Lookup::Dropped(dropped) => MissCause::Dropped(dropped),
+                Lookup::NotBooted => MissCause::NotBooted,
                 Lookup::Absent => self.explain(profile, step_index, recipe)?,
             };
             return Ok(ChainMatch {
@@ -643,6 +665,7 @@ impl LayerStore {
                     created: now,
                     last_used: now,
                     size_bytes,
+                    booted: None,
                 };
                 self.write_meta(&meta)?;
                 (meta, true)
@@ -661,6 +684,20 @@ impl LayerStore {
             stored,
             evicted,
         })
+    }
+
+    /// Records that a guest booted from the layer `key` and answered: from now on runs may
+    /// boot from it ([`LayerMeta::booted`]). A layer whose metadata is absent or unreadable is
+    /// left alone (the next lookup deals with it).
+    pub fn mark_booted(&self, key: &LayerKey, now: Timestamp) -> Result<(), StoreError> {
+        let _guard = self.store_lock()?;
+        if let Some(Ok(mut meta)) = self.read_meta(key)?
+            && meta.booted.is_none()
+        {
+            meta.booted = Some(now);
+            self.write_meta(&meta)?;
+        }
+        Ok(())
     }
 
     /// Copies `overlay` to `part` (created and locked here), points the copy at `backing`,
@@ -757,6 +794,7 @@ impl LayerStore {
                 size_bytes: size,
                 created: Timestamp(0),
                 last_used: Timestamp(0),
+                booted: false,
             });
         }
         let mut locks = Vec::new();

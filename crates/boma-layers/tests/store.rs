@@ -133,14 +133,16 @@ fn make_writable(path: &Utf8Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
-/// Two stacked layers: step 0 on the golden image, step 1 on step 0.
+/// Two stacked layers, each booted from once: step 0 on the golden image, step 1 on step 0.
 fn two_layers(rig: &Rig) -> (Recipe, Recipe) {
     let r0 = recipe(0, None, &["base"]);
     let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
     rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
+    rig.store.mark_booted(&r0.key(), T0).unwrap();
     let r1 = recipe(1, Some(r0.key()), &["docker_host"]);
     let ov1 = rig.overlay("ov1.qcow2", &rig.store.qcow2_path(&r0.key()), 0xcd, 65536);
     rig.store.insert(rig.new_layer(&r1), &ov1, T0).unwrap();
+    rig.store.mark_booted(&r1.key(), T0).unwrap();
     (r0, r1)
 }
 
@@ -162,6 +164,7 @@ fn an_inserted_layer_is_read_only_backed_by_golden_and_found_again() {
     );
     assert!(ov0.exists(), "the run's overlay is copied, not taken");
     drop(inserted);
+    rig.store.mark_booted(&r0.key(), T0).unwrap();
 
     let later = Timestamp(T0.0 + 60);
     let Lookup::Found(layer) = rig.store.lookup(&r0.key(), later).unwrap() else {
@@ -174,6 +177,60 @@ fn an_inserted_layer_is_read_only_backed_by_golden_and_found_again() {
         rig.files().iter().all(|f| !f.ends_with(".part")),
         "{:?}",
         rig.files()
+    );
+}
+
+#[test]
+fn a_layer_no_guest_came_back_from_is_kept_but_never_booted() {
+    let rig = Rig::new();
+    let r0 = recipe(0, None, &["cat_fstab_emergency"]);
+    let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
+    rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
+    // The run's reboot from it never came back: nothing marked it booted.
+    assert!(matches!(
+        rig.store.lookup(&r0.key(), T0).unwrap(),
+        Lookup::NotBooted
+    ));
+    let matched = rig
+        .store
+        .deepest_match("askari", std::slice::from_ref(&r0), T0)
+        .unwrap();
+    assert!(matched.layers.is_empty(), "an unbooted layer is not reused");
+    let miss = matched.miss.unwrap();
+    assert_eq!(miss.cause, MissCause::NotBooted);
+    assert_eq!(
+        miss.to_string(),
+        format!(
+            "step 1: layer {} is stored, but no guest has come back from it (the boot from it failed, or its run is still under way)",
+            r0.key().short()
+        )
+    );
+    // The next run applies the step itself and stores the same key: still unproven.
+    let again = rig.overlay("ov0-again.qcow2", &rig.golden, 0xab, 0);
+    let inserted = rig.store.insert(rig.new_layer(&r0), &again, T0).unwrap();
+    assert!(!inserted.stored, "the stored copy of that key stays");
+    assert_eq!(inserted.layer.meta().booted, None);
+    drop(inserted);
+    assert_eq!(rig.store.list().unwrap().len(), 1, "kept, as cache");
+
+    // A guest that comes back from it makes it a layer runs start from.
+    let later = Timestamp(T0.0 + 60);
+    rig.store.mark_booted(&r0.key(), later).unwrap();
+    let Lookup::Found(layer) = rig.store.lookup(&r0.key(), later).unwrap() else {
+        panic!("a booted layer is found");
+    };
+    assert_eq!(layer.meta().booted, Some(later));
+    drop(layer);
+    rig.store
+        .mark_booted(&r0.key(), Timestamp(T0.0 + 120))
+        .unwrap();
+    let Lookup::Found(layer) = rig.store.lookup(&r0.key(), later).unwrap() else {
+        panic!("still found");
+    };
+    assert_eq!(
+        layer.meta().booted,
+        Some(later),
+        "the first boot is what is kept"
     );
 }
 
@@ -389,6 +446,7 @@ fn two_runs_inserting_one_key_end_with_one_valid_layer() {
         ],
         "one layer (and its hold lock file), no second copy, no part file"
     );
+    rig.store.mark_booted(&key, T0).unwrap();
     assert!(matches!(
         rig.store.lookup(&key, T0).unwrap(),
         Lookup::Found(_)

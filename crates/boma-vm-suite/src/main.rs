@@ -53,6 +53,8 @@ fn main() -> anyhow::Result<()> {
     );
     suite.bench_groups = plan.bench_groups.clone();
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+    // Each failed scenario's reason, said again after the timings: CI shows only the log's tail.
+    let mut reasons: Vec<String> = Vec::new();
     let mut interrupted = None;
     for scenario in &plan.scenarios {
         eprintln!("\n######## scenario: {scenario}");
@@ -68,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             }
             (Err(e), _) | (Ok(()), Err(e)) => {
                 eprintln!("######## {scenario}: FAILED: {e:#}");
+                reasons.push(format!("{scenario}: {e:#}"));
                 Outcome::Failed
             }
         };
@@ -98,7 +101,11 @@ fn main() -> anyhow::Result<()> {
         eprintln!("VM suite: all {} scenario(s) passed", outcomes.len());
         Ok(())
     } else {
-        bail!("VM suite: failed scenario(s): {}", failed.join(", "))
+        bail!(
+            "VM suite: failed scenario(s): {}\n{}",
+            failed.join(", "),
+            reasons.join("\n")
+        )
     }
 }
 
