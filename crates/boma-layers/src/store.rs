@@ -642,14 +642,17 @@ impl LayerStore {
             });
         }
         let (meta, stored) = match self.validate(&key)? {
-            Validity::Valid(mut meta) => {
+            Validity::Valid(mut meta) if meta.booted.is_some() => {
                 meta.last_used = now;
                 self.write_meta(&meta)?;
                 (*meta, false)
             }
             // A defective layer of the same key is replaced: same key, same content, so its
-            // descendants are good again.
-            Validity::Absent | Validity::Defective(_) => {
+            // descendants are good again. So is one no guest came back from: the caller's VM
+            // boots next from what is stored here, and it must be the disk it just shut
+            // down (another run's disk of the same key differs in run-time detail, such as
+            // Docker's bridge names, which the reboot diff would read as lost).
+            Validity::Valid(_) | Validity::Absent | Validity::Defective(_) => {
                 let target = self.qcow2_path(&key);
                 fs::rename(&part.path, &target).map_err(io_err("publish", &target))?;
                 part.published = true;

@@ -205,11 +205,13 @@ fn a_layer_no_guest_came_back_from_is_kept_but_never_booted() {
             r0.key().short()
         )
     );
-    // The next run applies the step itself and stores the same key: still unproven.
-    let again = rig.overlay("ov0-again.qcow2", &rig.golden, 0xab, 0);
+    // The next run applies the step itself and stores the same key: its own disk replaces
+    // the unproven one (its VM boots next from what is stored), still unproven.
+    let again = rig.overlay("ov0-again.qcow2", &rig.golden, 0x5a, 0);
     let inserted = rig.store.insert(rig.new_layer(&r0), &again, T0).unwrap();
-    assert!(!inserted.stored, "the stored copy of that key stays");
+    assert!(inserted.stored, "this run's copy replaces the unproven one");
     assert_eq!(inserted.layer.meta().booted, None);
+    assert!(same_content(&again, inserted.layer.path()));
     drop(inserted);
     assert_eq!(rig.store.list().unwrap().len(), 1, "kept, as cache");
 
@@ -404,7 +406,7 @@ fn a_layer_whose_parent_is_gone_is_dropped() {
 }
 
 #[test]
-fn two_runs_inserting_one_key_end_with_one_valid_layer() {
+fn two_runs_inserting_one_key_end_with_one_valid_layer_and_no_second_copy() {
     let rig = Rig::new();
     let r0 = recipe(0, None, &["base"]);
     let overlays = [
@@ -430,10 +432,11 @@ fn two_runs_inserting_one_key_end_with_one_valid_layer() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(
-        results.iter().filter(|stored| **stored).count(),
-        1,
-        "exactly one run stores the layer: {results:?}"
+    // Neither has booted from it yet, so the second may replace the first's copy (each run's
+    // VM boots its own disk next); what matters is that one valid layer is left.
+    assert!(
+        results.iter().any(|stored| *stored),
+        "a run stores the layer: {results:?}"
     );
     let key = r0.key();
     assert_eq!(
