@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use boma_exec::CmdExt;
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use xshell::{Shell, cmd};
 
 use crate::cli::BenchGroup;
@@ -33,16 +33,33 @@ impl Series {
     pub fn median(&self) -> f64 {
         median(&self.seconds)
     }
+
+    /// Add one run, and say it at once: a bench cut short (a session's end, a failure in a
+    /// later variant) still leaves every finished run's figure in its log.
+    fn record(&mut self, (seconds, phases): (f64, Vec<(String, f64)>)) {
+        println!(
+            "bench: {} — run {}: {seconds:.1} s",
+            self.name,
+            self.seconds.len() + 1
+        );
+        self.seconds.push(seconds);
+        self.phases.push(phases);
+    }
 }
 
-/// The median of `values` (the lower middle for an even count). Pure.
+/// The median of `values` (the mean of the two middle ones for an even count). Pure.
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted[(sorted.len() - 1) / 2]
+    let mid = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
 }
 
 /// The table: each series' median, min, max and its ratio to `baseline`'s median. Pure.
@@ -106,6 +123,21 @@ impl Bench<'_> {
         );
         Ok((took, phases_of(&out.stdout)))
     }
+
+    /// `timed(args)` with a comment carrying `nonce` appended to `file`, restored afterwards
+    /// whatever the run did.
+    fn with_changed(
+        &self,
+        file: &Utf8Path,
+        nonce: &str,
+        args: &[&str],
+    ) -> anyhow::Result<(f64, Vec<(String, f64)>)> {
+        let path = self.repo.join(file);
+        let original = touch_comment(&path, nonce)?;
+        let measured = self.timed(args, &[], 0);
+        std::fs::write(&path, original).with_context(|| format!("cannot restore {path}"))?;
+        measured
+    }
 }
 
 /// The phases of the (first) run in a report on stdout, when it is one. Pure.
@@ -137,10 +169,14 @@ fn touch_comment(file: &Utf8Path, nonce: &str) -> anyhow::Result<Vec<u8>> {
     Ok(original)
 }
 
-/// The layer figures for `profile`: a full cycle without layers (the baseline), a cycle after
-/// a change in the first step's inputs (everything applied again, every layer stored: what
-/// the machinery costs), an unchanged re-run, a re-run after a change in the last step's
-/// inputs. `first_file` and `last_file` are files only the first and only the last step read.
+/// The layer figures for `profile`: a full cycle without layers (the baseline), an unchanged
+/// re-run, a re-run after a change in the last step's inputs, and a cycle after a change in
+/// the first step's inputs (everything applied again, every layer stored: what the machinery
+/// costs). `first_file` and `last_file` are files only the first and only the last step read.
+///
+/// One unmeasured run first stores (or reuses) the chain for the real inputs. A changed run
+/// stores its layers under other keys and the file is restored at once, so that chain stays
+/// and each round's unchanged re-run finds it without a run spent on rebuilding it.
 pub fn layers(
     bench: &Bench,
     profile: &str,
@@ -148,39 +184,18 @@ pub fn layers(
     last_file: &Utf8Path,
 ) -> anyhow::Result<Vec<Series>> {
     let mut full = Series::new(&format!("{profile}: full cycle (--fresh, no layers)"));
-    let mut first = Series::new(&format!("{profile}: first step's role changed"));
     let mut unchanged = Series::new(&format!("{profile}: unchanged re-run"));
     let mut last = Series::new(&format!("{profile}: last step's role changed"));
-    let first_path = bench.repo.join(first_file);
-    let last_path = bench.repo.join(last_file);
-    let restore = |path: &Utf8PathBuf, bytes: &[u8]| std::fs::write(path, bytes);
+    let mut first = Series::new(&format!("{profile}: first step's role changed"));
+    let nonce = |which: &str, run: usize| format!("{which}-{run}-{}", std::process::id());
+    bench.timed(&["it", profile], &[], 0)?;
     for run in 0..bench.runs {
-        let (t, p) = bench.timed(&["it", profile, "--fresh"], &[], 0)?;
-        full.seconds.push(t);
-        full.phases.push(p);
-
-        let original = touch_comment(&first_path, &format!("first-{run}-{}", std::process::id()))?;
-        let measured = bench.timed(&["it", profile], &[], 0);
-        restore(&first_path, &original)?;
-        // The restored file matches no stored key: store the chain for the original again, so
-        // the next two variants start from layers of the real inputs.
-        let (t, p) = measured?;
-        first.seconds.push(t);
-        first.phases.push(p);
-        bench.timed(&["it", profile], &[], 0)?;
-
-        let (t, p) = bench.timed(&["it", profile], &[], 0)?;
-        unchanged.seconds.push(t);
-        unchanged.phases.push(p);
-
-        let original = touch_comment(&last_path, &format!("last-{run}-{}", std::process::id()))?;
-        let measured = bench.timed(&["it", profile], &[], 0);
-        restore(&last_path, &original)?;
-        let (t, p) = measured?;
-        last.seconds.push(t);
-        last.phases.push(p);
+        full.record(bench.timed(&["it", profile, "--fresh"], &[], 0)?);
+        unchanged.record(bench.timed(&["it", profile], &[], 0)?);
+        last.record(bench.with_changed(last_file, &nonce("last", run), &["it", profile])?);
+        first.record(bench.with_changed(first_file, &nonce("first", run), &["it", profile])?);
     }
-    Ok(vec![full, first, unchanged, last])
+    Ok(vec![full, unchanged, last, first])
 }
 
 /// The per-task measures: a fresh cycle without reboot or idempotence (so mostly applies)
@@ -197,9 +212,7 @@ pub fn per_task(bench: &Bench, profile: &str) -> anyhow::Result<Vec<Series>> {
             (&mut cached, vec![]),
             (&mut mitogen, vec![("BOMA_IT_MITOGEN", "1")]),
         ] {
-            let (t, p) = bench.timed(&args, &env, 0)?;
-            series.seconds.push(t);
-            series.phases.push(p);
+            series.record(bench.timed(&args, &env, 0)?);
         }
     }
     Ok(vec![plain, cached, mitogen])
@@ -210,10 +223,8 @@ pub fn parallel(bench: &Bench, a: &str, b: &str) -> anyhow::Result<Vec<Series>> 
     let mut serial = Series::new(&format!("{a} + {b}: one after the other (-j 1)"));
     let mut both = Series::new(&format!("{a} + {b}: at once (-j 2)"));
     for _ in 0..bench.runs {
-        let (t, _) = bench.timed(&["it", a, b, "--fresh", "-j", "1"], &[], 0)?;
-        serial.seconds.push(t);
-        let (t, _) = bench.timed(&["it", a, b, "--fresh", "-j", "2"], &[], 0)?;
-        both.seconds.push(t);
+        serial.record(bench.timed(&["it", a, b, "--fresh", "-j", "1"], &[], 0)?);
+        both.record(bench.timed(&["it", a, b, "--fresh", "-j", "2"], &[], 0)?);
     }
     Ok(vec![serial, both])
 }
@@ -228,9 +239,8 @@ pub fn reboots(bench: &Bench, profile: &str) -> anyhow::Result<Vec<Series>> {
         let runs = boma_vm::Runs::new(bench.repo.join("tests/integration/.run"));
         for _ in 0..bench.runs {
             let record = runs.current()?.context("no current run")?;
-            raw.seconds.push(raw_reboot(&record)?.as_secs_f64());
-            let (t, _) = bench.timed(&["reboot"], &[], 0)?;
-            harness.seconds.push(t);
+            raw.record((raw_reboot(&record)?.as_secs_f64(), Vec::new()));
+            harness.record(bench.timed(&["reboot"], &[], 0)?);
         }
         Ok(())
     })();
@@ -336,7 +346,7 @@ mod tests {
     #[test]
     fn medians_and_the_table() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
         assert!(median(&[]).is_nan());
         let series = vec![
             Series {
