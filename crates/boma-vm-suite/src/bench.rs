@@ -19,6 +19,8 @@ pub struct Series {
     pub seconds: Vec<f64>,
     /// Per run: phase name → seconds (from the harness's report), where there is one.
     pub phases: Vec<Vec<(String, f64)>>,
+    /// Runs that failed: not counted in the figures, and said in the table.
+    pub failed: usize,
 }
 
 impl Series {
@@ -27,6 +29,7 @@ impl Series {
             name: name.to_owned(),
             seconds: Vec::new(),
             phases: Vec::new(),
+            failed: 0,
         }
     }
 
@@ -76,14 +79,17 @@ pub fn table(series: &[Series], baseline: &str) -> String {
     for s in series {
         let min = s.seconds.iter().copied().fold(f64::INFINITY, f64::min);
         let max = s.seconds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let runs = match s.failed {
+            0 => s.seconds.len().to_string(),
+            failed => format!("{} ({failed} failed, not counted)", s.seconds.len()),
+        };
         out.push_str(&format!(
-            "{:<52} {:>9.1} {:>9.1} {:>9.1} {:>7.2}  {}\n",
+            "{:<52} {:>9.1} {:>9.1} {:>9.1} {:>7.2}  {runs}\n",
             s.name,
             s.median(),
             min,
             max,
             s.median() / base,
-            s.seconds.len()
         ));
     }
     out
@@ -94,9 +100,39 @@ pub struct Bench<'a> {
     pub repo: &'a Utf8Path,
     pub xtask: &'a Utf8Path,
     pub runs: usize,
+    /// Failed runs in a row: two end the group (something is broken, not flaky).
+    pub failed_in_a_row: std::cell::Cell<usize>,
 }
 
 impl Bench<'_> {
+    /// One run of `xtask args…` into `series`. A failed run (a guest that did not come back
+    /// under TCG is not always the change's fault) is said, not counted, and its kept VM
+    /// removed so it does not slow the runs after it; the second failure in a row ends the
+    /// group.
+    fn measure(
+        &self,
+        series: &mut Series,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        match self.timed(args, env, 0) {
+            Ok(run) => {
+                self.failed_in_a_row.set(0);
+                series.record(run);
+                Ok(())
+            }
+            Err(e) => {
+                series.failed += 1;
+                println!("bench: {} — a run failed, not counted: {e:#}", series.name);
+                let _ = self.timed(&["prune"], &[], 0);
+                let failed = self.failed_in_a_row.get() + 1;
+                self.failed_in_a_row.set(failed);
+                ensure!(failed < 2, "two runs in a row failed: {e:#}");
+                Ok(())
+            }
+        }
+    }
+
     /// Run `xtask args…` with `env`, require `expect` as exit code; the wall time and the
     /// report's phases.
     fn timed(
@@ -124,17 +160,18 @@ impl Bench<'_> {
         Ok((took, phases_of(&out.stdout)))
     }
 
-    /// `timed(args)` with a comment carrying `nonce` appended to `file`, restored afterwards
-    /// whatever the run did.
-    fn with_changed(
+    /// [`Bench::measure`] with a comment carrying `nonce` appended to `file`, restored
+    /// afterwards whatever the run did.
+    fn measure_changed(
         &self,
+        series: &mut Series,
         file: &Utf8Path,
         nonce: &str,
         args: &[&str],
-    ) -> anyhow::Result<(f64, Vec<(String, f64)>)> {
+    ) -> anyhow::Result<()> {
         let path = self.repo.join(file);
         let original = touch_comment(&path, nonce)?;
-        let measured = self.timed(args, &[], 0);
+        let measured = self.measure(series, args, &[]);
         std::fs::write(&path, original).with_context(|| format!("cannot restore {path}"))?;
         measured
     }
@@ -188,12 +225,13 @@ pub fn layers(
     let mut last = Series::new(&format!("{profile}: last step's role changed"));
     let mut first = Series::new(&format!("{profile}: first step's role changed"));
     let nonce = |which: &str, run: usize| format!("{which}-{run}-{}", std::process::id());
-    bench.timed(&["it", profile], &[], 0)?;
+    let it = ["it", profile];
+    bench.measure(&mut Series::new(&format!("{profile}: warm-up")), &it, &[])?;
     for run in 0..bench.runs {
-        full.record(bench.timed(&["it", profile, "--fresh"], &[], 0)?);
-        unchanged.record(bench.timed(&["it", profile], &[], 0)?);
-        last.record(bench.with_changed(last_file, &nonce("last", run), &["it", profile])?);
-        first.record(bench.with_changed(first_file, &nonce("first", run), &["it", profile])?);
+        bench.measure(&mut full, &["it", profile, "--fresh"], &[])?;
+        bench.measure(&mut unchanged, &it, &[])?;
+        bench.measure_changed(&mut last, last_file, &nonce("last", run), &it)?;
+        bench.measure_changed(&mut first, first_file, &nonce("first", run), &it)?;
     }
     Ok(vec![full, unchanged, last, first])
 }
@@ -212,7 +250,7 @@ pub fn per_task(bench: &Bench, profile: &str) -> anyhow::Result<Vec<Series>> {
             (&mut cached, vec![]),
             (&mut mitogen, vec![("BOMA_IT_MITOGEN", "1")]),
         ] {
-            series.record(bench.timed(&args, &env, 0)?);
+            bench.measure(series, &args, &env)?;
         }
     }
     Ok(vec![plain, cached, mitogen])
@@ -223,8 +261,8 @@ pub fn parallel(bench: &Bench, a: &str, b: &str) -> anyhow::Result<Vec<Series>> 
     let mut serial = Series::new(&format!("{a} + {b}: one after the other (-j 1)"));
     let mut both = Series::new(&format!("{a} + {b}: at once (-j 2)"));
     for _ in 0..bench.runs {
-        serial.record(bench.timed(&["it", a, b, "--fresh", "-j", "1"], &[], 0)?);
-        both.record(bench.timed(&["it", a, b, "--fresh", "-j", "2"], &[], 0)?);
+        bench.measure(&mut serial, &["it", a, b, "--fresh", "-j", "1"], &[])?;
+        bench.measure(&mut both, &["it", a, b, "--fresh", "-j", "2"], &[])?;
     }
     Ok(vec![serial, both])
 }
@@ -294,6 +332,7 @@ pub fn run(suite: &mut crate::scenarios::Suite) -> anyhow::Result<()> {
         repo: &suite.repo,
         xtask: &suite.xtask,
         runs: suite.baseline_runs,
+        failed_in_a_row: std::cell::Cell::new(0),
     };
     let mut groups: Vec<(String, Vec<Series>, String)> = Vec::new();
     for group in &suite.bench_groups {
@@ -353,16 +392,23 @@ mod tests {
                 name: "full".into(),
                 seconds: vec![100.0, 110.0, 90.0],
                 phases: vec![],
+                failed: 0,
             },
             Series {
                 name: "rerun".into(),
                 seconds: vec![25.0, 20.0, 30.0],
                 phases: vec![],
+                failed: 1,
             },
         ];
         let text = table(&series, "full");
         assert!(text.contains("full") && text.contains("   1.00"), "{text}");
         assert!(text.contains("   0.25"), "{text}");
+        assert!(text.contains("  3 (1 failed, not counted)"), "{text}");
+        assert!(
+            !text.lines().nth(1).unwrap_or("").contains("failed"),
+            "{text}"
+        );
     }
 
     #[test]

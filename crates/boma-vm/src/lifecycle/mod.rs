@@ -20,6 +20,7 @@ pub use disks::{Disks, RealDisks, SeedFiles, image_format};
 pub use wait::{Waits, poll_until};
 
 use crate::guest::ssh::SSH_FAILED;
+use crate::run::diagnostics::boot_verdict;
 use crate::run::prune;
 use crate::{
     Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunRecord, Runs, SshTarget, VmError,
@@ -306,7 +307,7 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Resul
         "    polling: ssh {} -- {READY_PROBE}",
         record.ssh.destination()
     );
-    poll_until(
+    let waited = poll_until(
         &fx.waits,
         deadline,
         format!("SSH to {} with cloud-init done", record.name),
@@ -351,7 +352,25 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Resul
                 None => Ok(None),
             }
         },
-    )
+    );
+    with_console_verdict(waited, record)
+}
+
+/// A wait for the guest that timed out, with what the serial console says of its last boot (a
+/// kernel panic, emergency mode) put into the hint: the reason the operator would otherwise
+/// dig out of the console by hand, in the error that the report and JUnit carry.
+fn with_console_verdict<T>(waited: Result<T, VmError>, record: &RunRecord) -> Result<T, VmError> {
+    match waited {
+        Err(VmError::Timeout { what, after, hint }) => {
+            let console = std::fs::read(record.console_log()).unwrap_or_default();
+            let hint = match boot_verdict(&String::from_utf8_lossy(&console)) {
+                Some(verdict) => format!("its console's last boot: {verdict}; {hint}"),
+                None => hint,
+            };
+            Err(VmError::Timeout { what, after, hint })
+        }
+        other => other,
+    }
 }
 
 fn ensure_running(hypervisor: &dyn Hypervisor, record: &RunRecord) -> Result<(), VmError> {
@@ -511,7 +530,7 @@ fn wait_new_boot(
         "the guest did not return; its serial console is {}",
         record.console_log()
     );
-    let after = poll_until(&fx.waits, deadline, what, hint, || {
+    let waited = poll_until(&fx.waits, deadline, what, hint, || {
         ensure_running(hypervisor.as_ref(), record)?;
         // A new DHCP lease may move the guest (libvirt): ask where it is before asking it.
         if let Some(found) = hypervisor.address(record)?
@@ -535,7 +554,8 @@ fn wait_new_boot(
             let id = out.stdout.trim();
             (out.status.success() && is_boot_id(id) && id != before).then(|| id.to_owned())
         }))
-    })?;
+    });
+    let after = with_console_verdict(waited, record)?;
     say!("    boot_id after:  {after}");
     record.boot_id = Some(after);
     fx.runs.save(record)?;

@@ -261,6 +261,28 @@ fn a_guest_that_never_comes_back_times_out_naming_the_console() {
     let err = reboot(&rig.fx(), &mut record, RebootHow::Guest).unwrap_err();
     assert!(matches!(err, VmError::Timeout { .. }), "{err}");
     assert!(err.to_string().contains("new boot_id"), "{err}");
+    assert!(!err.to_string().contains("last boot"), "{err}");
+}
+
+#[test]
+fn a_timeout_names_what_the_console_says_of_the_last_boot() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    std::fs::write(
+        record.console_log(),
+        "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n\
+         [    2.500000] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n",
+    )
+    .unwrap();
+    rig.world.borrow_mut().never_returns = true;
+    let err = reboot(&rig.fx(), &mut record, RebootHow::Guest).unwrap_err();
+    assert!(matches!(err, VmError::Timeout { .. }), "{err}");
+    assert!(
+        err.to_string().contains(
+            "its console's last boot: its kernel panicked 2.5 s into boot: VFS: Unable to mount root fs"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

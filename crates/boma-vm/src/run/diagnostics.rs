@@ -87,6 +87,79 @@ pub fn console_tail(console: &str, lines: usize) -> Vec<String> {
     kept
 }
 
+/// What the serial console says about the guest's last boot, when it says why the guest never
+/// answered: its kernel panicked (when, the panic's words, the first Oops or BUG and where it
+/// hit), or it sat in emergency mode. `None` for a last boot that shows neither. Pure.
+///
+/// Only the last boot counts: the console is appended across power cycles, so a panic in an
+/// earlier boot is history. A kernel Oops a second into boot, in the kernel's own code, after
+/// a change that touched neither the kernel nor its command line, is the emulator's (seen under
+/// TCG, `-accel tcg,thread=multi`: an `int3` Oops in `enqueue_timer` 1.2 s after a reboot) —
+/// the operator reads the verdict and decides whether to run again, nothing retries by itself.
+pub fn boot_verdict(console: &str) -> Option<String> {
+    let lines: Vec<String> = console.lines().map(strip_terminal_codes).collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.contains("] Linux version "))
+        .unwrap_or(0);
+    let boot = &lines[start..];
+    if let Some(panic) = boot
+        .iter()
+        .find(|l| l.contains("Kernel panic - not syncing:"))
+    {
+        let words = panic
+            .split_once("Kernel panic - not syncing:")
+            .map_or("", |(_, w)| w.trim());
+        let mut verdict = match kernel_seconds(panic) {
+            Some(at) => format!("its kernel panicked {at:.1} s into boot: {words}"),
+            None => format!("its kernel panicked: {words}"),
+        };
+        let first_sign = boot.iter().position(|l| {
+            let text = after_timestamp(l);
+            text.starts_with("Oops:")
+                || text.starts_with("BUG:")
+                || text.starts_with("general protection fault")
+        });
+        if let Some(at) = first_sign {
+            verdict.push_str(&format!(
+                " (first sign: {}",
+                after_timestamp(&boot[at]).trim()
+            ));
+            if let Some(rip) = boot[at..].iter().find_map(|l| {
+                after_timestamp(l).strip_prefix("RIP: ").map(|r| {
+                    r.split_once(':')
+                        .map_or(r, |(_, place)| place)
+                        .trim()
+                        .to_owned()
+                })
+            }) {
+                verdict.push_str(&format!(", in {rip}"));
+            }
+            verdict.push(')');
+        }
+        return Some(verdict);
+    }
+    boot.iter()
+        .any(|l| l.contains("You are in emergency mode"))
+        .then(|| "it is in emergency mode (a mount or unit it needs failed: see journal-boot.txt or the console above it)".to_owned())
+}
+
+/// The text of a kernel log line after its `[    1.234567]` stamp (the line itself without one).
+fn after_timestamp(line: &str) -> &str {
+    match line.trim_start().strip_prefix('[') {
+        Some(rest) => rest
+            .split_once(']')
+            .map_or(line, |(_, text)| text.trim_start()),
+        None => line,
+    }
+}
+
+/// The seconds since boot in a kernel log line's `[    1.234567]` stamp.
+fn kernel_seconds(line: &str) -> Option<f64> {
+    let rest = line.trim_start().strip_prefix('[')?;
+    rest.split_once(']')?.0.trim().parse().ok()
+}
+
 /// `text` without ANSI escape sequences (`ESC [ … letter`) and carriage returns.
 fn strip_terminal_codes(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
