@@ -1,6 +1,7 @@
 //! `cargo xtask it`: one profile runs in this process; several run as child processes (one
-//! VM, run directory, lock and report each), `-j N` at once within the machine's memory, and
-//! their reports are combined into one (JSON on stdout and `--report`, JUnit with `--junit`).
+//! VM, run directory, lock and report each), `-j N` at once within the machine's memory and
+//! cores, and their reports are combined into one (JSON on stdout and `--report`, JUnit with
+//! `--junit`).
 //! `--shard K/N` runs the K-th of N deterministic slices, for a CI matrix.
 #![allow(clippy::print_stdout)] // The report is this command's data.
 
@@ -246,11 +247,50 @@ fn class_of(code: Option<i32>) -> Option<ExitClass> {
 }
 
 /// Memory a profile's VM takes, with QEMU's overhead (TCG's translation cache is 1 GiB).
-fn charge_mib(settings: &Settings, host: &str) -> u64 {
-    boma_inventory::load_profile(&settings.repo, host)
-        .map(|p| u64::from(p.mem_mib))
-        .unwrap_or(1024)
-        + boma_host::reserve::TCG_OVERHEAD_MIB
+fn charge(settings: &Settings, host: &str) -> Charge {
+    let profile = boma_inventory::load_profile(&settings.repo, host).ok();
+    Charge {
+        mem_mib: profile.as_ref().map_or(1024, |p| u64::from(p.mem_mib))
+            + boma_host::reserve::TCG_OVERHEAD_MIB,
+        vcpus: profile.as_ref().map_or(2, |p| p.vcpus),
+    }
+}
+
+/// What one child's VM holds while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Charge {
+    mem_mib: u64,
+    vcpus: u32,
+}
+
+/// How many children run now, and what their VMs hold together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct InUse {
+    runs: usize,
+    held: Charge,
+}
+
+/// The bounds of `-j N`: the jobs asked for, the memory left to guests, and the vCPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bounds {
+    jobs: usize,
+    mem_mib: u64,
+    vcpus: u32,
+}
+
+/// vCPUs per host core that children may hold together. A TCG vCPU is a busy host thread, and
+/// a guest starved of CPU misses its waits (seen here: a reboot timeout when a `cargo` build
+/// ran beside two 2-vCPU guests on 2 cores); two per core is what `-j 2` of two-vCPU guests
+/// takes on a 2-core machine, and no more.
+const VCPUS_PER_CORE: u32 = 2;
+
+/// Whether a child whose VM needs `charge` may start beside `in_use`. The first always starts:
+/// its own preflight refuses a VM that can never fit. Pure.
+fn may_start(in_use: InUse, charge: Charge, bounds: Bounds) -> bool {
+    in_use.runs == 0
+        || (in_use.runs < bounds.jobs
+            && in_use.held.mem_mib + charge.mem_mib <= bounds.mem_mib
+            && in_use.held.vcpus + charge.vcpus <= bounds.vcpus)
 }
 
 /// The order children start in: the biggest guests first (a bigger guest is the heavier
@@ -266,7 +306,8 @@ fn start_order(charges: &[u64]) -> Vec<usize> {
 type ChildRun = (String, Option<i32>, Utf8PathBuf, Utf8PathBuf);
 
 /// Run each host as a child `xtask it <host>`, at most `jobs` at once and never more than
-/// memory allows; each child's stderr goes to its own log, its report to a file.
+/// memory and cores allow ([`may_start`]); each child's stderr goes to its own log, its report
+/// to a file.
 fn parallel(
     settings: &Settings,
     hosts: &[String],
@@ -280,41 +321,53 @@ fn parallel(
         .unwrap_or_else(|| Utf8PathBuf::from("cargo-xtask"));
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let available = boma_vm::host::memory::available_mib(&meminfo).unwrap_or(0);
-    let budget = available.saturating_sub(boma_host::reserve::MARGIN_MIB);
-    let jobs = args.jobs.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bounds = Bounds {
+        jobs: args.jobs.max(1),
+        mem_mib: available.saturating_sub(boma_host::reserve::MARGIN_MIB),
+        vcpus: u32::try_from(cores)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(VCPUS_PER_CORE),
+    };
     say!(
-        "running {} profiles, up to {jobs} at once within {budget} MiB: {}",
+        "running {} profiles, up to {} at once within {} MiB and {} vCPUs ({VCPUS_PER_CORE} per core of {cores}): {}",
         hosts.len(),
+        bounds.jobs,
+        bounds.mem_mib,
+        bounds.vcpus,
         hosts.join(", ")
     );
-    // (running count, memory in use), and a condition to wait on for a free slot.
-    let slots = Arc::new((Mutex::new((0usize, 0u64)), Condvar::new()));
+    // What the running children hold, and a condition to wait on for room.
+    let slots = Arc::new((Mutex::new(InUse::default()), Condvar::new()));
     let results: Arc<Mutex<Vec<ChildRun>>> = Arc::new(Mutex::new(Vec::new()));
-    let charges: Vec<u64> = hosts.iter().map(|h| charge_mib(settings, h)).collect();
+    let charges: Vec<Charge> = hosts.iter().map(|h| charge(settings, h)).collect();
+    let release = |charge: Charge| {
+        let (lock, ready) = &*slots;
+        let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+        state.runs -= 1;
+        state.held.mem_mib -= charge.mem_mib;
+        state.held.vcpus -= charge.vcpus;
+        ready.notify_all();
+    };
+    let mem: Vec<u64> = charges.iter().map(|c| c.mem_mib).collect();
     std::thread::scope(|scope| {
-        for index in start_order(&charges) {
+        for index in start_order(&mem) {
             let host = &hosts[index];
             let charge = charges[index];
             {
                 let (lock, ready) = &*slots;
                 let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
-                // Wait for a slot; the first VM always starts (its own preflight refuses it if
-                // it does not fit at all).
-                while state.0 > 0 && (state.0 >= jobs || state.1 + charge > budget) {
+                while !may_start(*state, charge, bounds) {
                     state = ready.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
-                state.0 += 1;
-                state.1 += charge;
+                state.runs += 1;
+                state.held.mem_mib += charge.mem_mib;
+                state.held.vcpus += charge.vcpus;
             }
             if boma_exec::interrupt::received().is_some() {
-                let (lock, ready) = &*slots;
-                let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
-                state.0 -= 1;
-                state.1 -= charge;
-                ready.notify_all();
+                release(charge);
                 break;
             }
-            let slots = Arc::clone(&slots);
             let results = Arc::clone(&results);
             let dir = dir.clone();
             let exe = exe.clone();
@@ -370,11 +423,7 @@ fn parallel(
                     report,
                     log,
                 ));
-                let (lock, ready) = &*slots;
-                let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
-                state.0 -= 1;
-                state.1 -= charge;
-                ready.notify_all();
+                release(charge);
             });
         }
     });
@@ -453,6 +502,51 @@ mod tests {
 
     fn hosts(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_child_starts_within_the_jobs_the_memory_and_the_vcpus() {
+        let two_cores = Bounds {
+            jobs: 4,
+            mem_mib: 20_000,
+            vcpus: 2 * VCPUS_PER_CORE,
+        };
+        let guest = Charge {
+            mem_mib: 2304,
+            vcpus: 2,
+        };
+        let running = |runs: usize| InUse {
+            runs,
+            held: Charge {
+                mem_mib: guest.mem_mib * runs as u64,
+                vcpus: guest.vcpus * runs as u32,
+            },
+        };
+        // -j 4 of 2-vCPU guests on 2 cores: two at once, the vCPUs decide.
+        assert!(may_start(running(0), guest, two_cores));
+        assert!(may_start(running(1), guest, two_cores));
+        assert!(!may_start(running(2), guest, two_cores));
+        // The jobs decide.
+        assert!(!may_start(
+            running(1),
+            guest,
+            Bounds {
+                jobs: 1,
+                ..two_cores
+            }
+        ));
+        // The memory decides.
+        let small = Bounds {
+            mem_mib: 4000,
+            ..two_cores
+        };
+        assert!(!may_start(running(1), guest, small));
+        // The first always starts, however big: its preflight refuses what can never fit.
+        let huge = Charge {
+            mem_mib: 64_000,
+            vcpus: 16,
+        };
+        assert!(may_start(InUse::default(), huge, small));
     }
 
     #[test]
