@@ -93,9 +93,10 @@ pub fn console_tail(console: &str, lines: usize) -> Vec<String> {
 ///
 /// Only the last boot counts: the console is appended across power cycles, so a panic in an
 /// earlier boot is history. A kernel Oops a second into boot, in the kernel's own code, after
-/// a change that touched neither the kernel nor its command line, is the emulator's (seen under
-/// TCG, `-accel tcg,thread=multi`: an `int3` Oops in `enqueue_timer` 1.2 s after a reboot) —
-/// the operator reads the verdict and decides whether to run again, nothing retries by itself.
+/// a change that touched neither the kernel nor its command line, is most likely the
+/// emulator's (seen under TCG, `-accel tcg,thread=multi`: an `int3` Oops in `enqueue_timer`
+/// 1.2 s after a reboot). The operator reads the verdict and decides whether to run again;
+/// nothing retries by itself.
 pub fn boot_verdict(console: &str) -> Option<String> {
     let lines: Vec<String> = console.lines().map(strip_terminal_codes).collect();
     let start = lines
