@@ -246,7 +246,8 @@ fn class_of(code: Option<i32>) -> Option<ExitClass> {
     }
 }
 
-/// Memory a profile's VM takes, with QEMU's overhead (TCG's translation cache is 1 GiB).
+/// What a profile's VM takes: its memory with QEMU's overhead (TCG's translation cache is
+/// 1 GiB), and its vCPUs.
 fn charge(settings: &Settings, host: &str) -> Charge {
     let profile = boma_inventory::load_profile(&settings.repo, host).ok();
     Charge {
