@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::{Instant, SystemTime};
 
 use boma_exec::{CmdExt, say};
@@ -339,11 +339,11 @@ fn parallel(
         hosts.join(", ")
     );
     // What the running children hold, and a condition to wait on for room.
-    let slots = Arc::new((Mutex::new(InUse::default()), Condvar::new()));
-    let results: Arc<Mutex<Vec<ChildRun>>> = Arc::new(Mutex::new(Vec::new()));
+    let slots = (Mutex::new(InUse::default()), Condvar::new());
+    let results: Mutex<Vec<ChildRun>> = Mutex::new(Vec::new());
     let charges: Vec<Charge> = hosts.iter().map(|h| charge(settings, h)).collect();
     let release = |charge: Charge| {
-        let (lock, ready) = &*slots;
+        let (lock, ready) = &slots;
         let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
         state.runs -= 1;
         state.held.mem_mib -= charge.mem_mib;
@@ -356,7 +356,7 @@ fn parallel(
             let host = &hosts[index];
             let charge = charges[index];
             {
-                let (lock, ready) = &*slots;
+                let (lock, ready) = &slots;
                 let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
                 while !may_start(*state, charge, bounds) {
                     state = ready.wait(state).unwrap_or_else(|e| e.into_inner());
@@ -369,7 +369,7 @@ fn parallel(
                 release(charge);
                 break;
             }
-            let results = Arc::clone(&results);
+            let results = &results;
             let dir = dir.clone();
             let exe = exe.clone();
             scope.spawn(move || {
