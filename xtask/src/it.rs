@@ -5,6 +5,7 @@
 //! `--shard K/N` runs the K-th of N deterministic slices, for a CI matrix.
 #![allow(clippy::print_stdout)] // The report is this command's data.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::{Condvar, Mutex};
@@ -156,32 +157,36 @@ pub fn run(sh: &xshell::Shell, settings: &Settings, args: ItArgs) -> ExitCode {
         idempotence: !args.no_idempotence,
         remove_failed: args.remove_failed,
     };
-    let (runs, class) = if hosts.len() == 1 {
+    let (runs, class, error) = if hosts.len() == 1 {
         let machine = RealMachine::new(sh, &settings.runs_root);
         let ctx = Ctx {
             settings,
             machine: &machine,
         };
         let outcome = boma_harness::it(&ctx, &hosts[0], options);
-        if let Some(e) = &outcome.error {
-            edge::print_error(e);
-            if e.class() == ExitClass::Refused {
-                say_doctor_problems(sh, settings);
-            }
-        }
         let class = outcome.exit_class();
-        (vec![outcome.report], class)
+        (vec![outcome.report], class, outcome.error)
     } else {
-        parallel(settings, &hosts, &args)
+        let (runs, class) = parallel(settings, &hosts, &args);
+        (runs, class, None)
     };
     let report = Report {
         runs,
         started_at,
         total_seconds: started.elapsed().as_secs_f64(),
     };
-    boma_exec::progress::line(boma_report::render_text_summary(&report).trim_end());
+    // The JSON first, the words last: what a terminal or a CI log's tail shows at the end is
+    // the verdict and why, not the end of a JSON document.
     let json = boma_report::render_json(&report);
     print!("{json}");
+    let _ = std::io::stdout().flush();
+    boma_exec::progress::line(boma_report::render_text_summary(&report).trim_end());
+    if let Some(e) = &error {
+        edge::print_error(e);
+        if e.class() == ExitClass::Refused {
+            say_doctor_problems(sh, settings);
+        }
+    }
     let mut class = class;
     for (path, text) in [
         (&args.report, json.clone()),
