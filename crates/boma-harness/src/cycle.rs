@@ -111,6 +111,7 @@ fn is_verdict(e: &HarnessError) -> bool {
             | HarnessError::PlaybookTimedOut { .. }
             | HarnessError::Vm(
                 boma_vm::VmError::Timeout { .. }
+                    | boma_vm::VmError::BootFailed { .. }
                     | boma_vm::VmError::GuestGone { .. }
                     | boma_vm::VmError::CloudInit { .. }
             )
@@ -401,9 +402,11 @@ fn power_cycle_taking(
 }
 
 /// A reboot that did not come back, as a check (`reboot_timeout`, `guest_gone`).
+/// `reboot_timeout` is the guest not returning, whether the wait ran out or was cut short by a
+/// console that shows it never will (a kernel panic, emergency mode).
 fn reboot_check(error: &boma_vm::VmError) -> CheckRecord {
     let reason = match error {
-        boma_vm::VmError::Timeout { .. } => "reboot_timeout",
+        boma_vm::VmError::Timeout { .. } | boma_vm::VmError::BootFailed { .. } => "reboot_timeout",
         boma_vm::VmError::GuestGone { .. } => "guest_gone",
         _ => "reboot_failed",
     };

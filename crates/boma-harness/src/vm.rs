@@ -289,7 +289,11 @@ pub fn after_failure(
     // A guest that never answered can say why only on its console: show its end now.
     if matches!(
         error,
-        HarnessError::Vm(boma_vm::VmError::Timeout { .. } | boma_vm::VmError::GuestGone { .. })
+        HarnessError::Vm(
+            boma_vm::VmError::Timeout { .. }
+                | boma_vm::VmError::BootFailed { .. }
+                | boma_vm::VmError::GuestGone { .. }
+        )
     ) {
         let console = std::fs::read(record.console_log()).unwrap_or_default();
         let tail = diagnostics::console_tail(&String::from_utf8_lossy(&console), CONSOLE_LINES);

@@ -345,11 +345,11 @@ fn an_interrupt_with_keep_keeps_the_vm_and_says_so() {
 }
 
 #[test]
-fn a_guest_that_never_comes_back_after_the_reboot_is_kept_with_its_console() {
+fn a_guest_in_emergency_mode_after_the_reboot_is_kept_with_its_console() {
     let _serial = serial();
     let rig = Rig::new();
     rig.machine.world.borrow_mut().never_returns = true;
-    rig.machine.world.borrow_mut().console_text =
+    rig.machine.world.borrow_mut().console_after_reboot =
         "[\u{1b}[0;32m  OK  \u{1b}[0m] Reached target emergency.target\r\nYou are in emergency mode.\r\n".into();
     let outcome = rig.it();
     assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
@@ -383,6 +383,10 @@ fn a_guest_that_never_comes_back_after_the_reboot_is_kept_with_its_console() {
     );
     let message = outcome.error.unwrap().to_string();
     assert!(message.contains("console.log"), "{message}");
+    assert!(
+        message.contains("(the boot after the reboot): it is in emergency mode"),
+        "{message}"
+    );
 }
 
 #[test]

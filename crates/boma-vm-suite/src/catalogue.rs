@@ -24,10 +24,11 @@ pub const MODES: [(u8, &str); 7] = [
 /// already. Modes 2–4 are caught by the reboot diff within a normal cycle (a few minutes each,
 /// on 1 GiB guests). Mode 5 is left to `rest`: it installs Docker, and at 20 minutes under TCG
 /// it was the CI set's longest run by far (askari-red, mode 1, keeps Docker and its firewall in
-/// CI). Mode 7 stands for the modes caught by the bounded wait after the reboot
-/// (`reboot_timeout`, the console in the bundle); mode 6 proves the same path and costs the
-/// same full wait, so it is left to `rest` too. Mode 7 also replaces the faults scenario's old
-/// hand-made fstab case.
+/// CI). Mode 7 stands for the modes caught after the reboot by a guest that never answers
+/// (`reboot_timeout`, the console in the bundle): its console shows emergency mode, which ends
+/// the wait at once. Mode 6 (sshd on an address nobody reaches) shows nothing on the console, so
+/// it waits out the whole bounded wait; it is left to `rest`. Mode 7 also replaces the faults
+/// scenario's old hand-made fstab case.
 pub const CI_SET: [&str; 4] = [
     "cat-not-enabled-red",
     "cat-lost-route-red",

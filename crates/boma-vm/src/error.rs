@@ -6,6 +6,8 @@ use boma_exec::ExecError;
 use boma_exec::interrupt::Interrupted;
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::run::diagnostics::BootVerdict;
+
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     /// Refused before anything was created (memory, disk, a run already live, a missing tool).
@@ -33,6 +35,15 @@ pub enum VmError {
         "the VM process of {name} is gone (it crashed or was killed); serial console: {console}"
     )]
     GuestGone { name: String, console: Utf8PathBuf },
+    /// The guest will never answer: while a wait for it was going, its console showed its
+    /// boot end in a kernel panic or in emergency mode. The wait ends at once, not at its limit.
+    #[error("{name} will never answer ({during}): {verdict}; its serial console is {console}")]
+    BootFailed {
+        name: String,
+        during: &'static str,
+        verdict: Box<BootVerdict>,
+        console: Utf8PathBuf,
+    },
     #[error("cloud-init in {name} finished with errors:\n{detail}")]
     CloudInit { name: String, detail: String },
     #[error("QMP: {0}")]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use boma_exec::{Captured, ExecError};
 use boma_name::VmName;
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::guest::ssh::SSH_FAILED;
 use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
@@ -38,6 +38,11 @@ pub struct World {
     /// What the fake writes to the serial console file at each boot (a real QEMU writes the
     /// guest's boot messages there).
     pub console_text: String,
+    /// What the guest prints on its console in each boot after a reboot or reset (appended, as
+    /// a real console across boots).
+    pub console_after_reboot: String,
+    /// Each VM's serial console file.
+    pub consoles: BTreeMap<VmName, Utf8PathBuf>,
     /// The VM process dies on the next `is_running` check.
     pub dies: bool,
     /// `boot` fails.
@@ -129,6 +134,7 @@ impl Hypervisor for FakeBackend {
         w.running.insert(spec.name.clone());
         w.kinds.insert(spec.name.clone(), self.kind);
         w.booted.push(spec.name.clone());
+        w.consoles.insert(spec.name.clone(), spec.console.clone());
         if !w.console_text.is_empty() {
             std::fs::write(&spec.console, &w.console_text)
                 .map_err(|e| VmError::io(&spec.console, e))?;
@@ -177,11 +183,11 @@ impl Hypervisor for FakeBackend {
         }))
     }
 
-    fn reboot(&self, _record: &RunRecord, how: RebootHow) -> Result<bool, VmError> {
+    fn reboot(&self, record: &RunRecord, how: RebootHow) -> Result<bool, VmError> {
         match how {
             RebootHow::Guest => Ok(false),
             RebootHow::Hard => {
-                self.world.borrow_mut().reboot();
+                self.world.borrow_mut().reboot(Some(&record.name));
                 Ok(true)
             }
         }
@@ -242,7 +248,18 @@ impl World {
         self.kinds.get(name).copied().unwrap_or(BackendKind::Qemu)
     }
 
-    fn reboot(&mut self) {
+    fn reboot(&mut self, name: Option<&VmName>) {
+        if !self.console_after_reboot.is_empty()
+            && let Some(console) = name.and_then(|n| self.consoles.get(n))
+        {
+            use std::io::Write as _;
+            let appended = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(console)
+                .and_then(|mut f| f.write_all(self.console_after_reboot.as_bytes()));
+            appended.expect("the fake console is writable");
+        }
         self.boot_count += 1;
         self.unreachable_polls = if self.never_returns { u32::MAX } else { 2 };
         self.stale_remaining = self.stale_after_reboot;
@@ -297,7 +314,8 @@ impl Guest for FakeGuest {
         }
         let out = match command {
             "sudo systemctl reboot" => {
-                w.reboot();
+                let name = w.by_port.get(&target.port).cloned();
+                w.reboot(name.as_ref());
                 captured(0, "")
             }
             "sudo systemctl poweroff" => {

@@ -3,7 +3,7 @@
 //! `cat-lost-route`, 2026-11-29), and catalogue mode 7's RED in emergency mode (an excerpt:
 //! its kernel banner and the boot's end).
 
-use boma_vm::run::diagnostics::boot_verdict;
+use boma_vm::run::diagnostics::{BootVerdict, boot_verdict};
 
 const OOPS: &str = include_str!("fixtures/console-tcg-oops-after-reboot.log");
 const EMERGENCY: &str = include_str!("fixtures/console-emergency-mode.log");
@@ -11,8 +11,9 @@ const EMERGENCY: &str = include_str!("fixtures/console-emergency-mode.log");
 #[test]
 fn a_panic_in_the_last_boot_is_named_with_its_time_words_and_first_sign() {
     let verdict = boot_verdict(OOPS).expect("the console ends in a panic");
+    assert!(matches!(verdict, BootVerdict::KernelPanic { .. }));
     assert_eq!(
-        verdict,
+        verdict.to_string(),
         "its kernel panicked 1.2 s into boot: Fatal exception in interrupt \
          (first sign: Oops: int3: 0000 [#1] PREEMPT SMP NOPTI, in enqueue_timer+0xa5/0x100)"
     );
@@ -21,7 +22,11 @@ fn a_panic_in_the_last_boot_is_named_with_its_time_words_and_first_sign() {
 #[test]
 fn emergency_mode_is_named() {
     let verdict = boot_verdict(EMERGENCY).expect("the console ends in emergency mode");
-    assert!(verdict.starts_with("it is in emergency mode"), "{verdict}");
+    assert_eq!(verdict, BootVerdict::EmergencyMode);
+    assert!(
+        verdict.to_string().starts_with("it is in emergency mode"),
+        "{verdict}"
+    );
 }
 
 #[test]
@@ -44,6 +49,7 @@ fn only_the_last_boot_counts() {
     assert!(
         boot_verdict(&emergency_then_panic)
             .expect("a panic")
+            .to_string()
             .starts_with("its kernel panicked 1.2 s into boot"),
     );
 }
@@ -55,6 +61,7 @@ fn a_console_without_a_banner_is_read_whole() {
     assert!(
         boot_verdict(from_the_oops)
             .expect("a panic")
+            .to_string()
             .starts_with("its kernel panicked 1.2 s into boot: Fatal exception in interrupt"),
     );
     assert_eq!(boot_verdict(""), None);

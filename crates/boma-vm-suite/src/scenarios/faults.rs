@@ -2,7 +2,9 @@
 //! build with its disk on a loop device, Ctrl-C while `up` waits for the first boot, SIGKILL
 //! during apply then `prune` — and after each, nothing left. `prune` stops only what the spawn
 //! journal recorded: an operator's process that merely names the run directory survives it.
-//! (A guest that never comes back is catalogue mode 7's job.)
+//! Then a guest's kernel panicking for real (sysrq `c` from a unit at boot): in the first boot
+//! it is reset once and `up` goes on; after a reboot the wait ends at once, saying so.
+//! (A guest that sits in emergency mode after its reboot is catalogue mode 7's job.)
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,8 @@ use boma_exec::CmdExt;
 use xshell::{Shell, cmd};
 
 use super::{
-    Suite, current, ensure_image, require_no_leftovers, signal, spawn, step, wait_exit, wait_for,
+    Suite, current, ensure_image, exit_code, guest_run, require_no_leftovers, signal, spawn, step,
+    wait_exit, wait_for, xtask_in,
 };
 use crate::leftovers;
 
@@ -62,7 +65,118 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
         "prune stopped `tail -f {console}` (pid {watcher_pid}), an operator's process it never spawned"
     );
     eprintln!("prune left the operator's `tail -f {console}` (pid {watcher_pid}) running");
-    require_no_leftovers(suite, "prune after SIGKILL during apply")
+    require_no_leftovers(suite, "prune after SIGKILL during apply")?;
+
+    kernel_panics(suite)
+}
+
+/// A unit that makes the guest's kernel panic at boot (sysrq `c`), once: it leaves its marker
+/// on the disk first, and a boot that finds the marker skips it.
+const CRASH_ONCE: &str = "sudo tee /etc/systemd/system/boma-crash-once.service >/dev/null <<'UNIT'
+[Unit]
+Description=boma faults: panic the kernel once at boot
+ConditionPathExists=!/var/lib/boma-crashed-once
+After=local-fs.target
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'touch /var/lib/boma-crashed-once && sync && echo c > /proc/sysrq-trigger'
+[Install]
+WantedBy=multi-user.target
+UNIT
+sudo systemctl enable boma-crash-once.service && sync";
+
+/// Faults 3 and 4: an image whose first boot panics, which `up` resets once so that the guest
+/// comes up; then the same guest panicking again in the boot after `reboot`, whose wait ends
+/// long before its limit with the panic in the error.
+fn kernel_panics(suite: &mut Suite) -> anyhow::Result<()> {
+    const S: &str = "faults";
+    // The image: a golden-image guest given the unit, powered off cleanly, flattened.
+    step(suite, S, &["up", "askari"], 0)?;
+    let record = current(suite)?;
+    guest_run(&record, CRASH_ONCE)?;
+    // The connection may drop before systemctl answers: only the guest powering off counts.
+    let _ = guest_run(&record, "sudo systemctl poweroff");
+    wait_for(Duration::from_secs(300), "the guest to power off", || {
+        leftovers::count(&suite.repo).processes.is_empty()
+    })?;
+    let image = suite.scratch("panics")?.join("crash-once.qcow2");
+    let overlay = record.dir.join("overlay.qcow2");
+    let sh = Shell::new()?;
+    cmd!(sh, "qemu-img convert -O qcow2 {overlay} {image}")
+        .exec()
+        .run()?;
+    step(suite, S, &["prune"], 0)?;
+
+    // 3. Its first boot panics: reset once, then up.
+    let started = Instant::now();
+    let out = xtask_in(
+        suite,
+        &suite.repo,
+        &["up", "askari", "--image", image.as_str()],
+        &[],
+    )?;
+    suite.time(
+        S,
+        "xtask up askari (its first boot panics)",
+        started.elapsed(),
+    );
+    ensure!(
+        out.status.success(),
+        "`xtask up` of an image whose first boot panics once failed; its last lines:\n{}",
+        out.stderr
+    );
+    ensure!(
+        out.stderr.contains("its kernel panicked in the first boot")
+            && out.stderr.contains("sysrq triggered crash")
+            && out.stderr.contains("resetting it once"),
+        "`xtask up` came up without saying it reset a panicked first boot; its last lines:\n{}",
+        out.stderr
+    );
+    let record = current(suite)?;
+    let console = std::fs::read_to_string(record.console_log())
+        .with_context(|| format!("cannot read {}", record.console_log()))?;
+    let boots = console.matches("] Linux version ").count();
+    ensure!(
+        boots == 2 && console.contains("Kernel panic - not syncing: sysrq triggered crash"),
+        "expected two boots on the console, the first ending in the sysrq panic; it shows {boots} boot(s)"
+    );
+    guest_run(&record, "test -e /var/lib/boma-crashed-once")
+        .context("the guest that came up is not the one that panicked (no marker)")?;
+    eprintln!(
+        "up reset the panicked first boot once; the guest came up ({boots} boots on its console)"
+    );
+
+    // 4. The next boot panics again: the reboot's wait ends at once, naming the panic.
+    guest_run(&record, "sudo rm /var/lib/boma-crashed-once && sync")?;
+    let started = Instant::now();
+    let out = xtask_in(suite, &suite.repo, &["reboot"], &[])?;
+    let took = started.elapsed();
+    suite.time(S, "xtask reboot (the boot after it panics)", took);
+    ensure!(
+        exit_code(out.status) == 1,
+        "`xtask reboot` into a panic exited with {}, expected 1; its last lines:\n{}",
+        exit_code(out.status),
+        out.stderr
+    );
+    ensure!(
+        out.stderr
+            .contains("will never answer (the boot after the reboot): its kernel panicked")
+            && out.stderr.contains("sysrq triggered crash"),
+        "`xtask reboot` into a panic did not name it; its last lines:\n{}",
+        out.stderr
+    );
+    // The wait's limit is 420 s under TCG: a verdict well before it came from the console.
+    ensure!(
+        took < Duration::from_secs(300),
+        "`xtask reboot` into a panic took {}s: the wait was not cut short",
+        took.as_secs()
+    );
+    eprintln!(
+        "reboot into a panic ended after {}s, naming it",
+        took.as_secs()
+    );
+    step(suite, S, &["prune"], 0)?;
+    require_no_leftovers(suite, "prune after the kernel panics")
 }
 
 /// SIGINT to `image build` once its disk is on a loop device (mounted, mid-install): exit

@@ -20,7 +20,7 @@ pub use disks::{Disks, RealDisks, SeedFiles, image_format};
 pub use wait::{Waits, poll_until};
 
 use crate::guest::ssh::SSH_FAILED;
-use crate::run::diagnostics::boot_verdict;
+use crate::run::diagnostics::{BootVerdict, boot_verdict};
 use crate::run::prune;
 use crate::{
     Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunRecord, Runs, SshTarget, VmError,
@@ -307,7 +307,10 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Resul
         "    polling: ssh {} -- {READY_PROBE}",
         record.ssh.destination()
     );
-    let waited = poll_until(
+    // The console read from here on: after a reset, only the boot that follows it counts.
+    let mut console_from = 0;
+    let mut was_reset = false;
+    poll_until(
         &fx.waits,
         deadline,
         format!("SSH to {} with cloud-init done", record.name),
@@ -317,6 +320,26 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Resul
         ),
         || {
             ensure_running(hypervisor.as_ref(), record)?;
+            match console_verdict(record, console_from) {
+                None => {}
+                // Nothing of this run is applied yet (a golden image, or a layer a guest came
+                // back from): a panic now is the emulator's or the image's, never the change
+                // under test, so one reset is no blind spot. A second panic ends the run.
+                Some(verdict @ BootVerdict::KernelPanic { .. }) if !was_reset => {
+                    say!(
+                        "    its kernel panicked in the first boot, before anything was applied: {verdict}"
+                    );
+                    say!(
+                        "    resetting it once (the console keeps both boots); a second panic ends the run"
+                    );
+                    console_from = console_len(record);
+                    was_reset = true;
+                    let reset = phase("reset after a kernel panic in the first boot");
+                    reset.close(reset_guest(hypervisor.as_ref(), record))?;
+                    return Ok(None);
+                }
+                Some(verdict) => return Err(never_answers(record, "its first boot", verdict)),
+            }
             let answer = fx
                 .guest
                 .run(&record.ssh, READY_PROBE, Duration::from_secs(120), true);
@@ -352,24 +375,45 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Resul
                 None => Ok(None),
             }
         },
-    );
-    with_console_verdict(waited, record)
+    )
 }
 
-/// A wait for the guest that timed out, with what the serial console says of its last boot (a
-/// kernel panic, emergency mode) put into the hint: the reason the operator would otherwise
-/// dig out of the console by hand, in the error that the report and JUnit carry.
-fn with_console_verdict<T>(waited: Result<T, VmError>, record: &RunRecord) -> Result<T, VmError> {
-    match waited {
-        Err(VmError::Timeout { what, after, hint }) => {
-            let console = std::fs::read(record.console_log()).unwrap_or_default();
-            let hint = match boot_verdict(&String::from_utf8_lossy(&console)) {
-                Some(verdict) => format!("its console's last boot: {verdict}; {hint}"),
-                None => hint,
-            };
-            Err(VmError::Timeout { what, after, hint })
-        }
-        other => other,
+/// What the serial console shows of the guest's last boot, reading from byte `from` on (what
+/// was printed before it is history; a console started anew, shorter than `from`, is read
+/// whole). `None` while it shows nothing final, or cannot be read.
+fn console_verdict(record: &RunRecord, from: u64) -> Option<BootVerdict> {
+    let console = std::fs::read(record.console_log()).ok()?;
+    let since = usize::try_from(from)
+        .ok()
+        .and_then(|from| console.get(from..))
+        .unwrap_or(&console);
+    boot_verdict(&String::from_utf8_lossy(since))
+}
+
+/// How many bytes the serial console holds now (0 before it exists).
+fn console_len(record: &RunRecord) -> u64 {
+    std::fs::metadata(record.console_log()).map_or(0, |m| m.len())
+}
+
+/// A guest whose console shows it will never answer: the wait ends now, saying why.
+fn never_answers(record: &RunRecord, during: &'static str, verdict: BootVerdict) -> VmError {
+    VmError::BootFailed {
+        name: record.name.to_string(),
+        during,
+        verdict: Box::new(verdict),
+        console: record.console_log(),
+    }
+}
+
+/// A hardware reset of a guest that hangs (its kernel panicked).
+fn reset_guest(hypervisor: &dyn Hypervisor, record: &RunRecord) -> Result<(), VmError> {
+    if hypervisor.reboot(record, RebootHow::Hard)? {
+        Ok(())
+    } else {
+        Err(VmError::Backend(format!(
+            "the {} backend cannot reset {}",
+            record.backend, record.name
+        )))
     }
 }
 
@@ -442,10 +486,12 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
     let hypervisor = fx.hypervisor(record.backend);
     let before = boot_id(fx, record)?;
     say!("    boot_id before: {before}");
+    let console_from = console_len(record);
     if !hypervisor.reboot(record, how)? {
         going_down(fx, record, "sudo systemctl reboot")?;
     }
-    wait_new_boot(fx, record, &before, Instant::now() + fx.waits.reboot)
+    let deadline = Instant::now() + fx.waits.reboot;
+    wait_new_boot(fx, record, &before, console_from, deadline)
 }
 
 /// Ask the guest to go down (`command`: reboot or poweroff, as an operator would). The
@@ -491,6 +537,7 @@ fn power_cycle_inner(
     let hypervisor = fx.hypervisor(record.backend);
     let before = boot_id(fx, record)?;
     say!("    boot_id before: {before}");
+    let console_from = console_len(record);
     going_down(fx, record, "sudo systemctl poweroff")?;
     let deadline = Instant::now() + fx.waits.reboot;
     poll_until(
@@ -504,15 +551,19 @@ fn power_cycle_inner(
     let booted = hypervisor.start(record)?;
     record.pid = booted.pid;
     fx.runs.save(record)?;
-    wait_new_boot(fx, record, &before, Instant::now() + fx.waits.reboot)
+    let deadline = Instant::now() + fx.waits.reboot;
+    wait_new_boot(fx, record, &before, console_from, deadline)
 }
 
 /// After a reboot was started: wait for SSH to answer with a boot_id other than `before`
-/// (re-reading the address, which a new lease may move), then for systemd to settle.
+/// (re-reading the address, which a new lease may move), then for systemd to settle. The
+/// console from byte `console_from` on (its length when the reboot was asked) is the new boot's:
+/// a panic or emergency mode there ends the wait at once.
 fn wait_new_boot(
     fx: &Effects,
     record: &mut RunRecord,
     before: &str,
+    console_from: u64,
     deadline: Instant,
 ) -> Result<String, VmError> {
     let hypervisor = fx.hypervisor(record.backend);
@@ -530,8 +581,12 @@ fn wait_new_boot(
         "the guest did not return; its serial console is {}",
         record.console_log()
     );
-    let waited = poll_until(&fx.waits, deadline, what, hint, || {
+    let after = poll_until(&fx.waits, deadline, what, hint, || {
         ensure_running(hypervisor.as_ref(), record)?;
+        // The reboot is the test: a panic or emergency mode here is the verdict, never retried.
+        if let Some(verdict) = console_verdict(record, console_from) {
+            return Err(never_answers(record, "the boot after the reboot", verdict));
+        }
         // A new DHCP lease may move the guest (libvirt): ask where it is before asking it.
         if let Some(found) = hypervisor.address(record)?
             && found.ssh.host != record.ssh.host
@@ -554,8 +609,7 @@ fn wait_new_boot(
             let id = out.stdout.trim();
             (out.status.success() && is_boot_id(id) && id != before).then(|| id.to_owned())
         }))
-    });
-    let after = with_console_verdict(waited, record)?;
+    })?;
     say!("    boot_id after:  {after}");
     record.boot_id = Some(after);
     fx.runs.save(record)?;

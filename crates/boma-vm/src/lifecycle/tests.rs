@@ -264,24 +264,126 @@ fn a_guest_that_never_comes_back_times_out_naming_the_console() {
     assert!(!err.to_string().contains("last boot"), "{err}");
 }
 
+const PANIC_BOOT: &str = "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n\
+     [    2.500000] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n";
+const CLEAN_BOOT: &str = "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n\
+     [    3.100000] Run /init as init process\n";
+const EMERGENCY_BOOT: &str = "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n\
+     You are in emergency mode. After logging in, type \"journalctl -xb\" to view\n";
+
+/// Waits long enough that an answer before them can only be the console's verdict.
+fn patient(rig: &Rig) -> Effects<'_> {
+    Effects {
+        waits: Waits {
+            boot: Duration::from_secs(60),
+            reboot: Duration::from_secs(60),
+            poll: Duration::from_millis(1),
+        },
+        ..rig.fx()
+    }
+}
+
 #[test]
-fn a_timeout_names_what_the_console_says_of_the_last_boot() {
+fn a_reboot_whose_console_shows_a_panic_ends_at_once_saying_why() {
     let rig = Rig::new();
     let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
-    std::fs::write(
-        record.console_log(),
-        "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n\
-         [    2.500000] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n",
-    )
-    .unwrap();
-    rig.world.borrow_mut().never_returns = true;
-    let err = reboot(&rig.fx(), &mut record, RebootHow::Guest).unwrap_err();
-    assert!(matches!(err, VmError::Timeout { .. }), "{err}");
+    {
+        let mut world = rig.world.borrow_mut();
+        world.never_returns = true;
+        world.console_after_reboot = PANIC_BOOT.into();
+    }
+    let err = reboot(&patient(&rig), &mut record, RebootHow::Guest).unwrap_err();
+    // Not a timeout: the 60 s wait was cut short by what the console showed.
+    assert!(matches!(err, VmError::BootFailed { .. }), "{err}");
     assert!(
         err.to_string().contains(
-            "its console's last boot: its kernel panicked 2.5 s into boot: VFS: Unable to mount root fs"
+            "(the boot after the reboot): its kernel panicked 2.5 s into boot: VFS: Unable to mount root fs"
         ),
         "{err}"
+    );
+}
+
+#[test]
+fn a_panic_before_the_reboot_was_asked_is_the_old_boots_history() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    std::fs::write(record.console_log(), PANIC_BOOT).unwrap();
+    rig.world.borrow_mut().console_after_reboot = CLEAN_BOOT.into();
+    reboot(&patient(&rig), &mut record, RebootHow::Guest).unwrap();
+}
+
+#[test]
+fn a_first_boot_that_panics_is_reset_once_and_goes_on() {
+    let rig = Rig::new();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.console_text = PANIC_BOOT.into();
+        world.console_after_reboot = CLEAN_BOOT.into();
+        world.unreachable_polls = u32::MAX;
+    }
+    let record = up(&patient(&rig), &request("boma-it-askari-1")).unwrap();
+    // One boot, one reset: the boot_id is the second boot's.
+    assert_eq!(rig.world.borrow().boot_count, 2);
+    assert_eq!(
+        record.boot_id.as_deref(),
+        Some(rig.world.borrow().boot_id().as_str())
+    );
+    let console = std::fs::read_to_string(record.console_log()).unwrap();
+    assert!(
+        console.starts_with(PANIC_BOOT) && console.ends_with(CLEAN_BOOT),
+        "both boots kept: {console}"
+    );
+}
+
+#[test]
+fn a_first_boot_that_panics_again_after_its_reset_ends_the_run() {
+    let rig = Rig::new();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.console_text = PANIC_BOOT.into();
+        world.console_after_reboot = PANIC_BOOT.into();
+        world.unreachable_polls = u32::MAX;
+    }
+    let failure = up(&patient(&rig), &request("boma-it-askari-1")).unwrap_err();
+    assert!(
+        matches!(failure.error, VmError::BootFailed { .. }),
+        "{}",
+        failure.error
+    );
+    assert!(
+        failure
+            .error
+            .to_string()
+            .contains("(its first boot): its kernel panicked"),
+        "{}",
+        failure.error
+    );
+    assert_eq!(rig.world.borrow().boot_count, 2, "reset once, not again");
+    assert!(
+        failure.record.is_some(),
+        "the VM is handed back for keeping"
+    );
+}
+
+#[test]
+fn a_first_boot_in_emergency_mode_ends_at_once_without_a_reset() {
+    let rig = Rig::new();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.console_text = EMERGENCY_BOOT.into();
+        world.unreachable_polls = u32::MAX;
+    }
+    let failure = up(&patient(&rig), &request("boma-it-askari-1")).unwrap_err();
+    let message = failure.error.to_string();
+    assert!(
+        matches!(failure.error, VmError::BootFailed { .. }),
+        "{message}"
+    );
+    assert!(message.contains("it is in emergency mode"), "{message}");
+    assert_eq!(
+        rig.world.borrow().boot_count,
+        1,
+        "emergency mode is not reset"
     );
 }
 

@@ -87,17 +87,63 @@ pub fn console_tail(console: &str, lines: usize) -> Vec<String> {
     kept
 }
 
-/// What the serial console says about the guest's last boot, when it says why the guest never
-/// answered: its kernel panicked (when, the panic's words, the first Oops or BUG and where it
-/// hit), or it sat in emergency mode. `None` for a last boot that shows neither. Pure.
+/// Why a guest will never answer, as its serial console shows it. Seen while a wait is still
+/// going, it ends the wait at once: a panicked kernel or a system in emergency mode does not
+/// come back by itself (the golden image boots without `panic=`, so a panic halts).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BootVerdict {
+    /// The kernel panicked: when (seconds into the boot, from the panic line's stamp), the
+    /// panic's words, and the first Oops, BUG or general protection fault with where it hit.
+    KernelPanic {
+        at: Option<f64>,
+        words: String,
+        first_sign: Option<String>,
+        place: Option<String>,
+    },
+    /// systemd sits in emergency mode (a mount or unit the boot needs failed); sshd is not up.
+    EmergencyMode,
+}
+
+impl std::fmt::Display for BootVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootVerdict::KernelPanic {
+                at,
+                words,
+                first_sign,
+                place,
+            } => {
+                match at {
+                    Some(at) => write!(f, "its kernel panicked {at:.1} s into boot: {words}")?,
+                    None => write!(f, "its kernel panicked: {words}")?,
+                }
+                if let Some(sign) = first_sign {
+                    write!(f, " (first sign: {sign}")?;
+                    if let Some(place) = place {
+                        write!(f, ", in {place}")?;
+                    }
+                    write!(f, ")")?;
+                }
+                Ok(())
+            }
+            BootVerdict::EmergencyMode => write!(
+                f,
+                "it is in emergency mode (a mount or unit it needs failed: see journal-boot.txt or the console above it)"
+            ),
+        }
+    }
+}
+
+/// What the serial console says about the guest's last boot, when it says the guest will never
+/// answer: its kernel panicked, or it sits in emergency mode. `None` for a last boot that shows
+/// neither (still booting, or up). Pure.
 ///
 /// Only the last boot counts: the console is appended across power cycles, so a panic in an
 /// earlier boot is history. A kernel Oops a second into boot, in the kernel's own code, after
 /// a change that touched neither the kernel nor its command line, is most likely the
 /// emulator's (seen under TCG, `-accel tcg,thread=multi`: an `int3` Oops in `enqueue_timer`
-/// 1.2 s after a reboot). The operator reads the verdict and decides whether to run again;
-/// nothing retries by itself.
-pub fn boot_verdict(console: &str) -> Option<String> {
+/// 1.2 s after a reboot).
+pub fn boot_verdict(console: &str) -> Option<BootVerdict> {
     let lines: Vec<String> = console.lines().map(strip_terminal_codes).collect();
     let start = lines
         .iter()
@@ -110,39 +156,34 @@ pub fn boot_verdict(console: &str) -> Option<String> {
     {
         let words = panic
             .split_once("Kernel panic - not syncing:")
-            .map_or("", |(_, w)| w.trim());
-        let mut verdict = match kernel_seconds(panic) {
-            Some(at) => format!("its kernel panicked {at:.1} s into boot: {words}"),
-            None => format!("its kernel panicked: {words}"),
-        };
+            .map_or("", |(_, w)| w.trim())
+            .to_owned();
         let first_sign = boot.iter().position(|l| {
             let text = after_timestamp(l);
             text.starts_with("Oops:")
                 || text.starts_with("BUG:")
                 || text.starts_with("general protection fault")
         });
-        if let Some(at) = first_sign {
-            verdict.push_str(&format!(
-                " (first sign: {}",
-                after_timestamp(&boot[at]).trim()
-            ));
-            if let Some(rip) = boot[at..].iter().find_map(|l| {
+        let place = first_sign.and_then(|at| {
+            boot[at..].iter().find_map(|l| {
                 after_timestamp(l).strip_prefix("RIP: ").map(|r| {
                     r.split_once(':')
                         .map_or(r, |(_, place)| place)
                         .trim()
                         .to_owned()
                 })
-            }) {
-                verdict.push_str(&format!(", in {rip}"));
-            }
-            verdict.push(')');
-        }
-        return Some(verdict);
+            })
+        });
+        return Some(BootVerdict::KernelPanic {
+            at: kernel_seconds(panic),
+            words,
+            first_sign: first_sign.map(|at| after_timestamp(&boot[at]).trim().to_owned()),
+            place,
+        });
     }
     boot.iter()
         .any(|l| l.contains("You are in emergency mode"))
-        .then(|| "it is in emergency mode (a mount or unit it needs failed: see journal-boot.txt or the console above it)".to_owned())
+        .then_some(BootVerdict::EmergencyMode)
 }
 
 /// The text of a kernel log line after its `[    1.234567]` stamp (the line itself without one).
