@@ -349,8 +349,9 @@ fn a_guest_in_emergency_mode_after_the_reboot_is_kept_with_its_console() {
     let _serial = serial();
     let rig = Rig::new();
     rig.machine.world.borrow_mut().never_returns = true;
-    rig.machine.world.borrow_mut().console_after_reboot =
-        "[\u{1b}[0;32m  OK  \u{1b}[0m] Reached target emergency.target\r\nYou are in emergency mode.\r\n".into();
+    rig.machine.world.borrow_mut().console_after_reboot = vec![
+        "[\u{1b}[0;32m  OK  \u{1b}[0m] Reached target emergency.target\r\nYou are in emergency mode.\r\n".into(),
+    ];
     let outcome = rig.it();
     assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
     // The console's end is shown at once, as plain text, and kept in the bundle's log.

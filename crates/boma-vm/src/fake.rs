@@ -38,9 +38,10 @@ pub struct World {
     /// What the fake writes to the serial console file at each boot (a real QEMU writes the
     /// guest's boot messages there).
     pub console_text: String,
-    /// What the guest prints on its console in each boot after a reboot or reset (appended, as
-    /// a real console across boots).
-    pub console_after_reboot: String,
+    /// What the guest prints on its console in the boots after reboots or resets, in order
+    /// (appended, as a real console across boots); the last entry repeats.
+    pub console_after_reboot: Vec<String>,
+    reboots: usize,
     /// Each VM's serial console file.
     pub consoles: BTreeMap<VmName, Utf8PathBuf>,
     /// The VM process dies on the next `is_running` check.
@@ -249,7 +250,12 @@ impl World {
     }
 
     fn reboot(&mut self, name: Option<&VmName>) {
-        if !self.console_after_reboot.is_empty()
+        let text = self
+            .console_after_reboot
+            .get(self.reboots)
+            .or(self.console_after_reboot.last());
+        self.reboots += 1;
+        if let Some(text) = text
             && let Some(console) = name.and_then(|n| self.consoles.get(n))
         {
             use std::io::Write as _;
@@ -257,7 +263,7 @@ impl World {
                 .append(true)
                 .create(true)
                 .open(console)
-                .and_then(|mut f| f.write_all(self.console_after_reboot.as_bytes()));
+                .and_then(|mut f| f.write_all(text.as_bytes()));
             appended.expect("the fake console is writable");
         }
         self.boot_count += 1;

@@ -1,12 +1,14 @@
 //! What the serial console says about a guest that never answered, read from real consoles
 //! (`tests/fixtures/`): a TCG kernel Oops one second after a reboot (the `-j 1` bench run of
-//! `cat-lost-route`, 2026-11-29), and catalogue mode 7's RED in emergency mode (an excerpt:
-//! its kernel banner and the boot's end).
+//! `cat-lost-route`, 2026-11-29), another five seconds into a first boot (the quick start's
+//! `it askari` on CI, 2026-11-29, whose wait ran out at 420 s), and catalogue mode 7's RED in
+//! emergency mode (an excerpt: its kernel banner and the boot's end).
 
 use boma_vm::run::diagnostics::{BootVerdict, boot_verdict};
 
 const OOPS: &str = include_str!("fixtures/console-tcg-oops-after-reboot.log");
 const EMERGENCY: &str = include_str!("fixtures/console-emergency-mode.log");
+const OOPS_FIRST_BOOT: &str = include_str!("fixtures/console-tcg-oops-first-boot.log");
 
 #[test]
 fn a_panic_in_the_last_boot_is_named_with_its_time_words_and_first_sign() {
@@ -17,6 +19,39 @@ fn a_panic_in_the_last_boot_is_named_with_its_time_words_and_first_sign() {
         "its kernel panicked 1.2 s into boot: Fatal exception in interrupt \
          (first sign: Oops: int3: 0000 [#1] PREEMPT SMP NOPTI, in enqueue_timer+0xa5/0x100)"
     );
+}
+
+#[test]
+fn both_tcg_oopses_seen_are_the_emulators_fault() {
+    let after_reboot = boot_verdict(OOPS).expect("a panic");
+    assert!(after_reboot.is_emulator_fault(), "{after_reboot}");
+    let first_boot = boot_verdict(OOPS_FIRST_BOOT).expect("a panic");
+    assert!(first_boot.is_emulator_fault(), "{first_boot}");
+    assert_eq!(
+        first_boot.to_string(),
+        "its kernel panicked 5.0 s into boot: Fatal exception in interrupt \
+         (first sign: Oops: int3: 0000 [#1] PREEMPT SMP NOPTI, in sched_clock_cpu+0x9/0x1d0)"
+    );
+}
+
+#[test]
+fn a_panic_of_the_guests_own_is_not_the_emulators() {
+    let root_fs = "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n\
+         [    2.500000] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n";
+    let verdict = boot_verdict(root_fs).expect("a panic");
+    assert!(!verdict.is_emulator_fault(), "{verdict}");
+    assert!(!BootVerdict::EmergencyMode.is_emulator_fault());
+    // The same int3 trap, but once init ran: the guest had started, its disk may have changed.
+    let oops = OOPS_FIRST_BOOT
+        .find("[    4.971062] Oops: int3")
+        .expect("the Oops");
+    let in_init = format!(
+        "{}[    4.900000] Run /init as init process\n{}",
+        &OOPS_FIRST_BOOT[..oops],
+        &OOPS_FIRST_BOOT[oops..]
+    );
+    let verdict = boot_verdict(&in_init).expect("a panic");
+    assert!(!verdict.is_emulator_fault(), "{verdict}");
 }
 
 #[test]

@@ -126,7 +126,8 @@ fn kernel_panics(suite: &mut Suite) -> anyhow::Result<()> {
         out.stderr
     );
     ensure!(
-        out.stderr.contains("its kernel panicked in the first boot")
+        out.stderr
+            .contains("its first boot ended in a kernel panic")
             && out.stderr.contains("sysrq triggered crash")
             && out.stderr.contains("resetting it once"),
         "`xtask up` came up without saying it reset a panicked first boot; its last lines:\n{}",

@@ -8,6 +8,7 @@
 
 mod disks;
 mod wait;
+mod watch;
 
 use std::time::{Duration, Instant};
 
@@ -18,9 +19,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 pub use disks::{Disks, RealDisks, SeedFiles, image_format};
 pub use wait::{Waits, poll_until};
+pub use watch::{Next, Resettable, next};
+
+use watch::{ConsoleWatch, console_len};
 
 use crate::guest::ssh::SSH_FAILED;
-use crate::run::diagnostics::{BootVerdict, boot_verdict};
 use crate::run::prune;
 use crate::{
     Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunRecord, Runs, SshTarget, VmError,
@@ -307,9 +310,7 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Resul
         "    polling: ssh {} -- {READY_PROBE}",
         record.ssh.destination()
     );
-    // The console read from here on: after a reset, only the boot that follows it counts.
-    let mut console_from = 0;
-    let mut was_reset = false;
+    let mut console = ConsoleWatch::new(0, "its first boot", Resettable::AnyPanic);
     poll_until(
         &fx.waits,
         deadline,
@@ -320,26 +321,7 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Resul
         ),
         || {
             ensure_running(hypervisor.as_ref(), record)?;
-            match console_verdict(record, console_from) {
-                None => {}
-                // Nothing of this run is applied yet (a golden image, or a layer a guest came
-                // back from): a panic now is the emulator's or the image's, never the change
-                // under test, so one reset is no blind spot. A second panic ends the run.
-                Some(verdict @ BootVerdict::KernelPanic { .. }) if !was_reset => {
-                    say!(
-                        "    its kernel panicked in the first boot, before anything was applied: {verdict}"
-                    );
-                    say!(
-                        "    resetting it once (the console keeps both boots); a second panic ends the run"
-                    );
-                    console_from = console_len(record);
-                    was_reset = true;
-                    let reset = phase("reset after a kernel panic in the first boot");
-                    reset.close(reset_guest(hypervisor.as_ref(), record))?;
-                    return Ok(None);
-                }
-                Some(verdict) => return Err(never_answers(record, "its first boot", verdict)),
-            }
+            console.check(hypervisor.as_ref(), record)?;
             let answer = fx
                 .guest
                 .run(&record.ssh, READY_PROBE, Duration::from_secs(120), true);
@@ -376,45 +358,6 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Resul
             }
         },
     )
-}
-
-/// What the serial console shows of the guest's last boot, reading from byte `from` on (what
-/// was printed before it is history; a console started anew, shorter than `from`, is read
-/// whole). `None` while it shows nothing final, or cannot be read.
-fn console_verdict(record: &RunRecord, from: u64) -> Option<BootVerdict> {
-    let console = std::fs::read(record.console_log()).ok()?;
-    let since = usize::try_from(from)
-        .ok()
-        .and_then(|from| console.get(from..))
-        .unwrap_or(&console);
-    boot_verdict(&String::from_utf8_lossy(since))
-}
-
-/// How many bytes the serial console holds now (0 before it exists).
-fn console_len(record: &RunRecord) -> u64 {
-    std::fs::metadata(record.console_log()).map_or(0, |m| m.len())
-}
-
-/// A guest whose console shows it will never answer: the wait ends now, saying why.
-fn never_answers(record: &RunRecord, during: &'static str, verdict: BootVerdict) -> VmError {
-    VmError::BootFailed {
-        name: record.name.to_string(),
-        during,
-        verdict: Box::new(verdict),
-        console: record.console_log(),
-    }
-}
-
-/// A hardware reset of a guest that hangs (its kernel panicked).
-fn reset_guest(hypervisor: &dyn Hypervisor, record: &RunRecord) -> Result<(), VmError> {
-    if hypervisor.reboot(record, RebootHow::Hard)? {
-        Ok(())
-    } else {
-        Err(VmError::Backend(format!(
-            "the {} backend cannot reset {}",
-            record.backend, record.name
-        )))
-    }
 }
 
 fn ensure_running(hypervisor: &dyn Hypervisor, record: &RunRecord) -> Result<(), VmError> {
@@ -558,7 +501,8 @@ fn power_cycle_inner(
 /// After a reboot was started: wait for SSH to answer with a boot_id other than `before`
 /// (re-reading the address, which a new lease may move), then for systemd to settle. The
 /// console from byte `console_from` on (its length when the reboot was asked) is the new boot's:
-/// a panic or emergency mode there ends the wait at once.
+/// a panic or emergency mode there ends the wait at once, but the emulator's known fault, which
+/// is reset once.
 fn wait_new_boot(
     fx: &Effects,
     record: &mut RunRecord,
@@ -581,12 +525,16 @@ fn wait_new_boot(
         "the guest did not return; its serial console is {}",
         record.console_log()
     );
+    let mut console = ConsoleWatch::new(
+        console_from,
+        "the boot after the reboot",
+        Resettable::EmulatorFault,
+    );
     let after = poll_until(&fx.waits, deadline, what, hint, || {
         ensure_running(hypervisor.as_ref(), record)?;
-        // The reboot is the test: a panic or emergency mode here is the verdict, never retried.
-        if let Some(verdict) = console_verdict(record, console_from) {
-            return Err(never_answers(record, "the boot after the reboot", verdict));
-        }
+        // The reboot is the test: a panic or emergency mode here is its verdict. Only the
+        // emulator's own fault is reset, once.
+        console.check(hypervisor.as_ref(), record)?;
         // A new DHCP lease may move the guest (libvirt): ask where it is before asking it.
         if let Some(found) = hypervisor.address(record)?
             && found.ssh.host != record.ssh.host

@@ -290,7 +290,7 @@ fn a_reboot_whose_console_shows_a_panic_ends_at_once_saying_why() {
     {
         let mut world = rig.world.borrow_mut();
         world.never_returns = true;
-        world.console_after_reboot = PANIC_BOOT.into();
+        world.console_after_reboot = vec![PANIC_BOOT.into()];
     }
     let err = reboot(&patient(&rig), &mut record, RebootHow::Guest).unwrap_err();
     // Not a timeout: the 60 s wait was cut short by what the console showed.
@@ -303,12 +303,67 @@ fn a_reboot_whose_console_shows_a_panic_ends_at_once_saying_why() {
     );
 }
 
+const EMULATOR_FAULT_BOOT: &str = "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n\
+     [    4.971062] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n\
+     [    4.971867] RIP: 0010:sched_clock_cpu+0x9/0x1d0\n\
+     [    4.981640] Kernel panic - not syncing: Fatal exception in interrupt\n";
+
+#[test]
+fn a_reboot_into_the_emulators_fault_is_reset_once_and_proven_all_the_same() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let before = record.boot_id.clone();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.console_after_reboot = vec![EMULATOR_FAULT_BOOT.into(), CLEAN_BOOT.into()];
+    }
+    reboot(&patient(&rig), &mut record, RebootHow::Guest).unwrap();
+    assert_eq!(
+        rig.world.borrow().boot_count,
+        3,
+        "the reboot, then one reset"
+    );
+    assert_ne!(record.boot_id, before);
+}
+
+#[test]
+fn a_reboot_into_the_emulators_fault_twice_fails() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.never_returns = true;
+        world.console_after_reboot = vec![EMULATOR_FAULT_BOOT.into()];
+    }
+    let err = reboot(&patient(&rig), &mut record, RebootHow::Guest).unwrap_err();
+    assert!(matches!(err, VmError::BootFailed { .. }), "{err}");
+    assert!(err.to_string().contains("Oops: int3"), "{err}");
+    assert_eq!(
+        rig.world.borrow().boot_count,
+        3,
+        "the reboot, one reset, no more"
+    );
+}
+
+#[test]
+fn a_reboot_into_a_panic_of_the_guests_own_is_never_reset() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.never_returns = true;
+        world.console_after_reboot = vec![PANIC_BOOT.into()];
+    }
+    reboot(&patient(&rig), &mut record, RebootHow::Guest).unwrap_err();
+    assert_eq!(rig.world.borrow().boot_count, 2, "the reboot, no reset");
+}
+
 #[test]
 fn a_panic_before_the_reboot_was_asked_is_the_old_boots_history() {
     let rig = Rig::new();
     let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
     std::fs::write(record.console_log(), PANIC_BOOT).unwrap();
-    rig.world.borrow_mut().console_after_reboot = CLEAN_BOOT.into();
+    rig.world.borrow_mut().console_after_reboot = vec![CLEAN_BOOT.into()];
     reboot(&patient(&rig), &mut record, RebootHow::Guest).unwrap();
 }
 
@@ -318,7 +373,7 @@ fn a_first_boot_that_panics_is_reset_once_and_goes_on() {
     {
         let mut world = rig.world.borrow_mut();
         world.console_text = PANIC_BOOT.into();
-        world.console_after_reboot = CLEAN_BOOT.into();
+        world.console_after_reboot = vec![CLEAN_BOOT.into()];
         world.unreachable_polls = u32::MAX;
     }
     let record = up(&patient(&rig), &request("boma-it-askari-1")).unwrap();
@@ -341,7 +396,7 @@ fn a_first_boot_that_panics_again_after_its_reset_ends_the_run() {
     {
         let mut world = rig.world.borrow_mut();
         world.console_text = PANIC_BOOT.into();
-        world.console_after_reboot = PANIC_BOOT.into();
+        world.console_after_reboot = vec![PANIC_BOOT.into()];
         world.unreachable_polls = u32::MAX;
     }
     let failure = up(&patient(&rig), &request("boma-it-askari-1")).unwrap_err();

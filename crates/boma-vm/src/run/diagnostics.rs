@@ -99,9 +99,31 @@ pub enum BootVerdict {
         words: String,
         first_sign: Option<String>,
         place: Option<String>,
+        /// Whether the kernel had started its init (`Run /init as init process`) before the
+        /// first sign: from then on the boot may have written to the disk.
+        after_init: bool,
     },
     /// systemd sits in emergency mode (a mount or unit the boot needs failed); sshd is not up.
     EmergencyMode,
+}
+
+impl BootVerdict {
+    /// Whether this is QEMU's multi-threaded TCG crashing the guest rather than the guest's own
+    /// doing: a kernel-mode breakpoint trap (`Oops: int3`) that the kernel's text patching does
+    /// not claim. The kernel writes int3 only while it patches its own code (static keys, jump
+    /// labels at boot) and handles every one it writes; one it does not handle most likely means
+    /// a vCPU ran stale code that another had already patched back. Seen on this project's guests under
+    /// `-accel tcg,thread=multi` in the first seconds of a boot, in `enqueue_timer` and
+    /// `sched_clock_cpu` (both behind static keys), after changes that never touched the kernel,
+    /// each time before the kernel started init. Only such a trap counts: before init nothing
+    /// of the guest has run and nothing was written to its disk, so a reset boots the same disk.
+    pub fn is_emulator_fault(&self) -> bool {
+        matches!(
+            self,
+            BootVerdict::KernelPanic { first_sign: Some(sign), after_init: false, .. }
+                if sign.starts_with("Oops: int3")
+        )
+    }
 }
 
 impl std::fmt::Display for BootVerdict {
@@ -112,6 +134,7 @@ impl std::fmt::Display for BootVerdict {
                 words,
                 first_sign,
                 place,
+                ..
             } => {
                 match at {
                     Some(at) => write!(f, "its kernel panicked {at:.1} s into boot: {words}")?,
@@ -158,6 +181,10 @@ pub fn boot_verdict(console: &str) -> Option<BootVerdict> {
             .split_once("Kernel panic - not syncing:")
             .map_or("", |(_, w)| w.trim())
             .to_owned();
+        let panic_at = boot
+            .iter()
+            .position(|l| l.contains("Kernel panic - not syncing:"))
+            .unwrap_or(boot.len());
         let first_sign = boot.iter().position(|l| {
             let text = after_timestamp(l);
             text.starts_with("Oops:")
@@ -174,11 +201,16 @@ pub fn boot_verdict(console: &str) -> Option<BootVerdict> {
                 })
             })
         });
+        let trouble_at = first_sign.unwrap_or(panic_at);
+        let after_init = boot[..trouble_at]
+            .iter()
+            .any(|l| after_timestamp(l).starts_with("Run ") && l.contains(" as init process"));
         return Some(BootVerdict::KernelPanic {
             at: kernel_seconds(panic),
             words,
             first_sign: first_sign.map(|at| after_timestamp(&boot[at]).trim().to_owned()),
             place,
+            after_init,
         });
     }
     boot.iter()
