@@ -19,9 +19,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 pub use disks::{Disks, RealDisks, SeedFiles, image_format};
 pub use wait::{Waits, poll_until};
-pub use watch::{Next, Resettable, next};
 
-use watch::{ConsoleWatch, console_len};
+use watch::{ConsoleWatch, Resettable, console_len};
 
 use crate::guest::ssh::SSH_FAILED;
 use crate::run::prune;
