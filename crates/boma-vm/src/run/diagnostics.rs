@@ -87,6 +87,9 @@ pub fn console_tail(console: &str, lines: usize) -> Vec<String> {
     kept
 }
 
+/// How the kernel's panic line starts.
+const PANIC: &str = "Kernel panic - not syncing:";
+
 /// Why a guest will never answer, as its serial console shows it. Seen while a wait is still
 /// going, it ends the wait at once: a panicked kernel or a system in emergency mode does not
 /// come back by itself (the golden image boots without `panic=`, so a panic halts).
@@ -111,9 +114,9 @@ impl BootVerdict {
     /// Whether this is QEMU's multi-threaded TCG crashing the guest rather than the guest's own
     /// doing: a kernel-mode breakpoint trap (`Oops: int3`) that the kernel's text patching does
     /// not claim. The kernel writes int3 only while it patches its own code (static keys, jump
-    /// labels at boot) and handles every one it writes; one it does not handle most likely means
-    /// a vCPU ran stale code that another had already patched back. Seen on this project's guests under
-    /// `-accel tcg,thread=multi` in the first seconds of a boot, in `enqueue_timer` and
+    /// labels at boot) and handles every one it writes; one it does not handle most likely
+    /// means a vCPU ran stale code that another had already patched back. Seen on this
+    /// project's guests under `-accel tcg,thread=multi` in the first seconds of a boot, in `enqueue_timer` and
     /// `sched_clock_cpu` (both behind static keys), after changes that never touched the kernel,
     /// each time before the kernel started init. Only such a trap counts: before init nothing
     /// of the guest has run and nothing was written to its disk, so a reset boots the same disk.
@@ -162,10 +165,7 @@ impl std::fmt::Display for BootVerdict {
 /// neither (still booting, or up). Pure.
 ///
 /// Only the last boot counts: the console is appended across power cycles, so a panic in an
-/// earlier boot is history. A kernel Oops a second into boot, in the kernel's own code, after
-/// a change that touched neither the kernel nor its command line, is most likely the
-/// emulator's (seen under TCG, `-accel tcg,thread=multi`: an `int3` Oops in `enqueue_timer`
-/// 1.2 s after a reboot).
+/// earlier boot is history.
 pub fn boot_verdict(console: &str) -> Option<BootVerdict> {
     let lines: Vec<String> = console.lines().map(strip_terminal_codes).collect();
     let start = lines
@@ -173,18 +173,12 @@ pub fn boot_verdict(console: &str) -> Option<BootVerdict> {
         .rposition(|l| l.contains("] Linux version "))
         .unwrap_or(0);
     let boot = &lines[start..];
-    if let Some(panic) = boot
-        .iter()
-        .find(|l| l.contains("Kernel panic - not syncing:"))
-    {
+    if let Some(panic_at) = boot.iter().position(|l| l.contains(PANIC)) {
+        let panic = &boot[panic_at];
         let words = panic
-            .split_once("Kernel panic - not syncing:")
+            .split_once(PANIC)
             .map_or("", |(_, w)| w.trim())
             .to_owned();
-        let panic_at = boot
-            .iter()
-            .position(|l| l.contains("Kernel panic - not syncing:"))
-            .unwrap_or(boot.len());
         let first_sign = boot.iter().position(|l| {
             let text = after_timestamp(l);
             text.starts_with("Oops:")
