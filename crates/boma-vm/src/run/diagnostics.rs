@@ -116,10 +116,11 @@ impl BootVerdict {
     /// not claim. The kernel writes int3 only while it patches its own code (static keys, jump
     /// labels at boot) and handles every one it writes; one it does not handle most likely
     /// means a vCPU ran stale code that another had already patched back. Seen on this
-    /// project's guests under `-accel tcg,thread=multi` in the first seconds of a boot, in `enqueue_timer` and
-    /// `sched_clock_cpu` (both behind static keys), after changes that never touched the kernel,
-    /// each time before the kernel started init. Only such a trap counts: before init nothing
-    /// of the guest has run and nothing was written to its disk, so a reset boots the same disk.
+    /// project's guests under `-accel tcg,thread=multi` in the first seconds of a boot, in
+    /// `enqueue_timer` and `sched_clock_cpu` (both behind static keys), after changes that never
+    /// touched the kernel, each time before the kernel started init. Only such a trap counts:
+    /// before init nothing of the guest has run and nothing was written to its disk, so a reset
+    /// boots the same disk.
     pub fn is_emulator_fault(&self) -> bool {
         matches!(
             self,
