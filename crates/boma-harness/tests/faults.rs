@@ -345,6 +345,35 @@ fn an_interrupt_with_keep_keeps_the_vm_and_says_so() {
 }
 
 #[test]
+fn a_first_boot_that_panics_is_reset_once_and_the_report_says_so() {
+    let _serial = serial();
+    let rig = Rig::new();
+    {
+        let mut world = rig.machine.world.borrow_mut();
+        world.console_text = "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n\
+             [    4.971062] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n\
+             [    4.981640] Kernel panic - not syncing: Fatal exception in interrupt\n"
+            .into();
+        world.console_after_reboot =
+            vec!["[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n".into()];
+        world.unreachable_polls = u32::MAX;
+    }
+    let outcome = rig.it();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.report.result, RunResult::Passed);
+    let phases: Vec<&str> = outcome
+        .report
+        .phases
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(
+        phases.contains(&"reset after a kernel panic in its first boot"),
+        "{phases:?}"
+    );
+}
+
+#[test]
 fn a_guest_in_emergency_mode_after_the_reboot_is_kept_with_its_console() {
     let _serial = serial();
     let rig = Rig::new();

@@ -114,12 +114,15 @@ impl ConsoleWatch {
 /// console started anew, shorter than `from`, is read whole. `None` while it shows nothing
 /// final, or cannot be read.
 fn console_verdict(record: &RunRecord, from: u64) -> Option<BootVerdict> {
-    let console = std::fs::read(record.console_log()).ok()?;
-    let since = usize::try_from(from)
-        .ok()
-        .and_then(|from| console.get(from..))
-        .unwrap_or(&console);
-    boot_verdict(&String::from_utf8_lossy(since))
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    // Read at every poll: only the watched boot's bytes, not the whole history before them.
+    let mut console = std::fs::File::open(record.console_log()).ok()?;
+    let len = console.metadata().ok()?.len();
+    let start = if len < from { 0 } else { from };
+    console.seek(SeekFrom::Start(start)).ok()?;
+    let mut since = Vec::new();
+    console.read_to_end(&mut since).ok()?;
+    boot_verdict(&String::from_utf8_lossy(&since))
 }
 
 /// How many bytes the serial console holds now (0 before it exists).
