@@ -374,6 +374,33 @@ fn a_first_boot_that_panics_is_reset_once_and_the_report_says_so() {
 }
 
 #[test]
+fn a_reboot_into_the_emulators_fault_is_reset_once_and_the_report_says_so() {
+    let _serial = serial();
+    let rig = Rig::new();
+    rig.machine.world.borrow_mut().console_after_reboot = vec![
+        "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n\
+         [    1.242806] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n\
+         [    1.250000] Kernel panic - not syncing: Fatal exception in interrupt\n"
+            .into(),
+        "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\n".into(),
+    ];
+    let outcome = rig.it();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.report.result, RunResult::Passed);
+    assert!(outcome.report.rebooted);
+    let phases: Vec<&str> = outcome
+        .report
+        .phases
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(
+        phases.contains(&"reset after a kernel panic in the boot after the reboot"),
+        "{phases:?}"
+    );
+}
+
+#[test]
 fn a_guest_in_emergency_mode_after_the_reboot_is_kept_with_its_console() {
     let _serial = serial();
     let rig = Rig::new();
