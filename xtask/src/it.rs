@@ -276,6 +276,22 @@ struct InUse {
     held: Charge,
 }
 
+impl InUse {
+    /// A child started, holding `charge`.
+    fn take(&mut self, charge: Charge) {
+        self.runs += 1;
+        self.held.mem_mib += charge.mem_mib;
+        self.held.vcpus += charge.vcpus;
+    }
+
+    /// A child ended (or never started), giving `charge` back.
+    fn give_back(&mut self, charge: Charge) {
+        self.runs -= 1;
+        self.held.mem_mib -= charge.mem_mib;
+        self.held.vcpus -= charge.vcpus;
+    }
+}
+
 /// The bounds of `-j N`: the jobs asked for, the memory left to guests, and the vCPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Bounds {
@@ -350,9 +366,7 @@ fn parallel(
     let release = |charge: Charge| {
         let (lock, ready) = &slots;
         let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
-        state.runs -= 1;
-        state.held.mem_mib -= charge.mem_mib;
-        state.held.vcpus -= charge.vcpus;
+        state.give_back(charge);
         ready.notify_all();
     };
     let mem: Vec<u64> = charges.iter().map(|c| c.mem_mib).collect();
@@ -366,9 +380,7 @@ fn parallel(
                 while !may_start(*state, charge, bounds) {
                     state = ready.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
-                state.runs += 1;
-                state.held.mem_mib += charge.mem_mib;
-                state.held.vcpus += charge.vcpus;
+                state.take(charge);
             }
             if boma_exec::interrupt::received().is_some() {
                 release(charge);
