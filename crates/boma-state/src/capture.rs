@@ -92,44 +92,80 @@ pub enum ParseError {
     DuplicateSection { name: String },
 }
 
+/// Where [`split_sections`] stands: outside any section, or inside one with the stream its
+/// lines go to. A section's lines cannot be read without a section to hold them.
+enum Reading {
+    /// Before the first header (a login banner, a sudo warning), or after a section's
+    /// `### rc=N` and before the next header: these lines belong to no section.
+    Outside,
+    Inside {
+        name: String,
+        raw: RawSection,
+        stream: Stream,
+    },
+}
+
+/// Which of a section's outputs its next line belongs to.
+#[derive(Clone, Copy)]
+enum Stream {
+    Stdout,
+    /// After `### stderr`.
+    Stderr,
+}
+
+impl Reading {
+    fn start(name: &str) -> Reading {
+        Reading::Inside {
+            name: name.to_owned(),
+            raw: RawSection::default(),
+            stream: Stream::Stdout,
+        }
+    }
+}
+
 /// Splits a capture into its sections by name.
 pub(crate) fn split_sections(text: &str) -> Result<BTreeMap<String, RawSection>, ParseError> {
     let mut sections = BTreeMap::new();
-    let mut current: Option<(String, RawSection, bool)> = None;
+    let mut reading = Reading::Outside;
     for line in text.lines() {
         let marker = line.strip_prefix("### ");
-        if let (Some(rest), Some((_, section, _))) = (marker, current.as_mut()) {
-            if let Some(rc) = rest.strip_prefix("rc=").and_then(|rc| rc.parse().ok()) {
-                section.rc = Some(rc);
-                let (name, section, _) = current.take().expect("checked above");
-                insert(&mut sections, name, section)?;
-                continue;
+        let header = marker.filter(|name| is_section_name(name));
+        reading = match reading {
+            Reading::Outside => header.map_or(Reading::Outside, Reading::start),
+            Reading::Inside {
+                name,
+                mut raw,
+                stream,
+            } => {
+                if let Some(rc) = marker.and_then(exit_status) {
+                    raw.rc = Some(rc);
+                    insert(&mut sections, name, raw)?;
+                    Reading::Outside
+                } else if marker == Some("stderr") {
+                    Reading::Inside {
+                        name,
+                        raw,
+                        stream: Stream::Stderr,
+                    }
+                } else if let Some(next) = header {
+                    // A header without the previous section's exit status: that section was
+                    // cut short, and its `rc` stays `None`.
+                    insert(&mut sections, name, raw)?;
+                    Reading::start(next)
+                } else {
+                    let sink = match stream {
+                        Stream::Stdout => &mut raw.stdout,
+                        Stream::Stderr => &mut raw.stderr,
+                    };
+                    sink.push_str(line);
+                    sink.push('\n');
+                    Reading::Inside { name, raw, stream }
+                }
             }
-            if rest == "stderr" {
-                current.as_mut().expect("checked above").2 = true;
-                continue;
-            }
-        }
-        if let Some(name) = marker.filter(|name| is_section_name(name)) {
-            if let Some((name, section, _)) = current.take() {
-                insert(&mut sections, name, section)?;
-            }
-            current = Some((name.to_owned(), RawSection::default(), false));
-            continue;
-        }
-        // Lines before the first header (a login banner, a sudo warning) belong to no section.
-        if let Some((_, section, in_stderr)) = current.as_mut() {
-            let sink = if *in_stderr {
-                &mut section.stderr
-            } else {
-                &mut section.stdout
-            };
-            sink.push_str(line);
-            sink.push('\n');
-        }
+        };
     }
-    if let Some((name, section, _)) = current.take() {
-        insert(&mut sections, name, section)?;
+    if let Reading::Inside { name, raw, .. } = reading {
+        insert(&mut sections, name, raw)?;
     }
     if sections.is_empty() {
         return Err(ParseError::NotACapture {
@@ -137,6 +173,11 @@ pub(crate) fn split_sections(text: &str) -> Result<BTreeMap<String, RawSection>,
         });
     }
     Ok(sections)
+}
+
+/// The status in a `### rc=<status>` marker (given without `### `).
+fn exit_status(marker: &str) -> Option<i32> {
+    marker.strip_prefix("rc=")?.parse().ok()
 }
 
 fn insert(
