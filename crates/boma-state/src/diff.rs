@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::finding::{Finding, Reason};
 use crate::ignore::Ignore;
 use crate::model::{
-    Chain, Container, GuestState, Listener, Mount, PortRange, ProbeResult, Route, Ruleset, Section,
-    Snapshot, Unit,
+    Chain, Container, GuestState, ListenAddress, Listener, Mount, PortRange, ProbeResult, Route,
+    Ruleset, Section, Snapshot, Unit,
 };
 
 /// The outcome of [`diff`]. Each list is sorted.
@@ -231,33 +231,32 @@ fn listeners(
     after_ephemeral: PortRange,
     found: &mut Found,
 ) {
-    let missing = |from: &[Listener], to: &[Listener]| -> Vec<Listener> {
-        from.iter()
-            .filter(|l| !to.iter().any(|t| serves(t, l)))
-            .cloned()
-            .collect()
-    };
-    for (reason, list, ephemeral) in [
-        (
-            Reason::ListenerLost,
-            missing(before, after),
-            before_ephemeral,
-        ),
-        (
-            Reason::ListenerAppeared,
-            missing(after, before),
-            after_ephemeral,
-        ),
+    for (reason, from, to, ephemeral) in [
+        (Reason::ListenerLost, before, after, before_ephemeral),
+        (Reason::ListenerAppeared, after, before, after_ephemeral),
     ] {
-        for listener in list {
-            let finding = Finding::new(
-                reason,
-                listener_subject(&listener),
-                Some(listener_detail(&listener)),
+        // One finding per socket owner and port: sshd losing `0.0.0.0:22` and `[::]:22` is one
+        // `listener_lost tcp/22 sshd` naming both addresses.
+        let mut missing: BTreeMap<(&str, u16, &[String]), Vec<&ListenAddress>> = BTreeMap::new();
+        for listener in from.iter().filter(|l| !served(l, to)) {
+            let key = (
+                listener.proto.as_str(),
+                listener.port,
+                &listener.processes[..],
             );
+            missing.entry(key).or_default().push(&listener.address);
+        }
+        for ((proto, port, processes), addresses) in missing {
+            let mut subject = format!("{proto}/{port}");
+            if !processes.is_empty() {
+                subject.push(' ');
+                subject.push_str(&processes.join(","));
+            }
+            let on: Vec<String> = addresses.iter().map(|a| a.describe()).collect();
+            let finding = Finding::new(reason, subject, Some(format!("on {}", on.join(", "))));
             // A socket bound in the ephemeral range got its port at random (a DNS or NTP
             // client's UDP socket, an RPC service): the port differs on every boot.
-            if ephemeral.contains(listener.port) {
+            if ephemeral.contains(port) {
                 found.ignored.push(finding);
             } else if reason == Reason::ListenerLost {
                 found.lost.push(finding);
@@ -268,27 +267,23 @@ fn listeners(
     }
 }
 
-/// Whether `socket` serves what `wanted` served: same protocol and port, and the same address
-/// or the wildcard.
-fn serves(socket: &Listener, wanted: &Listener) -> bool {
-    socket.proto == wanted.proto
-        && socket.port == wanted.port
-        && (socket.address == wanted.address || socket.address == "*")
-}
-
-fn listener_subject(listener: &Listener) -> String {
-    let mut subject = format!("{}/{}", listener.proto, listener.port);
-    if !listener.processes.is_empty() {
-        subject.push(' ');
-        subject.push_str(&listener.processes.join(","));
-    }
-    subject
-}
-
-fn listener_detail(listener: &Listener) -> String {
-    match listener.address.as_str() {
-        "*" => "on every address".to_owned(),
-        address => format!("on {address}"),
+/// Whether the sockets `by` take the traffic `wanted` took: the same protocol and port on an
+/// address that covers its address. A dual-stack socket is replaced as well by an IPv4 and an
+/// IPv6-only socket together.
+fn served(wanted: &Listener, by: &[Listener]) -> bool {
+    let covered = |address: &ListenAddress| {
+        by.iter().any(|socket| {
+            socket.proto == wanted.proto
+                && socket.port == wanted.port
+                && socket.address.covers(address)
+        })
+    };
+    match &wanted.address {
+        ListenAddress::AnyDualStack => {
+            covered(&ListenAddress::AnyDualStack)
+                || (covered(&ListenAddress::AnyIpv4) && covered(&ListenAddress::AnyIpv6))
+        }
+        address => covered(address),
     }
 }
 

@@ -35,8 +35,8 @@ pub use diff::{RebootDiff, diff};
 pub use finding::{Finding, Reason};
 pub use ignore::{BUILTIN_IGNORES, BuiltinIgnore, Ignore, IgnoreError};
 pub use model::{
-    BaseChain, Chain, Container, GuestState, Listener, Mount, PortRange, ProbeResult, Route,
-    Ruleset, Section, Snapshot, Table, Unit,
+    BaseChain, Chain, Container, GuestState, ListenAddress, Listener, Mount, PortRange,
+    ProbeResult, Route, Ruleset, Section, Snapshot, Table, Unit,
 };
 pub use parse::parse_capture;
 pub use render::render_text;

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use boma_state::{
-    BaseChain, Chain, Container, GuestState, Ignore, Listener, Mount, PortRange, ProbeResult,
-    Reason, RebootDiff, Route, Ruleset, Section, Snapshot, Table, Unit, diff, render_text,
+    BaseChain, Chain, Container, GuestState, Ignore, ListenAddress, Listener, Mount, PortRange,
+    ProbeResult, Reason, RebootDiff, Route, Ruleset, Section, Snapshot, Table, Unit, diff,
+    render_text,
 };
 
 fn unit(kind: &str, active: &str, sub: &str) -> Unit {
@@ -16,11 +17,12 @@ fn unit(kind: &str, active: &str, sub: &str) -> Unit {
     }
 }
 
+/// A socket, its address as `ss` prints it: `0.0.0.0`, `[::]`, `*`, `127.0.0.53%lo`.
 fn listener(proto: &str, port: u16, address: &str, process: &str) -> Listener {
     Listener {
         proto: proto.to_owned(),
         port,
-        address: address.to_owned(),
+        address: ListenAddress::from_ss(address),
         processes: vec![process.to_owned()],
     }
 }
@@ -299,7 +301,80 @@ fn an_enable_that_lived_in_run_is_lost() {
 fn a_lost_listener_is_named_by_protocol_port_and_process() {
     let result = after(|s| available(&mut s.listeners).retain(|l| l.port != 8080));
     assert_eq!(lost(&result), ["listener_lost tcp/8080 python3"]);
-    assert_eq!(result.lost[0].detail.as_deref(), Some("on every address"));
+    assert_eq!(
+        result.lost[0].detail.as_deref(),
+        Some("on every IPv4 and IPv6 address (*)")
+    );
+}
+
+/// `ss` shows sshd's two sockets as `0.0.0.0:22` and `[::]:22` (the second with IPV6_V6ONLY):
+/// the IPv6-only one takes no IPv4 connection, so losing the IPv4 one is a loss.
+#[test]
+fn an_ipv4_socket_lost_while_its_ipv6_only_twin_stays_is_lost() {
+    let both = |s: &mut GuestState| {
+        let listeners = available(&mut s.listeners);
+        listeners.retain(|l| l.port != 22);
+        listeners.push(listener("tcp", 22, "0.0.0.0", "sshd"));
+        listeners.push(listener("tcp", 22, "[::]", "sshd"));
+    };
+    let mut before = healthy();
+    both(&mut before);
+    let mut ipv6_only = before.clone();
+    available(&mut ipv6_only.listeners).retain(|l| l.address != ListenAddress::AnyIpv4);
+    let result = diff(&snap(before.clone()), &snap(ipv6_only), &Ignore::builtin());
+    assert_eq!(lost(&result), ["listener_lost tcp/22 sshd"]);
+    assert_eq!(
+        result.lost[0].detail.as_deref(),
+        Some("on every IPv4 address (0.0.0.0)")
+    );
+
+    let mut none = before.clone();
+    available(&mut none.listeners).retain(|l| l.port != 22);
+    let result = diff(&snap(before), &snap(none), &Ignore::builtin());
+    assert_eq!(lost(&result), ["listener_lost tcp/22 sshd"]);
+    assert_eq!(
+        result.lost[0].detail.as_deref(),
+        Some("on every IPv4 address (0.0.0.0), every IPv6 address ([::], IPv6 only)")
+    );
+}
+
+#[test]
+fn a_dual_stack_socket_is_served_by_an_ipv4_and_an_ipv6_only_socket_together() {
+    let split = |keep_ipv4: bool| {
+        after(|s| {
+            let listeners = available(&mut s.listeners);
+            listeners.retain(|l| l.port != 8080);
+            listeners.push(listener("tcp", 8080, "[::]", "python3"));
+            if keep_ipv4 {
+                listeners.push(listener("tcp", 8080, "0.0.0.0", "python3"));
+            }
+        })
+    };
+    let result = split(true);
+    assert!(result.lost.is_empty(), "{}", render_text(&result));
+    let result = split(false);
+    assert_eq!(lost(&result), ["listener_lost tcp/8080 python3"]);
+}
+
+#[test]
+fn an_ipv4_wildcard_serves_an_ipv4_address_and_not_an_ipv6_one() {
+    let moved = |from: &str, to: &str| {
+        let mut before = healthy();
+        available(&mut before.listeners).push(listener("tcp", 9000, from, "app"));
+        let mut after = healthy();
+        available(&mut after.listeners).push(listener("tcp", 9000, to, "app"));
+        diff(&snap(before), &snap(after), &Ignore::builtin())
+    };
+    assert!(moved("127.0.0.1", "0.0.0.0").lost.is_empty());
+    assert!(moved("[::1]", "[::]").lost.is_empty());
+    assert_eq!(
+        lost(&moved("[::1]", "0.0.0.0")),
+        ["listener_lost tcp/9000 app"]
+    );
+    assert_eq!(
+        lost(&moved("127.0.0.1", "[::]")),
+        ["listener_lost tcp/9000 app"]
+    );
 }
 
 #[test]

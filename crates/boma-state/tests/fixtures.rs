@@ -278,6 +278,56 @@ fn a_fresh_host_made_into_askari_shows_what_appeared() {
     insta::assert_snapshot!("diff_golden_fresh_to_askari", render_text(&result));
 }
 
+/// The real askari pair, with the IPv4 half of two services' sockets gone after the reboot
+/// and an IPv6-only socket in its place: `ss` shows sshd as `0.0.0.0:22` and `[::]:22`, and
+/// an IPv6-only socket takes no IPv4 connection, so each is a loss.
+#[test]
+fn losing_the_ipv4_socket_while_an_ipv6_only_one_stays_is_lost() {
+    let after: String = fixture("askari/after.txt")
+        .lines()
+        .filter(|l| !(l.contains(" 0.0.0.0:22 ") && l.contains("\"sshd\"")))
+        .map(|l| {
+            if l.starts_with("tcp ") && l.contains(" 0.0.0.0:443 ") {
+                format!(
+                    "{}\n",
+                    l.replace("0.0.0.0:443 ", "[::]:443    ")
+                        .replace("0.0.0.0:*", "   [::]:*")
+                )
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(after.contains("[::]:443 "), "the fixture changed: {after}");
+    let result = diff(
+        &snapshot("askari/before.txt", Vec::new()),
+        &Snapshot {
+            guest: parse_capture(&after).unwrap(),
+            probes: Vec::new(),
+        },
+        &Ignore::builtin(),
+    );
+    assert_eq!(
+        displays(&result.lost),
+        [
+            "listener_lost tcp/22 sshd",
+            "listener_lost tcp/443 docker-proxy"
+        ],
+        "{}",
+        report(&result)
+    );
+    for finding in &result.lost {
+        assert_eq!(
+            finding.detail.as_deref(),
+            Some("on every IPv4 address (0.0.0.0)")
+        );
+    }
+    assert_eq!(
+        displays(&result.appeared),
+        ["listener_appeared tcp/443 docker-proxy"]
+    );
+}
+
 /// The fixtures are what the parser reads in production: every section `CAPTURE_SCRIPT`
 /// prints is in them under the same name, but the port range (whose absence means Linux's
 /// default).
