@@ -22,8 +22,9 @@ pub struct RebootDiff {
     pub appeared: Vec<Finding>,
     /// Lost or appeared, but known to differ between any two boots.
     pub ignored: Vec<Finding>,
-    /// Parts that could not be compared, with why, e.g. `nftables: nft is not installed
-    /// (before and after the reboot)`.
+    /// Parts that could not be compared because they were unreadable before the reboot (or
+    /// on both sides), with why, e.g. `nftables: nft is not installed (before and after the
+    /// reboot)`. A part readable before and not after is in `lost` as `section_lost`.
     pub unavailable: Vec<String>,
 }
 
@@ -40,26 +41,72 @@ pub fn diff(before: &Snapshot, after: &Snapshot, ignore: &Ignore) -> RebootDiff 
     let (b, a) = (&before.guest, &after.guest);
     found.system(b, a);
     found.units(b, a);
-    if let Some((b, a)) = found.both("enabled unit files", &b.enabled_units, &a.enabled_units) {
+    if let Some((b, a)) = found.both(Part::UnitFiles, &b.enabled_units, &a.enabled_units) {
         enabled_units(b, a, &mut found);
     }
-    if let Some((bl, al)) = found.both("listeners", &b.listeners, &a.listeners) {
+    if let Some((bl, al)) = found.both(Part::Listeners, &b.listeners, &a.listeners) {
         listeners(bl, al, b.ephemeral_ports, a.ephemeral_ports, &mut found);
     }
-    if let Some((b, a)) = found.both("nftables", &b.nftables, &a.nftables) {
+    if let Some((b, a)) = found.both(Part::Nftables, &b.nftables, &a.nftables) {
         nftables(b, a, &mut found);
     }
-    if let Some((b, a)) = found.both("routes", &b.routes, &a.routes) {
+    if let Some((b, a)) = found.both(Part::Routes, &b.routes, &a.routes) {
         routes(b, a, &mut found);
     }
-    if let Some((b, a)) = found.both("mounts", &b.mounts, &a.mounts) {
+    if let Some((b, a)) = found.both(Part::Mounts, &b.mounts, &a.mounts) {
         mounts(b, a, &mut found);
     }
-    if let Some((b, a)) = found.both("containers", &b.containers, &a.containers) {
+    if let Some((b, a)) = found.both(Part::Containers, &b.containers, &a.containers) {
         containers(b, a, &mut found);
     }
     probes(&before.probes, &after.probes, &mut found);
     found.finish(ignore)
+}
+
+/// A part of the state the diff compares as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    System,
+    FailedUnits,
+    Units,
+    UnitFiles,
+    Listeners,
+    Nftables,
+    Routes,
+    Mounts,
+    Containers,
+}
+
+impl Part {
+    /// How the `unavailable` list names it.
+    fn label(self) -> &'static str {
+        match self {
+            Part::System => "system state",
+            Part::FailedUnits => "failed units",
+            Part::Units => "units",
+            Part::UnitFiles => "enabled unit files",
+            Part::Listeners => "listeners",
+            Part::Nftables => "nftables",
+            Part::Routes => "routes",
+            Part::Mounts => "mounts",
+            Part::Containers => "containers",
+        }
+    }
+
+    /// The subject of its `section_lost` finding: one word, so a pattern can name it.
+    fn name(self) -> &'static str {
+        match self {
+            Part::System => "system",
+            Part::FailedUnits => "failed-units",
+            Part::Units => "units",
+            Part::UnitFiles => "unit-files",
+            Part::Listeners => "listeners",
+            Part::Nftables => "nftables",
+            Part::Routes => "routes",
+            Part::Mounts => "mounts",
+            Part::Containers => "containers",
+        }
+    }
 }
 
 /// Findings as they are raised, before the ignore list sorts them.
@@ -82,18 +129,36 @@ impl Found {
         self.appeared.push(Finding::new(reason, subject, detail));
     }
 
-    /// Both sides of a section, or `None` after noting why they cannot be compared.
+    /// Both sides of a section, or `None` after noting why they cannot be compared. A section
+    /// readable before the reboot and not after is a loss (`section_lost`): what the reboot
+    /// did to it cannot be shown, and a `docker ps` that hangs after the reboot says something
+    /// about the host.
     fn both<'a, T>(
         &mut self,
-        what: &str,
+        part: Part,
         before: &'a Section<T>,
         after: &'a Section<T>,
     ) -> Option<(&'a T, &'a T)> {
+        let what = part.label();
         match (before, after) {
             (Section::Available(b), Section::Available(a)) => return Some((b, a)),
             (Section::Unavailable(b), Section::Unavailable(a)) if a == b => {
                 self.unavailable
                     .push(format!("{what}: {b} (before and after the reboot)"));
+            }
+            (Section::Available(_), Section::Unavailable(why)) => {
+                // Failed units are read from the units' section: its loss is raised once, as
+                // `section_lost units`.
+                if part == Part::FailedUnits {
+                    self.unavailable
+                        .push(format!("{what}: {why} (after the reboot)"));
+                } else {
+                    self.lost(
+                        Reason::SectionLost,
+                        part.name(),
+                        Some(format!("readable before the reboot, not after: {why}")),
+                    );
+                }
             }
             (b, a) => {
                 for (section, when) in [(b, "before"), (a, "after")] {
@@ -108,7 +173,7 @@ impl Found {
     }
 
     fn system(&mut self, before: &GuestState, after: &GuestState) {
-        let failed = self.both("failed units", &before.failed_units, &after.failed_units);
+        let failed = self.both(Part::FailedUnits, &before.failed_units, &after.failed_units);
         let newly_failed: Vec<&String> = match failed {
             Some((b, a)) => a.difference(b).collect(),
             None => Vec::new(),
@@ -125,7 +190,7 @@ impl Found {
             };
             self.lost(Reason::UnitFailed, unit.as_str(), detail);
         }
-        let Some((b, a)) = self.both("system state", &before.system, &after.system) else {
+        let Some((b, a)) = self.both(Part::System, &before.system, &after.system) else {
             return;
         };
         // The capture script waits for the boot to finish; a capture that still says so was
@@ -151,7 +216,7 @@ impl Found {
     }
 
     fn units(&mut self, before: &GuestState, after: &GuestState) {
-        let Some((b, a)) = self.both("units", &before.units, &after.units) else {
+        let Some((b, a)) = self.both(Part::Units, &before.units, &after.units) else {
             return;
         };
         // Mounts and swaps are compared as mounts, by path: a lost tmpfs reads as

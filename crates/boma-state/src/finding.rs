@@ -30,6 +30,9 @@ pub enum Reason {
     ContainerNotRunning,
     /// The controller's probe of a published port passed before and fails after.
     ProbeFailed,
+    /// A part of the state was readable before the reboot and is not after (a `docker ps`
+    /// that timed out, a capture cut short): what the reboot did to it cannot be shown.
+    SectionLost,
     // Appeared: reported, not failed.
     UnitAppeared,
     UnitEnabled,
@@ -44,7 +47,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 25] = [
         Reason::Degraded,
         Reason::UnitFailed,
         Reason::UnitInactive,
@@ -59,6 +62,7 @@ impl Reason {
         Reason::ContainerLost,
         Reason::ContainerNotRunning,
         Reason::ProbeFailed,
+        Reason::SectionLost,
         Reason::UnitAppeared,
         Reason::UnitEnabled,
         Reason::ListenerAppeared,
@@ -87,6 +91,7 @@ impl Reason {
             Reason::ContainerLost => "container_lost",
             Reason::ContainerNotRunning => "container_not_running",
             Reason::ProbeFailed => "probe_failed",
+            Reason::SectionLost => "section_lost",
             Reason::UnitAppeared => "unit_appeared",
             Reason::UnitEnabled => "unit_enabled",
             Reason::ListenerAppeared => "listener_appeared",

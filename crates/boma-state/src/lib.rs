@@ -15,8 +15,9 @@
 //! list; [`render_text`] is what a person reads. Everything here is pure: text and values in,
 //! values and text out.
 //!
-//! A section the capture could not read is [`Section::Unavailable`] and is reported as not
-//! compared; it is never read as empty, so it can never look like "everything was lost".
+//! A section the capture could not read is [`Section::Unavailable`]; it is never read as empty,
+//! so it can never look like "everything was lost". One readable before the reboot and not
+//! after is itself a loss (`section_lost`); one unreadable before is reported as not compared.
 
 // A library returns values; its caller prints.
 #![deny(clippy::print_stdout, clippy::print_stderr)]

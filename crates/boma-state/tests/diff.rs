@@ -590,19 +590,56 @@ fn a_probe_not_run_after_the_reboot_is_not_compared() {
 }
 
 #[test]
-fn an_unavailable_section_is_not_read_as_loss() {
-    let result = after(|s| {
-        s.listeners = Section::Unavailable("exit status 1: ss: netlink failure".to_owned());
-        s.nftables = Section::Unavailable("the capture ended inside this section".to_owned());
-    });
+fn a_section_unreadable_before_the_reboot_is_not_compared() {
+    let mut before = healthy();
+    before.listeners = Section::Unavailable("exit status 1: ss: netlink failure".to_owned());
+    before.nftables = Section::Unavailable("nft is not installed".to_owned());
+    let mut after = healthy();
+    after.nftables = Section::Unavailable("nft is not installed".to_owned());
+    available(&mut after.listeners).clear();
+    let result = diff(&snap(before), &snap(after), &Ignore::builtin());
     assert!(result.lost.is_empty(), "{}", render_text(&result));
     assert!(result.appeared.is_empty(), "{}", render_text(&result));
     assert_eq!(
         result.unavailable,
         [
-            "listeners: exit status 1: ss: netlink failure (after the reboot)",
-            "nftables: the capture ended inside this section (after the reboot)",
+            "listeners: exit status 1: ss: netlink failure (before the reboot)",
+            "nftables: nft is not installed (before and after the reboot)",
         ]
+    );
+}
+
+/// A section readable before the reboot and not after (`docker ps` timing out, `ss` failing, a
+/// capture cut short) fails by name: it is never read as empty, and never passes as "not
+/// compared".
+#[test]
+fn a_section_readable_before_and_not_after_is_lost() {
+    let result = after(|s| {
+        s.listeners = Section::Unavailable("exit status 1: ss: netlink failure".to_owned());
+        s.nftables = Section::Unavailable("the capture ended inside this section".to_owned());
+        s.containers = Section::Unavailable("docker timed out".to_owned());
+        s.units = Section::Unavailable("not in the capture".to_owned());
+        s.failed_units = Section::Unavailable("not in the capture".to_owned());
+        s.system = Section::Unavailable("the boot did not finish within 120 s".to_owned());
+    });
+    assert_eq!(
+        lost(&result),
+        [
+            "section_lost containers",
+            "section_lost listeners",
+            "section_lost nftables",
+            "section_lost system",
+            "section_lost units",
+        ]
+    );
+    assert_eq!(
+        result.lost[0].detail.as_deref(),
+        Some("readable before the reboot, not after: docker timed out")
+    );
+    assert!(!result.passed());
+    assert_eq!(
+        result.unavailable,
+        ["failed units: not in the capture (after the reboot)"]
     );
 }
 
@@ -674,6 +711,7 @@ fn reasons_serialise_as_their_stable_names() {
 #[test]
 fn rendered_text_lists_lost_new_ignored_and_unavailable() {
     let mut before = healthy();
+    before.mounts = Section::Unavailable("findmnt is not installed".to_owned());
     units(&mut before).insert(
         "session-3.scope".to_owned(),
         unit("scope", "active", "running"),
@@ -689,6 +727,7 @@ fn rendered_text_lists_lost_new_ignored_and_unavailable() {
             available(&mut after.listeners).retain(|l| l.port != 8080);
             available(&mut after.listeners).push(listener("tcp", 9090, "*", "extra"));
             after.mounts = Section::Unavailable("findmnt is not installed".to_owned());
+            after.containers = Section::Unavailable("docker timed out".to_owned());
             let mut after = snap(after);
             after.probes = vec![probe(443, false, "timeout")];
             after
