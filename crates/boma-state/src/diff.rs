@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::finding::{Finding, Reason};
-use crate::ignore::Ignore;
+use crate::ignore::{Ignore, takes_a_random_port};
 use crate::model::{
     Chain, Container, GuestState, ListenAddress, Listener, Mount, PortRange, ProbeResult, Route,
     Ruleset, Section, Snapshot, Unit,
@@ -319,9 +319,9 @@ fn listeners(
             }
             let on: Vec<String> = addresses.iter().map(|a| a.describe()).collect();
             let finding = Finding::new(reason, subject, Some(format!("on {}", on.join(", "))));
-            // A socket bound in the ephemeral range got its port at random (a DNS or NTP
-            // client's UDP socket, an RPC service): the port differs on every boot.
-            if ephemeral.contains(port) {
+            // A socket of a program known to take its port at random from the ephemeral
+            // range has a new port every boot; nothing else there is skipped.
+            if ephemeral.contains(port) && takes_a_random_port(processes, &addresses) {
                 found.ignored.push(finding);
             } else if reason == Reason::ListenerLost {
                 found.lost.push(finding);

@@ -3,6 +3,7 @@
 //! own patterns on top.
 
 use crate::finding::{Finding, Reason};
+use crate::model::ListenAddress;
 
 /// One built-in pattern and why it is safe to ignore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,9 +13,12 @@ pub struct BuiltinIgnore {
 }
 
 /// Differences between two boots of a healthy Debian 13 host, from real captures (the
-/// fixtures under `tests/fixtures/`). Two further rules are about the state rather than its
-/// text and live in the diff itself: sockets bound in the kernel's ephemeral port range, and
-/// routes learned with a lifetime (router advertisements).
+/// fixtures under `tests/fixtures/`). Each is as narrow as what a healthy boot really
+/// changes: a pattern that also matched something a unit's configuration makes (a data mount,
+/// WireGuard's port, the main interface's link-local route) would hide its loss. Two further
+/// rules are about the state rather than its text and live in the diff itself: the sockets of
+/// [`RANDOM_PORT_HOLDERS`] bound in the kernel's ephemeral port range, and routes learned with
+/// a lifetime (router advertisements).
 pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
     // Logins: the capture itself arrives over SSH, so a session exists at both captures, under
     // a new number each boot.
@@ -125,19 +129,30 @@ pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
         pattern: "mount_* /proc/sys/fs/binfmt_misc binfmt_misc",
         why: "mounted on first access by its automount, which is compared",
     },
-    // Docker: per-container state the container itself stands for.
+    // Docker: per-container state the container itself stands for. Only what Docker mounts
+    // itself: a data mount under /var/lib/docker (a volume on its own disk) is compared.
     BuiltinIgnore {
-        pattern: "mount_* /run/docker/*",
-        why: "a container's network namespace, named anew each time it starts",
+        pattern: "mount_* /run/docker/netns/* nsfs",
+        why: "a container's network namespace, named anew each time it starts (askari: /run/docker/netns/371a9e81f5be before, 4fc0a952b2b5 after)",
     },
     BuiltinIgnore {
-        pattern: "mount_* /var/lib/docker/*",
-        why: "a container's root file system and /dev/shm, mounted while it runs; the container is compared",
+        pattern: "mount_* /var/lib/docker/overlay2/*/merged overlay",
+        why: "a container's root file system, mounted by Docker while the container runs; the container is compared",
     },
-    // Links: what the kernel derives from an interface's state, not from configuration.
+    // Links: what the kernel derives from an interface's state, not from configuration. Only
+    // Docker's interfaces: the main interface's link-local route is there on every boot, and
+    // its loss is a loss.
     BuiltinIgnore {
-        pattern: "route_* fe80::/64 dev *",
-        why: "an interface has its IPv6 link-local route once it has been up: docker0 only after a container used it, a container's veth under a new name each start",
+        pattern: "route_* fe80::/64 dev docker0",
+        why: "docker0 has its IPv6 link-local route only once a container has used it (askari: before the reboot, linkdown; not after)",
+    },
+    BuiltinIgnore {
+        pattern: "route_* fe80::/64 dev br-*",
+        why: "a Docker network's bridge has its IPv6 link-local route only once a container has used it, like docker0",
+    },
+    BuiltinIgnore {
+        pattern: "route_* fe80::/64 dev veth*",
+        why: "a container's veth is named anew each time it starts (askari: veth395b6c9 before, veth4a397a5 after)",
     },
     BuiltinIgnore {
         pattern: "listener_* udp/68 *",
@@ -148,6 +163,34 @@ pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
         why: "the DHCPv6 client's socket is bound to the interface's current address",
     },
 ];
+
+/// A program that binds a listening socket at a port the kernel picks from the ephemeral range,
+/// a new one each start, and why its port is not part of the host's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomPortHolder {
+    /// The process name `ss` shows.
+    pub process: &'static str,
+    pub why: &'static str,
+}
+
+/// The only sockets in the ephemeral port range the diff skips, and only on a loopback
+/// address: any other listener there (WireGuard's 51820, a port a unit's configuration names)
+/// is compared like any other.
+pub const RANDOM_PORT_HOLDERS: &[RandomPortHolder] = &[RandomPortHolder {
+    process: "containerd",
+    why: "its streaming server listens on 127.0.0.1 at a port the kernel picks (askari: 45611 before, 37759 after)",
+}];
+
+/// Whether a listener of `processes` on `addresses`, in the ephemeral range, got its port at
+/// random: one of [`RANDOM_PORT_HOLDERS`], alone, on loopback addresses only.
+pub(crate) fn takes_a_random_port(processes: &[String], addresses: &[&ListenAddress]) -> bool {
+    let loopback = |address: &&ListenAddress| match address {
+        ListenAddress::One(one) => one.starts_with("127.") || one == "::1",
+        _ => false,
+    };
+    matches!(processes, [process] if RANDOM_PORT_HOLDERS.iter().any(|h| h.process == process))
+        && addresses.iter().all(loopback)
+}
 
 /// The patterns a diff skips: built-in, plus a profile's `reboot_diff_ignore`.
 #[derive(Debug, Clone)]

@@ -34,7 +34,9 @@ mod render;
 pub use capture::{CAPTURE_SCRIPT, ParseError};
 pub use diff::{RebootDiff, diff};
 pub use finding::{Finding, Reason};
-pub use ignore::{BUILTIN_IGNORES, BuiltinIgnore, Ignore, IgnoreError};
+pub use ignore::{
+    BUILTIN_IGNORES, BuiltinIgnore, Ignore, IgnoreError, RANDOM_PORT_HOLDERS, RandomPortHolder,
+};
 pub use model::{
     BaseChain, Chain, Container, GuestState, ListenAddress, Listener, Mount, PortRange,
     ProbeResult, Route, Ruleset, Section, Snapshot, Table, Unit,

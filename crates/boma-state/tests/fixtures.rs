@@ -369,6 +369,119 @@ fn losing_the_ipv4_socket_while_an_ipv6_only_one_stays_is_lost() {
     );
 }
 
+/// The built-in rules about Docker's mounts and routes have the shape of what Docker made in
+/// the real askari capture, and hide nothing the host made itself: with every mount and route
+/// of that capture gone, Docker's are ignored and the host's own are lost, the main interface's
+/// link-local route among them.
+#[test]
+fn the_docker_rules_hide_what_docker_made_in_a_real_capture_and_nothing_else() {
+    let before = state("askari/before.txt");
+    let mut after = before.clone();
+    after.mounts = Section::Available(Vec::new());
+    after.routes = Section::Available(Vec::new());
+    let result = diff(
+        &Snapshot {
+            guest: before,
+            probes: Vec::new(),
+        },
+        &Snapshot {
+            guest: after,
+            probes: Vec::new(),
+        },
+        &Ignore::builtin(),
+    );
+    let ignored = displays(&result.ignored);
+    for made_by_docker in [
+        "mount_lost /run/docker/netns/371a9e81f5be nsfs",
+        "mount_lost /var/lib/docker/overlay2/ade1d6a439ee5ff48c87712ae18308b174e9fe3382337bc7028a34e12e60c9cf/merged overlay",
+        "route_lost fe80::/64 dev docker0",
+        "route_lost fe80::/64 dev br-ee7bb0e6e49d",
+        "route_lost fe80::/64 dev veth395b6c9",
+    ] {
+        assert!(
+            ignored.iter().any(|i| i == made_by_docker),
+            "{made_by_docker} not ignored: {ignored:#?}"
+        );
+    }
+    let lost = displays(&result.lost);
+    for made_by_the_host in [
+        "route_lost fe80::/64 dev ens2",
+        "route_lost default via 10.0.2.2 dev ens2",
+        "route_lost 172.18.0.0/16 dev br-ee7bb0e6e49d",
+        "mount_lost / ext4",
+        "mount_lost /tmp tmpfs",
+    ] {
+        assert!(
+            lost.iter().any(|l| l == made_by_the_host),
+            "{made_by_the_host} not lost: {lost:#?}"
+        );
+    }
+    // On the main interface, only what a router advertised with a lifetime is skipped.
+    let main_interface: Vec<&String> = ignored.iter().filter(|i| i.ends_with(" ens2")).collect();
+    assert_eq!(
+        main_interface,
+        [
+            "route_lost default via fe80::2 dev ens2",
+            "route_lost fec0::/64 dev ens2"
+        ]
+    );
+}
+
+/// What the built-in rules hid before they were narrowed, on the real askari pair: WireGuard's
+/// kernel socket (no process) on 51820 and a port a unit's configuration names, both in the
+/// ephemeral range; containerd on a non-loopback address; a data volume mounted under
+/// /var/lib/docker; the main interface's link-local route. Each is now lost by name.
+#[test]
+fn what_the_narrowed_rules_no_longer_hide_is_found() {
+    let sockets = "\
+udp   UNCONN 0      0             0.0.0.0:51820 0.0.0.0:*
+tcp   LISTEN 0      5             0.0.0.0:40000 0.0.0.0:* users:((\"python3\",pid=700,fd=3))
+tcp   LISTEN 0      4096          0.0.0.0:41000 0.0.0.0:* users:((\"containerd\",pid=1329,fd=10))
+";
+    let text = fixture("askari/before.txt").replacen(
+        "### ss-tulpn\n",
+        &format!("### ss-tulpn\n{sockets}"),
+        1,
+    );
+    let mut before = parse_capture(&text).unwrap();
+    let Section::Available(mounts) = &mut before.mounts else {
+        panic!("askari has mounts");
+    };
+    mounts.push(boma_state::Mount {
+        target: "/var/lib/docker/volumes/pgdata/_data".to_owned(),
+        fstype: "ext4".to_owned(),
+        source: "/dev/vdb".to_owned(),
+    });
+    let mut after = state("askari/after.txt");
+    let Section::Available(routes) = &mut after.routes else {
+        panic!("askari has routes");
+    };
+    routes.retain(|r| !(r.dst == "fe80::/64" && r.dev.as_deref() == Some("ens2")));
+    let result = diff(
+        &Snapshot {
+            guest: before,
+            probes: Vec::new(),
+        },
+        &Snapshot {
+            guest: after,
+            probes: Vec::new(),
+        },
+        &Ignore::builtin(),
+    );
+    assert_eq!(
+        displays(&result.lost),
+        [
+            "listener_lost tcp/40000 python3",
+            "listener_lost tcp/41000 containerd",
+            "listener_lost udp/51820",
+            "route_lost fe80::/64 dev ens2",
+            "mount_lost /var/lib/docker/volumes/pgdata/_data ext4",
+        ],
+        "{}",
+        report(&result)
+    );
+}
+
 /// The fixtures are what the parser reads in production: every section `CAPTURE_SCRIPT`
 /// prints is in them under the same name, but the port range (whose absence means Linux's
 /// default).
