@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::finding::{Finding, Reason};
-use crate::ignore::{Ignore, takes_a_random_port};
+use crate::ignore::{Ignore, IgnoredBy, takes_a_random_port};
 use crate::model::{
     Chain, Container, GuestState, ListenAddress, Listener, Mount, PortRange, ProbeResult, Route,
     Ruleset, Section, Snapshot, Unit,
@@ -26,6 +26,18 @@ pub struct RebootDiff {
     /// on both sides), with why, e.g. `nftables: nft is not installed (before and after the
     /// reboot)`. A part readable before and not after is in `lost` as `section_lost`.
     pub unavailable: Vec<String>,
+    /// How many findings each of the profile's `reboot_diff_ignore` patterns hid, in the
+    /// profile's order; one that hid nothing is listed with 0 (it may be stale). A finding the
+    /// built-in list also matches is the built-in list's, not counted here.
+    #[serde(default)]
+    pub hidden_by_profile: Vec<PatternHits>,
+}
+
+/// One profile pattern and how many findings it moved to `ignored`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatternHits {
+    pub pattern: String,
+    pub hid: usize,
 }
 
 impl RebootDiff {
@@ -251,22 +263,42 @@ impl Found {
         }
     }
 
-    /// Sorts the findings, moving those the ignore list matches to `ignored`.
+    /// Sorts the findings, moving those the ignore list matches to `ignored`, and counts what
+    /// each profile pattern hid.
     fn finish(self, ignore: &Ignore) -> RebootDiff {
-        let (mut lost, mut ignored): (Vec<_>, Vec<_>) =
-            self.lost.into_iter().partition(|f| !ignore.matches(f));
-        let (mut appeared, also_ignored): (Vec<_>, Vec<_>) =
-            self.appeared.into_iter().partition(|f| !ignore.matches(f));
-        ignored.extend(also_ignored);
-        ignored.extend(self.ignored);
-        lost.sort();
-        appeared.sort();
+        let mut hidden_by_profile: Vec<PatternHits> = ignore
+            .profile_patterns()
+            .map(|pattern| PatternHits {
+                pattern: pattern.to_owned(),
+                hid: 0,
+            })
+            .collect();
+        let mut ignored = self.ignored;
+        let mut keep = |findings: Vec<Finding>| -> Vec<Finding> {
+            let mut kept = Vec::new();
+            for finding in findings {
+                match ignore.matching(&finding) {
+                    None => kept.push(finding),
+                    Some(by) => {
+                        if let IgnoredBy::Profile(index) = by {
+                            hidden_by_profile[index].hid += 1;
+                        }
+                        ignored.push(finding);
+                    }
+                }
+            }
+            kept.sort();
+            kept
+        };
+        let lost = keep(self.lost);
+        let appeared = keep(self.appeared);
         ignored.sort();
         RebootDiff {
             lost,
             appeared,
             ignored,
             unavailable: self.unavailable,
+            hidden_by_profile,
         }
     }
 }

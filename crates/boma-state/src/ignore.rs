@@ -195,12 +195,20 @@ pub(crate) fn takes_a_random_port(processes: &[String], addresses: &[&ListenAddr
 /// The patterns a diff skips: built-in, plus a profile's `reboot_diff_ignore`.
 #[derive(Debug, Clone)]
 pub struct Ignore {
-    patterns: Vec<Pattern>,
+    builtin: Vec<Glob>,
+    /// The profile's patterns, in its order, as written and compiled.
+    profile: Vec<(String, Glob)>,
 }
 
-#[derive(Debug, Clone)]
-struct Pattern {
-    glob: Vec<char>,
+/// A pattern's characters, ready for [`glob_match`].
+type Glob = Vec<char>;
+
+/// Which pattern skipped a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoredBy {
+    Builtin,
+    /// The profile's pattern at this index of its `reboot_diff_ignore`.
+    Profile(usize),
 }
 
 /// A profile's `reboot_diff_ignore` entry that cannot be used.
@@ -215,12 +223,22 @@ pub enum IgnoreError {
     )]
     Unsupported { pattern: String, found: char },
     #[error(
-        "reboot_diff_ignore pattern {pattern:?} starts with {word:?}, which names no reason: start with one of {reasons}, or `*`"
+        "reboot_diff_ignore pattern {pattern:?} starts with {word:?}, which names no reason: start with one of {reasons}"
     )]
     UnknownReason {
         pattern: String,
         word: String,
         reasons: String,
+    },
+    /// A pattern that would silence a whole reason (`*`, `unit_*`, `listener_lost *`): the
+    /// diff would pass whatever the reboot lost of that kind.
+    #[error(
+        "reboot_diff_ignore pattern {pattern:?} matches every {reason} finding, whatever it is about: name what to ignore after the reason, like \"{reason} {example}\""
+    )]
+    CatchAll {
+        pattern: String,
+        reason: Reason,
+        example: &'static str,
     },
 }
 
@@ -228,33 +246,49 @@ impl Ignore {
     /// Only [`BUILTIN_IGNORES`].
     pub fn builtin() -> Ignore {
         Ignore {
-            patterns: BUILTIN_IGNORES
+            builtin: BUILTIN_IGNORES
                 .iter()
-                .map(|b| Pattern {
-                    glob: b.pattern.chars().collect(),
-                })
+                .map(|b| b.pattern.chars().collect())
                 .collect(),
+            profile: Vec::new(),
         }
     }
 
     /// [`BUILTIN_IGNORES`] and a profile's patterns, checked: each must be a glob (`*` any
-    /// text, `?` one character) whose first word matches a reason name.
+    /// text, `?` one character) whose first word matches a reason name, and must not match
+    /// every finding of a reason.
     pub fn with_patterns(patterns: &[String]) -> Result<Ignore, IgnoreError> {
         let mut ignore = Ignore::builtin();
         for pattern in patterns {
-            ignore.patterns.push(check(pattern)?);
+            ignore.profile.push((pattern.clone(), check(pattern)?));
         }
         Ok(ignore)
     }
 
+    /// The profile's patterns, in its order.
+    pub fn profile_patterns(&self) -> impl Iterator<Item = &str> {
+        self.profile.iter().map(|(text, _)| text.as_str())
+    }
+
+    /// Which pattern matches the finding's display text, the built-in list first.
+    pub fn matching(&self, finding: &Finding) -> Option<IgnoredBy> {
+        let text: Vec<char> = finding.to_string().chars().collect();
+        if self.builtin.iter().any(|glob| glob_match(glob, &text)) {
+            return Some(IgnoredBy::Builtin);
+        }
+        self.profile
+            .iter()
+            .position(|(_, glob)| glob_match(glob, &text))
+            .map(IgnoredBy::Profile)
+    }
+
     /// Whether the finding's display text matches a pattern.
     pub fn matches(&self, finding: &Finding) -> bool {
-        let text: Vec<char> = finding.to_string().chars().collect();
-        self.patterns.iter().any(|p| glob_match(&p.glob, &text))
+        self.matching(finding).is_some()
     }
 }
 
-fn check(pattern: &str) -> Result<Pattern, IgnoreError> {
+fn check(pattern: &str) -> Result<Glob, IgnoreError> {
     if pattern.trim().is_empty() {
         return Err(IgnoreError::Blank {
             pattern: pattern.to_owned(),
@@ -272,21 +306,81 @@ fn check(pattern: &str) -> Result<Pattern, IgnoreError> {
         });
     }
     let word = pattern.split(' ').next().unwrap_or_default();
-    let word_glob: Vec<char> = word.trim_end_matches(':').chars().collect();
-    let names_a_reason = Reason::ALL
-        .iter()
-        .any(|r| glob_match(&word_glob, &r.as_str().chars().collect::<Vec<_>>()));
-    if !names_a_reason {
+    let Some(first_reason) = reasons_named_by(word).next() else {
         let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
         return Err(IgnoreError::UnknownReason {
             pattern: pattern.to_owned(),
             word: word.to_owned(),
             reasons: reasons.join(", "),
         });
+    };
+    let glob: Glob = pattern.chars().collect();
+    // A subject part with no letter or digit names nothing: `route_lost * *`,
+    // `listener_lost */*`, `mount_lost / *` each take every finding of their reason.
+    let names_nothing = pattern
+        .split_once(' ')
+        .is_some_and(|(_, subject)| !subject.chars().any(char::is_alphanumeric));
+    let swallowed = if names_nothing {
+        Some(first_reason)
+    } else {
+        swallowed_reason(&glob)
+    };
+    if let Some(reason) = swallowed {
+        return Err(IgnoreError::CatchAll {
+            pattern: pattern.to_owned(),
+            reason,
+            example: example_subject(reason),
+        });
     }
-    Ok(Pattern {
-        glob: pattern.chars().collect(),
+    Ok(glob)
+}
+
+/// The reasons a pattern's first word matches (`unit_*`: every `unit_…`; `degraded:` too).
+fn reasons_named_by(word: &str) -> impl Iterator<Item = Reason> {
+    let word_glob: Glob = word.trim_end_matches(':').chars().collect();
+    Reason::ALL
+        .into_iter()
+        .filter(move |r| glob_match(&word_glob, &r.as_str().chars().collect::<Vec<_>>()))
+}
+
+/// The first reason every finding of which `glob` matches, whatever the finding is about.
+///
+/// Tried on a subject made of a character no pattern can hold (patterns refuse control
+/// characters), so only `*` and `?` can take it; a subject longer than the pattern's `?`s
+/// needs a `*` to take some of it, and that `*` takes a subject of any length and text. So a
+/// pattern that matches this one subject matches every subject at least as long: every
+/// finding of the reason. This catches what has no space to split on: `*`, `unit_*`,
+/// `listener_lost*`.
+fn swallowed_reason(glob: &[char]) -> Option<Reason> {
+    let question_marks = glob.iter().filter(|c| **c == '?').count();
+    let subject = std::iter::repeat_n('\u{1}', question_marks + 1);
+    Reason::ALL.into_iter().find(|reason| {
+        let finding = Finding::new(*reason, String::new(), None).to_string();
+        let text: Vec<char> = finding.chars().chain(subject.clone()).collect();
+        glob_match(glob, &text)
     })
+}
+
+/// A subject a reason's findings have, for the refusal's example: a pattern that names it
+/// silences one thing.
+fn example_subject(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Degraded => "foo.service failed",
+        Reason::UnitFailed
+        | Reason::UnitInactive
+        | Reason::UnitDisabled
+        | Reason::UnitAppeared
+        | Reason::UnitEnabled => "foo.service",
+        Reason::ListenerLost | Reason::ListenerAppeared => "tcp/9100 node_exporter",
+        Reason::TableLost | Reason::TableAppeared => "inet foo",
+        Reason::ChainLost | Reason::ChainChanged | Reason::ChainAppeared => "inet filter foo",
+        Reason::RuleLost | Reason::RuleAppeared => "inet filter input: tcp dport 9100 accept",
+        Reason::RouteLost | Reason::RouteAppeared => "198.51.100.0/24 via 10.0.2.2 dev ens2",
+        Reason::MountLost | Reason::MountAppeared => "/srv/scratch tmpfs",
+        Reason::ContainerLost | Reason::ContainerNotRunning | Reason::ContainerAppeared => "foo",
+        Reason::ProbeFailed | Reason::ProbeRecovered => "8080 refused",
+        Reason::SectionLost => "containers",
+    }
 }
 
 /// `*` matches any text (spaces and `/` included), `?` one character, anything else itself.
@@ -377,6 +471,106 @@ mod tests {
     fn a_degraded_finding_matches_by_its_display() {
         let ignore = Ignore::with_patterns(&["degraded: flaky.service failed".to_owned()]).unwrap();
         assert!(ignore.matches(&finding(Reason::Degraded, "flaky.service failed")));
+    }
+
+    #[test]
+    fn a_pattern_matching_every_finding_of_a_reason_is_refused() {
+        for (pattern, reason) in [
+            ("*", Reason::Degraded),
+            ("* *", Reason::Degraded),
+            ("**", Reason::Degraded),
+            ("?*", Reason::Degraded),
+            ("unit_*", Reason::UnitFailed),
+            ("unit_inactive *", Reason::UnitInactive),
+            ("unit_inactive*", Reason::UnitInactive),
+            ("listener_lost *", Reason::ListenerLost),
+            ("listener_lost ?*", Reason::ListenerLost),
+            ("listener_lost ??*", Reason::ListenerLost),
+            ("listener_* *", Reason::ListenerLost),
+            ("*_lost *", Reason::ListenerLost),
+            ("route_lost * *", Reason::RouteLost),
+            ("listener_lost */*", Reason::ListenerLost),
+            ("mount_lost / *", Reason::MountLost),
+            ("listener_lost ??", Reason::ListenerLost),
+            ("unit_* *.*", Reason::UnitFailed),
+            ("section_lost *", Reason::SectionLost),
+            ("degraded: *", Reason::Degraded),
+            ("degraded*", Reason::Degraded),
+            ("probe_failed *", Reason::ProbeFailed),
+        ] {
+            let err = Ignore::with_patterns(&[pattern.to_owned()]).unwrap_err();
+            assert!(
+                matches!(&err, IgnoreError::CatchAll { reason: r, .. } if *r == reason),
+                "{pattern}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pattern_that_names_what_it_ignores_is_accepted() {
+        for pattern in [
+            "listener_lost tcp/9100 *",
+            "listener_lost tcp/*",
+            "unit_inactive foo*.service",
+            "unit_* session-*.scope",
+            "* foo.service",
+            "route_lost * dev wg0",
+            "mount_lost /srv/scratch *",
+            "degraded: flaky.service failed",
+            "listener_lost */53 *",
+        ] {
+            assert!(
+                Ignore::with_patterns(&[pattern.to_owned()]).is_ok(),
+                "{pattern}"
+            );
+        }
+    }
+
+    /// Every refusal is one line that names the pattern and how to fix it, and none suggests
+    /// `*` (the old text for an unknown reason did: "or `*`").
+    #[test]
+    fn a_refusal_is_one_line_and_never_suggests_a_star() {
+        for pattern in ["*", "unit_*", "foo *", "unit_inactive foo[1].service", " "] {
+            let err = Ignore::with_patterns(&[pattern.to_owned()]).unwrap_err();
+            let text = err.to_string();
+            let quoted = format!("{pattern:?}");
+            assert!(text.contains(&quoted), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+            let rest = text.replacen(&quoted, "", 1);
+            let unsupported = rest.contains("only `*` and `?` are wildcards");
+            assert!(
+                unsupported || !rest.contains('*'),
+                "suggests a star: {text}"
+            );
+        }
+        let err = Ignore::with_patterns(&["listener_lost *".to_owned()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reboot_diff_ignore pattern \"listener_lost *\" matches every listener_lost finding, \
+             whatever it is about: name what to ignore after the reason, like \
+             \"listener_lost tcp/9100 node_exporter\""
+        );
+    }
+
+    #[test]
+    fn matching_names_the_profile_pattern_and_prefers_the_builtin_list() {
+        let ignore = Ignore::with_patterns(&[
+            "unit_inactive web.service".to_owned(),
+            "unit_inactive session-*.scope".to_owned(),
+        ])
+        .unwrap();
+        assert_eq!(
+            ignore.matching(&finding(Reason::UnitInactive, "web.service")),
+            Some(IgnoredBy::Profile(0))
+        );
+        assert_eq!(
+            ignore.matching(&finding(Reason::UnitInactive, "session-2.scope")),
+            Some(IgnoredBy::Builtin)
+        );
+        assert_eq!(
+            ignore.matching(&finding(Reason::UnitInactive, "db.service")),
+            None
+        );
     }
 
     #[test]

@@ -32,10 +32,11 @@ mod parse;
 mod render;
 
 pub use capture::{CAPTURE_SCRIPT, ParseError};
-pub use diff::{RebootDiff, diff};
+pub use diff::{PatternHits, RebootDiff, diff};
 pub use finding::{Finding, Reason};
 pub use ignore::{
-    BUILTIN_IGNORES, BuiltinIgnore, Ignore, IgnoreError, RANDOM_PORT_HOLDERS, RandomPortHolder,
+    BUILTIN_IGNORES, BuiltinIgnore, Ignore, IgnoreError, IgnoredBy, RANDOM_PORT_HOLDERS,
+    RandomPortHolder,
 };
 pub use model::{
     BaseChain, Chain, Container, GuestState, ListenAddress, Listener, Mount, PortRange,

@@ -721,6 +721,70 @@ fn a_profile_pattern_moves_a_finding_to_ignored() {
     assert_eq!(result.ignored[0].reason, Reason::ListenerLost);
 }
 
+/// `reboot_diff_ignore: ["*"]` silenced the whole diff while the report said `reboot_diff: ok`.
+/// A pattern that matches every finding of a reason is refused, and the refusal suggests no
+/// `*` of its own.
+#[test]
+fn a_profile_pattern_that_silences_a_whole_reason_is_refused() {
+    for pattern in ["*", "* *", "unit_*", "listener_lost *", "route_lost * *"] {
+        let err = Ignore::with_patterns(&[pattern.to_owned()])
+            .expect_err(pattern)
+            .to_string();
+        assert!(err.contains(&format!("{pattern:?}")), "{err}");
+        assert!(
+            !err.replacen(&format!("{pattern:?}"), "", 1).contains('*'),
+            "{err}"
+        );
+    }
+}
+
+/// The report says how many findings each profile pattern hid, so a pattern that silences
+/// more than its author meant shows; one that hid nothing shows too (it may be stale).
+#[test]
+fn each_profile_pattern_says_how_many_findings_it_hid() {
+    let ignore = Ignore::with_patterns(&[
+        "listener_lost tcp/8080 *".to_owned(),
+        "unit_inactive web.service".to_owned(),
+        "unit_inactive session-*.scope".to_owned(),
+        "mount_lost /srv/scratch *".to_owned(),
+    ])
+    .unwrap();
+    let mut before = healthy();
+    units(&mut before).insert(
+        "session-3.scope".to_owned(),
+        unit("scope", "active", "running"),
+    );
+    let mut changed = healthy();
+    units(&mut changed).insert(
+        "web.service".to_owned(),
+        unit("service", "inactive", "dead"),
+    );
+    available(&mut changed.listeners).retain(|l| l.port != 8080);
+    let result = diff(&snap(before), &snap(changed), &ignore);
+    assert!(result.passed(), "{}", render_text(&result));
+    let hid: Vec<(&str, usize)> = result
+        .hidden_by_profile
+        .iter()
+        .map(|h| (h.pattern.as_str(), h.hid))
+        .collect();
+    assert_eq!(
+        hid,
+        [
+            ("listener_lost tcp/8080 *", 1),
+            ("unit_inactive web.service", 1),
+            // The built-in list hides login sessions: not counted against the profile.
+            ("unit_inactive session-*.scope", 0),
+            ("mount_lost /srv/scratch *", 0),
+        ]
+    );
+    let json = serde_json::to_value(&result).unwrap();
+    assert_eq!(
+        json["hidden_by_profile"][0],
+        serde_json::json!({"pattern": "listener_lost tcp/8080 *", "hid": 1})
+    );
+    insta::assert_snapshot!("render_profile_patterns", render_text(&result));
+}
+
 #[test]
 fn reasons_serialise_as_their_stable_names() {
     for reason in Reason::ALL {
