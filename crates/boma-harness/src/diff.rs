@@ -27,8 +27,11 @@ pub struct Captured {
     pub failed_units: Vec<String>,
 }
 
-/// How long the capture may take (it runs a dozen commands under TCG).
-const CAPTURE_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the capture may take: its wait for the boot to finish (at most 120 s), its wait
+/// for systemd's jobs and restart loops to settle, and a dozen commands under TCG. A capture
+/// cut short by this loses the sections it did not reach (`section_lost`).
+const CAPTURE_TIMEOUT: Duration =
+    Duration::from_secs(120 + boma_state::SETTLE_WITHIN_SECONDS as u64 + 90);
 /// How long a probe keeps trying (services may still be starting after a boot).
 const PROBE_WITHIN: Duration = Duration::from_secs(45);
 

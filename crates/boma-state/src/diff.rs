@@ -234,6 +234,7 @@ impl Found {
         // Mounts and swaps are compared as mounts, by path: a lost tmpfs reads as
         // `mount_lost /srv/data tmpfs`, not also as its unit.
         let followed = |unit: &Unit| !matches!(unit.kind.as_str(), "mount" | "swap");
+        let was = |name: &str| b.get(name).map_or_else(|| "not loaded".to_owned(), state);
         for (name, was) in b.iter().filter(|(_, u)| u.is_active() && followed(u)) {
             match a.get(name) {
                 None => self.lost(
@@ -241,25 +242,55 @@ impl Found {
                     name,
                     Some(format!("{} -> not loaded", state(was))),
                 ),
-                // A unit that failed is reported as `unit_failed`.
-                Some(now) if !now.is_active() && now.active != "failed" => self.lost(
-                    Reason::UnitInactive,
-                    name,
-                    Some(format!("{} -> {}", state(was), state(now))),
-                ),
+                // A unit that failed is reported as `unit_failed`, one restarting below.
+                Some(now) if !now.is_active() && now.active != "failed" && !now.is_restarting() => {
+                    self.lost(
+                        Reason::UnitInactive,
+                        name,
+                        Some(format!("{} -> {}", state(was), state(now))),
+                    )
+                }
                 Some(_) => {}
             }
         }
+        // The capture waits (bounded) for systemd's jobs to finish and its restart loops to
+        // end; a unit still restarting after that keeps exiting, which a reboot must not
+        // leave behind, whatever it was before.
+        for (name, now) in a.iter().filter(|(_, u)| u.is_restarting()) {
+            self.lost(
+                Reason::UnitRestarting,
+                name,
+                Some(format!(
+                    "{} -> {}: systemd keeps restarting it",
+                    was(name),
+                    state(now)
+                )),
+            );
+        }
         for (name, now) in a.iter().filter(|(_, u)| u.is_active() && followed(u)) {
-            let was = b.get(name);
-            if !was.is_some_and(Unit::is_active) {
-                let was = was.map_or_else(|| "not loaded".to_owned(), state);
+            if !b.get(name).is_some_and(Unit::is_active) {
                 self.appeared(
                     Reason::UnitAppeared,
                     name,
-                    Some(format!("{was} -> {}", state(now))),
+                    Some(format!("{} -> {}", was(name), state(now))),
                 );
             }
+        }
+        // A unit still starting or stopping before the reboot (a job longer than the
+        // capture's wait) was neither up nor down: if it is not up after, say it was not
+        // compared rather than call it lost or fine.
+        let changing: Vec<String> = b
+            .iter()
+            .filter(|(name, u)| {
+                u.is_changing() && followed(u) && !a.get(*name).is_some_and(Unit::is_active)
+            })
+            .map(|(name, u)| format!("{name} ({})", state(u)))
+            .collect();
+        if !changing.is_empty() {
+            self.unavailable.push(format!(
+                "units: still starting or stopping before the reboot, so not compared: {}",
+                changing.join(", ")
+            ));
         }
     }
 
@@ -555,6 +586,8 @@ fn containers(before: &[Container], after: &[Container], found: &mut Found) {
                 &was.name,
                 Some(format!("was {}", was.state)),
             ),
+            // Reported below.
+            Some(now) if now.state == "restarting" => {}
             Some(now) if was.state == "running" && now.state != "running" => found.lost(
                 Reason::ContainerNotRunning,
                 &was.name,
@@ -562,6 +595,16 @@ fn containers(before: &[Container], after: &[Container], found: &mut Found) {
             ),
             Some(_) => {}
         }
+    }
+    // Docker restarts a container with a restart policy each time it exits; one still
+    // `restarting` at the capture keeps exiting, whatever it was before the reboot.
+    for now in after.iter().filter(|c| c.state == "restarting") {
+        let was = by_name(before, &now.name).map_or_else(|| "absent".to_owned(), |c| c.state);
+        found.lost(
+            Reason::ContainerRestarting,
+            &now.name,
+            Some(format!("{was} -> restarting: Docker keeps restarting it")),
+        );
     }
     for now in after.iter().filter(|c| by_name(before, &c.name).is_none()) {
         found.appeared(

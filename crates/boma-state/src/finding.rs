@@ -18,6 +18,9 @@ pub enum Reason {
     UnitInactive,
     /// A unit file was enabled before and is not after.
     UnitDisabled,
+    /// A unit is in systemd's restart loop after the reboot (`activating/auto-restart`): it
+    /// keeps exiting, whatever it was before.
+    UnitRestarting,
     ListenerLost,
     TableLost,
     ChainLost,
@@ -28,6 +31,9 @@ pub enum Reason {
     MountLost,
     ContainerLost,
     ContainerNotRunning,
+    /// Docker is restarting a container after the reboot (state `restarting`): it keeps
+    /// exiting, whatever it was before.
+    ContainerRestarting,
     /// The controller's probe of a published port passed before and fails after.
     ProbeFailed,
     /// A part of the state was readable before the reboot and is not after (a `docker ps`
@@ -47,11 +53,12 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 27] = [
         Reason::Degraded,
         Reason::UnitFailed,
         Reason::UnitInactive,
         Reason::UnitDisabled,
+        Reason::UnitRestarting,
         Reason::ListenerLost,
         Reason::TableLost,
         Reason::ChainLost,
@@ -61,6 +68,7 @@ impl Reason {
         Reason::MountLost,
         Reason::ContainerLost,
         Reason::ContainerNotRunning,
+        Reason::ContainerRestarting,
         Reason::ProbeFailed,
         Reason::SectionLost,
         Reason::UnitAppeared,
@@ -81,6 +89,7 @@ impl Reason {
             Reason::UnitFailed => "unit_failed",
             Reason::UnitInactive => "unit_inactive",
             Reason::UnitDisabled => "unit_disabled",
+            Reason::UnitRestarting => "unit_restarting",
             Reason::ListenerLost => "listener_lost",
             Reason::TableLost => "table_lost",
             Reason::ChainLost => "chain_lost",
@@ -90,6 +99,7 @@ impl Reason {
             Reason::MountLost => "mount_lost",
             Reason::ContainerLost => "container_lost",
             Reason::ContainerNotRunning => "container_not_running",
+            Reason::ContainerRestarting => "container_restarting",
             Reason::ProbeFailed => "probe_failed",
             Reason::SectionLost => "section_lost",
             Reason::UnitAppeared => "unit_appeared",

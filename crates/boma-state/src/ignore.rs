@@ -369,6 +369,7 @@ fn example_subject(reason: Reason) -> &'static str {
         Reason::UnitFailed
         | Reason::UnitInactive
         | Reason::UnitDisabled
+        | Reason::UnitRestarting
         | Reason::UnitAppeared
         | Reason::UnitEnabled => "foo.service",
         Reason::ListenerLost | Reason::ListenerAppeared => "tcp/9100 node_exporter",
@@ -377,7 +378,10 @@ fn example_subject(reason: Reason) -> &'static str {
         Reason::RuleLost | Reason::RuleAppeared => "inet filter input: tcp dport 9100 accept",
         Reason::RouteLost | Reason::RouteAppeared => "198.51.100.0/24 via 10.0.2.2 dev ens2",
         Reason::MountLost | Reason::MountAppeared => "/srv/scratch tmpfs",
-        Reason::ContainerLost | Reason::ContainerNotRunning | Reason::ContainerAppeared => "foo",
+        Reason::ContainerLost
+        | Reason::ContainerNotRunning
+        | Reason::ContainerRestarting
+        | Reason::ContainerAppeared => "foo",
         Reason::ProbeFailed | Reason::ProbeRecovered => "8080 refused",
         Reason::SectionLost => "containers",
     }

@@ -5,7 +5,8 @@
 //! It catches the everyday reboot-class bugs on any host with no check written: a service
 //! started but never enabled (`unit_inactive`, `listener_lost`), state added imperatively or
 //! kept only in /run (`route_lost`, `mount_lost`, `unit_disabled`), a unit that fails only at
-//! boot (`unit_failed`, `degraded`), a firewall reload that wipes Docker's chains
+//! boot (`unit_failed`, `degraded`), a unit or container left crash-looping
+//! (`unit_restarting`, `container_restarting`), a firewall reload that wipes Docker's chains
 //! (`chain_lost`), and, through the controller's probes, a published port that stopped
 //! answering (`probe_failed`).
 //!
@@ -31,7 +32,7 @@ mod nft;
 mod parse;
 mod render;
 
-pub use capture::{CAPTURE_SCRIPT, ParseError};
+pub use capture::{CAPTURE_SCRIPT, ParseError, SETTLE_WITHIN_SECONDS};
 pub use diff::{PatternHits, RebootDiff, diff};
 pub use finding::{Finding, Reason};
 pub use ignore::{

@@ -69,6 +69,18 @@ impl Unit {
     pub fn is_active(&self) -> bool {
         matches!(self.active.as_str(), "active" | "reloading")
     }
+
+    /// Whether systemd is restarting it after it exited (`Restart=`): `activating/auto-restart`
+    /// while it waits `RestartSec=`, `auto-restart-queued` once the restart job is queued
+    /// (systemd 254 and later).
+    pub fn is_restarting(&self) -> bool {
+        matches!(self.sub.as_str(), "auto-restart" | "auto-restart-queued")
+    }
+
+    /// Whether a start or stop job of its own was still running: neither up nor down yet.
+    pub fn is_changing(&self) -> bool {
+        matches!(self.active.as_str(), "activating" | "deactivating") && !self.is_restarting()
+    }
 }
 
 /// A socket waiting for traffic.
@@ -222,7 +234,8 @@ pub struct Mount {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Container {
     pub name: String,
-    /// `running`, `exited`, `restarting`, `created`, `paused`, `dead`.
+    /// `running`, `exited`, `restarting` (Docker's restart policy is starting it again after
+    /// it exited), `created`, `paused`, `dead`.
     pub state: String,
     /// Published ports as Docker prints them, sorted: `0.0.0.0:443->443/tcp`.
     pub ports: Vec<String>,
