@@ -62,6 +62,26 @@ fn pair(dir: &str) -> RebootDiff {
     )
 }
 
+/// The diff of two parsed states (real captures, perhaps changed), with no probes and the
+/// built-in ignore list.
+fn diff_states(before: GuestState, after: GuestState) -> RebootDiff {
+    let snapshot = |guest| Snapshot {
+        guest,
+        probes: Vec::new(),
+    };
+    diff(&snapshot(before), &snapshot(after), &Ignore::builtin())
+}
+
+/// Each of `expected` is among `found`.
+fn assert_among(found: &[String], expected: &[&str]) {
+    for one in expected {
+        assert!(
+            found.iter().any(|f| f == one),
+            "{one} missing from {found:#?}"
+        );
+    }
+}
+
 /// The rendered diff, then each ignored finding: the snapshot shows what the built-in list
 /// hides, so a new entry in it is reviewed.
 fn report(result: &RebootDiff) -> String {
@@ -215,14 +235,7 @@ fn a_capture_cut_short_loses_the_sections_it_lacks() {
         Section::Unavailable("not in the capture".to_owned())
     );
     assert!(cut.units.available().is_some());
-    let result = diff(
-        &snapshot("askari-red/before.txt", Vec::new()),
-        &Snapshot {
-            guest: cut,
-            probes: Vec::new(),
-        },
-        &Ignore::builtin(),
-    );
+    let result = diff_states(state("askari-red/before.txt"), cut);
     assert_eq!(
         displays(&result.lost),
         [
@@ -253,13 +266,9 @@ fn docker_ps_timing_out_after_the_reboot_is_lost() {
         &text[..start],
         &text[end..]
     );
-    let result = diff(
-        &snapshot("askari/before.txt", Vec::new()),
-        &Snapshot {
-            guest: parse_capture(&timed_out).unwrap(),
-            probes: Vec::new(),
-        },
-        &Ignore::builtin(),
+    let result = diff_states(
+        state("askari/before.txt"),
+        parse_capture(&timed_out).unwrap(),
     );
     assert_eq!(displays(&result.lost), ["section_lost containers"]);
     assert_eq!(
@@ -296,19 +305,16 @@ fn a_fresh_host_made_into_askari_shows_what_appeared() {
         &snapshot("askari/before.txt", Vec::new()),
         &Ignore::builtin(),
     );
-    let appeared = displays(&result.appeared);
-    for expected in [
-        "listener_appeared tcp/443 docker-proxy",
-        "listener_appeared udp/443 docker-proxy",
-        "unit_appeared docker.service",
-        "unit_enabled docker.service",
-        "route_appeared 172.18.0.0/16 dev br-ee7bb0e6e49d",
-    ] {
-        assert!(
-            appeared.iter().any(|a| a == expected),
-            "{expected} missing from {appeared:#?}"
-        );
-    }
+    assert_among(
+        &displays(&result.appeared),
+        &[
+            "listener_appeared tcp/443 docker-proxy",
+            "listener_appeared udp/443 docker-proxy",
+            "unit_appeared docker.service",
+            "unit_enabled docker.service",
+            "route_appeared 172.18.0.0/16 dev br-ee7bb0e6e49d",
+        ],
+    );
     assert_eq!(
         result.unavailable,
         [
@@ -340,14 +346,7 @@ fn losing_the_ipv4_socket_while_an_ipv6_only_one_stays_is_lost() {
         })
         .collect();
     assert!(after.contains("[::]:443 "), "the fixture changed: {after}");
-    let result = diff(
-        &snapshot("askari/before.txt", Vec::new()),
-        &Snapshot {
-            guest: parse_capture(&after).unwrap(),
-            probes: Vec::new(),
-        },
-        &Ignore::builtin(),
-    );
+    let result = diff_states(state("askari/before.txt"), parse_capture(&after).unwrap());
     assert_eq!(
         displays(&result.lost),
         [
@@ -379,43 +378,30 @@ fn the_docker_rules_hide_what_docker_made_in_a_real_capture_and_nothing_else() {
     let mut after = before.clone();
     after.mounts = Section::Available(Vec::new());
     after.routes = Section::Available(Vec::new());
-    let result = diff(
-        &Snapshot {
-            guest: before,
-            probes: Vec::new(),
-        },
-        &Snapshot {
-            guest: after,
-            probes: Vec::new(),
-        },
-        &Ignore::builtin(),
-    );
+    let result = diff_states(before, after);
     let ignored = displays(&result.ignored);
-    for made_by_docker in [
-        "mount_lost /run/docker/netns/371a9e81f5be nsfs",
-        "mount_lost /var/lib/docker/overlay2/ade1d6a439ee5ff48c87712ae18308b174e9fe3382337bc7028a34e12e60c9cf/merged overlay",
-        "route_lost fe80::/64 dev docker0",
-        "route_lost fe80::/64 dev br-ee7bb0e6e49d",
-        "route_lost fe80::/64 dev veth395b6c9",
-    ] {
-        assert!(
-            ignored.iter().any(|i| i == made_by_docker),
-            "{made_by_docker} not ignored: {ignored:#?}"
-        );
-    }
-    let lost = displays(&result.lost);
-    for made_by_the_host in [
-        "route_lost fe80::/64 dev ens2",
-        "route_lost default via 10.0.2.2 dev ens2",
-        "route_lost 172.18.0.0/16 dev br-ee7bb0e6e49d",
-        "mount_lost / ext4",
-        "mount_lost /tmp tmpfs",
-    ] {
-        assert!(
-            lost.iter().any(|l| l == made_by_the_host),
-            "{made_by_the_host} not lost: {lost:#?}"
-        );
-    }
+    // Made by Docker.
+    assert_among(
+        &ignored,
+        &[
+            "mount_lost /run/docker/netns/371a9e81f5be nsfs",
+            "mount_lost /var/lib/docker/overlay2/ade1d6a439ee5ff48c87712ae18308b174e9fe3382337bc7028a34e12e60c9cf/merged overlay",
+            "route_lost fe80::/64 dev docker0",
+            "route_lost fe80::/64 dev br-ee7bb0e6e49d",
+            "route_lost fe80::/64 dev veth395b6c9",
+        ],
+    );
+    // Made by the host.
+    assert_among(
+        &displays(&result.lost),
+        &[
+            "route_lost fe80::/64 dev ens2",
+            "route_lost default via 10.0.2.2 dev ens2",
+            "route_lost 172.18.0.0/16 dev br-ee7bb0e6e49d",
+            "mount_lost / ext4",
+            "mount_lost /tmp tmpfs",
+        ],
+    );
     // On the main interface, only what a router advertised with a lifetime is skipped.
     let main_interface: Vec<&String> = ignored.iter().filter(|i| i.ends_with(" ens2")).collect();
     assert_eq!(
@@ -457,17 +443,7 @@ tcp   LISTEN 0      4096          0.0.0.0:41000 0.0.0.0:* users:((\"containerd\"
         panic!("askari has routes");
     };
     routes.retain(|r| !(r.dst == "fe80::/64" && r.dev.as_deref() == Some("ens2")));
-    let result = diff(
-        &Snapshot {
-            guest: before,
-            probes: Vec::new(),
-        },
-        &Snapshot {
-            guest: after,
-            probes: Vec::new(),
-        },
-        &Ignore::builtin(),
-    );
+    let result = diff_states(before, after);
     assert_eq!(
         displays(&result.lost),
         [
@@ -505,13 +481,9 @@ fn a_unit_and_a_container_still_restarting_after_the_reboot_are_lost() {
             r#""State":"restarting","Status":"Restarting (1) 4 seconds ago""#,
             1,
         );
-    let result = diff(
-        &snapshot("askari/before.txt", Vec::new()),
-        &Snapshot {
-            guest: parse_capture(&restarting).unwrap(),
-            probes: Vec::new(),
-        },
-        &Ignore::builtin(),
+    let result = diff_states(
+        state("askari/before.txt"),
+        parse_capture(&restarting).unwrap(),
     );
     assert_eq!(
         displays(&result.lost),
