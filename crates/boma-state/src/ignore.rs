@@ -233,13 +233,27 @@ pub enum IgnoreError {
     /// A pattern that would silence a whole reason (`*`, `unit_*`, `listener_lost *`): the
     /// diff would pass whatever the reboot lost of that kind.
     #[error(
-        "reboot_diff_ignore pattern {pattern:?} matches every {reason} finding, whatever it is about: name what to ignore after the reason, like \"{reason} {example}\""
+        "reboot_diff_ignore pattern {pattern:?} matches every finding of {}, whatever it is about: name what to ignore after the reason, like {example:?}",
+        reasons_text(.swallowed)
     )]
     CatchAll {
         pattern: String,
-        reason: Reason,
-        example: &'static str,
+        /// The reasons it silences, in [`Reason::ALL`]'s order.
+        swallowed: Vec<Reason>,
+        /// A pattern that names one thing, for one of them.
+        example: String,
     },
+}
+
+/// `listener_lost`, `unit_failed, unit_inactive and unit_enabled`, `every reason`.
+fn reasons_text(reasons: &[Reason]) -> String {
+    let names: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+    match names.as_slice() {
+        _ if reasons.len() == Reason::ALL.len() => "every reason".to_owned(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        [] => "no reason".to_owned(),
+    }
 }
 
 impl Ignore {
@@ -306,30 +320,38 @@ fn check(pattern: &str) -> Result<Glob, IgnoreError> {
         });
     }
     let word = pattern.split(' ').next().unwrap_or_default();
-    let Some(first_reason) = reasons_named_by(word).next() else {
+    let named: Vec<Reason> = reasons_named_by(word).collect();
+    if named.is_empty() {
         let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
         return Err(IgnoreError::UnknownReason {
             pattern: pattern.to_owned(),
             word: word.to_owned(),
             reasons: reasons.join(", "),
         });
-    };
+    }
     let glob: Glob = pattern.chars().collect();
     // A subject part with no letter or digit names nothing: `route_lost * *`,
-    // `listener_lost */*`, `mount_lost / *` each take every finding of their reason.
+    // `listener_lost */*`, `mount_lost / *` each take every finding of their reasons.
     let names_nothing = pattern
         .split_once(' ')
         .is_some_and(|(_, subject)| !subject.chars().any(char::is_alphanumeric));
     let swallowed = if names_nothing {
-        Some(first_reason)
+        named
     } else {
-        swallowed_reason(&glob)
+        swallowed_reasons(&glob)
     };
-    if let Some(reason) = swallowed {
+    // The example names a unit rather than a degraded system where it can: the commonest case.
+    if let Some(reason) = swallowed
+        .iter()
+        .copied()
+        .find(|r| *r != Reason::Degraded)
+        .or(swallowed.first().copied())
+    {
+        let example = Finding::new(reason, example_subject(reason), None).to_string();
         return Err(IgnoreError::CatchAll {
             pattern: pattern.to_owned(),
-            reason,
-            example: example_subject(reason),
+            swallowed,
+            example,
         });
     }
     Ok(glob)
@@ -343,7 +365,7 @@ fn reasons_named_by(word: &str) -> impl Iterator<Item = Reason> {
         .filter(move |r| glob_match(&word_glob, &r.as_str().chars().collect::<Vec<_>>()))
 }
 
-/// The first reason every finding of which `glob` matches, whatever the finding is about.
+/// The reasons every finding of which `glob` matches, whatever the finding is about.
 ///
 /// Tried on a subject made of a character no pattern can hold (patterns refuse control
 /// characters), so only `*` and `?` can take it; a subject longer than the pattern's `?`s
@@ -351,14 +373,17 @@ fn reasons_named_by(word: &str) -> impl Iterator<Item = Reason> {
 /// pattern that matches this one subject matches every subject at least as long: every
 /// finding of the reason. This catches what has no space to split on: `*`, `unit_*`,
 /// `listener_lost*`.
-fn swallowed_reason(glob: &[char]) -> Option<Reason> {
+fn swallowed_reasons(glob: &[char]) -> Vec<Reason> {
     let question_marks = glob.iter().filter(|c| **c == '?').count();
     let subject = std::iter::repeat_n('\u{1}', question_marks + 1);
-    Reason::ALL.into_iter().find(|reason| {
-        let finding = Finding::new(*reason, String::new(), None).to_string();
-        let text: Vec<char> = finding.chars().chain(subject.clone()).collect();
-        glob_match(glob, &text)
-    })
+    Reason::ALL
+        .into_iter()
+        .filter(|reason| {
+            let finding = Finding::new(*reason, String::new(), None).to_string();
+            let text: Vec<char> = finding.chars().chain(subject.clone()).collect();
+            glob_match(glob, &text)
+        })
+        .collect()
 }
 
 /// A subject a reason's findings have, for the refusal's example: a pattern that names it
@@ -504,7 +529,7 @@ mod tests {
         ] {
             let err = Ignore::with_patterns(&[pattern.to_owned()]).unwrap_err();
             assert!(
-                matches!(&err, IgnoreError::CatchAll { reason: r, .. } if *r == reason),
+                matches!(&err, IgnoreError::CatchAll { swallowed, .. } if swallowed.first() == Some(&reason)),
                 "{pattern}: {err}"
             );
         }
@@ -547,12 +572,35 @@ mod tests {
                 "suggests a star: {text}"
             );
         }
-        let err = Ignore::with_patterns(&["listener_lost *".to_owned()]).unwrap_err();
+        let refusal = |pattern: &str| {
+            Ignore::with_patterns(&[pattern.to_owned()])
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
-            err.to_string(),
-            "reboot_diff_ignore pattern \"listener_lost *\" matches every listener_lost finding, \
-             whatever it is about: name what to ignore after the reason, like \
+            refusal("listener_lost *"),
+            "reboot_diff_ignore pattern \"listener_lost *\" matches every finding of \
+             listener_lost, whatever it is about: name what to ignore after the reason, like \
              \"listener_lost tcp/9100 node_exporter\""
+        );
+        assert_eq!(
+            refusal("*"),
+            "reboot_diff_ignore pattern \"*\" matches every finding of every reason, whatever \
+             it is about: name what to ignore after the reason, like \"unit_failed foo.service\""
+        );
+        assert_eq!(
+            refusal("degraded*"),
+            "reboot_diff_ignore pattern \"degraded*\" matches every finding of degraded, \
+             whatever it is about: name what to ignore after the reason, like \
+             \"degraded: foo.service failed\""
+        );
+        assert!(
+            refusal("unit_*").contains(
+                "every finding of unit_failed, unit_inactive, unit_disabled, unit_restarting, \
+                 unit_appeared and unit_enabled,"
+            ),
+            "{}",
+            refusal("unit_*")
         );
     }
 
