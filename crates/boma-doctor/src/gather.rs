@@ -246,7 +246,7 @@ fn libvirt(sh: &Shell, tools: &[ToolFact]) -> LibvirtFacts {
             .is_ok_and(|out| out.success())
     });
     let own = std::fs::read_link("/proc/self/ns/net").ok();
-    let daemons = boma_vm::host::procs::pids_named("libvirtd")
+    let daemons = boma_host::procs::pids_named("libvirtd")
         .into_iter()
         .map(|pid| {
             let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();

@@ -325,6 +325,8 @@ mod tests {
     use super::*;
 
     const BOOT: &str = "1f0e-this-boot";
+    const UID: u32 = 1000;
+    const COMM: &str = "ansible-playboo";
 
     fn spawned(pid: u32, start_ticks: u64, cmdline: &str) -> Spawned {
         Spawned {
@@ -332,6 +334,8 @@ mod tests {
             pgid: pid,
             start_ticks,
             boot_id: BOOT.into(),
+            uid: UID,
+            comm: COMM.into(),
             cmdline: cmdline.into(),
             spawned_by: 99,
             at_unix: 1_750_000_000,
@@ -345,7 +349,9 @@ mod tests {
             pgid,
             state,
             start_ticks,
-            cmdline: format!("proc {pid}"),
+            uid: UID,
+            comm: COMM.into(),
+            args: vec![COMM.into(), pid.to_string()],
         }
     }
 

@@ -215,7 +215,7 @@ fn an_operators_process_naming_the_run_directory_is_not_touched() {
         .expect("the tail wrote its pid");
     // Until the exec, the pid still runs `sh`.
     for _ in 0..200 {
-        if procs::info(tail_pid).is_some_and(|p| p.cmdline.contains("tail -f")) {
+        if procs::info(tail_pid).is_some_and(|p| p.cmdline().contains("tail -f")) {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -223,9 +223,9 @@ fn an_operators_process_naming_the_run_directory_is_not_touched() {
     let _cleanup_tail = KillOnDrop(tail_pid);
     let tail = procs::info(tail_pid).expect("the tail runs");
     assert!(
-        tail.cmdline.contains(&dir.display().to_string()),
+        tail.cmdline().contains(&dir.display().to_string()),
         "{}",
-        tail.cmdline
+        tail.cmdline()
     );
     assert_eq!(tail.pgid, tail_pid, "the tail leads its own group");
     // A harness command that is still running, in the same run directory.

@@ -164,7 +164,9 @@ fn procs_table(entries: &[(u32, u64, char)]) -> BTreeMap<u32, ProcInfo> {
                     pgid: pid,
                     state,
                     start_ticks,
-                    cmdline: String::new(),
+                    uid: 1000,
+                    comm: "qemu-system-x86".into(),
+                    args: Vec::new(),
                 },
             )
         })

@@ -238,7 +238,7 @@ pub fn usable(sh: &Shell) -> Result<(), String> {
         return Err(format!("no libvirt daemon answers on {URI}"));
     }
     let own = std::fs::read_link("/proc/self/ns/net").ok();
-    for pid in crate::host::procs::pids_named("libvirtd") {
+    for pid in boma_host::procs::pids_named("libvirtd") {
         let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
         if theirs.is_some() && theirs != own {
             return Err(format!(
@@ -372,7 +372,7 @@ impl Hypervisor for LibvirtBackend<'_> {
         // A test VM QEMU runs without libvirt is a test VM too: one at a time, whatever runs it.
         for process in crate::host::procs::vm_processes()
             .into_iter()
-            .filter(|p| p.under(self.runs_root))
+            .filter(|p| p.runs_from(self.runs_root))
         {
             if !found.contains(&process.name) {
                 found.push(process.name);
