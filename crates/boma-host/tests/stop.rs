@@ -293,6 +293,133 @@ fn an_entry_whose_pid_now_has_another_start_time_or_boot_is_not_touched() {
 }
 
 #[test]
+fn the_journal_records_who_runs_a_spawn_and_which_program() {
+    let dir = run_dir("identity");
+    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
+    let entries = recorded(&dir, 1);
+    let _cleanup = KillOnDrop(entries[0].pgid);
+    let live = procs::info(entries[0].pid).expect("it runs");
+    assert_eq!(entries[0].uid, nix::unistd::getuid().as_raw());
+    assert_eq!(entries[0].uid, live.uid);
+    assert_eq!(entries[0].comm, "sh");
+    assert_eq!(entries[0].comm, live.comm);
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(entries[0].pgid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    killed_by_signal(runner.join().unwrap(), 9);
+}
+
+/// A pid the journal names that now runs another program, with the recorded start time (as
+/// an edited journal, or a pid reused within the same clock tick, would have it): the real
+/// process is never signalled.
+#[test]
+fn an_entry_whose_pid_now_runs_another_program_is_not_touched() {
+    let dir = run_dir("program");
+    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
+    let entries = recorded(&dir, 1);
+    let real = entries[0].clone();
+    let _cleanup = KillOnDrop(real.pgid);
+
+    let mut other_program = real.clone();
+    other_program.comm = "ansible-playboo".into();
+    let edited = dir.join("edited.jsonl");
+    journal::append(&edited, &other_program).unwrap();
+    assert_eq!(stop::plan_from_journal(&edited).unwrap(), []);
+    assert_eq!(
+        stop::forget_exited(&edited).unwrap(),
+        1,
+        "not ours: forgotten"
+    );
+    assert!(is_running(real.pid, real.start_ticks));
+
+    // The true entry still names it.
+    assert_eq!(plan(&entries).len(), 1);
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(real.pgid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    killed_by_signal(runner.join().unwrap(), 9);
+}
+
+/// A pid the journal names as this user's that now runs another user's process: never
+/// signalled. As root the other user's process is real (`setpriv` to `nobody`); otherwise
+/// this user's own process stands in, recorded under another uid.
+#[test]
+fn an_entry_whose_pid_now_runs_another_users_process_is_not_touched() {
+    const NOBODY: u32 = 65534;
+    let me = nix::unistd::getuid().as_raw();
+    let dir = run_dir("user");
+    let (runner, live) = if me == 0 {
+        let runner = std::thread::spawn(|| {
+            let sh = Shell::new().unwrap();
+            let nobody = NOBODY.to_string();
+            cmd!(
+                sh,
+                "setpriv --reuid={nobody} --regid={nobody} --clear-groups sleep 117.25"
+            )
+            .exec()
+            .timeout(CHILD_LIFETIME)
+            .run()
+        });
+        let entry = wait_for(|| {
+            journal::read(&fixture().journal)
+                .unwrap()
+                .into_iter()
+                .find(|s| s.cmdline.contains("sleep 117.25"))
+        });
+        // Until setpriv has changed its user and exec'd sleep, the pid is still setpriv.
+        let live = wait_for(|| procs::info(entry.pid).filter(|p| p.comm == "sleep"));
+        assert_eq!(live.uid, NOBODY);
+        (runner, live)
+    } else {
+        let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
+        let entry = recorded(&dir, 1).remove(0);
+        (runner, procs::info(entry.pid).expect("it runs"))
+    };
+    let _cleanup = KillOnDrop(live.pgid);
+    let as_recorded = Spawned {
+        pid: live.pid,
+        pgid: live.pgid,
+        start_ticks: live.start_ticks,
+        boot_id: procs::boot_id().unwrap(),
+        uid: live.uid,
+        comm: live.comm.clone(),
+        cmdline: live.cmdline(),
+        spawned_by: std::process::id(),
+        at_unix: 1_750_000_000,
+    };
+    let another_user = Spawned {
+        uid: if live.uid == me { me + 1 } else { me },
+        ..as_recorded.clone()
+    };
+    assert_eq!(plan(std::slice::from_ref(&another_user)), []);
+    assert!(is_running(live.pid, live.start_ticks));
+    // What tells them apart is the user alone: recorded as it runs, it would be stopped.
+    assert_eq!(plan(&[as_recorded]).len(), 1);
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(live.pgid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    killed_by_signal(runner.join().unwrap(), 9);
+}
+
+/// Poll `find` until it finds something (10 s at most).
+fn wait_for<T>(mut find: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = find() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "not found in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn a_process_gone_before_the_signal_is_reported_as_already_gone() {
     let dir = run_dir("gone");
     let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
