@@ -117,7 +117,8 @@ fn libvirt_leftovers(run: &Utf8Path) -> (Vec<String>, Vec<String>) {
         return (Vec::new(), Vec::new());
     }
     let virsh = |args: &[&str]| -> String {
-        xshell::cmd!(sh, "virsh --connect qemu:///system {args...}")
+        let uri = boma_host::gather::LIBVIRT_URI;
+        xshell::cmd!(sh, "virsh --connect {uri} {args...}")
             .exec()
             .quiet()
             .allow_fail()
