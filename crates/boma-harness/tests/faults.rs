@@ -669,15 +669,16 @@ fn bad_input_is_refused_before_anything_is_created() {
         "{m}"
     );
 
-    rig.machine
-        .missing_tools
-        .borrow_mut()
-        .push("cloud-localds".into());
-    let m = refused(&rig, "askari", CertTier::Internal);
-    assert!(
-        m.contains("cloud-localds") && m.contains("cloud-image-utils"),
-        "{m}"
-    );
+    // Every program the cycle requires (the list the doctor calls a problem when missing)
+    // stops `it`, naming its package.
+    for tool in boma_host::Needs::All.required_tools() {
+        *rig.machine.missing_tools.borrow_mut() = vec![tool.program.into()];
+        let m = refused(&rig, "askari", CertTier::Internal);
+        assert!(
+            m.contains(tool.program) && m.contains(&tool.package.name(None)),
+            "{m}"
+        );
+    }
     rig.machine.missing_tools.borrow_mut().clear();
 
     // askari's 3072 MiB with 4500 available: the case the doctor once called a fit
@@ -688,6 +689,20 @@ fn bad_input_is_refused_before_anything_is_created() {
         m.contains("4500 MiB is available") && m.contains("lower mem_mib"),
         "{m}"
     );
+}
+
+/// The programs the doctor only warns about (libvirt's, the image build's, CI's) stop no run.
+#[test]
+fn a_run_needs_no_program_outside_the_required_list() {
+    let _serial = serial();
+    let rig = Rig::new();
+    *rig.machine.missing_tools.borrow_mut() = boma_host::TOOLS
+        .iter()
+        .filter(|t| !boma_host::Needs::All.required_tools().any(|r| r == *t))
+        .map(|t| t.program.into())
+        .collect();
+    let outcome = rig.it();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
 }
 
 #[test]
