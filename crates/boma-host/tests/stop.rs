@@ -118,6 +118,37 @@ fn children(pid: u32, count: usize) -> Vec<procs::ProcInfo> {
     }
 }
 
+/// A harness command (`sleep` under `sh`, as the journal recorded it) running in a run
+/// directory of a test's own; its group is killed when this is dropped.
+struct Sleeping {
+    dir: PathBuf,
+    entry: Spawned,
+    runner: JoinHandle<Result<boma_exec::Captured, ExecError>>,
+    cleanup: KillOnDrop,
+}
+
+fn sleeping(test: &str) -> Sleeping {
+    let dir = run_dir(test);
+    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
+    let entry = recorded(&dir, 1).remove(0);
+    Sleeping {
+        cleanup: KillOnDrop(entry.pgid),
+        dir,
+        entry,
+        runner,
+    }
+}
+
+/// Kill a test's process group now, and see the spawner report it killed by SIGKILL.
+fn kill_group(pgid: u32, runner: JoinHandle<Result<boma_exec::Captured, ExecError>>) {
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    killed_by_signal(runner.join().unwrap(), 9);
+}
+
 fn killed_by_signal(outcome: Result<boma_exec::Captured, ExecError>, signal: i32) {
     use std::os::unix::process::ExitStatusExt as _;
     match outcome {
@@ -257,11 +288,12 @@ fn an_operators_process_naming_the_run_directory_is_not_touched() {
 
 #[test]
 fn an_entry_whose_pid_now_has_another_start_time_or_boot_is_not_touched() {
-    let dir = run_dir("reused");
-    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
-    let entries = recorded(&dir, 1);
-    let real = entries[0].clone();
-    let _cleanup = KillOnDrop(real.pgid);
+    let Sleeping {
+        dir,
+        entry: real,
+        runner,
+        cleanup: _cleanup,
+    } = sleeping("reused");
 
     // The same pid, recorded with another start time: a later process reusing the pid.
     let mut reused = real.clone();
@@ -294,21 +326,14 @@ fn an_entry_whose_pid_now_has_another_start_time_or_boot_is_not_touched() {
 
 #[test]
 fn the_journal_records_who_runs_a_spawn_and_which_program() {
-    let dir = run_dir("identity");
-    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
-    let entries = recorded(&dir, 1);
-    let _cleanup = KillOnDrop(entries[0].pgid);
-    let live = procs::info(entries[0].pid).expect("it runs");
-    assert_eq!(entries[0].uid, nix::unistd::getuid().as_raw());
-    assert_eq!(entries[0].uid, live.uid);
-    assert_eq!(entries[0].comm, "sh");
-    assert_eq!(entries[0].comm, live.comm);
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(entries[0].pgid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    killed_by_signal(runner.join().unwrap(), 9);
+    let sleeping = sleeping("identity");
+    let entry = &sleeping.entry;
+    let live = procs::info(entry.pid).expect("it runs");
+    assert_eq!(entry.uid, nix::unistd::getuid().as_raw());
+    assert_eq!(entry.uid, live.uid);
+    assert_eq!(entry.comm, "sh");
+    assert_eq!(entry.comm, live.comm);
+    kill_group(entry.pgid, sleeping.runner);
 }
 
 /// A pid the journal names that now runs another program, with the recorded start time (as
@@ -316,11 +341,12 @@ fn the_journal_records_who_runs_a_spawn_and_which_program() {
 /// process is never signalled.
 #[test]
 fn an_entry_whose_pid_now_runs_another_program_is_not_touched() {
-    let dir = run_dir("program");
-    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
-    let entries = recorded(&dir, 1);
-    let real = entries[0].clone();
-    let _cleanup = KillOnDrop(real.pgid);
+    let Sleeping {
+        dir,
+        entry: real,
+        runner,
+        cleanup: _cleanup,
+    } = sleeping("program");
 
     let mut other_program = real.clone();
     other_program.comm = "ansible-playboo".into();
@@ -335,13 +361,8 @@ fn an_entry_whose_pid_now_runs_another_program_is_not_touched() {
     assert!(is_running(real.pid, real.start_ticks));
 
     // The true entry still names it.
-    assert_eq!(plan(&entries).len(), 1);
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(real.pgid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    killed_by_signal(runner.join().unwrap(), 9);
+    assert_eq!(plan(std::slice::from_ref(&real)).len(), 1);
+    kill_group(real.pgid, runner);
 }
 
 /// A pid the journal names as this user's that now runs another user's process: never
@@ -351,8 +372,7 @@ fn an_entry_whose_pid_now_runs_another_program_is_not_touched() {
 fn an_entry_whose_pid_now_runs_another_users_process_is_not_touched() {
     const NOBODY: u32 = 65534;
     let me = nix::unistd::getuid().as_raw();
-    let dir = run_dir("user");
-    let (runner, live) = if me == 0 {
+    let (runner, live, _cleanup) = if me == 0 {
         let runner = std::thread::spawn(|| {
             let sh = Shell::new().unwrap();
             let nobody = NOBODY.to_string();
@@ -370,16 +390,20 @@ fn an_entry_whose_pid_now_runs_another_users_process_is_not_touched() {
                 .into_iter()
                 .find(|s| s.cmdline.contains("sleep 117.25"))
         });
+        let cleanup = KillOnDrop(entry.pgid);
         // Until setpriv has changed its user and exec'd sleep, the pid is still setpriv.
         let live = wait_for(|| procs::info(entry.pid).filter(|p| p.comm == "sleep"));
         assert_eq!(live.uid, NOBODY);
-        (runner, live)
+        (runner, live, cleanup)
     } else {
-        let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
-        let entry = recorded(&dir, 1).remove(0);
-        (runner, procs::info(entry.pid).expect("it runs"))
+        let Sleeping {
+            entry,
+            runner,
+            cleanup,
+            ..
+        } = sleeping("user");
+        (runner, procs::info(entry.pid).expect("it runs"), cleanup)
     };
-    let _cleanup = KillOnDrop(live.pgid);
     let as_recorded = Spawned {
         pid: live.pid,
         pgid: live.pgid,
@@ -399,12 +423,7 @@ fn an_entry_whose_pid_now_runs_another_users_process_is_not_touched() {
     assert!(is_running(live.pid, live.start_ticks));
     // What tells them apart is the user alone: recorded as it runs, it would be stopped.
     assert_eq!(plan(&[as_recorded]).len(), 1);
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(live.pgid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    killed_by_signal(runner.join().unwrap(), 9);
+    kill_group(live.pgid, runner);
 }
 
 /// Poll `find` until it finds something (10 s at most).
@@ -421,19 +440,16 @@ fn wait_for<T>(mut find: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn a_process_gone_before_the_signal_is_reported_as_already_gone() {
-    let dir = run_dir("gone");
-    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
-    let entries = recorded(&dir, 1);
-    let _cleanup = KillOnDrop(entries[0].pgid);
-    let actions = plan(&entries);
+    let Sleeping {
+        entry,
+        runner,
+        cleanup: _cleanup,
+        ..
+    } = sleeping("gone");
+    let actions = plan(std::slice::from_ref(&entry));
     assert_eq!(actions.len(), 1);
     // It ends on its own between the plan and the stop.
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(entries[0].pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    killed_by_signal(runner.join().unwrap(), 9);
+    kill_group(entry.pid, runner);
     let stopped = stop::stop(&actions, Duration::from_secs(5));
     assert_eq!(stopped[0].how, How::AlreadyGone);
 }
