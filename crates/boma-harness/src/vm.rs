@@ -9,7 +9,7 @@ use boma_vm::run::diagnostics;
 use boma_vm::{Accel, BackendKind, RunRecord, Runs};
 use camino::Utf8PathBuf;
 
-use boma_host::reserve::{self, Budget, ReservationRequest, Reservations, ReserveError, Reserved};
+use boma_host::reserve::{Budget, ReservationRequest, Reservations, ReserveError, Reserved};
 
 use crate::files::RunFiles;
 use crate::golden::{Golden, ImageRequest};
@@ -132,22 +132,20 @@ pub fn prepare(
     })
 }
 
-/// Reserve the VM's memory machine-wide (race-free, across checkouts and parallel runs): its
-/// `mem_mib` plus QEMU's overhead under TCG (the translation cache alone is 1 GiB), within
-/// what the machine has available less a margin.
+/// Reserve the VM's memory machine-wide (race-free, across checkouts and parallel runs), by
+/// the one memory rule (`boma_host::judge`): its `mem_mib` plus QEMU's overhead under TCG (the
+/// translation cache alone is 1 GiB), within what the machine has available less a margin.
 fn reserve(ctx: &Ctx, inputs: &Inputs, new: &NewVm, what: &str) -> Result<Reserved, HarnessError> {
     let store = Reservations::open(&ctx.settings.cache_dir).map_err(reserve_error)?;
     let request = ReservationRequest {
         vm: new.name.to_string(),
         mem_mib: u64::from(inputs.profile.mem_mib),
-        overhead_mib: reserve::TCG_OVERHEAD_MIB,
         vcpus: inputs.profile.vcpus,
         checkout: ctx.settings.repo.clone(),
         what: what.to_owned(),
     };
     let budget = Budget {
         available_mib: new.available_mib,
-        margin_mib: reserve::MARGIN_MIB,
         max_vms: usize::MAX,
     };
     let reserved = store.reserve(&request, &budget).map_err(reserve_error)?;
