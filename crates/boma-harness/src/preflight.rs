@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use boma_inventory::{CertTier, POLICY_FILE, Policy, Profile, VmName};
+use boma_inventory::{CertTier, Fleet, POLICY_FILE, Policy, Profile, VmName};
 use boma_vm::BackendKind;
 use camino::Utf8PathBuf;
 
@@ -100,19 +100,15 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
     }
     follows_policy(ctx, &profile, tier)?;
     let vault_password_file = vault_secret(ctx, tier)?;
-    let fleet = boma_inventory::read_real_fleet(repo).map_err(HarnessError::RealInventory)?;
+    // The fleet as Ansible itself reads it: the routes taken away, the names the VM may not
+    // have and the groups it nests in are exactly what a production run would see.
+    let listed = ctx.machine.ansible().list_inventory(
+        repo,
+        &repo.join(boma_inventory::PRODUCTION_DIR),
+        vault_password_file.as_deref(),
+    )?;
+    let fleet = Fleet::from_ansible_list(&listed).map_err(HarnessError::RealInventory)?;
     let real_hosts = fleet.names();
-    if real_hosts.is_empty() {
-        return Err(HarnessError::Refused(
-            "the real inventory (inventories/production/) lists no hosts: the harness cannot prove the test VM is none of them".into(),
-        ));
-    }
-    if let Some(host) = real_hosts.iter().find(|h| boma_name::has_test_prefix(h)) {
-        return Err(HarnessError::Refused(format!(
-            "the real inventory has a host named `{host}`: the `{}` prefix is reserved for test VMs (it is how prune and the name check tell them apart); rename it",
-            boma_name::PREFIX
-        )));
-    }
     check_tools(ctx, needs)?;
     let group_parents = fleet.lineage(&profile.groups);
     Ok(Inputs {

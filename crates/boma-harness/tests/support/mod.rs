@@ -36,6 +36,10 @@ pub const ASKARI_BEFORE: &str =
     include_str!("../../../boma-state/tests/fixtures/askari/before.txt");
 pub const ASKARI_AFTER: &str = include_str!("../../../boma-state/tests/fixtures/askari/after.txt");
 
+/// This repo's real inventory as the venv's `ansible-inventory --list` printed it.
+pub const PRODUCTION_LIST: &str =
+    include_str!("../../../boma-inventory/tests/fixtures/inventories/production.json");
+
 /// What the fake `ansible-playbook` does for one run.
 pub type Playbook = Box<dyn FnMut(&PlaybookCall) -> Result<(), HarnessError>>;
 
@@ -58,6 +62,8 @@ pub struct FakeMachine {
     pub ports_dead_after_reboot: RefCell<Vec<u16>>,
     /// What the vault holds (decrypted), as the real machine would read it.
     pub vault: RefCell<Vec<String>>,
+    /// What `ansible-inventory --list` prints for the real inventory (an error: it fails).
+    pub inventory_list: RefCell<Result<String, String>>,
     golden: Utf8PathBuf,
 }
 
@@ -85,6 +91,7 @@ impl FakeMachine {
             golden_asked: Cell::new(0),
             ports_dead_after_reboot: RefCell::new(Vec::new()),
             vault: RefCell::new(Vec::new()),
+            inventory_list: RefCell::new(Ok(PRODUCTION_LIST.to_owned())),
             golden,
         }
     }
@@ -173,6 +180,17 @@ impl Ansible for FakeMachine {
         self.playbook_calls.borrow_mut().push(call.label.clone());
         self.playbook_args.borrow_mut().push(call.args.clone());
         (self.playbook.borrow_mut())(call)
+    }
+    fn list_inventory(
+        &self,
+        _repo: &Utf8Path,
+        _inventory: &Utf8Path,
+        _vault_password_file: Option<&Utf8Path>,
+    ) -> Result<String, HarnessError> {
+        self.inventory_list
+            .borrow()
+            .clone()
+            .map_err(HarnessError::Refused)
     }
     fn vault_values(
         &self,
