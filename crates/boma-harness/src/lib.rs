@@ -22,6 +22,7 @@ mod diff;
 mod error;
 mod files;
 pub mod golden;
+mod guest_file;
 mod layers;
 mod machine;
 mod preflight;
