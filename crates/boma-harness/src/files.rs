@@ -40,6 +40,11 @@ impl RunFiles {
     pub fn results(&self, index: usize) -> Utf8PathBuf {
         self.dir.join(format!("verify-results-{index}.json"))
     }
+    /// The directory holding only the CA certificate an https probe of `port` trusts, copied
+    /// from the guest.
+    pub fn probe_ca(&self, port: u16) -> Utf8PathBuf {
+        self.dir.join(format!("probe-ca-{port}"))
+    }
     /// Tasks the second apply changed (the idempotence check).
     pub fn changes(&self) -> Utf8PathBuf {
         self.dir.join("idempotence-changes.jsonl")

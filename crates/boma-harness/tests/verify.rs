@@ -286,3 +286,56 @@ fn what_a_verify_playbook_reaches_is_scanned_too() {
         assert!(message.starts_with(says), "{message}");
     }
 }
+
+const CADDY_ROOT: &str = "/srv/caddy/data/caddy/pki/authorities/local/root.crt";
+
+/// askari's controller-side HTTPS check is the harness's own probe now: before each probe the
+/// harness reads Caddy's local root from the guest, and the probe trusts that copy alone and
+/// asks for a `Server: Caddy` answer.
+#[test]
+fn the_https_probe_trusts_the_guests_ca_read_over_the_harness_ssh() {
+    let _serial = serial();
+    let rig = Rig::new();
+    let root = "-----BEGIN CERTIFICATE-----\nMIIBozCCAUmgAwIBAgIQ\n-----END CERTIFICATE-----\n";
+    rig.machine
+        .guest_files
+        .borrow_mut()
+        .insert(CADDY_ROOT.into(), root.into());
+    let outcome = rig.it_with(
+        "askari",
+        boma_harness::ItOptions {
+            keep: true,
+            ..support::options()
+        },
+    );
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let probed = rig.machine.probed.borrow().clone();
+    assert_eq!(probed.len(), 2, "before and after the reboot: {probed:?}");
+    for target in &probed {
+        assert_eq!(target.server.as_deref(), Some("Caddy"));
+        let ca = target.ca.as_ref().expect("a CA");
+        assert_eq!(ca.guest_path, CADDY_ROOT);
+        let local = ca.local.as_ref().expect("read from the guest");
+        assert_eq!(std::fs::read_to_string(local).unwrap(), root);
+        let dir: Vec<_> = local.parent().unwrap().read_dir_utf8().unwrap().collect();
+        assert_eq!(dir.len(), 1, "the CA is alone in its directory");
+    }
+    let commands = rig.machine.world.borrow().commands.clone();
+    let reads = commands
+        .iter()
+        .filter(|c| *c == &format!("script: # boma-it read {CADDY_ROOT}"))
+        .count();
+    assert_eq!(reads, 2, "{commands:?}");
+}
+
+#[test]
+fn a_ca_the_guest_does_not_have_is_probed_unverified() {
+    let _serial = serial();
+    let rig = Rig::new();
+    let outcome = rig.it();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    for target in rig.machine.probed.borrow().iter() {
+        let ca = target.ca.as_ref().expect("askari's profile names a CA");
+        assert_eq!(ca.local, None, "{target:?}");
+    }
+}
