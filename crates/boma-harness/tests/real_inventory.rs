@@ -80,6 +80,33 @@ fn the_repos_production_inventory_lists_and_makes_a_fleet() {
     );
 }
 
+/// Why `--list` and not `--list --export`: exported, a group's variables stay on the group, so
+/// an address given to a group (`[web:vars]` here) would not be a host's, and its hosts would
+/// get no route.
+#[test]
+fn export_would_hide_a_groups_address_from_its_hosts() {
+    venv();
+    let sh = Shell::new().unwrap();
+    let program = repo().join(".venv/bin/ansible-inventory");
+    let inventory = fixtures().join("ini");
+    let config = repo().join("ansible.cfg");
+    let exported = cmd!(sh, "{program} -i {inventory} --list --export")
+        .exec()
+        .env("ANSIBLE_CONFIG", config)
+        .read()
+        .unwrap();
+    let exported = Fleet::from_ansible_list(&exported).unwrap();
+    let listed = Fleet::from_ansible_list(&list(&inventory, None).unwrap()).unwrap();
+    let web = "192.0.2.70".parse().unwrap();
+    assert!(listed.addresses().contains(&web));
+    assert!(!exported.addresses().contains(&web));
+    assert!(
+        exported
+            .named_only()
+            .contains(&("web01".to_owned(), "web01".to_owned()))
+    );
+}
+
 /// Ansible itself only warns about a file it cannot parse and lists the rest: a real host in
 /// that file would get no route. The harness makes it a refusal naming the file.
 #[test]
