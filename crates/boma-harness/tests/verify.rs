@@ -134,12 +134,14 @@ fn results_an_earlier_run_left_on_the_vm_are_not_read_as_this_runs() {
 
 /// The verify run gets what every run gets, the connection last; its inputs name a path on
 /// the VM and nothing of the controller's.
+/// A verify run's `-e` files, and its inputs as it read them.
+type Seen = (Vec<String>, serde_json::Value);
+
 #[test]
 fn a_verify_run_is_pinned_to_the_vm_and_writes_on_it() {
     let _serial = serial();
     let rig = Rig::new();
-    // The verify run's `-e` files, and its inputs as it read them.
-    let seen: Rc<RefCell<Option<(Vec<String>, serde_json::Value)>>> = Rc::default();
+    let seen: Rc<RefCell<Option<Seen>>> = Rc::default();
     let record = Rc::clone(&seen);
     *rig.machine.playbook.borrow_mut() = Box::new(move |call| {
         if call.label.starts_with("verify") {
