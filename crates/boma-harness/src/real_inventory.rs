@@ -25,14 +25,10 @@ pub const UNPARSED_IS_FATAL: [(&str, &str); 2] = [
 /// well under a second.
 const LIST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `.venv/bin/ansible-inventory` when the Makefile's venv exists, else whatever is on PATH.
+/// `ansible-inventory` beside the `ansible-playbook` the harness runs (the venv's, else
+/// whatever is on PATH): one Ansible reads the inventory and plays on it.
 pub fn program(repo: &Utf8Path) -> Utf8PathBuf {
-    let venv = repo.join(".venv/bin/ansible-inventory");
-    if venv.is_file() {
-        venv
-    } else {
-        Utf8PathBuf::from("ansible-inventory")
-    }
+    crate::ansible::program(repo).with_file_name("ansible-inventory")
 }
 
 /// `ansible-inventory`'s arguments (the program excluded): the whole of `inventory`, its

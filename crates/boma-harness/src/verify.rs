@@ -1,5 +1,5 @@
 //! Verify playbooks: where each writes its results (on the VM), what one run of it left, and
-//! the preflight scan that keeps every task of it on the VM.
+//! the preflight scan that refuses one written for the controller.
 //!
 //! A verify playbook runs on the VM only. Every `ansible-playbook` run of the harness gets the
 //! harness's connection as its last extra vars, so every task of it runs on the VM,
