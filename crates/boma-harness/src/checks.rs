@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::ansible::ChangedTask;
 use crate::probe::ProbeOutcome;
-use crate::verify::VerifyResults;
+use crate::verify::{VerifyRun, Written};
 
 fn record(
     name: impl Into<String>,
@@ -28,11 +28,20 @@ fn record(
     }
 }
 
-/// A verify playbook's results, as checks.
-pub fn from_verify(results: &VerifyResults) -> Vec<CheckRecord> {
-    results
-        .checks
-        .iter()
+/// One run of a verify playbook, as checks: each check it wrote, and `verify_failed
+/// <playbook>` when the run itself failed in a way its checks do not explain — it wrote no
+/// results or no readable ones (`no_results`, `malformed_results`), wrote no check
+/// (`no_checks`), or exited non-zero although every check it wrote passed
+/// (`playbook_failed`). A play that fails after writing a failed check is the contract: its
+/// checks say why.
+pub fn from_verify(run: &VerifyRun) -> Vec<CheckRecord> {
+    let results = match &run.written {
+        Written::Results(results) => Some(results),
+        Written::Nothing | Written::Malformed(_) => None,
+    };
+    let mut checks: Vec<CheckRecord> = results
+        .into_iter()
+        .flat_map(|r| &r.checks)
         .map(|c| CheckRecord {
             name: c.name.clone(),
             source: CheckSource::Verify,
@@ -40,7 +49,39 @@ pub fn from_verify(results: &VerifyResults) -> Vec<CheckRecord> {
             reason: c.reason.clone(),
             detail: c.detail.clone(),
         })
-        .collect()
+        .collect();
+    let failure = |reason: &str, what: String| {
+        let detail = match &run.failure {
+            Some(failure) => format!("{what}; {failure}"),
+            None => format!("{what}; ansible-playbook exited 0"),
+        };
+        record(
+            format!("verify_failed {}", run.playbook),
+            CheckSource::Verify,
+            false,
+            reason,
+            Some(json!(detail)),
+        )
+    };
+    match (&run.written, &run.failure) {
+        (Written::Nothing, _) => checks.push(failure(
+            "no_results",
+            "it wrote no results to boma_it_results_file".to_owned(),
+        )),
+        (Written::Malformed(why), _) => checks.push(failure(
+            "malformed_results",
+            format!("its results are not {{\"checks\": [...]}} ({why})"),
+        )),
+        (Written::Results(results), _) if results.checks.is_empty() => {
+            checks.push(failure("no_checks", "it wrote no check".to_owned()));
+        }
+        (Written::Results(results), Some(_)) if results.passed() => checks.push(failure(
+            "playbook_failed",
+            "every check it wrote passed, but the play failed".to_owned(),
+        )),
+        _ => {}
+    }
+    checks
 }
 
 /// Each published port's probe after the reboot (or after the apply, without one), with what
@@ -378,5 +419,86 @@ mod tests {
         );
         assert_eq!(missing, vec!["reboot_timeout"]);
         assert_eq!(unexpected, vec!["probe_8080_http"]);
+    }
+
+    /// Each way a verify run can end, and the checks it makes (name, ok, reason).
+    #[test]
+    fn a_verify_run_fails_by_name_when_its_checks_do_not_say_why() {
+        use crate::verify::{VerifyResults, VerifyRun, Written};
+        let results = |ok: bool| {
+            Written::Results(
+                VerifyResults::parse(&format!(
+                    r#"{{"checks": [{{"name": "docker_active", "ok": true}},
+                        {{"name": "forward_chain_accepts_containers", "ok": {ok}, "reason": "x"}}]}}"#
+                ))
+                .unwrap(),
+            )
+        };
+        let failed = Some("verify tests/verify/askari.yml failed (ansible-playbook exit status 2)");
+        let judged = |written: Written, failure: Option<&str>| -> Vec<(String, bool, String)> {
+            let run = VerifyRun {
+                playbook: "tests/verify/askari.yml".into(),
+                failure: failure.map(str::to_owned),
+                written,
+            };
+            from_verify(&run)
+                .into_iter()
+                .map(|c| (c.name, c.ok, c.reason.unwrap_or_default()))
+                .collect()
+        };
+        let check = |name: &str, ok: bool, reason: &str| (name.to_owned(), ok, reason.to_owned());
+        let verify_failed =
+            |reason: &str| check("verify_failed tests/verify/askari.yml", false, reason);
+
+        // Passed, all ok: its checks.
+        assert_eq!(
+            judged(results(true), None),
+            [
+                check("docker_active", true, ""),
+                check("forward_chain_accepts_containers", true, "x")
+            ]
+        );
+        // Failed after writing a failed check: the contract; the check says why.
+        assert_eq!(
+            judged(results(false), failed),
+            [
+                check("docker_active", true, ""),
+                check("forward_chain_accepts_containers", false, "x")
+            ]
+        );
+        // Failed with every check ok: a green that would hide a red.
+        assert_eq!(
+            judged(results(true), failed).last().unwrap(),
+            &verify_failed("playbook_failed")
+        );
+        // Nothing written, passed or failed; unreadable; no check at all.
+        assert_eq!(
+            judged(Written::Nothing, None),
+            [verify_failed("no_results")]
+        );
+        assert_eq!(
+            judged(Written::Nothing, failed),
+            [verify_failed("no_results")]
+        );
+        assert_eq!(
+            judged(Written::Malformed("eof".into()), None),
+            [verify_failed("malformed_results")]
+        );
+        assert_eq!(
+            judged(Written::Results(VerifyResults { checks: vec![] }), None),
+            [verify_failed("no_checks")]
+        );
+        let run = VerifyRun {
+            playbook: "tests/verify/askari.yml".into(),
+            failure: failed.map(str::to_owned),
+            written: Written::Nothing,
+        };
+        assert_eq!(
+            from_verify(&run)[0].detail,
+            Some(json!(
+                "it wrote no results to boma_it_results_file; verify tests/verify/askari.yml \
+                 failed (ansible-playbook exit status 2)"
+            ))
+        );
     }
 }

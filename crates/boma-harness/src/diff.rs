@@ -14,7 +14,7 @@ use camino::Utf8Path;
 
 use crate::files::{self, RunFiles};
 use crate::preflight::Inputs;
-use crate::probe::{PortTarget, ProbeOutcome};
+use crate::probe::ProbeOutcome;
 use crate::{Ctx, HarnessError, checks};
 
 /// One capture: the snapshot the diff compares, and what the checks read from it.
@@ -71,7 +71,7 @@ fn capture_inner(
             record.name
         )))
     })?;
-    let probes = probe_ports(ctx, inputs, record);
+    let probes = crate::probe::probe_ports(ctx, inputs, record, PROBE_WITHIN)?;
     let system_state = guest
         .system
         .available()
@@ -113,26 +113,6 @@ fn capture_inner(
         system_state,
         failed_units,
     })
-}
-
-/// Probe each published port from the controller, as the profile says.
-fn probe_ports(ctx: &Ctx, inputs: &Inputs, record: &RunRecord) -> Vec<ProbeOutcome> {
-    inputs
-        .profile
-        .published_ports
-        .iter()
-        .filter_map(|port| {
-            let endpoint = record.published.get(&port.port)?;
-            let target = PortTarget {
-                port: port.port,
-                kind: port.probe,
-                name: port.name.clone(),
-                host: endpoint.host.clone(),
-                endpoint_port: endpoint.port,
-            };
-            Some(ctx.machine.ports().probe(&target, PROBE_WITHIN))
-        })
-        .collect()
 }
 
 /// Compare the two captures and judge the diff ([`checks::from_reboot_diff`]). Writes

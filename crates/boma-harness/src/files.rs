@@ -4,8 +4,6 @@
 //! The harness writes these directly (they are the run's records, not effects on the machine
 //! under test); the renderers that produce their contents are pure and live in the crates.
 
-use std::collections::BTreeMap;
-
 use boma_vm::RunRecord;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::json;
@@ -38,9 +36,14 @@ impl RunFiles {
     pub fn connection_vars(&self) -> Utf8PathBuf {
         self.dir.join("connection-vars.json")
     }
-    /// Where verify playbook `index` writes its findings.
+    /// The copy of what verify playbook `index` wrote on the VM (the bundle keeps it).
     pub fn results(&self, index: usize) -> Utf8PathBuf {
         self.dir.join(format!("verify-results-{index}.json"))
+    }
+    /// The directory holding only the CA certificate an https probe of `port` trusts, copied
+    /// from the guest.
+    pub fn probe_ca(&self, port: u16) -> Utf8PathBuf {
+        self.dir.join(format!("probe-ca-{port}"))
     }
     /// Tasks the second apply changed (the idempotence check).
     pub fn changes(&self) -> Utf8PathBuf {
@@ -128,7 +131,11 @@ pub fn write_run_files(
         .map_err(|e| HarnessError::TransientInventory(e.into()))?;
     write(&files.connection_vars(), &connection)?;
     for index in 0..inputs.profile.verify.len() {
-        let vars = harness_vars(record, &inputs.fleet_addresses, &files.results(index));
+        let vars = harness_vars(
+            record,
+            &inputs.fleet_addresses,
+            &crate::verify::guest_results_file(index),
+        );
         write(
             &files.harness_vars(index),
             &serde_json::to_string_pretty(&vars).expect("json"),
@@ -137,23 +144,20 @@ pub fn write_run_files(
     Ok(())
 }
 
-/// The verify playbooks' inputs: the VM, where the controller reaches each published port,
-/// the real fleet's addresses (the VM must have no route to them), and where to write the
-/// results. Pure.
+/// The verify playbooks' inputs: the VM, the real fleet's addresses (the VM must have no
+/// route to them), and where on the VM to write the results (`results_on_guest`, a path the
+/// harness reads back over its own ssh). Pure.
+///
+/// Where the controller reaches the published ports is not among them: a verify playbook runs
+/// on the VM only, and the controller's probes are the harness's (`published_ports`).
 pub fn harness_vars(
     record: &RunRecord,
     fleet: &[std::net::IpAddr],
-    results_file: &Utf8Path,
+    results_on_guest: &Utf8Path,
 ) -> serde_json::Value {
-    let endpoints: BTreeMap<String, serde_json::Value> = record
-        .published
-        .iter()
-        .map(|(port, ep)| (port.to_string(), json!({"host": ep.host, "port": ep.port})))
-        .collect();
     json!({
         "boma_it_vm_name": record.name,
-        "boma_it_endpoints": endpoints,
         "boma_it_fleet_addresses": fleet.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "boma_it_results_file": results_file,
+        "boma_it_results_file": results_on_guest,
     })
 }

@@ -9,8 +9,9 @@
 //! - `preflight`: every refusal, before anything is fetched, built, probed or created;
 //! - `backend`: the operator's backend choice resolved against libvirt's verdict (pure);
 //! - `diff` and `checks`: the reboot diff run, and every check judged (pure);
-//! - `vm`, `golden`, `ansible`, `probe`, `files`: booting and the failure policy, the golden
-//!   image, `ansible-playbook`, the controller's port probes, the run's own files;
+//! - `vm`, `golden`, `ansible`, `real_inventory`, `probe`, `files`: booting and the failure
+//!   policy, the golden image, `ansible-playbook`, the real inventory as `ansible-inventory`
+//!   lists it, the controller's port probes, the run's own files;
 //! - [`Machine`]: every effect on this machine, as narrow traits a fake can stand in for.
 
 mod ansible;
@@ -21,10 +22,12 @@ mod diff;
 mod error;
 mod files;
 pub mod golden;
+mod guest_file;
 mod layers;
 mod machine;
 mod preflight;
 pub mod probe;
+mod real_inventory;
 mod report;
 mod settings;
 pub mod steps;

@@ -18,7 +18,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xshell::Shell;
 
 use crate::probe::{PortTarget, ProbeOutcome};
-use crate::{HarnessError, ansible, golden};
+use crate::{HarnessError, ansible, golden, real_inventory};
 
 /// What this machine has: read-only looks at the control node's facts (`boma_host::gather`).
 /// What they mean is `boma_host::judge`'s, the same rules the doctor words.
@@ -66,10 +66,19 @@ pub trait Provisioner {
     fn keypair(&self, key_dir: &Utf8Path) -> Result<(Utf8PathBuf, String), HarnessError>;
 }
 
-/// Running `ansible-playbook`, and reading the vault.
+/// Running `ansible-playbook`, listing an inventory, and reading the vault.
 pub trait Ansible {
     /// Run one playbook; a failed play is [`HarnessError::Playbook`].
     fn run_playbook(&self, call: &ansible::PlaybookCall) -> Result<(), HarnessError>;
+    /// What `ansible-inventory -i <inventory> --list` prints, run in `repo` (the JSON text,
+    /// for [`boma_inventory::Fleet::from_ansible_list`]); a source Ansible cannot parse is a
+    /// refusal.
+    fn list_inventory(
+        &self,
+        repo: &Utf8Path,
+        inventory: &Utf8Path,
+        vault_password_file: Option<&Utf8Path>,
+    ) -> Result<String, HarnessError>;
     /// Every value the vault holds in `files`, decrypted with `password_file`: the harness
     /// masks each in everything it prints or keeps.
     fn vault_values(
@@ -199,6 +208,15 @@ impl Provisioner for RealMachine<'_> {
 impl Ansible for RealMachine<'_> {
     fn run_playbook(&self, call: &ansible::PlaybookCall) -> Result<(), HarnessError> {
         ansible::run(self.sh, call)
+    }
+
+    fn list_inventory(
+        &self,
+        repo: &Utf8Path,
+        inventory: &Utf8Path,
+        vault_password_file: Option<&Utf8Path>,
+    ) -> Result<String, HarnessError> {
+        real_inventory::list(self.sh, repo, inventory, vault_password_file)
     }
 
     fn vault_values(

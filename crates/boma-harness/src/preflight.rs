@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use boma_host::judge::{self, Disk};
-use boma_inventory::{CertTier, POLICY_FILE, Policy, Profile, VmName};
+use boma_inventory::{CertTier, Fleet, POLICY_FILE, Policy, Profile, VmName};
 use boma_vm::BackendKind;
 use camino::Utf8PathBuf;
 
@@ -77,6 +77,7 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
             )));
         }
     }
+    verify_runs_on_the_vm(ctx, &profile, tier)?;
     let tier_file = tier.vars_file();
     if !repo.join(&tier_file).is_file() {
         return Err(HarnessError::Refused(format!(
@@ -85,13 +86,15 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
     }
     follows_policy(ctx, &profile, tier)?;
     let vault_password_file = vault_secret(ctx, tier)?;
-    let fleet = boma_inventory::read_real_fleet(repo).map_err(HarnessError::RealInventory)?;
+    // The fleet as Ansible itself reads it: the routes taken away, the names the VM may not
+    // have and the groups it nests in are exactly what a production run would see.
+    let listed = ctx.machine.ansible().list_inventory(
+        repo,
+        &repo.join(boma_inventory::PRODUCTION_DIR),
+        vault_password_file.as_deref(),
+    )?;
+    let fleet = Fleet::from_ansible_list(&listed).map_err(HarnessError::RealInventory)?;
     let real_hosts = fleet.names();
-    if real_hosts.is_empty() {
-        return Err(HarnessError::Refused(
-            "the real inventory (inventories/production/) lists no hosts: the harness cannot prove the test VM is none of them".into(),
-        ));
-    }
     check_tools(ctx, needs)?;
     let group_parents = fleet.lineage(&profile.groups);
     Ok(Inputs {
@@ -104,6 +107,76 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
         group_parents,
         vault_password_file,
     })
+}
+
+/// Refuse a verify playbook written for the controller: a play or task in it, or in any file
+/// it reaches (what `boma_layers::reach` follows: imported playbooks, `vars_files`, task and
+/// vars includes with a literal path, roles and their dependencies), with `delegate_to`,
+/// `local_action`, `connection`, or `hosts` naming the controller. The run pins the connection
+/// to the VM, so such a task would quietly check the VM instead of what its author meant.
+fn verify_runs_on_the_vm(ctx: &Ctx, profile: &Profile, tier: CertTier) -> Result<(), HarnessError> {
+    let repo = ctx.repo();
+    let tree = boma_layers::DiskTree::new(repo);
+    let mut scanned = BTreeSet::new();
+    let mut found = Vec::new();
+    for playbook in &profile.verify {
+        let step = boma_layers::StepFiles {
+            playbook: playbook.as_str(),
+            extra_vars_files: &profile.extra_vars_files,
+            cert_tier: tier,
+        };
+        let reach = boma_layers::reach(&tree, &step)
+            .map_err(|e| HarnessError::Refused(format!("verify playbook {playbook}: {e}")))?;
+        for reached in reach.files.iter().filter(|r| holds_plays_or_tasks(r)) {
+            if !scanned.insert(reached.path.clone()) {
+                continue;
+            }
+            let file = reached.path.as_str();
+            let text = std::fs::read_to_string(repo.join(file))
+                .map_err(|e| HarnessError::Refused(format!("cannot read {file}: {e}")))?;
+            found.extend(
+                crate::verify::controller_side(file, &text).map_err(HarnessError::Refused)?,
+            );
+        }
+    }
+    match found.split_first() {
+        None => Ok(()),
+        Some((first, [])) => Err(HarnessError::Refused(first.to_string())),
+        Some((first, rest)) => {
+            let rest: Vec<String> = rest
+                .iter()
+                .map(|c| format!("{}:{}: {}", c.file, c.line, c.what))
+                .collect();
+            Err(HarnessError::Refused(format!(
+                "{first} (also {})",
+                rest.join(", ")
+            )))
+        }
+    }
+}
+
+/// Whether a file a verify playbook reaches can hold plays or tasks: a playbook, a file a play
+/// names, or a YAML file under a `tasks/` or `handlers/` directory (of a role, or beside the
+/// playbook). A role's vars, defaults, templates and files hold none.
+fn holds_plays_or_tasks(reached: &boma_layers::Reached) -> bool {
+    use boma_layers::Why;
+    let path = reached.path.as_str();
+    if !(path.ends_with(".yml") || path.ends_with(".yaml")) {
+        return false;
+    }
+    match reached.why {
+        Why::Playbook | Why::ImportedPlaybook { .. } | Why::NamedByPlay { .. } => true,
+        Why::Role { .. } | Why::BesidePlaybook { .. } | Why::InDoubt { .. } => path
+            .split('/')
+            .rev()
+            .skip(1)
+            .any(|dir| dir == "tasks" || dir == "handlers"),
+        Why::InventoryVars
+        | Why::ExtraVars
+        | Why::CertTier
+        | Why::AnsibleConfig
+        | Why::AnsibleVersion => false,
+    }
 }
 
 /// Mint the new VM's name, resolve the backend, and refuse what this machine cannot run — all

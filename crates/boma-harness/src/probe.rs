@@ -8,6 +8,14 @@
 //! host). Through QEMU's port forward a closed guest port reads as a reset and a dropped one as
 //! a timeout; a silent TCP server and a dropped one look alike, so services that answer
 //! requests should be probed as http or https.
+//!
+//! An https probe with a `ca` verifies the server against that CA alone: the harness reads the
+//! certificate from the guest over its own ssh before probing, keeps it in the run directory
+//! in a directory of its own, and gives curl `--cacert` and, as `--capath`, that directory, so
+//! the controller's own trust store plays no part. A guest without the file is said in the
+//! probe's detail, and the certificate is then not verified. With a `server`, the answer's
+//! `Server:` header must start with it (`wrong_server` otherwise): a port that answers, but
+//! not from the service the profile means, fails.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -15,7 +23,14 @@ use std::time::{Duration, Instant};
 
 use boma_exec::CmdExt;
 use boma_inventory::ProbeKind;
+use boma_vm::RunRecord;
+use camino::Utf8PathBuf;
 use xshell::{Shell, cmd};
+
+use crate::files::{self, RunFiles};
+use crate::guest_file::{self, GuestFile};
+use crate::preflight::Inputs;
+use crate::{Ctx, HarnessError};
 
 /// One published port, and where the controller reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +43,23 @@ pub struct PortTarget {
     /// Where the controller connects (QEMU: 127.0.0.1 and a forwarded port).
     pub host: String,
     pub endpoint_port: u16,
+    /// The CA an https probe verifies against (`None`: any certificate).
+    pub ca: Option<CaFile>,
+    /// What the answer's `Server:` header must start with.
+    pub server: Option<String>,
 }
+
+/// The CA certificate an https probe trusts, as the harness found it in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    /// Where the profile says it is, in the guest.
+    pub guest_path: String,
+    /// Its copy on the controller, alone in its directory; `None`: the guest has no such file.
+    pub local: Option<Utf8PathBuf>,
+}
+
+/// The file name of a CA's copy, in the directory the run keeps for it.
+const CA_FILE: &str = "ca.crt";
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -63,7 +94,8 @@ pub fn curl_reason(code: i32, stderr: &str) -> String {
     }
 }
 
-/// curl's arguments for an http(s) probe of `target` (program name excluded). Pure.
+/// curl's arguments for an http(s) probe of `target` (program name excluded): the answer's
+/// headers on stdout, the body discarded. Pure.
 pub fn curl_args(target: &PortTarget, max_time: Duration) -> Vec<String> {
     let scheme = match target.kind {
         ProbeKind::Https => "https",
@@ -75,11 +107,10 @@ pub fn curl_args(target: &PortTarget, max_time: Duration) -> Vec<String> {
         "--show-error",
         "--noproxy",
         "*",
-        "--insecure",
         "--output",
         "/dev/null",
-        "--write-out",
-        "%{http_code}",
+        "--dump-header",
+        "-",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -89,6 +120,22 @@ pub fn curl_args(target: &PortTarget, max_time: Duration) -> Vec<String> {
         max_time.as_secs().max(1).to_string(),
         "--proto".to_owned(),
         format!("={scheme}"),
+    ]);
+    if target.kind == ProbeKind::Https {
+        let trusted = target.ca.as_ref().and_then(|ca| ca.local.as_ref());
+        match trusted.map(|cert| (cert, cert.parent())) {
+            // `--capath` of a directory that holds only the CA: curl's default one (the
+            // controller's store) is not consulted.
+            Some((cert, Some(dir))) => args.extend([
+                "--cacert".to_owned(),
+                cert.to_string(),
+                "--capath".to_owned(),
+                dir.to_string(),
+            ]),
+            _ => args.push("--insecure".to_owned()),
+        }
+    }
+    args.extend([
         // The name (SNI, Host) is the route's; the connection goes only to the endpoint.
         "--connect-to".to_owned(),
         format!(
@@ -100,6 +147,92 @@ pub fn curl_args(target: &PortTarget, max_time: Duration) -> Vec<String> {
         format!("{scheme}://{name}:{}/", target.port),
     ]);
     args
+}
+
+/// The status and the `Server:` header of the last answer in `headers` (curl's
+/// `--dump-header`, which holds one block per answer, a `100 Continue` or a redirect
+/// included). Header names are matched in any case (HTTP/2 sends them in lower case). Pure.
+pub fn answer(headers: &str) -> (Option<u16>, Option<String>) {
+    let last = headers
+        .split("\r\n\r\n")
+        .map(str::trim)
+        .filter(|block| !block.is_empty())
+        .last()
+        .unwrap_or_default();
+    let mut lines = last.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok());
+    let server = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("server")
+            .then(|| value.trim().to_owned())
+    });
+    (status, server)
+}
+
+/// What one curl run says about `target`: its exit `code`, the headers it printed, its error
+/// text. Pure.
+pub fn curl_outcome(target: &PortTarget, code: i32, headers: &str, stderr: &str) -> ProbeOutcome {
+    let outcome = |ok: bool, reason: String, detail: String| ProbeOutcome {
+        port: target.port,
+        kind: target.kind.to_string(),
+        ok,
+        reason,
+        detail,
+    };
+    let trust = match (target.kind, &target.ca) {
+        (
+            ProbeKind::Https,
+            Some(CaFile {
+                guest_path,
+                local: Some(_),
+            }),
+        ) => {
+            format!("; verified against {guest_path} alone")
+        }
+        (
+            ProbeKind::Https,
+            Some(CaFile {
+                guest_path,
+                local: None,
+            }),
+        ) => {
+            format!("; {guest_path} is absent in the guest: certificate not verified")
+        }
+        (ProbeKind::Https, None) => "; certificate not verified".to_owned(),
+        _ => String::new(),
+    };
+    if code != 0 {
+        let error = stderr.lines().next().unwrap_or_default().trim();
+        return outcome(
+            false,
+            curl_reason(code, stderr),
+            format!("curl exit {code}: {error}{trust}"),
+        );
+    }
+    let (status, server) = answer(headers);
+    let status = status.map_or("?".to_owned(), |s| s.to_string());
+    let said = match &server {
+        Some(server) => format!("HTTP {status}, server {server}"),
+        None => format!("HTTP {status}, no server header"),
+    };
+    match &target.server {
+        Some(want)
+            if !server
+                .as_deref()
+                .is_some_and(|s| s.starts_with(want.as_str())) =>
+        {
+            outcome(
+                false,
+                "wrong_server".to_owned(),
+                format!("{said}, not {want}{trust}"),
+            )
+        }
+        _ => outcome(true, "ok".to_owned(), format!("{said}{trust}")),
+    }
 }
 
 /// `--resolve` needs an address: the endpoint host is one (127.0.0.1 or a lease address).
@@ -124,29 +257,81 @@ pub fn probe_once(sh: &Shell, target: &PortTarget, max_time: Duration) -> ProbeO
                 .uninterruptible()
                 .timeout(max_time + Duration::from_secs(5))
                 .run();
-            let outcome = |ok: bool, reason: String, detail: String| ProbeOutcome {
-                port: target.port,
-                kind: target.kind.to_string(),
-                ok,
-                reason,
-                detail,
-            };
             match run {
-                Ok(out) => {
-                    let code = out.status.code().unwrap_or(-1);
-                    let reason = curl_reason(code, &out.stderr);
-                    let status = out.stdout.trim().to_owned();
-                    let detail = if code == 0 {
-                        format!("HTTP {status}")
-                    } else {
-                        format!("curl exit {code}: {}", out.stderr.trim())
-                    };
-                    outcome(code == 0, reason, detail)
-                }
-                Err(e) => outcome(false, "curl".into(), e.to_string()),
+                Ok(out) => curl_outcome(
+                    target,
+                    out.status.code().unwrap_or(-1),
+                    &out.stdout,
+                    &out.stderr,
+                ),
+                Err(e) => ProbeOutcome {
+                    port: target.port,
+                    kind: target.kind.to_string(),
+                    ok: false,
+                    reason: "curl".into(),
+                    detail: e.to_string(),
+                },
             }
         }
     }
+}
+
+/// Probe each published port from the controller, as the profile says; an https port with a
+/// `ca` first has its CA read from the guest and kept in the run directory.
+pub fn probe_ports(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    record: &RunRecord,
+    within: Duration,
+) -> Result<Vec<ProbeOutcome>, HarnessError> {
+    let run_files = RunFiles::of(record);
+    let mut outcomes = Vec::new();
+    for port in &inputs.profile.published_ports {
+        let Some(endpoint) = record.published.get(&port.port) else {
+            continue;
+        };
+        let ca = match &port.ca {
+            Some(guest_path) => Some(CaFile {
+                guest_path: guest_path.clone(),
+                local: keep_ca(ctx, record, &run_files.probe_ca(port.port), guest_path)?,
+            }),
+            None => None,
+        };
+        let target = PortTarget {
+            port: port.port,
+            kind: port.probe,
+            name: port.name.clone(),
+            host: endpoint.host.clone(),
+            endpoint_port: endpoint.port,
+            ca,
+            server: port.server.clone(),
+        };
+        outcomes.push(ctx.machine.ports().probe(&target, within));
+    }
+    Ok(outcomes)
+}
+
+/// Copy the guest's CA at `guest_path` alone into `dir` (emptied first); `None` when the guest
+/// has no such file.
+fn keep_ca(
+    ctx: &Ctx,
+    record: &RunRecord,
+    dir: &camino::Utf8Path,
+    guest_path: &str,
+) -> Result<Option<Utf8PathBuf>, HarnessError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(HarnessError::io(dir, e));
+        }
+        _ => {}
+    }
+    let GuestFile::Present(text) = guest_file::read(ctx, record, guest_path)? else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
+    let cert = dir.join(CA_FILE);
+    files::write(&cert, &text)?;
+    Ok(Some(cert))
 }
 
 /// Probe until it answers or `within` has passed (services may still be starting after a
@@ -227,7 +412,107 @@ mod tests {
             name: name.map(str::to_owned),
             host: "127.0.0.1".into(),
             endpoint_port: 40443,
+            ca: None,
+            server: None,
         }
+    }
+
+    /// askari's published port 443, as its profile says: Caddy's local root, a Caddy answer.
+    fn askari(local: Option<&str>) -> PortTarget {
+        PortTarget {
+            ca: Some(CaFile {
+                guest_path: "/srv/caddy/data/caddy/pki/authorities/local/root.crt".into(),
+                local: local.map(Utf8PathBuf::from),
+            }),
+            server: Some("Caddy".into()),
+            ..target(ProbeKind::Https, Some("status.wingu.me"))
+        }
+    }
+
+    /// Captured from curl 7.88 against a loopback TLS server (fixtures/curl/README.md).
+    const CADDY_502: &str = include_str!("../tests/fixtures/curl/caddy-502.headers");
+    const NGINX_502: &str = include_str!("../tests/fixtures/curl/nginx-502.headers");
+    const WRONG_CA: &str = include_str!("../tests/fixtures/curl/wrong-ca.stderr");
+
+    #[test]
+    fn with_a_ca_curl_trusts_it_alone_and_without_one_nothing() {
+        let kept = "/run/boma-it-x/probe-ca-443/ca.crt";
+        let args = curl_args(&askari(Some(kept)), Duration::from_secs(8));
+        let at = args.iter().position(|a| a == "--cacert").unwrap();
+        assert_eq!(
+            args[at..at + 4],
+            ["--cacert", kept, "--capath", "/run/boma-it-x/probe-ca-443"]
+        );
+        assert!(!args.contains(&"--insecure".to_owned()));
+        // A CA the guest does not have: nothing to verify against.
+        let args = curl_args(&askari(None), Duration::from_secs(8));
+        assert!(args.contains(&"--insecure".to_owned()) && !args.contains(&"--cacert".to_owned()));
+        // Plain http has no certificate to verify.
+        let args = curl_args(&target(ProbeKind::Http, None), Duration::from_secs(8));
+        assert!(
+            !args.iter().any(|a| a == "--insecure" || a == "--cacert"),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn the_answer_must_come_from_the_server_the_profile_names() {
+        let kept = Some("/run/x/probe-ca-443/ca.crt");
+        let ok = curl_outcome(&askari(kept), 0, CADDY_502, "");
+        assert_eq!(
+            (ok.ok, ok.reason.as_str(), ok.detail.as_str()),
+            (
+                true,
+                "ok",
+                "HTTP 502, server Caddy; verified against \
+                 /srv/caddy/data/caddy/pki/authorities/local/root.crt alone"
+            )
+        );
+        let other = curl_outcome(&askari(kept), 0, NGINX_502, "");
+        assert_eq!(
+            (other.ok, other.reason.as_str(), other.detail.as_str()),
+            (
+                false,
+                "wrong_server",
+                "HTTP 502, server nginx/1.27, not Caddy; verified against \
+                 /srv/caddy/data/caddy/pki/authorities/local/root.crt alone"
+            )
+        );
+        // Any server will do when the profile names none.
+        assert!(curl_outcome(&target(ProbeKind::Https, None), 0, NGINX_502, "").ok);
+        // No header at all is not the server asked for.
+        let bare = curl_outcome(&askari(kept), 0, "HTTP/1.1 200 OK\r\n\r\n", "");
+        assert_eq!((bare.ok, bare.reason.as_str()), (false, "wrong_server"));
+    }
+
+    #[test]
+    fn a_certificate_not_from_the_ca_fails_and_a_missing_ca_is_said() {
+        let wrong = curl_outcome(&askari(Some("/run/x/ca.crt")), 60, "", WRONG_CA);
+        assert_eq!((wrong.ok, wrong.reason.as_str()), (false, "tls"));
+        assert!(
+            wrong.detail.starts_with(
+                "curl exit 60: curl: (60) SSL certificate problem: unable to get local issuer certificate"
+            ),
+            "{}",
+            wrong.detail
+        );
+        let unverified = curl_outcome(&askari(None), 0, CADDY_502, "");
+        assert!(unverified.ok);
+        assert_eq!(
+            unverified.detail,
+            "HTTP 502, server Caddy; /srv/caddy/data/caddy/pki/authorities/local/root.crt is \
+             absent in the guest: certificate not verified"
+        );
+    }
+
+    #[test]
+    fn the_last_answer_counts_and_header_names_have_any_case() {
+        // HTTP/2, as Caddy answers over TLS, sends header names in lower case (RFC 9113).
+        let h2 = "HTTP/2 502 \r\nalt-svc: h3=\":443\"; ma=2592000\r\nserver: Caddy\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(answer(h2), (Some(502), Some("Caddy".to_owned())));
+        let continued = format!("HTTP/1.1 100 Continue\r\n\r\n{CADDY_502}");
+        assert_eq!(answer(&continued), (Some(502), Some("Caddy".to_owned())));
+        assert_eq!(answer(""), (None, None));
     }
 
     #[test]

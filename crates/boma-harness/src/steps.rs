@@ -11,8 +11,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::ansible::{self, ChangedTask, PlaybookCall};
 use crate::files::{self, RunFiles};
+use crate::guest_file::{self, GuestFile};
 use crate::preflight::{self, Inputs, Needs};
-use crate::verify::VerifyResults;
+use crate::verify::{self, VerifyRun, Written};
 use crate::vm::{self, runs, with_effects};
 use crate::{Ctx, HarnessError, checks, diff};
 
@@ -20,7 +21,6 @@ use crate::{Ctx, HarnessError, checks, diff};
 #[derive(Debug, Clone, Copy)]
 enum Pin {
     LastExtraVars,
-    HostVars,
 }
 
 /// The spawn journal in the run directory: every process the harness started (pid, group,
@@ -54,11 +54,9 @@ impl<'a> PlaybookSet<'a> {
         }
     }
 
-    /// The arguments every run shares. Applies get the harness's connection variables as the
-    /// last `-e` file, so no variable file can aim them elsewhere; verify playbooks run tasks on
-    /// the controller (`delegate_to: localhost`), which extra vars would redirect into the VM,
-    /// so they rely on the host vars of the transient inventory (which outrank every group var)
-    /// and on preflight refusing connection variables in every `-e` file.
+    /// The arguments every run shares. Every run, verify playbooks included, gets the
+    /// harness's connection variables as the last `-e` file, so no variable file can aim it
+    /// elsewhere: every task runs on the VM (a verify playbook runs on the VM only).
     fn run<'b>(
         &'b self,
         ctx: &'b Ctx,
@@ -75,7 +73,6 @@ impl<'a> PlaybookSet<'a> {
             vault_password_file: self.inputs.vault_password_file.as_deref(),
             connection: match connection {
                 Pin::LastExtraVars => ConnectionPin::LastExtraVars(&self.connection),
-                Pin::HostVars => ConnectionPin::HostVars,
             },
         }
     }
@@ -155,52 +152,59 @@ pub fn idempotence(
         .collect())
 }
 
-/// Run one of the profile's verify playbooks and read what it found. A playbook that fails
-/// after writing its results is a set of failed checks, not an error.
+/// Run one of the profile's verify playbooks on the VM and read back, over the harness's own
+/// ssh, what it wrote there (a copy is kept in the run directory for the bundle). How the play
+/// ended and what it wrote are evidence, judged by [`checks::from_verify`]: a failed play is a
+/// failed check, not an error. Only an interrupt, or a guest that cannot be reached, stops the
+/// run here.
 pub fn verify_playbook(
     ctx: &Ctx,
     set: &PlaybookSet,
     playbook: &Utf8Path,
     index: usize,
-) -> Result<VerifyResults, HarnessError> {
-    let results_file = set.files.results(index);
-    let _ = std::fs::remove_file(&results_file);
+) -> Result<VerifyRun, HarnessError> {
+    let on_guest = verify::guest_results_file(index);
+    // Nothing an earlier run (`assert` twice) wrote may pass for this run's results.
+    guest_file::remove(ctx, set.record, on_guest.as_str())?;
+    let kept = set.files.results(index);
+    let _ = std::fs::remove_file(&kept);
     let vars = set.files.harness_vars(index);
     let label = format!("verify {playbook}");
     let step = phase(&label);
-    let args = boma_inventory::playbook_argv(&set.run(ctx, Some(&vars), Pin::HostVars), playbook);
+    let args =
+        boma_inventory::playbook_argv(&set.run(ctx, Some(&vars), Pin::LastExtraVars), playbook);
     let played = ctx
         .machine
         .ansible()
         .run_playbook(&set.call(ctx, label, args, None));
-    let results = std::fs::read_to_string(&results_file)
-        .ok()
-        .and_then(|t| VerifyResults::parse(&t).ok());
-    match (played, results) {
-        (Ok(()), Some(results)) if results.passed() => {
-            step.done();
-            Ok(results)
-        }
-        (played, Some(results)) => {
-            step.failed();
-            if let Err(e) = played
-                && e.interrupted().is_some()
-            {
-                return Err(e);
-            }
-            Ok(results)
-        }
-        (Err(e), None) => {
-            step.failed();
-            Err(e)
-        }
-        (Ok(()), None) => {
-            step.failed();
-            Err(HarnessError::Refused(format!(
-                "the verify playbook {playbook} passed but wrote no results to {results_file}: it must write its checks to boma_it_results_file (tests/integration/README.md)"
-            )))
-        }
+    if let Err(e) = &played
+        && e.interrupted().is_some()
+    {
+        step.failed();
+        return Err(played.unwrap_err());
     }
+    let written = match guest_file::read(ctx, set.record, on_guest.as_str()) {
+        Ok(GuestFile::Present(text)) => {
+            files::write(&kept, &text)?;
+            Written::from_text(Some(&text))
+        }
+        Ok(GuestFile::Absent) => Written::from_text(None),
+        Err(e) => {
+            step.failed();
+            return Err(e);
+        }
+    };
+    let run = VerifyRun {
+        playbook: playbook.to_owned(),
+        failure: played.err().map(|e| e.to_string()),
+        written,
+    };
+    if checks::from_verify(&run).iter().all(|c| c.ok) {
+        step.done();
+    } else {
+        step.failed();
+    }
+    Ok(run)
 }
 
 /// Boot a VM mirroring `host` and wait until it is ready. Returns its record.

@@ -1,24 +1,26 @@
 //! A test VM gets no route to the real fleet: `up` gives every literal address of the real
-//! inventory an unreachable route in the seed's network-config, and hands the same addresses to
-//! the verify playbook, which checks them in the rebooted guest.
+//! inventory (as `ansible-inventory --list` prints it) an unreachable route in the seed's
+//! network-config, and hands the same addresses to the verify playbook.
 
 mod support;
 
 use boma_harness::Ctx;
-use support::{Sandbox, serial};
+use support::{FakeMachine, PRODUCTION_LIST, Sandbox, serial};
 
-/// A sandbox whose real inventory also has a group `home` with these `hosts` entries.
-fn sandbox_with_more_hosts(hosts: &str) -> Sandbox {
-    let sandbox = Sandbox::new();
-    std::fs::write(
-        sandbox
-            .settings
-            .repo
-            .join("inventories/production/more.yml"),
-        format!("home:\n  hosts:\n{hosts}"),
-    )
-    .unwrap();
-    sandbox
+/// The real inventory's listing with a group `home` of these hosts (name, `ansible_host`).
+fn with_more_hosts(machine: &FakeMachine, hosts: &[(&str, Option<&str>)]) {
+    let mut list: serde_json::Value = serde_json::from_str(PRODUCTION_LIST).unwrap();
+    list["all"]["children"]
+        .as_array_mut()
+        .unwrap()
+        .push("home".into());
+    list["home"] = serde_json::json!({"hosts": hosts.iter().map(|(h, _)| h).collect::<Vec<_>>()});
+    for (host, address) in hosts {
+        if let Some(address) = address {
+            list["_meta"]["hostvars"][host] = serde_json::json!({"ansible_host": address});
+        }
+    }
+    *machine.inventory_list.borrow_mut() = Ok(list.to_string());
 }
 
 fn fleet_addresses(vars: &serde_json::Value) -> Vec<String> {
@@ -35,11 +37,17 @@ fn every_real_address_is_unreachable_from_the_vm_and_checked_by_verify() {
     let _serial = serial();
     // More of a fleet than the repo's: an address, a literal-address name, an IPv6 one, a
     // host reached by DNS name (which no route can cover).
-    let sandbox = sandbox_with_more_hosts(
-        "    kiboko: {ansible_host: 192.0.2.10}\n    198.51.100.7:\n    \
-         nyati: {ansible_host: '2001:db8::5'}\n    simba: {ansible_host: simba.example.net}\n",
-    );
+    let sandbox = Sandbox::new();
     let machine = sandbox.machine();
+    with_more_hosts(
+        &machine,
+        &[
+            ("kiboko", Some("192.0.2.10")),
+            ("198.51.100.7", None),
+            ("nyati", Some("2001:db8::5")),
+            ("simba", Some("simba.example.net")),
+        ],
+    );
     let ctx = Ctx {
         settings: &sandbox.settings,
         machine: &machine,
@@ -78,8 +86,9 @@ fn every_real_address_is_unreachable_from_the_vm_and_checked_by_verify() {
 #[test]
 fn a_real_address_inside_the_guest_network_is_refused_before_anything_is_created() {
     let _serial = serial();
-    let sandbox = sandbox_with_more_hosts("    kiboko: {ansible_host: 10.0.2.2}\n");
+    let sandbox = Sandbox::new();
     let machine = sandbox.machine();
+    with_more_hosts(&machine, &[("kiboko", Some("10.0.2.2"))]);
     let ctx = Ctx {
         settings: &sandbox.settings,
         machine: &machine,

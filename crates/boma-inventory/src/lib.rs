@@ -4,11 +4,11 @@
 //!
 //! The renderers and parsers are pure (text and plain values in, text or values out; ids and
 //! paths come from the caller). A few thin functions do the I/O around them and nothing else:
-//! [`load_profile`], [`list_profiles`], [`read_real_fleet`], [`write_inventory_dir`].
+//! [`load_profile`], [`list_profiles`], [`write_inventory_dir`].
 //!
-//! The real inventory directory is read as Ansible reads it (YAML and INI files, recursively,
-//! ignoring what Ansible ignores); a file the harness cannot read is refused, never skipped, and
-//! so is a real host named like a test VM.
+//! The real inventory is read by Ansible itself (`ansible-inventory --list`, run by the
+//! harness); [`Fleet::from_ansible_list`] turns what it prints into the fleet, refusing a real
+//! host named like a test VM.
 //!
 //! The invariant this crate guards: a test run's inventory holds exactly one host, the test VM
 //! (`boma-it-…`), which is none of the real inventory's hosts, and every playbook run is limited
@@ -41,10 +41,7 @@ pub use profile::{
     Apply, ExpectMatch, MIN_MEM_MIB, PROFILES_DIR, ProbeKind, Profile, ProfileError, PublishedPort,
     VCPUS, expect_entry_matches, list_profiles, load_profile, match_expect, parse_profile,
 };
-pub use real::{
-    Fleet, IGNORED_SUFFIXES, InventoryError, InventoryFile, PRODUCTION_DIR, ansible_ignores, fleet,
-    host_names, ini_fleet, inventory_file_fleet, read_real_fleet, read_real_host_names, real_fleet,
-};
+pub use real::{ADDRESS_VARS, Fleet, InventoryError, PRODUCTION_DIR};
 pub use scan::{
     CONNECTION_PREFIXES, CONNECTION_VARS, ConnectionVar, ConnectionVarsError, find_connection_vars,
     is_connection_var, refuse_connection_vars,

@@ -69,9 +69,11 @@ impl Profile {
 pub enum ProbeKind {
     /// Connect; a banner or a moment of silence counts as open.
     Tcp,
-    /// An HTTP request; any status counts.
+    /// An HTTP request; any status counts (and, with `server`, the answer's `Server:`).
     Http,
-    /// An HTTPS request with the given name as SNI and Host; any status counts.
+    /// An HTTPS request with the given name as SNI and Host; any status counts (and, with
+    /// `server`, the answer's `Server:`); with `ca`, the certificate is verified against that
+    /// CA alone.
     Https,
 }
 
@@ -85,13 +87,19 @@ impl fmt::Display for ProbeKind {
     }
 }
 
-/// One published port: `443`, or `{"port": 443, "probe": "https", "name": "www.example"}`.
+/// One published port: `443`, or `{"port": 443, "probe": "https", "name": "www.example",
+/// "ca": "/srv/caddy/data/caddy/pki/authorities/local/root.crt", "server": "Caddy"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedPort {
     pub port: u16,
     pub probe: ProbeKind,
     /// SNI and Host name (https only).
     pub name: Option<String>,
+    /// A CA certificate in the guest (an absolute guest path): the harness reads it over its
+    /// own ssh and verifies the server against it alone (https only).
+    pub ca: Option<String>,
+    /// What the answer's `Server:` header must start with (http and https).
+    pub server: Option<String>,
 }
 
 /// One `ansible-playbook` run.
@@ -422,17 +430,33 @@ fn published_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PublishedPort>
         probe: ProbeKind,
         #[serde(default)]
         name: Option<String>,
+        #[serde(default)]
+        ca: Option<String>,
+        #[serde(default)]
+        server: Option<String>,
     }
     let entries = Vec::<Entry>::deserialize(d).map_err(|_| {
         invalid::<D::Error>(
-            "each published port is a number or {\"port\": N, \"probe\": \"tcp\"|\"http\"|\"https\", \"name\": \"<https only>\"}",
+            "each published port is a number or {\"port\": N, \"probe\": \"tcp\"|\"http\"|\"https\", \"name\": \"<https only>\", \"ca\": \"<https only>\", \"server\": \"<http(s) only>\"}",
         )
     })?;
     let mut ports = Vec::with_capacity(entries.len());
     for entry in entries {
-        let (wide, probe, name) = match entry {
-            Entry::Plain(port) => (port, ProbeKind::Tcp, None),
-            Entry::Probed(p) => (p.port, p.probe, p.name),
+        let Probed {
+            port: wide,
+            probe,
+            name,
+            ca,
+            server,
+        } = match entry {
+            Entry::Plain(port) => Probed {
+                port,
+                probe: ProbeKind::Tcp,
+                name: None,
+                ca: None,
+                server: None,
+            },
+            Entry::Probed(p) => p,
         };
         let port = match u16::try_from(wide) {
             Ok(p) if p != 0 => p,
@@ -452,7 +476,44 @@ fn published_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PublishedPort>
                 return Err(invalid(format!("port {port}: `{name}` is not a host name")));
             }
         }
-        ports.push(PublishedPort { port, probe, name });
+        if let Some(ca) = &ca {
+            if probe != ProbeKind::Https {
+                return Err(invalid(format!(
+                    "port {port}: `ca` is the CA the certificate is verified against, only for \"probe\": \"https\""
+                )));
+            }
+            let guest_path = ca.starts_with('/')
+                && !ca.chars().any(char::is_control)
+                && Utf8Path::new(ca)
+                    .components()
+                    .all(|c| matches!(c, Utf8Component::RootDir | Utf8Component::Normal(_)))
+                && ca.len() > 1;
+            if !guest_path {
+                return Err(invalid(format!(
+                    "port {port}: `ca` `{ca}` must be an absolute file path in the guest (no `..`)"
+                )));
+            }
+        }
+        if let Some(server) = &server {
+            if probe == ProbeKind::Tcp {
+                return Err(invalid(format!(
+                    "port {port}: `server` is the HTTP `Server:` header, only for \"probe\": \"http\" or \"https\""
+                )));
+            }
+            if server.trim().is_empty() || !server.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+            {
+                return Err(invalid(format!(
+                    "port {port}: `server` `{server}` must be printable ascii, not empty"
+                )));
+            }
+        }
+        ports.push(PublishedPort {
+            port,
+            probe,
+            name,
+            ca,
+            server,
+        });
     }
     let numbers: Vec<u16> = ports.iter().map(|p| p.port).collect();
     no_duplicates("port", &numbers)?;

@@ -47,7 +47,9 @@ fn good_profile_parses() {
             published_ports: vec![PublishedPort {
                 port: 443,
                 probe: ProbeKind::Tcp,
-                name: None
+                name: None,
+                ca: None,
+                server: None,
             }],
             verify: vec![],
             reboot_diff_ignore: vec![],
@@ -75,6 +77,22 @@ fn ports_may_say_how_they_are_probed_and_profiles_name_their_checks() {
         Some("www.example.net")
     );
     assert_eq!(profile.verify, vec!["tests/verify/askari.yml"]);
+    let with_ca = GOOD.replace(
+        "[443]",
+        r#"[{"port": 443, "probe": "https", "name": "status.wingu.me",
+            "ca": "/srv/caddy/data/caddy/pki/authorities/local/root.crt", "server": "Caddy"},
+           {"port": 80, "probe": "http", "server": "nginx/"}]"#,
+    );
+    let ports = parse_profile(FILE, &with_ca).unwrap().published_ports;
+    assert_eq!(
+        ports[0].ca.as_deref(),
+        Some("/srv/caddy/data/caddy/pki/authorities/local/root.crt")
+    );
+    assert_eq!(ports[0].server.as_deref(), Some("Caddy"));
+    assert_eq!(
+        (ports[1].ca.as_deref(), ports[1].server.as_deref()),
+        (None, Some("nginx/"))
+    );
     assert_eq!(profile.applies[0].playbook_path(), "playbooks/site.yml");
     assert_eq!(
         profile.applies[1].label(),
@@ -94,6 +112,30 @@ fn ports_may_say_how_they_are_probed_and_profiles_name_their_checks() {
             "is not a host name",
         ),
         (r#"[{"port": 0, "probe": "tcp"}]"#, "port 0 is outside"),
+        (
+            r#"[{"port": 80, "probe": "http", "ca": "/ca.crt"}]"#,
+            "port 80: `ca` is the CA the certificate is verified against, only for \"probe\": \"https\"",
+        ),
+        (
+            r#"[{"port": 443, "probe": "https", "ca": "srv/ca.crt"}]"#,
+            "`ca` `srv/ca.crt` must be an absolute file path in the guest",
+        ),
+        (
+            r#"[{"port": 443, "probe": "https", "ca": "/srv/../etc/shadow"}]"#,
+            "must be an absolute file path in the guest (no `..`)",
+        ),
+        (
+            r#"[{"port": 443, "probe": "https", "ca": "/x\ny"}]"#,
+            "must be an absolute file path",
+        ),
+        (
+            r#"[{"port": 22, "probe": "tcp", "server": "OpenSSH"}]"#,
+            "port 22: `server` is the HTTP `Server:` header",
+        ),
+        (
+            r#"[{"port": 80, "probe": "http", "server": " "}]"#,
+            "must be printable ascii, not empty",
+        ),
     ] {
         let message = error(&GOOD.replace("[443]", bad));
         assert!(message.contains(expected), "{bad}: {message}");

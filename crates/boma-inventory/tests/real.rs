@@ -1,233 +1,192 @@
-//! The real inventory directory as Ansible reads it: every file Ansible would take hosts from
-//! is read (YAML and INI) or refused, the files Ansible ignores stay ignored, and a real host
-//! named like a test VM is refused.
+//! The real fleet from what `ansible-inventory --list` printed, on output captured from the
+//! venv's Ansible (`fixtures/inventories/`, how: its README): names, the addresses routed away,
+//! what is reached by name only, the group hierarchy, and the refusals.
 
-use std::collections::BTreeSet;
-use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
+use std::collections::{BTreeMap, BTreeSet};
 
-use boma_inventory::{Fleet, InventoryError, host_names, read_real_fleet, read_real_host_names};
-use camino::{Utf8Path, Utf8PathBuf};
+use boma_inventory::{Fleet, InventoryError};
 
-struct Repo {
-    _tmp: tempfile::TempDir,
-    root: Utf8PathBuf,
-    prod: Utf8PathBuf,
-}
-
-/// A repo whose real inventory is the YAML file askari lives in, plus `group_vars`.
-fn repo() -> Repo {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = Utf8PathBuf::try_from(tmp.path().to_owned()).unwrap();
-    let prod = root.join("inventories/production");
-    fs::create_dir_all(prod.join("group_vars/all")).unwrap();
-    fs::write(prod.join("group_vars/all/vars.yml"), "x: 1\n").unwrap();
-    fs::write(
-        prod.join("offsite.yml"),
-        "offsite_hosts:\n  hosts:\n    askari:\n      ansible_host: 77.42.120.136\n",
-    )
-    .unwrap();
-    Repo {
-        _tmp: tmp,
-        root,
-        prod,
-    }
-}
-
-fn write(path: &Utf8Path, text: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
-
-fn read(repo: &Repo) -> Fleet {
-    read_real_fleet(&repo.root).unwrap()
+fn fleet(json: &str) -> Fleet {
+    Fleet::from_ansible_list(json).unwrap()
 }
 
 fn addresses(fleet: &Fleet) -> Vec<String> {
-    fleet.addresses().iter().map(|a| a.to_string()).collect()
+    fleet.addresses().iter().map(ToString::to_string).collect()
 }
 
-fn refusal(repo: &Repo) -> String {
-    read_real_fleet(&repo.root).unwrap_err().to_string()
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn named(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(host, name)| ((*host).to_owned(), (*name).to_owned()))
+        .collect()
 }
 
 #[test]
-fn an_ini_inventory_file_is_read_not_skipped() {
-    let repo = repo();
-    write(
-        &repo.prod.join("hosts.ini"),
-        "[home_hosts]\nkiboko ansible_host=192.0.2.50\n",
-    );
-    let fleet = read(&repo);
+fn the_repos_production_inventory() {
+    let real = fleet(include_str!("fixtures/inventories/production.json"));
+    assert_eq!(real.names(), set(&["askari", "ubongo"]));
+    // ubongo is the control node (`ansible_connection: local`): no address, not named only.
+    assert_eq!(addresses(&real), ["77.42.120.136"]);
+    assert_eq!(real.named_only(), named(&[]));
+    assert_eq!(real.ancestors("offsite_hosts"), set(&["docker_hosts"]));
+    assert_eq!(real.ancestors("control"), set(&[]));
+}
+
+#[test]
+fn ini_with_ranges_children_and_group_vars() {
+    let real = fleet(include_str!("fixtures/inventories/ini.json"));
     assert_eq!(
-        fleet.names(),
-        BTreeSet::from(["askari".to_owned(), "kiboko".to_owned()])
+        real.names(),
+        set(&[
+            "kiboko", "nas01", "nas02", "simba", "ubongo", "web01", "web02", "web03"
+        ])
     );
-    assert_eq!(addresses(&fleet), ["77.42.120.136", "192.0.2.50"]);
+    // kiboko is given two addresses; Ansible keeps the last one it reads (the v6 group's),
+    // and that is the one routed. `web[01:03]` get theirs from `[web:vars]`, as
+    // `ansible_ssh_host`.
+    assert_eq!(
+        addresses(&real),
+        ["192.0.2.61", "192.0.2.70", "2001:db8::5"]
+    );
+    assert_eq!(
+        real.named_only(),
+        named(&[("nas02", "nas02"), ("simba", "simba.lan")])
+    );
+    assert_eq!(real.ancestors("web"), set(&["docker_hosts"]));
+    assert_eq!(real.ancestors("home_hosts"), set(&["docker_hosts"]));
+}
+
+/// A hand parser sees w1 by its DNS name and d1 by its own; the `constructed` plugin gives both
+/// an address and two groups, which only Ansible knows.
+#[test]
+fn a_constructed_plugin_moves_addresses_and_makes_groups() {
+    let real = fleet(include_str!("fixtures/inventories/constructed.json"));
+    assert_eq!(
+        addresses(&real),
+        ["192.0.2.20", "198.51.100.7", "198.51.100.9"]
+    );
+    assert_eq!(real.named_only(), named(&[]));
+    let lineage = real.lineage(&["racked".to_owned(), "rack_7".to_owned()]);
+    assert_eq!(
+        lineage,
+        BTreeMap::from([
+            ("rack_7".to_owned(), set(&[])),
+            ("racked".to_owned(), set(&[]))
+        ])
+    );
+}
+
+#[test]
+fn a_host_in_two_files_and_addresses_that_are_not_literal() {
+    let real = fleet(include_str!("fixtures/inventories/two-files.json"));
+    assert_eq!(
+        real.names(),
+        set(&["192.0.2.31", "askari", "dns", "here", "secret", "templated"])
+    );
+    // askari: `ansible_host` from one file, `ansible_ssh_host` from the other; ssh uses the
+    // latter, both are routed. A host named by an address is reached at it. `here` runs
+    // locally: its address is never connected to.
+    assert_eq!(addresses(&real), ["192.0.2.30", "192.0.2.31", "192.0.2.32"]);
+    assert_eq!(
+        real.named_only(),
+        named(&[
+            ("dns", "dns.example.net"),
+            ("secret", "a vaulted value"),
+            ("templated", "{{ lookup('env', 'ASKARI_ADDRESS') }}"),
+        ])
+    );
+}
+
+#[test]
+fn nested_groups_under_several_parents() {
+    let real = fleet(include_str!("fixtures/inventories/sample.json"));
+    assert_eq!(
+        real.names(),
+        set(&[
+            "askari",
+            "kiboko",
+            "nas01",
+            "nas02",
+            "simba.example.net",
+            "twiga"
+        ])
+    );
+    assert_eq!(
+        real.ancestors("nas_hosts"),
+        set(&["backup_hosts", "docker_hosts", "home_hosts"])
+    );
+    assert_eq!(real.ancestors("offsite_hosts"), set(&["docker_hosts"]));
+    // Top-level groups and groups the inventory does not know have none; `all` is never one.
+    assert_eq!(real.ancestors("docker_hosts"), set(&[]));
+    assert_eq!(real.ancestors("catalogue"), set(&[]));
+    assert_eq!(
+        real.lineage(&["offsite_hosts".to_owned(), "catalogue".to_owned()]),
+        BTreeMap::from([
+            ("catalogue".to_owned(), set(&[])),
+            ("docker_hosts".to_owned(), set(&[])),
+            ("offsite_hosts".to_owned(), set(&["docker_hosts"])),
+        ])
+    );
 }
 
 #[test]
 fn a_real_host_named_like_a_test_vm_is_refused() {
-    let repo = repo();
-    write(
-        &repo.prod.join("lab.yml"),
-        "lab:\n  hosts:\n    Boma-IT-old-canary:\n      ansible_host: 192.0.2.60\n",
-    );
-    let err = refusal(&repo);
-    assert!(err.contains("Boma-IT-old-canary"), "{err}");
-    assert!(err.contains("inventories/production/lab.yml:3"), "{err}");
-}
-
-#[test]
-fn an_extensionless_ini_file_and_a_subdirectory_are_read() {
-    let repo = repo();
-    // The classic `hosts` file, and a nested directory: Ansible reads both.
-    write(&repo.prod.join("hosts"), "simba ansible_host=192.0.2.51\n");
-    write(
-        &repo.prod.join("lab/more.yml"),
-        "lab:\n  hosts:\n    twiga: {ansible_host: 192.0.2.52}\n",
-    );
-    let fleet = read(&repo);
-    assert_eq!(
-        addresses(&fleet),
-        ["77.42.120.136", "192.0.2.51", "192.0.2.52"]
-    );
-}
-
-#[test]
-fn only_the_production_dir_is_read_and_group_or_host_vars_never() {
-    let repo = repo();
-    let sample = include_str!("fixtures/production.yml");
-    write(&repo.prod.join("hosts.yml"), sample);
-    write(
-        &repo.prod.join("extra.yaml"),
-        "edge:\n  hosts:\n    mlinzi:\n",
-    );
-    write(
-        &repo.prod.join("notes.txt"),
-        "all:\n  hosts:\n    not_a_host:\n",
-    );
-    write(
-        &repo.prod.join("host_vars/askari.yml"),
-        "all:\n  hosts:\n    nope:\n",
-    );
-    write(
-        &repo.prod.join("group_vars/edge.yml"),
-        "all:\n  hosts:\n    nope2:\n",
-    );
-    write(
-        &repo.prod.join("sub/group_vars/x.yml"),
-        "all:\n  hosts:\n    nope3:\n",
-    );
-    write(
-        &repo.root.join("inventories/ci/hosts.yml"),
-        "all:\n  hosts:\n    nope4:\n",
-    );
-
-    // The sample holds `boma-it-canary`: a real inventory may not.
-    let err = read_real_fleet(&repo.root).unwrap_err();
+    let err = Fleet::from_ansible_list(include_str!("fixtures/inventories/named-like-vm.json"))
+        .unwrap_err();
     assert!(
-        matches!(&err, InventoryError::NamedLikeTestVm { host, at }
-            if host == "boma-it-canary" && at == "inventories/production/hosts.yml:20"),
+        matches!(&err, InventoryError::NamedLikeTestVm { host } if host == "Boma-IT-old-canary"),
         "{err}"
     );
-    write(
-        &repo.prod.join("hosts.yml"),
-        &sample.replace("        boma-it-canary:\n", ""),
+    assert_eq!(
+        err.to_string(),
+        "host `Boma-IT-old-canary` is named like a test vm: the `boma-it-` prefix is reserved \
+         for test vms (it is how prune and the name check tell them apart); rename it in \
+         inventories/production/"
     );
-    let names = read_real_host_names(&repo.root).unwrap();
-    let mut expected = host_names("sample", sample).unwrap();
-    expected.remove("boma-it-canary");
-    expected.insert("mlinzi".to_owned());
-    assert_eq!(names, expected);
+    // A name that merely contains the prefix is fine, and so is one that a byte-wise prefix
+    // check would cut inside a character.
+    let ok = r#"{"_meta": {"hostvars": {}}, "all": {"children": ["ungrouped"]},
+        "ungrouped": {"hosts": ["old-boma-it-x", "boma-i", "boma-itä"]}}"#;
+    assert_eq!(fleet(ok).names().len(), 3);
 }
 
+/// Ansible prints an empty inventory, with a warning and exit 0, for a directory it could not
+/// parse (ansible-core 2.18 skips `*.ini` in a directory): no hosts is a refusal, never a
+/// vacuous "the VM is none of them".
 #[test]
-fn an_inventory_dir_without_inventory_files_is_refused() {
-    let repo = repo();
-    fs::remove_file(repo.prod.join("offsite.yml")).unwrap();
-    write(&repo.prod.join("README.md"), "# the inventory\n");
-    assert!(refusal(&repo).starts_with("no inventory files"));
-}
-
-#[test]
-fn files_ansible_ignores_stay_ignored() {
-    let repo = repo();
-    let broken = "this is [not an inventory\n";
-    for name in [
-        "hosts.ini~",
-        "hosts~",
-        "hosts.orig",
-        "old.retry",
-        "ec2.cfg",
-        "notes.txt",
-        "README.md",
-        ".hosts.swp",
-        "hosts.bak",
-        ".hidden/hosts",
+fn no_hosts_and_output_that_is_no_inventory_are_refused() {
+    let empty = r#"{"_meta": {"hostvars": {}}, "all": {"children": ["ungrouped"]}}"#;
+    assert!(matches!(
+        Fleet::from_ansible_list(empty),
+        Err(InventoryError::NoHosts)
+    ));
+    for bad in [
+        "",
+        "[WARNING]: no inventory",
+        "[]",
+        r#"{"all": {"children": ["ungrouped"]}}"#,
+        r#"{"_meta": {"hostvars": {}}, "web": ["a"]}"#,
+        r#"{"_meta": {"hostvars": {}}, "web": {"hosts": "a"}}"#,
     ] {
-        write(&repo.prod.join(name), broken);
+        let err = Fleet::from_ansible_list(bad).unwrap_err();
+        assert!(
+            matches!(err, InventoryError::Malformed { .. }),
+            "{bad}: {err}"
+        );
     }
-    assert_eq!(read(&repo).names(), BTreeSet::from(["askari".to_owned()]));
 }
 
+/// Ansible refuses a cycle of `children` itself; should one reach the fleet anyway, the walk
+/// ends and a group on the cycle is not its own ancestor.
 #[test]
-fn a_file_the_harness_cannot_read_is_refused_with_its_name() {
-    let repo = repo();
-    write(&repo.prod.join("README"), "The production inventory.\n");
-    assert_eq!(
-        refusal(&repo),
-        "inventories/production/README:1: expected key=value host variable assignment, got `production`"
-    );
-
-    let repo = self::repo();
-    let script = repo.prod.join("cloud");
-    write(&script, "[all]\nsimba\n");
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    let err = refusal(&repo);
-    assert!(
-        err.starts_with("inventories/production/cloud is executable"),
-        "{err}"
-    );
-
-    let repo = self::repo();
-    write(&repo.prod.join("hosts.toml"), "[all.hosts.simba]\n");
-    assert!(refusal(&repo).contains("hosts.toml is a TOML inventory"));
-
-    let repo = self::repo();
-    write(&repo.prod.join("hosts.ini"), "[web]\nweb[1:]\n");
-    assert_eq!(
-        refusal(&repo),
-        "inventories/production/hosts.ini:2: host `web[1:]`: `[1:]` is not a host range (begin:end or begin:end:step)"
-    );
-}
-
-#[test]
-fn a_realistic_ini_inventory_beside_the_yaml_one() {
-    let repo = repo();
-    write(
-        &repo.prod.join("home.ini"),
-        include_str!("fixtures/ini/home.ini"),
-    );
-    let fleet = read(&repo);
-    assert_eq!(
-        fleet.names().into_iter().collect::<Vec<_>>(),
-        ["askari", "kiboko", "nas01", "nas02", "simba", "ubongo"]
-    );
-    assert_eq!(
-        addresses(&fleet),
-        [
-            "77.42.120.136",
-            "192.0.2.50",
-            "192.0.2.61",
-            "192.0.2.62",
-            "2001:db8::5"
-        ]
-    );
-    // Ansible keeps the last `ansible_host` kiboko is given (2001:db8::5); both get a route here,
-    // which costs nothing and holds whichever Ansible uses. simba is reached by name only.
-    assert_eq!(
-        fleet.named_only(),
-        [("simba".to_owned(), "simba.lan".to_owned())]
-    );
+fn a_cycle_of_children_ends_the_walk() {
+    let cycle = r#"{"_meta": {"hostvars": {}}, "all": {"children": ["a"]},
+        "a": {"children": ["b"]}, "b": {"children": ["a", "g"]}, "g": {"hosts": ["h"]}}"#;
+    let real = fleet(cycle);
+    assert_eq!(real.ancestors("a"), set(&["b"]));
+    assert_eq!(real.ancestors("g"), set(&["a", "b"]));
 }

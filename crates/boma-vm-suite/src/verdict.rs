@@ -125,12 +125,14 @@ fn error_suffix(run: &RunReport) -> String {
         .unwrap_or_default()
 }
 
-/// The checks `tests/verify/askari.yml` writes: the incident's three outcomes.
-pub const ASKARI_VERIFY_CHECKS: [&str; 3] = [
-    "docker_active",
-    "forward_chain_accepts_containers",
-    "https_443_from_controller",
-];
+/// The checks `tests/verify/askari.yml` writes: the incident's outcomes inside the VM (the
+/// HTTPS one from the controller is the harness's probe, `probe_443_https`).
+pub const ASKARI_VERIFY_CHECKS: [&str; 2] = ["docker_active", "forward_chain_accepts_containers"];
+
+/// What askari's probe of 443 says when Caddy answered with a certificate verified against
+/// Caddy's local root alone (`profiles/askari.json`'s `ca` and `server`).
+pub const ASKARI_PROBE_EVIDENCE: &str =
+    "server Caddy; verified against /srv/caddy/data/caddy/pki/authorities/local/root.crt alone";
 
 /// A passing askari run: a GREEN, and each source of checks was there — the reboot diff with
 /// nothing lost, the idempotence pass, the system running, no route to the real fleet (with the
@@ -158,12 +160,18 @@ pub fn askari_problems(run: &RunReport) -> Vec<String> {
             problems.push(format!("the verify playbook did not report `{name}`"));
         }
     }
-    if !run
+    let probe_443 = run
         .checks
         .iter()
-        .any(|c| c.source == CheckSource::Probe && c.name.starts_with("probe_443_"))
-    {
-        problems.push("no controller probe of port 443 (`probe_443_*`)".into());
+        .find(|c| c.source == CheckSource::Probe && c.name.starts_with("probe_443_"));
+    match probe_443.map(|c| detail_text(c.detail.as_ref())) {
+        None => problems.push("no controller probe of port 443 (`probe_443_*`)".into()),
+        // The profile's `ca` and `server`: Caddy answered, with a certificate its local root
+        // (read from the guest) signed.
+        Some(detail) if !detail.contains(ASKARI_PROBE_EVIDENCE) => problems.push(format!(
+            "the controller's probe of 443 does not say `{ASKARI_PROBE_EVIDENCE}`: {detail}"
+        )),
+        Some(_) => {}
     }
     let fleet_evidence = run
         .checks
@@ -352,6 +360,27 @@ mod tests {
         assert_eq!(
             reboot_diff_evidence(run),
             "ok reboot_diff: nothing lost; 2 appeared, 5 ignored"
+        );
+    }
+
+    #[test]
+    fn an_askari_probe_that_did_not_verify_caddy_is_named() {
+        let report = parse_report(ASKARI_PASSED).unwrap();
+        let mut run = run_of(&report, "askari").unwrap().clone();
+        let after = "HTTP 502, server Caddy; /srv/caddy/data/caddy/pki/authorities/local/root.crt \
+                     is absent in the guest: certificate not verified (1 attempt(s))";
+        for check in &mut run.checks {
+            if check.name == "probe_443_https" {
+                check.detail = Some(serde_json::json!({"after": after}));
+            }
+        }
+        let problems = askari_problems(&run);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "the controller's probe of 443 does not say `server Caddy; verified against"
+            ),
+            "{problems:?}"
         );
     }
 

@@ -2,7 +2,7 @@
 //! so that no content can change the structure of the document around it (shared by the
 //! renderers of cloud-init's seed and of the transient inventory, both read by PyYAML).
 //! Reading: [`untag`], the node under a tag, shared by every reader of Ansible's YAML (the
-//! real inventory, the connection-variable scanner, check-tags).
+//! connection-variable scanner, check-tags).
 
 use saphyr::{MarkedYaml, YamlData};
 

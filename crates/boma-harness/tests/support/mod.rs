@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -37,6 +38,10 @@ pub const ASKARI_BEFORE: &str =
     include_str!("../../../boma-state/tests/fixtures/askari/before.txt");
 pub const ASKARI_AFTER: &str = include_str!("../../../boma-state/tests/fixtures/askari/after.txt");
 
+/// This repo's real inventory as the venv's `ansible-inventory --list` printed it.
+pub const PRODUCTION_LIST: &str =
+    include_str!("../../../boma-inventory/tests/fixtures/inventories/production.json");
+
 /// What the fake `ansible-playbook` does for one run.
 pub type Playbook = Box<dyn FnMut(&PlaybookCall) -> Result<(), HarnessError>>;
 
@@ -62,6 +67,13 @@ pub struct FakeMachine {
     pub ports_dead_after_reboot: RefCell<Vec<u16>>,
     /// What the vault holds (decrypted), as the real machine would read it.
     pub vault: RefCell<Vec<String>>,
+    /// What `ansible-inventory --list` prints for the real inventory (an error: it fails).
+    pub inventory_list: RefCell<Result<String, String>>,
+    /// The guest's files the harness reads and removes itself (path → text): what a verify
+    /// playbook wrote on the VM, a CA certificate.
+    pub guest_files: RefCell<BTreeMap<String, String>>,
+    /// Every target the controller probed, in order.
+    pub probed: RefCell<Vec<PortTarget>>,
     golden: Utf8PathBuf,
 }
 
@@ -89,6 +101,9 @@ impl FakeMachine {
             golden_asked: Cell::new(0),
             ports_dead_after_reboot: RefCell::new(Vec::new()),
             vault: RefCell::new(Vec::new()),
+            inventory_list: RefCell::new(Ok(PRODUCTION_LIST.to_owned())),
+            guest_files: RefCell::new(BTreeMap::new()),
+            probed: RefCell::new(Vec::new()),
             golden,
         }
     }
@@ -102,7 +117,7 @@ impl Machine for FakeMachine {
         &self.hypervisors
     }
     fn guest(&self) -> &dyn Guest {
-        &self.guest
+        self
     }
     fn disks(&self) -> &dyn Disks {
         &self.disks
@@ -177,11 +192,75 @@ impl Provisioner for FakeMachine {
     }
 }
 
+/// The guest as the lifecycle sees it ([`FakeGuest`]), plus the files the harness reads and
+/// removes with its own scripts (`# boma-it read <path>` / `# boma-it remove <path>`), kept in
+/// [`FakeMachine::guest_files`].
+impl Guest for FakeMachine {
+    fn run(
+        &self,
+        target: &boma_vm::SshTarget,
+        command: &str,
+        timeout: Duration,
+        quiet: bool,
+    ) -> Result<boma_exec::Captured, boma_exec::ExecError> {
+        self.guest.run(target, command, timeout, quiet)
+    }
+
+    fn run_script(
+        &self,
+        target: &boma_vm::SshTarget,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<boma_exec::Captured, boma_exec::ExecError> {
+        let first = script.lines().next().unwrap_or_default();
+        let answer = if let Some(path) = first.strip_prefix("# boma-it read ") {
+            match self.guest_files.borrow().get(path) {
+                Some(text) => format!("present\n{text}"),
+                None => "absent\n".to_owned(),
+            }
+        } else if let Some(path) = first.strip_prefix("# boma-it remove ") {
+            self.guest_files.borrow_mut().remove(path);
+            String::new()
+        } else {
+            return self.guest.run_script(target, script, timeout);
+        };
+        self.world
+            .borrow_mut()
+            .commands
+            .push(format!("script: {first}"));
+        Ok(boma_exec::Captured {
+            status: std::os::unix::process::ExitStatusExt::from_raw(0),
+            stdout: answer,
+            stderr: String::new(),
+        })
+    }
+}
+
 impl Ansible for FakeMachine {
     fn run_playbook(&self, call: &PlaybookCall) -> Result<(), HarnessError> {
         self.playbook_calls.borrow_mut().push(call.label.clone());
         self.playbook_args.borrow_mut().push(call.args.clone());
-        (self.playbook.borrow_mut())(call)
+        let played = (self.playbook.borrow_mut())(call);
+        // What the fake playbook wrote "on the VM" (see [`results_file`]) lands on the guest.
+        if let Some(on_guest) = guest_results_path(&call.args) {
+            let written = results_file(&call.args);
+            if let Ok(text) = std::fs::read_to_string(&written) {
+                std::fs::remove_file(&written).unwrap();
+                self.guest_files.borrow_mut().insert(on_guest, text);
+            }
+        }
+        played
+    }
+    fn list_inventory(
+        &self,
+        _repo: &Utf8Path,
+        _inventory: &Utf8Path,
+        _vault_password_file: Option<&Utf8Path>,
+    ) -> Result<String, HarnessError> {
+        self.inventory_list
+            .borrow()
+            .clone()
+            .map_err(HarnessError::Refused)
     }
     fn vault_values(
         &self,
@@ -195,6 +274,7 @@ impl Ansible for FakeMachine {
 
 impl PortProber for FakeMachine {
     fn probe(&self, target: &PortTarget, _within: Duration) -> ProbeOutcome {
+        self.probed.borrow_mut().push(target.clone());
         let rebooted = self.world.borrow().boot_count > 1;
         let dead = rebooted && self.ports_dead_after_reboot.borrow().contains(&target.port);
         ProbeOutcome {
@@ -207,15 +287,26 @@ impl PortProber for FakeMachine {
     }
 }
 
-/// The results file a verify run was told to write, from its `-e @harness-vars-N.json` arg.
-pub fn results_file(args: &[String]) -> Utf8PathBuf {
-    let vars = args
-        .iter()
+/// The harness vars file of a verify run (its `-e @harness-vars-N.json`), if it is one.
+fn harness_vars_file(args: &[String]) -> Option<&str> {
+    args.iter()
         .find_map(|a| a.strip_prefix('@').filter(|p| p.contains("harness-vars-")))
-        .expect("verify gets the harness vars");
+}
+
+/// Where on the guest a verify run was told to write its results (`boma_it_results_file`).
+pub fn guest_results_path(args: &[String]) -> Option<String> {
+    let vars = harness_vars_file(args)?;
     let vars: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(vars).unwrap()).unwrap();
-    Utf8PathBuf::from(vars["boma_it_results_file"].as_str().unwrap())
+    Some(vars["boma_it_results_file"].as_str()?.to_owned())
+}
+
+/// Where a fake verify playbook writes its results: a file beside its harness vars that the
+/// fake machine moves to the guest's [`guest_results_path`] when the playbook ends (a real
+/// playbook writes them on the VM).
+pub fn results_file(args: &[String]) -> Utf8PathBuf {
+    let vars = harness_vars_file(args).expect("verify gets the harness vars");
+    Utf8PathBuf::from(vars.replace("harness-vars-", "fake-guest-results-"))
 }
 
 fn write_results(args: &[String], forward_ok: bool, https_ok: bool) {
