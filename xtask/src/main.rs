@@ -48,12 +48,12 @@ enum Command {
     /// Boot a VM mirroring HOST and wait until SSH answers and cloud-init is done.
     Up(steps::Up),
     /// Apply HOST's profile (its playbooks, overrides and cert tier) to the current VM.
-    Apply(steps::Apply),
+    Apply(steps::ProfileStep),
     /// Reboot the current VM for real; succeeds only when it answers with a new boot_id.
     Reboot(steps::Reboot),
     /// Run HOST's checks against the current VM: the built-in ones (system running, no route to
     /// the real fleet, the controller's probes) and the profile's verify playbooks.
-    Assert(steps::Assert),
+    Assert(steps::ProfileStep),
     /// Remove the current VM and its files.
     Down(steps::Down),
     /// Print the current VM's serial console log.

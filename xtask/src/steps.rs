@@ -17,14 +17,28 @@ pub struct Up {
     backend: BackendArg,
 }
 
+/// `apply` and `assert`: a profile's playbooks or checks against the current VM.
 #[derive(Args, Debug)]
-pub struct Apply {
+pub struct ProfileStep {
     /// The host to mirror: its profile is profiles/<HOST>.json (e.g. askari).
     host: String,
     #[command(flatten)]
     certs: CertsArg,
     #[command(flatten)]
     vault: VaultArg,
+}
+
+impl ProfileStep {
+    /// `step` with the harness's context, the host and the tier.
+    fn run<T>(
+        self,
+        checkout: &Checkout,
+        step: impl FnOnce(&boma_harness::Ctx, &str, boma_inventory::CertTier) -> Result<T, HarnessError>,
+    ) -> Result<Outcome, Failure> {
+        let settings = checkout.harness(|s| self.vault.lay_over(s))?;
+        checkout.with_ctx(&settings, |ctx| step(ctx, &self.host, self.certs.tier))?;
+        Ok(Outcome::Passed)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -32,16 +46,6 @@ pub struct Reboot {
     /// A hardware reset instead of a guest-initiated reboot.
     #[arg(long)]
     hard: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct Assert {
-    /// The host to mirror: its profile is profiles/<HOST>.json (e.g. askari).
-    host: String,
-    #[command(flatten)]
-    certs: CertsArg,
-    #[command(flatten)]
-    vault: VaultArg,
 }
 
 #[derive(Args, Debug)]
@@ -69,12 +73,8 @@ pub fn up(checkout: &Checkout, args: Up) -> Result<Outcome, Failure> {
     Ok(Outcome::Passed)
 }
 
-pub fn apply(checkout: &Checkout, args: Apply) -> Result<Outcome, Failure> {
-    let settings = checkout.harness(|s| args.vault.lay_over(s))?;
-    checkout.with_ctx(&settings, |ctx| {
-        boma_harness::apply(ctx, &args.host, args.certs.tier)
-    })?;
-    Ok(Outcome::Passed)
+pub fn apply(checkout: &Checkout, args: ProfileStep) -> Result<Outcome, Failure> {
+    args.run(checkout, boma_harness::apply)
 }
 
 pub fn reboot(checkout: &Checkout, args: Reboot) -> Result<Outcome, Failure> {
@@ -83,12 +83,8 @@ pub fn reboot(checkout: &Checkout, args: Reboot) -> Result<Outcome, Failure> {
     Ok(Outcome::Passed)
 }
 
-pub fn assert(checkout: &Checkout, args: Assert) -> Result<Outcome, Failure> {
-    let settings = checkout.harness(|s| args.vault.lay_over(s))?;
-    checkout.with_ctx(&settings, |ctx| {
-        boma_harness::assert(ctx, &args.host, args.certs.tier)
-    })?;
-    Ok(Outcome::Passed)
+pub fn assert(checkout: &Checkout, args: ProfileStep) -> Result<Outcome, Failure> {
+    args.run(checkout, boma_harness::assert)
 }
 
 pub fn down(checkout: &Checkout, args: Down) -> Result<Outcome, Failure> {
