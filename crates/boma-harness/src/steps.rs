@@ -436,12 +436,14 @@ pub fn prune(ctx: &Ctx) -> Result<(), HarnessError> {
 /// Remove what a run that died without cleaning up left — a parallel run's child killed by a
 /// signal before it could tear down: the processes it started (found in the spawn journal by
 /// `started_by`, the child's pid), its VM and run directory (found by `name`: the parent chose
-/// its run id), its memory reservation. One line per thing removed.
+/// its run id), its memory reservation. One line per thing removed. A cleanup: after Ctrl-C it
+/// still runs to its end.
 pub fn remove_orphan(
     ctx: &Ctx,
     name: &boma_name::VmName,
     started_by: u32,
 ) -> Result<Vec<String>, HarnessError> {
+    boma_exec::interrupt::begin_cleanup_if_interrupted();
     let mut removed = Vec::new();
     let journal = ctx.settings.runs_root.join(JOURNAL);
     match boma_host::stop::plan_from_journal(journal.as_std_path()) {
