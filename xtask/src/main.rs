@@ -98,22 +98,24 @@ impl Cli {
         } else {
             boma_exec::progress::Display::Live
         });
-        let checkout = Checkout::here(self.verbose)?;
+        // Found by the commands that work on the checkout; a command that does not (a hidden
+        // helper another program runs) never asks.
+        let checkout = || Checkout::here(self.verbose);
         match self.command {
-            Command::It(args) => it::run(&checkout, args),
-            Command::Up(args) => steps::up(&checkout, args),
-            Command::Apply(args) => steps::apply(&checkout, args),
-            Command::Reboot(args) => steps::reboot(&checkout, args),
-            Command::Assert(args) => steps::assert(&checkout, args),
-            Command::Down(args) => steps::down(&checkout, args),
-            Command::Console(args) => steps::console(&checkout, args),
-            Command::Prune => steps::prune(&checkout),
-            Command::Image(command) => image::run(&checkout, command),
-            Command::Layers(command) => layers::run(&checkout, command),
-            Command::Doctor => doctor::run(&checkout),
-            Command::Substrate => substrate::run(&checkout),
-            Command::CheckTags => lint::check_tags(&checkout),
-            Command::Lint => lint::lint(&checkout),
+            Command::It(args) => it::run(&checkout()?, args),
+            Command::Up(args) => steps::up(&checkout()?, args),
+            Command::Apply(args) => steps::apply(&checkout()?, args),
+            Command::Reboot(args) => steps::reboot(&checkout()?, args),
+            Command::Assert(args) => steps::assert(&checkout()?, args),
+            Command::Down(args) => steps::down(&checkout()?, args),
+            Command::Console(args) => steps::console(&checkout()?, args),
+            Command::Prune => steps::prune(&checkout()?),
+            Command::Image(command) => image::run(&checkout()?, command),
+            Command::Layers(command) => layers::run(&checkout()?, command),
+            Command::Doctor => doctor::run(&checkout()?),
+            Command::Substrate => substrate::run(&checkout()?),
+            Command::CheckTags => lint::check_tags(&checkout()?),
+            Command::Lint => lint::lint(&checkout()?),
         }
     }
 }
