@@ -28,20 +28,7 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
     ensure_image(suite, S)?;
 
     // 1. SIGINT while `up` waits for SSH: the VM and its files are removed, exit 130.
-    let mut up = spawn(suite, &["up", "askari"], &[])?;
-    wait_for(Duration::from_secs(120), "the VM process to start", || {
-        !leftovers::count(&suite.repo).processes.is_empty()
-    })?;
-    std::thread::sleep(Duration::from_secs(5));
-    signal_exits(
-        suite,
-        &mut up,
-        "`up`",
-        "boot",
-        Signal::SIGINT,
-        Duration::from_secs(120),
-    )?;
-    require_no_leftovers(suite, "SIGINT during boot")?;
+    interrupted_boot(suite, Signal::SIGINT)?;
 
     // 2. SIGKILL of the harness during apply: the VM and ansible outlive it; prune stops what
     // the journal recorded, and nothing else.
@@ -79,13 +66,14 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
     require_no_leftovers(suite, "prune after SIGKILL during apply")?;
 
     kernel_panics(suite)?;
-    hangup(suite)?;
+    // 5. SIGHUP (a dropped ssh session) while `up` waits for SSH is handled like SIGINT and
+    // SIGTERM: the VM and its files are removed, exit 129.
+    interrupted_boot(suite, Signal::SIGHUP)?;
     parallel_child_killed(suite)
 }
 
-/// Fault 5: SIGHUP (a dropped ssh session) while `up` waits for SSH is handled like SIGINT
-/// and SIGTERM: the VM and its files are removed, exit 129.
-fn hangup(suite: &mut Suite) -> anyhow::Result<()> {
+/// `sent` to `up` while it waits for the first boot: it exits 128+n, and nothing is left.
+fn interrupted_boot(suite: &mut Suite, sent: Signal) -> anyhow::Result<()> {
     let mut up = spawn(suite, &["up", "askari"], &[])?;
     wait_for(Duration::from_secs(120), "the VM process to start", || {
         !leftovers::count(&suite.repo).processes.is_empty()
@@ -96,10 +84,10 @@ fn hangup(suite: &mut Suite) -> anyhow::Result<()> {
         &mut up,
         "`up`",
         "boot",
-        Signal::SIGHUP,
+        sent,
         Duration::from_secs(120),
     )?;
-    require_no_leftovers(suite, "SIGHUP during boot")
+    require_no_leftovers(suite, &format!("{} during boot", sent.as_str()))
 }
 
 /// The VMs running now, by name.
