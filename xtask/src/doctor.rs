@@ -1,27 +1,28 @@
 //! `cargo xtask doctor`: can this machine run the integration cycle? One line per tool and
-//! subject on stdout, each problem with its fix; exit 0 when `it` can run, 2 when it cannot.
-//! It looks only: it installs nothing, creates nothing and boots no probe VM.
+//! subject on stdout, each problem with its fix; passed when `it` can run, refused when it
+//! cannot. It looks only: it installs nothing, creates nothing and boots no probe VM.
 
-use boma_exec::say;
-use std::process::ExitCode;
+use crate::edge::{self, Failure, Outcome};
+use crate::settings::Checkout;
 
-use camino::Utf8Path;
-use xshell::Shell;
-
-/// Gather the facts of this machine, judge them, print the verdict. `cache_dir` and
-/// `runs_root` are the harness's (`Settings::cache_dir`, `Settings::runs_root`).
-pub fn doctor(sh: &Shell, repo: &Utf8Path, cache_dir: &Utf8Path, runs_root: &Utf8Path) -> ExitCode {
-    let facts = boma_doctor::Facts::gather(sh, repo, cache_dir, runs_root);
+/// Gather the facts of this machine, judge them, print the verdict.
+pub fn run(checkout: &Checkout) -> Result<Outcome, Failure> {
+    let settings = checkout.settings()?;
+    let facts = boma_doctor::Facts::gather(
+        &checkout.sh,
+        &checkout.repo,
+        &settings.cache_dir,
+        &settings.runs_root,
+    );
     // A Ctrl-C during the version probes leaves facts that say "unreadable": not a verdict.
     if let Some(interrupted) = boma_exec::interrupt::pending() {
-        say!("doctor: {interrupted}");
-        return ExitCode::from(u8::try_from(interrupted.exit_code()).unwrap_or(1));
+        return Err(interrupted.into());
     }
     let diagnosis = boma_doctor::diagnose(&facts);
-    print!("{}", boma_doctor::render(&diagnosis));
-    if diagnosis.can_run {
-        ExitCode::SUCCESS
+    edge::print(&boma_doctor::render(&diagnosis));
+    Ok(if diagnosis.can_run {
+        Outcome::Passed
     } else {
-        ExitCode::from(2)
-    }
+        Outcome::Refused
+    })
 }

@@ -1,9 +1,13 @@
-//! `cargo xtask image …`: the golden image cache.
-#![allow(clippy::print_stdout)] // Paths and verdicts are these commands' result.
+//! `cargo xtask image …`: the golden image cache. Each command holds the run lock shared, as
+//! an `it` run does: `prune` (which takes it exclusively) is refused while one acts, so it
+//! never stops a build's children mid-build.
 
 use boma_harness::{HarnessError, Settings, golden};
 use boma_image::{BUILT, Cache, GENERICCLOUD, Verification};
 use clap::Subcommand;
+
+use crate::edge::{self, Failure, Outcome};
+use crate::settings::Checkout;
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
@@ -29,11 +33,28 @@ pub enum ImageCommand {
     List,
 }
 
-pub fn run(
-    sh: &xshell::Shell,
-    settings: &Settings,
-    command: ImageCommand,
-) -> Result<(), HarnessError> {
+impl ImageCommand {
+    fn name(&self) -> &'static str {
+        match self {
+            ImageCommand::Fetch { .. } => "fetch",
+            ImageCommand::Build => "build",
+            ImageCommand::Verify { .. } => "verify",
+            ImageCommand::List => "list",
+        }
+    }
+}
+
+pub fn run(checkout: &Checkout, command: ImageCommand) -> Result<Outcome, Failure> {
+    let settings = checkout.harness(|_| {})?;
+    let what = format!("cargo xtask image {}", command.name());
+    let _lock = boma_vm::Runs::new(&settings.runs_root)
+        .lock_shared(&what)
+        .map_err(HarnessError::from)?;
+    act(&checkout.sh, &settings, command)?;
+    Ok(Outcome::Passed)
+}
+
+fn act(sh: &xshell::Shell, settings: &Settings, command: ImageCommand) -> Result<(), HarnessError> {
     let cache = Cache::open(&settings.cache_dir)?;
     match command {
         ImageCommand::Fetch {
@@ -44,11 +65,11 @@ pub fn run(
             request.image_url = image_url;
             request.sums_url = sums_url;
             let path = cache.ensure_downloaded(&golden::source(&request))?;
-            println!("{path}");
+            edge::print(&format!("{path}\n"));
         }
         ImageCommand::Build => {
             let path = golden::build(sh, &cache)?;
-            println!("{path}");
+            edge::print(&format!("{path}\n"));
         }
         ImageCommand::Verify { name } => {
             let names = match &name {
@@ -68,7 +89,7 @@ pub fn run(
                         format!("CORRUPT: sha512 {actual}, expected {expected}")
                     }
                 };
-                println!("{name}: {line}");
+                edge::print(&format!("{name}: {line}\n"));
                 if matches!(
                     verdict,
                     Verification::NoEntry | Verification::Mismatch { .. }
@@ -84,7 +105,8 @@ pub fn run(
         }
         ImageCommand::List => {
             let images = cache.list()?;
-            println!("{}", serde_json::to_string_pretty(&images).expect("json"));
+            let json = serde_json::to_string_pretty(&images).expect("a listing serialises");
+            edge::print(&format!("{json}\n"));
         }
     }
     Ok(())

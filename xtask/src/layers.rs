@@ -1,12 +1,15 @@
 //! `cargo xtask layers …`: the disk layers `it` keeps in the image cache — a cache, so `prune`
-//! never touches them; these commands do.
-#![allow(clippy::print_stdout)] // The listing is this command's result.
+//! never touches them; these commands do. Each holds the run lock shared, as an `it` run does:
+//! `prune` is refused while one acts.
 
 use std::time::{Duration, SystemTime};
 
 use boma_harness::{HarnessError, Settings};
 use boma_layers::{LAYERS_DIR, LayerStore, StoreConfig, Timestamp};
 use clap::Subcommand;
+
+use crate::edge::{self, Failure, Outcome};
+use crate::settings::Checkout;
 
 #[derive(Subcommand, Debug)]
 pub enum LayersCommand {
@@ -42,22 +45,35 @@ fn store_error(e: impl std::fmt::Display) -> HarnessError {
     HarnessError::Refused(format!("the layer store: {e}"))
 }
 
-pub fn run(settings: &Settings, command: LayersCommand) -> Result<(), HarnessError> {
+pub fn run(checkout: &Checkout, command: LayersCommand) -> Result<Outcome, Failure> {
+    let settings = checkout.harness(|_| {})?;
+    let what = match command {
+        LayersCommand::List => "cargo xtask layers list",
+        LayersCommand::Prune { .. } => "cargo xtask layers prune",
+    };
+    let _lock = boma_vm::Runs::new(&settings.runs_root)
+        .lock_shared(what)
+        .map_err(HarnessError::from)?;
+    act(&settings, command)?;
+    Ok(Outcome::Passed)
+}
+
+fn act(settings: &Settings, command: LayersCommand) -> Result<(), HarnessError> {
     let store = LayerStore::open(&settings.cache_dir.join(LAYERS_DIR), StoreConfig::default())
         .map_err(store_error)?;
     let now = Timestamp::from_system(SystemTime::now());
     match command {
         LayersCommand::List => {
             let layers = store.list().map_err(store_error)?;
-            println!(
-                "{:<16} {:<22} {:>4} {:>9} {:>8} {:>9}  step",
+            edge::print(&format!(
+                "{:<16} {:<22} {:>4} {:>9} {:>8} {:>9}  step\n",
                 "key", "profile", "#", "size", "age", "last use"
-            );
+            ));
             let mut total = 0;
             for l in &layers {
                 total += l.size_bytes;
-                println!(
-                    "{:<16} {:<22} {:>4} {:>9} {:>8} {:>9}  {}{}",
+                edge::print(&format!(
+                    "{:<16} {:<22} {:>4} {:>9} {:>8} {:>9}  {}{}\n",
                     l.key.short(),
                     l.profile,
                     l.step_index + 1,
@@ -70,14 +86,14 @@ pub fn run(settings: &Settings, command: LayersCommand) -> Result<(), HarnessErr
                     } else {
                         "  (never booted: not reused)"
                     }
-                );
+                ));
             }
-            println!(
-                "{} layer(s), {} MiB of at most {} MiB",
+            edge::print(&format!(
+                "{} layer(s), {} MiB of at most {} MiB\n",
                 layers.len(),
                 total / (1024 * 1024),
                 store.config().max_total_bytes / (1024 * 1024)
-            );
+            ));
         }
         LayersCommand::Prune { older_than } => {
             let removal = match older_than {
@@ -85,8 +101,8 @@ pub fn run(settings: &Settings, command: LayersCommand) -> Result<(), HarnessErr
                 None => store.prune_all(),
             }
             .map_err(store_error)?;
-            println!(
-                "removed {} layer(s), {} MiB freed{}",
+            edge::print(&format!(
+                "removed {} layer(s), {} MiB freed{}\n",
                 removal.removed.len(),
                 removal.freed_bytes / (1024 * 1024),
                 if removal.spared_busy.is_empty() {
@@ -94,7 +110,7 @@ pub fn run(settings: &Settings, command: LayersCommand) -> Result<(), HarnessErr
                 } else {
                     format!("; kept {} in use by a live run", removal.spared_busy.len())
                 }
-            );
+            ));
         }
     }
     Ok(())

@@ -1,31 +1,29 @@
 //! `cargo xtask lint` and `cargo xtask check-tags`: the repository's checks, each run by name
 //! and reported with its result; a failed check does not stop the ones after it.
-#![allow(clippy::print_stdout)] // The findings and the summary are these commands' result.
 
 use std::ffi::OsString;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use boma_exec::interrupt::{self, Interrupted};
 use boma_exec::{CmdExt, progress, say};
-use boma_harness::ExitClass;
 use camino::Utf8Path;
 use xshell::{Shell, cmd};
 
-use crate::edge;
+use crate::edge::{self, Failure, Outcome};
+use crate::settings::Checkout;
 
-/// `cargo xtask check-tags`: findings and the summary on stdout (they are the result); exit 1
+/// `cargo xtask check-tags`: findings and the summary on stdout (they are the result); failed
 /// on any finding, or when the vocabulary or a file cannot be read.
-pub fn check_tags(repo: &Utf8Path) -> ExitCode {
-    match tags_outcome(repo, |line| println!("{line}")) {
-        Outcome::Passed => ExitCode::SUCCESS,
-        Outcome::Failed(_) => ExitCode::FAILURE,
-        Outcome::Interrupted(i) => edge::exit(ExitClass::Interrupted(i)),
+pub fn check_tags(checkout: &Checkout) -> Result<Outcome, Failure> {
+    match tags_outcome(&checkout.repo, |line| edge::print(&format!("{line}\n"))) {
+        Check::Passed => Ok(Outcome::Passed),
+        Check::Failed(why) => Err(Failure::failed(why)),
+        Check::Interrupted(i) => Err(i.into()),
     }
 }
 
 /// Run check-tags, hand each output line to `print`.
-fn tags_outcome(repo: &Utf8Path, print: impl Fn(&str)) -> Outcome {
+fn tags_outcome(repo: &Utf8Path, print: impl Fn(&str)) -> Check {
     match boma_tags::check_repo(repo) {
         Ok(report) => {
             for finding in &report.findings {
@@ -33,18 +31,19 @@ fn tags_outcome(repo: &Utf8Path, print: impl Fn(&str)) -> Outcome {
             }
             print(&report.summary());
             match report.findings.len() {
-                0 => Outcome::Passed,
-                n => Outcome::Failed(format!("{n} finding(s)")),
+                0 => Check::Passed,
+                n => Check::Failed(format!("{n} unknown tag(s)")),
             }
         }
-        Err(e) => {
-            print(&format!("error: {}", boma_harness::error_chain(&e)));
-            Outcome::Failed(e.to_string())
-        }
+        Err(e) => Check::Failed(format!(
+            "cannot check the tags: {}",
+            boma_harness::error_chain(&e)
+        )),
     }
 }
 
-enum Outcome {
+/// How one check ended.
+enum Check {
     Passed,
     /// Why, in a few words (the tool's own output above says the rest).
     Failed(String),
@@ -67,17 +66,12 @@ impl Step<'_> {
 }
 
 /// `cargo xtask lint`: every check in order, each announced (`==> name`) and closed with its
-/// result and time; then a summary table on stdout. Exit 1 if any check failed, 128+n when
-/// interrupted by signal n (the remaining checks are skipped).
-pub fn lint(sh: &Shell, repo: &Utf8Path) -> ExitCode {
+/// result and time; then a summary table on stdout. Failed if any check failed, interrupted
+/// when a signal came (the remaining checks are skipped).
+pub fn lint(checkout: &Checkout) -> Result<Outcome, Failure> {
+    let (sh, repo) = (&checkout.sh, checkout.repo.as_path());
     sh.change_dir(repo);
-    let steps = match steps(sh, repo) {
-        Ok(steps) => steps,
-        Err(e) => {
-            say!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let steps = steps(sh, repo).map_err(Failure::failed)?;
     let mut results: Vec<(String, Result<(), String>, Duration)> = Vec::new();
     let mut interrupted = None;
     let total = steps.len();
@@ -93,16 +87,16 @@ pub fn lint(sh: &Shell, repo: &Utf8Path) -> ExitCode {
             Step::CheckTags => tags_outcome(repo, |line| say!("  {line}")),
             Step::Command { cmd, .. } => {
                 let outcome = run_step(cmd);
-                if let Outcome::Failed(why) = &outcome {
+                if let Check::Failed(why) = &outcome {
                     say!("  {name}: {why}");
                 }
                 outcome
             }
         };
         let (result, elapsed) = match outcome {
-            Outcome::Passed => (Ok(()), phase.done()),
-            Outcome::Failed(why) => (Err(why), phase.failed()),
-            Outcome::Interrupted(i) => {
+            Check::Passed => (Ok(()), phase.done()),
+            Check::Failed(why) => (Err(why), phase.failed()),
+            Check::Interrupted(i) => {
                 phase.failed();
                 interrupted = Some(i);
                 break;
@@ -113,7 +107,7 @@ pub fn lint(sh: &Shell, repo: &Utf8Path) -> ExitCode {
 
     let failed = results.iter().filter(|(_, r, _)| r.is_err()).count();
     let width = results.iter().map(|(n, ..)| n.len()).max().unwrap_or(0);
-    println!("lint summary:");
+    edge::print("lint summary:\n");
     for (name, result, elapsed) in &results {
         let (status, why) = match result {
             Ok(()) => ("ok", ""),
@@ -121,21 +115,21 @@ pub fn lint(sh: &Shell, repo: &Utf8Path) -> ExitCode {
         };
         let time = progress::human(*elapsed);
         let row = format!("  {name:<width$}  {status:<6}  {time:>6}  {why}");
-        println!("{}", row.trim_end());
+        edge::print(&format!("{}\n", row.trim_end()));
     }
     if let Some(i) = interrupted {
-        println!(
-            "lint: {i}; {} of {total} checks skipped",
+        edge::print(&format!(
+            "lint: {i}; {} of {total} checks skipped\n",
             total - results.len()
-        );
-        return edge::exit(ExitClass::Interrupted(i));
+        ));
+        return Ok(Outcome::Interrupted(i));
     }
     if failed == 0 {
-        println!("lint: all {total} checks passed");
-        ExitCode::SUCCESS
+        edge::print(&format!("lint: all {total} checks passed\n"));
+        Ok(Outcome::Passed)
     } else {
-        println!("lint: {failed} of {total} checks failed");
-        ExitCode::FAILURE
+        edge::print(&format!("lint: {failed} of {total} checks failed\n"));
+        Ok(Outcome::Failed)
     }
 }
 
@@ -227,17 +221,17 @@ fn playbooks(repo: &Utf8Path) -> Result<Vec<String>, String> {
 }
 
 /// Run one command, its output streamed; a missing tool is a failed check, named with its fix.
-fn run_step(cmd: xshell::Cmd<'_>) -> Outcome {
+fn run_step(cmd: xshell::Cmd<'_>) -> Check {
     match cmd.exec().stream().allow_fail().run() {
-        Ok(done) if done.success() => Outcome::Passed,
-        Ok(done) => Outcome::Failed(match done.status.code() {
+        Ok(done) if done.success() => Check::Passed,
+        Ok(done) => Check::Failed(match done.status.code() {
             Some(code) => format!("exit status {code}"),
             None => format!("stopped ({})", done.status),
         }),
         Err(e) => match e.interrupted() {
-            Some(i) => Outcome::Interrupted(i),
+            Some(i) => Check::Interrupted(i),
             // NotFound says "`yamllint` is not installed or not on PATH: run `make venv` …".
-            None => Outcome::Failed(e.to_string()),
+            None => Check::Failed(e.to_string()),
         },
     }
 }

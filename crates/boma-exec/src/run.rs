@@ -132,6 +132,8 @@ pub struct Run {
     stdin: Option<Vec<u8>>,
     /// Where stderr goes instead of being captured ([`Run::stderr_to`]).
     stderr_file: Option<std::fs::File>,
+    /// Told the pid once the command started ([`Run::on_spawn`]).
+    on_spawn: Option<Box<dyn FnOnce(u32)>>,
 }
 
 /// Turn an `xshell::Cmd` into a [`Run`].
@@ -181,6 +183,7 @@ impl Run {
             forward: false,
             stdin: None,
             stderr_file: None,
+            on_spawn: None,
         }
     }
 
@@ -202,6 +205,13 @@ impl Run {
     /// log can be followed with `tail -f` while it runs); [`Captured::stderr`] is then empty.
     pub fn stderr_to(mut self, file: std::fs::File) -> Run {
         self.stderr_file = Some(file);
+        self
+    }
+
+    /// Tell `seen` the command's pid as soon as it started (a parallel run's parent: what a
+    /// child killed by a signal left running is found in the spawn journal by who started it).
+    pub fn on_spawn(mut self, seen: impl FnOnce(u32) + 'static) -> Run {
+        self.on_spawn = Some(Box::new(seen));
         self
     }
 
@@ -333,6 +343,9 @@ impl Run {
                 None => Stdio::piped(),
             });
         let mut child = self.spawn_child()?;
+        if let Some(seen) = self.on_spawn.take() {
+            seen(child.id());
+        }
         if let Some(bytes) = self.stdin.take() {
             let mut pipe = child.stdin.take().expect("stdin was piped");
             // A writer thread: a command that does not read all its input must not block us.
@@ -572,6 +585,19 @@ mod tests {
         assert_eq!(out.stdout, "data\n");
         assert_eq!(out.stderr, "", "stderr went to the file, not the capture");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "early\nlate\n");
+    }
+
+    #[test]
+    fn on_spawn_is_told_the_commands_own_pid() {
+        let sh = sh();
+        let seen = std::rc::Rc::new(std::cell::Cell::new(0));
+        let told = std::rc::Rc::clone(&seen);
+        let out = cmd!(sh, "sh -c 'echo $$'")
+            .exec()
+            .on_spawn(move |pid| told.set(pid))
+            .read()
+            .unwrap();
+        assert_eq!(out, seen.get().to_string());
     }
 
     #[test]

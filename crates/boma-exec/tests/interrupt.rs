@@ -1,34 +1,57 @@
 //! Interrupt paths, in their own test binary: the interrupt flag is process-global.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use boma_exec::{CmdExt, ExecError, interrupt};
 use xshell::{Shell, cmd};
 
-#[test]
-fn a_real_sigterm_stops_a_running_command_promptly() {
+/// One signal test at a time: the flags are this process's.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Deliver a real `signal` (`TERM`, `HUP`) to this test process shortly after a long command
+/// starts; return the error the command ended with and how long it ran.
+fn signalled_during_a_command(signal: &'static str) -> (ExecError, Duration) {
     interrupt::install().unwrap();
     let sh = Shell::new().unwrap();
     let me = std::process::id().to_string();
-    // Deliver a real SIGTERM to this test process shortly after the long command starts.
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         // From outside boma-exec on purpose: the signal must come as a terminal's would,
         // not through the spawner under test.
         #[allow(clippy::disallowed_methods)]
         std::process::Command::new("kill")
-            .args(["-TERM", &me])
+            .args([&format!("-{signal}"), &me])
             .status()
             .unwrap();
     });
     let started = Instant::now();
     let err = cmd!(sh, "sleep 30").exec().run().unwrap_err();
     killer.join().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    (err, started.elapsed())
+}
+
+#[test]
+fn a_real_sighup_stops_a_running_command_like_sigterm() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (err, took) = signalled_during_a_command("HUP");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let interrupted = err.interrupted().expect("an interrupt error");
+    assert_eq!(interrupted.exit_code(), 129);
+    assert!(err.to_string().contains("SIGHUP"), "{err}");
+    // Cleanup still runs its commands, as after SIGTERM.
+    assert_eq!(interrupt::begin_cleanup(), Some(interrupted));
+    let sh = Shell::new().unwrap();
+    cmd!(sh, "true").exec().run().unwrap();
+    interrupt::reset();
+}
+
+#[test]
+fn a_real_sigterm_stops_a_running_command_promptly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (err, took) = signalled_during_a_command("TERM");
+    let sh = Shell::new().unwrap();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     let interrupted = err.interrupted().expect("an interrupt error");
     assert_eq!(interrupted.exit_code(), 143);
     assert!(matches!(err, ExecError::Interrupted { .. }));

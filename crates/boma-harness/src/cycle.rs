@@ -33,6 +33,9 @@ pub struct ItOptions {
     /// A failed run removes its VM once the diagnostics bundle is written (CI, the VM suite:
     /// nobody will log in, the bundle holds the evidence). Default: keep it for inspection.
     pub remove_failed: bool,
+    /// The run's id, when the caller chose it (a parallel run's parent, which must find what a
+    /// child killed by a signal left); a fresh one otherwise.
+    pub run_id: Option<vm::RunId>,
 }
 
 /// What one run of the cycle produced: its report, and the error that ended it (if any).
@@ -125,7 +128,7 @@ fn run(
     report: &mut RunReport,
 ) -> Result<(), HarnessError> {
     let inputs = preflight::inputs(ctx, host, options.tier, Needs::All)?;
-    let run_id = vm::new_run_id();
+    let run_id = options.run_id.unwrap_or_else(vm::RunId::random).to_string();
     let new = preflight::new_vm(ctx, &inputs, &run_id)?;
     let what = format!("cargo xtask it {host}");
     // Shared: several runs (each its own VM) may go at once; `prune` waits for none of them.

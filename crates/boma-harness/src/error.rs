@@ -11,7 +11,7 @@ use boma_inventory::{InventoryError, NameRefusal, ProfileError, Refusal, WriteEr
 use boma_vm::VmError;
 use camino::Utf8PathBuf;
 
-/// What an error means for the exit status.
+/// What an error means for the exit status (which status, the binary's edge decides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitClass {
     /// The run failed (exit 1): a VM may have been created and kept.
@@ -20,16 +20,6 @@ pub enum ExitClass {
     Refused,
     /// Stopped by a signal (exit 128+n).
     Interrupted(Interrupted),
-}
-
-impl ExitClass {
-    pub fn code(self) -> u8 {
-        match self {
-            ExitClass::Failed => 1,
-            ExitClass::Refused => 2,
-            ExitClass::Interrupted(i) => u8::try_from(i.exit_code()).unwrap_or(1),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,32 +133,31 @@ mod tests {
         };
         let wrapped = HarnessError::Vm(VmError::from(exec));
         assert_eq!(wrapped.class(), ExitClass::Interrupted(interrupted));
-        assert_eq!(wrapped.class().code(), 130);
-        let image = HarnessError::Image(boma_image::CacheError::Interrupted(Interrupted {
-            signal: 15,
-        }));
-        assert_eq!(image.class().code(), 143);
+        let sigterm = Interrupted { signal: 15 };
+        let image = HarnessError::Image(boma_image::CacheError::Interrupted(sigterm));
+        assert_eq!(image.class(), ExitClass::Interrupted(sigterm));
     }
 
     #[test]
-    fn refusals_exit_2_and_failures_after_boot_exit_1() {
-        assert_eq!(HarnessError::Refused("no".into()).class().code(), 2);
+    fn refusals_are_refused_and_failures_after_boot_are_failures() {
         assert_eq!(
-            HarnessError::Vm(VmError::Preflight("memory".into()))
-                .class()
-                .code(),
-            2
+            HarnessError::Refused("no".into()).class(),
+            ExitClass::Refused
+        );
+        assert_eq!(
+            HarnessError::Vm(VmError::Preflight("memory".into())).class(),
+            ExitClass::Refused
         );
         // A failed inventory write happens after the VM booted: not "nothing was created".
         let write = HarnessError::InventoryWrite(WriteError::NoGroupVars {
             path: "/x/group_vars".into(),
         });
-        assert_eq!(write.class().code(), 1);
+        assert_eq!(write.class(), ExitClass::Failed);
         let playbook = HarnessError::Playbook {
             step: "apply".into(),
             code: Some(2),
             tail: vec![],
         };
-        assert_eq!(playbook.class().code(), 1);
+        assert_eq!(playbook.class(), ExitClass::Failed);
     }
 }

@@ -41,8 +41,9 @@ pub use error::{ExitClass, HarnessError};
 pub use machine::{Ansible, HostProbe, Machine, PortProber, Provisioner, RealMachine};
 pub use report::single as single_report;
 pub use settings::{Ctx, ImageSource, Settings, WaitOverrides};
-pub use steps::{apply, assert, console, down, prune, reboot, up};
+pub use steps::{apply, assert, console, down, prune, reboot, remove_orphan, up};
 pub use verify::VerifyResults;
+pub use vm::RunId;
 
 /// The error and its causes on one line, each cause once (a wrapper that repeats its source's
 /// message is not printed twice).

@@ -433,3 +433,52 @@ pub fn prune(ctx: &Ctx) -> Result<(), HarnessError> {
     }
     Ok(())
 }
+
+/// Remove what a run that died without cleaning up left — a parallel run's child killed by a
+/// signal before it could tear down: the processes it started (found in the spawn journal by
+/// `started_by`, the child's pid), its VM and run directory (found by `name`: the parent chose
+/// its run id), its memory reservation. One line per thing removed. A cleanup: after Ctrl-C it
+/// still runs to its end.
+pub fn remove_orphan(
+    ctx: &Ctx,
+    name: &boma_name::VmName,
+    started_by: u32,
+) -> Result<Vec<String>, HarnessError> {
+    boma_exec::interrupt::begin_cleanup_if_interrupted();
+    let mut removed = Vec::new();
+    let journal = ctx.settings.runs_root.join(JOURNAL);
+    match boma_host::stop::plan_from_journal(journal.as_std_path()) {
+        Ok(actions) => {
+            let its: Vec<_> = actions
+                .into_iter()
+                .filter(|a| a.recorded.spawned_by == started_by)
+                .collect();
+            for stopped in boma_host::stop::stop(&its, boma_host::stop::GRACE) {
+                removed.push(format!("stopped {stopped}"));
+            }
+        }
+        Err(e) => say!("cannot read the spawn journal {journal}: {e}"),
+    }
+    let dir = runs(ctx).vm_dir(name);
+    let record: Option<RunRecord> = std::fs::read_to_string(dir.join("run.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    // The backend the child chose: its record's, else the one these settings resolve to.
+    let kind = record.as_ref().map(|r| r.backend).unwrap_or_else(|| {
+        crate::backend::resolve(ctx.settings.backend, &ctx.machine.host().libvirt())
+            .map_or(BackendKind::Qemu, |r| r.kind)
+    });
+    let existed = dir.exists();
+    let gone = with_effects(ctx, kind, Accel::Tcg, |fx| {
+        lifecycle::remove(fx, name, record.as_ref())
+    })?;
+    if existed || gone {
+        removed.push(format!("its VM {name} and its files"));
+    }
+    let released = boma_host::reserve::Reservations::open(&ctx.settings.cache_dir)
+        .and_then(|store| store.release(name.as_str()));
+    if matches!(released, Ok(true)) {
+        removed.push("its memory reservation".to_owned());
+    }
+    Ok(removed)
+}

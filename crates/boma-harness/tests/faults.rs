@@ -12,6 +12,7 @@ use support::{
     ASKARI_AFTER, Rig, interrupted_during, not_idempotent, options, serial, verify_fails_red,
 };
 
+const SIGHUP: i32 = 1;
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
 
@@ -292,6 +293,8 @@ fn an_interrupt_in_each_phase_removes_the_vm_and_exits_with_the_signal() {
         ("capture", SIGINT),
         ("reboot", SIGTERM),
         ("verify", SIGINT),
+        // A dropped ssh session: handled like SIGTERM.
+        ("apply", SIGHUP),
     ] {
         let _serial = serial();
         let rig = Rig::new();
@@ -312,8 +315,8 @@ fn an_interrupt_in_each_phase_removes_the_vm_and_exits_with_the_signal() {
         }
         let outcome = rig.it();
         assert_eq!(
-            outcome.exit_class().map(ExitClass::code),
-            Some(128 + signal as u8),
+            outcome.exit_class(),
+            Some(ExitClass::Interrupted(interrupt::Interrupted { signal })),
             "{phase}: {:?}",
             outcome.error
         );
@@ -339,7 +342,12 @@ fn an_interrupt_with_keep_keeps_the_vm_and_says_so() {
             ..options()
         },
     );
-    assert_eq!(outcome.exit_class().map(ExitClass::code), Some(130));
+    assert_eq!(
+        outcome.exit_class(),
+        Some(ExitClass::Interrupted(interrupt::Interrupted {
+            signal: SIGINT
+        }))
+    );
     assert_eq!(rig.machine.world.borrow().running.len(), 1);
     assert_eq!(rig.sandbox.vm_dirs().len(), 1);
 }
@@ -479,6 +487,45 @@ fn a_stale_run_left_by_sigkill_is_cleared_by_the_next_run() {
     let outcome = rig.it();
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     rig.assert_nothing_left();
+}
+
+/// A parallel run's child killed by a signal cannot tear down: its parent, which chose its run
+/// id, removes its VM, files and reservation by name.
+#[test]
+fn a_run_whose_harness_died_is_removed_by_the_name_its_parent_chose() {
+    let _serial = serial();
+    let rig = Rig::new();
+    // Kept running, as a child SIGKILLed mid-run leaves its VM.
+    let outcome = rig.it_with(
+        "askari",
+        ItOptions {
+            keep: true,
+            run_id: Some("0a1b2c3d".parse().unwrap()),
+            ..options()
+        },
+    );
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let name = boma_name::VmName::parse("boma-it-askari-0a1b2c3d").unwrap();
+    assert_eq!(outcome.report.vm.as_deref(), Some(name.as_str()));
+    assert_eq!(rig.sandbox.vm_dirs(), [name.as_str()]);
+    let reservation = rig
+        .sandbox
+        .settings
+        .cache_dir
+        .join(format!("reservations/{name}.json"));
+    assert!(reservation.exists(), "the kept VM holds its reservation");
+
+    // No process of this journal was started by pid 4 000 000: none is stopped.
+    let removed = boma_harness::remove_orphan(&rig.ctx(), &name, 4_000_000).unwrap();
+    assert_eq!(
+        removed,
+        [
+            format!("its VM {name} and its files"),
+            "its memory reservation".to_owned()
+        ]
+    );
+    rig.assert_nothing_left();
+    assert!(!reservation.exists(), "its reservation is released");
 }
 
 #[test]

@@ -94,7 +94,7 @@ fn a_real_address_inside_the_guest_network_is_refused_before_anything_is_created
         machine: &machine,
     };
     let err = boma_harness::up(&ctx, "askari").unwrap_err();
-    assert_eq!(err.class().code(), 2, "{err}");
+    assert_eq!(err.class(), boma_harness::ExitClass::Refused, "{err}");
     let message = err.to_string();
     assert!(
         message.contains("10.0.2.2") && message.contains("--backend libvirt"),

@@ -30,7 +30,6 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-
 /// The real inventory, relative to the repo root.
 pub const PRODUCTION_DIR: &str = "inventories/production";
 

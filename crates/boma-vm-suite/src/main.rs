@@ -2,8 +2,8 @@
 //! behind. Slow (minutes per scenario under TCG) and needs root, so it is not part of
 //! `cargo test`; `.ci/run` runs it after the fast tests (`make test-vm`).
 //!
-//! Usage: `vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all]
-//! [--timings PATH] <scenario>...`; see [`cli::usage`] for the scenarios.
+//! Usage: `vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all|rest]
+//! [--bench-groups G,…] [--timings PATH] <scenario>...`; `vm-suite --help` lists the scenarios.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A test runner: its report is its output.
 
 mod bench;
@@ -16,17 +16,15 @@ mod verdict;
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
+use clap::Parser as _;
 
 use crate::cli::Scenario;
 use crate::scenarios::Suite;
 use crate::timing::Outcome;
 
 fn main() -> anyhow::Result<()> {
+    let plan = cli::Cli::parse().plan();
     boma_exec::interrupt::install()?;
-    let Some(plan) = cli::parse(std::env::args().skip(1))? else {
-        println!("{}", cli::usage());
-        return Ok(());
-    };
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "the VM suite needs root (golden image build, QEMU); run it as root, as .ci/run does"
@@ -74,7 +72,7 @@ fn main() -> anyhow::Result<()> {
                 Outcome::Failed
             }
         };
-        outcomes.push((scenario.name().to_owned(), outcome));
+        outcomes.push((scenario.to_string(), outcome));
         if interrupted.is_some() {
             break;
         }

@@ -535,6 +535,7 @@ pub fn options() -> ItOptions {
         no_reboot: false,
         idempotence: true,
         remove_failed: false,
+        run_id: None,
     }
 }
 

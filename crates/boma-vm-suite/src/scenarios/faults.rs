@@ -5,11 +5,15 @@
 //! Then a guest's kernel panicking for real (sysrq `c` from a unit at boot): in the first boot
 //! it is reset once and `up` goes on; after a reboot the wait ends at once, saying so.
 //! (A guest that sits in emergency mode after its reboot is catalogue mode 7's job.)
+//! Last, SIGHUP (a dropped ssh session) handled like Ctrl-C, and a parallel run whose child is
+//! SIGKILLed (as the OOM killer does) and which is then interrupted: every host keeps its line.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use boma_exec::CmdExt;
+use boma_report::RunResult;
+use nix::sys::signal::Signal;
 use xshell::{Shell, cmd};
 
 use super::{
@@ -24,13 +28,7 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
     ensure_image(suite, S)?;
 
     // 1. SIGINT while `up` waits for SSH: the VM and its files are removed, exit 130.
-    let mut up = spawn(suite, &["up", "askari"], &[])?;
-    wait_for(Duration::from_secs(120), "the VM process to start", || {
-        !leftovers::count(&suite.repo).processes.is_empty()
-    })?;
-    std::thread::sleep(Duration::from_secs(5));
-    sigint_exits_130(suite, &mut up, "`up`", "boot", Duration::from_secs(120))?;
-    require_no_leftovers(suite, "SIGINT during boot")?;
+    interrupted_boot(suite, Signal::SIGINT)?;
 
     // 2. SIGKILL of the harness during apply: the VM and ansible outlive it; prune stops what
     // the journal recorded, and nothing else.
@@ -41,7 +39,7 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
         !leftovers::count(&suite.repo).orphans.is_empty()
     })?;
     std::thread::sleep(Duration::from_secs(10));
-    signal(apply.pid(), nix::sys::signal::Signal::SIGKILL)?;
+    signal(apply.pid(), Signal::SIGKILL)?;
     let _ = wait_exit(&mut apply, Duration::from_secs(30))?;
     let left = leftovers::count(&suite.repo);
     eprintln!("after SIGKILL during apply: {}", left.describe());
@@ -67,7 +65,130 @@ pub fn faults(suite: &mut Suite) -> anyhow::Result<()> {
     eprintln!("prune left the operator's `tail -f {console}` (pid {watcher_pid}) running");
     require_no_leftovers(suite, "prune after SIGKILL during apply")?;
 
-    kernel_panics(suite)
+    kernel_panics(suite)?;
+    // 5. SIGHUP (a dropped ssh session) while `up` waits for SSH is handled like SIGINT and
+    // SIGTERM: the VM and its files are removed, exit 129.
+    interrupted_boot(suite, Signal::SIGHUP)?;
+    parallel_child_killed(suite)
+}
+
+/// `sent` to `up` while it waits for the first boot: it exits 128+n, and nothing is left.
+fn interrupted_boot(suite: &mut Suite, sent: Signal) -> anyhow::Result<()> {
+    let mut up = spawn(suite, &["up", "askari"], &[])?;
+    wait_for(Duration::from_secs(120), "the VM process to start", || {
+        !leftovers::count(&suite.repo).processes.is_empty()
+    })?;
+    std::thread::sleep(Duration::from_secs(5));
+    signal_exits(
+        suite,
+        &mut up,
+        "`up`",
+        "boot",
+        sent,
+        Duration::from_secs(120),
+    )?;
+    require_no_leftovers(suite, &format!("{} during boot", sent.as_str()))
+}
+
+/// The VMs running now, by name.
+fn vm_names() -> Vec<String> {
+    boma_vm::host::procs::vm_processes()
+        .into_iter()
+        .map(|p| p.name.to_string())
+        .collect()
+}
+
+/// Fault 6: `it askari ubongo -j 1`. The first child is SIGKILLed while its VM boots: it cannot
+/// tear down, so the parent removes its VM, files and reservation and starts the next host.
+/// Then Ctrl-C to the parent while the second child boots: it tears down, the parent exits
+/// 130, and the report still has both hosts — the killed one `error` (saying what was
+/// removed), the interrupted one `interrupted`.
+fn parallel_child_killed(suite: &mut Suite) -> anyhow::Result<()> {
+    let report = suite.scratch("parallel-faults")?.join("report.json");
+    let mut parent = spawn(
+        suite,
+        &[
+            "it",
+            "askari",
+            "ubongo",
+            "-j",
+            "1",
+            "--report",
+            report.as_str(),
+        ],
+        &[],
+    )?;
+    let mut first = Vec::new();
+    wait_for(Duration::from_secs(300), "the first child's VM", || {
+        first = vm_names();
+        !first.is_empty()
+    })?;
+    let killed_vm = first[0].clone();
+    let run = suite.repo.join("tests/integration/.run");
+    let marker = format!("{run}/parallel/");
+    let children: Vec<_> = boma_vm::host::procs::orphans(&[marker.as_str()])
+        .into_iter()
+        .filter(|p| p.cmdline.contains(" it ") && p.cmdline.contains("--run-id"))
+        .collect();
+    let child = children
+        .iter()
+        .find(|p| {
+            p.cmdline
+                .split_whitespace()
+                .any(|w| killed_vm.ends_with(&format!("-{w}")))
+        })
+        .with_context(|| format!("no child `xtask it … --run-id` of {killed_vm}: {children:?}"))?;
+    std::thread::sleep(Duration::from_secs(5));
+    signal(child.pid, Signal::SIGKILL)?;
+    wait_for(
+        Duration::from_secs(300),
+        "the parent to remove the killed child's VM and start the next host",
+        || {
+            let now = vm_names();
+            !now.contains(&killed_vm) && !now.is_empty()
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(5));
+    signal_exits(
+        suite,
+        &mut parent,
+        "`it askari ubongo -j 1`",
+        "a parallel run's second child",
+        Signal::SIGINT,
+        Duration::from_secs(180),
+    )?;
+    let text = std::fs::read_to_string(&report).with_context(|| format!("no report {report}"))?;
+    let parsed = crate::verdict::parse_report(&text)?;
+    let seen: Vec<(String, RunResult)> = parsed
+        .runs
+        .iter()
+        .map(|r| (r.host.clone(), r.result))
+        .collect();
+    eprintln!("parallel run after SIGKILL and SIGINT: {seen:?}");
+    ensure!(
+        seen.len() == 2,
+        "expected both hosts in the report: {seen:?}"
+    );
+    let killed = parsed
+        .runs
+        .iter()
+        .find(|r| r.result == RunResult::Error)
+        .with_context(|| format!("no run reads `error`: {seen:?}"))?;
+    let why = killed.error.as_deref().unwrap_or("");
+    ensure!(
+        why.contains("killed by SIGKILL")
+            && why.contains(&format!("its VM {killed_vm}"))
+            && why.contains("its memory reservation"),
+        "the killed child's line does not say what was removed: {why}"
+    );
+    ensure!(
+        parsed
+            .runs
+            .iter()
+            .any(|r| r.result == RunResult::Interrupted),
+        "no run reads `interrupted`: {seen:?}"
+    );
+    require_no_leftovers(suite, "a parallel run with a killed child, then SIGINT")
 }
 
 /// A unit that makes the guest's kernel panic at boot (sysrq `c`), once: it leaves its marker
@@ -199,7 +320,7 @@ fn interrupted_build(suite: &mut Suite) -> anyhow::Result<()> {
         || leftovers::build_has_loop_device(&cache) || matches!(build.try_wait(), Ok(Some(_))),
     );
     if let Err(e) = waited {
-        signal(build.pid(), nix::sys::signal::Signal::SIGINT)?;
+        signal(build.pid(), Signal::SIGINT)?;
         let _ = wait_exit(&mut build, Duration::from_secs(120));
         return Err(e);
     }
@@ -210,11 +331,12 @@ fn interrupted_build(suite: &mut Suite) -> anyhow::Result<()> {
     // Let it get into the mounted part of the build.
     std::thread::sleep(Duration::from_secs(2));
     eprintln!("during the build: {:?}", leftovers::build_leftovers(&cache));
-    sigint_exits_130(
+    signal_exits(
         suite,
         &mut build,
         "`image build`",
         "image build",
+        Signal::SIGINT,
         Duration::from_secs(180),
     )?;
     let left = leftovers::build_leftovers(&cache);
@@ -227,27 +349,30 @@ fn interrupted_build(suite: &mut Suite) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGINT to `child` (the harness `command`, busy with `during`): it must exit 130 within
+/// `sent` to `child` (the harness `command`, busy with `during`): it must exit 128+n within
 /// `limit`; the time it took is one of the scenario's timings.
-fn sigint_exits_130(
+fn signal_exits(
     suite: &mut Suite,
     child: &mut boma_exec::Started,
     command: &str,
     during: &str,
+    sent: Signal,
     limit: Duration,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    signal(child.pid(), nix::sys::signal::Signal::SIGINT)?;
+    signal(child.pid(), sent)?;
     let code = wait_exit(child, limit)?;
     let took = started.elapsed();
+    let name = sent.as_str();
     eprintln!(
-        "{command} exited with {code} {:.1}s after SIGINT",
+        "{command} exited with {code} {:.1}s after {name}",
         took.as_secs_f64()
     );
-    suite.time("faults", format!("SIGINT during {during} → exit"), took);
+    suite.time("faults", format!("{name} during {during} → exit"), took);
+    let expected = 128 + sent as i32;
     ensure!(
-        code == 130,
-        "{command} interrupted by SIGINT exited with {code}, expected 130"
+        code == expected,
+        "{command} interrupted by {name} exited with {code}, expected {expected}"
     );
     Ok(())
 }

@@ -66,7 +66,7 @@ impl Suite {
             xtask,
             baseline_runs,
             catalogue_set,
-            bench_groups: crate::cli::GROUPS.to_vec(),
+            bench_groups: crate::cli::BenchGroup::all(),
             work,
             timings: Vec::new(),
             reports: 0,

@@ -588,6 +588,20 @@ pub fn power_off(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
         .destroy(&record.name, Some(record))
 }
 
+/// Remove one VM by name, in whatever state a harness killed mid-run left it (booting, with or
+/// without its record): stopped, undefined, its files deleted. Whether the hypervisor still
+/// had it.
+pub fn remove(fx: &Effects, name: &VmName, record: Option<&RunRecord>) -> Result<bool, VmError> {
+    let kind = record.map_or(fx.kind, |r| r.backend);
+    // Only for the answer: a hypervisor that cannot list its VMs must not stop the removal.
+    let had = fx
+        .hypervisor(kind)
+        .leftovers()
+        .is_ok_and(|live| live.contains(name));
+    remove_vm(fx, name, record)?;
+    Ok(had)
+}
+
 /// Stop and undefine one VM, then delete its directory and, if it was current, the record.
 /// The files go even when the backend reports an error, as long as the VM is no longer
 /// running: a half-created VM (a boot killed mid-definition) must not leave them behind.

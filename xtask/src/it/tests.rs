@@ -1,0 +1,143 @@
+//! `it`'s decisions: which hosts, what a child is told, and the outcome.
+
+use clap::Parser as _;
+
+use super::*;
+
+/// `cargo xtask it <args>` as clap reads it.
+fn it_args(args: &[&str]) -> ItArgs {
+    let cli = crate::Cli::try_parse_from(["cargo xtask", "it"].iter().chain(args)).unwrap();
+    match cli.command {
+        crate::Command::It(args) => args,
+        other => panic!("not it: {other:?}"),
+    }
+}
+
+fn repo() -> &'static Utf8Path {
+    Utf8Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+#[test]
+fn a_host_named_twice_runs_once() {
+    assert_eq!(
+        select(repo(), &it_args(&["askari", "askari"])).unwrap(),
+        ["askari"]
+    );
+    assert_eq!(
+        select(repo(), &it_args(&["ubongo", "askari", "ubongo"])).unwrap(),
+        ["ubongo", "askari"]
+    );
+}
+
+#[test]
+fn all_takes_the_red_profiles_too_and_a_named_one_once() {
+    let hosts = select(repo(), &it_args(&["askari", "--all"])).unwrap();
+    assert!(hosts.contains(&"askari-red".to_owned()), "{hosts:?}");
+    assert!(hosts.contains(&"ubongo".to_owned()), "{hosts:?}");
+    assert_eq!(hosts.iter().filter(|h| *h == "askari").count(), 1);
+    assert_eq!(
+        hosts.len(),
+        boma_inventory::list_profiles(repo()).unwrap().len()
+    );
+}
+
+#[test]
+fn nothing_selected_is_refused() {
+    let err = select(repo(), &it_args(&[])).unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Refused, "{err:?}");
+}
+
+#[test]
+fn a_child_is_told_the_same_options_its_host_its_report_and_its_run_id() {
+    let parent = it_args(&[
+        "askari",
+        "ubongo",
+        "-j",
+        "2",
+        "--certs",
+        "le-staging",
+        "--no-reboot",
+        "--fresh",
+        "--remove-failed",
+        "--image",
+        "/x.qcow2",
+        "--backend",
+        "qemu",
+        "--vault-password-file",
+        "/v",
+    ]);
+    let id: RunId = "0a1b2c3d".parse().unwrap();
+    let told = child_args("ubongo", &parent, Utf8Path::new("/r/ubongo.json"), Some(id));
+    let told: Vec<&str> = told.iter().map(String::as_str).collect();
+    let child = it_args(&told[1..]);
+    assert_eq!(told[0], "it");
+    assert_eq!(child.hosts, ["ubongo"]);
+    assert_eq!(child.run_id, Some(id));
+    assert_eq!(
+        child.report.as_deref(),
+        Some(Utf8Path::new("/r/ubongo.json"))
+    );
+    assert_eq!(child.jobs, 1, "a child runs its one host");
+    assert_eq!(child.certs.tier, parent.certs.tier);
+    assert_eq!(child.image.image, parent.image.image);
+    assert_eq!(child.backend.backend, parent.backend.backend);
+    assert_eq!(
+        child.vault.vault_password_file,
+        parent.vault.vault_password_file
+    );
+    assert_eq!(
+        (
+            child.no_reboot,
+            child.fresh,
+            child.remove_failed,
+            child.keep
+        ),
+        (true, true, true, false)
+    );
+}
+
+#[test]
+fn run_ids_are_eight_hex_digits() {
+    assert!(
+        it_args(&["askari", "--run-id", "0a1b2c3d"])
+            .run_id
+            .is_some()
+    );
+    for bad in ["0A1B2C3D", "0a1b2c3", "0a1b2c3d9", "../../x", "zzzzzzzz"] {
+        let parsed = crate::Cli::try_parse_from(["cargo xtask", "it", "askari", "--run-id", bad]);
+        assert!(parsed.is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn this_processs_interrupt_wins_over_any_result() {
+    let sigint = Interrupted { signal: 2 };
+    for worst in [
+        RunResult::Passed,
+        RunResult::Failed,
+        RunResult::Refused,
+        RunResult::Error,
+        RunResult::Interrupted,
+    ] {
+        assert_eq!(
+            verdict(worst, Some(sigint), true),
+            Outcome::Interrupted(sigint)
+        );
+    }
+}
+
+#[test]
+fn without_an_interrupt_the_worst_run_decides() {
+    assert_eq!(verdict(RunResult::Passed, None, true), Outcome::Passed);
+    assert_eq!(verdict(RunResult::Failed, None, true), Outcome::Failed);
+    assert_eq!(verdict(RunResult::Error, None, true), Outcome::Failed);
+    assert_eq!(verdict(RunResult::Refused, None, true), Outcome::Refused);
+    // A child interrupted on its own: no pass, and this process was not interrupted.
+    assert_eq!(verdict(RunResult::Interrupted, None, true), Outcome::Failed);
+}
+
+#[test]
+fn a_report_file_that_could_not_be_written_fails_a_pass_but_not_a_refusal() {
+    assert_eq!(verdict(RunResult::Passed, None, false), Outcome::Failed);
+    assert_eq!(verdict(RunResult::Refused, None, false), Outcome::Refused);
+}
