@@ -69,6 +69,7 @@ pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
         layers: Vec::new(),
         phases: Vec::new(),
         checks: Vec::new(),
+        expected_failures: Vec::new(),
     };
     let error = run(ctx, host, options, &mut report).err();
     let _ = progress::log_into(None);
