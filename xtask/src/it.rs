@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use boma_exec::{CmdExt, say};
 use boma_harness::{Ctx, ExitClass, HarnessError, ItOptions, RealMachine, Settings};
-use boma_report::{Report, RunResult, Timestamp};
+use boma_report::{Report, Timestamp};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
 
@@ -200,7 +200,7 @@ pub fn run(sh: &xshell::Shell, settings: &Settings, args: ItArgs) -> ExitCode {
         }
     }
     match class {
-        None if report.result() == RunResult::Passed => ExitCode::SUCCESS,
+        None if report.result().as_expected() => ExitCode::SUCCESS,
         None => edge::exit(ExitClass::Failed),
         Some(class) => edge::exit(class),
     }

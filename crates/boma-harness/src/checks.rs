@@ -176,10 +176,15 @@ pub fn failed(checks: &[CheckRecord]) -> Vec<String> {
 
 /// One line per check, for the operator.
 pub fn summary(checks: &[CheckRecord]) -> String {
+    summary_expecting(checks, &[])
+}
+
+/// [`summary`], marking XFAIL the failed checks a RED profile's `expect` names (`expected`).
+pub fn summary_expecting(checks: &[CheckRecord], expected: &[String]) -> String {
     checks
         .iter()
         .map(|c| {
-            let mark = if c.ok { "PASS" } else { "FAIL" };
+            let mark = boma_report::check_mark(c.ok, expected.contains(&c.name));
             let reason = c
                 .reason
                 .as_deref()
@@ -191,15 +196,39 @@ pub fn summary(checks: &[CheckRecord]) -> String {
         .collect()
 }
 
-/// A RED profile's expectations against what was seen: `(missing, unexpected)` — expected
-/// failures that did not happen, and failures that were not expected (the one rule:
-/// [`boma_inventory::match_expect`]).
-pub fn against_expectations(
-    expect: &[String],
-    checks: &[CheckRecord],
-) -> (Vec<String>, Vec<String>) {
-    let seen = boma_inventory::match_expect(expect, &failed(checks));
-    (seen.missing, seen.unexpected)
+/// A RED profile's run held against its `expect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expectations {
+    /// The failed checks an entry names: each a failure as expected.
+    pub expected: Vec<String>,
+    /// Entries no failed check matched: expected failures that did not happen.
+    pub missing: Vec<String>,
+    /// Failed checks no entry names.
+    pub unexpected: Vec<String>,
+}
+
+impl Expectations {
+    /// Exactly the expected failures, and nothing else: an expected failure (exit 0).
+    pub fn met(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+/// A RED profile's `expect` against the checks a run reported (the one rule:
+/// [`boma_inventory::match_expect`]). A run that passed meets no expectation: every entry is
+/// missing.
+pub fn against_expectations(expect: &[String], checks: &[CheckRecord]) -> Expectations {
+    let failed = failed(checks);
+    let seen = boma_inventory::match_expect(expect, &failed);
+    Expectations {
+        expected: failed
+            .iter()
+            .filter(|f| !seen.unexpected.contains(f))
+            .cloned()
+            .collect(),
+        missing: seen.missing,
+        unexpected: seen.unexpected,
+    }
 }
 
 #[cfg(test)]
@@ -290,11 +319,45 @@ mod tests {
             ),
             record("idempotence", CheckSource::Idempotence, true, "ok", None),
         ];
-        let (missing, unexpected) = against_expectations(
+        let seen = against_expectations(
             &["unit_inactive web.service".into(), "reboot_timeout".into()],
             &checks,
         );
-        assert_eq!(missing, vec!["reboot_timeout"]);
-        assert_eq!(unexpected, vec!["probe_8080_http"]);
+        assert_eq!(seen.expected, ["unit_inactive web.service"]);
+        assert_eq!(seen.missing, ["reboot_timeout"]);
+        assert_eq!(seen.unexpected, ["probe_8080_http"]);
+        assert!(!seen.met());
+        // An entry followed by a space and more matches; every failure named, every entry seen.
+        let seen =
+            against_expectations(&["unit_inactive".into(), "probe_8080_http".into()], &checks);
+        assert!(seen.met(), "{seen:?}");
+        assert_eq!(
+            seen.expected,
+            ["unit_inactive web.service", "probe_8080_http"]
+        );
+        // Nothing failed: nothing expected was seen.
+        let passed: Vec<CheckRecord> = checks.iter().filter(|c| c.ok).cloned().collect();
+        let seen = against_expectations(&["probe_8080_http".into()], &passed);
+        assert_eq!(seen.missing, ["probe_8080_http"]);
+        assert!(seen.expected.is_empty() && !seen.met());
+    }
+
+    #[test]
+    fn the_summary_marks_expected_failures() {
+        let checks = vec![
+            record("idempotence", CheckSource::Idempotence, true, "ok", None),
+            record(
+                "probe_8080_http",
+                CheckSource::Probe,
+                false,
+                "refused",
+                None,
+            ),
+            record("reboot_diff", CheckSource::RebootDiff, false, "lost", None),
+        ];
+        assert_eq!(
+            summary_expecting(&checks, &["probe_8080_http".into()]),
+            "  PASS idempotence  [idempotence]\n  XFAIL probe_8080_http (refused)  [probe]\n  FAIL reboot_diff (lost)  [reboot_diff]\n"
+        );
     }
 }

@@ -71,23 +71,14 @@ pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
         checks: Vec::new(),
         expected_failures: Vec::new(),
     };
-    let error = run(ctx, host, options, &mut report).err();
+    // What the profile expects to fail (a RED profile), once preflight has read it.
+    let mut expect = Vec::new();
+    let error = run(ctx, host, options, &mut report, &mut expect).err();
     let _ = progress::log_into(None);
     let _ = progress::fold_into(None);
-    report.result = match &error {
-        None => RunResult::Passed,
-        Some(e) => match e.class() {
-            ExitClass::Interrupted(_) => RunResult::Interrupted,
-            ExitClass::Refused => RunResult::Refused,
-            ExitClass::Failed if matches!(e, HarnessError::ChecksFailed { .. }) => {
-                RunResult::Failed
-            }
-            // A guest that never came back, a failed playbook: a verdict on the host.
-            ExitClass::Failed if is_verdict(e) => RunResult::Failed,
-            ExitClass::Failed => RunResult::Error,
-        },
-    };
+    report.result = result_of(error.as_ref());
     report.error = error.as_ref().map(|e| crate::error_chain(e));
+    let error = judge_expectations(&expect, error, &mut report);
     report.phases = progress::records()
         .iter()
         .map(crate::report::phase)
@@ -102,6 +93,79 @@ pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
         let _ = std::fs::write(path, boma_report::render_json(&single));
     }
     RunOutcome { report, error }
+}
+
+/// How a run ended, by the error that ended it (before a RED profile's `expect` is judged).
+fn result_of(error: Option<&HarnessError>) -> RunResult {
+    match error {
+        None => RunResult::Passed,
+        Some(e) => match e.class() {
+            ExitClass::Interrupted(_) => RunResult::Interrupted,
+            ExitClass::Refused => RunResult::Refused,
+            ExitClass::Failed
+                if matches!(
+                    e,
+                    HarnessError::ChecksFailed { .. } | HarnessError::ExpectationsUnmet { .. }
+                ) =>
+            {
+                RunResult::Failed
+            }
+            // A guest that never came back, a failed playbook: a verdict on the host.
+            ExitClass::Failed if is_verdict(e) => RunResult::Failed,
+            ExitClass::Failed => RunResult::Error,
+        },
+    }
+}
+
+/// A RED profile judged by its `expect`, whenever the run reached a verdict (passed or
+/// failed): exactly the expected failures make an expected failure (no error: exit 0); any
+/// other verdict is a failure naming what differs — an expected failure not seen (a run that
+/// passed included), a failure not expected, or an end no check records. Refusals, errors
+/// and interrupts say nothing about the host and stay as they are. Returns the run's error.
+fn judge_expectations(
+    expect: &[String],
+    error: Option<HarnessError>,
+    report: &mut RunReport,
+) -> Option<HarnessError> {
+    if expect.is_empty() || !matches!(report.result, RunResult::Passed | RunResult::Failed) {
+        return error;
+    }
+    let seen = checks::against_expectations(expect, &report.checks);
+    report.expected_failures = seen.expected.clone();
+    // The error that ended the run, when no check records it (a failed apply): it cannot have
+    // been expected.
+    let ended_by = error.filter(|e| !recorded_as_check(e, &report.checks));
+    if seen.met() && ended_by.is_none() {
+        say!(
+            "expected failure: exactly what the profile's `expect` names failed ({}), nothing else",
+            seen.expected.join(", ")
+        );
+        report.result = RunResult::ExpectedFailure;
+        return None;
+    }
+    let unmet = HarnessError::ExpectationsUnmet {
+        missing: seen.missing,
+        unexpected: seen.unexpected,
+        ended_by: ended_by.map(Box::new),
+    };
+    report.result = RunResult::Failed;
+    report.error = Some(crate::error_chain(&unmet));
+    Some(unmet)
+}
+
+/// Whether the error that ended a run is its checks' verdict: the checks that failed (or, for
+/// a RED profile, none did), or a reboot that did not come back (recorded as
+/// `reboot_timeout`, `guest_gone` …).
+fn recorded_as_check(error: &HarnessError, checks: &[CheckRecord]) -> bool {
+    match error {
+        HarnessError::ChecksFailed { .. }
+        | HarnessError::ExpectationsUnmet { ended_by: None, .. } => true,
+        HarnessError::Vm(e) => {
+            let name = reboot_check(e).name;
+            checks.iter().any(|c| !c.ok && c.name == name)
+        }
+        _ => false,
+    }
 }
 
 /// A failure that is the host's fault (it did not survive, a play failed), not the harness's.
@@ -124,8 +188,10 @@ fn run(
     host: &str,
     options: ItOptions,
     report: &mut RunReport,
+    expect: &mut Vec<String>,
 ) -> Result<(), HarnessError> {
     let inputs = preflight::inputs(ctx, host, options.tier, Needs::All)?;
+    expect.clone_from(&inputs.profile.expect);
     let run_id = vm::new_run_id();
     let new = preflight::new_vm(ctx, &inputs, &run_id)?;
     let what = format!("cargo xtask it {host}");
@@ -182,6 +248,16 @@ fn run(
     if let Some(l) = &layers {
         report.layers = l.uses.clone();
     }
+    // A RED profile whose checks all passed did not show its planted bug: a failure like any
+    // other, kept with its bundle for a look at why (`it` names what was not seen).
+    let outcome = outcome.and_then(|()| match inputs.profile.expect.as_slice() {
+        [] => Ok(()),
+        expect => Err(HarnessError::ExpectationsUnmet {
+            missing: expect.to_vec(),
+            unexpected: Vec::new(),
+            ended_by: None,
+        }),
+    });
     let outcome = match outcome {
         Ok(()) if options.keep => {
             say!(
@@ -375,8 +451,8 @@ fn after_boot(
         report.checks.extend(checks::from_verify(&found));
     }
     say!("checks:");
-    progress::line(checks::summary(&report.checks).trim_end());
-    expectations(inputs, &report.checks);
+    let expected = checks::against_expectations(&inputs.profile.expect, &report.checks).expected;
+    progress::line(checks::summary_expecting(&report.checks, &expected).trim_end());
     let failed = checks::failed(&report.checks);
     if failed.is_empty() {
         Ok(())
@@ -417,23 +493,5 @@ fn reboot_check(error: &boma_vm::VmError) -> CheckRecord {
         ok: false,
         reason: Some(reason.to_owned()),
         detail: Some(json!(error.to_string())),
-    }
-}
-
-/// A RED profile says what must fail: say whether it did.
-fn expectations(inputs: &Inputs, checks: &[CheckRecord]) {
-    if inputs.profile.expect.is_empty() {
-        return;
-    }
-    let (missing, unexpected) = checks::against_expectations(&inputs.profile.expect, checks);
-    if missing.is_empty() && unexpected.is_empty() {
-        say!("expected failures (profile `expect`): all seen, nothing else failed");
-    } else {
-        if !missing.is_empty() {
-            say!("expected but not seen: {}", missing.join(", "));
-        }
-        if !unexpected.is_empty() {
-            say!("failed but not expected: {}", unexpected.join(", "));
-        }
     }
 }

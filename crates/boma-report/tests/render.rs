@@ -100,7 +100,8 @@ fn an_unexpected_failure_beside_expected_ones_is_red() {
     let mut report = scenarios::expected_failure();
     let run = &mut report.runs[0];
     run.result = RunResult::Failed;
-    run.expected_failures.retain(|n| n != "https_443_from_controller");
+    run.expected_failures
+        .retain(|n| n != "https_443_from_controller");
     let junit = render_junit(&report);
     assert!(
         junit.contains(r#"tests="10" failures="2" errors="0" skipped="2""#),

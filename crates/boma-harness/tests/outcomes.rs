@@ -1,0 +1,207 @@
+//! How a run ends, against the fake machine: a RED profile judged by its own `expect` (an
+//! expected failure exits 0, anything else exits 1, a pass included).
+
+mod support;
+
+use boma_harness::{ExitClass, HarnessError};
+use boma_report::RunResult;
+use support::{Rig, serial, verify_fails_red, verify_passes};
+
+/// askari-red as the fake plays it: the verify playbook finds the incident's chain and the
+/// controller's probe of 443 fails — exactly what its `expect` names. (On a real guest 443
+/// fails before the reboot too; the fake kills it only at the reboot, so the reboot diff also
+/// loses it, and the sandbox's profile expects that as well.)
+fn red_as_planted(rig: &Rig) {
+    *rig.machine.playbook.borrow_mut() = verify_fails_red();
+    rig.machine.ports_dead_after_reboot.borrow_mut().push(443);
+    let profile = rig.sandbox.settings.repo.join("profiles/askari-red.json");
+    let text = std::fs::read_to_string(&profile).unwrap().replace(
+        r#""probe_443_https""#,
+        r#""probe_443_https", "probe_failed 443""#,
+    );
+    rig.sandbox.write("profiles/askari-red.json", &text);
+}
+
+fn failed_names(outcome: &boma_harness::RunOutcome) -> Vec<&str> {
+    outcome
+        .report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect()
+}
+
+#[test]
+fn a_red_that_fails_exactly_as_expected_is_an_expected_failure_exiting_0() {
+    let _serial = serial();
+    let rig = Rig::new();
+    red_as_planted(&rig);
+    let outcome = rig.it_with("askari-red", support::options());
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.exit_class(), None, "exit 0");
+    let report = &outcome.report;
+    assert_eq!(report.result, RunResult::ExpectedFailure);
+    assert_eq!(
+        report.expected_failures,
+        [
+            "probe_443_https",
+            "probe_failed 443 timeout",
+            "forward_chain_accepts_containers",
+            "https_443_from_controller"
+        ]
+    );
+    assert_eq!(failed_names(&outcome), report.expected_failures);
+    // Still the evidence of a failure: what ended the run, and the bundle (with the report,
+    // which says `expected_failure` too).
+    assert!(
+        report
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("checks failed: ")),
+        "{:?}",
+        report.error
+    );
+    let bundle = report.diagnostics.clone().expect("a bundle");
+    let saved = std::fs::read_to_string(format!("{bundle}/report.json")).unwrap();
+    assert!(saved.contains(r#""result": "expected_failure""#), "{saved}");
+    let log = std::fs::read_to_string(format!("{bundle}/harness.log")).unwrap();
+    assert!(
+        log.contains("  XFAIL forward_chain_accepts_containers"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_red_whose_bug_stopped_happening_fails_naming_every_expected_failure() {
+    let _serial = serial();
+    let rig = Rig::new();
+    *rig.machine.playbook.borrow_mut() = verify_passes();
+    let outcome = rig.it_with("askari-red", support::options());
+    assert!(failed_names(&outcome).is_empty());
+    let error = outcome
+        .error
+        .as_ref()
+        .expect("a pass is not what a RED expects");
+    assert_eq!(error.class(), ExitClass::Failed);
+    assert_eq!(error.class().code(), 1);
+    assert_eq!(
+        error.to_string(),
+        "expected failures not seen: forward_chain_accepts_containers, https_443_from_controller, probe_443_https"
+    );
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    assert_eq!(
+        outcome.report.error.as_deref(),
+        Some(error.to_string().as_str())
+    );
+    assert!(outcome.report.expected_failures.is_empty());
+    // A failure like any other: the VM kept for a look at why, with its bundle.
+    assert!(outcome.report.diagnostics.is_some());
+    assert_eq!(rig.machine.world.borrow().running.len(), 1, "kept");
+}
+
+#[test]
+fn a_red_with_one_expected_failure_missing_fails_and_keeps_the_others_expected() {
+    let _serial = serial();
+    let rig = Rig::new();
+    // The probe of 443 stays alive: `probe_443_https` is not seen.
+    *rig.machine.playbook.borrow_mut() = verify_fails_red();
+    let outcome = rig.it_with("askari-red", support::options());
+    let error = outcome.error.expect("fails");
+    assert_eq!(
+        error.to_string(),
+        "expected failures not seen: probe_443_https"
+    );
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    assert_eq!(
+        outcome.report.expected_failures,
+        [
+            "forward_chain_accepts_containers",
+            "https_443_from_controller"
+        ]
+    );
+}
+
+#[test]
+fn a_red_with_a_failure_it_does_not_expect_fails_naming_it() {
+    let _serial = serial();
+    let rig = Rig::new();
+    red_as_planted(&rig);
+    // The guest keeps a route to the real fleet: not the planted bug.
+    rig.machine.world.borrow_mut().routed = true;
+    let outcome = rig.it_with("askari-red", support::options());
+    let error = outcome.error.expect("fails");
+    assert_eq!(error.class(), ExitClass::Failed);
+    assert_eq!(
+        error.to_string(),
+        "failed but not expected: no_route_to_fleet"
+    );
+    assert_eq!(outcome.report.result, RunResult::Failed);
+}
+
+/// A RED whose apply fails never got to the checks its `expect` names: a failure, with the
+/// playbook's own error as the cause.
+#[test]
+fn a_red_whose_apply_fails_is_a_failure_with_the_apply_as_its_cause() {
+    let _serial = serial();
+    let rig = Rig::new();
+    *rig.machine.playbook.borrow_mut() = Box::new(|call| {
+        if call.label.starts_with("apply playbooks/offsite.yml") {
+            return Err(HarnessError::Playbook {
+                step: call.label.clone(),
+                code: Some(2),
+                tail: vec!["fatal: [vm]: FAILED!".into()],
+            });
+        }
+        Ok(())
+    });
+    let outcome = rig.it_with("askari-red", support::options());
+    let error = outcome.error.expect("fails");
+    let chain = boma_harness::error_chain(&error);
+    assert!(
+        chain.starts_with(
+            "expected failures not seen: forward_chain_accepts_containers, https_443_from_controller, probe_443_https; the run ended on a failure no check records: apply playbooks/offsite.yml --tags docker_host,reverse_proxy failed (ansible-playbook exit status 2)"
+        ),
+        "{chain}"
+    );
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    assert_eq!(outcome.report.error.as_deref(), Some(chain.as_str()));
+}
+
+/// A RED whose planted bug keeps the guest from coming back (`expect: reboot_timeout`): the
+/// reboot's failure is recorded as a check, so it is an expected failure.
+#[test]
+fn a_red_that_never_comes_back_as_expected_is_an_expected_failure() {
+    let _serial = serial();
+    let rig = Rig::new();
+    rig.sandbox.write(
+        "profiles/askari-hangs-red.json",
+        &std::fs::read_to_string(rig.sandbox.settings.repo.join("profiles/askari.json"))
+            .unwrap()
+            .replace(
+                r#""verify": ["tests/verify/askari.yml"]"#,
+                r#""verify": ["tests/verify/askari.yml"], "expect": ["reboot_timeout"]"#,
+            ),
+    );
+    rig.machine.world.borrow_mut().never_returns = true;
+    let outcome = rig.it_with("askari-hangs-red", support::options());
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.report.result, RunResult::ExpectedFailure);
+    assert_eq!(outcome.report.expected_failures, ["reboot_timeout"]);
+    assert!(!outcome.report.rebooted);
+}
+
+/// Refusals say nothing about the host: a RED refused in preflight stays refused.
+#[test]
+fn a_refused_red_stays_refused() {
+    let _serial = serial();
+    let rig = Rig::new();
+    rig.machine
+        .missing_tools
+        .borrow_mut()
+        .push("qemu-img".into());
+    let outcome = rig.it_with("askari-red", support::options());
+    assert_eq!(outcome.exit_class(), Some(ExitClass::Refused));
+    assert_eq!(outcome.report.result, RunResult::Refused);
+    assert!(outcome.report.expected_failures.is_empty());
+}
