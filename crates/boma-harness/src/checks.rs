@@ -7,7 +7,7 @@ use boma_report::{CheckRecord, CheckSource};
 use camino::Utf8Path;
 use serde_json::json;
 
-use crate::ansible::ChangedTask;
+use crate::idempotence::Verdict;
 use crate::probe::ProbeOutcome;
 use crate::verify::VerifyResults;
 
@@ -71,15 +71,29 @@ pub fn from_probes(before: &[ProbeOutcome], after: &[ProbeOutcome]) -> Vec<Check
 }
 
 /// The second apply of every step must change nothing: one check, naming each task that did.
-pub fn from_idempotence(changed: &[ChangedTask], repo: &Utf8Path) -> CheckRecord {
-    let tasks: Vec<String> = changed.iter().map(|t| t.describe(repo)).collect();
-    let reason = if tasks.is_empty() { "ok" } else { "changed" };
+/// A pass the callback did not prove it saw is `idempotence_unproven`, a failure: "nothing
+/// recorded" is not "nothing changed".
+pub fn from_idempotence(verdict: &Verdict, repo: &Utf8Path) -> CheckRecord {
+    let (ok, reason, detail) = match verdict {
+        Verdict::Proven { results, changed } if changed.is_empty() => (
+            true,
+            "ok",
+            json!(format!(
+                "{results} task results on the second apply, none changed"
+            )),
+        ),
+        Verdict::Proven { changed, .. } => {
+            let tasks: Vec<String> = changed.iter().map(|t| t.describe(repo)).collect();
+            (false, "changed", json!(tasks))
+        }
+        Verdict::Unproven(why) => (false, "idempotence_unproven", json!(why)),
+    };
     record(
         "idempotence",
         CheckSource::Idempotence,
-        tasks.is_empty(),
+        ok,
         reason,
-        (!tasks.is_empty()).then(|| json!(tasks)),
+        Some(detail),
     )
 }
 
@@ -282,22 +296,40 @@ mod tests {
         let degraded = system_running("degraded", &["zz.service".into()]);
         assert!(!degraded.ok);
         assert_eq!(degraded.detail, Some(json!("degraded: zz.service failed")));
-        let none = from_idempotence(&[], Utf8Path::new("/r"));
+        let none = from_idempotence(
+            &Verdict::Proven {
+                results: 12,
+                changed: Vec::new(),
+            },
+            Utf8Path::new("/r"),
+        );
         assert!(none.ok);
+        assert_eq!(
+            none.detail,
+            Some(json!("12 task results on the second apply, none changed"))
+        );
         let some = from_idempotence(
-            &[ChangedTask {
-                host: "h".into(),
-                task: "Add a route".into(),
-                role: Some("cat".into()),
-                path: Some("/r/roles/cat/tasks/main.yml:4".into()),
-            }],
+            &Verdict::Proven {
+                results: 12,
+                changed: vec![crate::ChangedTask {
+                    host: "h".into(),
+                    task: "Add a route".into(),
+                    role: Some("cat".into()),
+                    path: Some("/r/roles/cat/tasks/main.yml:4".into()),
+                }],
+            },
             Utf8Path::new("/r"),
         );
         assert!(!some.ok);
+        assert_eq!(some.reason.as_deref(), Some("changed"));
         assert_eq!(
             some.detail,
             Some(json!(["cat : Add a route (roles/cat/tasks/main.yml:4)"]))
         );
+        let unproven = from_idempotence(&Verdict::Unproven("no marks".into()), Utf8Path::new("/r"));
+        assert!(!unproven.ok, "unproven is never a pass");
+        assert_eq!(unproven.reason.as_deref(), Some("idempotence_unproven"));
+        assert_eq!(unproven.detail, Some(json!("no marks")));
     }
 
     #[test]

@@ -375,8 +375,8 @@ fn after_boot(
             }
             None => {
                 let set = PlaybookSet::new(ctx, inputs, record, &files);
-                let changed = steps::idempotence(ctx, &set, &files)?;
-                let check = checks::from_idempotence(&changed, ctx.repo());
+                let verdict = steps::idempotence(ctx, &set, &files)?;
+                let check = checks::from_idempotence(&verdict, ctx.repo());
                 if check.ok
                     && let Some(run_layers) = layers.as_ref()
                 {

@@ -9,6 +9,7 @@
 //! - `preflight`: every refusal, before anything is fetched, built, probed or created;
 //! - `backend`: the operator's backend choice resolved against a probe (pure);
 //! - `diff` and `checks`: the reboot diff run, and every check judged (pure);
+//! - `idempotence`: the second apply's evidence, as the `boma_changes` callback proves it (pure);
 //! - `vm`, `golden`, `ansible`, `probe`, `files`: booting and the failure policy, the golden
 //!   image, `ansible-playbook`, the controller's port probes, the run's own files;
 //! - [`Machine`]: every effect on this machine, as narrow traits a fake can stand in for.
@@ -21,6 +22,7 @@ mod diff;
 mod error;
 mod files;
 pub mod golden;
+mod idempotence;
 mod layers;
 mod machine;
 mod preflight;

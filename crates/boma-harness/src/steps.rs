@@ -9,12 +9,12 @@ use boma_vm::lifecycle;
 use boma_vm::{Accel, BackendKind, RebootHow, RunRecord};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::ansible::{self, ChangedTask, PlaybookCall};
+use crate::ansible::PlaybookCall;
 use crate::files::{self, RunFiles};
 use crate::preflight::{self, Inputs, Needs};
 use crate::verify::VerifyResults;
 use crate::vm::{self, runs, with_effects};
-use crate::{Ctx, HarnessError, checks, diff};
+use crate::{Ctx, HarnessError, checks, diff, idempotence};
 
 /// How a run pins the connection (see [`PlaybookSet::run`]).
 #[derive(Debug, Clone, Copy)]
@@ -137,22 +137,33 @@ pub fn apply_step(
 }
 
 /// Apply every step a second time, recording what changed: a role that reports `changed` on
-/// its second run is not safe to apply to a live host (Molecule's idempotence step).
+/// its second run is not safe to apply to a live host (Molecule's idempotence step). What the
+/// `boma_changes` callback wrote is judged only if it proves the callback saw every step
+/// ([`idempotence::judge`]): no file, or one without its marks, is unproven, never "nothing
+/// changed".
 pub fn idempotence(
     ctx: &Ctx,
     set: &PlaybookSet,
     files: &RunFiles,
-) -> Result<Vec<ChangedTask>, HarnessError> {
+) -> Result<idempotence::Verdict, HarnessError> {
     let changes = files.changes();
-    let _ = std::fs::remove_file(&changes);
+    // A file left from before must not pass for this pass's record.
+    match std::fs::remove_file(&changes) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(HarnessError::io(&changes, e)),
+    }
+    let mut labels = Vec::new();
     for apply in &set.inputs.profile.applies {
         apply_step(ctx, set, apply, Some(&changes))?;
+        labels.push(format!("idempotence {}", apply.label()));
     }
-    let text = std::fs::read_to_string(&changes).unwrap_or_default();
-    Ok(ansible::parse_changes(&text)
-        .into_iter()
-        .filter(|t| t.host == set.record.name.as_str())
-        .collect())
+    let text = match std::fs::read_to_string(&changes) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(HarnessError::io(&changes, e)),
+    };
+    Ok(idempotence::judge(&text, set.record.name.as_str(), &labels))
 }
 
 /// Run one of the profile's verify playbooks and read what it found. A playbook that fails

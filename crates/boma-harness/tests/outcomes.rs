@@ -205,3 +205,58 @@ fn a_refused_red_stays_refused() {
     assert_eq!(outcome.report.result, RunResult::Refused);
     assert!(outcome.report.expected_failures.is_empty());
 }
+
+/// The idempotence check fails closed: a second apply the `boma_changes` callback never
+/// recorded (not loaded: no file at all) is `idempotence_unproven`, a failed check, not
+/// "nothing changed".
+#[test]
+fn a_second_apply_the_callback_never_recorded_is_unproven_and_fails() {
+    let _serial = serial();
+    let rig = Rig::new();
+    rig.machine.callback_silent.set(true);
+    let outcome = rig.it();
+    let check = outcome
+        .report
+        .checks
+        .iter()
+        .find(|c| c.name == "idempotence")
+        .expect("an idempotence check");
+    assert!(!check.ok);
+    assert_eq!(check.reason.as_deref(), Some("idempotence_unproven"));
+    let detail = check.detail.as_ref().and_then(|d| d.as_str()).unwrap();
+    assert!(
+        detail.starts_with("the boma_changes callback recorded 0 playbook run(s) for 2 step(s)"),
+        "{detail}"
+    );
+    assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    assert!(
+        outcome
+            .error
+            .unwrap()
+            .to_string()
+            .contains("checks failed: idempotence"),
+    );
+}
+
+/// With the callback's marks, a clean second apply is proven and says what it saw.
+#[test]
+fn a_proven_second_apply_says_what_the_callback_saw() {
+    let _serial = serial();
+    let rig = Rig::new();
+    let outcome = rig.it();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let check = outcome
+        .report
+        .checks
+        .iter()
+        .find(|c| c.name == "idempotence")
+        .expect("an idempotence check");
+    assert!(check.ok);
+    assert_eq!(
+        check.detail,
+        Some(serde_json::json!(
+            "6 task results on the second apply, none changed"
+        ))
+    );
+}

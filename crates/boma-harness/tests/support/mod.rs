@@ -58,6 +58,9 @@ pub struct FakeMachine {
     pub ports_dead_after_reboot: RefCell<Vec<u16>>,
     /// What the vault holds (decrypted), as the real machine would read it.
     pub vault: RefCell<Vec<String>>,
+    /// The `boma_changes` callback never runs (not loaded): runs asked to record changes write
+    /// nothing, not even its start and end marks.
+    pub callback_silent: Cell<bool>,
     golden: Utf8PathBuf,
 }
 
@@ -85,6 +88,7 @@ impl FakeMachine {
             golden_asked: Cell::new(0),
             ports_dead_after_reboot: RefCell::new(Vec::new()),
             vault: RefCell::new(Vec::new()),
+            callback_silent: Cell::new(false),
             golden,
         }
     }
@@ -172,7 +176,31 @@ impl Ansible for FakeMachine {
     fn run_playbook(&self, call: &PlaybookCall) -> Result<(), HarnessError> {
         self.playbook_calls.borrow_mut().push(call.label.clone());
         self.playbook_args.borrow_mut().push(call.args.clone());
-        (self.playbook.borrow_mut())(call)
+        // As the real callback does around a run: a start mark, then (after the playbook's own
+        // changed lines) an end mark counting what it saw on the VM.
+        let callback = call
+            .changes_file
+            .as_ref()
+            .filter(|_| !self.callback_silent.get());
+        if let Some(file) = callback {
+            append_line(
+                file,
+                &serde_json::json!({"event": "start", "playbook": call.label}),
+            );
+        }
+        let played = (self.playbook.borrow_mut())(call);
+        if let Some(file) = callback {
+            let vm = limit_of(&call.args);
+            let text = std::fs::read_to_string(file).unwrap();
+            let this_run = &text[text.rfind(r#"{"event":"start""#).unwrap()..];
+            let changed = this_run
+                .lines()
+                .filter(|l| l.contains(r#""status":"changed""#) && l.contains(&vm))
+                .count();
+            let hosts = serde_json::json!({ vm: {"results": 3, "changed": changed} });
+            append_line(file, &serde_json::json!({"event": "end", "hosts": hosts}));
+        }
+        played
     }
     fn vault_values(
         &self,
@@ -243,23 +271,37 @@ pub fn verify_fails_red() -> Playbook {
     })
 }
 
+/// The VM a playbook run is limited to (`--limit`).
+fn limit_of(args: &[String]) -> String {
+    args.iter()
+        .skip_while(|a| *a != "--limit")
+        .nth(1)
+        .expect("every run is limited to the VM")
+        .clone()
+}
+
+/// Append one JSON line to `file`, as the callback does.
+fn append_line(file: &Utf8Path, line: &serde_json::Value) {
+    use std::io::Write as _;
+    let mut out = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(file)
+        .unwrap();
+    writeln!(out, "{line}").unwrap();
+}
+
 /// The second apply of a step reports a task as changed (a role that is not idempotent).
 pub fn not_idempotent() -> Playbook {
     Box::new(|call| {
         if let Some(file) = &call.changes_file
             && call.label.contains("site.yml")
         {
-            let vm = call
-                .args
-                .iter()
-                .skip_while(|a| *a != "--limit")
-                .nth(1)
-                .unwrap()
-                .clone();
+            let vm = limit_of(&call.args);
             let path = format!("{}/roles/base/tasks/main.yml:7", call.repo);
             let line = serde_json::json!({"host": vm, "task": "Add the route", "role": "base",
                 "path": path, "status": "changed"});
-            std::fs::write(file, format!("{line}\n")).unwrap();
+            append_line(file, &line);
         }
         if call.label.starts_with("verify") {
             write_results(&call.args, true, true);
