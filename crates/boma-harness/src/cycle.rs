@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use boma_exec::progress;
 use boma_exec::say;
 use boma_report::{CheckRecord, CheckSource, RunReport, RunResult, Timestamp};
-use boma_vm::lifecycle;
+use boma_vm::lifecycle::{self, BaseImage};
 use boma_vm::{RebootHow, RunRecord};
 use serde_json::json;
 
@@ -221,16 +221,29 @@ fn run(
         }
         None
     };
-    let base = match &layers {
-        Some(l) => l.base().to_owned(),
-        None => vm::pin_for_run(ctx, &new, &prepared.golden)?,
+    // A reused layer carries steps applied to it: a panic in its first boot is not reset.
+    let (base, base_kind) = match &layers {
+        Some(l) if l.reused_steps() > 0 => (l.base().to_owned(), BaseImage::Layer),
+        Some(l) => (l.base().to_owned(), BaseImage::Golden),
+        None => (
+            vm::pin_for_run(ctx, &new, &prepared.golden)?,
+            BaseImage::Golden,
+        ),
     };
     // From here the run has a directory: its command log goes there too.
     let run_dir = ctx.settings.runs_root.join(new.name.as_str());
     if std::fs::create_dir_all(&run_dir).is_ok() {
         let _ = progress::log_into(Some(RunFiles { dir: run_dir }.harness_log().as_std_path()));
     }
-    let mut record = match vm::boot(ctx, &inputs, &new, prepared.accel, &base, false) {
+    let booted = vm::boot(
+        ctx,
+        &inputs,
+        &new,
+        prepared.accel,
+        (&base, base_kind),
+        false,
+    );
+    let mut record = match booted {
         Ok(record) => record,
         Err((error, Some(record))) => {
             report.vm = Some(record.name.to_string());

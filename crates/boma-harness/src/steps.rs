@@ -5,7 +5,7 @@
 use boma_exec::progress::{self, phase};
 use boma_exec::say;
 use boma_inventory::{Apply, CertTier, ConnectionPin, PlaybookRun};
-use boma_vm::lifecycle;
+use boma_vm::lifecycle::{self, BaseImage};
 use boma_vm::{Accel, BackendKind, RebootHow, RunRecord};
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -222,7 +222,8 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
     let new = preflight::new_vm(ctx, &inputs, &vm::new_run_id())?;
     let prepared = vm::prepare(ctx, &inputs, &new, &format!("cargo xtask up {host}"), true)?;
     let base = vm::pin_for_run(ctx, &new, &prepared.golden)?;
-    let record = match vm::boot(ctx, &inputs, &new, prepared.accel, &base, true) {
+    let golden = (base.as_path(), BaseImage::Golden);
+    let record = match vm::boot(ctx, &inputs, &new, prepared.accel, golden, true) {
         Ok(record) => record,
         Err((error, Some(record))) => {
             if vm::after_failure(ctx, &record, &error, false).is_some()

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use boma_exec::progress::phase;
 use boma_exec::{interrupt, say};
-use boma_vm::lifecycle::{self, Effects, UpFailure, UpRequest};
+use boma_vm::lifecycle::{self, BaseImage, Effects, UpFailure, UpRequest};
 use boma_vm::run::diagnostics;
 use boma_vm::{Accel, BackendKind, RunRecord, Runs};
 use camino::Utf8PathBuf;
@@ -190,14 +190,15 @@ pub fn pin_for_run(ctx: &Ctx, new: &NewVm, golden: &Golden) -> Result<Utf8PathBu
     Ok(pinned.path)
 }
 
-/// Boot the VM from `base` (the golden image or a cached layer). A failure after boot keeps
-/// the VM (diagnostics collected) and hands it back; an interrupt removes it unless `keep`.
+/// Boot the VM from `base` (the golden image or a cached layer, as `base_kind` says). A failure
+/// after boot keeps the VM (diagnostics collected) and hands it back; an interrupt removes it
+/// unless `keep`.
 pub fn boot(
     ctx: &Ctx,
     inputs: &Inputs,
     new: &NewVm,
     accel: Accel,
-    base: &camino::Utf8Path,
+    (base, base_kind): (&camino::Utf8Path, BaseImage),
     exclusive: bool,
 ) -> Result<RunRecord, (HarnessError, Option<Box<RunRecord>>)> {
     let (key, public_key) = ctx
@@ -231,6 +232,7 @@ pub fn boot(
         name: new.name.clone(),
         mac,
         base_image: base.to_owned(),
+        base: base_kind,
         mem_mib: inputs.profile.mem_mib,
         vcpus: inputs.profile.vcpus,
         published_ports: inputs.profile.ports(),

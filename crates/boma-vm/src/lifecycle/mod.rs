@@ -20,7 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 pub use disks::{Disks, RealDisks, SeedFiles, image_format};
 pub use wait::{Waits, poll_until};
 
-use watch::{ConsoleWatch, Resettable, console_len};
+use watch::{ConsoleWatch, Resettable, console_len, first_boot_resettable};
 
 use crate::guest::ssh::SSH_FAILED;
 use crate::run::prune;
@@ -59,6 +59,9 @@ pub struct UpRequest {
     pub mac: String,
     /// The disk the overlay is made on: the golden image or a cached layer.
     pub base_image: Utf8PathBuf,
+    /// Which of the two it is: it decides what a kernel panic in the first boot may be reset
+    /// for.
+    pub base: BaseImage,
     pub mem_mib: u32,
     pub vcpus: u32,
     pub published_ports: Vec<u16>,
@@ -72,6 +75,15 @@ pub struct UpRequest {
     pub key: Utf8PathBuf,
     /// Whether this VM becomes the checkout's one current VM (see [`preflight`]).
     pub exclusive: bool,
+}
+
+/// What a VM's first boot boots from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseImage {
+    /// The golden image: nothing of the run is on it yet.
+    Golden,
+    /// A cached disk layer: it carries the steps applied to it, the change under test.
+    Layer,
 }
 
 /// Why `up` did not finish, and whether a VM exists that the caller must keep or remove.
@@ -188,7 +200,7 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
     let wait = phase("wait for SSH and cloud-init");
     let deadline = Instant::now() + fx.waits.boot;
     let ready = refresh_address(fx, &mut record, deadline)
-        .and_then(|()| wait_first_boot(fx, &record, deadline));
+        .and_then(|()| wait_first_boot(fx, &record, req.base, deadline));
     match wait.close(ready) {
         Ok(boot_id) => {
             record.boot_id = Some(boot_id);
@@ -303,14 +315,19 @@ fn is_boot_id(s: &str) -> bool {
 
 /// Wait for the first boot: SSH answers (retried: cloud-init restarts sshd moments after it
 /// first listens) and cloud-init has finished. Returns the boot_id.
-fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Result<String, VmError> {
+fn wait_first_boot(
+    fx: &Effects,
+    record: &RunRecord,
+    base: BaseImage,
+    deadline: Instant,
+) -> Result<String, VmError> {
     let hypervisor = fx.hypervisor(record.backend);
     say!(
         "    polling: ssh {} -- {READY_PROBE}",
         record.ssh.destination()
     );
-    let mut console = ConsoleWatch::new(0, "its first boot", Resettable::AnyPanic);
-    poll_until(
+    let mut console = ConsoleWatch::new(0, "its first boot", first_boot_resettable(base));
+    let boot_id = poll_until(
         &fx.waits,
         deadline,
         format!("SSH to {} with cloud-init done", record.name),
@@ -356,7 +373,10 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Resul
                 None => Ok(None),
             }
         },
-    )
+    )?;
+    // A boot that failed before this one answered (a panic the guest restarted past).
+    console.confirm(record)?;
+    Ok(boot_id)
 }
 
 fn ensure_running(hypervisor: &dyn Hypervisor, record: &RunRecord) -> Result<(), VmError> {
@@ -572,6 +592,9 @@ fn wait_new_boot(
     )?;
     let state = state.stdout.trim().to_owned();
     say!("    system state: {state}");
+    // Every boot since the reboot was asked, judged once more now that one answered: a panic
+    // the guest restarted past (`kernel.panic=N`) is the reboot's verdict all the same.
+    console.confirm(record)?;
     Ok(state)
 }
 
