@@ -52,6 +52,9 @@ pub struct ItArgs {
     /// logs in to it).
     #[arg(long, conflicts_with = "keep")]
     pub remove_failed: bool,
+    /// Keep a failed VM powered off, not running (a parallel run passes it to each child).
+    #[arg(long, hide = true)]
+    pub power_off_failed: bool,
     /// Write the JSON report here too (stdout always has it).
     #[arg(long, value_name = "PATH")]
     pub report: Option<Utf8PathBuf>,
@@ -156,6 +159,9 @@ pub fn run(sh: &xshell::Shell, settings: &Settings, args: ItArgs) -> ExitCode {
         no_reboot: args.no_reboot,
         idempotence: !args.no_idempotence,
         remove_failed: args.remove_failed,
+        // Set for the children of a parallel run ([`child_args`]): a kept guest would take the
+        // CPU the other runs need.
+        power_off_failed: args.power_off_failed,
     };
     let (runs, class, error) = if hosts.len() == 1 {
         let machine = RealMachine::new(sh, &settings.runs_root);
@@ -490,6 +496,8 @@ fn child_args(host: &str, args: &ItArgs, report: &Utf8Path) -> Vec<String> {
         ("--no-idempotence", args.no_idempotence),
         ("--fresh", args.fresh),
         ("--remove-failed", args.remove_failed),
+        // Each child is one run of several.
+        ("--power-off-failed", true),
     ] {
         if on {
             out.push(flag.to_owned());
@@ -565,6 +573,26 @@ mod tests {
             vcpus: 16,
         };
         assert!(may_start(InUse::default(), huge, small));
+    }
+
+    #[test]
+    fn each_child_of_a_parallel_run_keeps_a_failed_vm_powered_off() {
+        use clap::Parser as _;
+        let it = |argv: Vec<String>| match crate::Cli::try_parse_from(argv).unwrap().command {
+            crate::Command::It(args) => args,
+            other => panic!("{other:?}"),
+        };
+        let parent = it(hosts(&["cargo xtask", "it", "askari", "ubongo"]));
+        assert!(!parent.power_off_failed, "an operator does not pass it");
+        let mut argv = hosts(&["cargo xtask"]);
+        argv.extend(child_args(
+            "askari",
+            &parent,
+            Utf8Path::new("/r/askari.json"),
+        ));
+        let child = it(argv);
+        assert_eq!(child.hosts, ["askari"]);
+        assert!(child.power_off_failed);
     }
 
     #[test]

@@ -80,6 +80,13 @@ enum Command {
         #[command(flatten)]
         vault: VaultArg,
     },
+    /// Boot a kept, powered-off VM again to inspect it (a failed run of several profiles keeps
+    /// its VM so, and names it): its disk, forwards and console as they were. It becomes the
+    /// current VM (`cargo xtask down` removes it).
+    Start {
+        /// The VM's name, as the run named it (boma-it-<host>-<id>).
+        vm: String,
+    },
     /// Remove the current VM and its files.
     Down {
         /// Only power the VM off; keep its overlay, console log and record for a post-mortem.
@@ -245,6 +252,9 @@ fn run(sh: &xshell::Shell, settings: &Settings, command: Command) -> Result<(), 
         Command::Assert { host, certs, .. } => {
             boma_harness::assert(&ctx, &host, certs.tier).map(|_| ())
         }
+        Command::Start { vm } => {
+            boma_harness::start(&ctx, &vm).map(|record| println!("{}", record.name))
+        }
         Command::Down { keep } => boma_harness::down(&ctx, keep),
         Command::Console { path } => {
             let log = boma_harness::console(&ctx)?;
@@ -387,6 +397,16 @@ mod tests {
         let err = parse(&["up", "askari", "--backend", "kvm"]).unwrap_err();
         assert!(err.to_string().contains("auto, qemu, libvirt"), "{err}");
         assert_eq!(parse(&["frobnicate"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn start_takes_the_kept_vms_name() {
+        let cli = parse(&["start", "boma-it-askari-1a2b3c4d"]).unwrap();
+        let Command::Start { vm } = cli.command else {
+            panic!("start");
+        };
+        assert_eq!(vm, "boma-it-askari-1a2b3c4d");
+        assert_eq!(parse(&["start"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub struct ItOptions {
     /// A failed run removes its VM once the diagnostics bundle is written (CI, the VM suite:
     /// nobody will log in, the bundle holds the evidence). Default: keep it for inspection.
     pub remove_failed: bool,
+    /// A failed run keeps its VM powered off rather than running (its disk, record and bundle
+    /// stay; `cargo xtask start <vm>` boots it again). The caller sets it for each run of an
+    /// invocation of several profiles (`it a b c`, any `-j`), where kept guests would take the
+    /// CPU the next runs need; a single-profile run keeps its VM running.
+    pub power_off_failed: bool,
 }
 
 /// What one run of the cycle produced: its report, and the error that ended it (if any).
@@ -254,7 +259,7 @@ fn run(
         Err((error, None)) => return Err(error),
     };
     report.vm = Some(record.name.to_string());
-    if let Some(pid) = vm_pid(&record) {
+    if let Some(pid) = vm::vm_pid(&record) {
         let _ = prepared.reservation.vm_started(pid);
     }
     let outcome = after_boot(ctx, &inputs, &mut record, options, &mut layers, report);
@@ -271,64 +276,121 @@ fn run(
             ended_by: None,
         }),
     });
-    let outcome = match outcome {
-        Ok(()) if options.keep => {
+    let ended = match &outcome {
+        Ok(()) => Ended::Passed,
+        Err(e) if e.interrupted().is_some() => Ended::Interrupted,
+        Err(_) => Ended::Failed,
+    };
+    if let Err(error) = &outcome {
+        // The bundle, and for an interrupt the VM removed (unless --keep).
+        report.diagnostics =
+            vm::after_failure(ctx, &record, error, options.keep).map(|p| p.to_string());
+    }
+    let fate = fate(ended, options);
+    // Whether the VM still runs when this command ends: its memory stays reserved for it
+    // (until `down` or `prune`); otherwise the guard releases it when dropped.
+    let mut runs_on = fate == Fate::KeepRunning;
+    let outcome = match (fate, ended) {
+        (Fate::KeepRunning, Ended::Passed) => {
             say!(
                 "passed; keeping {} as asked (--keep): {}",
                 record.name,
                 record.ssh.shell_hint()
             );
-            Ok(())
+            outcome
         }
-        Ok(()) => with_effects(ctx, record.backend, record.accel, |fx| {
-            lifecycle::down(fx, &record)
-        })
-        .map_err(HarnessError::from),
-        Err(error) => {
-            report.diagnostics =
-                vm::after_failure(ctx, &record, &error, options.keep).map(|p| p.to_string());
-            if options.remove_failed && !options.keep && error.interrupted().is_none() {
+        (Fate::Remove, Ended::Passed) => {
+            let removed = with_effects(ctx, record.backend, record.accel, |fx| {
+                lifecycle::down(fx, &record)
+            });
+            runs_on = removed.is_err();
+            removed.map_err(HarnessError::from)
+        }
+        (Fate::Remove, Ended::Failed) => {
+            say!(
+                "--remove-failed: removing {} (the bundle keeps the evidence)",
+                record.name
+            );
+            if let Err(e) = with_effects(ctx, record.backend, record.accel, |fx| {
+                lifecycle::down(fx, &record)
+            }) {
                 say!(
-                    "--remove-failed: removing {} (the bundle keeps the evidence)",
+                    "could not remove {}: {e}; run `cargo xtask prune`",
                     record.name
                 );
-                if let Err(e) = with_effects(ctx, record.backend, record.accel, |fx| {
-                    lifecycle::down(fx, &record)
-                }) {
+            }
+            outcome
+        }
+        (Fate::KeepPoweredOff, _) => {
+            let off = with_effects(ctx, record.backend, record.accel, |fx| {
+                lifecycle::keep_powered_off(fx, &record)
+            });
+            match off {
+                Ok(()) => say!(
+                    "{}",
+                    powered_off_line(&record, report.diagnostics.as_deref())
+                ),
+                Err(e) => {
+                    runs_on = true;
                     say!(
-                        "could not remove {}: {e}; run `cargo xtask prune`",
+                        "could not power {} off: {e}; it keeps running (`cargo xtask prune` removes it)",
                         record.name
                     );
                 }
             }
-            Err(error)
+            outcome
         }
+        // Kept running by the failure policy (after_failure said how to reach it), or
+        // removed by it after an interrupt.
+        (Fate::KeepRunning | Fate::Remove, _) => outcome,
     };
-    // A kept VM keeps its memory reserved (until `down` or `prune`); a removed one frees it
-    // (the guard releases when dropped).
-    let kept = options.keep || (!options.remove_failed && error_keeps_vm(&outcome));
-    if kept && let Some(pid) = vm_pid(&record) {
+    if runs_on && let Some(pid) = vm::vm_pid(&record) {
         let _ = prepared.reservation.keep_for_vm(pid);
     }
     outcome
 }
 
-/// Whether a failure left the VM running (every failure but an interrupt does).
-fn error_keeps_vm(outcome: &Result<(), HarnessError>) -> bool {
-    outcome
-        .as_ref()
-        .err()
-        .is_some_and(|e| e.interrupted().is_none())
+/// How a run's cycle ended, for what becomes of its VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Passed,
+    Failed,
+    Interrupted,
 }
 
-/// The VM's hypervisor process: QEMU's pid (recorded), or libvirt's QEMU found by name.
-fn vm_pid(record: &RunRecord) -> Option<u32> {
-    record.pid.or_else(|| {
-        boma_vm::host::procs::vm_processes()
-            .into_iter()
-            .find(|p| p.name == record.name)
-            .map(|p| p.pid)
-    })
+/// What becomes of a run's VM once the cycle is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Remove,
+    KeepRunning,
+    /// Powered off with its disk, record and bundle: `cargo xtask start <vm>` boots it again.
+    KeepPoweredOff,
+}
+
+/// The keep policy, pure: `--keep` keeps the VM running whatever happens; a pass or an
+/// interrupt removes it; a failure keeps it for inspection — removed with `--remove-failed`
+/// (nobody will log in), powered off in a run of several profiles (a running guest would take
+/// the CPU the next runs need), running otherwise.
+fn fate(ended: Ended, options: ItOptions) -> Fate {
+    match ended {
+        _ if options.keep => Fate::KeepRunning,
+        Ended::Passed | Ended::Interrupted => Fate::Remove,
+        Ended::Failed if options.remove_failed => Fate::Remove,
+        Ended::Failed if options.power_off_failed => Fate::KeepPoweredOff,
+        Ended::Failed => Fate::KeepRunning,
+    }
+}
+
+/// The one line that says a failed run's VM was kept powered off, and how to look at it.
+fn powered_off_line(record: &RunRecord, bundle: Option<&str>) -> String {
+    let bundle = bundle
+        .map(|b| format!(", its bundle in {b}"))
+        .unwrap_or_default();
+    format!(
+        "{name} is kept powered off (one run of several: a running guest would take the CPU the others need); its disk, console and record stay in {dir}{bundle}: `cargo xtask start {name}` boots it again to inspect it",
+        name = record.name,
+        dir = record.dir,
+    )
 }
 
 /// Everything after the VM is up. The checks gathered so far stay in the report whatever
@@ -506,5 +568,52 @@ fn reboot_check(error: &boma_vm::VmError) -> CheckRecord {
         ok: false,
         reason: Some(reason.to_owned()),
         detail: Some(json!(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ItOptions {
+        ItOptions {
+            tier: boma_inventory::CertTier::Internal,
+            keep: false,
+            no_reboot: false,
+            idempotence: true,
+            remove_failed: false,
+            power_off_failed: false,
+        }
+    }
+
+    #[test]
+    fn a_failed_vm_is_powered_off_only_in_a_run_of_several() {
+        let several = ItOptions {
+            power_off_failed: true,
+            ..options()
+        };
+        assert_eq!(fate(Ended::Failed, options()), Fate::KeepRunning);
+        assert_eq!(fate(Ended::Failed, several), Fate::KeepPoweredOff);
+        // Nothing else changes with it.
+        for (ended, expected) in [
+            (Ended::Passed, Fate::Remove),
+            (Ended::Interrupted, Fate::Remove),
+        ] {
+            assert_eq!(fate(ended, options()), expected);
+            assert_eq!(fate(ended, several), expected);
+        }
+        // --remove-failed removes, --keep keeps running, whatever the run is part of.
+        let remove = ItOptions {
+            remove_failed: true,
+            ..several
+        };
+        assert_eq!(fate(Ended::Failed, remove), Fate::Remove);
+        let keep = ItOptions {
+            keep: true,
+            ..several
+        };
+        for ended in [Ended::Passed, Ended::Failed, Ended::Interrupted] {
+            assert_eq!(fate(ended, keep), Fate::KeepRunning);
+        }
     }
 }

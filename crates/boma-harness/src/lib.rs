@@ -4,8 +4,8 @@
 //!
 //! The rooms:
 //! - [`cycle`]: `it`, the whole cycle for one profile, and its report;
-//! - [`steps`]: `up`, `apply`, `reboot`, `assert`, `down`, `console`, `prune` one at a time,
-//!   and the playbook runs the cycle shares with them;
+//! - [`steps`]: `up`, `apply`, `reboot`, `assert`, `down`, `console`, `prune`, `start` one
+//!   at a time, and the playbook runs the cycle shares with them;
 //! - `preflight`: every refusal, before anything is fetched, built, probed or created;
 //! - `backend`: the operator's backend choice resolved against a probe (pure);
 //! - `diff` and `checks`: the reboot diff run, and every check judged (pure);
@@ -41,7 +41,7 @@ pub use machine::{Ansible, HostProbe, Machine, PortProber, Provisioner, RealMach
 pub use preflight::VM_TOOLS;
 pub use report::single as single_report;
 pub use settings::{Ctx, ImageSource, Settings, WaitOverrides};
-pub use steps::{apply, assert, console, down, prune, reboot, up};
+pub use steps::{apply, assert, console, down, prune, reboot, start, up};
 pub use verify::VerifyResults;
 
 /// The error and its causes on one line, each cause once (a wrapper that repeats its source's

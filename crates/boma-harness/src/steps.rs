@@ -1,6 +1,6 @@
 //! The steps an operator can also run one at a time (`up`, `apply`, `reboot`, `assert`, `down`,
-//! `console`, `prune`), and the playbook runs the cycle shares with them (apply a step, the
-//! idempotence pass, a verify playbook).
+//! `console`, `prune`, `start` of a kept VM), and the playbook runs the cycle shares with them
+//! (apply a step, the idempotence pass, a verify playbook).
 
 use boma_exec::progress::{self, phase};
 use boma_exec::say;
@@ -236,13 +236,7 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
         Err((error, None)) => return Err(error),
     };
     // The VM outlives this command: its reservation goes with it (until `down` or `prune`).
-    let pid = record.pid.or_else(|| {
-        boma_vm::host::procs::vm_processes()
-            .into_iter()
-            .find(|p| p.name == record.name)
-            .map(|p| p.pid)
-    });
-    if let Some(pid) = pid {
+    if let Some(pid) = vm::vm_pid(&record) {
         prepared
             .reservation
             .keep_for_vm(pid)
@@ -252,6 +246,49 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
     files::write_run_files(ctx.repo(), &inputs, &record, &files)
         .map_err(|e| standalone_failure(ctx, &record, e))?;
     Ok(record)
+}
+
+/// Boot a kept, powered-off VM again, from its record (a failed run of several profiles keeps
+/// its VM so): its disk, forwards and console as they were, its memory reserved again
+/// machine-wide first. It becomes the current VM: `apply`, `assert`, `console` and `down`
+/// act on it.
+pub fn start(ctx: &Ctx, vm: &str) -> Result<RunRecord, HarnessError> {
+    let name = boma_name::VmName::parse(vm)?;
+    let runs = runs(ctx);
+    let what = format!("cargo xtask start {name}");
+    // Shared, as a run's: the other runs of a parallel `it` may still be going.
+    let _lock = runs.lock_shared(&what)?;
+    let Some(mut record) = runs.record(&name)? else {
+        return Err(HarnessError::Refused(format!(
+            "no kept VM {name} in {}: `ls {}` lists the kept ones (`cargo xtask prune` removes them all)",
+            runs.root(),
+            runs.root()
+        )));
+    };
+    let reservation = vm::reserve_again(ctx, &record, &what)?;
+    let started = with_effects(ctx, record.backend, record.accel, |fx| {
+        lifecycle::start(fx, &mut record)
+    });
+    // Running (even a boot that failed), it keeps its memory until `down` or `prune`.
+    if let Some(pid) = vm::vm_pid(&record) {
+        let _ = reservation.keep_for_vm(pid);
+    }
+    match started {
+        Ok(()) => {
+            say!(
+                "{name} is up again: {}; `cargo xtask down` removes it",
+                record.ssh.shell_hint()
+            );
+            Ok(record)
+        }
+        Err(e) => {
+            say!(
+                "{name} did not come back: its console is {}; `cargo xtask down` removes it",
+                record.console_log()
+            );
+            Err(e.into())
+        }
+    }
 }
 
 /// The current run. Applying another host's profile to it is allowed (the RED→GREEN cycle

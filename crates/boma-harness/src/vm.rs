@@ -167,6 +167,36 @@ pub fn reserve_error(e: ReserveError) -> HarnessError {
     }
 }
 
+/// The VM's hypervisor process: QEMU's pid (recorded), or libvirt's QEMU found by name.
+pub fn vm_pid(record: &RunRecord) -> Option<u32> {
+    record.pid.or_else(|| {
+        boma_vm::host::procs::vm_processes()
+            .into_iter()
+            .find(|p| p.name == record.name)
+            .map(|p| p.pid)
+    })
+}
+
+/// Reserve again the memory of a recorded VM about to start (machine-wide, as a new run's):
+/// its record says how much.
+pub fn reserve_again(ctx: &Ctx, record: &RunRecord, what: &str) -> Result<Reserved, HarnessError> {
+    let store = Reservations::open(&ctx.settings.cache_dir).map_err(reserve_error)?;
+    let request = ReservationRequest {
+        vm: record.name.to_string(),
+        mem_mib: u64::from(record.mem_mib),
+        overhead_mib: reserve::TCG_OVERHEAD_MIB,
+        vcpus: record.vcpus,
+        checkout: ctx.settings.repo.clone(),
+        what: what.to_owned(),
+    };
+    let budget = Budget {
+        available_mib: ctx.machine.host().available_mib(),
+        margin_mib: reserve::MARGIN_MIB,
+        max_vms: usize::MAX,
+    };
+    store.reserve(&request, &budget).map_err(reserve_error)
+}
+
 /// Release the reservation of a VM that is gone (`down`, `prune`).
 pub fn release(ctx: &Ctx, name: &boma_name::VmName) {
     if let Ok(store) = Reservations::open(&ctx.settings.cache_dir) {

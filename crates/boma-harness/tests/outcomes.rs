@@ -260,3 +260,94 @@ fn a_proven_second_apply_says_what_the_callback_saw() {
         ))
     );
 }
+
+/// A failed run of several profiles (`it a b c`, any `-j`) keeps its VM powered off: no guest
+/// left burning the CPU the next runs need, its disk, record and bundle kept, its memory given
+/// back, and one line saying how to start it again — which `start` then does.
+#[test]
+fn a_failed_run_of_several_keeps_its_vm_powered_off_and_start_boots_it_again() {
+    let _serial = serial();
+    let rig = Rig::new();
+    *rig.machine.playbook.borrow_mut() = verify_fails_red();
+    let several = boma_harness::ItOptions {
+        power_off_failed: true,
+        ..support::options()
+    };
+    let outcome = rig.it_with("askari", several);
+    assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
+    let vm = outcome.report.vm.clone().unwrap();
+    {
+        let world = rig.machine.world.borrow();
+        assert!(world.running.is_empty(), "powered off: {:?}", world.running);
+        assert_eq!(world.stopped.len(), 1);
+        assert_eq!(world.stopped[0].as_str(), vm);
+        assert!(world.destroyed.is_empty(), "kept, not removed");
+    }
+    let dir = rig.sandbox.settings.runs_root.join(&vm);
+    for file in ["overlay.qcow2", "seed.img", "run.json"] {
+        assert!(dir.join(file).is_file(), "{file} is kept");
+    }
+    assert!(
+        outcome.report.diagnostics.is_some(),
+        "the bundle is written"
+    );
+    let reservation = rig
+        .sandbox
+        .settings
+        .cache_dir
+        .join(format!("reservations/{vm}.json"));
+    assert!(!reservation.exists(), "a powered-off VM holds no memory");
+    let log = std::fs::read_to_string(dir.join("harness.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("is kept powered off"))
+        .unwrap_or_else(|| panic!("no line says the VM is powered off:\n{log}"));
+    assert!(
+        line.contains(&format!("`cargo xtask start {vm}` boots it again")),
+        "{line}"
+    );
+
+    let record = boma_harness::start(&rig.ctx(), &vm).unwrap();
+    assert_eq!(record.name.as_str(), vm);
+    let world = rig.machine.world.borrow();
+    assert!(world.running.contains(&record.name), "running again");
+    assert_eq!(world.started, [record.name.clone()]);
+    drop(world);
+    assert!(reservation.exists(), "its memory is reserved again");
+    let current = boma_vm::Runs::new(&rig.sandbox.settings.runs_root)
+        .current()
+        .unwrap()
+        .expect("the started VM is current");
+    assert_eq!(current.name, record.name);
+}
+
+/// A single-profile run keeps its failed VM running, as before.
+#[test]
+fn a_failed_single_run_keeps_its_vm_running() {
+    let _serial = serial();
+    let rig = Rig::new();
+    *rig.machine.playbook.borrow_mut() = verify_fails_red();
+    let outcome = rig.it();
+    assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
+    let world = rig.machine.world.borrow();
+    assert_eq!(world.running.len(), 1);
+    assert!(world.stopped.is_empty());
+}
+
+#[test]
+fn start_refuses_a_vm_it_has_no_record_of_and_a_bad_name() {
+    let _serial = serial();
+    let rig = Rig::new();
+    for (vm, says) in [
+        (
+            "boma-it-askari-00000000",
+            "no kept VM boma-it-askari-00000000",
+        ),
+        ("askari", "askari"),
+    ] {
+        let error = boma_harness::start(&rig.ctx(), vm).unwrap_err();
+        assert_eq!(error.class(), ExitClass::Refused, "{error}");
+        assert!(error.to_string().contains(says), "{error}");
+    }
+    assert!(rig.machine.world.borrow().started.is_empty());
+}

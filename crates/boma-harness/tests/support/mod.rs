@@ -477,6 +477,7 @@ pub fn options() -> ItOptions {
         no_reboot: false,
         idempotence: true,
         remove_failed: false,
+        power_off_failed: false,
     }
 }
 

@@ -453,8 +453,11 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
         going_down(fx, record, "sudo systemctl reboot")?;
     }
     let deadline = Instant::now() + fx.waits.reboot;
-    wait_new_boot(fx, record, &before, console_from, deadline)
+    wait_new_boot(fx, record, &before, console_from, AFTER_REBOOT, deadline)
 }
+
+/// How a wait names the boot after a reboot or a power cycle.
+const AFTER_REBOOT: &str = "the boot after the reboot";
 
 /// Ask the guest to go down (`command`: reboot or poweroff, as an operator would). The
 /// connection may drop before systemctl returns: ssh's own failure (255) is not an error.
@@ -514,7 +517,7 @@ fn power_cycle_inner(
     record.pid = booted.pid;
     fx.runs.save(record)?;
     let deadline = Instant::now() + fx.waits.reboot;
-    wait_new_boot(fx, record, &before, console_from, deadline)
+    wait_new_boot(fx, record, &before, console_from, AFTER_REBOOT, deadline)
 }
 
 /// After a reboot was started: wait for SSH to answer with a boot_id other than `before`
@@ -527,6 +530,7 @@ fn wait_new_boot(
     record: &mut RunRecord,
     before: &str,
     console_from: u64,
+    during: &'static str,
     deadline: Instant,
 ) -> Result<String, VmError> {
     let hypervisor = fx.hypervisor(record.backend);
@@ -544,11 +548,7 @@ fn wait_new_boot(
         "the guest did not return; its serial console is {}",
         record.console_log()
     );
-    let mut console = ConsoleWatch::new(
-        console_from,
-        "the boot after the reboot",
-        Resettable::EmulatorFault,
-    );
+    let mut console = ConsoleWatch::new(console_from, during, Resettable::EmulatorFault);
     let after = poll_until(&fx.waits, deadline, what, hint, || {
         ensure_running(hypervisor.as_ref(), record)?;
         // The reboot is the test: a panic or emergency mode here is its verdict. Only the
@@ -605,10 +605,53 @@ pub fn down(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
 }
 
 /// Stop the VM but keep its files (overlay, console, record) for a post-mortem; the next `up`
-/// or `prune` removes them.
+/// or `prune` removes them. Nothing runs in the guest first: its disk stays as it was.
 pub fn power_off(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
-    fx.hypervisor(record.backend)
-        .destroy(&record.name, Some(record))
+    fx.hypervisor(record.backend).stop(record)
+}
+
+/// Keep a failed run's VM powered off, for [`start`] to boot it again: powered off as
+/// [`power_off`] does, and no longer the current run, so that the next run does not take it
+/// for a stale one and remove it (only `prune` does).
+pub fn keep_powered_off(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
+    power_off(fx, record)?;
+    if fx.runs.current()?.is_some_and(|c| c.name == record.name) {
+        fx.runs.clear_current()?;
+    }
+    Ok(())
+}
+
+/// Boot a kept, powered-off VM again from its record: the same overlay, seed, forwards and
+/// console (as the second half of a power cycle), waiting for SSH with a new boot_id while its
+/// console is judged as after a reboot (its disk carries the change under test: only the
+/// emulator's fault is reset). It becomes the current run. A VM already running is left as it
+/// is, and made current.
+pub fn start(fx: &Effects, record: &mut RunRecord) -> Result<(), VmError> {
+    let hypervisor = fx.hypervisor(record.backend);
+    if hypervisor.is_running(record)? {
+        say!("{} is already running", record.name);
+        return fx.runs.save(record);
+    }
+    say!("starting {} again from its record", record.name);
+    let step = phase("start");
+    step.close((|| {
+        // A VM that never answered has no boot_id: any answer is a new boot.
+        let before = record.boot_id.clone().unwrap_or_default();
+        let console_from = console_len(record);
+        let booted = hypervisor.start(record)?;
+        record.pid = booted.pid;
+        fx.runs.save(record)?;
+        let deadline = Instant::now() + fx.waits.reboot;
+        wait_new_boot(
+            fx,
+            record,
+            &before,
+            console_from,
+            "its boot after the start",
+            deadline,
+        )
+        .map(|_| ())
+    })())
 }
 
 /// Stop and undefine one VM, then delete its directory and, if it was current, the record.

@@ -536,6 +536,62 @@ fn power_off_keeps_the_files_and_down_removes_everything() {
     assert!(rig.runs.current().unwrap().is_none());
 }
 
+/// A failed run of several keeps its VM powered off; `start` boots it again from its record,
+/// with a new boot_id, as the current run.
+#[test]
+fn a_vm_kept_powered_off_survives_the_next_run_and_starts_again() {
+    let rig = Rig::new();
+    let mut kept = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let first_boot = kept.boot_id.clone();
+    keep_powered_off(&rig.fx(), &kept).unwrap();
+    assert!(!rig.world.borrow().running.contains(&kept.name));
+    assert_eq!(rig.world.borrow().stopped, vec![kept.name.clone()]);
+    assert!(
+        rig.world.borrow().destroyed.is_empty(),
+        "stopped, not removed"
+    );
+    assert!(kept.dir.join("overlay.qcow2").exists());
+    assert!(rig.runs.current().unwrap().is_none(), "no longer current");
+    // The next run does not take it for a stale one.
+    let mut next = request("boma-it-askari-2");
+    next.exclusive = false;
+    up(&rig.fx(), &next).unwrap();
+    assert!(kept.dir.join("run.json").exists(), "left alone");
+    let mut record = rig.runs.record(&kept.name).unwrap().expect("its record");
+    assert_eq!(record, kept);
+    start(&rig.fx(), &mut record).unwrap();
+    assert!(rig.world.borrow().running.contains(&kept.name));
+    assert_eq!(rig.world.borrow().started, vec![kept.name.clone()]);
+    assert_ne!(record.boot_id, first_boot, "a new boot");
+    assert_eq!(record.ssh, kept.ssh, "the same forwards");
+    assert_eq!(rig.runs.current().unwrap(), Some(record.clone()));
+    // Started again, it is left as it is.
+    kept = record.clone();
+    start(&rig.fx(), &mut record).unwrap();
+    assert_eq!(record, kept);
+    assert_eq!(rig.world.borrow().started.len(), 1);
+}
+
+/// A kept VM's boot after `start` is judged as a reboot's: a panic there fails it.
+#[test]
+fn a_start_into_a_panic_fails_naming_it() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    keep_powered_off(&rig.fx(), &record).unwrap();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.never_returns = true;
+        world.console_after_reboot = vec![PANIC_BOOT.into()];
+    }
+    let err = start(&patient(&rig), &mut record).unwrap_err();
+    assert!(matches!(err, VmError::BootFailed { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("(its boot after the start): its kernel panicked"),
+        "{err}"
+    );
+}
+
 #[test]
 fn prune_removes_live_vms_orphaned_dirs_and_the_record() {
     let rig = Rig::new();
