@@ -30,6 +30,8 @@ pub enum Scenario {
     Safety,
     /// Interrupts and kills at the worst moments; prune stops only what the harness spawned.
     Faults,
+    /// A run of several keeps each failed VM powered off; `start` boots one again.
+    Kept,
     /// The libvirt backend (inside `.ci/libvirt-netns`).
     Libvirt,
     /// Figures, not a pass/fail: layers, per-task measures, `-j 2`, reboots (`make bench`).
@@ -49,7 +51,7 @@ pub const ALL: [Scenario; 8] = [
     Scenario::Faults,
 ];
 
-const KNOWN: [Scenario; 10] = [
+const KNOWN: [Scenario; 11] = [
     Scenario::Baseline,
     Scenario::Lifecycle,
     Scenario::Askari,
@@ -58,6 +60,7 @@ const KNOWN: [Scenario; 10] = [
     Scenario::Catalogue,
     Scenario::Safety,
     Scenario::Faults,
+    Scenario::Kept,
     Scenario::Libvirt,
     Scenario::Bench,
 ];
@@ -73,6 +76,7 @@ impl Scenario {
             Scenario::Catalogue => "catalogue",
             Scenario::Safety => "safety",
             Scenario::Faults => "faults",
+            Scenario::Kept => "kept",
             Scenario::Libvirt => "libvirt",
             Scenario::Bench => "bench",
         }
