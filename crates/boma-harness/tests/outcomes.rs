@@ -311,7 +311,8 @@ fn a_failed_run_of_several_keeps_its_vm_powered_off_and_start_boots_it_again() {
     assert_eq!(record.name.as_str(), vm);
     let world = rig.machine.world.borrow();
     assert!(world.running.contains(&record.name), "running again");
-    assert_eq!(world.started, [record.name.clone()]);
+    assert_eq!(world.started.len(), 1);
+    assert_eq!(world.started[0], record.name);
     drop(world);
     assert!(reservation.exists(), "its memory is reserved again");
     let current = boma_vm::Runs::new(&rig.sandbox.settings.runs_root)
