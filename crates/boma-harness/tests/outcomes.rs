@@ -22,6 +22,15 @@ fn red_as_planted(rig: &Rig) {
     rig.sandbox.write("profiles/askari-red.json", &text);
 }
 
+fn idempotence_check(outcome: &boma_harness::RunOutcome) -> &boma_report::CheckRecord {
+    outcome
+        .report
+        .checks
+        .iter()
+        .find(|c| c.name == "idempotence")
+        .expect("an idempotence check")
+}
+
 fn failed_names(outcome: &boma_harness::RunOutcome) -> Vec<&str> {
     outcome
         .report
@@ -215,12 +224,7 @@ fn a_second_apply_the_callback_never_recorded_is_unproven_and_fails() {
     let rig = Rig::new();
     rig.machine.callback_silent.set(true);
     let outcome = rig.it();
-    let check = outcome
-        .report
-        .checks
-        .iter()
-        .find(|c| c.name == "idempotence")
-        .expect("an idempotence check");
+    let check = idempotence_check(&outcome);
     assert!(!check.ok);
     assert_eq!(check.reason.as_deref(), Some("idempotence_unproven"));
     let detail = check.detail.as_ref().and_then(|d| d.as_str()).unwrap();
@@ -246,12 +250,7 @@ fn a_proven_second_apply_says_what_the_callback_saw() {
     let rig = Rig::new();
     let outcome = rig.it();
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
-    let check = outcome
-        .report
-        .checks
-        .iter()
-        .find(|c| c.name == "idempotence")
-        .expect("an idempotence check");
+    let check = idempotence_check(&outcome);
     assert!(check.ok);
     assert_eq!(
         check.detail,

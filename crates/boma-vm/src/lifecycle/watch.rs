@@ -88,11 +88,7 @@ impl ConsoleWatch {
         hypervisor: &dyn Hypervisor,
         record: &RunRecord,
     ) -> Result<(), VmError> {
-        match next(
-            console_verdict(record, self.from),
-            self.resettable,
-            self.was_reset,
-        ) {
+        match self.next(record) {
             Next::Wait => Ok(()),
             Next::Reset(verdict) => {
                 let why = if verdict.is_emulator_fault() {
@@ -120,11 +116,7 @@ impl ConsoleWatch {
     /// (a panic the guest restarted past, between two polls, is in it). A verdict the policy
     /// would have reset is one the guest got past by itself, as a reset would; any other fails.
     pub fn confirm(&self, record: &RunRecord) -> Result<(), VmError> {
-        match next(
-            console_verdict(record, self.from),
-            self.resettable,
-            self.was_reset,
-        ) {
+        match self.next(record) {
             Next::Wait => Ok(()),
             Next::Reset(verdict) => {
                 say!(
@@ -135,6 +127,15 @@ impl ConsoleWatch {
             }
             Next::Fail(verdict) => Err(self.failed(record, verdict)),
         }
+    }
+
+    /// What to do about the console as it reads now.
+    fn next(&self, record: &RunRecord) -> Next {
+        next(
+            console_verdict(record, self.from),
+            self.resettable,
+            self.was_reset,
+        )
     }
 
     fn failed(&self, record: &RunRecord, verdict: BootVerdict) -> VmError {
