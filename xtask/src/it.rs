@@ -262,8 +262,9 @@ fn class_of(code: Option<i32>) -> Option<ExitClass> {
 fn charge(settings: &Settings, host: &str) -> Charge {
     let profile = boma_inventory::load_profile(&settings.repo, host).ok();
     Charge {
-        mem_mib: profile.as_ref().map_or(1024, |p| u64::from(p.mem_mib))
-            + boma_host::reserve::TCG_OVERHEAD_MIB,
+        mem_mib: boma_host::judge::vm_charge_mib(
+            profile.as_ref().map_or(1024, |p| u64::from(p.mem_mib)),
+        ),
         vcpus: profile.as_ref().map_or(2, |p| p.vcpus),
     }
 }
@@ -347,12 +348,11 @@ fn parallel(
         .ok()
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .unwrap_or_else(|| Utf8PathBuf::from("cargo-xtask"));
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let available = boma_vm::host::memory::available_mib(&meminfo).unwrap_or(0);
+    let available = boma_host::gather::available_mib().unwrap_or(0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bounds = Bounds {
         jobs: args.jobs.max(1),
-        mem_mib: available.saturating_sub(boma_host::reserve::MARGIN_MIB),
+        mem_mib: available.saturating_sub(boma_host::judge::MARGIN_MIB),
         vcpus: u32::try_from(cores)
             .unwrap_or(u32::MAX)
             .saturating_mul(VCPUS_PER_CORE),

@@ -1,50 +1,20 @@
-//! The judgement: facts in, one line per subject out, each with its status and, when
-//! something is wrong, the fix. Pure: no filesystem, process, clock or environment.
+//! The judgement as the operator reads it: facts in, one line per subject out, each with its
+//! status and, when something is wrong, the fix. Every rule about the control node (memory,
+//! disk, required programs, libvirt, KVM) is `boma_host::judge`'s, which `it`'s preflight and
+//! the reservation apply too; this module words them. Pure: no filesystem, process, clock or
+//! environment.
 
-use boma_image::Origin;
-use boma_vm::Accel;
-use boma_vm::host::memory::{MARGIN_MIB, RUN_DISK_MIB};
-
-use crate::facts::{
-    CachedProbe, DiskFacts, Facts, ImageCheck, ImageFact, KvmDevice, KvmFacts, ProbeCache, Space,
-    ToolFact, ToolState, VenvAnsible, Version,
+use boma_host::Accel;
+use boma_host::facts::{KvmDevice, KvmFacts, Space, ToolFact, ToolState, Version};
+use boma_host::gather::LIBVIRT_URI;
+use boma_host::judge::{
+    self, Disk, GOLDEN_IMAGE_MIB, KvmPlan, Libvirt, MARGIN_MIB, MemoryNeed, RUN_DISK_MIB,
 };
-use crate::tools::Purpose;
+use boma_host::kvm::{CachedProbe, ProbeCache};
+use boma_host::tools::{Needs, Purpose};
+use boma_image::Origin;
 
-/// What fetching or building the golden image writes on the cache's filesystem, with room to
-/// spare: the build's ~440 MB root filesystem, the raw disk it is copied onto, the ~210 MiB
-/// qcow2 (a download is smaller).
-pub const GOLDEN_IMAGE_MIB: u64 = 2048;
-
-/// Which part of the cycle the caller is about to run: `it`'s preflight asks only about
-/// what its step needs; `cargo xtask doctor` asks about everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needs {
-    /// Boot a VM: hypervisor and image tools, KVM, memory, disk, libvirt, the image cache.
-    Vm,
-    /// Run playbooks against a live VM and verify it: the venv, curl.
-    Ansible,
-    /// The whole cycle, plus what CI's scripts run.
-    All,
-}
-
-impl Needs {
-    fn vm(self) -> bool {
-        matches!(self, Needs::Vm | Needs::All)
-    }
-
-    fn ansible(self) -> bool {
-        matches!(self, Needs::Ansible | Needs::All)
-    }
-
-    fn covers(self, purpose: Purpose) -> bool {
-        match purpose {
-            Purpose::Boot | Purpose::ImageBuild | Purpose::Libvirt => self.vm(),
-            Purpose::Verify => self.ansible(),
-            Purpose::CiNamespace | Purpose::CiReport => self == Needs::All,
-        }
-    }
-}
+use crate::facts::{DiskFacts, Facts, ImageCheck, ImageFact, VenvAnsible};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -127,12 +97,15 @@ pub fn diagnose_for(facts: &Facts, needs: Needs) -> Diagnosis {
     let sudo = if facts.is_root { "" } else { "sudo " };
     let mut lines = Vec::new();
     let mut missing_packages: Vec<String> = Vec::new();
+    let required = judge::missing_required(needs, &facts.tools);
     for fact in facts.tools.iter().filter(|f| needs.covers(f.tool.purpose)) {
         let package = fact.tool.package.name(facts.debian_codename.as_deref());
         if !fact.state.is_present() && !missing_packages.contains(&package) {
             missing_packages.push(package.clone());
         }
-        lines.push(tool_line(fact, &package, image_cached, sudo));
+        let stops_it =
+            required.contains(&fact) || (fact.tool.purpose == Purpose::ImageBuild && !image_cached);
+        lines.push(tool_line(fact, &package, stops_it, image_cached, sudo));
     }
     if needs.ansible() {
         lines.push(venv_line(facts));
@@ -152,19 +125,24 @@ pub fn diagnose_for(facts: &Facts, needs: Needs) -> Diagnosis {
     }
 }
 
-fn tool_line(fact: &ToolFact, package: &str, image_cached: bool, sudo: &str) -> Line {
+/// A program's line; `stops_it`: missing, it keeps `it` from running (a program its step
+/// requires, or an image-build program while no image is cached).
+fn tool_line(
+    fact: &ToolFact,
+    package: &str,
+    stops_it: bool,
+    image_cached: bool,
+    sudo: &str,
+) -> Line {
     let program = fact.tool.program;
     let purpose = fact.tool.purpose;
     let version = match &fact.state {
         ToolState::Present { version, .. } => version,
         ToolState::Missing => {
-            let status = match purpose {
-                Purpose::Boot | Purpose::Verify => Status::Problem,
-                Purpose::ImageBuild if !image_cached => Status::Problem,
-                Purpose::ImageBuild
-                | Purpose::Libvirt
-                | Purpose::CiNamespace
-                | Purpose::CiReport => Status::Warn,
+            let status = if stops_it {
+                Status::Problem
+            } else {
+                Status::Warn
             };
             let why = if purpose == Purpose::ImageBuild && image_cached {
                 "only needed to rebuild the golden image: a verified one is cached"
@@ -245,41 +223,38 @@ fn kvm_lines(kvm: &KvmFacts) -> Vec<Line> {
     let no_flag = kvm.cpu_flag.is_none();
     let tcg =
         |reason: String| Line::new(SUBJECT, Status::Warn, format!("no: TCG, because {reason}"));
-    let current = match &kvm.probe {
-        ProbeCache::Cached(probe) if probe.current() => Some(probe),
-        _ => None,
-    };
-    let verdict = match &kvm.device {
-        KvmDevice::Missing if no_flag => {
+    let plan = judge::kvm_plan(&kvm.device, kvm.probe.current());
+    let verdict = match (plan, &kvm.device, &kvm.probe) {
+        (KvmPlan::Probe, _, _) if no_flag => Line::new(
+            SUBJECT,
+            Status::Warn,
+            format!(
+                "probably not: {NO_FLAG}, though /dev/kvm opens; `it` boots a probe guest once (up to ~40 s) and caches the verdict in {}",
+                kvm.probe_file
+            ),
+        )
+        .fix(FIX_FLAG),
+        (KvmPlan::Probe, _, _) => not_probed(kvm),
+        (KvmPlan::Use(_), KvmDevice::Missing, _) if no_flag => {
             tcg(format!("/dev/kvm does not exist and {NO_FLAG}")).fix(FIX_FLAG)
         }
-        KvmDevice::Missing => tcg("/dev/kvm does not exist".into())
+        (KvmPlan::Use(_), KvmDevice::Missing, _) => tcg("/dev/kvm does not exist".into())
             .fix("load the module: modprobe kvm_intel (or kvm_amd)"),
-        KvmDevice::Inaccessible { owner, group, mode } => tcg(format!(
+        (KvmPlan::Use(_), KvmDevice::Inaccessible { owner, group, mode }, _) => tcg(format!(
             "/dev/kvm is {owner}:{group} {mode:04o} and this user cannot open it"
         ))
         .fix(format!(
             "sudo usermod -aG {group} $USER, then log in again (the integration_test role gives /dev/kvm to the kvm group)"
         )),
-        KvmDevice::Accessible => match current {
-            Some(probe) => probe_verdict(kvm, probe, no_flag),
-            None if no_flag => Line::new(
-                SUBJECT,
-                Status::Warn,
-                format!(
-                    "probably not: {NO_FLAG}, though /dev/kvm opens; `it` boots a probe guest once (up to ~40 s) and caches the verdict in {}",
-                    kvm.probe_file
-                ),
-            )
-            .fix(FIX_FLAG),
-            None => not_probed(kvm),
-        },
+        (KvmPlan::Use(_), KvmDevice::Accessible, ProbeCache::Cached(probe)) => {
+            probe_verdict(kvm, probe, no_flag)
+        }
+        // The plan uses a usable device's verdict only when one holds.
+        (KvmPlan::Use(_), KvmDevice::Accessible, _) => not_probed(kvm),
     };
     let mut lines = vec![verdict];
-    let kvm_proven = current.is_some_and(|p| p.accel == Accel::Kvm);
-    let under_tcg = kvm.device != KvmDevice::Accessible
-        || current.is_some_and(|p| p.accel == Accel::Tcg)
-        || (no_flag && !kvm_proven);
+    let kvm_proven = plan == KvmPlan::Use(Accel::Kvm);
+    let under_tcg = plan == KvmPlan::Use(Accel::Tcg) || (no_flag && !kvm_proven);
     if under_tcg {
         lines.push(Line::new(
             "tcg",
@@ -390,18 +365,22 @@ fn memory_lines(facts: &Facts) -> Vec<Line> {
             Status::Warn,
             "MemAvailable cannot be read from /proc/meminfo: `it` will refuse to boot",
         ),
-        (Some(available), Some((host, mib))) if available >= mib + MARGIN_MIB => Line::new(
-            SUBJECT,
-            Status::Ok,
-            format!(
-                "{available} MiB available: the largest profile, {host} ({mib} MiB), fits with the {MARGIN_MIB} MiB margin"
-            ),
-        ),
+        (Some(available), Some((host, mib))) if MemoryNeed::alone(mib).fits(available) => {
+            Line::new(
+                SUBJECT,
+                Status::Ok,
+                format!(
+                    "{available} MiB available: the largest profile, {host} ({mib} MiB, {} MiB with QEMU's overhead), fits with the {MARGIN_MIB} MiB margin",
+                    MemoryNeed::alone(mib).charge_mib
+                ),
+            )
+        }
         (Some(available), Some((host, mib))) => Line::new(
             SUBJECT,
             Status::Problem,
             format!(
-                "{available} MiB available (MemAvailable), and the largest profile, {host}, needs {mib} MiB plus a {MARGIN_MIB} MiB margin"
+                "{available} MiB available (MemAvailable), and the largest profile, {host}, needs {} MiB: {mib} MiB, QEMU's overhead under TCG and a {MARGIN_MIB} MiB margin",
+                MemoryNeed::alone(mib).total_mib()
             ),
         )
         .fix(format!(
@@ -459,70 +438,59 @@ fn disk_lines(facts: &Facts, image_cached: bool) -> Vec<Line> {
 }
 
 fn space_line(subject: &str, space: &Space, place: &str, need: u64, needs: &str) -> Line {
-    match space.free_mib {
-        None => Line::new(
+    match judge::disk(space, need) {
+        Disk::Unmeasured => Line::new(
             subject,
             Status::Warn,
             format!("the free space on {place} cannot be measured"),
         ),
-        Some(free) if free >= need => Line::new(
+        Disk::Enough { free_mib } => Line::new(
             subject,
             Status::Ok,
-            format!("{free} MiB free on {place}; needed: {needs}"),
+            format!("{free_mib} MiB free on {place}; needed: {needs}"),
         ),
-        Some(free) => Line::new(
+        Disk::Short { free_mib, need_mib } => Line::new(
             subject,
             Status::Problem,
-            format!("{free} MiB free on {place}; needed: {needs}"),
+            format!("{free_mib} MiB free on {place}; needed: {needs}"),
         )
         .fix(format!(
             "free {} MiB there (`cargo xtask prune` removes leftover runs), or move the image cache with BOMA_IT_CACHE",
-            need - free
+            need_mib - free_mib
         )),
     }
 }
 
 fn libvirt_line(facts: &Facts) -> Line {
     const SUBJECT: &str = "libvirt";
-    let virsh = facts
-        .tools
-        .iter()
-        .find(|f| f.tool.program == "virsh")
-        .is_some_and(|f| f.state.is_present());
-    if let Some(daemon) = facts
-        .libvirt
-        .daemons
-        .iter()
-        .find(|d| d.same_namespace == Some(false))
-    {
-        return Line::new(
+    match judge::libvirt(&facts.tools, &facts.libvirt) {
+        Libvirt::NotInstalled { tool } => Line::new(
+            SUBJECT,
+            Status::Ok,
+            format!(
+                "not installed (optional; `{tool}` is missing): `--backend auto` uses QEMU, which needs no daemon"
+            ),
+        ),
+        Libvirt::OtherNamespace { pid } => Line::new(
             SUBJECT,
             Status::Warn,
             format!(
-                "libvirtd (pid {}) runs in another network namespace: its guests are not reachable from here, so `--backend auto` uses QEMU and `--backend libvirt` is refused",
-                daemon.pid
+                "libvirtd (pid {pid}) runs in another network namespace: its guests are not reachable from here, so `--backend auto` uses QEMU and `--backend libvirt` is refused"
             ),
         )
-        .fix("to use libvirt, run the harness inside that namespace (`ip netns exec <ns> cargo xtask …`)");
-    }
-    if !virsh {
-        Line::new(
+        .fix("to use libvirt, run the harness inside that namespace (`ip netns exec <ns> cargo xtask …`)"),
+        Libvirt::NoDaemon => Line::new(
             SUBJECT,
             Status::Ok,
-            "not installed (optional): `--backend auto` uses QEMU, which needs no daemon",
-        )
-    } else if facts.libvirt.daemon_answers {
-        Line::new(
+            format!("no daemon answers on {LIBVIRT_URI} (optional): `--backend auto` uses QEMU"),
+        ),
+        Libvirt::Usable => Line::new(
             SUBJECT,
             Status::Ok,
-            "a daemon answers on qemu:///system in this network namespace: `--backend auto` uses libvirt",
-        )
-    } else {
-        Line::new(
-            SUBJECT,
-            Status::Ok,
-            "no daemon answers on qemu:///system (optional): `--backend auto` uses QEMU",
-        )
+            format!(
+                "a daemon answers on {LIBVIRT_URI} in this network namespace: `--backend auto` uses libvirt"
+            ),
+        ),
     }
 }
 

@@ -1,16 +1,15 @@
-//! What the doctor knows about this machine: plain values, filled in by [`Facts::gather`]
-//! (`gather.rs`) and judged by [`crate::diagnose`]. Tests build them by hand.
+//! What the doctor knows: the control node's facts (`boma_host::facts`) with the repository's
+//! (profiles, the image cache, the Ansible venv), filled in by [`Facts::gather`] (`gather.rs`)
+//! and judged by [`crate::diagnose`]. Tests build them by hand.
 
+use boma_host::facts::{KvmFacts, LibvirtFacts, Space, ToolFact};
 use boma_image::Origin;
-use boma_vm::Accel;
 use camino::Utf8PathBuf;
-
-use crate::tools::Tool;
 
 /// Everything `diagnose` decides from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Facts {
-    /// One entry per [`crate::TOOLS`] entry, in that order.
+    /// One entry per [`boma_host::TOOLS`] entry, in that order.
     pub tools: Vec<ToolFact>,
     /// `VERSION_CODENAME` from `/etc/os-release` (`bookworm`, `trixie`), when readable: it
     /// picks a package's name.
@@ -23,94 +22,6 @@ pub struct Facts {
     pub libvirt: LibvirtFacts,
     pub image_cache: ImageCacheFacts,
     pub venv: VenvFacts,
-}
-
-/// One program and what was found of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolFact {
-    pub tool: Tool,
-    pub state: ToolState,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolState {
-    /// In no directory of `PATH` nor in the sbin directories.
-    Missing,
-    Present {
-        path: Utf8PathBuf,
-        version: Version,
-    },
-}
-
-impl ToolState {
-    pub fn is_present(&self) -> bool {
-        matches!(self, ToolState::Present { .. })
-    }
-}
-
-/// What a present program said about its version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Version {
-    /// The first line it printed.
-    Reported(String),
-    /// It has no version flag ([`Tool::version_args`] is `None`).
-    NoFlag,
-    /// Its version was not asked for (the cheap presence check of `substrate`).
-    NotProbed,
-    /// It printed nothing usable or did not finish in time.
-    Unreadable,
-}
-
-/// Hardware virtualisation: the CPU flag, the device, and the harness's own probe verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvmFacts {
-    /// `vmx` (Intel) or `svm` (AMD) among the flags of `/proc/cpuinfo`.
-    pub cpu_flag: Option<String>,
-    pub device: KvmDevice,
-    /// The verdict file `it` writes (`<cache>/kvm-probe.json`).
-    pub probe_file: Utf8PathBuf,
-    pub probe: ProbeCache,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KvmDevice {
-    Missing,
-    /// It exists, but this process may not open it for reading and writing.
-    Inaccessible {
-        owner: String,
-        group: String,
-        mode: u32,
-    },
-    Accessible,
-}
-
-/// The cached KVM verdict, read (never made: the doctor boots no probe VM).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeCache {
-    /// No verdict file: `it` probes once and writes it.
-    Absent,
-    /// The file exists but is not a verdict.
-    Unreadable,
-    Cached(CachedProbe),
-}
-
-/// A verdict and whether it still holds: `it` re-probes when the host rebooted, QEMU
-/// changed, or the golden image is another one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedProbe {
-    pub accel: Accel,
-    /// Why the probe decided so, when the verdict file says.
-    pub reason: Option<String>,
-    pub same_boot: bool,
-    pub same_qemu: bool,
-    pub same_image: bool,
-}
-
-impl CachedProbe {
-    /// Whether `it` would use this verdict without probing again.
-    pub fn current(&self) -> bool {
-        self.same_boot && self.same_qemu && self.same_image
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,33 +44,6 @@ pub struct ProfileMemory {
 pub struct DiskFacts {
     pub runs: Space,
     pub cache: Space,
-}
-
-/// The filesystem holding `dir` (measured at its nearest existing ancestor, as the harness
-/// creates it on first use).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Space {
-    pub dir: Utf8PathBuf,
-    /// The filesystem's device number: equal for two directories on one filesystem.
-    pub device: Option<u64>,
-    /// Free MiB for an unprivileged writer; `None` when it could not be measured.
-    pub free_mib: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LibvirtFacts {
-    /// `virsh --connect qemu:///system uri` succeeded.
-    pub daemon_answers: bool,
-    /// Every running `libvirtd`.
-    pub daemons: Vec<Daemon>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Daemon {
-    pub pid: u32,
-    /// Whether it shares this process's network namespace; `None` when its namespace cannot
-    /// be read (another user's process).
-    pub same_namespace: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Whether this machine can run boma's integration cycle, and what to do when it cannot.
 //!
-//! Three parts, kept apart so the decision is tested without a machine:
+//! The control node's facts and rules are `boma_host`'s (the same `it`'s preflight and the
+//! reservation use); the doctor adds the repository's facts and words every verdict:
 //! - [`Facts::gather`] looks (tools and their versions, KVM, memory, disk, libvirt, the image
 //!   cache, the Ansible venv). It creates nothing, boots nothing and installs nothing.
 //! - [`diagnose`] / [`diagnose_for`] judge: facts in, one [`Line`] per subject out, each
@@ -15,18 +16,17 @@ mod diagnose;
 mod facts;
 mod gather;
 pub mod parse;
-mod tools;
 
-pub use diagnose::{
-    Diagnosis, GOLDEN_IMAGE_MIB, Line, Needs, Status, describe_age, diagnose, diagnose_for, render,
-};
+use boma_host::facts::ToolFact;
+
+pub use boma_host::Needs;
+pub use boma_host::gather::{debian_codename, locate_tools};
+pub use diagnose::{Diagnosis, Line, Status, describe_age, diagnose, diagnose_for, render};
 pub use facts::{
-    CachedProbe, Daemon, DiskFacts, Facts, ImageCacheFacts, ImageCheck, ImageFact, KvmDevice,
-    KvmFacts, LibvirtFacts, MemoryFacts, ProbeCache, ProfileMemory, Space, ToolFact, ToolState,
-    VenvAnsible, VenvFacts, Version,
+    DiskFacts, Facts, ImageCacheFacts, ImageCheck, ImageFact, MemoryFacts, ProfileMemory,
+    VenvAnsible, VenvFacts,
 };
-pub use gather::{PROBE_FILE, VENV_ANSIBLE_PLAYBOOK, debian_codename, locate_tools};
-pub use tools::{Package, Purpose, SBIN_DIRS, TOOLS, Tool};
+pub use gather::VENV_ANSIBLE_PLAYBOOK;
 
 /// A program the `integration_test` role installs that is not on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct MissingTool {
 }
 
 /// Every missing program, with its package: what applying the `integration_test` role
-/// installs (every program of [`TOOLS`] is in its package list). Pure.
+/// installs (every program of [`boma_host::TOOLS`] is in its package list). Pure.
 pub fn missing_substrate(tools: &[ToolFact], codename: Option<&str>) -> Vec<MissingTool> {
     tools
         .iter()

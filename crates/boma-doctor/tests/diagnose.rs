@@ -2,13 +2,17 @@
 //! Each rendered text is a named insta snapshot; the asserts pin the decision itself.
 
 use boma_doctor::{
-    CachedProbe, Daemon, Diagnosis, DiskFacts, Facts, ImageCacheFacts, ImageCheck, ImageFact,
-    KvmDevice, KvmFacts, LibvirtFacts, MemoryFacts, Needs, ProbeCache, ProfileMemory, Purpose,
-    Space, Status, TOOLS, ToolFact, ToolState, VenvAnsible, VenvFacts, Version, diagnose,
-    diagnose_for, render,
+    Diagnosis, DiskFacts, Facts, ImageCacheFacts, ImageCheck, ImageFact, MemoryFacts, Needs,
+    ProfileMemory, Status, VenvAnsible, VenvFacts, diagnose, diagnose_for, render,
 };
+use boma_host::Accel;
+use boma_host::facts::{
+    Daemon, KvmDevice, KvmFacts, LibvirtFacts, Space, ToolFact, ToolState, Version,
+};
+use boma_host::kvm::{CachedProbe, ProbeCache};
+use boma_host::reserve::{self, Budget, Reason, ReservationRequest};
+use boma_host::tools::TOOLS;
 use boma_image::Origin;
-use boma_vm::Accel;
 
 const CACHE: &str = "/var/lib/boma-integration";
 const RUNS: &str = "/home/dev/boma/tests/integration/.run";
@@ -170,7 +174,8 @@ fn every_missing_tool_names_its_package_and_only_required_ones_stop_the_run() {
             tool.program
         );
         assert_eq!(diagnosis.missing_packages, vec![package.clone()]);
-        let required = matches!(tool.purpose, Purpose::Boot | Purpose::Verify);
+        // The one list `it`'s preflight refuses on.
+        let required = Needs::All.required_tools().any(|t| t == tool);
         assert_eq!(diagnosis.can_run, !required, "{}", tool.program);
         let expected = if required {
             Status::Problem
@@ -380,15 +385,57 @@ fn too_little_memory_for_the_largest_profile() {
     let memory = line(&diagnosis, "memory");
     assert_eq!(memory.status, Status::Problem);
     assert!(
-        memory
-            .text
-            .contains("big, needs 6144 MiB plus a 1024 MiB margin"),
+        memory.text.contains(
+            "big, needs 8448 MiB: 6144 MiB, QEMU's overhead under TCG and a 1024 MiB margin"
+        ),
         "{memory:?}"
     );
     insta::assert_snapshot!("memory_too_little", render_about(&diagnosis, &["memory"]));
-    // Exactly the largest profile plus the margin fits.
-    facts.memory.available_mib = Some(6144 + 1024);
+    // Exactly the largest profile with QEMU's overhead and the margin fits; a MiB less does
+    // not.
+    facts.memory.available_mib = Some(6144 + 1280 + 1024);
     assert!(diagnose(&facts).can_run);
+    facts.memory.available_mib = Some(6144 + 1280 + 1024 - 1);
+    assert!(!diagnose(&facts).can_run);
+}
+
+/// The case the doctor and the reservation once disagreed on: a 3072 MiB profile with 4500
+/// MiB available. The doctor said it fits (guest + margin); the reservation, which also
+/// charges QEMU's overhead, refused; and `it` then printed the doctor's report, which found
+/// nothing wrong with memory. Both now apply `boma_host::judge`'s one rule. (`it`'s own
+/// refusal of this case is a harness fault test.)
+#[test]
+fn a_3072_mib_profile_with_4500_mib_available_is_refused_by_the_doctor_and_the_reservation() {
+    let mut facts = healthy();
+    facts.memory.profiles = vec![ProfileMemory {
+        host: "askari".into(),
+        mem_mib: Ok(3072),
+    }];
+    facts.memory.available_mib = Some(4500);
+    let doctor = diagnose_for(&facts, Needs::Vm);
+    assert!(!doctor.can_run);
+    assert_eq!(line(&doctor, "memory").status, Status::Problem);
+    let request = ReservationRequest {
+        vm: "boma-it-askari-1a2b3c4d".into(),
+        mem_mib: 3072,
+        vcpus: 2,
+        checkout: "/work/boma".into(),
+        what: "cargo xtask it askari".into(),
+    };
+    let budget = Budget {
+        available_mib: 4500,
+        max_vms: usize::MAX,
+    };
+    let refusal = reserve::decide(&[], &request, &budget).unwrap_err();
+    assert!(matches!(refusal.reason, Reason::Memory { .. }), "{refusal}");
+    // And where the reservation fits, the doctor finds no memory problem.
+    facts.memory.available_mib = Some(5376);
+    let budget = Budget {
+        available_mib: 5376,
+        ..budget
+    };
+    assert_eq!(line(&diagnose(&facts), "memory").status, Status::Ok);
+    assert_eq!(reserve::decide(&[], &request, &budget), Ok(()));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The gatherer on this machine: it must create nothing where it looks, and report what it
 //! cannot find as facts.
 
-use boma_doctor::{Facts, TOOLS, VenvAnsible};
+use boma_doctor::{Facts, VenvAnsible};
+use boma_host::TOOLS;
 use camino::Utf8PathBuf;
 
 #[test]

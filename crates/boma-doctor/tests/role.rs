@@ -1,7 +1,7 @@
 //! Every program the doctor looks for is installed by the `integration_test` role, so
 //! "the doctor finds every tool" and "the role has nothing left to install" mean the same.
 
-use boma_doctor::{Package, TOOLS};
+use boma_host::tools::{Package, TOOLS};
 
 fn role_defaults() -> String {
     let path = concat!(

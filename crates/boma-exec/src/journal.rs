@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::procfs;
+
 /// Where the host's boot id is: it changes on every boot, so a journal written before the last
 /// reboot — whose pids and start times mean nothing now — is recognised and never trusted.
 pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
@@ -32,6 +34,12 @@ pub struct Spawned {
     pub start_ticks: u64,
     /// The host's boot id when it started.
     pub boot_id: String,
+    /// The user it runs for (its real uid): a later process of another user is never it.
+    pub uid: u32,
+    /// The program it runs, as the kernel names it (`/proc/<pid>/stat`'s field 2): a later
+    /// process of another program is never it. An entry without these two (written by an
+    /// older harness) does not parse, so it is never trusted.
+    pub comm: String,
     /// The command line as logged (`+ …`), secrets redacted.
     pub cmdline: String,
     /// The harness process that started it.
@@ -98,18 +106,23 @@ pub(crate) fn record_spawn(pid: u32, cmdline: &str) -> Result<(), JournalError> 
         path: path.clone(),
         source,
     };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(fail)?;
-    let (pgid, start_ticks) = group_and_start(&stat).ok_or_else(|| {
+    let unreadable = |what: &str| {
         fail(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("/proc/{pid}/stat is not in the expected format"),
+            format!("/proc/{pid}/{what} cannot be read or is not in the expected format"),
         ))
-    })?;
+    };
+    let stat = procfs::read_stat(pid).ok_or_else(|| unreadable("stat"))?;
+    let uid = procfs::read_status(pid)
+        .and_then(|status| procfs::parse_real_uid(&status))
+        .ok_or_else(|| unreadable("status"))?;
     let entry = Spawned {
         pid,
-        pgid,
-        start_ticks,
+        pgid: stat.pgid,
+        start_ticks: stat.start_ticks,
         boot_id: host_boot_id().map_err(fail)?,
+        uid,
+        comm: stat.comm,
         cmdline: cmdline.to_owned(),
         spawned_by: std::process::id(),
         at_unix: SystemTime::now()
@@ -117,18 +130,6 @@ pub(crate) fn record_spawn(pid: u32, cmdline: &str) -> Result<(), JournalError> 
             .map_or(0, |d| d.as_secs()),
     };
     append(&path, &entry).map_err(fail)
-}
-
-/// The process group (field 5) and start time (field 22) from the text of `/proc/<pid>/stat`.
-/// The command name (field 2) may hold spaces and parentheses, so fields are counted from the
-/// last `)`. (`boma-host` reads the rest of `/proc`; this is the one line the spawner needs.)
-fn group_and_start(stat: &str) -> Option<(u32, u64)> {
-    let fields: Vec<&str> = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .collect();
-    // fields[0] is field 3 (state).
-    Some((fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 
 fn open_for_append(path: &Path) -> std::io::Result<File> {
@@ -215,17 +216,12 @@ mod tests {
             pgid: pid,
             start_ticks: 1000 + u64::from(pid),
             boot_id: "b00t".into(),
+            uid: 1000,
+            comm: "sleep".into(),
             cmdline: format!("sleep {pid}"),
             spawned_by: 1,
             at_unix: 1_750_000_000,
         }
-    }
-
-    #[test]
-    fn reads_group_and_start_past_a_command_name_with_spaces_and_parens() {
-        let stat = "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 97 0 0 0 0 0 0 0 20 0 1 0 987654 2265088 186 18446744073709551615";
-        assert_eq!(group_and_start(stat), Some((4242, 987_654)));
-        assert_eq!(group_and_start("4242 (x) S 1"), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn start_ticks(pid: u32) -> u64 {
 }
 
 #[test]
-fn every_spawn_is_recorded_with_pid_group_start_time_and_boot() {
+fn every_spawn_is_recorded_with_pid_group_start_time_boot_user_and_program() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run/spawned.jsonl");
@@ -41,6 +41,8 @@ fn every_spawn_is_recorded_with_pid_group_start_time_and_boot() {
     );
     assert_eq!(recorded.start_ticks, start_ticks(recorded.pid));
     assert_eq!(recorded.spawned_by, std::process::id());
+    assert_eq!(recorded.comm, "sleep");
+    assert_eq!(recorded.uid, nix::unistd::getuid().as_raw());
     assert_eq!(recorded.boot_id, journal::host_boot_id().unwrap());
     assert_eq!(
         recorded.boot_id,

@@ -1,9 +1,11 @@
-//! Which backend a new run uses: the operator's choice, resolved against what a probe of this
-//! machine found. Pure, so that `cargo test` covers every case the real machine can meet.
+//! Which backend a new run uses: the operator's choice, resolved against whether libvirt can be
+//! used here (`boma_host::judge::libvirt`). Pure, so that `cargo test` covers every case the
+//! real machine can meet.
 
 use std::fmt;
 use std::str::FromStr;
 
+use boma_host::judge::Libvirt;
 use boma_vm::BackendKind;
 
 /// What the operator asked for (`--backend`, `BOMA_IT_BACKEND`).
@@ -45,19 +47,6 @@ impl fmt::Display for BackendChoice {
     }
 }
 
-/// What a probe of this machine found about libvirt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LibvirtProbe {
-    /// `virsh` or `virt-install` is not installed (the first missing one).
-    NotInstalled {
-        tool: &'static str,
-    },
-    /// Installed, but not usable from here (no daemon answers, or it lives in another network
-    /// namespace): why.
-    Unusable(String),
-    Usable,
-}
-
 /// The backend resolved, and why (said once to the operator).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -65,34 +54,38 @@ pub struct Resolved {
     pub why: String,
 }
 
-/// Resolve the operator's choice against the probe. `Err` is a refusal (exit 2) with its fix.
-pub fn resolve(choice: BackendChoice, probe: &LibvirtProbe) -> Result<Resolved, String> {
-    match (choice, probe) {
+/// Resolve the operator's choice against what libvirt is here. `Err` is a refusal (exit 2)
+/// with its fix.
+pub fn resolve(choice: BackendChoice, libvirt: &Libvirt) -> Result<Resolved, String> {
+    match (choice, libvirt) {
         (BackendChoice::Qemu, _) => Ok(Resolved {
             kind: BackendKind::Qemu,
             why: "asked for".into(),
         }),
-        (BackendChoice::Libvirt, LibvirtProbe::Usable) => Ok(Resolved {
+        (BackendChoice::Libvirt, Libvirt::Usable) => Ok(Resolved {
             kind: BackendKind::Libvirt,
             why: "asked for".into(),
         }),
-        (BackendChoice::Libvirt, LibvirtProbe::NotInstalled { tool }) => Err(format!(
+        (BackendChoice::Libvirt, Libvirt::NotInstalled { tool }) => Err(format!(
             "the libvirt backend needs `{tool}`: {}; or use --backend qemu",
             boma_exec::package_hint(tool).unwrap_or("install it")
         )),
-        (BackendChoice::Libvirt, LibvirtProbe::Unusable(why)) => Err(format!(
-            "the libvirt backend is not usable here: {why}; or use --backend qemu"
-        )),
-        (BackendChoice::Auto, LibvirtProbe::Usable) => Ok(Resolved {
+        (BackendChoice::Libvirt, why @ (Libvirt::OtherNamespace { .. } | Libvirt::NoDaemon)) => {
+            Err(format!(
+                "the libvirt backend is not usable here: {why}; or use --backend qemu"
+            ))
+        }
+        (BackendChoice::Auto, Libvirt::Usable) => Ok(Resolved {
             kind: BackendKind::Libvirt,
             why: "auto: virsh reaches a libvirt daemon in this network namespace".into(),
         }),
-        (BackendChoice::Auto, LibvirtProbe::NotInstalled { .. } | LibvirtProbe::Unusable(_)) => {
-            Ok(Resolved {
-                kind: BackendKind::Qemu,
-                why: "auto: no usable libvirt daemon, so QEMU directly".into(),
-            })
-        }
+        (
+            BackendChoice::Auto,
+            Libvirt::NotInstalled { .. } | Libvirt::OtherNamespace { .. } | Libvirt::NoDaemon,
+        ) => Ok(Resolved {
+            kind: BackendKind::Qemu,
+            why: "auto: no usable libvirt daemon, so QEMU directly".into(),
+        }),
     }
 }
 
@@ -102,16 +95,19 @@ mod tests {
 
     #[test]
     fn every_choice_against_every_probe() {
-        let usable = LibvirtProbe::Usable;
-        let absent = LibvirtProbe::NotInstalled { tool: "virsh" };
-        let elsewhere =
-            LibvirtProbe::Unusable("libvirtd (pid 9) runs in another network namespace".into());
+        let usable = Libvirt::Usable;
+        let absent = Libvirt::NotInstalled { tool: "virsh" };
+        let elsewhere = Libvirt::OtherNamespace { pid: 9 };
         let kind = |c, p| resolve(c, p).map(|r| r.kind);
         assert_eq!(kind(BackendChoice::Qemu, &usable), Ok(BackendKind::Qemu));
         assert_eq!(kind(BackendChoice::Qemu, &absent), Ok(BackendKind::Qemu));
         assert_eq!(kind(BackendChoice::Auto, &usable), Ok(BackendKind::Libvirt));
         assert_eq!(kind(BackendChoice::Auto, &absent), Ok(BackendKind::Qemu));
         assert_eq!(kind(BackendChoice::Auto, &elsewhere), Ok(BackendKind::Qemu));
+        assert_eq!(
+            kind(BackendChoice::Auto, &Libvirt::NoDaemon),
+            Ok(BackendKind::Qemu)
+        );
         assert_eq!(
             kind(BackendChoice::Libvirt, &usable),
             Ok(BackendKind::Libvirt)

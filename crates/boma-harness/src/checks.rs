@@ -4,6 +4,7 @@
 //! Pure: the cycle gathers the evidence, these functions judge it.
 
 use boma_report::{CheckRecord, CheckSource};
+use boma_state::RebootDiff;
 use camino::Utf8Path;
 use serde_json::json;
 
@@ -66,6 +67,45 @@ pub fn from_probes(before: &[ProbeOutcome], after: &[ProbeOutcome]) -> Vec<Check
                 reason,
                 Some(detail),
             )
+        })
+        .collect()
+}
+
+/// The reboot diff's verdict: each finding lost is a failed check named by it (`listener_lost
+/// tcp/22 sshd`); a diff that lost nothing is one passed `reboot_diff` check whose detail
+/// counts what appeared and what was ignored, and how many findings each of the profile's
+/// `reboot_diff_ignore` patterns hid (a pass a pattern bought shows as such).
+pub fn from_reboot_diff(diff: &RebootDiff) -> Vec<CheckRecord> {
+    if diff.lost.is_empty() {
+        let mut detail = format!(
+            "nothing lost; {} appeared, {} ignored",
+            diff.appeared.len(),
+            diff.ignored.len()
+        );
+        if !diff.hidden_by_profile.is_empty() {
+            let hits: Vec<String> = diff
+                .hidden_by_profile
+                .iter()
+                .map(|h| format!("{:?} hid {}", h.pattern, h.hid))
+                .collect();
+            detail.push_str(&format!("; reboot_diff_ignore {}", hits.join(", ")));
+        }
+        return vec![record(
+            "reboot_diff",
+            CheckSource::RebootDiff,
+            true,
+            "ok",
+            Some(json!(detail)),
+        )];
+    }
+    diff.lost
+        .iter()
+        .map(|finding| CheckRecord {
+            name: finding.to_string(),
+            source: CheckSource::RebootDiff,
+            ok: false,
+            reason: Some(finding.reason.as_str().to_owned()),
+            detail: finding.detail.clone().map(|d| json!(d)),
         })
         .collect()
 }
@@ -330,6 +370,48 @@ mod tests {
         assert!(!unproven.ok, "unproven is never a pass");
         assert_eq!(unproven.reason.as_deref(), Some("idempotence_unproven"));
         assert_eq!(unproven.detail, Some(json!("no marks")));
+    }
+
+    #[test]
+    fn a_quiet_reboot_diff_says_what_each_profile_pattern_hid() {
+        let ignore = boma_state::Ignore::with_patterns(&[
+            "listener_lost tcp/9100 *".to_owned(),
+            "unit_inactive stale.service".to_owned(),
+        ])
+        .unwrap();
+        let listening = |port: u16| {
+            format!(
+                "### ss-tulpn\ntcp LISTEN 0 128 0.0.0.0:{port} 0.0.0.0:* users:((\"node_exporter\",pid=9,fd=3))\n### rc=0\n"
+            )
+        };
+        let snapshot = |text: &str| boma_state::Snapshot {
+            guest: boma_state::parse_capture(text).unwrap(),
+            probes: Vec::new(),
+        };
+        let diff = boma_state::diff(
+            &snapshot(&listening(9100)),
+            &snapshot(&listening(9101)),
+            &ignore,
+        );
+        let checks = from_reboot_diff(&diff);
+        assert_eq!(checks.len(), 1);
+        assert!(checks[0].ok);
+        assert_eq!(
+            checks[0].detail,
+            Some(json!(
+                "nothing lost; 1 appeared, 1 ignored; reboot_diff_ignore \
+                 \"listener_lost tcp/9100 *\" hid 1, \"unit_inactive stale.service\" hid 0"
+            ))
+        );
+        // Without the pattern the same diff fails, by the finding's name.
+        let diff = boma_state::diff(
+            &snapshot(&listening(9100)),
+            &snapshot(&listening(9101)),
+            &boma_state::Ignore::builtin(),
+        );
+        let checks = from_reboot_diff(&diff);
+        assert_eq!(failed(&checks), ["listener_lost tcp/9100 node_exporter"]);
+        assert_eq!(checks[0].reason.as_deref(), Some("listener_lost"));
     }
 
     #[test]

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use boma_exec::progress::{self, phase};
 use boma_exec::say;
-use boma_report::{CheckRecord, CheckSource};
+use boma_report::CheckRecord;
 use boma_state::{Ignore, ProbeResult, Snapshot};
 use boma_vm::RunRecord;
 use camino::Utf8Path;
-use serde_json::json;
 
 use crate::files::{self, RunFiles};
 use crate::preflight::Inputs;
@@ -28,8 +27,11 @@ pub struct Captured {
     pub failed_units: Vec<String>,
 }
 
-/// How long the capture may take (it runs a dozen commands under TCG).
-const CAPTURE_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the capture may take: its wait for the boot to finish (at most 120 s), its wait
+/// for systemd's jobs and restart loops to settle, and a dozen commands under TCG. A capture
+/// cut short by this loses the sections it did not reach (`section_lost`).
+const CAPTURE_TIMEOUT: Duration =
+    Duration::from_secs(120 + boma_state::SETTLE_WITHIN_SECONDS as u64 + 90);
 /// How long a probe keeps trying (services may still be starting after a boot).
 const PROBE_WITHIN: Duration = Duration::from_secs(45);
 
@@ -133,8 +135,9 @@ fn probe_ports(ctx: &Ctx, inputs: &Inputs, record: &RunRecord) -> Vec<ProbeOutco
         .collect()
 }
 
-/// Compare the two captures: every finding lost is a failed check; a quiet diff is one passed
-/// check. Writes `reboot-diff.txt` and prints it.
+/// Compare the two captures and judge the diff ([`checks::from_reboot_diff`]). Writes
+/// `reboot-diff.txt` (with how many findings each profile pattern hid) and `reboot-diff.json`,
+/// and prints the text.
 pub fn compare(
     before: &Captured,
     after: &Captured,
@@ -151,30 +154,7 @@ pub fn compare(
         &serde_json::to_string_pretty(&diff).expect("a diff serialises"),
     )?;
     progress::line(text.trim_end());
-    if diff.lost.is_empty() {
-        return Ok(vec![CheckRecord {
-            name: "reboot_diff".into(),
-            source: CheckSource::RebootDiff,
-            ok: true,
-            reason: Some("ok".into()),
-            detail: Some(json!(format!(
-                "nothing lost; {} appeared, {} ignored",
-                diff.appeared.len(),
-                diff.ignored.len()
-            ))),
-        }]);
-    }
-    Ok(diff
-        .lost
-        .iter()
-        .map(|finding| CheckRecord {
-            name: finding.to_string(),
-            source: CheckSource::RebootDiff,
-            ok: false,
-            reason: Some(finding.reason.as_str().to_owned()),
-            detail: finding.detail.clone().map(|d| json!(d)),
-        })
-        .collect())
+    Ok(checks::from_reboot_diff(&diff))
 }
 
 /// The built-in `no_route_to_fleet`: after everything the playbooks did and the reboot, each

@@ -7,7 +7,7 @@
 //! - [`steps`]: `up`, `apply`, `reboot`, `assert`, `down`, `console`, `prune`, `start` one
 //!   at a time, and the playbook runs the cycle shares with them;
 //! - `preflight`: every refusal, before anything is fetched, built, probed or created;
-//! - `backend`: the operator's backend choice resolved against a probe (pure);
+//! - `backend`: the operator's backend choice resolved against libvirt's verdict (pure);
 //! - `diff` and `checks`: the reboot diff run, and every check judged (pure);
 //! - `idempotence`: the second apply's evidence, as the `boma_changes` callback proves it (pure);
 //! - `vm`, `golden`, `ansible`, `probe`, `files`: booting and the failure policy, the golden
@@ -34,11 +34,10 @@ mod verify;
 mod vm;
 
 pub use ansible::{ChangedTask, PlaybookCall, parse_changes};
-pub use backend::{BackendChoice, LibvirtProbe, Resolved, resolve};
+pub use backend::{BackendChoice, Resolved, resolve};
 pub use cycle::{ItOptions, RunOutcome, it};
 pub use error::{ExitClass, HarnessError};
 pub use machine::{Ansible, HostProbe, Machine, PortProber, Provisioner, RealMachine};
-pub use preflight::VM_TOOLS;
 pub use report::single as single_report;
 pub use settings::{Ctx, ImageSource, Settings, WaitOverrides};
 pub use steps::{apply, assert, console, down, prune, reboot, start, up};

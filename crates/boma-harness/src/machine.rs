@@ -1,33 +1,47 @@
 //! The machine the harness runs on, as a few narrow effects. The steps decide; the machine
-//! acts. No policy lives here: which backend, how long to wait, whether memory suffices are
-//! pure functions of what these probes return (`backend::resolve`, `preflight`), so that the
-//! fake machine the tests use replaces only effects.
+//! acts. No policy lives here: which backend, whether memory, disk or the programs suffice,
+//! KVM or TCG are decided from what these probes return (`boma_host::judge`,
+//! `backend::resolve`, `preflight`), so that the fake machine the tests use replaces only
+//! effects.
 
 use std::time::Duration;
 
+use boma_host::facts::{LibvirtFacts, Space, ToolFact};
+use boma_host::{gather, judge};
 use boma_vm::guest::keys;
-use boma_vm::host::{accel, memory};
-use boma_vm::hypervisor::libvirt::{self, LibvirtBackend};
+use boma_vm::host::accel;
+use boma_vm::hypervisor::libvirt::LibvirtBackend;
 use boma_vm::hypervisor::qemu::QemuBackend;
 use boma_vm::lifecycle::{Disks, Hypervisors, RealDisks};
 use boma_vm::{Accel, BackendKind, Guest, Hypervisor, OpenSsh};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::Shell;
 
-use crate::backend::LibvirtProbe;
 use crate::probe::{PortTarget, ProbeOutcome};
 use crate::{HarnessError, ansible, golden};
 
-/// What this machine has: read-only probes.
+/// What this machine has: read-only looks at the control node's facts (`boma_host::gather`).
+/// What they mean is `boma_host::judge`'s, the same rules the doctor words.
 pub trait HostProbe {
-    /// Whether libvirt is installed and usable from here.
-    fn libvirt(&self) -> LibvirtProbe;
-    /// `MemAvailable`, in MiB.
-    fn available_mib(&self) -> u64;
-    /// Free space on the filesystem holding `dir`, in MiB.
-    fn free_disk_mib(&self, dir: &Utf8Path) -> Result<u64, HarnessError>;
-    /// Whether a tool is missing from PATH.
-    fn tool_missing(&self, tool: &str) -> bool;
+    /// Where `program` is (a directory of `PATH`, then the sbin directories).
+    fn locate(&self, program: &str) -> Option<Utf8PathBuf>;
+    /// libvirt from this network namespace: whether the system daemon answers, and where
+    /// every `libvirtd` runs.
+    fn libvirt_facts(&self) -> LibvirtFacts;
+    /// `MemAvailable`, in MiB, when it can be read.
+    fn available_mib(&self) -> Option<u64>;
+    /// The filesystem that holds, or will hold, `dir`.
+    fn space(&self, dir: &Utf8Path) -> Space;
+
+    /// Every program of `boma_host::TOOLS`, located, without running any.
+    fn tools(&self) -> Vec<ToolFact> {
+        gather::tools_located_by(|program| self.locate(program))
+    }
+
+    /// Whether the libvirt backend can be used from here.
+    fn libvirt(&self) -> judge::Libvirt {
+        judge::libvirt(&self.tools(), &self.libvirt_facts())
+    }
 }
 
 /// What a VM boots from, and how it is reached.
@@ -128,29 +142,20 @@ impl Machine for RealMachine<'_> {
 }
 
 impl HostProbe for RealMachine<'_> {
-    fn libvirt(&self) -> LibvirtProbe {
-        for tool in ["virsh", "virt-install"] {
-            if !boma_exec::on_path(tool) {
-                return LibvirtProbe::NotInstalled { tool };
-            }
-        }
-        match libvirt::usable(self.sh) {
-            Ok(()) => LibvirtProbe::Usable,
-            Err(why) => LibvirtProbe::Unusable(why),
-        }
+    fn locate(&self, program: &str) -> Option<Utf8PathBuf> {
+        gather::locate(program)
     }
 
-    fn available_mib(&self) -> u64 {
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        memory::available_mib(&meminfo).unwrap_or(0)
+    fn libvirt_facts(&self) -> LibvirtFacts {
+        gather::libvirt(self.sh, gather::locate("virsh").as_deref())
     }
 
-    fn free_disk_mib(&self, dir: &Utf8Path) -> Result<u64, HarnessError> {
-        Ok(memory::free_disk_mib(dir)?)
+    fn available_mib(&self) -> Option<u64> {
+        gather::available_mib()
     }
 
-    fn tool_missing(&self, tool: &str) -> bool {
-        !boma_exec::on_path(tool)
+    fn space(&self, dir: &Utf8Path) -> Space {
+        gather::space(dir)
     }
 }
 
@@ -174,8 +179,7 @@ impl Provisioner for RealMachine<'_> {
         cache_dir: &Utf8Path,
         scratch: &Utf8Path,
     ) -> Result<Accel, HarnessError> {
-        let cache = cache_dir.join("kvm-probe.json");
-        Ok(accel::detect(self.sh, scratch, golden, &cache)?)
+        Ok(accel::detect(self.sh, scratch, golden, cache_dir)?)
     }
 
     fn pin(

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use boma_host::judge::{self, Disk};
 use boma_inventory::{CertTier, POLICY_FILE, Policy, Profile, VmName};
 use boma_vm::BackendKind;
 use camino::Utf8PathBuf;
@@ -39,25 +40,9 @@ pub struct NewVm {
     pub available_mib: u64,
 }
 
-/// Which tools a step needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needs {
-    /// Boot a VM.
-    Vm,
-    /// Run playbooks against a live VM.
-    Ansible,
-    /// Both (the full cycle).
-    All,
-}
-
-/// The tools each need, checked on PATH.
-pub const VM_TOOLS: &[&str] = &[
-    "qemu-system-x86_64",
-    "qemu-img",
-    "cloud-localds",
-    "ssh",
-    "ssh-keygen",
-];
+/// Which part of the cycle a step runs, hence which programs it cannot start without
+/// (`boma_host::tools`: the one list, which the doctor judges too).
+pub use boma_host::Needs;
 
 /// Validate `host`'s profile, the tier, every file they name, the repo policy, the vault
 /// secret, the real inventory and the tools.
@@ -107,12 +92,6 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
             "the real inventory (inventories/production/) lists no hosts: the harness cannot prove the test VM is none of them".into(),
         ));
     }
-    if let Some(host) = real_hosts.iter().find(|h| boma_name::has_test_prefix(h)) {
-        return Err(HarnessError::Refused(format!(
-            "the real inventory has a host named `{host}`: the `{}` prefix is reserved for test VMs (it is how prune and the name check tell them apart); rename it",
-            boma_name::PREFIX
-        )));
-    }
     check_tools(ctx, needs)?;
     let group_parents = fleet.lineage(&profile.groups);
     Ok(Inputs {
@@ -131,29 +110,37 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
 /// before the golden image is fetched or built.
 pub fn new_vm(ctx: &Ctx, inputs: &Inputs, run_id: &str) -> Result<NewVm, HarnessError> {
     let name = VmName::mint(&inputs.host, run_id, &inputs.real_hosts)?;
-    let probe = ctx.machine.host().libvirt();
-    let backend = backend::resolve(ctx.settings.backend, &probe).map_err(HarnessError::Refused)?;
+    let host = ctx.machine.host();
+    let backend =
+        backend::resolve(ctx.settings.backend, &host.libvirt()).map_err(HarnessError::Refused)?;
     fleet_outside_guest_network(inputs, backend.kind)?;
-    let free = ctx.machine.host().free_disk_mib(&disk_dir(ctx))?;
-    boma_vm::host::memory::check_disk(&ctx.settings.runs_root, free)?;
+    let runs = &ctx.settings.runs_root;
+    match judge::disk(&host.space(runs), judge::RUN_DISK_MIB) {
+        Disk::Enough { .. } => {}
+        Disk::Short { free_mib, need_mib } => {
+            return Err(HarnessError::Refused(format!(
+                "not enough disk for a run in {runs}: {free_mib} MiB free, a run needs {need_mib} MiB (overlay growth); free some space (`cargo xtask prune` removes leftover runs)"
+            )));
+        }
+        Disk::Unmeasured => {
+            return Err(HarnessError::Refused(format!(
+                "the free space for a run in {runs} cannot be measured: check that the directory (or its nearest existing parent) is readable"
+            )));
+        }
+    }
+    // The memory itself is judged by the reservation, against every VM reserved beside it.
+    let available_mib = host.available_mib().ok_or_else(|| {
+        HarnessError::Refused(
+            "MemAvailable cannot be read from /proc/meminfo: the VM's memory cannot be reserved"
+                .into(),
+        )
+    })?;
     Ok(NewVm {
         name,
         run_id: run_id.to_owned(),
         backend,
-        available_mib: ctx.machine.host().available_mib(),
+        available_mib,
     })
-}
-
-/// The nearest existing directory of the run directory (it may not exist yet).
-fn disk_dir(ctx: &Ctx) -> Utf8PathBuf {
-    let mut dir = ctx.settings.runs_root.clone();
-    while !dir.exists() {
-        match dir.parent() {
-            Some(parent) => dir = parent.to_owned(),
-            None => break,
-        }
-    }
-    dir
 }
 
 /// Refuse a real host whose address lies inside the guest's own network: its unreachable
@@ -280,25 +267,27 @@ fn vault_files(dir: &camino::Utf8Path) -> Vec<Utf8PathBuf> {
     found
 }
 
-/// The first tool of `needs` that is missing, with its package, as a refusal.
+/// The first program `needs` requires that is missing, with its package, as a refusal; and
+/// an Ansible to run, from the repository's venv or `PATH`.
 fn check_tools(ctx: &Ctx, needs: Needs) -> Result<(), HarnessError> {
-    if matches!(needs, Needs::Vm | Needs::All) {
-        for tool in VM_TOOLS {
-            if ctx.machine.host().tool_missing(tool) {
-                return Err(missing(tool));
-            }
-        }
+    let host = ctx.machine.host();
+    if let Some(missing) = judge::missing_required(needs, &host.tools()).first() {
+        let tool = missing.tool;
+        return Err(HarnessError::Refused(format!(
+            "`{}` is not installed ({}): install the Debian package {} (`cargo xtask doctor` lists everything this machine lacks)",
+            tool.program,
+            tool.purpose.why(),
+            tool.package.name(None)
+        )));
     }
-    if matches!(needs, Needs::Ansible | Needs::All)
+    if needs.ansible()
         && !ctx.repo().join(".venv/bin/ansible-playbook").is_file()
-        && ctx.machine.host().tool_missing("ansible-playbook")
+        && host.locate("ansible-playbook").is_none()
     {
-        return Err(missing("ansible-playbook"));
+        let hint = boma_exec::package_hint("ansible-playbook").unwrap_or("install it");
+        return Err(HarnessError::Refused(format!(
+            "`ansible-playbook` is not installed: {hint}"
+        )));
     }
     Ok(())
-}
-
-fn missing(tool: &str) -> HarnessError {
-    let hint = boma_exec::package_hint(tool).unwrap_or("install it");
-    HarnessError::Refused(format!("`{tool}` is not installed: {hint}"))
 }

@@ -434,10 +434,7 @@ pub fn prune(ctx: &Ctx) -> Result<(), HarnessError> {
     let step = phase("prune");
     let mut removed = Vec::new();
     let mut dirs = 0;
-    let libvirt = matches!(
-        ctx.machine.host().libvirt(),
-        crate::backend::LibvirtProbe::Usable
-    );
+    let libvirt = ctx.machine.host().libvirt() == boma_host::judge::Libvirt::Usable;
     let kinds: &[BackendKind] = if libvirt {
         &[BackendKind::Libvirt, BackendKind::Qemu]
     } else {

@@ -9,7 +9,7 @@ use boma_vm::run::diagnostics;
 use boma_vm::{Accel, BackendKind, RunRecord, Runs};
 use camino::Utf8PathBuf;
 
-use boma_host::reserve::{self, Budget, ReservationRequest, Reservations, ReserveError, Reserved};
+use boma_host::reserve::{Budget, ReservationRequest, Reservations, ReserveError, Reserved};
 
 use crate::files::RunFiles;
 use crate::golden::{Golden, ImageRequest};
@@ -132,25 +132,33 @@ pub fn prepare(
     })
 }
 
-/// Reserve the VM's memory machine-wide (race-free, across checkouts and parallel runs): its
-/// `mem_mib` plus QEMU's overhead under TCG (the translation cache alone is 1 GiB), within
-/// what the machine has available less a margin.
+/// Reserve the VM's memory machine-wide (race-free, across checkouts and parallel runs), by
+/// the one memory rule (`boma_host::judge`): its `mem_mib` plus QEMU's overhead under TCG (the
+/// translation cache alone is 1 GiB), within what the machine has available less a margin.
 fn reserve(ctx: &Ctx, inputs: &Inputs, new: &NewVm, what: &str) -> Result<Reserved, HarnessError> {
-    let store = Reservations::open(&ctx.settings.cache_dir).map_err(reserve_error)?;
     let request = ReservationRequest {
         vm: new.name.to_string(),
         mem_mib: u64::from(inputs.profile.mem_mib),
-        overhead_mib: reserve::TCG_OVERHEAD_MIB,
         vcpus: inputs.profile.vcpus,
         checkout: ctx.settings.repo.clone(),
         what: what.to_owned(),
     };
+    reserve_within(ctx, &request, new.available_mib)
+}
+
+/// Reserve `request` within `available_mib` (MemAvailable now), saying which stale
+/// reservations were dropped on the way.
+fn reserve_within(
+    ctx: &Ctx,
+    request: &ReservationRequest,
+    available_mib: u64,
+) -> Result<Reserved, HarnessError> {
+    let store = Reservations::open(&ctx.settings.cache_dir).map_err(reserve_error)?;
     let budget = Budget {
-        available_mib: new.available_mib,
-        margin_mib: reserve::MARGIN_MIB,
+        available_mib,
         max_vms: usize::MAX,
     };
-    let reserved = store.reserve(&request, &budget).map_err(reserve_error)?;
+    let reserved = store.reserve(request, &budget).map_err(reserve_error)?;
     for stale in reserved.dropped_stale() {
         say!("dropped a stale reservation: {}", stale.describe());
     }
@@ -180,21 +188,20 @@ pub fn vm_pid(record: &RunRecord) -> Option<u32> {
 /// Reserve again the memory of a recorded VM about to start (machine-wide, as a new run's):
 /// its record says how much.
 pub fn reserve_again(ctx: &Ctx, record: &RunRecord, what: &str) -> Result<Reserved, HarnessError> {
-    let store = Reservations::open(&ctx.settings.cache_dir).map_err(reserve_error)?;
+    let available_mib = ctx.machine.host().available_mib().ok_or_else(|| {
+        HarnessError::Refused(
+            "MemAvailable cannot be read from /proc/meminfo: the VM's memory cannot be reserved"
+                .into(),
+        )
+    })?;
     let request = ReservationRequest {
         vm: record.name.to_string(),
         mem_mib: u64::from(record.mem_mib),
-        overhead_mib: reserve::TCG_OVERHEAD_MIB,
         vcpus: record.vcpus,
         checkout: ctx.settings.repo.clone(),
         what: what.to_owned(),
     };
-    let budget = Budget {
-        available_mib: ctx.machine.host().available_mib(),
-        margin_mib: reserve::MARGIN_MIB,
-        max_vms: usize::MAX,
-    };
-    store.reserve(&request, &budget).map_err(reserve_error)
+    reserve_within(ctx, &request, available_mib)
 }
 
 /// Release the reservation of a VM that is gone (`down`, `prune`).

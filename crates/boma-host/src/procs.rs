@@ -1,6 +1,10 @@
-//! Reading `/proc`: a process's state, group, start time, command line and resident memory.
-//! A pid is only ever acted on together with its start time, which proves it is still the
-//! process that was recorded and not a later one that reuses the number.
+//! The one `/proc` walker: every process on this machine, each read once with the spawner's
+//! parsers (`boma_exec::procfs`) — its state, group, start time, user, program and arguments —
+//! and the host's boot id. A pid is only ever acted on together with its start time, which
+//! proves it is still the process that was recorded and not a later one that reuses the
+//! number.
+
+use boma_exec::procfs;
 
 /// A process as `/proc` shows it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,8 +16,12 @@ pub struct ProcInfo {
     pub state: char,
     /// Clock ticks after boot at which it started (field 22 of `/proc/<pid>/stat`).
     pub start_ticks: u64,
-    /// Its arguments joined by spaces (empty for a zombie or a kernel thread).
-    pub cmdline: String,
+    /// Its real uid: the user it runs for.
+    pub uid: u32,
+    /// The program's name as the kernel keeps it (field 2 of `/proc/<pid>/stat`).
+    pub comm: String,
+    /// Its arguments (none for a zombie or a kernel thread).
+    pub args: Vec<String>,
 }
 
 impl ProcInfo {
@@ -28,6 +36,11 @@ impl ProcInfo {
             pid: self.pid,
             start_ticks: self.start_ticks,
         }
+    }
+
+    /// Its arguments joined by spaces, as `ps` shows them.
+    pub fn cmdline(&self) -> String {
+        self.args.join(" ")
     }
 }
 
@@ -45,65 +58,32 @@ impl ProcessIdentity {
     }
 }
 
-/// The fields of `/proc/<pid>/stat` the harness uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    pub state: char,
-    pub ppid: u32,
-    pub pgid: u32,
-    pub start_ticks: u64,
-}
-
-/// Parse the text of `/proc/<pid>/stat`. The command name (field 2) may hold spaces and
-/// parentheses, so fields are counted from the last `)`. Pure.
-pub fn parse_stat(text: &str) -> Option<Stat> {
-    let rest = text.get(text.rfind(')')? + 1..)?;
-    // fields[0] is field 3 of proc(5): state, ppid, pgrp, session, … starttime is field 22.
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(Stat {
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        pgid: fields.get(2)?.parse().ok()?,
-        start_ticks: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// `VmRSS` from the text of `/proc/<pid>/status`, in KiB. Pure.
-pub fn parse_resident_kib(status: &str) -> Option<u64> {
-    status.lines().find_map(|line| {
-        let rest = line.strip_prefix("VmRSS:")?;
-        rest.trim().trim_end_matches("kB").trim().parse().ok()
-    })
-}
-
-/// `pid` as `/proc` shows it now, `None` when there is no such process.
+/// `pid` as `/proc` shows it now, `None` when there is no such process (or it vanished while
+/// it was read).
 pub fn info(pid: u32) -> Option<ProcInfo> {
-    info_at(&pid.to_string())
-}
-
-/// This process.
-pub fn this_process() -> Option<ProcInfo> {
-    info(std::process::id())
-}
-
-fn info_at(entry: &str) -> Option<ProcInfo> {
-    let pid = entry.parse().ok()?;
-    let stat = parse_stat(&std::fs::read_to_string(format!("/proc/{entry}/stat")).ok()?)?;
-    let raw = std::fs::read(format!("/proc/{entry}/cmdline")).unwrap_or_default();
-    let cmdline = raw
+    let stat = procfs::read_stat(pid)?;
+    let uid = procfs::parse_real_uid(&procfs::read_status(pid)?)?;
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args = raw
         .split(|b| *b == 0)
         .filter(|a| !a.is_empty())
-        .map(String::from_utf8_lossy)
-        .collect::<Vec<_>>()
-        .join(" ");
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
     Some(ProcInfo {
         pid,
         ppid: stat.ppid,
         pgid: stat.pgid,
         state: stat.state,
         start_ticks: stat.start_ticks,
-        cmdline,
+        uid,
+        comm: stat.comm,
+        args,
     })
+}
+
+/// This process.
+pub fn this_process() -> Option<ProcInfo> {
+    info(std::process::id())
 }
 
 /// Every process on this machine, in pid order.
@@ -113,7 +93,8 @@ pub fn all() -> Vec<ProcInfo> {
     };
     let mut found: Vec<ProcInfo> = entries
         .filter_map(Result::ok)
-        .filter_map(|entry| info_at(entry.file_name().to_str()?))
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter_map(info)
         .collect();
     found.sort_by_key(|p| p.pid);
     found
@@ -128,14 +109,22 @@ pub fn running_in_group(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The running processes whose program is `comm` (`libvirtd`).
+pub fn pids_named(comm: &str) -> Vec<u32> {
+    all()
+        .into_iter()
+        .filter(|p| p.comm == comm && !p.has_exited())
+        .map(|p| p.pid)
+        .collect()
+}
+
 /// The resident memory of `pid`, in MiB, `None` when it is gone.
 pub fn resident_mib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    Some(parse_resident_kib(&status)? / 1024)
+    Some(procfs::parse_resident_kib(&procfs::read_status(pid)?)? / 1024)
 }
 
 /// This host's boot id: it changes on every boot, so pids and start times recorded under
-/// another one mean nothing now.
+/// another one mean nothing now. Read once, by the spawner that records them.
 pub fn boot_id() -> std::io::Result<String> {
     boma_exec::journal::host_boot_id()
 }
@@ -145,34 +134,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_stat_past_an_awkward_command_name() {
-        let text = "31337 (tail -f (x)) Z 1 31330 31330 0 -1 4194560 97 0 0 0 0 0 0 0 20 0 1 0 5550123 2265088 186 18446744073709551615\n";
-        assert_eq!(
-            parse_stat(text),
-            Some(Stat {
-                state: 'Z',
-                ppid: 1,
-                pgid: 31330,
-                start_ticks: 5_550_123,
-            })
-        );
-        assert_eq!(parse_stat("12 (x) S 1 12"), None);
-        assert_eq!(parse_stat(""), None);
-    }
-
-    #[test]
-    fn parses_resident_memory() {
-        let status = "Name:\tqemu-system-x86\nVmHWM:\t 2039552 kB\nVmRSS:\t 2028520 kB\nRssAnon:\t 2015224 kB\n";
-        assert_eq!(parse_resident_kib(status), Some(2_028_520));
-        assert_eq!(parse_resident_kib("Name:\tkthreadd\n"), None);
-    }
-
-    #[test]
-    fn this_process_is_seen_running_and_a_changed_start_time_is_not() {
+    fn this_process_is_seen_running_as_itself_and_a_changed_start_time_is_not() {
         let me = this_process().expect("/proc/self");
         assert_eq!(me.pid, std::process::id());
         assert!(!me.has_exited());
-        assert!(me.cmdline.contains("boma_host"), "{}", me.cmdline);
+        assert!(me.cmdline().contains("boma_host"), "{}", me.cmdline());
+        assert_eq!(me.uid, nix::unistd::getuid().as_raw());
+        assert!(me.comm.starts_with("boma_host"), "{}", me.comm);
         let live = |pid| info(pid);
         assert!(me.identity().is_running(&live));
         let reused = ProcessIdentity {
@@ -181,6 +149,7 @@ mod tests {
         };
         assert!(!reused.is_running(&live));
         assert!(info(u32::MAX - 1).is_none());
+        assert!(all().iter().any(|p| p.pid == me.pid));
     }
 
     #[test]
@@ -191,7 +160,9 @@ mod tests {
             pgid: 7,
             state: 'Z',
             start_ticks: 70,
-            cmdline: String::new(),
+            uid: 1000,
+            comm: "sleep".into(),
+            args: Vec::new(),
         };
         let live = |_| Some(zombie.clone());
         assert!(!zombie.identity().is_running(&live));

@@ -15,24 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::judge::{MARGIN_MIB, MemoryNeed, vm_charge_mib};
 use crate::procs::{self, ProcInfo, ProcessIdentity};
-
-/// What a QEMU process holds beyond the guest's memory, apart from TCG's translation cache:
-/// device and block-layer state, the malloc arenas of its threads (64 MiB each), libraries.
-/// Measured (QEMU 7.2, `-smp 2 -m 3072`, TCG, on the 2-core CI machine): 233 MiB seven
-/// minutes into a run, 232 MiB at 23 minutes.
-pub const QEMU_OVERHEAD_MIB: u64 = 256;
-/// TCG's translated-code cache: QEMU sizes it at min(1 GiB, 1/8 of host memory) unless
-/// `-accel tcg,tb-size=…` says otherwise, and fills it within minutes (same guest, 24 GiB
-/// host: 1006 MiB resident at seven minutes, 1023 MiB at 23).
-pub const TCG_TRANSLATION_CACHE_MIB: u64 = 1024;
-/// Per-VM overhead under KVM.
-pub const KVM_OVERHEAD_MIB: u64 = QEMU_OVERHEAD_MIB;
-/// Per-VM overhead under TCG (the fallback, and the only accelerator that works on the CI
-/// machine): use it whenever the accelerator is not yet known.
-pub const TCG_OVERHEAD_MIB: u64 = QEMU_OVERHEAD_MIB + TCG_TRANSLATION_CACHE_MIB;
-/// Head-room left to the host once every reserved VM has all it may claim.
-pub const MARGIN_MIB: u64 = 1024;
 
 const SUBDIR: &str = "reservations";
 const LOCK_FILE: &str = ".lock";
@@ -44,8 +28,6 @@ pub struct ReservationRequest {
     pub vm: String,
     /// The guest's memory (`-m`).
     pub mem_mib: u64,
-    /// What its QEMU holds beyond that: [`TCG_OVERHEAD_MIB`] or [`KVM_OVERHEAD_MIB`].
-    pub overhead_mib: u64,
     pub vcpus: u32,
     /// The checkout the run belongs to: where `cargo xtask down` stops it.
     pub checkout: Utf8PathBuf,
@@ -54,9 +36,9 @@ pub struct ReservationRequest {
 }
 
 impl ReservationRequest {
-    /// The memory the VM may claim in all.
+    /// The memory the VM may claim in all ([`vm_charge_mib`]).
     pub fn charge_mib(&self) -> u64 {
-        self.mem_mib + self.overhead_mib
+        vm_charge_mib(self.mem_mib)
     }
 }
 
@@ -73,6 +55,7 @@ pub struct Reservation {
     /// The host boot both processes belong to.
     pub boot_id: String,
     pub mem_mib: u64,
+    /// What its QEMU was charged beyond the guest's memory, when it was taken.
     pub overhead_mib: u64,
     pub vcpus: u32,
     pub checkout: Utf8PathBuf,
@@ -129,8 +112,6 @@ impl Live {
 pub struct Budget {
     /// `MemAvailable` now, in MiB.
     pub available_mib: u64,
-    /// Head-room left to the host: [`MARGIN_MIB`].
-    pub margin_mib: u64,
     /// How many test VMs may run at once.
     pub max_vms: usize,
 }
@@ -143,12 +124,10 @@ pub enum Reason {
     /// `max_vms` are reserved already.
     TooMany { max_vms: usize },
     /// The live reservations' unclaimed memory, this one's and the margin exceed what is
-    /// available.
+    /// available ([`MemoryNeed`]).
     Memory {
-        need_mib: u64,
+        need: MemoryNeed,
         available_mib: u64,
-        still_to_claim_mib: u64,
-        margin_mib: u64,
     },
 }
 
@@ -181,13 +160,13 @@ impl fmt::Display for Refusal {
                 live.len()
             )?,
             Reason::Memory {
-                need_mib,
+                need,
                 available_mib,
-                still_to_claim_mib,
-                margin_mib,
             } => write!(
                 f,
-                "it needs {need_mib} MiB ({still_to_claim_mib} MiB the reserved VMs may still claim, its own {charge_mib} MiB and a {margin_mib} MiB margin) and {available_mib} MiB is available"
+                "it needs {} MiB ({} MiB the reserved VMs may still claim, its own {charge_mib} MiB and a {MARGIN_MIB} MiB margin) and {available_mib} MiB is available",
+                need.total_mib(),
+                need.still_to_claim_mib,
             )?,
         }
         if live.is_empty() {
@@ -220,14 +199,14 @@ pub fn decide(live: &[Live], req: &ReservationRequest, budget: &Budget) -> Resul
             max_vms: budget.max_vms,
         }));
     }
-    let still_to_claim_mib: u64 = live.iter().map(Live::still_to_claim_mib).sum();
-    let need_mib = still_to_claim_mib + req.charge_mib() + budget.margin_mib;
-    if need_mib > budget.available_mib {
+    let need = MemoryNeed {
+        still_to_claim_mib: live.iter().map(Live::still_to_claim_mib).sum(),
+        charge_mib: req.charge_mib(),
+    };
+    if !need.fits(budget.available_mib) {
         return Err(refuse(Reason::Memory {
-            need_mib,
+            need,
             available_mib: budget.available_mib,
-            still_to_claim_mib,
-            margin_mib: budget.margin_mib,
         }));
     }
     Ok(())
@@ -297,7 +276,7 @@ impl Reservations {
             vm_process: None,
             boot_id: scan.this_boot,
             mem_mib: req.mem_mib,
-            overhead_mib: req.overhead_mib,
+            overhead_mib: req.charge_mib() - req.mem_mib,
             vcpus: req.vcpus,
             checkout: req.checkout.clone(),
             what: req.what.clone(),

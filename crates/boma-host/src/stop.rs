@@ -1,7 +1,10 @@
 //! Stopping what the harness spawned, and nothing else: the processes named in the spawn
 //! journal (`boma_exec::journal`) that are still the very process recorded — same host boot,
-//! same pid, same start time — each with its process group, SIGTERM first and SIGKILL only
-//! after a grace period.
+//! same pid, same start time, same user, same program — each with its process group, SIGTERM
+//! first and SIGKILL only after a grace period. The journal is a file anyone who can write the
+//! run directory can edit, so no entry is believed on its own: what it says is compared with
+//! the live process, and a pid that now runs another user's or another program's process is
+//! never signalled.
 //!
 //! Nothing is chosen by command-line text: an operator's `tail -f <run>/console.log`, the ssh
 //! shell the harness told them to paste, or another checkout's runs mention the same paths and
@@ -17,7 +20,7 @@ use boma_exec::journal::{self, Spawned};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-use crate::procs::{self, ProcInfo, ProcessIdentity};
+use crate::procs::{self, ProcInfo};
 
 /// How long a stopped process group gets to exit after SIGTERM before SIGKILL: enough for
 /// ansible-playbook to end its workers and ssh connections.
@@ -74,12 +77,21 @@ pub struct StopAction {
 }
 
 impl StopAction {
-    pub fn identity(&self) -> ProcessIdentity {
-        ProcessIdentity {
-            pid: self.recorded.pid,
-            start_ticks: self.recorded.start_ticks,
-        }
+    /// Whether the recorded process still runs, as `live` sees `/proc` ([`is_recorded`]).
+    fn still_running(&self, live: &dyn Fn(u32) -> Option<ProcInfo>) -> bool {
+        live(self.recorded.pid).is_some_and(|now| is_recorded(&self.recorded, &now))
     }
+}
+
+/// Whether `now` is the very process `recorded` names, still running: its start time, user and
+/// program are the recorded ones (a pid reused by a later process, by another user's or by
+/// another program's is not), and it has not exited. The boot is compared by the caller. Pure.
+pub fn is_recorded(recorded: &Spawned, now: &ProcInfo) -> bool {
+    now.pid == recorded.pid
+        && now.start_ticks == recorded.start_ticks
+        && now.uid == recorded.uid
+        && now.comm == recorded.comm
+        && !now.has_exited()
 }
 
 impl fmt::Display for StopAction {
@@ -102,7 +114,7 @@ impl fmt::Display for StopAction {
 }
 
 /// Decide what to stop: every recorded process of this host boot (`this_boot`) that is still
-/// running with its recorded start time, never an `exempt` one, each group once. Pure:
+/// the process recorded ([`is_recorded`]), never an `exempt` one, each group once. Pure:
 /// `live` shows `/proc`.
 pub fn plan_stop(
     recorded: &[Spawned],
@@ -117,8 +129,8 @@ pub fn plan_stop(
         let Some(now) = live(spawned.pid) else {
             continue;
         };
-        if now.start_ticks != spawned.start_ticks || now.has_exited() {
-            // Exited, or the pid now belongs to a later process.
+        if !is_recorded(spawned, &now) {
+            // Exited, or the pid now belongs to another process.
             continue;
         }
         if exempt.covers(now.pid, now.pgid) || !seen_pids.insert(now.pid) {
@@ -197,7 +209,7 @@ impl fmt::Display for Stopped {
 
 /// Stop each planned process: SIGTERM (and SIGCONT, so a stopped job can act on it) to its
 /// group, wait until the group has no running member or `grace` is over, then SIGKILL what
-/// is left. Zombies count as gone. Each process is checked again (pid and start time) right
+/// is left. Zombies count as gone. Each process is checked again ([`is_recorded`]) right
 /// before it is signalled.
 pub fn stop(actions: &[StopAction], grace: Duration) -> Vec<Stopped> {
     let mut results: Vec<Stopped> = actions
@@ -216,7 +228,7 @@ pub fn stop(actions: &[StopAction], grace: Duration) -> Vec<Stopped> {
     let live = |pid| procs::info(pid);
     let mut signalled = Vec::new();
     for (i, action) in actions.iter().enumerate() {
-        if action.identity().is_running(&live) {
+        if action.still_running(&live) {
             signal(action, Signal::SIGTERM);
             signal(action, Signal::SIGCONT);
             signalled.push(i);
@@ -243,7 +255,7 @@ pub fn stop(actions: &[StopAction], grace: Duration) -> Vec<Stopped> {
 fn still_there(action: &StopAction) -> bool {
     match action.target {
         Target::Group(pgid) => !procs::running_in_group(pgid).is_empty(),
-        Target::Process => action.identity().is_running(&|pid| procs::info(pid)),
+        Target::Process => action.still_running(&|pid| procs::info(pid)),
     }
 }
 
@@ -303,14 +315,8 @@ pub fn plan_from_journal(path: &Path) -> Result<Vec<StopAction>, StopError> {
 /// under an earlier boot), so it does not grow without end; returns how many were dropped.
 pub fn forget_exited(path: &Path) -> Result<usize, StopError> {
     let this_boot = procs::boot_id().map_err(|source| StopError::BootId { source })?;
-    let live = |pid| procs::info(pid);
     journal::retain(path, |s| {
-        s.boot_id == this_boot
-            && ProcessIdentity {
-                pid: s.pid,
-                start_ticks: s.start_ticks,
-            }
-            .is_running(&live)
+        s.boot_id == this_boot && procs::info(s.pid).is_some_and(|now| is_recorded(s, &now))
     })
     .map_err(|source| StopError::Journal {
         path: path.display().to_string(),
@@ -325,6 +331,8 @@ mod tests {
     use super::*;
 
     const BOOT: &str = "1f0e-this-boot";
+    const UID: u32 = 1000;
+    const COMM: &str = "ansible-playboo";
 
     fn spawned(pid: u32, start_ticks: u64, cmdline: &str) -> Spawned {
         Spawned {
@@ -332,6 +340,8 @@ mod tests {
             pgid: pid,
             start_ticks,
             boot_id: BOOT.into(),
+            uid: UID,
+            comm: COMM.into(),
             cmdline: cmdline.into(),
             spawned_by: 99,
             at_unix: 1_750_000_000,
@@ -345,7 +355,9 @@ mod tests {
             pgid,
             state,
             start_ticks,
-            cmdline: format!("proc {pid}"),
+            uid: UID,
+            comm: COMM.into(),
+            args: vec![COMM.into(), pid.to_string()],
         }
     }
 
@@ -387,6 +399,24 @@ mod tests {
             running(103, 103, 5003, 'S'),
         ];
         assert_eq!(plan(&recorded, &now, &Exempt::default()), []);
+    }
+
+    #[test]
+    fn a_pid_now_running_another_users_or_another_programs_process_is_left_alone() {
+        let recorded = [
+            spawned(100, 5000, "ssh -p 40022 ansible@127.0.0.1"),
+            spawned(101, 5001, "ansible-playbook site.yml"),
+            spawned(102, 5002, "ansible-playbook verify.yml"),
+        ];
+        let mut other_user = running(100, 100, 5000, 'S');
+        other_user.uid = 0;
+        let mut other_program = running(101, 101, 5001, 'S');
+        other_program.comm = "postgres".into();
+        let now = [other_user, other_program, running(102, 102, 5002, 'S')];
+        assert_eq!(
+            plan(&recorded, &now, &Exempt::default()),
+            [(102, Target::Group(102))]
+        );
     }
 
     #[test]

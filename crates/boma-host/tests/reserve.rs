@@ -7,10 +7,10 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use boma_exec::CmdExt;
+use boma_host::judge::{MARGIN_MIB, TCG_OVERHEAD_MIB};
 use boma_host::procs::{self, ProcessIdentity};
 use boma_host::reserve::{
-    Budget, MARGIN_MIB, Reason, Reservation, ReservationRequest, Reservations, ReserveError,
-    TCG_OVERHEAD_MIB,
+    Budget, Reason, Reservation, ReservationRequest, Reservations, ReserveError,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
@@ -28,7 +28,6 @@ fn request(vm: &str) -> ReservationRequest {
     ReservationRequest {
         vm: vm.into(),
         mem_mib: MEM_MIB,
-        overhead_mib: TCG_OVERHEAD_MIB,
         vcpus: 2,
         checkout: "/work/checkout-b".into(),
         what: "cargo xtask it askari".into(),
@@ -39,7 +38,6 @@ fn request(vm: &str) -> ReservationRequest {
 fn fits(vms: u64) -> Budget {
     Budget {
         available_mib: vms * CHARGE + MARGIN_MIB,
-        margin_mib: MARGIN_MIB,
         max_vms: 64,
     }
 }

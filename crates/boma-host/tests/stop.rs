@@ -118,6 +118,37 @@ fn children(pid: u32, count: usize) -> Vec<procs::ProcInfo> {
     }
 }
 
+/// A harness command (`sleep` under `sh`, as the journal recorded it) running in a run
+/// directory of a test's own; its group is killed when this is dropped.
+struct Sleeping {
+    dir: PathBuf,
+    entry: Spawned,
+    runner: JoinHandle<Result<boma_exec::Captured, ExecError>>,
+    cleanup: KillOnDrop,
+}
+
+fn sleeping(test: &str) -> Sleeping {
+    let dir = run_dir(test);
+    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
+    let entry = recorded(&dir, 1).remove(0);
+    Sleeping {
+        cleanup: KillOnDrop(entry.pgid),
+        dir,
+        entry,
+        runner,
+    }
+}
+
+/// Kill a test's process group now, and see the spawner report it killed by SIGKILL.
+fn kill_group(pgid: u32, runner: JoinHandle<Result<boma_exec::Captured, ExecError>>) {
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    killed_by_signal(runner.join().unwrap(), 9);
+}
+
 fn killed_by_signal(outcome: Result<boma_exec::Captured, ExecError>, signal: i32) {
     use std::os::unix::process::ExitStatusExt as _;
     match outcome {
@@ -215,7 +246,7 @@ fn an_operators_process_naming_the_run_directory_is_not_touched() {
         .expect("the tail wrote its pid");
     // Until the exec, the pid still runs `sh`.
     for _ in 0..200 {
-        if procs::info(tail_pid).is_some_and(|p| p.cmdline.contains("tail -f")) {
+        if procs::info(tail_pid).is_some_and(|p| p.cmdline().contains("tail -f")) {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -223,9 +254,9 @@ fn an_operators_process_naming_the_run_directory_is_not_touched() {
     let _cleanup_tail = KillOnDrop(tail_pid);
     let tail = procs::info(tail_pid).expect("the tail runs");
     assert!(
-        tail.cmdline.contains(&dir.display().to_string()),
+        tail.cmdline().contains(&dir.display().to_string()),
         "{}",
-        tail.cmdline
+        tail.cmdline()
     );
     assert_eq!(tail.pgid, tail_pid, "the tail leads its own group");
     // A harness command that is still running, in the same run directory.
@@ -257,11 +288,12 @@ fn an_operators_process_naming_the_run_directory_is_not_touched() {
 
 #[test]
 fn an_entry_whose_pid_now_has_another_start_time_or_boot_is_not_touched() {
-    let dir = run_dir("reused");
-    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
-    let entries = recorded(&dir, 1);
-    let real = entries[0].clone();
-    let _cleanup = KillOnDrop(real.pgid);
+    let Sleeping {
+        dir,
+        entry: real,
+        runner,
+        cleanup: _cleanup,
+    } = sleeping("reused");
 
     // The same pid, recorded with another start time: a later process reusing the pid.
     let mut reused = real.clone();
@@ -293,20 +325,131 @@ fn an_entry_whose_pid_now_has_another_start_time_or_boot_is_not_touched() {
 }
 
 #[test]
+fn the_journal_records_who_runs_a_spawn_and_which_program() {
+    let sleeping = sleeping("identity");
+    let entry = &sleeping.entry;
+    let live = procs::info(entry.pid).expect("it runs");
+    assert_eq!(entry.uid, nix::unistd::getuid().as_raw());
+    assert_eq!(entry.uid, live.uid);
+    assert_eq!(entry.comm, "sh");
+    assert_eq!(entry.comm, live.comm);
+    kill_group(entry.pgid, sleeping.runner);
+}
+
+/// A pid the journal names that now runs another program, with the recorded start time (as
+/// an edited journal, or a pid reused within the same clock tick, would have it): the real
+/// process is never signalled.
+#[test]
+fn an_entry_whose_pid_now_runs_another_program_is_not_touched() {
+    let Sleeping {
+        dir,
+        entry: real,
+        runner,
+        cleanup: _cleanup,
+    } = sleeping("program");
+
+    let mut other_program = real.clone();
+    other_program.comm = "ansible-playboo".into();
+    let edited = dir.join("edited.jsonl");
+    journal::append(&edited, &other_program).unwrap();
+    assert_eq!(stop::plan_from_journal(&edited).unwrap(), []);
+    assert_eq!(
+        stop::forget_exited(&edited).unwrap(),
+        1,
+        "not ours: forgotten"
+    );
+    assert!(is_running(real.pid, real.start_ticks));
+
+    // The true entry still names it.
+    assert_eq!(plan(std::slice::from_ref(&real)).len(), 1);
+    kill_group(real.pgid, runner);
+}
+
+/// A pid the journal names as this user's that now runs another user's process: never
+/// signalled. As root the other user's process is real (`setpriv` to `nobody`); otherwise
+/// this user's own process stands in, recorded under another uid.
+#[test]
+fn an_entry_whose_pid_now_runs_another_users_process_is_not_touched() {
+    const NOBODY: u32 = 65534;
+    let me = nix::unistd::getuid().as_raw();
+    let (runner, live, _cleanup) = if me == 0 {
+        let runner = std::thread::spawn(|| {
+            let sh = Shell::new().unwrap();
+            let nobody = NOBODY.to_string();
+            cmd!(
+                sh,
+                "setpriv --reuid={nobody} --regid={nobody} --clear-groups sleep 117.25"
+            )
+            .exec()
+            .timeout(CHILD_LIFETIME)
+            .run()
+        });
+        let entry = wait_for(|| {
+            journal::read(&fixture().journal)
+                .unwrap()
+                .into_iter()
+                .find(|s| s.cmdline.contains("sleep 117.25"))
+        });
+        let cleanup = KillOnDrop(entry.pgid);
+        // Until setpriv has changed its user and exec'd sleep, the pid is still setpriv.
+        let live = wait_for(|| procs::info(entry.pid).filter(|p| p.comm == "sleep"));
+        assert_eq!(live.uid, NOBODY);
+        (runner, live, cleanup)
+    } else {
+        let Sleeping {
+            entry,
+            runner,
+            cleanup,
+            ..
+        } = sleeping("user");
+        (runner, procs::info(entry.pid).expect("it runs"), cleanup)
+    };
+    let as_recorded = Spawned {
+        pid: live.pid,
+        pgid: live.pgid,
+        start_ticks: live.start_ticks,
+        boot_id: procs::boot_id().unwrap(),
+        uid: live.uid,
+        comm: live.comm.clone(),
+        cmdline: live.cmdline(),
+        spawned_by: std::process::id(),
+        at_unix: 1_750_000_000,
+    };
+    let another_user = Spawned {
+        uid: if live.uid == me { me + 1 } else { me },
+        ..as_recorded.clone()
+    };
+    assert_eq!(plan(std::slice::from_ref(&another_user)), []);
+    assert!(is_running(live.pid, live.start_ticks));
+    // What tells them apart is the user alone: recorded as it runs, it would be stopped.
+    assert_eq!(plan(&[as_recorded]).len(), 1);
+    kill_group(live.pgid, runner);
+}
+
+/// Poll `find` until it finds something (10 s at most).
+fn wait_for<T>(mut find: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = find() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "not found in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn a_process_gone_before_the_signal_is_reported_as_already_gone() {
-    let dir = run_dir("gone");
-    let runner = spawn_script(format!("sleep 120; : {}", dir.display()));
-    let entries = recorded(&dir, 1);
-    let _cleanup = KillOnDrop(entries[0].pgid);
-    let actions = plan(&entries);
+    let Sleeping {
+        entry,
+        runner,
+        cleanup: _cleanup,
+        ..
+    } = sleeping("gone");
+    let actions = plan(std::slice::from_ref(&entry));
     assert_eq!(actions.len(), 1);
     // It ends on its own between the plan and the stop.
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(entries[0].pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    killed_by_signal(runner.join().unwrap(), 9);
+    kill_group(entry.pid, runner);
     let stopped = stop::stop(&actions, Duration::from_secs(5));
     assert_eq!(stopped[0].how, How::AlreadyGone);
 }

@@ -52,6 +52,3 @@ pub use scan::{
 pub use transient::{
     HostsYml, Refusal, TransientHost, WriteError, render_hosts_yml, write_inventory_dir,
 };
-
-/// Every test VM's name starts with this, and no real host's may.
-pub const VM_PREFIX: &str = "boma-it-";

@@ -10,8 +10,12 @@
 //! - [`VmName::checked`]: the shape (prefix, a plain DNS label) and that it is none of the real
 //!   inventory's hosts. This is how a run mints its name.
 //! - [`VmName::parse`]: the shape only, for names found on the machine (`/proc`, `virsh list`,
-//!   a record). The shape is enough there because preflight refuses a real inventory holding a
-//!   host named with the prefix, so a `boma-it-` name can never be a real host.
+//!   a record). The shape is enough there because reading the real inventory refuses a host
+//!   named with the prefix ([`has_test_prefix`]), so a `boma-it-` name can never be a real
+//!   host.
+//!
+//! [`PREFIX`] is the prefix's one definition: everything that names, finds or refuses a test
+//! VM by its prefix reads it from here.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -102,7 +106,9 @@ fn is_label_byte(b: u8) -> bool {
 /// Whether `name` (any case) carries the test VM prefix: a real inventory must not hold such a
 /// host, or the shape of a name would no longer prove it is not a real host.
 pub fn has_test_prefix(name: &str) -> bool {
-    name.len() >= PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
+    // `get`, not indexing: a host name read from an inventory may hold any character.
+    name.get(..PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(PREFIX))
 }
 
 impl fmt::Display for VmName {
@@ -193,6 +199,8 @@ mod tests {
     fn prefix_is_recognised_in_any_case() {
         assert!(has_test_prefix("BOMA-IT-x"));
         assert!(!has_test_prefix("boma-i"));
+        // A multi-byte character across the prefix's end is no prefix (and no panic).
+        assert!(!has_test_prefix("boma-itü"));
         assert!(!has_test_prefix("askari"));
     }
 }

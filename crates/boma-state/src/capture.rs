@@ -11,17 +11,24 @@ use std::collections::BTreeMap;
 /// stderr folded into stdout (and a few extra sections the parser skips), so the parser reads
 /// both. A missing command (`### rc=127`) or a failing one spoils only its own section.
 ///
-/// It is cheap under software emulation: twelve short process starts (one per section, plus
-/// `timeout` twice and one `systemctl is-active`), JSON where a command has it. (The port range
-/// is read with `cat`: dash's `read` builtin reads byte by byte, and a sysctl file answers
-/// only a read at offset 0.) `ip route show table
-/// all` lists IPv6 routes too on Debian 13, so there is no separate `ip -6` call. Commands
-/// read `/dev/null`: the script itself arrives on stdin, and a command reading stdin would
-/// swallow the rest of it. Every command's stdout is printed with exactly one trailing newline,
-/// so a `### ` marker always starts a line.
+/// It is cheap under software emulation: fourteen short process starts on a settled host (one
+/// per section, plus `timeout` twice, one `systemctl is-active` and the settle check's two
+/// `systemctl` calls), JSON where a command has it. (The port range is read with `cat`: dash's
+/// `read` builtin reads byte by byte, and a sysctl file answers only a read at offset 0.)
+/// `ip route show table all` lists IPv6 routes too on Debian 13, so there is no separate
+/// `ip -6` call. Commands read `/dev/null`: the script itself arrives on stdin, and a command
+/// reading stdin would swallow the rest of it. Every command's stdout is printed with exactly
+/// one trailing newline, so a `### ` marker always starts a line.
 ///
 /// The first section waits (at most 120 s) for the boot to finish: right after a reboot,
-/// units still starting would read as lost.
+/// units still starting would read as lost. The second, `settle`, then waits (at most
+/// [`SETTLE_WITHIN_SECONDS`], polling each second) until systemd has no job queued and no unit
+/// in its restart loop (`auto-restart`, `auto-restart-queued`): a handler's restart, a slow
+/// start or a unit that failed once and is retried gets its chance to finish. What is still
+/// restarting after that keeps exiting, and the diff calls it `unit_restarting` (Docker's
+/// `restarting` containers, `container_restarting`); the section says `settled after N s`, or
+/// `not settled after N s` with the jobs and looping units, exit status 1. The diff reads the
+/// units' states themselves from `units-json`.
 ///
 /// `docker ps` runs only when `docker.service` is active, because with socket activation the
 /// query would start the daemon and so hide that it did not come up by itself.
@@ -54,7 +61,28 @@ docker_ps() {
 	fi
 	timeout 60 docker ps -a --no-trunc --format '{{json .}}'
 }
+settle_within=30
+settle() {
+	waited=0
+	while :; do
+		jobs=$(systemctl list-jobs --no-legend --no-pager)
+		looping=$(systemctl list-units --all --no-legend --no-pager --plain --state=auto-restart,auto-restart-queued)
+		if [ -z "$jobs" ] && [ -z "$looping" ]; then
+			echo "settled after $waited s"
+			return 0
+		fi
+		if [ "$waited" -ge "$settle_within" ]; then
+			echo "not settled after $waited s"
+			if [ -n "$jobs" ]; then printf '%s\n' "$jobs"; fi
+			if [ -n "$looping" ]; then printf '%s\n' "$looping"; fi
+			return 1
+		fi
+		sleep 1
+		waited=$((waited + 1))
+	done
+}
 sec is-system-running timeout 120 systemctl is-system-running --wait
+sec settle settle
 sec units-json systemctl list-units --all --output=json --no-pager
 sec unit-files-json systemctl list-unit-files --output=json --no-pager
 sec ss-tulpn ss -H -tulpn
@@ -64,6 +92,10 @@ sec findmnt-json findmnt -J -o TARGET,SOURCE,FSTYPE
 sec docker-ps docker_ps
 sec port-range cat /proc/sys/net/ipv4/ip_local_port_range
 "#;
+
+/// How long the capture script's `settle` section waits at most for systemd's jobs and restart
+/// loops to end: `settle_within` in [`CAPTURE_SCRIPT`] (a test checks they agree).
+pub const SETTLE_WITHIN_SECONDS: u32 = 30;
 
 /// What `docker_ps` in [`CAPTURE_SCRIPT`] prints when the daemon is installed but not running.
 pub(crate) const DOCKER_INACTIVE: &str = "docker.service is not active";
@@ -92,44 +124,80 @@ pub enum ParseError {
     DuplicateSection { name: String },
 }
 
+/// Where [`split_sections`] stands: outside any section, or inside one with the stream its
+/// lines go to. A section's lines cannot be read without a section to hold them.
+enum Reading {
+    /// Before the first header (a login banner, a sudo warning), or after a section's
+    /// `### rc=N` and before the next header: these lines belong to no section.
+    Outside,
+    Inside {
+        name: String,
+        raw: RawSection,
+        stream: Stream,
+    },
+}
+
+/// Which of a section's outputs its next line belongs to.
+#[derive(Clone, Copy)]
+enum Stream {
+    Stdout,
+    /// After `### stderr`.
+    Stderr,
+}
+
+impl Reading {
+    fn start(name: &str) -> Reading {
+        Reading::Inside {
+            name: name.to_owned(),
+            raw: RawSection::default(),
+            stream: Stream::Stdout,
+        }
+    }
+}
+
 /// Splits a capture into its sections by name.
 pub(crate) fn split_sections(text: &str) -> Result<BTreeMap<String, RawSection>, ParseError> {
     let mut sections = BTreeMap::new();
-    let mut current: Option<(String, RawSection, bool)> = None;
+    let mut reading = Reading::Outside;
     for line in text.lines() {
         let marker = line.strip_prefix("### ");
-        if let (Some(rest), Some((_, section, _))) = (marker, current.as_mut()) {
-            if let Some(rc) = rest.strip_prefix("rc=").and_then(|rc| rc.parse().ok()) {
-                section.rc = Some(rc);
-                let (name, section, _) = current.take().expect("checked above");
-                insert(&mut sections, name, section)?;
-                continue;
+        let header = marker.filter(|name| is_section_name(name));
+        reading = match reading {
+            Reading::Outside => header.map_or(Reading::Outside, Reading::start),
+            Reading::Inside {
+                name,
+                mut raw,
+                stream,
+            } => {
+                if let Some(rc) = marker.and_then(exit_status) {
+                    raw.rc = Some(rc);
+                    insert(&mut sections, name, raw)?;
+                    Reading::Outside
+                } else if marker == Some("stderr") {
+                    Reading::Inside {
+                        name,
+                        raw,
+                        stream: Stream::Stderr,
+                    }
+                } else if let Some(next) = header {
+                    // A header without the previous section's exit status: that section was
+                    // cut short, and its `rc` stays `None`.
+                    insert(&mut sections, name, raw)?;
+                    Reading::start(next)
+                } else {
+                    let sink = match stream {
+                        Stream::Stdout => &mut raw.stdout,
+                        Stream::Stderr => &mut raw.stderr,
+                    };
+                    sink.push_str(line);
+                    sink.push('\n');
+                    Reading::Inside { name, raw, stream }
+                }
             }
-            if rest == "stderr" {
-                current.as_mut().expect("checked above").2 = true;
-                continue;
-            }
-        }
-        if let Some(name) = marker.filter(|name| is_section_name(name)) {
-            if let Some((name, section, _)) = current.take() {
-                insert(&mut sections, name, section)?;
-            }
-            current = Some((name.to_owned(), RawSection::default(), false));
-            continue;
-        }
-        // Lines before the first header (a login banner, a sudo warning) belong to no section.
-        if let Some((_, section, in_stderr)) = current.as_mut() {
-            let sink = if *in_stderr {
-                &mut section.stderr
-            } else {
-                &mut section.stdout
-            };
-            sink.push_str(line);
-            sink.push('\n');
-        }
+        };
     }
-    if let Some((name, section, _)) = current.take() {
-        insert(&mut sections, name, section)?;
+    if let Reading::Inside { name, raw, .. } = reading {
+        insert(&mut sections, name, raw)?;
     }
     if sections.is_empty() {
         return Err(ParseError::NotACapture {
@@ -137,6 +205,11 @@ pub(crate) fn split_sections(text: &str) -> Result<BTreeMap<String, RawSection>,
         });
     }
     Ok(sections)
+}
+
+/// The status in a `### rc=<status>` marker (given without `### `).
+fn exit_status(marker: &str) -> Option<i32> {
+    marker.strip_prefix("rc=")?.parse().ok()
 }
 
 fn insert(

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::finding::{Finding, Reason};
-use crate::ignore::Ignore;
+use crate::ignore::{Ignore, IgnoredBy, takes_a_random_port};
 use crate::model::{
-    Chain, Container, GuestState, Listener, Mount, PortRange, ProbeResult, Route, Ruleset, Section,
-    Snapshot, Unit,
+    Chain, Container, GuestState, ListenAddress, Listener, Mount, PortRange, ProbeResult, Route,
+    Ruleset, Section, Snapshot, Unit,
 };
 
 /// The outcome of [`diff`]. Each list is sorted.
@@ -22,9 +22,22 @@ pub struct RebootDiff {
     pub appeared: Vec<Finding>,
     /// Lost or appeared, but known to differ between any two boots.
     pub ignored: Vec<Finding>,
-    /// Parts that could not be compared, with why, e.g. `nftables: nft is not installed
-    /// (before and after the reboot)`.
+    /// Parts that could not be compared because they were unreadable before the reboot (or
+    /// on both sides), with why, e.g. `nftables: nft is not installed (before and after the
+    /// reboot)`. A part readable before and not after is in `lost` as `section_lost`.
     pub unavailable: Vec<String>,
+    /// How many findings each of the profile's `reboot_diff_ignore` patterns hid, in the
+    /// profile's order; one that hid nothing is listed with 0 (it may be stale). A finding the
+    /// built-in list also matches is the built-in list's, not counted here.
+    #[serde(default)]
+    pub hidden_by_profile: Vec<PatternHits>,
+}
+
+/// One profile pattern and how many findings it moved to `ignored`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatternHits {
+    pub pattern: String,
+    pub hid: usize,
 }
 
 impl RebootDiff {
@@ -40,26 +53,72 @@ pub fn diff(before: &Snapshot, after: &Snapshot, ignore: &Ignore) -> RebootDiff 
     let (b, a) = (&before.guest, &after.guest);
     found.system(b, a);
     found.units(b, a);
-    if let Some((b, a)) = found.both("enabled unit files", &b.enabled_units, &a.enabled_units) {
+    if let Some((b, a)) = found.both(Part::UnitFiles, &b.enabled_units, &a.enabled_units) {
         enabled_units(b, a, &mut found);
     }
-    if let Some((bl, al)) = found.both("listeners", &b.listeners, &a.listeners) {
+    if let Some((bl, al)) = found.both(Part::Listeners, &b.listeners, &a.listeners) {
         listeners(bl, al, b.ephemeral_ports, a.ephemeral_ports, &mut found);
     }
-    if let Some((b, a)) = found.both("nftables", &b.nftables, &a.nftables) {
+    if let Some((b, a)) = found.both(Part::Nftables, &b.nftables, &a.nftables) {
         nftables(b, a, &mut found);
     }
-    if let Some((b, a)) = found.both("routes", &b.routes, &a.routes) {
+    if let Some((b, a)) = found.both(Part::Routes, &b.routes, &a.routes) {
         routes(b, a, &mut found);
     }
-    if let Some((b, a)) = found.both("mounts", &b.mounts, &a.mounts) {
+    if let Some((b, a)) = found.both(Part::Mounts, &b.mounts, &a.mounts) {
         mounts(b, a, &mut found);
     }
-    if let Some((b, a)) = found.both("containers", &b.containers, &a.containers) {
+    if let Some((b, a)) = found.both(Part::Containers, &b.containers, &a.containers) {
         containers(b, a, &mut found);
     }
     probes(&before.probes, &after.probes, &mut found);
     found.finish(ignore)
+}
+
+/// A part of the state the diff compares as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    System,
+    FailedUnits,
+    Units,
+    UnitFiles,
+    Listeners,
+    Nftables,
+    Routes,
+    Mounts,
+    Containers,
+}
+
+impl Part {
+    /// How the `unavailable` list names it.
+    fn label(self) -> &'static str {
+        match self {
+            Part::System => "system state",
+            Part::FailedUnits => "failed units",
+            Part::Units => "units",
+            Part::UnitFiles => "enabled unit files",
+            Part::Listeners => "listeners",
+            Part::Nftables => "nftables",
+            Part::Routes => "routes",
+            Part::Mounts => "mounts",
+            Part::Containers => "containers",
+        }
+    }
+
+    /// The subject of its `section_lost` finding: one word, so a pattern can name it.
+    fn name(self) -> &'static str {
+        match self {
+            Part::System => "system",
+            Part::FailedUnits => "failed-units",
+            Part::Units => "units",
+            Part::UnitFiles => "unit-files",
+            Part::Listeners => "listeners",
+            Part::Nftables => "nftables",
+            Part::Routes => "routes",
+            Part::Mounts => "mounts",
+            Part::Containers => "containers",
+        }
+    }
 }
 
 /// Findings as they are raised, before the ignore list sorts them.
@@ -82,18 +141,36 @@ impl Found {
         self.appeared.push(Finding::new(reason, subject, detail));
     }
 
-    /// Both sides of a section, or `None` after noting why they cannot be compared.
+    /// Both sides of a section, or `None` after noting why they cannot be compared. A section
+    /// readable before the reboot and not after is a loss (`section_lost`): what the reboot
+    /// did to it cannot be shown, and a `docker ps` that hangs after the reboot says something
+    /// about the host.
     fn both<'a, T>(
         &mut self,
-        what: &str,
+        part: Part,
         before: &'a Section<T>,
         after: &'a Section<T>,
     ) -> Option<(&'a T, &'a T)> {
+        let what = part.label();
         match (before, after) {
             (Section::Available(b), Section::Available(a)) => return Some((b, a)),
             (Section::Unavailable(b), Section::Unavailable(a)) if a == b => {
                 self.unavailable
                     .push(format!("{what}: {b} (before and after the reboot)"));
+            }
+            (Section::Available(_), Section::Unavailable(why)) => {
+                // Failed units are read from the units' section: its loss is raised once, as
+                // `section_lost units`.
+                if part == Part::FailedUnits {
+                    self.unavailable
+                        .push(format!("{what}: {why} (after the reboot)"));
+                } else {
+                    self.lost(
+                        Reason::SectionLost,
+                        part.name(),
+                        Some(format!("readable before the reboot, not after: {why}")),
+                    );
+                }
             }
             (b, a) => {
                 for (section, when) in [(b, "before"), (a, "after")] {
@@ -108,7 +185,7 @@ impl Found {
     }
 
     fn system(&mut self, before: &GuestState, after: &GuestState) {
-        let failed = self.both("failed units", &before.failed_units, &after.failed_units);
+        let failed = self.both(Part::FailedUnits, &before.failed_units, &after.failed_units);
         let newly_failed: Vec<&String> = match failed {
             Some((b, a)) => a.difference(b).collect(),
             None => Vec::new(),
@@ -125,7 +202,7 @@ impl Found {
             };
             self.lost(Reason::UnitFailed, unit.as_str(), detail);
         }
-        let Some((b, a)) = self.both("system state", &before.system, &after.system) else {
+        let Some((b, a)) = self.both(Part::System, &before.system, &after.system) else {
             return;
         };
         // The capture script waits for the boot to finish; a capture that still says so was
@@ -151,12 +228,13 @@ impl Found {
     }
 
     fn units(&mut self, before: &GuestState, after: &GuestState) {
-        let Some((b, a)) = self.both("units", &before.units, &after.units) else {
+        let Some((b, a)) = self.both(Part::Units, &before.units, &after.units) else {
             return;
         };
         // Mounts and swaps are compared as mounts, by path: a lost tmpfs reads as
         // `mount_lost /srv/data tmpfs`, not also as its unit.
         let followed = |unit: &Unit| !matches!(unit.kind.as_str(), "mount" | "swap");
+        let was = |name: &str| b.get(name).map_or_else(|| "not loaded".to_owned(), state);
         for (name, was) in b.iter().filter(|(_, u)| u.is_active() && followed(u)) {
             match a.get(name) {
                 None => self.lost(
@@ -164,44 +242,94 @@ impl Found {
                     name,
                     Some(format!("{} -> not loaded", state(was))),
                 ),
-                // A unit that failed is reported as `unit_failed`.
-                Some(now) if !now.is_active() && now.active != "failed" => self.lost(
-                    Reason::UnitInactive,
-                    name,
-                    Some(format!("{} -> {}", state(was), state(now))),
-                ),
+                // A unit that failed is reported as `unit_failed`, one restarting below.
+                Some(now) if !now.is_active() && now.active != "failed" && !now.is_restarting() => {
+                    self.lost(
+                        Reason::UnitInactive,
+                        name,
+                        Some(format!("{} -> {}", state(was), state(now))),
+                    )
+                }
                 Some(_) => {}
             }
         }
+        // The capture waits (bounded) for systemd's jobs to finish and its restart loops to
+        // end; a unit still restarting after that keeps exiting, which a reboot must not
+        // leave behind, whatever it was before.
+        for (name, now) in a.iter().filter(|(_, u)| u.is_restarting()) {
+            self.lost(
+                Reason::UnitRestarting,
+                name,
+                Some(format!(
+                    "{} -> {}: systemd keeps restarting it",
+                    was(name),
+                    state(now)
+                )),
+            );
+        }
         for (name, now) in a.iter().filter(|(_, u)| u.is_active() && followed(u)) {
-            let was = b.get(name);
-            if !was.is_some_and(Unit::is_active) {
-                let was = was.map_or_else(|| "not loaded".to_owned(), state);
+            if !b.get(name).is_some_and(Unit::is_active) {
                 self.appeared(
                     Reason::UnitAppeared,
                     name,
-                    Some(format!("{was} -> {}", state(now))),
+                    Some(format!("{} -> {}", was(name), state(now))),
                 );
             }
         }
+        // A unit still starting or stopping before the reboot (a job longer than the
+        // capture's wait) was neither up nor down: if it is not up after, say it was not
+        // compared rather than call it lost or fine.
+        let changing: Vec<String> = b
+            .iter()
+            .filter(|(name, u)| {
+                u.is_changing() && followed(u) && !a.get(*name).is_some_and(Unit::is_active)
+            })
+            .map(|(name, u)| format!("{name} ({})", state(u)))
+            .collect();
+        if !changing.is_empty() {
+            self.unavailable.push(format!(
+                "units: still starting or stopping before the reboot, so not compared: {}",
+                changing.join(", ")
+            ));
+        }
     }
 
-    /// Sorts the findings, moving those the ignore list matches to `ignored`.
+    /// Sorts the findings, moving those the ignore list matches to `ignored`, and counts what
+    /// each profile pattern hid.
     fn finish(self, ignore: &Ignore) -> RebootDiff {
-        let (mut lost, mut ignored): (Vec<_>, Vec<_>) =
-            self.lost.into_iter().partition(|f| !ignore.matches(f));
-        let (mut appeared, also_ignored): (Vec<_>, Vec<_>) =
-            self.appeared.into_iter().partition(|f| !ignore.matches(f));
-        ignored.extend(also_ignored);
-        ignored.extend(self.ignored);
-        lost.sort();
-        appeared.sort();
+        let mut hidden_by_profile: Vec<PatternHits> = ignore
+            .profile_patterns()
+            .map(|pattern| PatternHits {
+                pattern: pattern.to_owned(),
+                hid: 0,
+            })
+            .collect();
+        let mut ignored = self.ignored;
+        let mut keep = |findings: Vec<Finding>| -> Vec<Finding> {
+            let mut kept = Vec::new();
+            for finding in findings {
+                match ignore.matching(&finding) {
+                    None => kept.push(finding),
+                    Some(by) => {
+                        if let IgnoredBy::Profile(index) = by {
+                            hidden_by_profile[index].hid += 1;
+                        }
+                        ignored.push(finding);
+                    }
+                }
+            }
+            kept.sort();
+            kept
+        };
+        let lost = keep(self.lost);
+        let appeared = keep(self.appeared);
         ignored.sort();
         RebootDiff {
             lost,
             appeared,
             ignored,
             unavailable: self.unavailable,
+            hidden_by_profile,
         }
     }
 }
@@ -231,33 +359,32 @@ fn listeners(
     after_ephemeral: PortRange,
     found: &mut Found,
 ) {
-    let missing = |from: &[Listener], to: &[Listener]| -> Vec<Listener> {
-        from.iter()
-            .filter(|l| !to.iter().any(|t| serves(t, l)))
-            .cloned()
-            .collect()
-    };
-    for (reason, list, ephemeral) in [
-        (
-            Reason::ListenerLost,
-            missing(before, after),
-            before_ephemeral,
-        ),
-        (
-            Reason::ListenerAppeared,
-            missing(after, before),
-            after_ephemeral,
-        ),
+    for (reason, from, to, ephemeral) in [
+        (Reason::ListenerLost, before, after, before_ephemeral),
+        (Reason::ListenerAppeared, after, before, after_ephemeral),
     ] {
-        for listener in list {
-            let finding = Finding::new(
-                reason,
-                listener_subject(&listener),
-                Some(listener_detail(&listener)),
+        // One finding per socket owner and port: sshd losing `0.0.0.0:22` and `[::]:22` is one
+        // `listener_lost tcp/22 sshd` naming both addresses.
+        let mut missing: BTreeMap<(&str, u16, &[String]), Vec<&ListenAddress>> = BTreeMap::new();
+        for listener in from.iter().filter(|l| !served(l, to)) {
+            let key = (
+                listener.proto.as_str(),
+                listener.port,
+                &listener.processes[..],
             );
-            // A socket bound in the ephemeral range got its port at random (a DNS or NTP
-            // client's UDP socket, an RPC service): the port differs on every boot.
-            if ephemeral.contains(listener.port) {
+            missing.entry(key).or_default().push(&listener.address);
+        }
+        for ((proto, port, processes), addresses) in missing {
+            let mut subject = format!("{proto}/{port}");
+            if !processes.is_empty() {
+                subject.push(' ');
+                subject.push_str(&processes.join(","));
+            }
+            let on: Vec<String> = addresses.iter().map(|a| a.describe()).collect();
+            let finding = Finding::new(reason, subject, Some(format!("on {}", on.join(", "))));
+            // A socket of a program known to take its port at random from the ephemeral
+            // range has a new port every boot; nothing else there is skipped.
+            if ephemeral.contains(port) && takes_a_random_port(processes, &addresses) {
                 found.ignored.push(finding);
             } else if reason == Reason::ListenerLost {
                 found.lost.push(finding);
@@ -268,27 +395,23 @@ fn listeners(
     }
 }
 
-/// Whether `socket` serves what `wanted` served: same protocol and port, and the same address
-/// or the wildcard.
-fn serves(socket: &Listener, wanted: &Listener) -> bool {
-    socket.proto == wanted.proto
-        && socket.port == wanted.port
-        && (socket.address == wanted.address || socket.address == "*")
-}
-
-fn listener_subject(listener: &Listener) -> String {
-    let mut subject = format!("{}/{}", listener.proto, listener.port);
-    if !listener.processes.is_empty() {
-        subject.push(' ');
-        subject.push_str(&listener.processes.join(","));
-    }
-    subject
-}
-
-fn listener_detail(listener: &Listener) -> String {
-    match listener.address.as_str() {
-        "*" => "on every address".to_owned(),
-        address => format!("on {address}"),
+/// Whether the sockets `by` take the traffic `wanted` took: the same protocol and port on an
+/// address that covers its address. A dual-stack socket is replaced as well by an IPv4 and an
+/// IPv6-only socket together.
+fn served(wanted: &Listener, by: &[Listener]) -> bool {
+    let covered = |address: &ListenAddress| {
+        by.iter().any(|socket| {
+            socket.proto == wanted.proto
+                && socket.port == wanted.port
+                && socket.address.covers(address)
+        })
+    };
+    match &wanted.address {
+        ListenAddress::AnyDualStack => {
+            covered(&ListenAddress::AnyDualStack)
+                || (covered(&ListenAddress::AnyIpv4) && covered(&ListenAddress::AnyIpv6))
+        }
+        address => covered(address),
     }
 }
 
@@ -463,6 +586,8 @@ fn containers(before: &[Container], after: &[Container], found: &mut Found) {
                 &was.name,
                 Some(format!("was {}", was.state)),
             ),
+            // Reported below.
+            Some(now) if now.state == "restarting" => {}
             Some(now) if was.state == "running" && now.state != "running" => found.lost(
                 Reason::ContainerNotRunning,
                 &was.name,
@@ -470,6 +595,16 @@ fn containers(before: &[Container], after: &[Container], found: &mut Found) {
             ),
             Some(_) => {}
         }
+    }
+    // Docker restarts a container with a restart policy each time it exits; one still
+    // `restarting` at the capture keeps exiting, whatever it was before the reboot.
+    for now in after.iter().filter(|c| c.state == "restarting") {
+        let was = by_name(before, &now.name).map_or_else(|| "absent".to_owned(), |c| c.state);
+        found.lost(
+            Reason::ContainerRestarting,
+            &now.name,
+            Some(format!("{was} -> restarting: Docker keeps restarting it")),
+        );
     }
     for now in after.iter().filter(|c| by_name(before, &c.name).is_none()) {
         found.appeared(

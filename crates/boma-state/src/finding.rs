@@ -18,6 +18,9 @@ pub enum Reason {
     UnitInactive,
     /// A unit file was enabled before and is not after.
     UnitDisabled,
+    /// A unit is in systemd's restart loop after the reboot (`activating/auto-restart`): it
+    /// keeps exiting, whatever it was before.
+    UnitRestarting,
     ListenerLost,
     TableLost,
     ChainLost,
@@ -28,8 +31,14 @@ pub enum Reason {
     MountLost,
     ContainerLost,
     ContainerNotRunning,
+    /// Docker is restarting a container after the reboot (state `restarting`): it keeps
+    /// exiting, whatever it was before.
+    ContainerRestarting,
     /// The controller's probe of a published port passed before and fails after.
     ProbeFailed,
+    /// A part of the state was readable before the reboot and is not after (a `docker ps`
+    /// that timed out, a capture cut short): what the reboot did to it cannot be shown.
+    SectionLost,
     // Appeared: reported, not failed.
     UnitAppeared,
     UnitEnabled,
@@ -44,11 +53,12 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 27] = [
         Reason::Degraded,
         Reason::UnitFailed,
         Reason::UnitInactive,
         Reason::UnitDisabled,
+        Reason::UnitRestarting,
         Reason::ListenerLost,
         Reason::TableLost,
         Reason::ChainLost,
@@ -58,7 +68,9 @@ impl Reason {
         Reason::MountLost,
         Reason::ContainerLost,
         Reason::ContainerNotRunning,
+        Reason::ContainerRestarting,
         Reason::ProbeFailed,
+        Reason::SectionLost,
         Reason::UnitAppeared,
         Reason::UnitEnabled,
         Reason::ListenerAppeared,
@@ -77,6 +89,7 @@ impl Reason {
             Reason::UnitFailed => "unit_failed",
             Reason::UnitInactive => "unit_inactive",
             Reason::UnitDisabled => "unit_disabled",
+            Reason::UnitRestarting => "unit_restarting",
             Reason::ListenerLost => "listener_lost",
             Reason::TableLost => "table_lost",
             Reason::ChainLost => "chain_lost",
@@ -86,7 +99,9 @@ impl Reason {
             Reason::MountLost => "mount_lost",
             Reason::ContainerLost => "container_lost",
             Reason::ContainerNotRunning => "container_not_running",
+            Reason::ContainerRestarting => "container_restarting",
             Reason::ProbeFailed => "probe_failed",
+            Reason::SectionLost => "section_lost",
             Reason::UnitAppeared => "unit_appeared",
             Reason::UnitEnabled => "unit_enabled",
             Reason::ListenerAppeared => "listener_appeared",

@@ -3,6 +3,7 @@
 //! own patterns on top.
 
 use crate::finding::{Finding, Reason};
+use crate::model::ListenAddress;
 
 /// One built-in pattern and why it is safe to ignore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,9 +13,12 @@ pub struct BuiltinIgnore {
 }
 
 /// Differences between two boots of a healthy Debian 13 host, from real captures (the
-/// fixtures under `tests/fixtures/`). Two further rules are about the state rather than its
-/// text and live in the diff itself: sockets bound in the kernel's ephemeral port range, and
-/// routes learned with a lifetime (router advertisements).
+/// fixtures under `tests/fixtures/`). Each is as narrow as what a healthy boot really
+/// changes: a pattern that also matched something a unit's configuration makes (a data mount,
+/// WireGuard's port, the main interface's link-local route) would hide its loss. Two further
+/// rules are about the state rather than its text and live in the diff itself: the sockets of
+/// [`RANDOM_PORT_HOLDERS`] bound in the kernel's ephemeral port range, and routes learned with
+/// a lifetime (router advertisements).
 pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
     // Logins: the capture itself arrives over SSH, so a session exists at both captures, under
     // a new number each boot.
@@ -125,19 +129,30 @@ pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
         pattern: "mount_* /proc/sys/fs/binfmt_misc binfmt_misc",
         why: "mounted on first access by its automount, which is compared",
     },
-    // Docker: per-container state the container itself stands for.
+    // Docker: per-container state the container itself stands for. Only what Docker mounts
+    // itself: a data mount under /var/lib/docker (a volume on its own disk) is compared.
     BuiltinIgnore {
-        pattern: "mount_* /run/docker/*",
-        why: "a container's network namespace, named anew each time it starts",
+        pattern: "mount_* /run/docker/netns/* nsfs",
+        why: "a container's network namespace, named anew each time it starts (askari: /run/docker/netns/371a9e81f5be before, 4fc0a952b2b5 after)",
     },
     BuiltinIgnore {
-        pattern: "mount_* /var/lib/docker/*",
-        why: "a container's root file system and /dev/shm, mounted while it runs; the container is compared",
+        pattern: "mount_* /var/lib/docker/overlay2/*/merged overlay",
+        why: "a container's root file system, mounted by Docker while the container runs; the container is compared",
     },
-    // Links: what the kernel derives from an interface's state, not from configuration.
+    // Links: what the kernel derives from an interface's state, not from configuration. Only
+    // Docker's interfaces: the main interface's link-local route is there on every boot, and
+    // its loss is a loss.
     BuiltinIgnore {
-        pattern: "route_* fe80::/64 dev *",
-        why: "an interface has its IPv6 link-local route once it has been up: docker0 only after a container used it, a container's veth under a new name each start",
+        pattern: "route_* fe80::/64 dev docker0",
+        why: "docker0 has its IPv6 link-local route only once a container has used it (askari: before the reboot, linkdown; not after)",
+    },
+    BuiltinIgnore {
+        pattern: "route_* fe80::/64 dev br-*",
+        why: "a Docker network's bridge has its IPv6 link-local route only once a container has used it, like docker0",
+    },
+    BuiltinIgnore {
+        pattern: "route_* fe80::/64 dev veth*",
+        why: "a container's veth is named anew each time it starts (askari: veth395b6c9 before, veth4a397a5 after)",
     },
     BuiltinIgnore {
         pattern: "listener_* udp/68 *",
@@ -149,15 +164,51 @@ pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
     },
 ];
 
+/// A program that binds a listening socket at a port the kernel picks from the ephemeral range,
+/// a new one each start, and why its port is not part of the host's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomPortHolder {
+    /// The process name `ss` shows.
+    pub process: &'static str,
+    pub why: &'static str,
+}
+
+/// The only sockets in the ephemeral port range the diff skips, and only on a loopback
+/// address: any other listener there (WireGuard's 51820, a port a unit's configuration names)
+/// is compared like any other.
+pub const RANDOM_PORT_HOLDERS: &[RandomPortHolder] = &[RandomPortHolder {
+    process: "containerd",
+    why: "its streaming server listens on 127.0.0.1 at a port the kernel picks (askari: 45611 before, 37759 after)",
+}];
+
+/// Whether a listener of `processes` on `addresses`, in the ephemeral range, got its port at
+/// random: one of [`RANDOM_PORT_HOLDERS`], alone, on loopback addresses only.
+pub(crate) fn takes_a_random_port(processes: &[String], addresses: &[&ListenAddress]) -> bool {
+    let loopback = |address: &&ListenAddress| match address {
+        ListenAddress::One(one) => one.starts_with("127.") || one == "::1",
+        _ => false,
+    };
+    matches!(processes, [process] if RANDOM_PORT_HOLDERS.iter().any(|h| h.process == process))
+        && addresses.iter().all(loopback)
+}
+
 /// The patterns a diff skips: built-in, plus a profile's `reboot_diff_ignore`.
 #[derive(Debug, Clone)]
 pub struct Ignore {
-    patterns: Vec<Pattern>,
+    builtin: Vec<Glob>,
+    /// The profile's patterns, in its order, as written and compiled.
+    profile: Vec<(String, Glob)>,
 }
 
-#[derive(Debug, Clone)]
-struct Pattern {
-    glob: Vec<char>,
+/// A pattern's characters, ready for [`glob_match`].
+type Glob = Vec<char>;
+
+/// Which pattern skipped a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoredBy {
+    Builtin,
+    /// The profile's pattern at this index of its `reboot_diff_ignore`.
+    Profile(usize),
 }
 
 /// A profile's `reboot_diff_ignore` entry that cannot be used.
@@ -172,46 +223,86 @@ pub enum IgnoreError {
     )]
     Unsupported { pattern: String, found: char },
     #[error(
-        "reboot_diff_ignore pattern {pattern:?} starts with {word:?}, which names no reason: start with one of {reasons}, or `*`"
+        "reboot_diff_ignore pattern {pattern:?} starts with {word:?}, which names no reason: start with one of {reasons}"
     )]
     UnknownReason {
         pattern: String,
         word: String,
         reasons: String,
     },
+    /// A pattern that would silence a whole reason (`*`, `unit_*`, `listener_lost *`): the
+    /// diff would pass whatever the reboot lost of that kind.
+    #[error(
+        "reboot_diff_ignore pattern {pattern:?} matches every finding of {}, whatever it is about: name what to ignore after the reason, like {example:?}",
+        reasons_text(.swallowed)
+    )]
+    CatchAll {
+        pattern: String,
+        /// The reasons it silences, in [`Reason::ALL`]'s order.
+        swallowed: Vec<Reason>,
+        /// A pattern that names one thing, for one of them.
+        example: String,
+    },
+}
+
+/// `listener_lost`, `unit_failed, unit_inactive and unit_enabled`, `every reason`.
+fn reasons_text(reasons: &[Reason]) -> String {
+    let names: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+    match names.as_slice() {
+        _ if reasons.len() == Reason::ALL.len() => "every reason".to_owned(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        [] => "no reason".to_owned(),
+    }
 }
 
 impl Ignore {
     /// Only [`BUILTIN_IGNORES`].
     pub fn builtin() -> Ignore {
         Ignore {
-            patterns: BUILTIN_IGNORES
+            builtin: BUILTIN_IGNORES
                 .iter()
-                .map(|b| Pattern {
-                    glob: b.pattern.chars().collect(),
-                })
+                .map(|b| b.pattern.chars().collect())
                 .collect(),
+            profile: Vec::new(),
         }
     }
 
     /// [`BUILTIN_IGNORES`] and a profile's patterns, checked: each must be a glob (`*` any
-    /// text, `?` one character) whose first word matches a reason name.
+    /// text, `?` one character) whose first word matches a reason name, and must not match
+    /// every finding of a reason.
     pub fn with_patterns(patterns: &[String]) -> Result<Ignore, IgnoreError> {
         let mut ignore = Ignore::builtin();
         for pattern in patterns {
-            ignore.patterns.push(check(pattern)?);
+            ignore.profile.push((pattern.clone(), check(pattern)?));
         }
         Ok(ignore)
     }
 
+    /// The profile's patterns, in its order.
+    pub fn profile_patterns(&self) -> impl Iterator<Item = &str> {
+        self.profile.iter().map(|(text, _)| text.as_str())
+    }
+
+    /// Which pattern matches the finding's display text, the built-in list first.
+    pub fn matching(&self, finding: &Finding) -> Option<IgnoredBy> {
+        let text: Vec<char> = finding.to_string().chars().collect();
+        if self.builtin.iter().any(|glob| glob_match(glob, &text)) {
+            return Some(IgnoredBy::Builtin);
+        }
+        self.profile
+            .iter()
+            .position(|(_, glob)| glob_match(glob, &text))
+            .map(IgnoredBy::Profile)
+    }
+
     /// Whether the finding's display text matches a pattern.
     pub fn matches(&self, finding: &Finding) -> bool {
-        let text: Vec<char> = finding.to_string().chars().collect();
-        self.patterns.iter().any(|p| glob_match(&p.glob, &text))
+        self.matching(finding).is_some()
     }
 }
 
-fn check(pattern: &str) -> Result<Pattern, IgnoreError> {
+fn check(pattern: &str) -> Result<Glob, IgnoreError> {
     if pattern.trim().is_empty() {
         return Err(IgnoreError::Blank {
             pattern: pattern.to_owned(),
@@ -229,11 +320,8 @@ fn check(pattern: &str) -> Result<Pattern, IgnoreError> {
         });
     }
     let word = pattern.split(' ').next().unwrap_or_default();
-    let word_glob: Vec<char> = word.trim_end_matches(':').chars().collect();
-    let names_a_reason = Reason::ALL
-        .iter()
-        .any(|r| glob_match(&word_glob, &r.as_str().chars().collect::<Vec<_>>()));
-    if !names_a_reason {
+    let named: Vec<Reason> = reasons_named_by(word).collect();
+    if named.is_empty() {
         let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
         return Err(IgnoreError::UnknownReason {
             pattern: pattern.to_owned(),
@@ -241,9 +329,87 @@ fn check(pattern: &str) -> Result<Pattern, IgnoreError> {
             reasons: reasons.join(", "),
         });
     }
-    Ok(Pattern {
-        glob: pattern.chars().collect(),
-    })
+    let glob: Glob = pattern.chars().collect();
+    // A subject part with no letter or digit names nothing: `route_lost * *`,
+    // `listener_lost */*`, `mount_lost / *` each take every finding of their reasons.
+    let names_nothing = pattern
+        .split_once(' ')
+        .is_some_and(|(_, subject)| !subject.chars().any(char::is_alphanumeric));
+    let swallowed = if names_nothing {
+        named
+    } else {
+        swallowed_reasons(&glob)
+    };
+    // The example names a unit rather than a degraded system where it can: the commonest case.
+    if let Some(reason) = swallowed
+        .iter()
+        .copied()
+        .find(|r| *r != Reason::Degraded)
+        .or(swallowed.first().copied())
+    {
+        let example = Finding::new(reason, example_subject(reason), None).to_string();
+        return Err(IgnoreError::CatchAll {
+            pattern: pattern.to_owned(),
+            swallowed,
+            example,
+        });
+    }
+    Ok(glob)
+}
+
+/// The reasons a pattern's first word matches (`unit_*`: every `unit_…`; `degraded:` too).
+fn reasons_named_by(word: &str) -> impl Iterator<Item = Reason> {
+    let word_glob: Glob = word.trim_end_matches(':').chars().collect();
+    Reason::ALL
+        .into_iter()
+        .filter(move |r| glob_match(&word_glob, &r.as_str().chars().collect::<Vec<_>>()))
+}
+
+/// The reasons every finding of which `glob` matches, whatever the finding is about.
+///
+/// Tried on a subject made of a character no pattern can hold (patterns refuse control
+/// characters), so only `*` and `?` can take it; a subject longer than the pattern's `?`s
+/// needs a `*` to take some of it, and that `*` takes a subject of any length and text. So a
+/// pattern that matches this one subject matches every subject at least as long: every
+/// finding of the reason. This catches what has no space to split on: `*`, `unit_*`,
+/// `listener_lost*`.
+fn swallowed_reasons(glob: &[char]) -> Vec<Reason> {
+    let question_marks = glob.iter().filter(|c| **c == '?').count();
+    let subject = std::iter::repeat_n('\u{1}', question_marks + 1);
+    Reason::ALL
+        .into_iter()
+        .filter(|reason| {
+            let finding = Finding::new(*reason, String::new(), None).to_string();
+            let text: Vec<char> = finding.chars().chain(subject.clone()).collect();
+            glob_match(glob, &text)
+        })
+        .collect()
+}
+
+/// A subject a reason's findings have, for the refusal's example: a pattern that names it
+/// silences one thing.
+fn example_subject(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Degraded => "foo.service failed",
+        Reason::UnitFailed
+        | Reason::UnitInactive
+        | Reason::UnitDisabled
+        | Reason::UnitRestarting
+        | Reason::UnitAppeared
+        | Reason::UnitEnabled => "foo.service",
+        Reason::ListenerLost | Reason::ListenerAppeared => "tcp/9100 node_exporter",
+        Reason::TableLost | Reason::TableAppeared => "inet foo",
+        Reason::ChainLost | Reason::ChainChanged | Reason::ChainAppeared => "inet filter foo",
+        Reason::RuleLost | Reason::RuleAppeared => "inet filter input: tcp dport 9100 accept",
+        Reason::RouteLost | Reason::RouteAppeared => "198.51.100.0/24 via 10.0.2.2 dev ens2",
+        Reason::MountLost | Reason::MountAppeared => "/srv/scratch tmpfs",
+        Reason::ContainerLost
+        | Reason::ContainerNotRunning
+        | Reason::ContainerRestarting
+        | Reason::ContainerAppeared => "foo",
+        Reason::ProbeFailed | Reason::ProbeRecovered => "8080 refused",
+        Reason::SectionLost => "containers",
+    }
 }
 
 /// `*` matches any text (spaces and `/` included), `?` one character, anything else itself.
@@ -334,6 +500,129 @@ mod tests {
     fn a_degraded_finding_matches_by_its_display() {
         let ignore = Ignore::with_patterns(&["degraded: flaky.service failed".to_owned()]).unwrap();
         assert!(ignore.matches(&finding(Reason::Degraded, "flaky.service failed")));
+    }
+
+    #[test]
+    fn a_pattern_matching_every_finding_of_a_reason_is_refused() {
+        for (pattern, reason) in [
+            ("*", Reason::Degraded),
+            ("* *", Reason::Degraded),
+            ("**", Reason::Degraded),
+            ("?*", Reason::Degraded),
+            ("unit_*", Reason::UnitFailed),
+            ("unit_inactive *", Reason::UnitInactive),
+            ("unit_inactive*", Reason::UnitInactive),
+            ("listener_lost *", Reason::ListenerLost),
+            ("listener_lost ?*", Reason::ListenerLost),
+            ("listener_lost ??*", Reason::ListenerLost),
+            ("listener_* *", Reason::ListenerLost),
+            ("*_lost *", Reason::ListenerLost),
+            ("route_lost * *", Reason::RouteLost),
+            ("listener_lost */*", Reason::ListenerLost),
+            ("mount_lost / *", Reason::MountLost),
+            ("listener_lost ??", Reason::ListenerLost),
+            ("unit_* *.*", Reason::UnitFailed),
+            ("section_lost *", Reason::SectionLost),
+            ("degraded: *", Reason::Degraded),
+            ("degraded*", Reason::Degraded),
+            ("probe_failed *", Reason::ProbeFailed),
+        ] {
+            let err = Ignore::with_patterns(&[pattern.to_owned()]).unwrap_err();
+            assert!(
+                matches!(&err, IgnoreError::CatchAll { swallowed, .. } if swallowed.first() == Some(&reason)),
+                "{pattern}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pattern_that_names_what_it_ignores_is_accepted() {
+        for pattern in [
+            "listener_lost tcp/9100 *",
+            "listener_lost tcp/*",
+            "unit_inactive foo*.service",
+            "unit_* session-*.scope",
+            "* foo.service",
+            "route_lost * dev wg0",
+            "mount_lost /srv/scratch *",
+            "degraded: flaky.service failed",
+            "listener_lost */53 *",
+        ] {
+            assert!(
+                Ignore::with_patterns(&[pattern.to_owned()]).is_ok(),
+                "{pattern}"
+            );
+        }
+    }
+
+    /// Every refusal is one line that names the pattern and how to fix it, and none suggests
+    /// `*` (the old text for an unknown reason did: "or `*`").
+    #[test]
+    fn a_refusal_is_one_line_and_never_suggests_a_star() {
+        for pattern in ["*", "unit_*", "foo *", "unit_inactive foo[1].service", " "] {
+            let err = Ignore::with_patterns(&[pattern.to_owned()]).unwrap_err();
+            let text = err.to_string();
+            let quoted = format!("{pattern:?}");
+            assert!(text.contains(&quoted), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+            let rest = text.replacen(&quoted, "", 1);
+            let unsupported = rest.contains("only `*` and `?` are wildcards");
+            assert!(
+                unsupported || !rest.contains('*'),
+                "suggests a star: {text}"
+            );
+        }
+        let refusal = |pattern: &str| {
+            Ignore::with_patterns(&[pattern.to_owned()])
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refusal("listener_lost *"),
+            "reboot_diff_ignore pattern \"listener_lost *\" matches every finding of \
+             listener_lost, whatever it is about: name what to ignore after the reason, like \
+             \"listener_lost tcp/9100 node_exporter\""
+        );
+        assert_eq!(
+            refusal("*"),
+            "reboot_diff_ignore pattern \"*\" matches every finding of every reason, whatever \
+             it is about: name what to ignore after the reason, like \"unit_failed foo.service\""
+        );
+        assert_eq!(
+            refusal("degraded*"),
+            "reboot_diff_ignore pattern \"degraded*\" matches every finding of degraded, \
+             whatever it is about: name what to ignore after the reason, like \
+             \"degraded: foo.service failed\""
+        );
+        assert!(
+            refusal("unit_*").contains(
+                "every finding of unit_failed, unit_inactive, unit_disabled, unit_restarting, \
+                 unit_appeared and unit_enabled,"
+            ),
+            "{}",
+            refusal("unit_*")
+        );
+    }
+
+    #[test]
+    fn matching_names_the_profile_pattern_and_prefers_the_builtin_list() {
+        let ignore = Ignore::with_patterns(&[
+            "unit_inactive web.service".to_owned(),
+            "unit_inactive session-*.scope".to_owned(),
+        ])
+        .unwrap();
+        assert_eq!(
+            ignore.matching(&finding(Reason::UnitInactive, "web.service")),
+            Some(IgnoredBy::Profile(0))
+        );
+        assert_eq!(
+            ignore.matching(&finding(Reason::UnitInactive, "session-2.scope")),
+            Some(IgnoredBy::Builtin)
+        );
+        assert_eq!(
+            ignore.matching(&finding(Reason::UnitInactive, "db.service")),
+            None
+        );
     }
 
     #[test]

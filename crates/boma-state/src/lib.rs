@@ -5,7 +5,8 @@
 //! It catches the everyday reboot-class bugs on any host with no check written: a service
 //! started but never enabled (`unit_inactive`, `listener_lost`), state added imperatively or
 //! kept only in /run (`route_lost`, `mount_lost`, `unit_disabled`), a unit that fails only at
-//! boot (`unit_failed`, `degraded`), a firewall reload that wipes Docker's chains
+//! boot (`unit_failed`, `degraded`), a unit or container left crash-looping
+//! (`unit_restarting`, `container_restarting`), a firewall reload that wipes Docker's chains
 //! (`chain_lost`), and, through the controller's probes, a published port that stopped
 //! answering (`probe_failed`).
 //!
@@ -15,8 +16,9 @@
 //! list; [`render_text`] is what a person reads. Everything here is pure: text and values in,
 //! values and text out.
 //!
-//! A section the capture could not read is [`Section::Unavailable`] and is reported as not
-//! compared; it is never read as empty, so it can never look like "everything was lost".
+//! A section the capture could not read is [`Section::Unavailable`]; it is never read as empty,
+//! so it can never look like "everything was lost". One readable before the reboot and not
+//! after is itself a loss (`section_lost`); one unreadable before is reported as not compared.
 
 // A library returns values; its caller prints.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -30,13 +32,16 @@ mod nft;
 mod parse;
 mod render;
 
-pub use capture::{CAPTURE_SCRIPT, ParseError};
-pub use diff::{RebootDiff, diff};
+pub use capture::{CAPTURE_SCRIPT, ParseError, SETTLE_WITHIN_SECONDS};
+pub use diff::{PatternHits, RebootDiff, diff};
 pub use finding::{Finding, Reason};
-pub use ignore::{BUILTIN_IGNORES, BuiltinIgnore, Ignore, IgnoreError};
+pub use ignore::{
+    BUILTIN_IGNORES, BuiltinIgnore, Ignore, IgnoreError, IgnoredBy, RANDOM_PORT_HOLDERS,
+    RandomPortHolder,
+};
 pub use model::{
-    BaseChain, Chain, Container, GuestState, Listener, Mount, PortRange, ProbeResult, Route,
-    Ruleset, Section, Snapshot, Table, Unit,
+    BaseChain, Chain, Container, GuestState, ListenAddress, Listener, Mount, PortRange,
+    ProbeResult, Route, Ruleset, Section, Snapshot, Table, Unit,
 };
 pub use parse::parse_capture;
 pub use render::render_text;

@@ -69,6 +69,18 @@ impl Unit {
     pub fn is_active(&self) -> bool {
         matches!(self.active.as_str(), "active" | "reloading")
     }
+
+    /// Whether systemd is restarting it after it exited (`Restart=`): `activating/auto-restart`
+    /// while it waits `RestartSec=`, `auto-restart-queued` once the restart job is queued
+    /// (systemd 254 and later).
+    pub fn is_restarting(&self) -> bool {
+        matches!(self.sub.as_str(), "auto-restart" | "auto-restart-queued")
+    }
+
+    /// Whether a start or stop job of its own was still running: neither up nor down yet.
+    pub fn is_changing(&self) -> bool {
+        matches!(self.active.as_str(), "activating" | "deactivating") && !self.is_restarting()
+    }
 }
 
 /// A socket waiting for traffic.
@@ -77,11 +89,83 @@ pub struct Listener {
     /// `tcp` or `udp`.
     pub proto: String,
     pub port: u16,
-    /// `*` for a wildcard (`0.0.0.0`, `[::]` and `*` are one: the port is open on every
-    /// address), otherwise the address with its `%interface` scope, without brackets.
-    pub address: String,
+    pub address: ListenAddress,
     /// Process names holding the socket, sorted, without duplicates.
     pub processes: Vec<String>,
+}
+
+/// Where a socket listens. The three wildcards are kept apart, because `ss` tells them apart:
+/// a socket bound to IPv4's any address shows as `0.0.0.0`, one bound to IPv6's any address
+/// with `IPV6_V6ONLY` as `[::]`, and one bound to IPv6's any address that takes IPv4 too
+/// (dual-stack) as `*` (iproute2's `inet_addr_print`). sshd's two sockets, `0.0.0.0:22` and
+/// `[::]:22`, are two listeners: losing either is a loss. Serialised as `ss` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum ListenAddress {
+    /// `0.0.0.0`: every IPv4 address.
+    AnyIpv4,
+    /// `[::]`: every IPv6 address, and no IPv4 one.
+    AnyIpv6,
+    /// `*`: every IPv4 and every IPv6 address.
+    AnyDualStack,
+    /// One address, without brackets, with its `%interface` when the socket is bound to one.
+    One(String),
+}
+
+impl ListenAddress {
+    /// Reads the address part of `ss`'s local `address:port`.
+    pub fn from_ss(text: &str) -> ListenAddress {
+        match text {
+            "0.0.0.0" => ListenAddress::AnyIpv4,
+            "[::]" => ListenAddress::AnyIpv6,
+            "*" => ListenAddress::AnyDualStack,
+            one => ListenAddress::One(one.replace(['[', ']'], "")),
+        }
+    }
+
+    /// Whether a socket bound here takes the traffic a socket bound to `wanted` took.
+    pub fn covers(&self, wanted: &ListenAddress) -> bool {
+        match (self, wanted) {
+            _ if self == wanted => true,
+            (ListenAddress::AnyDualStack, _) => true,
+            (ListenAddress::AnyIpv4, ListenAddress::One(one)) => !one.contains(':'),
+            (ListenAddress::AnyIpv6, ListenAddress::One(one)) => one.contains(':'),
+            _ => false,
+        }
+    }
+
+    /// As `ss` prints it (a single address without its brackets): `0.0.0.0`, `[::]`, `*`,
+    /// `fe80::1%ens2`.
+    pub fn as_ss(&self) -> &str {
+        match self {
+            ListenAddress::AnyIpv4 => "0.0.0.0",
+            ListenAddress::AnyIpv6 => "[::]",
+            ListenAddress::AnyDualStack => "*",
+            ListenAddress::One(one) => one,
+        }
+    }
+
+    /// As a person reads it: `every IPv4 address (0.0.0.0)`, `127.0.0.53%lo`.
+    pub fn describe(&self) -> String {
+        match self {
+            ListenAddress::AnyIpv4 => "every IPv4 address (0.0.0.0)".to_owned(),
+            ListenAddress::AnyIpv6 => "every IPv6 address ([::], IPv6 only)".to_owned(),
+            ListenAddress::AnyDualStack => "every IPv4 and IPv6 address (*)".to_owned(),
+            ListenAddress::One(one) => one.clone(),
+        }
+    }
+}
+
+impl From<ListenAddress> for String {
+    fn from(address: ListenAddress) -> String {
+        address.as_ss().to_owned()
+    }
+}
+
+impl From<String> for ListenAddress {
+    fn from(text: String) -> ListenAddress {
+        ListenAddress::from_ss(&text)
+    }
 }
 
 /// The nftables ruleset, without handles, counters or set elements.
@@ -150,7 +234,8 @@ pub struct Mount {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Container {
     pub name: String,
-    /// `running`, `exited`, `restarting`, `created`, `paused`, `dead`.
+    /// `running`, `exited`, `restarting` (Docker's restart policy is starting it again after
+    /// it exited), `created`, `paused`, `dead`.
     pub state: String,
     /// Published ports as Docker prints them, sorted: `0.0.0.0:443->443/tcp`.
     pub ports: Vec<String>,

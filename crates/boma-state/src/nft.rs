@@ -7,82 +7,126 @@
 
 use crate::model::{BaseChain, Chain, Ruleset, Table};
 
+/// Where the parser stands in the ruleset text. Each state carries exactly what it needs, so
+/// a rule outside a chain or a chain outside a table cannot be represented.
+enum Position {
+    /// Between tables.
+    Top,
+    /// Inside `table <family> <name> {`, by its key in [`Ruleset::tables`].
+    Table(String),
+    Chain(ChainAt),
+    /// A rule whose braces did not close on its line, with its text so far.
+    Rule(ChainAt, String),
+    /// Inside a block whose contents are skipped (a set's elements, a named counter, a chain's
+    /// device list), `depth` open braces deep.
+    Skip {
+        depth: i64,
+        back: Back,
+    },
+}
+
+/// A chain by its table's key and its name.
+struct ChainAt {
+    table: String,
+    chain: String,
+}
+
+/// Where a skipped block returns to when it closes.
+enum Back {
+    Table(String),
+    Chain(ChainAt),
+}
+
+impl Back {
+    /// Skips a block that opened `depth` braces on its line; one that closed on it is done.
+    fn skip(self, depth: i64) -> Position {
+        if depth > 0 {
+            Position::Skip { depth, back: self }
+        } else {
+            self.resume()
+        }
+    }
+
+    fn resume(self) -> Position {
+        match self {
+            Back::Table(table) => Position::Table(table),
+            Back::Chain(at) => Position::Chain(at),
+        }
+    }
+}
+
 /// Parses the ruleset; the error names the line nft printed that this parser does not know.
 pub(crate) fn parse_ruleset(text: &str) -> Result<Ruleset, String> {
     let mut ruleset = Ruleset::default();
-    let mut table: Option<String> = None;
-    let mut chain: Option<String> = None;
-    // Open braces of a block being skipped (a set's elements, a named counter).
-    let mut skip_depth = 0i64;
-    // A rule whose braces did not close on its line.
-    let mut pending = String::new();
+    let mut at = Position::Top;
     for (index, raw) in text.lines().enumerate() {
         let line = strip_comment(raw).trim();
         if line.is_empty() {
             continue;
         }
-        if skip_depth > 0 {
-            skip_depth += brace_balance(line);
-            continue;
-        }
-        if !pending.is_empty() {
-            pending.push(' ');
-            pending.push_str(line);
-            if brace_balance(&pending) <= 0 {
-                push_rule(&mut ruleset, &table, &chain, &pending);
-                pending.clear();
-            }
-            continue;
-        }
         let unknown = || format!("line {}: unexpected {:?}", index + 1, raw.trim());
-        match (&table, &chain) {
-            (None, _) => {
+        at = match at {
+            Position::Skip { depth, back } => back.skip(depth + brace_balance(line)),
+            Position::Rule(chain, mut rule) => {
+                rule.push(' ');
+                rule.push_str(line);
+                if brace_balance(&rule) <= 0 {
+                    push_rule(&mut ruleset, &chain, &rule);
+                    Position::Chain(chain)
+                } else {
+                    Position::Rule(chain, rule)
+                }
+            }
+            Position::Top => {
                 let header = line
                     .strip_prefix("table ")
                     .and_then(|rest| rest.strip_suffix('{'))
                     .ok_or_else(unknown)?;
                 let key = header.split_whitespace().collect::<Vec<_>>().join(" ");
                 ruleset.tables.entry(key.clone()).or_default();
-                table = Some(key);
+                Position::Table(key)
             }
-            (Some(_), None) => {
+            Position::Table(table) => {
                 if line == "}" {
-                    table = None;
+                    Position::Top
                 } else if let Some(name) = line
                     .strip_prefix("chain ")
                     .and_then(|rest| rest.strip_suffix('{'))
                 {
-                    let name = name.trim().to_owned();
-                    table_mut(&mut ruleset, &table)
-                        .chains
-                        .entry(name.clone())
-                        .or_default();
-                    chain = Some(name);
+                    let chain = ChainAt {
+                        table,
+                        chain: name.trim().to_owned(),
+                    };
+                    chain_mut(&mut ruleset, &chain);
+                    Position::Chain(chain)
                 } else if let Some(object) = line.strip_suffix('{') {
                     let object = object.split_whitespace().collect::<Vec<_>>().join(" ");
                     table_mut(&mut ruleset, &table).objects.insert(object);
-                    skip_depth = brace_balance(line);
+                    Back::Table(table).skip(brace_balance(line))
+                } else {
+                    // A table attribute (`flags dormant`, `comment "…"`).
+                    Position::Table(table)
                 }
-                // Anything else is a table attribute (`flags dormant`, `comment "…"`).
             }
-            (Some(_), Some(_)) => {
+            Position::Chain(chain) => {
                 if line == "}" {
-                    chain = None;
+                    Position::Table(chain.table)
                 } else if line.starts_with("type ") || line.starts_with("policy ") {
-                    let chain = chain_mut(&mut ruleset, &table, &chain);
-                    read_base_chain(line, chain).ok_or_else(unknown)?;
+                    read_base_chain(line, chain_mut(&mut ruleset, &chain)).ok_or_else(unknown)?;
+                    Position::Chain(chain)
                 } else if line.starts_with("comment ") || line.starts_with("devices ") {
                     // Chain attributes; a device list may span lines.
-                    skip_depth = brace_balance(line).max(0);
+                    Back::Chain(chain).skip(brace_balance(line))
                 } else if brace_balance(line) > 0 {
-                    pending = line.to_owned();
+                    Position::Rule(chain, line.to_owned())
                 } else {
-                    push_rule(&mut ruleset, &table, &chain, line);
+                    push_rule(&mut ruleset, &chain, line);
+                    Position::Chain(chain)
                 }
             }
-        }
+        };
     }
-    if table.is_some() || skip_depth > 0 || !pending.is_empty() {
+    if !matches!(at, Position::Top) {
         return Err("the ruleset ends inside a block".to_owned());
     }
     for table in ruleset.tables.values_mut() {
@@ -93,27 +137,19 @@ pub(crate) fn parse_ruleset(text: &str) -> Result<Ruleset, String> {
     Ok(ruleset)
 }
 
-fn table_mut<'a>(ruleset: &'a mut Ruleset, table: &Option<String>) -> &'a mut Table {
-    let key = table.as_ref().expect("inside a table");
-    ruleset.tables.get_mut(key).expect("inserted at its header")
+fn table_mut<'a>(ruleset: &'a mut Ruleset, table: &str) -> &'a mut Table {
+    ruleset.tables.entry(table.to_owned()).or_default()
 }
 
-fn chain_mut<'a>(
-    ruleset: &'a mut Ruleset,
-    table: &Option<String>,
-    chain: &Option<String>,
-) -> &'a mut Chain {
-    let name = chain.as_ref().expect("inside a chain");
-    table_mut(ruleset, table)
+fn chain_mut<'a>(ruleset: &'a mut Ruleset, at: &ChainAt) -> &'a mut Chain {
+    table_mut(ruleset, &at.table)
         .chains
-        .get_mut(name)
-        .expect("inserted at its header")
+        .entry(at.chain.clone())
+        .or_default()
 }
 
-fn push_rule(ruleset: &mut Ruleset, table: &Option<String>, chain: &Option<String>, rule: &str) {
-    chain_mut(ruleset, table, chain)
-        .rules
-        .push(normalise_rule(rule));
+fn push_rule(ruleset: &mut Ruleset, at: &ChainAt, rule: &str) {
+    chain_mut(ruleset, at).rules.push(normalise_rule(rule));
 }
 
 /// Reads `type filter hook forward priority filter; policy drop;` into the chain.
@@ -314,6 +350,26 @@ table inet filter {
         assert_eq!(
             normalise_rule(r#"tcp dport 80 accept comment "web # main""#),
             r#"tcp dport 80 accept comment "web # main""#
+        );
+    }
+
+    #[test]
+    fn a_rule_whose_braces_span_lines_is_read_whole() {
+        let text = "table inet edge {
+\tchain allow {
+\t\tip saddr { 192.0.2.1, 192.0.2.2,
+\t\t\t     192.0.2.3 } accept
+\t\tdrop
+\t}
+}
+";
+        let ruleset = parse_ruleset(text).unwrap();
+        assert_eq!(
+            ruleset.tables["inet edge"].chains["allow"].rules,
+            [
+                "drop",
+                "ip saddr { 192.0.2.1, 192.0.2.2, 192.0.2.3 } accept"
+            ]
         );
     }
 

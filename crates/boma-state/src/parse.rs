@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use crate::capture::{DOCKER_INACTIVE, ParseError, RawSection, split_sections};
-use crate::model::{Container, GuestState, Listener, Mount, PortRange, Route, Section, Unit};
+use crate::model::{
+    Container, GuestState, ListenAddress, Listener, Mount, PortRange, Route, Section, Unit,
+};
 use crate::nft::parse_ruleset;
 
 /// Unit types the diff follows. Devices, scopes and slices are left out: they come and go with
@@ -178,7 +180,7 @@ fn enabled_units(text: &str) -> Result<BTreeMap<String, String>, String> {
 
 /// Reads `ss -H -tulpn`: `tcp LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=632,fd=6))`.
 fn listeners(text: &str) -> Result<Vec<Listener>, String> {
-    let mut by_socket: BTreeMap<(String, u16, String), BTreeSet<String>> = BTreeMap::new();
+    let mut by_socket: BTreeMap<(String, u16, ListenAddress), BTreeSet<String>> = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let words: Vec<&str> = line.split_whitespace().collect();
         let [proto, _state, _recv, _send, local, _peer, process @ ..] = words.as_slice() else {
@@ -189,7 +191,7 @@ fn listeners(text: &str) -> Result<Vec<Listener>, String> {
             .and_then(|(address, port)| Some((address, port.parse::<u16>().ok()?)))
             .ok_or_else(|| format!("no address:port in {line:?}"))?;
         let names = by_socket
-            .entry(((*proto).to_owned(), port, normalise_address(address)))
+            .entry(((*proto).to_owned(), port, ListenAddress::from_ss(address)))
             .or_default();
         names.extend(process_names(&process.join(" ")));
     }
@@ -202,15 +204,6 @@ fn listeners(text: &str) -> Result<Vec<Listener>, String> {
             processes: names.into_iter().collect(),
         })
         .collect())
-}
-
-/// `0.0.0.0`, `[::]` and `*` are the wildcard `*`; brackets go, a `%interface` scope stays.
-fn normalise_address(address: &str) -> String {
-    let address = address.replace(['[', ']'], "");
-    match address.as_str() {
-        "0.0.0.0" | "::" | "*" => "*".to_owned(),
-        _ => address,
-    }
 }
 
 /// The quoted names in `users:(("systemd-resolve",pid=316,fd=11),("x",pid=2,fd=3))`.
@@ -438,7 +431,7 @@ mod tests {
     }
 
     #[test]
-    fn listeners_merge_wildcards_and_keep_specific_addresses() {
+    fn listeners_keep_the_three_wildcards_and_specific_addresses_apart() {
         let text = "\
 udp UNCONN 0 0 127.0.0.53%lo:53 0.0.0.0:* users:((\"systemd-resolve\",pid=316,fd=18))
 tcp LISTEN 0 4096 0.0.0.0:443 0.0.0.0:* users:((\"docker-proxy\",pid=900,fd=7))
@@ -449,15 +442,16 @@ tcp LISTEN 0 5 *:9000 *:*
         let found = listeners(text).unwrap();
         let brief: Vec<String> = found
             .iter()
-            .map(|l| format!("{}/{} {} {:?}", l.proto, l.port, l.address, l.processes))
+            .map(|l| format!("{}/{} {:?} {:?}", l.proto, l.port, l.address, l.processes))
             .collect();
         assert_eq!(
             brief,
             [
-                "tcp/443 * [\"docker-proxy\"]",
-                "tcp/8080 fe80::1%ens2 [\"python3\", \"sh\"]",
-                "tcp/9000 * []",
-                "udp/53 127.0.0.53%lo [\"systemd-resolve\"]",
+                "tcp/443 AnyIpv4 [\"docker-proxy\"]",
+                "tcp/443 AnyIpv6 [\"docker-proxy\"]",
+                "tcp/8080 One(\"fe80::1%ens2\") [\"python3\", \"sh\"]",
+                "tcp/9000 AnyDualStack []",
+                "udp/53 One(\"127.0.0.53%lo\") [\"systemd-resolve\"]",
             ]
         );
     }

@@ -6,7 +6,8 @@ use crate::diff::RebootDiff;
 use crate::finding::Finding;
 
 /// A header with counts, then `LOST  …` and `NEW   …` lines (details indented below each), the
-/// number of ignored findings, and the parts that could not be compared.
+/// number of ignored findings, how many each of the profile's patterns hid, and the parts that
+/// could not be compared.
 pub fn render_text(diff: &RebootDiff) -> String {
     let mut text = format!(
         "reboot diff: {} lost, {} new, {} ignored, {} unavailable\n",
@@ -27,6 +28,14 @@ pub fn render_text(diff: &RebootDiff) -> String {
         let _ = writeln!(
             text,
             "ignored: {n} known {noun} between boots (listed in reboot-diff.json)"
+        );
+    }
+    for hits in &diff.hidden_by_profile {
+        let noun = if hits.hid == 1 { "finding" } else { "findings" };
+        let _ = writeln!(
+            text,
+            "reboot_diff_ignore {:?} hid {} {noun}",
+            hits.pattern, hits.hid
         );
     }
     if !diff.unavailable.is_empty() {

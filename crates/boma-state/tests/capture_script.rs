@@ -6,11 +6,13 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use boma_exec::CmdExt as _;
-use boma_state::{CAPTURE_SCRIPT, PortRange, Section, parse_capture};
+use boma_state::{CAPTURE_SCRIPT, PortRange, SETTLE_WITHIN_SECONDS, Section, parse_capture};
 use xshell::{Shell, cmd};
 
 /// Stand-ins for the guest's tools. `nft` is missing, `ip` warns on stderr, `findmnt` fails,
-/// `list-unit-files` prints no trailing newline, `cat` stands in for the sysctl file.
+/// `list-unit-files` prints no trailing newline, `cat` stands in for the sysctl file, systemd
+/// has no job and no unit restarting, and `sleep` counts the seconds it was asked to wait in
+/// the file `slept` beside it instead of sleeping.
 const STUBS: &[(&str, &str)] = &[
     (
         "systemctl",
@@ -21,6 +23,8 @@ const STUBS: &[(&str, &str)] = &[
 "list-unit-files --output=json --no-pager")
   printf '%s' '[{"unit_file":"ssh.service","state":"enabled","preset":"enabled"}]' ;;
 "-q is-active docker.service") exit 0 ;;
+"list-jobs --no-legend --no-pager") ;;
+"list-units --all --no-legend --no-pager --plain --state=auto-restart,auto-restart-queued") ;;
 *) echo "unexpected systemctl $*" >&2; exit 64 ;;
 esac"#,
     ),
@@ -40,23 +44,28 @@ echo '[{"dst":"default","gateway":"10.0.2.2","dev":"ens2","protocol":"dhcp","fla
     ),
     ("cat", r#"printf '1024\t2047\n'"#),
     (
+        "sleep",
+        r#"n=0; if [ -f "${0%/*}/slept" ]; then read -r n < "${0%/*}/slept"; fi; echo $((n + $1)) > "${0%/*}/slept""#,
+    ),
+    (
         "docker",
         r#"echo '{"Names":"caddy","State":"running","Ports":"0.0.0.0:443->443/tcp"}'"#,
     ),
 ];
 
-fn install_stubs(dir: &Path) {
-    for (name, body) in STUBS {
+fn install_stubs(dir: &Path, overrides: &[(&str, &str)]) {
+    for (name, body) in STUBS.iter().chain(overrides) {
         let path = dir.join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 }
 
-#[test]
-fn the_script_frames_every_section_and_survives_missing_and_failing_commands() {
+/// Runs `CAPTURE_SCRIPT` under `/bin/sh -s` with only the stand-ins (`overrides` replacing
+/// some) on `PATH`; its stdout, and how many seconds it asked `sleep` for.
+fn run_capture(overrides: &[(&str, &str)]) -> (String, u32) {
     let bin = tempfile::tempdir().unwrap();
-    install_stubs(bin.path());
+    install_stubs(bin.path(), overrides);
     let sh = Shell::new().unwrap();
     let out = cmd!(sh, "/bin/sh -s")
         .exec()
@@ -70,7 +79,26 @@ fn the_script_frames_every_section_and_survives_missing_and_failing_commands() {
         "the script wrote to stderr: {}",
         out.stderr
     );
-    let text = out.stdout;
+    let slept = std::fs::read_to_string(bin.path().join("slept"))
+        .map(|n| n.trim().parse().unwrap())
+        .unwrap_or(0);
+    (out.stdout, slept)
+}
+
+/// One section of a capture: its text between `### <name>` and `### rc=N`, and N.
+fn section<'a>(text: &'a str, name: &str) -> (&'a str, &'a str) {
+    let start = text.find(&format!("### {name}\n")).unwrap() + name.len() + 5;
+    let body = &text[start..];
+    let end = body.find("### rc=").unwrap();
+    let rc = body[end + 7..].lines().next().unwrap();
+    (&body[..end], rc)
+}
+
+#[test]
+fn the_script_frames_every_section_and_survives_missing_and_failing_commands() {
+    let (text, slept) = run_capture(&[]);
+    assert_eq!(slept, 0, "a settled host is not waited for");
+    assert_eq!(section(&text, "settle"), ("settled after 0 s\n", "0"));
     let headers: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("### ") && !l.starts_with("### rc=") && *l != "### stderr")
@@ -79,6 +107,7 @@ fn the_script_frames_every_section_and_survives_missing_and_failing_commands() {
         headers,
         [
             "### is-system-running",
+            "### settle",
             "### units-json",
             "### unit-files-json",
             "### ss-tulpn",
@@ -116,4 +145,61 @@ fn the_script_frames_every_section_and_survives_missing_and_failing_commands() {
         high: 2047,
     };
     assert_eq!(state.ephemeral_ports, expected);
+}
+
+/// systemd's jobs as `systemctl list-jobs --no-legend` prints them, and a unit in its restart
+/// loop as `list-units --plain --no-legend` does, for as many seconds as `slept` says.
+const SLOW_SYSTEMD: &str = r#"n=0; if [ -f "${0%/*}/slept" ]; then read -r n < "${0%/*}/slept"; fi
+case "$*" in
+"list-jobs --no-legend --no-pager")
+  if [ "$n" -lt "${JOBS_FOR:-2}" ]; then echo '1234 web.service restart running'; fi ;;
+"list-units --all --no-legend --no-pager --plain --state=auto-restart,auto-restart-queued")
+  if [ "$n" -lt "${LOOPS_FOR:-3}" ]; then echo 'api.service loaded activating auto-restart API server'; fi ;;
+*) exec "${0%/*}/systemctl.real" "$@" ;;
+esac"#;
+
+/// A handler's restart still running and a unit retried after failing once: the capture waits
+/// for both, a second at a time, and reads the units after.
+#[test]
+fn the_capture_waits_for_systemds_jobs_and_restart_loops_to_end() {
+    let real = STUBS
+        .iter()
+        .find(|(name, _)| *name == "systemctl")
+        .unwrap()
+        .1;
+    let (text, slept) = run_capture(&[("systemctl.real", real), ("systemctl", SLOW_SYSTEMD)]);
+    assert_eq!(section(&text, "settle"), ("settled after 3 s\n", "0"));
+    assert_eq!(slept, 3);
+    let state = parse_capture(&text).unwrap();
+    assert!(state.units.available().is_some());
+}
+
+/// A unit that keeps restarting holds the capture at most `SETTLE_WITHIN_SECONDS`; then the
+/// section names what was still going on and the capture goes on.
+#[test]
+fn the_wait_is_bounded_and_says_what_did_not_settle() {
+    assert!(
+        CAPTURE_SCRIPT.contains(&format!("\nsettle_within={SETTLE_WITHIN_SECONDS}\n")),
+        "the script's bound and SETTLE_WITHIN_SECONDS disagree"
+    );
+    let real = STUBS
+        .iter()
+        .find(|(name, _)| *name == "systemctl")
+        .unwrap()
+        .1;
+    let forever = SLOW_SYSTEMD.replace("${LOOPS_FOR:-3}", "1000");
+    let (text, slept) = run_capture(&[("systemctl.real", real), ("systemctl", &forever)]);
+    assert_eq!(slept, SETTLE_WITHIN_SECONDS);
+    assert_eq!(
+        section(&text, "settle"),
+        (
+            format!(
+                "not settled after {SETTLE_WITHIN_SECONDS} s\napi.service loaded activating auto-restart API server\n"
+            )
+            .as_str(),
+            "1"
+        )
+    );
+    let state = parse_capture(&text).unwrap();
+    assert!(state.units.available().is_some());
 }

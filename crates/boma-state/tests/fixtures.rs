@@ -62,6 +62,26 @@ fn pair(dir: &str) -> RebootDiff {
     )
 }
 
+/// The diff of two parsed states (real captures, perhaps changed), with no probes and the
+/// built-in ignore list.
+fn diff_states(before: GuestState, after: GuestState) -> RebootDiff {
+    let snapshot = |guest| Snapshot {
+        guest,
+        probes: Vec::new(),
+    };
+    diff(&snapshot(before), &snapshot(after), &Ignore::builtin())
+}
+
+/// Each of `expected` is among `found`.
+fn assert_among(found: &[String], expected: &[&str]) {
+    for one in expected {
+        assert!(
+            found.iter().any(|f| f == one),
+            "{one} missing from {found:#?}"
+        );
+    }
+}
+
 /// The rendered diff, then each ignored finding: the snapshot shows what the built-in list
 /// hides, so a new entry in it is reviewed.
 fn report(result: &RebootDiff) -> String {
@@ -201,9 +221,10 @@ fn the_incident_is_quiet_on_the_guest_and_caught_by_the_probe() {
 }
 
 /// A real capture caught while it was still being written (it ends inside `unit-files-json`):
-/// the sections it lacks are not compared, and nothing reads as lost.
+/// each section it lacks was readable before the reboot, so each is lost by name; what it has
+/// (the system state, the units) is compared as usual.
 #[test]
-fn a_capture_cut_short_loses_nothing() {
+fn a_capture_cut_short_loses_the_sections_it_lacks() {
     let cut = state("askari-red/after-cut-short.txt");
     assert_eq!(
         cut.enabled_units,
@@ -214,17 +235,46 @@ fn a_capture_cut_short_loses_nothing() {
         Section::Unavailable("not in the capture".to_owned())
     );
     assert!(cut.units.available().is_some());
-    let result = diff(
-        &snapshot("askari-red/before.txt", Vec::new()),
-        &Snapshot {
-            guest: cut,
-            probes: Vec::new(),
-        },
-        &Ignore::builtin(),
+    let result = diff_states(state("askari-red/before.txt"), cut);
+    assert_eq!(
+        displays(&result.lost),
+        [
+            "section_lost containers",
+            "section_lost listeners",
+            "section_lost mounts",
+            "section_lost nftables",
+            "section_lost routes",
+            "section_lost unit-files",
+        ],
+        "{}",
+        report(&result)
     );
-    assert!(result.lost.is_empty(), "{}", report(&result));
     assert!(result.appeared.is_empty(), "{}", report(&result));
     insta::assert_snapshot!("diff_askari_red_cut_short", report(&result));
+}
+
+/// The real askari capture after the reboot, with `docker ps` timing out (`timeout 60` exits
+/// 124) the way the capture script frames it: the containers were readable before the reboot,
+/// so they are lost as a section, not skipped as "not compared".
+#[test]
+fn docker_ps_timing_out_after_the_reboot_is_lost() {
+    let text = fixture("askari/after.txt");
+    let start = text.find("### docker-ps\n").unwrap();
+    let end = start + text[start..].find("### rc=0\n").unwrap() + "### rc=0\n".len();
+    let timed_out = format!(
+        "{}### docker-ps\n### rc=124\n{}",
+        &text[..start],
+        &text[end..]
+    );
+    let result = diff_states(
+        state("askari/before.txt"),
+        parse_capture(&timed_out).unwrap(),
+    );
+    assert_eq!(displays(&result.lost), ["section_lost containers"]);
+    assert_eq!(
+        result.lost[0].detail.as_deref(),
+        Some("readable before the reboot, not after: docker timed out")
+    );
 }
 
 #[test]
@@ -255,19 +305,16 @@ fn a_fresh_host_made_into_askari_shows_what_appeared() {
         &snapshot("askari/before.txt", Vec::new()),
         &Ignore::builtin(),
     );
-    let appeared = displays(&result.appeared);
-    for expected in [
-        "listener_appeared tcp/443 docker-proxy",
-        "listener_appeared udp/443 docker-proxy",
-        "unit_appeared docker.service",
-        "unit_enabled docker.service",
-        "route_appeared 172.18.0.0/16 dev br-ee7bb0e6e49d",
-    ] {
-        assert!(
-            appeared.iter().any(|a| a == expected),
-            "{expected} missing from {appeared:#?}"
-        );
-    }
+    assert_among(
+        &displays(&result.appeared),
+        &[
+            "listener_appeared tcp/443 docker-proxy",
+            "listener_appeared udp/443 docker-proxy",
+            "unit_appeared docker.service",
+            "unit_enabled docker.service",
+            "route_appeared 172.18.0.0/16 dev br-ee7bb0e6e49d",
+        ],
+    );
     assert_eq!(
         result.unavailable,
         [
@@ -278,9 +325,178 @@ fn a_fresh_host_made_into_askari_shows_what_appeared() {
     insta::assert_snapshot!("diff_golden_fresh_to_askari", render_text(&result));
 }
 
+/// The real askari pair, with the IPv4 half of two services' sockets gone after the reboot
+/// and an IPv6-only socket in its place: `ss` shows sshd as `0.0.0.0:22` and `[::]:22`, and
+/// an IPv6-only socket takes no IPv4 connection, so each is a loss.
+#[test]
+fn losing_the_ipv4_socket_while_an_ipv6_only_one_stays_is_lost() {
+    let after: String = fixture("askari/after.txt")
+        .lines()
+        .filter(|l| !(l.contains(" 0.0.0.0:22 ") && l.contains("\"sshd\"")))
+        .map(|l| {
+            if l.starts_with("tcp ") && l.contains(" 0.0.0.0:443 ") {
+                format!(
+                    "{}\n",
+                    l.replace("0.0.0.0:443 ", "[::]:443    ")
+                        .replace("0.0.0.0:*", "   [::]:*")
+                )
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(after.contains("[::]:443 "), "the fixture changed: {after}");
+    let result = diff_states(state("askari/before.txt"), parse_capture(&after).unwrap());
+    assert_eq!(
+        displays(&result.lost),
+        [
+            "listener_lost tcp/22 sshd",
+            "listener_lost tcp/443 docker-proxy"
+        ],
+        "{}",
+        report(&result)
+    );
+    for finding in &result.lost {
+        assert_eq!(
+            finding.detail.as_deref(),
+            Some("on every IPv4 address (0.0.0.0)")
+        );
+    }
+    assert_eq!(
+        displays(&result.appeared),
+        ["listener_appeared tcp/443 docker-proxy"]
+    );
+}
+
+/// The built-in rules about Docker's mounts and routes have the shape of what Docker made in
+/// the real askari capture, and hide nothing the host made itself: with every mount and route
+/// of that capture gone, Docker's are ignored and the host's own are lost, the main interface's
+/// link-local route among them.
+#[test]
+fn the_docker_rules_hide_what_docker_made_in_a_real_capture_and_nothing_else() {
+    let before = state("askari/before.txt");
+    let mut after = before.clone();
+    after.mounts = Section::Available(Vec::new());
+    after.routes = Section::Available(Vec::new());
+    let result = diff_states(before, after);
+    let ignored = displays(&result.ignored);
+    // Made by Docker.
+    assert_among(
+        &ignored,
+        &[
+            "mount_lost /run/docker/netns/371a9e81f5be nsfs",
+            "mount_lost /var/lib/docker/overlay2/ade1d6a439ee5ff48c87712ae18308b174e9fe3382337bc7028a34e12e60c9cf/merged overlay",
+            "route_lost fe80::/64 dev docker0",
+            "route_lost fe80::/64 dev br-ee7bb0e6e49d",
+            "route_lost fe80::/64 dev veth395b6c9",
+        ],
+    );
+    // Made by the host.
+    assert_among(
+        &displays(&result.lost),
+        &[
+            "route_lost fe80::/64 dev ens2",
+            "route_lost default via 10.0.2.2 dev ens2",
+            "route_lost 172.18.0.0/16 dev br-ee7bb0e6e49d",
+            "mount_lost / ext4",
+            "mount_lost /tmp tmpfs",
+        ],
+    );
+    // On the main interface, only what a router advertised with a lifetime is skipped.
+    let main_interface: Vec<&String> = ignored.iter().filter(|i| i.ends_with(" ens2")).collect();
+    assert_eq!(
+        main_interface,
+        [
+            "route_lost default via fe80::2 dev ens2",
+            "route_lost fec0::/64 dev ens2"
+        ]
+    );
+}
+
+/// What the built-in rules hid before they were narrowed, on the real askari pair: WireGuard's
+/// kernel socket (no process) on 51820 and a port a unit's configuration names, both in the
+/// ephemeral range; containerd on a non-loopback address; a data volume mounted under
+/// /var/lib/docker; the main interface's link-local route. Each is now lost by name.
+#[test]
+fn what_the_narrowed_rules_no_longer_hide_is_found() {
+    let sockets = "\
+udp   UNCONN 0      0             0.0.0.0:51820 0.0.0.0:*
+tcp   LISTEN 0      5             0.0.0.0:40000 0.0.0.0:* users:((\"python3\",pid=700,fd=3))
+tcp   LISTEN 0      4096          0.0.0.0:41000 0.0.0.0:* users:((\"containerd\",pid=1329,fd=10))
+";
+    let text = fixture("askari/before.txt").replacen(
+        "### ss-tulpn\n",
+        &format!("### ss-tulpn\n{sockets}"),
+        1,
+    );
+    let mut before = parse_capture(&text).unwrap();
+    let Section::Available(mounts) = &mut before.mounts else {
+        panic!("askari has mounts");
+    };
+    mounts.push(boma_state::Mount {
+        target: "/var/lib/docker/volumes/pgdata/_data".to_owned(),
+        fstype: "ext4".to_owned(),
+        source: "/dev/vdb".to_owned(),
+    });
+    let mut after = state("askari/after.txt");
+    let Section::Available(routes) = &mut after.routes else {
+        panic!("askari has routes");
+    };
+    routes.retain(|r| !(r.dst == "fe80::/64" && r.dev.as_deref() == Some("ens2")));
+    let result = diff_states(before, after);
+    assert_eq!(
+        displays(&result.lost),
+        [
+            "listener_lost tcp/40000 python3",
+            "listener_lost tcp/41000 containerd",
+            "listener_lost udp/51820",
+            "route_lost fe80::/64 dev ens2",
+            "mount_lost /var/lib/docker/volumes/pgdata/_data ext4",
+        ],
+        "{}",
+        report(&result)
+    );
+}
+
+/// The real askari capture after the reboot with sshd in systemd's restart loop and caddy in
+/// Docker's, each in the exact form `systemctl list-units --output=json` and `docker ps
+/// --format '{{json .}}'` print it: each is a loss of its own, not a pass.
+#[test]
+fn a_unit_and_a_container_still_restarting_after_the_reboot_are_lost() {
+    let text = fixture("askari/after.txt");
+    let sshd = r#"{"unit":"ssh.service","load":"loaded","active":"active","sub":"running","#;
+    let caddy = r#""State":"running","Status":"Up 43 seconds""#;
+    assert!(
+        text.contains(sshd) && text.contains(caddy),
+        "the fixture changed"
+    );
+    let restarting = text
+        .replacen(
+            sshd,
+            r#"{"unit":"ssh.service","load":"loaded","active":"activating","sub":"auto-restart","#,
+            1,
+        )
+        .replacen(
+            caddy,
+            r#""State":"restarting","Status":"Restarting (1) 4 seconds ago""#,
+            1,
+        );
+    let result = diff_states(
+        state("askari/before.txt"),
+        parse_capture(&restarting).unwrap(),
+    );
+    assert_eq!(
+        displays(&result.lost),
+        ["unit_restarting ssh.service", "container_restarting caddy"],
+        "{}",
+        report(&result)
+    );
+}
+
 /// The fixtures are what the parser reads in production: every section `CAPTURE_SCRIPT`
 /// prints is in them under the same name, but the port range (whose absence means Linux's
-/// default).
+/// default) and the settle wait (the parser reads nothing from it: the units' states are in
+/// `units-json`).
 #[test]
 fn the_fixtures_have_every_section_the_production_script_prints() {
     let names: Vec<&str> = CAPTURE_SCRIPT
@@ -288,9 +504,12 @@ fn the_fixtures_have_every_section_the_production_script_prints() {
         .filter_map(|line| line.strip_prefix("sec "))
         .filter_map(|rest| rest.split_whitespace().next())
         .collect();
-    assert!(names.len() >= 9, "{names:?}");
+    assert!(names.len() >= 10, "{names:?}");
     let capture = fixture("askari/before.txt");
-    for name in names.into_iter().filter(|n| *n != "port-range") {
+    for name in names
+        .into_iter()
+        .filter(|n| !matches!(*n, "port-range" | "settle"))
+    {
         assert!(
             capture.lines().any(|l| l == format!("### {name}")),
             "section {name} is not in the fixtures"

@@ -117,7 +117,8 @@ fn libvirt_leftovers(run: &Utf8Path) -> (Vec<String>, Vec<String>) {
         return (Vec::new(), Vec::new());
     }
     let virsh = |args: &[&str]| -> String {
-        xshell::cmd!(sh, "virsh --connect qemu:///system {args...}")
+        let uri = boma_host::gather::LIBVIRT_URI;
+        xshell::cmd!(sh, "virsh --connect {uri} {args...}")
             .exec()
             .quiet()
             .allow_fail()
@@ -179,11 +180,12 @@ pub fn build_leftovers(cache: &Utf8Path) -> Vec<String> {
     found.extend(loop_devices(&cache));
     // A chrooted process's command line no longer names the cache; its root does.
     let me = std::process::id();
-    for (pid, args) in boma_vm::host::procs::processes() {
+    for process in boma_host::procs::all() {
+        let pid = process.pid;
         let root = std::fs::read_link(format!("/proc/{pid}/root"))
             .map(|r| r.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let cmdline = args.join(" ");
+        let cmdline = process.cmdline();
         if pid != me && (cmdline.contains(cache.as_str()) || under(&root)) {
             found.push(format!("process {pid}: {cmdline}"));
         }

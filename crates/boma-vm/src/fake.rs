@@ -444,19 +444,3 @@ impl Disks for FakeDisks {
         std::fs::write(seed, "seed").map_err(|e| VmError::io(seed, e))
     }
 }
-
-/// Published endpoints as the fake backend assigns them.
-pub fn fake_published(ports: &[u16]) -> BTreeMap<u16, Endpoint> {
-    ports
-        .iter()
-        .map(|p| {
-            (
-                *p,
-                Endpoint {
-                    host: "127.0.0.1".into(),
-                    port: 40000 + p,
-                },
-            )
-        })
-        .collect()
-}

@@ -7,8 +7,8 @@
 //! - [`guest`]: SSH to the guest ([`Guest`]) and the harness's key pair;
 //! - [`lifecycle`]: what `up`/`reboot`/`down`/`prune` decide, against those traits — the
 //!   waits, the boot_id proof of a reboot, what to keep and what to remove;
-//! - [`host`]: the control node — the KVM probe, memory and disk guards, loopback ports,
-//!   hypervisor processes in `/proc`;
+//! - [`host`]: the control node as the VMs need it — the KVM probe, loopback ports, test
+//!   VMs' hypervisor processes (the machine's facts and rules are `boma_host`'s);
 //! - [`run`]: the run directory's record and lock, prune's plan, the diagnostics bundle;
 //! - [`fake`]: in-memory stand-ins for the lifecycle's effects, for fast tests.
 //!
@@ -23,9 +23,9 @@ pub mod hypervisor;
 pub mod lifecycle;
 pub mod run;
 
+pub use boma_host::Accel;
 pub use error::VmError;
 pub use guest::ssh::{Guest, OpenSsh, SshTarget};
-pub use host::accel::Accel;
 pub use hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
 pub use run::record::{RunRecord, Runs};
 

@@ -12,9 +12,10 @@ use std::time::Duration;
 use boma_harness::golden::{Golden, ImageRequest};
 use boma_harness::probe::{PortTarget, ProbeOutcome};
 use boma_harness::{
-    Ansible, BackendChoice, Ctx, HarnessError, HostProbe, ImageSource, ItOptions, LibvirtProbe,
-    Machine, PlaybookCall, PortProber, Provisioner, RunOutcome, Settings, WaitOverrides,
+    Ansible, BackendChoice, Ctx, HarnessError, HostProbe, ImageSource, ItOptions, Machine,
+    PlaybookCall, PortProber, Provisioner, RunOutcome, Settings, WaitOverrides,
 };
+use boma_host::facts::{LibvirtFacts, Space};
 use boma_inventory::CertTier;
 use boma_vm::fake::{FakeDisks, FakeGuest, FakeHypervisors, World};
 use boma_vm::lifecycle::{Disks, Hypervisors};
@@ -44,9 +45,12 @@ pub struct FakeMachine {
     guest: FakeGuest,
     disks: FakeDisks,
     hypervisors: FakeHypervisors,
+    /// `MemAvailable`, in MiB.
     pub available_mib: Cell<u64>,
+    /// Programs `locate` does not find (every other one is in /usr/bin).
     pub missing_tools: RefCell<Vec<String>>,
-    pub libvirt: RefCell<LibvirtProbe>,
+    /// libvirt as this machine sees it: by default no daemon answers, so `auto` is QEMU.
+    pub libvirt: RefCell<LibvirtFacts>,
     pub playbook: RefCell<Playbook>,
     /// The label of every playbook run, in order.
     pub playbook_calls: RefCell<Vec<String>>,
@@ -81,7 +85,7 @@ impl FakeMachine {
             world,
             available_mib: Cell::new(16_000),
             missing_tools: RefCell::new(Vec::new()),
-            libvirt: RefCell::new(LibvirtProbe::NotInstalled { tool: "virsh" }),
+            libvirt: RefCell::new(LibvirtFacts::default()),
             playbook: RefCell::new(verify_passes()),
             playbook_calls: RefCell::new(Vec::new()),
             playbook_args: RefCell::new(Vec::new()),
@@ -119,17 +123,22 @@ impl Machine for FakeMachine {
 }
 
 impl HostProbe for FakeMachine {
-    fn libvirt(&self) -> LibvirtProbe {
+    fn locate(&self, program: &str) -> Option<Utf8PathBuf> {
+        let missing = self.missing_tools.borrow().iter().any(|t| t == program);
+        (!missing).then(|| Utf8PathBuf::from("/usr/bin").join(program))
+    }
+    fn libvirt_facts(&self) -> LibvirtFacts {
         self.libvirt.borrow().clone()
     }
-    fn available_mib(&self) -> u64 {
-        self.available_mib.get()
+    fn available_mib(&self) -> Option<u64> {
+        Some(self.available_mib.get())
     }
-    fn free_disk_mib(&self, _dir: &Utf8Path) -> Result<u64, HarnessError> {
-        Ok(100_000)
-    }
-    fn tool_missing(&self, tool: &str) -> bool {
-        self.missing_tools.borrow().iter().any(|t| t == tool)
+    fn space(&self, dir: &Utf8Path) -> Space {
+        Space {
+            dir: dir.to_owned(),
+            device: Some(1),
+            free_mib: Some(100_000),
+        }
     }
 }
 

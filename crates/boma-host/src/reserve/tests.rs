@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::judge::TCG_OVERHEAD_MIB;
 
 const BOOT: &str = "b0a7-this-boot";
 /// A guest of 3072 MiB under TCG.
@@ -12,7 +13,6 @@ fn request(vm: &str) -> ReservationRequest {
     ReservationRequest {
         vm: vm.into(),
         mem_mib: 3072,
-        overhead_mib: TCG_OVERHEAD_MIB,
         vcpus: 2,
         checkout: "/work/b".into(),
         what: "cargo xtask it askari".into(),
@@ -47,7 +47,6 @@ fn live(vm: &str, pid: u32, resident_mib: u64) -> Live {
 fn budget(available_mib: u64, max_vms: usize) -> Budget {
     Budget {
         available_mib,
-        margin_mib: MARGIN_MIB,
         max_vms,
     }
 }
@@ -63,10 +62,11 @@ fn fits_exactly_and_refuses_one_mib_short() {
     assert_eq!(
         refusal.reason,
         Reason::Memory {
-            need_mib: exact,
+            need: MemoryNeed {
+                still_to_claim_mib: 0,
+                charge_mib: CHARGE,
+            },
             available_mib: exact - 1,
-            still_to_claim_mib: 0,
-            margin_mib: MARGIN_MIB,
         }
     );
 }
@@ -94,7 +94,7 @@ fn what_a_running_vm_holds_is_not_counted_twice() {
     let refusal = decide(&others, &request("boma-it-b"), &budget(need - 1, 4)).unwrap_err();
     assert!(matches!(
         refusal.reason,
-        Reason::Memory { still_to_claim_mib, .. } if still_to_claim_mib == CHARGE - 2000
+        Reason::Memory { need, .. } if need.still_to_claim_mib == CHARGE - 2000
     ));
     // A VM holding more than its charge has nothing left to claim.
     assert_eq!(live("boma-it-a", 40, CHARGE + 500).still_to_claim_mib(), 0);
@@ -164,7 +164,9 @@ fn procs_table(entries: &[(u32, u64, char)]) -> BTreeMap<u32, ProcInfo> {
                     pgid: pid,
                     state,
                     start_ticks,
-                    cmdline: String::new(),
+                    uid: 1000,
+                    comm: "qemu-system-x86".into(),
+                    args: Vec::new(),
                 },
             )
         })

@@ -42,8 +42,6 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::VM_PREFIX;
-
 pub use ini::ini_fleet;
 pub(crate) use pattern::expand_host_pattern;
 pub use yaml::{fleet, host_names};
@@ -96,8 +94,9 @@ pub enum InventoryError {
     /// A real host named like a test VM.
     #[error(
         "{at}: host `{host}` is named like a test vm \
-         (`{VM_PREFIX}…`): rename it there, so that a name's shape alone proves a test vm is no \
-         real host"
+         (`{prefix}…`): rename it there, so that a name's shape alone proves a test vm is no \
+         real host",
+        prefix = boma_name::PREFIX
     )]
     NamedLikeTestVm { at: String, host: String },
     #[error("no inventory files in {dir}")]
@@ -354,7 +353,7 @@ pub fn real_fleet(files: &[InventoryFile]) -> Result<Fleet, InventoryError> {
     if let Some((host, at)) = all
         .defined_at
         .iter()
-        .find(|(host, _)| named_like_test_vm(host))
+        .find(|(host, _)| boma_name::has_test_prefix(host))
     {
         return Err(InventoryError::NamedLikeTestVm {
             at: at.clone(),
@@ -362,11 +361,6 @@ pub fn real_fleet(files: &[InventoryFile]) -> Result<Fleet, InventoryError> {
         });
     }
     Ok(all)
-}
-
-fn named_like_test_vm(host: &str) -> bool {
-    host.get(..VM_PREFIX.len())
-        .is_some_and(|head| head.eq_ignore_ascii_case(VM_PREFIX))
 }
 
 /// Every host name in the real inventory (see [`read_real_fleet`]).

@@ -1,17 +1,24 @@
-//! KVM or TCG: decided by running guest code, because opening `/dev/kvm` proves nothing here.
+//! The KVM probe: whether KVM works here is decided by running guest code, because opening
+//! `/dev/kvm` proves nothing here.
 //!
 //! On the machines CI runs on, `/dev/kvm` exists, a KVM VM object can be created, and even a
 //! real-mode boot sector runs — yet the guest kernel hangs right after GRUB hands over. So the
 //! probe has two stages: a 512-byte boot sector that prints a marker and exits QEMU through
 //! `isa-debug-exit` (cheap: rejects hosts where KVM runs nothing at all), then the golden image
 //! itself, booted read-only (`-snapshot`), which must reach systemd's banner on the serial
-//! console. Only both count as KVM working. The verdict is cached per host boot, QEMU version
-//! and image, because the second stage costs up to half a minute when KVM is broken.
+//! console. Only both count as KVM working.
+//!
+//! The probe boots guests, so it lives with the VMs; the verdict is the control node's
+//! (`boma_host::kvm`): its file, what it is valid for (host boot, QEMU version, image) and
+//! whether to probe at all (`boma_host::judge::kvm_plan`) are decided there, as the doctor
+//! reads them.
 
 use boma_exec::say;
 use std::time::Duration;
 
 use boma_exec::CmdExt;
+use boma_host::judge::{self, KvmPlan};
+use boma_host::kvm::{Accel, PROBE_FILE, Verdict};
 use camino::Utf8Path;
 use xshell::{Shell, cmd};
 
@@ -27,62 +34,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 const USERSPACE_MARKER: &str = "Welcome to";
 /// Under TCG the banner comes ~15 s after power-on; under working KVM a few seconds.
 const KERNEL_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
-/// The probe VM's name: `prune` finds it by the prefix if the harness dies mid-probe.
-const PROBE_NAME: &str = "boma-it-kvm-probe";
 
-/// How the guest CPU is run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    /// The `-accel` argument for QEMU.
-    pub fn qemu_accel(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            // Multi-threaded TCG: `-smp 2` then boots ~35 % faster than one vCPU.
-            Accel::Tcg => "tcg,thread=multi",
-        }
-    }
-
-    /// The `-cpu` model for QEMU.
-    pub fn qemu_cpu(self) -> &'static str {
-        match self {
-            Accel::Kvm => "host",
-            Accel::Tcg => "max",
-        }
-    }
-
-    /// libvirt's `--virt-type`.
-    pub fn virt_type(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "qemu",
-        }
-    }
-
-    /// A wait written for TCG (the slow case, where every figure was measured), fitted to this
-    /// accelerator: KVM guests boot several times faster, so a hung KVM guest is reported
-    /// sooner, but never with less than a minute of patience.
-    pub fn scale(self, tcg: Duration) -> Duration {
-        match self {
-            Accel::Tcg => tcg,
-            Accel::Kvm => (tcg / 3).max(Duration::from_secs(60)).min(tcg),
-        }
-    }
-
-    /// One line for the operator.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Accel::Kvm => "KVM (hardware virtualisation, a probe guest ran)",
-            Accel::Tcg => {
-                "TCG (software emulation: no working KVM here; expect boots of ~45 s and reboots of ~60-90 s, 5-10x slower than KVM)"
-            }
-        }
-    }
+/// The probe VM's name, a test VM's (`boma-it-kvm-probe`): `prune` finds it by the prefix if
+/// the harness dies mid-probe.
+fn probe_name() -> String {
+    format!("{}kvm-probe", boma_name::PREFIX)
 }
 
 /// The probe guest: a boot sector that writes [`MARKER`] to COM1 and exits QEMU.
@@ -105,67 +61,52 @@ pub fn judge_probe(exit_code: Option<i32>, serial: &str) -> bool {
     exit_code == Some(i32::from((EXIT_VALUE << 1) | 1)) && serial.contains(MARKER)
 }
 
-/// What a cached verdict is valid for.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ProbeKey {
-    pub host_boot_id: String,
-    pub qemu_version: String,
-    pub image: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct CachedVerdict {
-    key: ProbeKey,
-    accel: Accel,
-}
-
-/// The cached verdict in `text`, if it was made for `key`.
-pub fn cached_verdict(text: &str, key: &ProbeKey) -> Option<Accel> {
-    let cached: CachedVerdict = serde_json::from_str(text).ok()?;
-    (cached.key == *key).then_some(cached.accel)
-}
-
-/// Decide KVM or TCG for booting `golden`. `scratch` is a directory for the probe's small
-/// files; `cache` the file that remembers the verdict.
+/// Decide KVM or TCG for booting `golden`: TCG without a `/dev/kvm` this process can open,
+/// else the verdict cached in `cache_dir` for this boot, QEMU and image, else a probe whose
+/// verdict is cached there. `scratch` is a directory for the probe's small files.
 pub fn detect(
     sh: &Shell,
     scratch: &Utf8Path,
     golden: &Utf8Path,
-    cache: &Utf8Path,
+    cache_dir: &Utf8Path,
 ) -> Result<Accel, VmError> {
-    if !Utf8Path::new("/dev/kvm").exists() {
-        return Ok(Accel::Tcg);
+    let device = boma_host::gather::kvm_device();
+    // Without a usable device no verdict is needed, nor QEMU's version to key one.
+    if let KvmPlan::Use(accel) = judge::kvm_plan(&device, None) {
+        return Ok(accel);
     }
-    let qemu_version = cmd!(sh, "qemu-system-x86_64 --version")
-        .exec()
-        .quiet()
-        .read()?;
-    let key = ProbeKey {
-        host_boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
-        qemu_version: qemu_version.lines().next().unwrap_or_default().to_owned(),
-        image: golden.to_string(),
-    };
-    if let Some(accel) = std::fs::read_to_string(cache)
-        .ok()
-        .and_then(|t| cached_verdict(&t, &key))
-    {
+    let qemu = boma_host::tools::tool("qemu-system-x86_64").expect("QEMU is a tool");
+    let qemu = boma_host::gather::tool_with_version(sh, qemu);
+    let key = boma_host::gather::probe_key(&qemu, golden.as_str());
+    let cached = boma_host::gather::probe_cache(cache_dir, &key).current();
+    let cache = cache_dir.join(PROBE_FILE);
+    if let KvmPlan::Use(accel) = judge::kvm_plan(&device, cached) {
         say!("acceleration probe: cached verdict for this host boot ({cache})");
         return Ok(accel);
     }
     say!(
         "probing KVM: does a guest actually run under it? (/dev/kvm exists, which proves nothing)"
     );
-    let accel = if probe_boot_sector_runs(sh, scratch)? && probe_kernel_runs(sh, scratch, golden)? {
-        Accel::Kvm
+    let (accel, reason) = if !probe_boot_sector_runs(sh, scratch)? {
+        (
+            Accel::Tcg,
+            Some("a boot-sector guest did not run under KVM"),
+        )
+    } else if !probe_kernel_runs(sh, scratch, golden)? {
+        (
+            Accel::Tcg,
+            Some("the golden image's kernel did not reach userspace under KVM"),
+        )
     } else {
-        Accel::Tcg
+        (Accel::Kvm, None)
     };
-    let verdict = CachedVerdict { key, accel };
+    let verdict = Verdict {
+        key,
+        accel,
+        reason: reason.map(str::to_owned),
+    };
     // Best effort: a cache that cannot be written only costs the next run another probe.
-    let _ = std::fs::write(cache, serde_json::to_string_pretty(&verdict).expect("json"));
+    let _ = std::fs::write(&cache, verdict.to_text());
     Ok(accel)
 }
 
@@ -177,9 +118,10 @@ fn probe_boot_sector_runs(sh: &Shell, scratch: &Utf8Path) -> Result<bool, VmErro
     let _ = std::fs::remove_file(&serial);
     let drive = format!("file={disk},format=raw,if=ide");
     let serial_arg = format!("file:{serial}");
+    let name = probe_name();
     let out = cmd!(
         sh,
-        "qemu-system-x86_64 -name {PROBE_NAME} -accel kvm -cpu host -m 16 -display none -no-reboot -monitor none
+        "qemu-system-x86_64 -name {name} -accel kvm -cpu host -m 16 -display none -no-reboot -monitor none
             -drive {drive} -serial {serial_arg} -device isa-debug-exit,iobase=0xf4,iosize=0x04"
     )
     .exec()
@@ -208,9 +150,10 @@ fn probe_kernel_runs(sh: &Shell, scratch: &Utf8Path, golden: &Utf8Path) -> Resul
     let _ = std::fs::remove_file(&serial);
     let drive = format!("file={golden},if=virtio,format=qcow2,readonly=on");
     let serial_arg = format!("file:{serial}");
+    let name = probe_name();
     let started = cmd!(
         sh,
-        "qemu-system-x86_64 -name {PROBE_NAME} -accel kvm -cpu host -smp 1 -m 512 -nodefaults -display none
+        "qemu-system-x86_64 -name {name} -accel kvm -cpu host -smp 1 -m 512 -nodefaults -display none
             -snapshot -drive {drive} -serial {serial_arg} -daemonize -pidfile {pidfile}"
     )
     .exec()
@@ -239,11 +182,9 @@ fn probe_kernel_runs(sh: &Shell, scratch: &Utf8Path, golden: &Utf8Path) -> Resul
         }
     }
     if let Some(pid) = pid {
-        crate::host::procs::signal_vm(pid, PROBE_NAME, nix::sys::signal::Signal::SIGKILL);
+        crate::host::procs::signal_vm(pid, &name, nix::sys::signal::Signal::SIGKILL);
         let gone_by = std::time::Instant::now() + Duration::from_secs(5);
-        while crate::host::procs::is_vm_process(pid, PROBE_NAME)
-            && std::time::Instant::now() < gone_by
-        {
+        while crate::host::procs::is_vm_process(pid, &name) && std::time::Instant::now() < gone_by {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -274,39 +215,9 @@ mod tests {
     }
 
     #[test]
-    fn waits_shrink_under_kvm_but_keep_a_floor() {
-        let tcg = Duration::from_secs(300);
-        assert_eq!(Accel::Tcg.scale(tcg), tcg);
-        assert_eq!(Accel::Kvm.scale(tcg), Duration::from_secs(100));
-        assert_eq!(
-            Accel::Kvm.scale(Duration::from_secs(90)),
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            Accel::Kvm.scale(Duration::from_secs(30)),
-            Duration::from_secs(30)
-        );
-    }
-
-    #[test]
-    fn a_cached_verdict_counts_only_for_the_same_boot_qemu_and_image() {
-        let key = ProbeKey {
-            host_boot_id: "b1".into(),
-            qemu_version: "7.2".into(),
-            image: "/c/g.qcow2".into(),
-        };
-        let text = serde_json::to_string(&CachedVerdict {
-            key: key.clone(),
-            accel: Accel::Tcg,
-        })
-        .unwrap();
-        assert_eq!(cached_verdict(&text, &key), Some(Accel::Tcg));
-        let rebooted = ProbeKey {
-            host_boot_id: "b2".into(),
-            ..key.clone()
-        };
-        assert_eq!(cached_verdict(&text, &rebooted), None);
-        assert_eq!(cached_verdict("not json", &key), None);
+    fn the_probe_guest_is_a_test_vm_by_name() {
+        assert_eq!(probe_name(), "boma-it-kvm-probe");
+        assert!(boma_name::VmName::parse(&probe_name()).is_ok());
     }
 
     #[test]

@@ -1,7 +1,6 @@
-//! The control node as the VMs see it: the KVM-or-TCG verdict, memory and disk guards, free
-//! loopback ports, and the hypervisor processes found in `/proc`.
+//! The control node as the VMs need it: the KVM probe (it boots a guest; the verdict and its
+//! rules are `boma_host`'s), free loopback ports, and telling test VMs' QEMUs apart in `/proc`.
 
 pub mod accel;
-pub mod memory;
 pub mod ports;
 pub mod procs;

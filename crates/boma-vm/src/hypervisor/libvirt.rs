@@ -1,13 +1,15 @@
 //! The libvirt backend: `virt-install --import` on the isolated NAT network `boma-it`, the
 //! address from the DHCP lease, `virsh reboot`/`reset`/`destroy`/`undefine`.
 //!
-//! Everything talks to `qemu:///system`. When CI runs the daemons inside a network namespace,
-//! the harness runs inside it too, so the lease address is reachable (and nothing else is).
+//! Everything talks to the system daemon ([`LIBVIRT_URI`]). When CI runs the daemons inside a
+//! network namespace, the harness runs inside it too, so the lease address is reachable (and
+//! nothing else is).
 
 use boma_exec::say;
 use std::time::Duration;
 
 use boma_exec::{CmdExt, ExecError};
+use boma_host::gather::LIBVIRT_URI;
 use boma_name::VmName;
 use camino::Utf8Path;
 use xshell::{Shell, cmd};
@@ -15,7 +17,6 @@ use xshell::{Shell, cmd};
 use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
 use crate::{RunRecord, VmError};
 
-const URI: &str = "qemu:///system";
 /// The isolated NAT network every test VM joins.
 pub const NETWORK: &str = "boma-it";
 /// How long a `virsh` call may take (the first one after the daemon starts takes ~8 s).
@@ -61,7 +62,7 @@ pub fn pick_osinfo(known: &str) -> Option<&'static str> {
 pub fn virt_install_args(spec: &BootSpec, osinfo: &str) -> Vec<String> {
     [
         "--connect",
-        URI,
+        LIBVIRT_URI,
         "--name",
         spec.name.as_str(),
         "--memory",
@@ -128,7 +129,7 @@ impl<'a> LibvirtBackend<'a> {
 
     fn virsh(&self, args: &[&str]) -> Result<String, VmError> {
         let sh = self.sh;
-        Ok(cmd!(sh, "virsh --connect {URI} {args...}")
+        Ok(cmd!(sh, "virsh --connect {LIBVIRT_URI} {args...}")
             .exec()
             .timeout(VIRSH_TIMEOUT)
             .read()?)
@@ -137,7 +138,7 @@ impl<'a> LibvirtBackend<'a> {
     /// `virsh` for teardown: runs after Ctrl-C too, and a failure is returned, not raised.
     fn virsh_cleanup(&self, args: &[&str]) -> Result<String, ExecError> {
         let sh = self.sh;
-        cmd!(sh, "virsh --connect {URI} {args...}")
+        cmd!(sh, "virsh --connect {LIBVIRT_URI} {args...}")
             .exec()
             .uninterruptible()
             .timeout(VIRSH_TIMEOUT)
@@ -148,7 +149,7 @@ impl<'a> LibvirtBackend<'a> {
     /// fires only when the daemon starts, and `/run` may outlive that moment.
     pub fn ensure_network(&self) -> Result<(), VmError> {
         let sh = self.sh;
-        let info = cmd!(sh, "virsh --connect {URI} net-info {NETWORK}")
+        let info = cmd!(sh, "virsh --connect {LIBVIRT_URI} net-info {NETWORK}")
             .exec()
             .allow_fail()
             .timeout(VIRSH_TIMEOUT)
@@ -214,39 +215,15 @@ impl<'a> LibvirtBackend<'a> {
     }
 }
 
-/// Whether a libvirt daemon is usable from here: `virsh` reaches it, and it runs in this
-/// network namespace. A daemon in another namespace is reachable through its unix socket, yet
-/// its guests' addresses are not — and trying them from here would send traffic to private
-/// addresses outside the namespace that owns them.
+/// Whether the libvirt backend is usable from here, as `boma_host::judge::libvirt` decides
+/// for preflight and the doctor: its programs present, and the system daemon answering in
+/// this network namespace. A daemon in another namespace is reachable through its unix
+/// socket, yet its guests' addresses are not — and trying them from here would send traffic
+/// to private addresses outside the namespace that owns them.
 pub fn reachable(sh: &Shell) -> bool {
-    usable(sh).is_ok()
-}
-
-/// [`reachable`], with the reason when it is not.
-pub fn usable(sh: &Shell) -> Result<(), String> {
-    if !boma_exec::on_path("virsh") {
-        return Err("`virsh` is not installed".into());
-    }
-    let answered = cmd!(sh, "virsh --connect {URI} uri")
-        .exec()
-        .quiet()
-        .allow_fail()
-        .timeout(Duration::from_secs(20))
-        .run()
-        .is_ok_and(|o| o.success());
-    if !answered {
-        return Err(format!("no libvirt daemon answers on {URI}"));
-    }
-    let own = std::fs::read_link("/proc/self/ns/net").ok();
-    for pid in crate::host::procs::pids_named("libvirtd") {
-        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
-        if theirs.is_some() && theirs != own {
-            return Err(format!(
-                "libvirtd (pid {pid}) runs in another network namespace: run the harness inside it (`ip netns exec <ns> …`)"
-            ));
-        }
-    }
-    Ok(())
+    let tools = boma_host::gather::locate_tools();
+    let facts = boma_host::gather::libvirt(sh, boma_host::gather::path_of(&tools, "virsh"));
+    boma_host::judge::libvirt(&tools, &facts) == boma_host::judge::Libvirt::Usable
 }
 
 impl Hypervisor for LibvirtBackend<'_> {
@@ -283,12 +260,15 @@ impl Hypervisor for LibvirtBackend<'_> {
     fn address(&self, record: &RunRecord) -> Result<Option<Booted>, VmError> {
         let sh = self.sh;
         let name = record.name.as_str();
-        let out = cmd!(sh, "virsh --connect {URI} domifaddr {name} --source lease")
-            .exec()
-            .quiet()
-            .allow_fail()
-            .timeout(VIRSH_TIMEOUT)
-            .run()?;
+        let out = cmd!(
+            sh,
+            "virsh --connect {LIBVIRT_URI} domifaddr {name} --source lease"
+        )
+        .exec()
+        .quiet()
+        .allow_fail()
+        .timeout(VIRSH_TIMEOUT)
+        .run()?;
         let Some(ip) = lease_ip(&out.stdout) else {
             return Ok(None);
         };
@@ -387,7 +367,7 @@ impl Hypervisor for LibvirtBackend<'_> {
         // A test VM QEMU runs without libvirt is a test VM too: one at a time, whatever runs it.
         for process in crate::host::procs::vm_processes()
             .into_iter()
-            .filter(|p| p.under(self.runs_root))
+            .filter(|p| p.runs_from(self.runs_root))
         {
             if !found.contains(&process.name) {
                 found.push(process.name);

@@ -264,7 +264,7 @@ impl Hypervisor for QemuBackend<'_> {
         // are not ours to stop.
         Ok(procs::vm_processes()
             .into_iter()
-            .filter(|p| !p.libvirt && p.under(self.runs_root))
+            .filter(|p| !p.libvirt && p.runs_from(self.runs_root))
             .map(|p| p.name)
             .collect())
     }

@@ -18,11 +18,6 @@ pub const COLLECTED: &[(&str, &str)] = &[
     ("cloud-init-status.txt", "sudo cloud-init status --long"),
 ];
 
-/// Where the bundle of `vm` goes: `~/integration-runs/<vm>/`.
-pub fn bundle_dir(home: &Utf8Path, vm: &str) -> Utf8PathBuf {
-    home.join("integration-runs").join(vm)
-}
-
 /// Collect the bundle into `out`: each command's output (or why it could not run), the serial
 /// console and the run record. Never fails half-way: a guest that is unreachable still gets its
 /// console copied. Returns the directory.

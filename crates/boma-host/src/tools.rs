@@ -1,6 +1,8 @@
 //! The programs the harness and CI's scripts run, what each is for, how it tells its version,
 //! and the Debian package that installs it (every one of them is in the `integration_test`
-//! role's package list, checked by a test).
+//! role's package list, checked by the doctor's tests); and what each part of the cycle
+//! ([`Needs`]) requires of them: one list, which `it`'s preflight refuses on and the doctor
+//! calls a problem.
 
 /// What a program is needed for, which decides how much its absence matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,57 @@ impl Purpose {
     }
 }
 
+impl Purpose {
+    /// Whether a run that `needs` this cannot start without a program of this purpose. The
+    /// image build's programs are not: `it` downloads the golden image where it can, and the
+    /// doctor, which knows whether one is cached, judges them itself.
+    pub fn required_by(self, needs: Needs) -> bool {
+        match self {
+            Purpose::Boot => needs.vm(),
+            Purpose::Verify => needs.ansible(),
+            Purpose::ImageBuild | Purpose::Libvirt | Purpose::CiNamespace | Purpose::CiReport => {
+                false
+            }
+        }
+    }
+}
+
+/// Which part of the cycle the caller is about to run: `it`'s preflight asks only about what
+/// its step needs; `cargo xtask doctor` asks about everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Boot a VM: hypervisor and image tools, KVM, memory, disk, libvirt, the image cache.
+    Vm,
+    /// Run playbooks against a live VM and verify it: the venv, curl.
+    Ansible,
+    /// The whole cycle, plus what CI's scripts run.
+    All,
+}
+
+impl Needs {
+    pub fn vm(self) -> bool {
+        matches!(self, Needs::Vm | Needs::All)
+    }
+
+    pub fn ansible(self) -> bool {
+        matches!(self, Needs::Ansible | Needs::All)
+    }
+
+    /// Whether a program of `purpose` concerns this need at all (the doctor shows its line).
+    pub fn covers(self, purpose: Purpose) -> bool {
+        match purpose {
+            Purpose::Boot | Purpose::ImageBuild | Purpose::Libvirt => self.vm(),
+            Purpose::Verify => self.ansible(),
+            Purpose::CiNamespace | Purpose::CiReport => self == Needs::All,
+        }
+    }
+
+    /// The programs a run that needs this cannot start without, in [`TOOLS`] order.
+    pub fn required_tools(self) -> impl Iterator<Item = &'static Tool> {
+        TOOLS.iter().filter(move |t| t.purpose.required_by(self))
+    }
+}
+
 /// The Debian package that installs a program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Package {
@@ -59,7 +112,7 @@ impl Package {
     }
 }
 
-/// One program the doctor looks for.
+/// One program the harness or CI runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tool {
     pub program: &'static str,
@@ -70,7 +123,7 @@ pub struct Tool {
     pub purpose: Purpose,
 }
 
-const fn tool(
+const fn named(
     program: &'static str,
     version_args: Option<&'static [&'static str]>,
     package: &'static str,
@@ -87,41 +140,46 @@ const fn tool(
 const VERSION: Option<&[&str]> = Some(&["--version"]);
 const DASH_V: Option<&[&str]> = Some(&["-V"]);
 
+/// The program named `program`, if it is one of [`TOOLS`].
+pub fn tool(program: &str) -> Option<&'static Tool> {
+    TOOLS.iter().find(|t| t.program == program)
+}
+
 /// Every program, in the order the doctor prints them. `ansible-playbook` is not here: it
 /// comes from the repository's venv (`make venv`), not from a Debian package.
 pub const TOOLS: &[Tool] = &[
-    tool(
+    named(
         "qemu-system-x86_64",
         VERSION,
         "qemu-system-x86",
         Purpose::Boot,
     ),
-    tool("qemu-img", VERSION, "qemu-utils", Purpose::Boot),
-    tool("cloud-localds", None, "cloud-image-utils", Purpose::Boot),
-    tool("ssh", DASH_V, "openssh-client", Purpose::Boot),
-    tool("ssh-keygen", None, "openssh-client", Purpose::Boot),
-    tool("virsh", VERSION, "libvirt-clients", Purpose::Libvirt),
+    named("qemu-img", VERSION, "qemu-utils", Purpose::Boot),
+    named("cloud-localds", None, "cloud-image-utils", Purpose::Boot),
+    named("ssh", DASH_V, "openssh-client", Purpose::Boot),
+    named("ssh-keygen", None, "openssh-client", Purpose::Boot),
+    named("virsh", VERSION, "libvirt-clients", Purpose::Libvirt),
     Tool {
         program: "virt-install",
         version_args: VERSION,
         package: Package::VirtInstall,
         purpose: Purpose::Libvirt,
     },
-    tool("mmdebstrap", VERSION, "mmdebstrap", Purpose::ImageBuild),
-    tool("sfdisk", VERSION, "fdisk", Purpose::ImageBuild),
-    tool("mkfs.ext4", DASH_V, "e2fsprogs", Purpose::ImageBuild),
-    tool("losetup", VERSION, "mount", Purpose::ImageBuild),
-    tool("partx", VERSION, "util-linux", Purpose::ImageBuild),
-    tool("curl", VERSION, "curl", Purpose::Verify),
-    tool(
+    named("mmdebstrap", VERSION, "mmdebstrap", Purpose::ImageBuild),
+    named("sfdisk", VERSION, "fdisk", Purpose::ImageBuild),
+    named("mkfs.ext4", DASH_V, "e2fsprogs", Purpose::ImageBuild),
+    named("losetup", VERSION, "mount", Purpose::ImageBuild),
+    named("partx", VERSION, "util-linux", Purpose::ImageBuild),
+    named("curl", VERSION, "curl", Purpose::Verify),
+    named(
         "libvirtd",
         VERSION,
         "libvirt-daemon-system",
         Purpose::CiNamespace,
     ),
-    tool("nft", VERSION, "nftables", Purpose::CiNamespace),
-    tool("ip", DASH_V, "iproute2", Purpose::CiNamespace),
-    tool("xmllint", VERSION, "libxml2-utils", Purpose::CiReport),
+    named("nft", VERSION, "nftables", Purpose::CiNamespace),
+    named("ip", DASH_V, "iproute2", Purpose::CiNamespace),
+    named("xmllint", VERSION, "libxml2-utils", Purpose::CiReport),
 ];
 
 /// The directories searched after `PATH`: a user's `PATH` on Debian lacks the sbin
@@ -149,6 +207,30 @@ mod tests {
                     tool.program
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_vm_requires_the_boot_programs_and_ansible_requires_curl() {
+        let names =
+            |needs: Needs| -> Vec<&str> { needs.required_tools().map(|t| t.program).collect() };
+        assert_eq!(
+            names(Needs::Vm),
+            [
+                "qemu-system-x86_64",
+                "qemu-img",
+                "cloud-localds",
+                "ssh",
+                "ssh-keygen"
+            ]
+        );
+        assert_eq!(names(Needs::Ansible), ["curl"]);
+        assert_eq!(
+            names(Needs::All),
+            [names(Needs::Vm), names(Needs::Ansible)].concat()
+        );
+        for needs in [Needs::Vm, Needs::Ansible, Needs::All] {
+            assert!(needs.required_tools().all(|t| needs.covers(t.purpose)));
         }
     }
 
