@@ -72,6 +72,10 @@ pub struct ItArgs {
     /// parent then knows the child's VM by name, and removes it if the child is killed.
     #[arg(long, hide = true, value_name = "ID")]
     pub run_id: Option<RunId>,
+    /// Keep a failed VM powered off, not running (a parallel run passes it to each child: a
+    /// kept guest would take the CPU the other runs need).
+    #[arg(long, hide = true)]
+    pub power_off_failed: bool,
 }
 
 pub fn run(checkout: &Checkout, args: ItArgs) -> Result<Outcome, Failure> {
@@ -140,10 +144,12 @@ fn verdict(worst: RunResult, interrupted: Option<Interrupted>, written: bool) ->
         return Outcome::Interrupted(i);
     }
     match worst {
-        RunResult::Passed if written => Outcome::Passed,
-        RunResult::Passed | RunResult::Failed | RunResult::Error | RunResult::Interrupted => {
-            Outcome::Failed
-        }
+        RunResult::Passed | RunResult::ExpectedFailure if written => Outcome::Passed,
+        RunResult::Passed
+        | RunResult::ExpectedFailure
+        | RunResult::Failed
+        | RunResult::Error
+        | RunResult::Interrupted => Outcome::Failed,
         RunResult::Refused => Outcome::Refused,
     }
 }
@@ -174,6 +180,7 @@ fn options(args: &ItArgs, run_id: Option<RunId>) -> ItOptions {
         idempotence: !args.no_idempotence,
         remove_failed: args.remove_failed,
         run_id,
+        power_off_failed: args.power_off_failed,
     }
 }
 
@@ -372,6 +379,8 @@ fn child_args(host: &str, args: &ItArgs, report: &Utf8Path, run_id: Option<RunId
         ("--no-idempotence", args.no_idempotence),
         ("--fresh", args.fresh),
         ("--remove-failed", args.remove_failed),
+        // Each child is one run of several.
+        ("--power-off-failed", true),
     ] {
         if on {
             out.push(flag.to_owned());

@@ -54,6 +54,10 @@ enum Command {
     /// Run HOST's checks against the current VM: the built-in ones (system running, no route to
     /// the real fleet, the controller's probes) and the profile's verify playbooks.
     Assert(steps::ProfileStep),
+    /// Boot a kept, powered-off VM again to inspect it (a failed run of several profiles keeps
+    /// its VM so, and names it): its disk, forwards and console as they were. It becomes the
+    /// current VM (`cargo xtask down` removes it).
+    Start(steps::Start),
     /// Remove the current VM and its files.
     Down(steps::Down),
     /// Print the current VM's serial console log.
@@ -107,6 +111,7 @@ impl Cli {
             Command::Apply(args) => steps::apply(&checkout()?, args),
             Command::Reboot(args) => steps::reboot(&checkout()?, args),
             Command::Assert(args) => steps::assert(&checkout()?, args),
+            Command::Start(args) => steps::start(&checkout()?, args),
             Command::Down(args) => steps::down(&checkout()?, args),
             Command::Console(args) => steps::console(&checkout()?, args),
             Command::Prune => steps::prune(&checkout()?),
@@ -164,5 +169,15 @@ mod tests {
         let err = parse(&["up", "askari", "--backend", "kvm"]).unwrap_err();
         assert!(err.to_string().contains("auto, qemu, libvirt"), "{err}");
         assert_eq!(parse(&["frobnicate"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn start_takes_the_kept_vms_name() {
+        let cli = parse(&["start", "boma-it-askari-1a2b3c4d"]).unwrap();
+        let Command::Start(start) = cli.command else {
+            panic!("start");
+        };
+        assert_eq!(start.vm, "boma-it-askari-1a2b3c4d");
+        assert_eq!(parse(&["start"]).unwrap_err().exit_code(), 2);
     }
 }

@@ -1,5 +1,5 @@
 //! The steps an operator can run one at a time against the checkout's current VM: `up`,
-//! `apply`, `reboot`, `assert`, `down`, `console`, `prune`. Each is one harness call.
+//! `apply`, `reboot`, `assert`, `start`, `down`, `console`, `prune`. Each is one harness call.
 
 use boma_harness::HarnessError;
 use clap::Args;
@@ -49,6 +49,12 @@ pub struct Reboot {
 }
 
 #[derive(Args, Debug)]
+pub struct Start {
+    /// The VM's name, as the run named it (boma-it-<host>-<id>).
+    pub vm: String,
+}
+
+#[derive(Args, Debug)]
 pub struct Down {
     /// Only power the VM off; keep its overlay, console log and record for a post-mortem.
     #[arg(long)]
@@ -85,6 +91,14 @@ pub fn reboot(checkout: &Checkout, args: Reboot) -> Result<Outcome, Failure> {
 
 pub fn assert(checkout: &Checkout, args: ProfileStep) -> Result<Outcome, Failure> {
     args.run(checkout, boma_harness::assert)
+}
+
+/// Boot a kept, powered-off VM again; its name on stdout.
+pub fn start(checkout: &Checkout, args: Start) -> Result<Outcome, Failure> {
+    let settings = checkout.harness(|_| {})?;
+    let record = checkout.with_ctx(&settings, |ctx| boma_harness::start(ctx, &args.vm))?;
+    edge::print(&format!("{}\n", record.name));
+    Ok(Outcome::Passed)
 }
 
 pub fn down(checkout: &Checkout, args: Down) -> Result<Outcome, Failure> {

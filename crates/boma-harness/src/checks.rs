@@ -8,7 +8,7 @@ use boma_state::RebootDiff;
 use camino::Utf8Path;
 use serde_json::json;
 
-use crate::ansible::ChangedTask;
+use crate::idempotence::Verdict;
 use crate::probe::ProbeOutcome;
 use crate::verify::{VerifyRun, Written};
 
@@ -152,15 +152,29 @@ pub fn from_reboot_diff(diff: &RebootDiff) -> Vec<CheckRecord> {
 }
 
 /// The second apply of every step must change nothing: one check, naming each task that did.
-pub fn from_idempotence(changed: &[ChangedTask], repo: &Utf8Path) -> CheckRecord {
-    let tasks: Vec<String> = changed.iter().map(|t| t.describe(repo)).collect();
-    let reason = if tasks.is_empty() { "ok" } else { "changed" };
+/// A pass the callback did not prove it saw is `idempotence_unproven`, a failure: "nothing
+/// recorded" is not "nothing changed".
+pub fn from_idempotence(verdict: &Verdict, repo: &Utf8Path) -> CheckRecord {
+    let (ok, reason, detail) = match verdict {
+        Verdict::Proven { results, changed } if changed.is_empty() => (
+            true,
+            "ok",
+            json!(format!(
+                "{results} task results on the second apply, none changed"
+            )),
+        ),
+        Verdict::Proven { changed, .. } => {
+            let tasks: Vec<String> = changed.iter().map(|t| t.describe(repo)).collect();
+            (false, "changed", json!(tasks))
+        }
+        Verdict::Unproven(why) => (false, "idempotence_unproven", json!(why)),
+    };
     record(
         "idempotence",
         CheckSource::Idempotence,
-        tasks.is_empty(),
+        ok,
         reason,
-        (!tasks.is_empty()).then(|| json!(tasks)),
+        Some(detail),
     )
 }
 
@@ -257,10 +271,15 @@ pub fn failed(checks: &[CheckRecord]) -> Vec<String> {
 
 /// One line per check, for the operator.
 pub fn summary(checks: &[CheckRecord]) -> String {
+    summary_expecting(checks, &[])
+}
+
+/// [`summary`], marking XFAIL the failed checks a RED profile's `expect` names (`expected`).
+pub fn summary_expecting(checks: &[CheckRecord], expected: &[String]) -> String {
     checks
         .iter()
         .map(|c| {
-            let mark = if c.ok { "PASS" } else { "FAIL" };
+            let mark = boma_report::check_mark(c.ok, expected.contains(&c.name));
             let reason = c
                 .reason
                 .as_deref()
@@ -272,15 +291,39 @@ pub fn summary(checks: &[CheckRecord]) -> String {
         .collect()
 }
 
-/// A RED profile's expectations against what was seen: `(missing, unexpected)` — expected
-/// failures that did not happen, and failures that were not expected (the one rule:
-/// [`boma_inventory::match_expect`]).
-pub fn against_expectations(
-    expect: &[String],
-    checks: &[CheckRecord],
-) -> (Vec<String>, Vec<String>) {
-    let seen = boma_inventory::match_expect(expect, &failed(checks));
-    (seen.missing, seen.unexpected)
+/// A RED profile's run held against its `expect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expectations {
+    /// The failed checks an entry names: each a failure as expected.
+    pub expected: Vec<String>,
+    /// Entries no failed check matched: expected failures that did not happen.
+    pub missing: Vec<String>,
+    /// Failed checks no entry names.
+    pub unexpected: Vec<String>,
+}
+
+impl Expectations {
+    /// Exactly the expected failures, and nothing else: an expected failure (exit 0).
+    pub fn met(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+/// A RED profile's `expect` against the checks a run reported (the one rule:
+/// [`boma_inventory::match_expect`]). A run that passed meets no expectation: every entry is
+/// missing.
+pub fn against_expectations(expect: &[String], checks: &[CheckRecord]) -> Expectations {
+    let failed = failed(checks);
+    let seen = boma_inventory::match_expect(expect, &failed);
+    Expectations {
+        expected: failed
+            .iter()
+            .filter(|f| !seen.unexpected.contains(f))
+            .cloned()
+            .collect(),
+        missing: seen.missing,
+        unexpected: seen.unexpected,
+    }
 }
 
 #[cfg(test)]
@@ -334,22 +377,40 @@ mod tests {
         let degraded = system_running("degraded", &["zz.service".into()]);
         assert!(!degraded.ok);
         assert_eq!(degraded.detail, Some(json!("degraded: zz.service failed")));
-        let none = from_idempotence(&[], Utf8Path::new("/r"));
+        let none = from_idempotence(
+            &Verdict::Proven {
+                results: 12,
+                changed: Vec::new(),
+            },
+            Utf8Path::new("/r"),
+        );
         assert!(none.ok);
+        assert_eq!(
+            none.detail,
+            Some(json!("12 task results on the second apply, none changed"))
+        );
         let some = from_idempotence(
-            &[ChangedTask {
-                host: "h".into(),
-                task: "Add a route".into(),
-                role: Some("cat".into()),
-                path: Some("/r/roles/cat/tasks/main.yml:4".into()),
-            }],
+            &Verdict::Proven {
+                results: 12,
+                changed: vec![crate::ChangedTask {
+                    host: "h".into(),
+                    task: "Add a route".into(),
+                    role: Some("cat".into()),
+                    path: Some("/r/roles/cat/tasks/main.yml:4".into()),
+                }],
+            },
             Utf8Path::new("/r"),
         );
         assert!(!some.ok);
+        assert_eq!(some.reason.as_deref(), Some("changed"));
         assert_eq!(
             some.detail,
             Some(json!(["cat : Add a route (roles/cat/tasks/main.yml:4)"]))
         );
+        let unproven = from_idempotence(&Verdict::Unproven("no marks".into()), Utf8Path::new("/r"));
+        assert!(!unproven.ok, "unproven is never a pass");
+        assert_eq!(unproven.reason.as_deref(), Some("idempotence_unproven"));
+        assert_eq!(unproven.detail, Some(json!("no marks")));
     }
 
     #[test]
@@ -413,12 +474,46 @@ mod tests {
             ),
             record("idempotence", CheckSource::Idempotence, true, "ok", None),
         ];
-        let (missing, unexpected) = against_expectations(
+        let seen = against_expectations(
             &["unit_inactive web.service".into(), "reboot_timeout".into()],
             &checks,
         );
-        assert_eq!(missing, vec!["reboot_timeout"]);
-        assert_eq!(unexpected, vec!["probe_8080_http"]);
+        assert_eq!(seen.expected, ["unit_inactive web.service"]);
+        assert_eq!(seen.missing, ["reboot_timeout"]);
+        assert_eq!(seen.unexpected, ["probe_8080_http"]);
+        assert!(!seen.met());
+        // An entry followed by a space and more matches; every failure named, every entry seen.
+        let seen =
+            against_expectations(&["unit_inactive".into(), "probe_8080_http".into()], &checks);
+        assert!(seen.met(), "{seen:?}");
+        assert_eq!(
+            seen.expected,
+            ["unit_inactive web.service", "probe_8080_http"]
+        );
+        // Nothing failed: nothing expected was seen.
+        let passed: Vec<CheckRecord> = checks.iter().filter(|c| c.ok).cloned().collect();
+        let seen = against_expectations(&["probe_8080_http".into()], &passed);
+        assert_eq!(seen.missing, ["probe_8080_http"]);
+        assert!(seen.expected.is_empty() && !seen.met());
+    }
+
+    #[test]
+    fn the_summary_marks_expected_failures() {
+        let checks = vec![
+            record("idempotence", CheckSource::Idempotence, true, "ok", None),
+            record(
+                "probe_8080_http",
+                CheckSource::Probe,
+                false,
+                "refused",
+                None,
+            ),
+            record("reboot_diff", CheckSource::RebootDiff, false, "lost", None),
+        ];
+        assert_eq!(
+            summary_expecting(&checks, &["probe_8080_http".into()]),
+            "  PASS idempotence  [idempotence]\n  XFAIL probe_8080_http (refused)  [probe]\n  FAIL reboot_diff (lost)  [reboot_diff]\n"
+        );
     }
 
     /// Each way a verify run can end, and the checks it makes (name, ok, reason).

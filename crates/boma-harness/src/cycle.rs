@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use boma_exec::progress;
 use boma_exec::say;
 use boma_report::{CheckRecord, CheckSource, RunReport, RunResult, Timestamp};
-use boma_vm::lifecycle;
+use boma_vm::lifecycle::{self, BaseImage};
 use boma_vm::{RebootHow, RunRecord};
 use serde_json::json;
 
@@ -36,6 +36,11 @@ pub struct ItOptions {
     /// The run's id, when the caller chose it (a parallel run's parent, which must find what a
     /// child killed by a signal left); a fresh one otherwise.
     pub run_id: Option<vm::RunId>,
+    /// A failed run keeps its VM powered off rather than running (its disk, record and bundle
+    /// stay; `cargo xtask start <vm>` boots it again). The caller sets it for each run of an
+    /// invocation of several profiles (`it a b c`, any `-j`), where kept guests would take the
+    /// CPU the next runs need; a single-profile run keeps its VM running.
+    pub power_off_failed: bool,
 }
 
 /// What one run of the cycle produced: its report, and the error that ended it (if any).
@@ -72,24 +77,16 @@ pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
         layers: Vec::new(),
         phases: Vec::new(),
         checks: Vec::new(),
+        expected_failures: Vec::new(),
     };
-    let error = run(ctx, host, options, &mut report).err();
+    // What the profile expects to fail (a RED profile), once preflight has read it.
+    let mut expect = Vec::new();
+    let error = run(ctx, host, options, &mut report, &mut expect).err();
     let _ = progress::log_into(None);
     let _ = progress::fold_into(None);
-    report.result = match &error {
-        None => RunResult::Passed,
-        Some(e) => match e.class() {
-            ExitClass::Interrupted(_) => RunResult::Interrupted,
-            ExitClass::Refused => RunResult::Refused,
-            ExitClass::Failed if matches!(e, HarnessError::ChecksFailed { .. }) => {
-                RunResult::Failed
-            }
-            // A guest that never came back, a failed playbook: a verdict on the host.
-            ExitClass::Failed if is_verdict(e) => RunResult::Failed,
-            ExitClass::Failed => RunResult::Error,
-        },
-    };
+    report.result = result_of(error.as_ref());
     report.error = error.as_ref().map(|e| crate::error_chain(e));
+    let error = judge_expectations(&expect, error, &mut report);
     report.phases = progress::records()
         .iter()
         .map(crate::report::phase)
@@ -104,6 +101,79 @@ pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
         let _ = std::fs::write(path, boma_report::render_json(&single));
     }
     RunOutcome { report, error }
+}
+
+/// How a run ended, by the error that ended it (before a RED profile's `expect` is judged).
+fn result_of(error: Option<&HarnessError>) -> RunResult {
+    match error {
+        None => RunResult::Passed,
+        Some(e) => match e.class() {
+            ExitClass::Interrupted(_) => RunResult::Interrupted,
+            ExitClass::Refused => RunResult::Refused,
+            ExitClass::Failed
+                if matches!(
+                    e,
+                    HarnessError::ChecksFailed { .. } | HarnessError::ExpectationsUnmet { .. }
+                ) =>
+            {
+                RunResult::Failed
+            }
+            // A guest that never came back, a failed playbook: a verdict on the host.
+            ExitClass::Failed if is_verdict(e) => RunResult::Failed,
+            ExitClass::Failed => RunResult::Error,
+        },
+    }
+}
+
+/// A RED profile judged by its `expect`, whenever the run reached a verdict (passed or
+/// failed): exactly the expected failures make an expected failure (no error: exit 0); any
+/// other verdict is a failure naming what differs — an expected failure not seen (a run that
+/// passed included), a failure not expected, or an end no check records. Refusals, errors
+/// and interrupts say nothing about the host and stay as they are. Returns the run's error.
+fn judge_expectations(
+    expect: &[String],
+    error: Option<HarnessError>,
+    report: &mut RunReport,
+) -> Option<HarnessError> {
+    if expect.is_empty() || !matches!(report.result, RunResult::Passed | RunResult::Failed) {
+        return error;
+    }
+    let seen = checks::against_expectations(expect, &report.checks);
+    report.expected_failures = seen.expected.clone();
+    // The error that ended the run, when no check records it (a failed apply): it cannot have
+    // been expected.
+    let ended_by = error.filter(|e| !recorded_as_check(e, &report.checks));
+    if seen.met() && ended_by.is_none() {
+        say!(
+            "expected failure: exactly what the profile's `expect` names failed ({}), nothing else",
+            seen.expected.join(", ")
+        );
+        report.result = RunResult::ExpectedFailure;
+        return None;
+    }
+    let unmet = HarnessError::ExpectationsUnmet {
+        missing: seen.missing,
+        unexpected: seen.unexpected,
+        ended_by: ended_by.map(Box::new),
+    };
+    report.result = RunResult::Failed;
+    report.error = Some(crate::error_chain(&unmet));
+    Some(unmet)
+}
+
+/// Whether the error that ended a run is its checks' verdict: the checks that failed (or, for
+/// a RED profile, none did), or a reboot that did not come back (recorded as
+/// `reboot_timeout`, `guest_gone` …).
+fn recorded_as_check(error: &HarnessError, checks: &[CheckRecord]) -> bool {
+    match error {
+        HarnessError::ChecksFailed { .. }
+        | HarnessError::ExpectationsUnmet { ended_by: None, .. } => true,
+        HarnessError::Vm(e) => {
+            let name = reboot_check(e).name;
+            checks.iter().any(|c| !c.ok && c.name == name)
+        }
+        _ => false,
+    }
 }
 
 /// A failure that is the host's fault (it did not survive, a play failed), not the harness's.
@@ -126,8 +196,10 @@ fn run(
     host: &str,
     options: ItOptions,
     report: &mut RunReport,
+    expect: &mut Vec<String>,
 ) -> Result<(), HarnessError> {
     let inputs = preflight::inputs(ctx, host, options.tier, Needs::All)?;
+    expect.clone_from(&inputs.profile.expect);
     let run_id = options.run_id.unwrap_or_else(vm::RunId::random).to_string();
     let new = preflight::new_vm(ctx, &inputs, &run_id)?;
     let what = format!("cargo xtask it {host}");
@@ -157,16 +229,29 @@ fn run(
         }
         None
     };
-    let base = match &layers {
-        Some(l) => l.base().to_owned(),
-        None => vm::pin_for_run(ctx, &new, &prepared.golden)?,
+    // A reused layer carries steps applied to it: a panic in its first boot is not reset.
+    let (base, base_kind) = match &layers {
+        Some(l) if l.reused_steps() > 0 => (l.base().to_owned(), BaseImage::Layer),
+        Some(l) => (l.base().to_owned(), BaseImage::Golden),
+        None => (
+            vm::pin_for_run(ctx, &new, &prepared.golden)?,
+            BaseImage::Golden,
+        ),
     };
     // From here the run has a directory: its command log goes there too.
     let run_dir = ctx.settings.runs_root.join(new.name.as_str());
     if std::fs::create_dir_all(&run_dir).is_ok() {
         let _ = progress::log_into(Some(RunFiles { dir: run_dir }.harness_log().as_std_path()));
     }
-    let mut record = match vm::boot(ctx, &inputs, &new, prepared.accel, &base, false) {
+    let booted = vm::boot(
+        ctx,
+        &inputs,
+        &new,
+        prepared.accel,
+        (&base, base_kind),
+        false,
+    );
+    let mut record = match booted {
         Ok(record) => record,
         Err((error, Some(record))) => {
             report.vm = Some(record.name.to_string());
@@ -177,71 +262,138 @@ fn run(
         Err((error, None)) => return Err(error),
     };
     report.vm = Some(record.name.to_string());
-    if let Some(pid) = vm_pid(&record) {
+    if let Some(pid) = vm::vm_pid(&record) {
         let _ = prepared.reservation.vm_started(pid);
     }
     let outcome = after_boot(ctx, &inputs, &mut record, options, &mut layers, report);
     if let Some(l) = &layers {
         report.layers = l.uses.clone();
     }
-    let outcome = match outcome {
-        Ok(()) if options.keep => {
+    // A RED profile whose checks all passed did not show its planted bug: a failure like any
+    // other, kept with its bundle for a look at why (`it` names what was not seen).
+    let outcome = outcome.and_then(|()| match inputs.profile.expect.as_slice() {
+        [] => Ok(()),
+        expect => Err(HarnessError::ExpectationsUnmet {
+            missing: expect.to_vec(),
+            unexpected: Vec::new(),
+            ended_by: None,
+        }),
+    });
+    let ended = match &outcome {
+        Ok(()) => Ended::Passed,
+        Err(e) if e.interrupted().is_some() => Ended::Interrupted,
+        Err(_) => Ended::Failed,
+    };
+    if let Err(error) = &outcome {
+        // The bundle, and for an interrupt the VM removed (unless --keep).
+        report.diagnostics =
+            vm::after_failure(ctx, &record, error, options.keep).map(|p| p.to_string());
+    }
+    let fate = fate(ended, options);
+    // Whether the VM still runs when this command ends: its memory stays reserved for it
+    // (until `down` or `prune`); otherwise the guard releases it when dropped.
+    let mut runs_on = fate == Fate::KeepRunning;
+    let outcome = match (fate, ended) {
+        (Fate::KeepRunning, Ended::Passed) => {
             say!(
                 "passed; keeping {} as asked (--keep): {}",
                 record.name,
                 record.ssh.shell_hint()
             );
-            Ok(())
+            outcome
         }
-        Ok(()) => with_effects(ctx, record.backend, record.accel, |fx| {
-            lifecycle::down(fx, &record)
-        })
-        .map_err(HarnessError::from),
-        Err(error) => {
-            report.diagnostics =
-                vm::after_failure(ctx, &record, &error, options.keep).map(|p| p.to_string());
-            if options.remove_failed && !options.keep && error.interrupted().is_none() {
+        (Fate::Remove, Ended::Passed) => {
+            let removed = with_effects(ctx, record.backend, record.accel, |fx| {
+                lifecycle::down(fx, &record)
+            });
+            runs_on = removed.is_err();
+            removed.map_err(HarnessError::from)
+        }
+        (Fate::Remove, Ended::Failed) => {
+            say!(
+                "--remove-failed: removing {} (the bundle keeps the evidence)",
+                record.name
+            );
+            if let Err(e) = with_effects(ctx, record.backend, record.accel, |fx| {
+                lifecycle::down(fx, &record)
+            }) {
                 say!(
-                    "--remove-failed: removing {} (the bundle keeps the evidence)",
+                    "could not remove {}: {e}; run `cargo xtask prune`",
                     record.name
                 );
-                if let Err(e) = with_effects(ctx, record.backend, record.accel, |fx| {
-                    lifecycle::down(fx, &record)
-                }) {
+            }
+            outcome
+        }
+        (Fate::KeepPoweredOff, _) => {
+            let off = with_effects(ctx, record.backend, record.accel, |fx| {
+                lifecycle::keep_powered_off(fx, &record)
+            });
+            match off {
+                Ok(()) => say!(
+                    "{}",
+                    powered_off_line(&record, report.diagnostics.as_deref())
+                ),
+                Err(e) => {
+                    runs_on = true;
                     say!(
-                        "could not remove {}: {e}; run `cargo xtask prune`",
+                        "could not power {} off: {e}; it keeps running (`cargo xtask prune` removes it)",
                         record.name
                     );
                 }
             }
-            Err(error)
+            outcome
         }
+        // Kept running by the failure policy (after_failure said how to reach it), or
+        // removed by it after an interrupt.
+        (Fate::KeepRunning | Fate::Remove, _) => outcome,
     };
-    // A kept VM keeps its memory reserved (until `down` or `prune`); a removed one frees it
-    // (the guard releases when dropped).
-    let kept = options.keep || (!options.remove_failed && error_keeps_vm(&outcome));
-    if kept && let Some(pid) = vm_pid(&record) {
+    if runs_on && let Some(pid) = vm::vm_pid(&record) {
         let _ = prepared.reservation.keep_for_vm(pid);
     }
     outcome
 }
 
-/// Whether a failure left the VM running (every failure but an interrupt does).
-fn error_keeps_vm(outcome: &Result<(), HarnessError>) -> bool {
-    outcome
-        .as_ref()
-        .err()
-        .is_some_and(|e| e.interrupted().is_none())
+/// How a run's cycle ended, for what becomes of its VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Passed,
+    Failed,
+    Interrupted,
 }
 
-/// The VM's hypervisor process: QEMU's pid (recorded), or libvirt's QEMU found by name.
-fn vm_pid(record: &RunRecord) -> Option<u32> {
-    record.pid.or_else(|| {
-        boma_vm::host::procs::vm_processes()
-            .into_iter()
-            .find(|p| p.name == record.name)
-            .map(|p| p.pid)
-    })
+/// What becomes of a run's VM once the cycle is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Remove,
+    KeepRunning,
+    /// Powered off with its disk, record and bundle: `cargo xtask start <vm>` boots it again.
+    KeepPoweredOff,
+}
+
+/// The keep policy, pure: `--keep` keeps the VM running whatever happens; a pass or an
+/// interrupt removes it; a failure keeps it for inspection — removed with `--remove-failed`
+/// (nobody will log in), powered off in a run of several profiles (a running guest would take
+/// the CPU the next runs need), running otherwise.
+fn fate(ended: Ended, options: ItOptions) -> Fate {
+    match ended {
+        _ if options.keep => Fate::KeepRunning,
+        Ended::Passed | Ended::Interrupted => Fate::Remove,
+        Ended::Failed if options.remove_failed => Fate::Remove,
+        Ended::Failed if options.power_off_failed => Fate::KeepPoweredOff,
+        Ended::Failed => Fate::KeepRunning,
+    }
+}
+
+/// The one line that says a failed run's VM was kept powered off, and how to look at it.
+fn powered_off_line(record: &RunRecord, bundle: Option<&str>) -> String {
+    let bundle = bundle
+        .map(|b| format!(", its bundle in {b}"))
+        .unwrap_or_default();
+    format!(
+        "{name} is kept powered off (one run of several: a running guest would take the CPU the others need); its disk, console and record stay in {dir}{bundle}: `cargo xtask start {name}` boots it again to inspect it",
+        name = record.name,
+        dir = record.dir,
+    )
 }
 
 /// Everything after the VM is up. The checks gathered so far stay in the report whatever
@@ -301,8 +453,8 @@ fn after_boot(
             }
             None => {
                 let set = PlaybookSet::new(ctx, inputs, record, &files);
-                let changed = steps::idempotence(ctx, &set, &files)?;
-                let check = checks::from_idempotence(&changed, ctx.repo());
+                let verdict = steps::idempotence(ctx, &set, &files)?;
+                let check = checks::from_idempotence(&verdict, ctx.repo());
                 if check.ok
                     && let Some(run_layers) = layers.as_ref()
                 {
@@ -377,8 +529,8 @@ fn after_boot(
         report.checks.extend(checks::from_verify(&found));
     }
     say!("checks:");
-    progress::line(checks::summary(&report.checks).trim_end());
-    expectations(inputs, &report.checks);
+    let expected = checks::against_expectations(&inputs.profile.expect, &report.checks).expected;
+    progress::line(checks::summary_expecting(&report.checks, &expected).trim_end());
     let failed = checks::failed(&report.checks);
     if failed.is_empty() {
         Ok(())
@@ -422,20 +574,50 @@ fn reboot_check(error: &boma_vm::VmError) -> CheckRecord {
     }
 }
 
-/// A RED profile says what must fail: say whether it did.
-fn expectations(inputs: &Inputs, checks: &[CheckRecord]) {
-    if inputs.profile.expect.is_empty() {
-        return;
-    }
-    let (missing, unexpected) = checks::against_expectations(&inputs.profile.expect, checks);
-    if missing.is_empty() && unexpected.is_empty() {
-        say!("expected failures (profile `expect`): all seen, nothing else failed");
-    } else {
-        if !missing.is_empty() {
-            say!("expected but not seen: {}", missing.join(", "));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ItOptions {
+        ItOptions {
+            tier: boma_inventory::CertTier::Internal,
+            keep: false,
+            no_reboot: false,
+            idempotence: true,
+            remove_failed: false,
+            power_off_failed: false,
+            run_id: None,
         }
-        if !unexpected.is_empty() {
-            say!("failed but not expected: {}", unexpected.join(", "));
+    }
+
+    #[test]
+    fn a_failed_vm_is_powered_off_only_in_a_run_of_several() {
+        let several = ItOptions {
+            power_off_failed: true,
+            ..options()
+        };
+        assert_eq!(fate(Ended::Failed, options()), Fate::KeepRunning);
+        assert_eq!(fate(Ended::Failed, several), Fate::KeepPoweredOff);
+        // Nothing else changes with it.
+        for (ended, expected) in [
+            (Ended::Passed, Fate::Remove),
+            (Ended::Interrupted, Fate::Remove),
+        ] {
+            assert_eq!(fate(ended, options()), expected);
+            assert_eq!(fate(ended, several), expected);
+        }
+        // --remove-failed removes, --keep keeps running, whatever the run is part of.
+        let remove = ItOptions {
+            remove_failed: true,
+            ..several
+        };
+        assert_eq!(fate(Ended::Failed, remove), Fate::Remove);
+        let keep = ItOptions {
+            keep: true,
+            ..several
+        };
+        for ended in [Ended::Passed, Ended::Failed, Ended::Interrupted] {
+            assert_eq!(fate(ended, keep), Fate::KeepRunning);
         }
     }
 }

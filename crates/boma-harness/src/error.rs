@@ -60,6 +60,16 @@ pub enum HarnessError {
     },
     #[error("checks failed: {}", .failed.join(", "))]
     ChecksFailed { failed: Vec<String> },
+    /// A RED profile's run did not fail as its `expect` says: an expected failure did not
+    /// happen (the planted bug stopped showing, or the run passed), something else failed, or
+    /// the run ended on a failure no check records (`ended_by`, its cause).
+    #[error("{}", unmet(.missing, .unexpected, .ended_by.is_some()))]
+    ExpectationsUnmet {
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+        #[source]
+        ended_by: Option<Box<HarnessError>>,
+    },
     #[error("{path}: {source}")]
     Io {
         path: Utf8PathBuf,
@@ -68,6 +78,26 @@ pub enum HarnessError {
     },
     #[error("{0}")]
     Interrupted(#[from] Interrupted),
+}
+
+fn unmet(missing: &[String], unexpected: &[String], ended_otherwise: bool) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "expected failures not seen: {}",
+            missing.join(", ")
+        ));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!(
+            "failed but not expected: {}",
+            unexpected.join(", ")
+        ));
+    }
+    if ended_otherwise {
+        parts.push("the run ended on a failure no check records".to_owned());
+    }
+    parts.join("; ")
 }
 
 fn tail_block(tail: &[String]) -> String {

@@ -4,11 +4,12 @@
 //!
 //! The rooms:
 //! - [`cycle`]: `it`, the whole cycle for one profile, and its report;
-//! - [`steps`]: `up`, `apply`, `reboot`, `assert`, `down`, `console`, `prune` one at a time,
-//!   and the playbook runs the cycle shares with them;
+//! - [`steps`]: `up`, `apply`, `reboot`, `assert`, `down`, `console`, `prune`, `start` one
+//!   at a time, and the playbook runs the cycle shares with them;
 //! - `preflight`: every refusal, before anything is fetched, built, probed or created;
 //! - `backend`: the operator's backend choice resolved against libvirt's verdict (pure);
 //! - `diff` and `checks`: the reboot diff run, and every check judged (pure);
+//! - `idempotence`: the second apply's evidence, as the `boma_changes` callback proves it (pure);
 //! - `vm`, `golden`, `ansible`, `real_inventory`, `probe`, `files`: booting and the failure
 //!   policy, the golden image, `ansible-playbook`, the real inventory as `ansible-inventory`
 //!   lists it, the controller's port probes, the run's own files;
@@ -23,6 +24,7 @@ mod error;
 mod files;
 pub mod golden;
 mod guest_file;
+mod idempotence;
 mod layers;
 mod machine;
 mod preflight;
@@ -41,7 +43,7 @@ pub use error::{ExitClass, HarnessError};
 pub use machine::{Ansible, HostProbe, Machine, PortProber, Provisioner, RealMachine};
 pub use report::single as single_report;
 pub use settings::{Ctx, ImageSource, Settings, WaitOverrides};
-pub use steps::{apply, assert, console, down, prune, reboot, remove_orphan, up};
+pub use steps::{apply, assert, console, down, prune, reboot, remove_orphan, start, up};
 pub use verify::VerifyResults;
 pub use vm::RunId;
 

@@ -1,21 +1,21 @@
 //! The steps an operator can also run one at a time (`up`, `apply`, `reboot`, `assert`, `down`,
-//! `console`, `prune`), and the playbook runs the cycle shares with them (apply a step, the
-//! idempotence pass, a verify playbook).
+//! `console`, `prune`, `start` of a kept VM), and the playbook runs the cycle shares with them
+//! (apply a step, the idempotence pass, a verify playbook).
 
 use boma_exec::progress::{self, phase};
 use boma_exec::say;
 use boma_inventory::{Apply, CertTier, ConnectionPin, PlaybookRun};
-use boma_vm::lifecycle;
+use boma_vm::lifecycle::{self, BaseImage};
 use boma_vm::{Accel, BackendKind, RebootHow, RunRecord};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::ansible::{self, ChangedTask, PlaybookCall};
+use crate::ansible::PlaybookCall;
 use crate::files::{self, RunFiles};
 use crate::guest_file::{self, GuestFile};
 use crate::preflight::{self, Inputs, Needs};
 use crate::verify::{self, VerifyRun, Written};
 use crate::vm::{self, runs, with_effects};
-use crate::{Ctx, HarnessError, checks, diff};
+use crate::{Ctx, HarnessError, checks, diff, idempotence};
 
 /// How a run pins the connection (see [`PlaybookSet::run`]).
 #[derive(Debug, Clone, Copy)]
@@ -134,22 +134,33 @@ pub fn apply_step(
 }
 
 /// Apply every step a second time, recording what changed: a role that reports `changed` on
-/// its second run is not safe to apply to a live host (Molecule's idempotence step).
+/// its second run is not safe to apply to a live host (Molecule's idempotence step). What the
+/// `boma_changes` callback wrote is judged only if it proves the callback saw every step
+/// ([`idempotence::judge`]): no file, or one without its marks, is unproven, never "nothing
+/// changed".
 pub fn idempotence(
     ctx: &Ctx,
     set: &PlaybookSet,
     files: &RunFiles,
-) -> Result<Vec<ChangedTask>, HarnessError> {
+) -> Result<idempotence::Verdict, HarnessError> {
     let changes = files.changes();
-    let _ = std::fs::remove_file(&changes);
+    // A file left from before must not pass for this pass's record.
+    match std::fs::remove_file(&changes) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(HarnessError::io(&changes, e)),
+    }
+    let mut labels = Vec::new();
     for apply in &set.inputs.profile.applies {
         apply_step(ctx, set, apply, Some(&changes))?;
+        labels.push(format!("idempotence {}", apply.label()));
     }
-    let text = std::fs::read_to_string(&changes).unwrap_or_default();
-    Ok(ansible::parse_changes(&text)
-        .into_iter()
-        .filter(|t| t.host == set.record.name.as_str())
-        .collect())
+    let text = match std::fs::read_to_string(&changes) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(HarnessError::io(&changes, e)),
+    };
+    Ok(idempotence::judge(&text, set.record.name.as_str(), &labels))
 }
 
 /// Run one of the profile's verify playbooks on the VM and read back, over the harness's own
@@ -215,7 +226,8 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
     let new = preflight::new_vm(ctx, &inputs, &vm::new_run_id())?;
     let prepared = vm::prepare(ctx, &inputs, &new, &format!("cargo xtask up {host}"), true)?;
     let base = vm::pin_for_run(ctx, &new, &prepared.golden)?;
-    let record = match vm::boot(ctx, &inputs, &new, prepared.accel, &base, true) {
+    let golden = (base.as_path(), BaseImage::Golden);
+    let record = match vm::boot(ctx, &inputs, &new, prepared.accel, golden, true) {
         Ok(record) => record,
         Err((error, Some(record))) => {
             if vm::after_failure(ctx, &record, &error, false).is_some()
@@ -228,13 +240,7 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
         Err((error, None)) => return Err(error),
     };
     // The VM outlives this command: its reservation goes with it (until `down` or `prune`).
-    let pid = record.pid.or_else(|| {
-        boma_vm::host::procs::vm_processes()
-            .into_iter()
-            .find(|p| p.name == record.name)
-            .map(|p| p.pid)
-    });
-    if let Some(pid) = pid {
+    if let Some(pid) = vm::vm_pid(&record) {
         prepared
             .reservation
             .keep_for_vm(pid)
@@ -244,6 +250,49 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
     files::write_run_files(ctx.repo(), &inputs, &record, &files)
         .map_err(|e| standalone_failure(ctx, &record, e))?;
     Ok(record)
+}
+
+/// Boot a kept, powered-off VM again, from its record (a failed run of several profiles keeps
+/// its VM so): its disk, forwards and console as they were, its memory reserved again
+/// machine-wide first. It becomes the current VM: `apply`, `assert`, `console` and `down`
+/// act on it.
+pub fn start(ctx: &Ctx, vm: &str) -> Result<RunRecord, HarnessError> {
+    let name = boma_name::VmName::parse(vm)?;
+    let runs = runs(ctx);
+    let what = format!("cargo xtask start {name}");
+    // Shared, as a run's: the other runs of a parallel `it` may still be going.
+    let _lock = runs.lock_shared(&what)?;
+    let Some(mut record) = runs.record(&name)? else {
+        return Err(HarnessError::Refused(format!(
+            "no kept VM {name} in {}: `ls {}` lists the kept ones (`cargo xtask prune` removes them all)",
+            runs.root(),
+            runs.root()
+        )));
+    };
+    let reservation = vm::reserve_again(ctx, &record, &what)?;
+    let started = with_effects(ctx, record.backend, record.accel, |fx| {
+        lifecycle::start(fx, &mut record)
+    });
+    // Running (even a boot that failed), it keeps its memory until `down` or `prune`.
+    if let Some(pid) = vm::vm_pid(&record) {
+        let _ = reservation.keep_for_vm(pid);
+    }
+    match started {
+        Ok(()) => {
+            say!(
+                "{name} is up again: {}; `cargo xtask down` removes it",
+                record.ssh.shell_hint()
+            );
+            Ok(record)
+        }
+        Err(e) => {
+            say!(
+                "{name} did not come back: its console is {}; `cargo xtask down` removes it",
+                record.console_log()
+            );
+            Err(e.into())
+        }
+    }
 }
 
 /// The current run. Applying another host's profile to it is allowed (the RED→GREEN cycle

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use boma_exec::progress::phase;
 use boma_exec::{interrupt, say};
-use boma_vm::lifecycle::{self, Effects, UpFailure, UpRequest};
+use boma_vm::lifecycle::{self, BaseImage, Effects, UpFailure, UpRequest};
 use boma_vm::run::diagnostics;
 use boma_vm::{Accel, BackendKind, RunRecord, Runs};
 use camino::Utf8PathBuf;
@@ -173,7 +173,6 @@ pub fn prepare(
 /// the one memory rule (`boma_host::judge`): its `mem_mib` plus QEMU's overhead under TCG (the
 /// translation cache alone is 1 GiB), within what the machine has available less a margin.
 fn reserve(ctx: &Ctx, inputs: &Inputs, new: &NewVm, what: &str) -> Result<Reserved, HarnessError> {
-    let store = Reservations::open(&ctx.settings.cache_dir).map_err(reserve_error)?;
     let request = ReservationRequest {
         vm: new.name.to_string(),
         mem_mib: u64::from(inputs.profile.mem_mib),
@@ -181,11 +180,22 @@ fn reserve(ctx: &Ctx, inputs: &Inputs, new: &NewVm, what: &str) -> Result<Reserv
         checkout: ctx.settings.repo.clone(),
         what: what.to_owned(),
     };
+    reserve_within(ctx, &request, new.available_mib)
+}
+
+/// Reserve `request` within `available_mib` (MemAvailable now), saying which stale
+/// reservations were dropped on the way.
+fn reserve_within(
+    ctx: &Ctx,
+    request: &ReservationRequest,
+    available_mib: u64,
+) -> Result<Reserved, HarnessError> {
+    let store = Reservations::open(&ctx.settings.cache_dir).map_err(reserve_error)?;
     let budget = Budget {
-        available_mib: new.available_mib,
+        available_mib,
         max_vms: usize::MAX,
     };
-    let reserved = store.reserve(&request, &budget).map_err(reserve_error)?;
+    let reserved = store.reserve(request, &budget).map_err(reserve_error)?;
     for stale in reserved.dropped_stale() {
         say!("dropped a stale reservation: {}", stale.describe());
     }
@@ -200,6 +210,35 @@ pub fn reserve_error(e: ReserveError) -> HarnessError {
             "the VM reservations in the image cache cannot be used: {other}"
         )),
     }
+}
+
+/// The VM's hypervisor process: QEMU's pid (recorded), or libvirt's QEMU found by name.
+pub fn vm_pid(record: &RunRecord) -> Option<u32> {
+    record.pid.or_else(|| {
+        boma_vm::host::procs::vm_processes()
+            .into_iter()
+            .find(|p| p.name == record.name)
+            .map(|p| p.pid)
+    })
+}
+
+/// Reserve again the memory of a recorded VM about to start (machine-wide, as a new run's):
+/// its record says how much.
+pub fn reserve_again(ctx: &Ctx, record: &RunRecord, what: &str) -> Result<Reserved, HarnessError> {
+    let available_mib = ctx.machine.host().available_mib().ok_or_else(|| {
+        HarnessError::Refused(
+            "MemAvailable cannot be read from /proc/meminfo: the VM's memory cannot be reserved"
+                .into(),
+        )
+    })?;
+    let request = ReservationRequest {
+        vm: record.name.to_string(),
+        mem_mib: u64::from(record.mem_mib),
+        vcpus: record.vcpus,
+        checkout: ctx.settings.repo.clone(),
+        what: what.to_owned(),
+    };
+    reserve_within(ctx, &request, available_mib)
 }
 
 /// Release the reservation of a VM that is gone (`down`, `prune`).
@@ -225,14 +264,15 @@ pub fn pin_for_run(ctx: &Ctx, new: &NewVm, golden: &Golden) -> Result<Utf8PathBu
     Ok(pinned.path)
 }
 
-/// Boot the VM from `base` (the golden image or a cached layer). A failure after boot keeps
-/// the VM (diagnostics collected) and hands it back; an interrupt removes it unless `keep`.
+/// Boot the VM from `base` (the golden image or a cached layer, as `base_kind` says). A failure
+/// after boot keeps the VM (diagnostics collected) and hands it back; an interrupt removes it
+/// unless `keep`.
 pub fn boot(
     ctx: &Ctx,
     inputs: &Inputs,
     new: &NewVm,
     accel: Accel,
-    base: &camino::Utf8Path,
+    (base, base_kind): (&camino::Utf8Path, BaseImage),
     exclusive: bool,
 ) -> Result<RunRecord, (HarnessError, Option<Box<RunRecord>>)> {
     let (key, public_key) = ctx
@@ -266,6 +306,7 @@ pub fn boot(
         name: new.name.clone(),
         mac,
         base_image: base.to_owned(),
+        base: base_kind,
         mem_mib: inputs.profile.mem_mib,
         vcpus: inputs.profile.vcpus,
         published_ports: inputs.profile.ports(),

@@ -85,6 +85,7 @@ fn made(
         layers: Vec::new(),
         phases: Vec::new(),
         checks: Vec::new(),
+        expected_failures: Vec::new(),
     }
 }
 

@@ -16,7 +16,11 @@ const MESSAGE_CHARS: usize = 200;
 /// The report as a JUnit XML document (ending with a newline).
 ///
 /// Every phase and check is a test case. A failed phase or check is a `<failure>`, an
-/// interrupted phase an `<error>`, a skipped phase `<skipped/>`. A run whose result no test case
+/// interrupted phase an `<error>`, a skipped phase `<skipped/>`. A failure the profile's `expect`
+/// names is `<skipped type="expected_failure">` with its evidence, as pytest writes an xfail: a
+/// CI server shows it neither green nor red, and an expected failure's run (exit 0) shows no
+/// red test case — its failed phases are expected too, since the run's failures are exactly
+/// the expected ones. A run whose result no test case
 /// accounts for (refused in preflight, an error outside any phase, an interrupt between phases)
 /// gets a `result` test case carrying it, so a CI server never shows such a run as green; a pass
 /// without a reboot shows a skipped `reboot`.
@@ -54,7 +58,12 @@ enum Outcome {
     Failure(Problem),
     Error(Problem),
     Skipped(String),
+    /// A failure the profile expects: rendered as skipped, typed `expected_failure`.
+    Expected(Problem),
 }
+
+/// The `type` of an expected failure's `<skipped>`.
+const EXPECTED_FAILURE: &str = "expected_failure";
 
 struct Problem {
     message: String,
@@ -78,7 +87,7 @@ impl Counts {
                 Outcome::Passed => {}
                 Outcome::Failure(_) => n.failures += 1,
                 Outcome::Error(_) => n.errors += 1,
-                Outcome::Skipped(_) => n.skipped += 1,
+                Outcome::Skipped(_) | Outcome::Expected(_) => n.skipped += 1,
             }
             n
         })
@@ -128,6 +137,18 @@ fn phase_case(run: &RunReport, phase: &PhaseRecord, ended_run: bool) -> Case {
     let error = run.error.as_deref().unwrap_or_default();
     let outcome = match phase.status {
         PhaseStatus::Ok => Outcome::Passed,
+        // What failed in such a run is what its profile expects to fail.
+        PhaseStatus::Failed if run.result == RunResult::ExpectedFailure => {
+            Outcome::Expected(Problem {
+                message: expected_message(summary(error).as_deref()),
+                kind: EXPECTED_FAILURE.to_owned(),
+                body: if ended_run {
+                    error.to_owned()
+                } else {
+                    String::new()
+                },
+            })
+        }
         PhaseStatus::Failed if ended_run => Outcome::Failure(Problem {
             message: summary(error).unwrap_or_else(|| "failed".to_owned()),
             kind: "phase_failed".to_owned(),
@@ -157,10 +178,16 @@ fn phase_case(run: &RunReport, phase: &PhaseRecord, ended_run: bool) -> Case {
 }
 
 fn check_case(run: &RunReport, check: &CheckRecord) -> Case {
+    let reason = check.reason.as_deref().filter(|r| !r.trim().is_empty());
     let outcome = if check.ok {
         Outcome::Passed
+    } else if run.is_expected(check) {
+        Outcome::Expected(Problem {
+            message: expected_message(reason),
+            kind: EXPECTED_FAILURE.to_owned(),
+            body: detail_text(check.detail.as_ref()),
+        })
     } else {
-        let reason = check.reason.as_deref().filter(|r| !r.trim().is_empty());
         Outcome::Failure(Problem {
             message: reason.unwrap_or("failed").to_owned(),
             kind: reason.unwrap_or(check.source.as_str()).to_owned(),
@@ -192,6 +219,8 @@ fn result_case(run: &RunReport, cases: &[Case]) -> Option<Case> {
         outcome,
     };
     match run.result {
+        // Its expected failures are its test cases; nothing else failed.
+        RunResult::ExpectedFailure => None,
         RunResult::Passed => {
             let reboot_skipped = run
                 .phases
@@ -274,6 +303,7 @@ fn write_case(out: &mut String, case: &Case) {
             out.push_str("/>\n");
             return;
         }
+        Outcome::Expected(problem) => ("skipped", problem),
         Outcome::Skipped(message) => {
             let _ = writeln!(
                 out,
@@ -331,6 +361,13 @@ fn properties(run: &RunReport) -> Vec<(&'static str, String)> {
 /// happened, which cached layers the run stood on.
 fn system_out(run: &RunReport) -> String {
     let mut s = format!("result: {}\n", run.result);
+    if !run.expected_failures.is_empty() {
+        let _ = writeln!(
+            s,
+            "expected failures (the profile's `expect`): {}",
+            run.expected_failures.join(", ")
+        );
+    }
     s.push_str(match (run.rebooted, run.result) {
         (true, _) => "rebooted: yes (a new boot_id)\n",
         (false, RunResult::Passed) => "rebooted: no: this pass is blind to reboot-survival bugs\n",
@@ -371,6 +408,14 @@ fn classname(run: &RunReport, what: &str) -> String {
 /// Seconds as JUnit's `time`: a plain decimal to the millisecond (no sign, no exponent).
 fn time(seconds: f64) -> String {
     format!("{:.3}", clean_seconds(seconds))
+}
+
+/// An expected failure's one-line message: `expected failure: <why>`.
+fn expected_message(why: Option<&str>) -> String {
+    match why {
+        Some(why) => format!("expected failure: {why}"),
+        None => "expected failure".to_owned(),
+    }
 }
 
 /// The evidence of a check as text: a string as is, anything else as pretty JSON.

@@ -32,7 +32,7 @@ pub use model::{
     CheckRecord, CheckSource, ImageUse, LayerUse, PhaseRecord, PhaseStatus, REBOOT_PHASE, Report,
     RunReport, RunResult,
 };
-pub use text::render_text_summary;
+pub use text::{check_mark, render_text_summary};
 pub use timestamp::{ParseTimestampError, Timestamp};
 
 /// The report as pretty JSON (ending with a newline): one object

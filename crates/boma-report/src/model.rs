@@ -87,6 +87,11 @@ pub struct RunReport {
     pub phases: Vec<PhaseRecord>,
     #[serde(default)]
     pub checks: Vec<CheckRecord>,
+    /// The names of the failed checks the profile's `expect` names (a RED profile's planted
+    /// bug, caught): still failed checks, shown as expected ([`RunReport::is_expected`]). Empty
+    /// for a profile without `expect`, and in reports written before it existed.
+    #[serde(default)]
+    pub expected_failures: Vec<String>,
 }
 
 /// The golden image of a run: which bytes were booted, and where they came from.
@@ -104,23 +109,31 @@ impl RunReport {
     pub fn full_pass(&self) -> bool {
         self.result == RunResult::Passed && self.rebooted
     }
+
+    /// Whether `check` failed as the profile's `expect` says it would.
+    pub fn is_expected(&self, check: &CheckRecord) -> bool {
+        !check.ok && self.expected_failures.contains(&check.name)
+    }
 }
 
 /// How a run ended. The declaration order is the severity order (`Ord`), least severe first,
 /// and [`RunResult::worst`] picks by it:
 ///
-/// `Passed < Failed < Refused < Error < Interrupted`
+/// `Passed < ExpectedFailure < Failed < Refused < Error < Interrupted`
 ///
-/// The further right, the less the run tells: `Failed` is a verdict (the harness worked and
-/// the host is broken); `Refused` means preflight stopped before anything was created (no
-/// verdict, a usage or configuration problem); `Error` means the harness or the substrate broke
-/// mid-run (no verdict, and something may be left to inspect); `Interrupted` means the operator
-/// or CI stopped the invocation, so later runs never happened and the signal must win, as the
-/// exit status 128+n does.
+/// The further right, the less the run tells: `ExpectedFailure` is a RED profile's verdict as
+/// it should be (its failures are exactly those its `expect` names: the harness caught the bug
+/// the profile plants); `Failed` is a verdict (the harness worked and the host is broken, or a
+/// RED profile failed otherwise than its `expect` says); `Refused` means preflight stopped
+/// before anything was created (no verdict, a usage or configuration problem); `Error` means
+/// the harness or the substrate broke mid-run (no verdict, and something may be left to
+/// inspect); `Interrupted` means the operator or CI stopped the invocation, so later runs never
+/// happened and the signal must win, as the exit status 128+n does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunResult {
     Passed,
+    ExpectedFailure,
     Failed,
     Refused,
     Error,
@@ -133,10 +146,17 @@ impl RunResult {
         a.max(b)
     }
 
+    /// Whether the run ended as it should: it passed, or it failed exactly as its profile's
+    /// `expect` says. Exit status 0 means this, and nothing else.
+    pub fn as_expected(self) -> bool {
+        matches!(self, RunResult::Passed | RunResult::ExpectedFailure)
+    }
+
     /// The name used in every rendering (`passed`, `failed` …).
     pub fn as_str(self) -> &'static str {
         match self {
             RunResult::Passed => "passed",
+            RunResult::ExpectedFailure => "expected_failure",
             RunResult::Failed => "failed",
             RunResult::Refused => "refused",
             RunResult::Error => "error",
@@ -270,8 +290,9 @@ fn seconds<S: Serializer>(seconds: &f64, serializer: S) -> Result<S::Ok, S::Erro
 mod tests {
     use super::*;
 
-    const ALL: [RunResult; 5] = [
+    const ALL: [RunResult; 6] = [
         RunResult::Passed,
+        RunResult::ExpectedFailure,
         RunResult::Failed,
         RunResult::Refused,
         RunResult::Error,
@@ -308,6 +329,49 @@ mod tests {
     }
 
     #[test]
+    fn only_a_pass_or_an_expected_failure_is_as_expected() {
+        let as_expected: Vec<RunResult> = ALL.into_iter().filter(|r| r.as_expected()).collect();
+        assert_eq!(as_expected, [RunResult::Passed, RunResult::ExpectedFailure]);
+        // Beside a pass, an expected failure is what the invocation reports; beside a real
+        // failure, the failure.
+        assert_eq!(
+            RunResult::worst(RunResult::Passed, RunResult::ExpectedFailure),
+            RunResult::ExpectedFailure
+        );
+        assert_eq!(
+            RunResult::worst(RunResult::ExpectedFailure, RunResult::Failed),
+            RunResult::Failed
+        );
+    }
+
+    #[test]
+    fn a_run_written_before_expected_failures_existed_expects_none() {
+        let old = r#"{"host": "askari-red", "cert_tier": "internal", "result": "failed",
+            "rebooted": true, "started_at": "2026-11-29T01:02:03.456Z",
+            "checks": [{"name": "probe_443_https", "source": "probe", "ok": false}]}"#;
+        let run: RunReport = serde_json::from_str(old).unwrap();
+        assert!(run.expected_failures.is_empty());
+        assert!(!run.is_expected(&run.checks[0]));
+    }
+
+    #[test]
+    fn only_a_failed_check_can_be_expected() {
+        let check = |ok| CheckRecord {
+            name: "probe_443_https".into(),
+            source: CheckSource::Probe,
+            ok,
+            reason: None,
+            detail: None,
+        };
+        let old = r#"{"host": "askari-red", "cert_tier": "internal", "result": "expected_failure",
+            "rebooted": true, "started_at": "2026-11-29T01:02:03.456Z",
+            "expected_failures": ["probe_443_https"]}"#;
+        let run: RunReport = serde_json::from_str(old).unwrap();
+        assert!(run.is_expected(&check(false)));
+        assert!(!run.is_expected(&check(true)));
+    }
+
+    #[test]
     fn names_are_snake_case_in_json_and_text() {
         for r in ALL {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
@@ -318,6 +382,10 @@ mod tests {
         );
         assert_eq!(CheckSource::RebootDiff.to_string(), "reboot_diff");
         assert_eq!(serde_json::to_value(PhaseStatus::Ok).unwrap(), "ok");
+        assert_eq!(
+            serde_json::to_value(RunResult::ExpectedFailure).unwrap(),
+            "expected_failure"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use crate::model::clean_seconds;
 use crate::{Report, RunReport, RunResult};
 
 /// Per run: a heading, a line per phase (`  <status> <seconds> <name>`), a line per check
-/// (`  PASS|FAIL <name> (<reason>)`), the layers, the evidence, and the result; with several
-/// runs, the overall result last.
+/// (`  PASS|FAIL|XFAIL <name> (<reason>)`, XFAIL a failure the profile's `expect` names), the
+/// layers, the evidence, and the result; with several runs, the overall result last.
 pub fn render_text_summary(report: &Report) -> String {
     let mut s = String::new();
     for (i, run) in report.runs.iter().enumerate() {
@@ -49,7 +49,7 @@ fn write_run(s: &mut String, run: &RunReport) {
         );
     }
     for check in &run.checks {
-        let mark = if check.ok { "PASS" } else { "FAIL" };
+        let mark = check_mark(check.ok, run.is_expected(check));
         let reason = check
             .reason
             .as_deref()
@@ -77,6 +77,9 @@ fn write_run(s: &mut String, run: &RunReport) {
             "passed WITHOUT a reboot: blind to reboot-survival bugs".to_owned()
         }
         RunResult::Passed => "passed, across a real reboot".to_owned(),
+        RunResult::ExpectedFailure => {
+            "expected failure: it failed exactly as its profile's `expect` says".to_owned()
+        }
         other => other.to_string(),
     };
     let _ = writeln!(
@@ -84,4 +87,13 @@ fn write_run(s: &mut String, run: &RunReport) {
         "  result: {verdict} ({:.1}s)",
         clean_seconds(run.total_seconds)
     );
+}
+
+/// `PASS`, `FAIL`, or `XFAIL` for a failure the profile expects (pytest's word for it).
+pub fn check_mark(ok: bool, expected: bool) -> &'static str {
+    match (ok, expected) {
+        (true, _) => "PASS",
+        (false, true) => "XFAIL",
+        (false, false) => "FAIL",
+    }
 }

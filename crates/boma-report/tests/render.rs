@@ -34,6 +34,91 @@ fn red() {
     snapshots("red", &report);
 }
 
+/// A RED profile caught as its `expect` says: the verdict is not a pass, but it is as expected
+/// (exit 0), and no rendering shows it as a pass or as red: JUnit skips its expected failures
+/// (typed `expected_failure`, with their evidence), its failed phase too, and says why.
+#[test]
+fn expected_failure() {
+    let report = scenarios::expected_failure();
+    assert_eq!(report.result(), RunResult::ExpectedFailure);
+    assert!(report.result().as_expected());
+    assert!(!report.runs[0].full_pass());
+    let junit = render_junit(&report);
+    assert!(
+        junit.contains(r#"tests="10" failures="0" errors="0" skipped="4""#),
+        "{junit}"
+    );
+    assert!(
+        junit.contains(
+            r#"<skipped message="expected failure: pure_drop" type="expected_failure">table inet filter"#
+        ),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("expected failures (the profile's `expect`): forward_chain_accepts_containers, https_443_from_controller, docker_forward_dropin_survives_reboot"),
+        "{junit}"
+    );
+    let text = render_text_summary(&report);
+    assert!(
+        text.contains("  XFAIL forward_chain_accepts_containers (pure_drop)\n"),
+        "{text}"
+    );
+    assert!(text.contains("  PASS docker_active (ok)\n"), "{text}");
+    assert!(
+        text.contains("result: expected failure: it failed exactly as its profile's `expect` says"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&render_json(&report)).unwrap();
+    assert_eq!(json["result"], "expected_failure");
+    assert_eq!(
+        json["runs"][0]["expected_failures"][0],
+        "forward_chain_accepts_containers"
+    );
+    snapshots("expected_failure", &report);
+}
+
+/// A RED profile whose planted bug stopped happening passed every check: that is a failure
+/// (exit 1), and JUnit shows it as one even though no check failed.
+#[test]
+fn expectation_unmet() {
+    let report = scenarios::expectation_unmet();
+    assert_eq!(report.result(), RunResult::Failed);
+    assert!(!report.result().as_expected());
+    let junit = render_junit(&report);
+    assert!(
+        junit.contains(r#"<failure message="expected failures not seen: forward_chain_accepts_containers, https_443_from_controller" type="failed">"#),
+        "{junit}"
+    );
+    assert!(junit.contains(r#"failures="1""#), "{junit}");
+    snapshots("expectation_unmet", &report);
+}
+
+/// A RED profile with a failure its `expect` does not name: the run fails, and JUnit shows
+/// that failure (and the failed phase) red while the expected ones stay skipped.
+#[test]
+fn an_unexpected_failure_beside_expected_ones_is_red() {
+    let mut report = scenarios::expected_failure();
+    let run = &mut report.runs[0];
+    run.result = RunResult::Failed;
+    run.expected_failures
+        .retain(|n| n != "https_443_from_controller");
+    let junit = render_junit(&report);
+    assert!(
+        junit.contains(r#"tests="10" failures="2" errors="0" skipped="2""#),
+        "{junit}"
+    );
+    assert!(
+        junit.contains(r#"<failure message="timeout" type="timeout">"#),
+        "{junit}"
+    );
+    let text = render_text_summary(&report);
+    assert!(
+        text.contains("  FAIL https_443_from_controller (timeout)\n")
+            && text.contains("  XFAIL forward_chain_accepts_containers (pure_drop)\n"),
+        "{text}"
+    );
+}
+
 #[test]
 fn refused() {
     let report = scenarios::refused();

@@ -66,6 +66,9 @@ pub enum Scenario {
     Safety,
     /// Interrupts and kills at the worst moments; prune stops only what the harness spawned.
     Faults,
+    /// A run of several keeps each failed VM powered off; `start` boots one again (not in
+    /// `all`).
+    Kept,
     /// The libvirt backend (inside `.ci/libvirt-netns`; not in `all`).
     Libvirt,
     /// Figures, not a pass/fail: layers, per-task measures, `-j 2`, reboots (`make bench`; not
@@ -77,7 +80,7 @@ impl Scenario {
     /// Whether `all` takes it: every scenario of the QEMU backend that passes or fails. The
     /// libvirt one needs the namespace `.ci/libvirt-netns` makes; the bench gives figures.
     pub fn in_all(self) -> bool {
-        !matches!(self, Scenario::Libvirt | Scenario::Bench)
+        !matches!(self, Scenario::Kept | Scenario::Libvirt | Scenario::Bench)
     }
 }
 

@@ -117,6 +117,7 @@ fn run(scenario: Scenario, suite: &mut Suite) -> anyhow::Result<()> {
         Scenario::Catalogue => scenarios::catalogue(suite),
         Scenario::Safety => scenarios::safety(suite),
         Scenario::Faults => scenarios::faults(suite),
+        Scenario::Kept => scenarios::kept(suite),
         Scenario::Libvirt => scenarios::libvirt(suite),
         Scenario::Bench => bench::run(suite),
     }

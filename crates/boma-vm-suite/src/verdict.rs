@@ -53,8 +53,9 @@ pub fn failed_checks(run: &RunReport) -> Vec<&str> {
         .collect()
 }
 
-/// A RED run must end as a verdict (`failed`: the harness worked and found the host broken,
-/// not `error`, `refused` or `interrupted`), with exactly its profile's expected failures.
+/// A RED run must end as an expected failure (`expected_failure`: the harness worked, found the
+/// host broken, and judged it by the profile's `expect` — not `failed`, `error`, `refused` or
+/// `interrupted`), with exactly its profile's expected failures, each reported as expected.
 pub fn red_problems(run: &RunReport, expect: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
     if expect.is_empty() {
@@ -63,15 +64,29 @@ pub fn red_problems(run: &RunReport, expect: &[String]) -> Vec<String> {
             run.host
         ));
     }
-    if run.result != RunResult::Failed {
+    if run.result != RunResult::ExpectedFailure {
         problems.push(format!(
-            "{} ended `{}`, a RED must end `failed`{}",
+            "{} ended `{}`, a RED must end `expected_failure`{}",
             run.host,
             run.result,
             error_suffix(run)
         ));
     }
-    let seen = match_expect(expect, &failed_checks(run));
+    let failed = failed_checks(run);
+    let seen = match_expect(expect, &failed);
+    let not_marked: Vec<&str> = failed
+        .iter()
+        .filter(|f| !seen.unexpected.iter().any(|u| u == *f))
+        .filter(|f| !run.expected_failures.iter().any(|e| e == *f))
+        .copied()
+        .collect();
+    if !not_marked.is_empty() {
+        problems.push(format!(
+            "{}: expected but not reported as expected: {}",
+            run.host,
+            not_marked.join(", ")
+        ));
+    }
     if !seen.missing.is_empty() {
         problems.push(format!(
             "{}: expected but not seen: {}",
@@ -259,11 +274,9 @@ pub fn layers_problems(layers: &[LayerUse], steps: usize, layers_on: bool) -> Ve
     problems
 }
 
-/// The exit status `xtask it` must end with for a set of runs: 1 when a RED is among them (its
-/// verdict is `failed`), 0 when all are GREENs.
-pub fn expected_exit(any_red: bool) -> i32 {
-    if any_red { 1 } else { 0 }
-}
+/// The exit status `xtask it` must end with when every run ended as its profile says: a RED's
+/// expected failure exits 0, as a GREEN's pass does.
+pub const EXIT_AS_EXPECTED: i32 = 0;
 
 /// Whether the `inet filter` forward chain in an `nft list ruleset` is `policy drop` with no
 /// accept rule in it (the incident's chain).
@@ -431,8 +444,31 @@ mod tests {
         let problems = green_problems(run);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
-            problems[0].starts_with("askari-red ended `failed`"),
+            problems[0].starts_with("askari-red ended `expected_failure`"),
             "{problems:?}"
+        );
+    }
+
+    /// What `it` reported before it judged `expect` itself: the right failures, but `failed`
+    /// (exit 1) and none of them reported as expected.
+    #[test]
+    fn a_red_reported_failed_is_not_an_expected_failure() {
+        let report = parse_report(ASKARI_RED).unwrap();
+        let mut run = run_of(&report, "askari-red").unwrap().clone();
+        run.result = RunResult::Failed;
+        run.expected_failures.clear();
+        let expect = strings(&[
+            "forward_chain_accepts_containers",
+            "https_443_from_controller",
+            "probe_failed 443 timeout",
+            "probe_443_https",
+        ]);
+        assert_eq!(
+            red_problems(&run, &expect),
+            [
+                "askari-red ended `failed`, a RED must end `expected_failure`: checks failed: probe_443_https, probe_failed 443 timeout, forward_chain_accepts_containers, https_443_from_controller",
+                "askari-red: expected but not reported as expected: probe_443_https, probe_failed 443 timeout, forward_chain_accepts_containers, https_443_from_controller",
+            ]
         );
     }
 
@@ -443,13 +479,15 @@ mod tests {
         assert_eq!(run.result, RunResult::Error);
         let problems = red_problems(run, &strings(&["route_lost 198.51.100.0/24"]));
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("ended `error`, a RED must end `failed`: ssh failed"));
+        assert!(
+            problems[0].contains("ended `error`, a RED must end `expected_failure`: ssh failed")
+        );
         assert!(problems[1].contains("expected but not seen: route_lost"));
         assert_eq!(
             red_problems(run_of(&report, "cat-not-enabled").unwrap(), &[]),
             [
                 "cat-not-enabled is judged as a RED but its profile has no `expect`",
-                "cat-not-enabled ended `passed`, a RED must end `failed`"
+                "cat-not-enabled ended `passed`, a RED must end `expected_failure`"
             ]
         );
     }
@@ -506,12 +544,6 @@ mod tests {
             ..report
         };
         assert_eq!(outcomes(&empty), "no run in the report");
-    }
-
-    #[test]
-    fn exit_status_follows_whether_a_red_ran() {
-        assert_eq!(expected_exit(true), 1);
-        assert_eq!(expected_exit(false), 0);
     }
 
     #[test]

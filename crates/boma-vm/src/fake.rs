@@ -70,6 +70,10 @@ pub struct World {
     /// Every command the fake guest was asked to run.
     pub commands: Vec<String>,
     pub destroyed: Vec<VmName>,
+    /// VMs powered off and kept (`stop`), in order.
+    pub stopped: Vec<VmName>,
+    /// VMs started again after they were powered off (`start`), in order.
+    pub started: Vec<VmName>,
     /// Which backend removed each VM of `destroyed`, in the same order.
     pub destroyed_by: Vec<BackendKind>,
     pub booted: Vec<VmName>,
@@ -197,7 +201,10 @@ impl Hypervisor for FakeBackend {
     fn start(&self, record: &RunRecord) -> Result<Booted, VmError> {
         let mut w = self.world.borrow_mut();
         w.running.insert(record.name.clone());
+        w.started.push(record.name.clone());
         w.kinds.insert(record.name.clone(), self.kind);
+        // A start is a boot: the guest prints it on the console, as after a reboot.
+        w.print_next_boot(&record.name);
         w.boot_count += 1;
         w.unreachable_polls = if w.never_returns { u32::MAX } else { 2 };
         Ok(Booted {
@@ -216,6 +223,15 @@ impl Hypervisor for FakeBackend {
             w.running.remove(&record.name);
         }
         Ok(w.running.contains(&record.name) && w.kind_of(&record.name) == self.kind)
+    }
+
+    fn stop(&self, record: &RunRecord) -> Result<(), VmError> {
+        let mut w = self.world.borrow_mut();
+        if w.kind_of(&record.name) == self.kind {
+            w.running.remove(&record.name);
+            w.stopped.push(record.name.clone());
+        }
+        Ok(())
     }
 
     fn destroy(&self, name: &VmName, _record: Option<&RunRecord>) -> Result<(), VmError> {
@@ -249,14 +265,15 @@ impl World {
         self.kinds.get(name).copied().unwrap_or(BackendKind::Qemu)
     }
 
-    fn reboot(&mut self, name: Option<&VmName>) {
+    /// Append the next of [`World::console_after_reboot`] to `name`'s console.
+    fn print_next_boot(&mut self, name: &VmName) {
         let text = self
             .console_after_reboot
             .get(self.reboots)
             .or(self.console_after_reboot.last());
         self.reboots += 1;
         if let Some(text) = text
-            && let Some(console) = name.and_then(|n| self.consoles.get(n))
+            && let Some(console) = self.consoles.get(name)
         {
             use std::io::Write as _;
             let appended = std::fs::OpenOptions::new()
@@ -265,6 +282,14 @@ impl World {
                 .open(console)
                 .and_then(|mut f| f.write_all(text.as_bytes()));
             appended.expect("the fake console is writable");
+        }
+    }
+
+    fn reboot(&mut self, name: Option<&VmName>) {
+        if let Some(name) = name {
+            self.print_next_boot(name);
+        } else {
+            self.reboots += 1;
         }
         self.boot_count += 1;
         self.unreachable_polls = if self.never_returns { u32::MAX } else { 2 };

@@ -129,6 +129,11 @@ fn this_processs_interrupt_wins_over_any_result() {
 #[test]
 fn without_an_interrupt_the_worst_run_decides() {
     assert_eq!(verdict(RunResult::Passed, None, true), Outcome::Passed);
+    // A RED whose failures were exactly its `expect`.
+    assert_eq!(
+        verdict(RunResult::ExpectedFailure, None, true),
+        Outcome::Passed
+    );
     assert_eq!(verdict(RunResult::Failed, None, true), Outcome::Failed);
     assert_eq!(verdict(RunResult::Error, None, true), Outcome::Failed);
     assert_eq!(verdict(RunResult::Refused, None, true), Outcome::Refused);
@@ -140,4 +145,26 @@ fn without_an_interrupt_the_worst_run_decides() {
 fn a_report_file_that_could_not_be_written_fails_a_pass_but_not_a_refusal() {
     assert_eq!(verdict(RunResult::Passed, None, false), Outcome::Failed);
     assert_eq!(verdict(RunResult::Refused, None, false), Outcome::Refused);
+}
+
+#[test]
+fn each_child_of_a_parallel_run_keeps_a_failed_vm_powered_off() {
+    use clap::Parser as _;
+    let it = |argv: Vec<String>| match crate::Cli::try_parse_from(argv).unwrap().command {
+        crate::Command::It(args) => args,
+        other => panic!("{other:?}"),
+    };
+    let argv = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+    let parent = it(argv(&["cargo xtask", "it", "askari", "ubongo"]));
+    assert!(!parent.power_off_failed, "an operator does not pass it");
+    let mut child = argv(&["cargo xtask"]);
+    child.extend(child_args(
+        "askari",
+        &parent,
+        Utf8Path::new("/r/askari.json"),
+        None,
+    ));
+    let child = it(child);
+    assert_eq!(child.hosts, ["askari"]);
+    assert!(child.power_off_failed);
 }

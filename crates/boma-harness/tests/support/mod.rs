@@ -74,6 +74,9 @@ pub struct FakeMachine {
     pub guest_files: RefCell<BTreeMap<String, String>>,
     /// Every target the controller probed, in order.
     pub probed: RefCell<Vec<PortTarget>>,
+    /// The `boma_changes` callback never runs (not loaded): runs asked to record changes write
+    /// nothing, not even its start and end marks.
+    pub callback_silent: Cell<bool>,
     golden: Utf8PathBuf,
 }
 
@@ -104,6 +107,7 @@ impl FakeMachine {
             inventory_list: RefCell::new(Ok(PRODUCTION_LIST.to_owned())),
             guest_files: RefCell::new(BTreeMap::new()),
             probed: RefCell::new(Vec::new()),
+            callback_silent: Cell::new(false),
             golden,
         }
     }
@@ -240,7 +244,30 @@ impl Ansible for FakeMachine {
     fn run_playbook(&self, call: &PlaybookCall) -> Result<(), HarnessError> {
         self.playbook_calls.borrow_mut().push(call.label.clone());
         self.playbook_args.borrow_mut().push(call.args.clone());
+        // As the real callback does around a run: a start mark, then (after the playbook's own
+        // changed lines) an end mark counting what it saw on the VM.
+        let callback = call
+            .changes_file
+            .as_ref()
+            .filter(|_| !self.callback_silent.get());
+        if let Some(file) = callback {
+            append_line(
+                file,
+                &serde_json::json!({"event": "start", "playbook": call.label}),
+            );
+        }
         let played = (self.playbook.borrow_mut())(call);
+        if let Some(file) = callback {
+            let vm = limit_of(&call.args);
+            let text = std::fs::read_to_string(file).unwrap();
+            let this_run = &text[text.rfind(r#"{"event":"start""#).unwrap()..];
+            let changed = this_run
+                .lines()
+                .filter(|l| l.contains(r#""status":"changed""#) && l.contains(&vm))
+                .count();
+            let hosts = serde_json::json!({ vm: {"results": 3, "changed": changed} });
+            append_line(file, &serde_json::json!({"event": "end", "hosts": hosts}));
+        }
         // What the fake playbook wrote "on the VM" (see [`results_file`]) lands on the guest.
         if let Some(on_guest) = guest_results_path(&call.args) {
             let written = results_file(&call.args);
@@ -309,11 +336,10 @@ pub fn results_file(args: &[String]) -> Utf8PathBuf {
     Utf8PathBuf::from(vars.replace("harness-vars-", "fake-guest-results-"))
 }
 
-fn write_results(args: &[String], forward_ok: bool, https_ok: bool) {
+fn write_results(args: &[String], forward_ok: bool) {
     let results = serde_json::json!({"checks": [
         {"name": "docker_active", "ok": true, "reason": "ok"},
         {"name": "forward_chain_accepts_containers", "ok": forward_ok, "reason": if forward_ok {"ok"} else {"pure_drop"}},
-        {"name": "https_443_from_controller", "ok": https_ok, "reason": if https_ok {"ok"} else {"timeout"}},
     ]});
     std::fs::write(results_file(args), results.to_string()).unwrap();
 }
@@ -322,7 +348,7 @@ fn write_results(args: &[String], forward_ok: bool, https_ok: bool) {
 pub fn verify_passes() -> Playbook {
     Box::new(|call| {
         if call.label.starts_with("verify") {
-            write_results(&call.args, true, true);
+            write_results(&call.args, true);
         }
         Ok(())
     })
@@ -332,7 +358,7 @@ pub fn verify_passes() -> Playbook {
 pub fn verify_fails_red() -> Playbook {
     Box::new(|call| {
         if call.label.starts_with("verify") {
-            write_results(&call.args, false, false);
+            write_results(&call.args, false);
             return Err(HarnessError::Playbook {
                 step: call.label.clone(),
                 code: Some(2),
@@ -343,26 +369,40 @@ pub fn verify_fails_red() -> Playbook {
     })
 }
 
+/// The VM a playbook run is limited to (`--limit`).
+fn limit_of(args: &[String]) -> String {
+    args.iter()
+        .skip_while(|a| *a != "--limit")
+        .nth(1)
+        .expect("every run is limited to the VM")
+        .clone()
+}
+
+/// Append one JSON line to `file`, as the callback does.
+fn append_line(file: &Utf8Path, line: &serde_json::Value) {
+    use std::io::Write as _;
+    let mut out = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(file)
+        .unwrap();
+    writeln!(out, "{line}").unwrap();
+}
+
 /// The second apply of a step reports a task as changed (a role that is not idempotent).
 pub fn not_idempotent() -> Playbook {
     Box::new(|call| {
         if let Some(file) = &call.changes_file
             && call.label.contains("site.yml")
         {
-            let vm = call
-                .args
-                .iter()
-                .skip_while(|a| *a != "--limit")
-                .nth(1)
-                .unwrap()
-                .clone();
+            let vm = limit_of(&call.args);
             let path = format!("{}/roles/base/tasks/main.yml:7", call.repo);
             let line = serde_json::json!({"host": vm, "task": "Add the route", "role": "base",
                 "path": path, "status": "changed"});
-            std::fs::write(file, format!("{line}\n")).unwrap();
+            append_line(file, &line);
         }
         if call.label.starts_with("verify") {
-            write_results(&call.args, true, true);
+            write_results(&call.args, true);
         }
         Ok(())
     })
@@ -376,7 +416,7 @@ pub fn interrupted_during(during: &'static str, signal: i32) -> Playbook {
             return Err(boma_exec::interrupt::Interrupted { signal }.into());
         }
         if call.label.starts_with("verify") {
-            write_results(&call.args, true, true);
+            write_results(&call.args, true);
         }
         Ok(())
     })
@@ -536,6 +576,7 @@ pub fn options() -> ItOptions {
         idempotence: true,
         remove_failed: false,
         run_id: None,
+        power_off_failed: false,
     }
 }
 

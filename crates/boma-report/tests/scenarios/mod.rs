@@ -12,6 +12,8 @@ pub fn all() -> Vec<(&'static str, Report)> {
     vec![
         ("passed", passed()),
         ("red", red()),
+        ("expected_failure", expected_failure()),
+        ("expectation_unmet", expectation_unmet()),
         ("refused", refused()),
         ("interrupted", interrupted()),
         ("two_profiles", two_profiles()),
@@ -165,6 +167,7 @@ fn askari_passed() -> RunReport {
                 None,
             ),
         ],
+        expected_failures: Vec::new(),
     }
 }
 
@@ -232,6 +235,40 @@ pub fn red() -> Report {
     single(run, 232.7)
 }
 
+/// askari-red, a RED profile that plants the incident: it fails exactly as its `expect` says,
+/// so the run is an expected failure (exit 0).
+pub fn expected_failure() -> Report {
+    let mut report = red();
+    let run = &mut report.runs[0];
+    run.host = "askari-red".to_owned();
+    run.result = RunResult::ExpectedFailure;
+    run.error = Some(
+        "checks failed: forward_chain_accepts_containers, https_443_from_controller, docker_forward_dropin_survives_reboot"
+            .to_owned(),
+    );
+    run.expected_failures = run
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.clone())
+        .collect();
+    report
+}
+
+/// askari-red after its planted bug stopped happening: every check passed, so the run fails
+/// (exit 1) naming what its `expect` waited for in vain.
+pub fn expectation_unmet() -> Report {
+    let mut report = passed();
+    let run = &mut report.runs[0];
+    run.host = "askari-red".to_owned();
+    run.result = RunResult::Failed;
+    run.error = Some(
+        "expected failures not seen: forward_chain_accepts_containers, https_443_from_controller"
+            .to_owned(),
+    );
+    report
+}
+
 /// Preflight refused the profile: nothing was booted, no phase ran.
 pub fn refused() -> Report {
     single(RunReport {
@@ -253,6 +290,7 @@ pub fn refused() -> Report {
         layers: Vec::new(),
         phases: Vec::new(),
         checks: Vec::new(),
+        expected_failures: Vec::new(),
     },
     0.3)
 }
@@ -321,6 +359,7 @@ pub fn two_profiles() -> Report {
                 Some(json!({"changed": ["backup : render restic env"]})),
             ),
         ],
+        expected_failures: Vec::new(),
     };
     Report {
         started_at: askari.started_at,
@@ -374,6 +413,7 @@ pub fn hostile() -> Report {
                 "]]>\n<tag attr=\"x\">&entity;</tag>\u{0}\u{8}<![CDATA[ x ]]>"
             )),
         )],
+        expected_failures: Vec::new(),
     };
     single(run, 5.1)
 }

@@ -118,7 +118,7 @@ pub fn red(suite: &mut Suite) -> anyhow::Result<()> {
     )?;
     let report = judged_run(suite, S, "RED", &run, "askari-red")?;
     let mut problems: Vec<String> = run
-        .exit_problem(verdict::expected_exit(true))
+        .exit_problem(verdict::EXIT_AS_EXPECTED)
         .into_iter()
         .collect();
     problems.extend(verdict::red_problems(report, &expect));

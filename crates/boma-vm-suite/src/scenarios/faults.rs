@@ -3,7 +3,9 @@
 //! during apply then `prune` — and after each, nothing left. `prune` stops only what the spawn
 //! journal recorded: an operator's process that merely names the run directory survives it.
 //! Then a guest's kernel panicking for real (sysrq `c` from a unit at boot): in the first boot
-//! it is reset once and `up` goes on; after a reboot the wait ends at once, saying so.
+//! it is reset once and `up` goes on; after a reboot the wait ends at once, saying so; and a
+//! guest that restarts itself after the panic (`kernel.panic=1`) and answers again still fails
+//! its reboot.
 //! (A guest that sits in emergency mode after its reboot is catalogue mode 7's job.)
 //! Last, SIGHUP (a dropped ssh session) handled like Ctrl-C, and a parallel run whose child is
 //! SIGKILLed (as the OOM killer does) and which is then interrupted: every host keeps its line.
@@ -195,12 +197,13 @@ fn parallel_child_killed(suite: &mut Suite) -> anyhow::Result<()> {
 /// on the disk first, and a boot that finds the marker skips it. It runs as soon as the root
 /// filesystem is writable (early boot, before cloud-init and the network): under TCG a unit
 /// wanted by multi-user.target ran 66–106 s into the boot, which the scenario waited out twice.
+/// It runs after systemd-sysctl, so that a `kernel.panic` in /etc/sysctl.d holds for its panic.
 const CRASH_ONCE: &str = "sudo tee /etc/systemd/system/boma-crash-once.service >/dev/null <<'UNIT'
 [Unit]
 Description=boma faults: panic the kernel once at boot
 ConditionPathExists=!/var/lib/boma-crashed-once
 DefaultDependencies=no
-After=local-fs.target
+After=local-fs.target systemd-sysctl.service
 Before=sysinit.target
 [Service]
 Type=oneshot
@@ -271,6 +274,47 @@ fn kernel_panics(suite: &mut Suite) -> anyhow::Result<()> {
     eprintln!(
         "up reset the panicked first boot once; the guest came up ({boots} boots on its console)"
     );
+
+    // 3b. kernel.panic=1: the boot after the reboot panics, the guest restarts itself a second
+    // later and answers with a new boot_id. Judged by its last boot only, that reboot passed.
+    guest_run(
+        &record,
+        "echo 'kernel.panic = 1' | sudo tee /etc/sysctl.d/90-boma-panic-restarts.conf >/dev/null && sudo rm /var/lib/boma-crashed-once && sync",
+    )?;
+    let started = Instant::now();
+    let out = xtask_in(suite, &suite.repo, &["reboot"], &[])?;
+    suite.time(
+        S,
+        "xtask reboot (the boot after it panics and restarts)",
+        started.elapsed(),
+    );
+    ensure!(
+        exit_code(out.status) == 1
+            && out.stderr.contains("its kernel panicked")
+            && out.stderr.contains("sysrq triggered crash"),
+        "`xtask reboot` into a panic the guest restarts past exited with {}, expected 1 naming the panic; its last lines:\n{}",
+        exit_code(out.status),
+        out.stderr
+    );
+    // The guest restarted itself (the marker skips the crash): it answers again.
+    wait_for(
+        Duration::from_secs(300),
+        "the guest to come back by itself",
+        || guest_run(&record, "test -e /var/lib/boma-crashed-once").is_ok(),
+    )?;
+    eprintln!(
+        "reboot into a panic the guest restarted past failed, naming it ({})",
+        if out.stderr.contains("boot(s) after it") {
+            "seen with the boot after it"
+        } else {
+            "seen before the restart"
+        }
+    );
+    // Back to a panic that halts.
+    guest_run(
+        &record,
+        "sudo rm /etc/sysctl.d/90-boma-panic-restarts.conf && sudo sysctl -q kernel.panic=0 && sync",
+    )?;
 
     // 4. The next boot panics again: the reboot's wait ends at once, naming the panic.
     guest_run(&record, "sudo rm /var/lib/boma-crashed-once && sync")?;

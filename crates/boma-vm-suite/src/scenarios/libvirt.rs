@@ -37,7 +37,7 @@ pub fn libvirt(suite: &mut Suite) -> anyhow::Result<()> {
             "-j",
             "2",
         ],
-        verdict::expected_exit(true),
+        verdict::EXIT_AS_EXPECTED,
     )?;
     let mut problems = Vec::new();
     for host in [GREEN, RED] {

@@ -320,6 +320,21 @@ impl Hypervisor for LibvirtBackend<'_> {
             .is_some_and(|s| s == "running" || s == "paused" || s == "in shutdown"))
     }
 
+    fn stop(&self, record: &RunRecord) -> Result<(), VmError> {
+        // `virsh destroy` powers a domain off and keeps it defined (`undefine` is what removes).
+        let name = record.name.as_str();
+        match self.domstate(name) {
+            None => Err(VmError::Backend(format!(
+                "libvirt has no domain {name} to power off"
+            ))),
+            Some(state) if state == "shut off" => Ok(()),
+            Some(_) => self
+                .virsh_cleanup(&["destroy", name])
+                .map(|_| ())
+                .map_err(VmError::from),
+        }
+    }
+
     fn destroy(&self, name: &VmName, _record: Option<&RunRecord>) -> Result<(), VmError> {
         let name = name.as_str();
         let Some(state) = self.domstate(name) else {

@@ -156,6 +156,10 @@ pub trait Hypervisor {
     fn start(&self, record: &RunRecord) -> Result<Booted, VmError>;
     /// Whether the VM's hypervisor process/domain still exists.
     fn is_running(&self, record: &RunRecord) -> Result<bool, VmError>;
+    /// Power the VM off at once (nothing runs in the guest first), keeping its definition and
+    /// files, so that [`Hypervisor::start`] boots it again. Idempotent: a VM already off is
+    /// success.
+    fn stop(&self, record: &RunRecord) -> Result<(), VmError>;
     /// Stop and undefine the VM. Idempotent: a VM already gone is success.
     fn destroy(&self, name: &VmName, record: Option<&RunRecord>) -> Result<(), VmError>;
     /// Every `boma-it-` VM this backend knows, live or defined, recorded or not.

@@ -222,6 +222,12 @@ impl Hypervisor for QemuBackend<'_> {
             .is_some_and(|pid| procs::is_vm_process(pid, record.name.as_str())))
     }
 
+    fn stop(&self, record: &RunRecord) -> Result<(), VmError> {
+        // QEMU has no definition beyond its process: its files in the run directory are all
+        // `start` needs.
+        self.destroy(&record.name, Some(record))
+    }
+
     fn destroy(&self, name: &VmName, record: Option<&RunRecord>) -> Result<(), VmError> {
         let Some(pid) = self.pid_of(name, record) else {
             return Ok(());

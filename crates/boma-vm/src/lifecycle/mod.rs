@@ -20,7 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 pub use disks::{Disks, RealDisks, SeedFiles, image_format};
 pub use wait::{Waits, poll_until};
 
-use watch::{ConsoleWatch, Resettable, console_len};
+use watch::{ConsoleWatch, Resettable, console_len, first_boot_resettable};
 
 use crate::guest::ssh::SSH_FAILED;
 use crate::run::prune;
@@ -59,6 +59,9 @@ pub struct UpRequest {
     pub mac: String,
     /// The disk the overlay is made on: the golden image or a cached layer.
     pub base_image: Utf8PathBuf,
+    /// Which of the two it is: it decides what a kernel panic in the first boot may be reset
+    /// for.
+    pub base: BaseImage,
     pub mem_mib: u32,
     pub vcpus: u32,
     pub published_ports: Vec<u16>,
@@ -72,6 +75,15 @@ pub struct UpRequest {
     pub key: Utf8PathBuf,
     /// Whether this VM becomes the checkout's one current VM (see [`preflight`]).
     pub exclusive: bool,
+}
+
+/// What a VM's first boot boots from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseImage {
+    /// The golden image: nothing of the run is on it yet.
+    Golden,
+    /// A cached disk layer: it carries the steps applied to it, the change under test.
+    Layer,
 }
 
 /// Why `up` did not finish, and whether a VM exists that the caller must keep or remove.
@@ -188,7 +200,7 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
     let wait = phase("wait for SSH and cloud-init");
     let deadline = Instant::now() + fx.waits.boot;
     let ready = refresh_address(fx, &mut record, deadline)
-        .and_then(|()| wait_first_boot(fx, &record, deadline));
+        .and_then(|()| wait_first_boot(fx, &record, req.base, deadline));
     match wait.close(ready) {
         Ok(boot_id) => {
             record.boot_id = Some(boot_id);
@@ -303,14 +315,19 @@ fn is_boot_id(s: &str) -> bool {
 
 /// Wait for the first boot: SSH answers (retried: cloud-init restarts sshd moments after it
 /// first listens) and cloud-init has finished. Returns the boot_id.
-fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Result<String, VmError> {
+fn wait_first_boot(
+    fx: &Effects,
+    record: &RunRecord,
+    base: BaseImage,
+    deadline: Instant,
+) -> Result<String, VmError> {
     let hypervisor = fx.hypervisor(record.backend);
     say!(
         "    polling: ssh {} -- {READY_PROBE}",
         record.ssh.destination()
     );
-    let mut console = ConsoleWatch::new(0, "its first boot", Resettable::AnyPanic);
-    poll_until(
+    let mut console = ConsoleWatch::new(0, "its first boot", first_boot_resettable(base));
+    let boot_id = poll_until(
         &fx.waits,
         deadline,
         format!("SSH to {} with cloud-init done", record.name),
@@ -356,7 +373,10 @@ fn wait_first_boot(fx: &Effects, record: &RunRecord, deadline: Instant) -> Resul
                 None => Ok(None),
             }
         },
-    )
+    )?;
+    // A boot that failed before this one answered (a panic the guest restarted past).
+    console.confirm(record)?;
+    Ok(boot_id)
 }
 
 fn ensure_running(hypervisor: &dyn Hypervisor, record: &RunRecord) -> Result<(), VmError> {
@@ -433,8 +453,11 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
         going_down(fx, record, "sudo systemctl reboot")?;
     }
     let deadline = Instant::now() + fx.waits.reboot;
-    wait_new_boot(fx, record, &before, console_from, deadline)
+    wait_new_boot(fx, record, &before, console_from, AFTER_REBOOT, deadline)
 }
+
+/// How a wait names the boot after a reboot or a power cycle.
+const AFTER_REBOOT: &str = "the boot after the reboot";
 
 /// Ask the guest to go down (`command`: reboot or poweroff, as an operator would). The
 /// connection may drop before systemctl returns: ssh's own failure (255) is not an error.
@@ -494,7 +517,7 @@ fn power_cycle_inner(
     record.pid = booted.pid;
     fx.runs.save(record)?;
     let deadline = Instant::now() + fx.waits.reboot;
-    wait_new_boot(fx, record, &before, console_from, deadline)
+    wait_new_boot(fx, record, &before, console_from, AFTER_REBOOT, deadline)
 }
 
 /// After a reboot was started: wait for SSH to answer with a boot_id other than `before`
@@ -507,6 +530,7 @@ fn wait_new_boot(
     record: &mut RunRecord,
     before: &str,
     console_from: u64,
+    during: &'static str,
     deadline: Instant,
 ) -> Result<String, VmError> {
     let hypervisor = fx.hypervisor(record.backend);
@@ -524,11 +548,7 @@ fn wait_new_boot(
         "the guest did not return; its serial console is {}",
         record.console_log()
     );
-    let mut console = ConsoleWatch::new(
-        console_from,
-        "the boot after the reboot",
-        Resettable::EmulatorFault,
-    );
+    let mut console = ConsoleWatch::new(console_from, during, Resettable::EmulatorFault);
     let after = poll_until(&fx.waits, deadline, what, hint, || {
         ensure_running(hypervisor.as_ref(), record)?;
         // The reboot is the test: a panic or emergency mode here is its verdict. Only the
@@ -572,6 +592,9 @@ fn wait_new_boot(
     )?;
     let state = state.stdout.trim().to_owned();
     say!("    system state: {state}");
+    // Every boot since the reboot was asked, judged once more now that one answered: a panic
+    // the guest restarted past (`kernel.panic=N`) is the reboot's verdict all the same.
+    console.confirm(record)?;
     Ok(state)
 }
 
@@ -582,10 +605,53 @@ pub fn down(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
 }
 
 /// Stop the VM but keep its files (overlay, console, record) for a post-mortem; the next `up`
-/// or `prune` removes them.
+/// or `prune` removes them. Nothing runs in the guest first: its disk stays as it was.
 pub fn power_off(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
-    fx.hypervisor(record.backend)
-        .destroy(&record.name, Some(record))
+    fx.hypervisor(record.backend).stop(record)
+}
+
+/// Keep a failed run's VM powered off, for [`start`] to boot it again: powered off as
+/// [`power_off`] does, and no longer the current run, so that the next run does not take it
+/// for a stale one and remove it (only `prune` does).
+pub fn keep_powered_off(fx: &Effects, record: &RunRecord) -> Result<(), VmError> {
+    power_off(fx, record)?;
+    if fx.runs.current()?.is_some_and(|c| c.name == record.name) {
+        fx.runs.clear_current()?;
+    }
+    Ok(())
+}
+
+/// Boot a kept, powered-off VM again from its record: the same overlay, seed, forwards and
+/// console (as the second half of a power cycle), waiting for SSH with a new boot_id while its
+/// console is judged as after a reboot (its disk carries the change under test: only the
+/// emulator's fault is reset). It becomes the current run. A VM already running is left as it
+/// is, and made current.
+pub fn start(fx: &Effects, record: &mut RunRecord) -> Result<(), VmError> {
+    let hypervisor = fx.hypervisor(record.backend);
+    if hypervisor.is_running(record)? {
+        say!("{} is already running", record.name);
+        return fx.runs.save(record);
+    }
+    say!("starting {} again from its record", record.name);
+    let step = phase("start");
+    step.close((|| {
+        // A VM that never answered has no boot_id: any answer is a new boot.
+        let before = record.boot_id.clone().unwrap_or_default();
+        let console_from = console_len(record);
+        let booted = hypervisor.start(record)?;
+        record.pid = booted.pid;
+        fx.runs.save(record)?;
+        let deadline = Instant::now() + fx.waits.reboot;
+        wait_new_boot(
+            fx,
+            record,
+            &before,
+            console_from,
+            "its boot after the start",
+            deadline,
+        )
+        .map(|_| ())
+    })())
 }
 
 /// Remove one VM by name, in whatever state a harness killed mid-run left it (booting, with or

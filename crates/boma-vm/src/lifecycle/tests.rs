@@ -62,6 +62,7 @@ fn request(name: &str) -> UpRequest {
         name: vm(name),
         mac: "52:54:00:00:00:01".into(),
         base_image: "/cache/golden.qcow2".into(),
+        base: BaseImage::Golden,
         mem_mib: 3072,
         vcpus: 2,
         published_ports: vec![443],
@@ -420,6 +421,86 @@ fn a_first_boot_that_panics_again_after_its_reset_ends_the_run() {
     );
 }
 
+/// A layer carries the steps applied to it (the change under test): a panic in its first boot
+/// is its verdict, not reset as a golden image's would be.
+#[test]
+fn a_first_boot_from_a_layer_that_panics_fails_without_a_reset() {
+    let rig = Rig::new();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.console_text = PANIC_BOOT.into();
+        world.console_after_reboot = vec![CLEAN_BOOT.into()];
+        world.unreachable_polls = u32::MAX;
+    }
+    let mut from_layer = request("boma-it-askari-1");
+    from_layer.base = BaseImage::Layer;
+    let failure = up(&patient(&rig), &from_layer).unwrap_err();
+    assert!(
+        failure
+            .error
+            .to_string()
+            .contains("(its first boot): its kernel panicked 2.5 s into boot"),
+        "{}",
+        failure.error
+    );
+    assert_eq!(rig.world.borrow().boot_count, 1, "no reset");
+}
+
+/// The emulator's own fault is nobody's change: reset once, whatever the first boot boots.
+#[test]
+fn a_first_boot_from_a_layer_into_the_emulators_fault_is_reset_once() {
+    let rig = Rig::new();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.console_text = EMULATOR_FAULT_BOOT.into();
+        world.console_after_reboot = vec![CLEAN_BOOT.into()];
+        world.unreachable_polls = u32::MAX;
+    }
+    let mut from_layer = request("boma-it-askari-1");
+    from_layer.base = BaseImage::Layer;
+    let record = up(&patient(&rig), &from_layer).unwrap();
+    assert_eq!(rig.world.borrow().boot_count, 2, "one boot, one reset");
+    assert!(record.boot_id.is_some());
+}
+
+/// A guest that restarts itself after a panic (`kernel.panic=N`) comes back with a new
+/// boot_id: the panicked boot before it is the reboot's verdict all the same.
+#[test]
+fn a_panic_the_guest_restarts_past_after_the_reboot_fails_the_reboot() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    rig.world.borrow_mut().console_after_reboot = vec![format!("{PANIC_BOOT}{CLEAN_BOOT}")];
+    let err = reboot(&patient(&rig), &mut record, RebootHow::Guest).unwrap_err();
+    assert!(matches!(err, VmError::BootFailed { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("(the boot after the reboot): its kernel panicked 2.5 s into boot")
+            && message.contains("the console shows 1 boot(s) after it"),
+        "{message}"
+    );
+}
+
+/// The same panic written while the guest was already answering (between two polls): the
+/// confirmation once it answered finds it.
+#[test]
+fn a_panic_seen_only_once_the_guest_answered_fails_the_wait() {
+    let rig = Rig::new();
+    let record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let from = console_len(&record);
+    let watch = ConsoleWatch::new(from, "the boot after the reboot", Resettable::EmulatorFault);
+    watch.confirm(&record).unwrap();
+    std::fs::write(record.console_log(), format!("{PANIC_BOOT}{CLEAN_BOOT}")).unwrap();
+    let err = watch.confirm(&record).unwrap_err();
+    assert!(matches!(err, VmError::BootFailed { .. }), "{err}");
+    // The emulator's fault the guest restarted past is what a reset would have undone.
+    std::fs::write(
+        record.console_log(),
+        format!("{EMULATOR_FAULT_BOOT}{CLEAN_BOOT}"),
+    )
+    .unwrap();
+    watch.confirm(&record).unwrap();
+}
+
 #[test]
 fn a_first_boot_in_emergency_mode_ends_at_once_without_a_reset() {
     let rig = Rig::new();
@@ -453,6 +534,62 @@ fn power_off_keeps_the_files_and_down_removes_everything() {
     assert!(!record.dir.exists());
     assert!(rig.world.borrow().running.is_empty());
     assert!(rig.runs.current().unwrap().is_none());
+}
+
+/// A failed run of several keeps its VM powered off; `start` boots it again from its record,
+/// with a new boot_id, as the current run.
+#[test]
+fn a_vm_kept_powered_off_survives_the_next_run_and_starts_again() {
+    let rig = Rig::new();
+    let mut kept = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let first_boot = kept.boot_id.clone();
+    keep_powered_off(&rig.fx(), &kept).unwrap();
+    assert!(!rig.world.borrow().running.contains(&kept.name));
+    assert_eq!(rig.world.borrow().stopped, vec![kept.name.clone()]);
+    assert!(
+        rig.world.borrow().destroyed.is_empty(),
+        "stopped, not removed"
+    );
+    assert!(kept.dir.join("overlay.qcow2").exists());
+    assert!(rig.runs.current().unwrap().is_none(), "no longer current");
+    // The next run does not take it for a stale one.
+    let mut next = request("boma-it-askari-2");
+    next.exclusive = false;
+    up(&rig.fx(), &next).unwrap();
+    assert!(kept.dir.join("run.json").exists(), "left alone");
+    let mut record = rig.runs.record(&kept.name).unwrap().expect("its record");
+    assert_eq!(record, kept);
+    start(&rig.fx(), &mut record).unwrap();
+    assert!(rig.world.borrow().running.contains(&kept.name));
+    assert_eq!(rig.world.borrow().started, vec![kept.name.clone()]);
+    assert_ne!(record.boot_id, first_boot, "a new boot");
+    assert_eq!(record.ssh, kept.ssh, "the same forwards");
+    assert_eq!(rig.runs.current().unwrap(), Some(record.clone()));
+    // Started again, it is left as it is.
+    kept = record.clone();
+    start(&rig.fx(), &mut record).unwrap();
+    assert_eq!(record, kept);
+    assert_eq!(rig.world.borrow().started.len(), 1);
+}
+
+/// A kept VM's boot after `start` is judged as a reboot's: a panic there fails it.
+#[test]
+fn a_start_into_a_panic_fails_naming_it() {
+    let rig = Rig::new();
+    let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    keep_powered_off(&rig.fx(), &record).unwrap();
+    {
+        let mut world = rig.world.borrow_mut();
+        world.never_returns = true;
+        world.console_after_reboot = vec![PANIC_BOOT.into()];
+    }
+    let err = start(&patient(&rig), &mut record).unwrap_err();
+    assert!(matches!(err, VmError::BootFailed { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("(its boot after the start): its kernel panicked"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,23 +1,35 @@
 //! The serial console, read at every poll of a wait for the guest: a boot that will never
 //! answer ends the wait at once, and a boot that crashed for a reason outside the change under
-//! test is reset, once.
+//! test is reset, once. Every boot the console shows since the wait began is judged, so a
+//! guest that restarts itself after a panic (`kernel.panic=N`) fails all the same, even once
+//! it answers ([`ConsoleWatch::confirm`]).
 
 use boma_exec::progress::phase;
 use boma_exec::say;
 
+use super::BaseImage;
 use crate::run::diagnostics::{BootVerdict, boot_verdict};
 use crate::{Hypervisor, RebootHow, RunRecord, VmError};
 
 /// Which crashed boots one hardware reset may undo without hiding a bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resettable {
-    /// Any kernel panic: the first boot, before anything of the run is applied (the golden
-    /// image, or a layer a guest has already come back from). A panic there is the emulator's
-    /// or the image's, never the change under test.
+    /// Any kernel panic: the golden image's first boot, before anything of the run is
+    /// applied. A panic there is the emulator's or the image's, never the change under test.
     AnyPanic,
     /// Only the emulator's known fault ([`BootVerdict::is_emulator_fault`]): the boot after a
-    /// reboot is the test, and any other panic there is its verdict.
+    /// reboot is the test, and a first boot from a cached layer boots the steps applied to it
+    /// (the change under test); any other panic there is its verdict.
     EmulatorFault,
+}
+
+/// What a first boot may be reset for, by what it boots: only the golden image carries
+/// nothing of the change under test. Pure.
+pub fn first_boot_resettable(base: BaseImage) -> Resettable {
+    match base {
+        BaseImage::Golden => Resettable::AnyPanic,
+        BaseImage::Layer => Resettable::EmulatorFault,
+    }
 }
 
 /// What a wait does about what the console shows.
@@ -76,11 +88,7 @@ impl ConsoleWatch {
         hypervisor: &dyn Hypervisor,
         record: &RunRecord,
     ) -> Result<(), VmError> {
-        match next(
-            console_verdict(record, self.from),
-            self.resettable,
-            self.was_reset,
-        ) {
+        match self.next(record) {
             Next::Wait => Ok(()),
             Next::Reset(verdict) => {
                 let why = if verdict.is_emulator_fault() {
@@ -100,19 +108,49 @@ impl ConsoleWatch {
                 let reset = phase(format!("reset after a kernel panic in {}", self.during));
                 reset.close(reset_guest(hypervisor, record))
             }
-            Next::Fail(verdict) => Err(VmError::BootFailed {
-                name: record.name.to_string(),
-                during: self.during,
-                verdict: Box::new(verdict),
-                console: record.console_log(),
-            }),
+            Next::Fail(verdict) => Err(self.failed(record, verdict)),
+        }
+    }
+
+    /// Once the guest answered: judge the console once more, every boot since the wait began
+    /// (a panic the guest restarted past, between two polls, is in it). A verdict the policy
+    /// would have reset is one the guest got past by itself, as a reset would; any other fails.
+    pub fn confirm(&self, record: &RunRecord) -> Result<(), VmError> {
+        match self.next(record) {
+            Next::Wait => Ok(()),
+            Next::Reset(verdict) => {
+                say!(
+                    "    {} ended in a kernel panic the guest restarted past by itself, as a reset would have: {verdict}",
+                    self.during
+                );
+                Ok(())
+            }
+            Next::Fail(verdict) => Err(self.failed(record, verdict)),
+        }
+    }
+
+    /// What to do about the console as it reads now.
+    fn next(&self, record: &RunRecord) -> Next {
+        next(
+            console_verdict(record, self.from),
+            self.resettable,
+            self.was_reset,
+        )
+    }
+
+    fn failed(&self, record: &RunRecord, verdict: BootVerdict) -> VmError {
+        VmError::BootFailed {
+            name: record.name.to_string(),
+            during: self.during,
+            verdict: Box::new(verdict),
+            console: record.console_log(),
         }
     }
 }
 
-/// What the serial console shows of the guest's last boot, reading from byte `from` on; a
-/// console started anew, shorter than `from`, is read whole. `None` while it shows nothing
-/// final, or cannot be read.
+/// What the serial console shows of the boots since byte `from` ([`boot_verdict`]: every one of
+/// them); a console started anew, shorter than `from`, is read whole. `None` while it shows
+/// nothing final, or cannot be read.
 fn console_verdict(record: &RunRecord, from: u64) -> Option<BootVerdict> {
     use std::io::{Read as _, Seek as _, SeekFrom};
     // Read at every poll: only the watched boot's bytes, not the whole history before them.
@@ -153,6 +191,7 @@ mod tests {
             first_sign: first_sign.map(str::to_owned),
             place: None,
             after_init: false,
+            later_boots: 0,
         }
     }
 
@@ -196,6 +235,7 @@ mod tests {
             first_sign: Some(INT3.into()),
             place: None,
             after_init: true,
+            later_boots: 0,
         };
         for verdict in [panic(Some(GPF)), panic(None), in_init] {
             assert_eq!(
@@ -203,6 +243,28 @@ mod tests {
                 Next::Fail(verdict)
             );
         }
+    }
+
+    #[test]
+    fn only_the_golden_images_first_boot_is_reset_for_any_panic() {
+        assert_eq!(
+            first_boot_resettable(BaseImage::Golden),
+            Resettable::AnyPanic
+        );
+        // A layer carries the steps applied to it: only the emulator's fault is not theirs.
+        assert_eq!(
+            first_boot_resettable(BaseImage::Layer),
+            Resettable::EmulatorFault
+        );
+        let own = panic(Some(GPF));
+        assert_eq!(
+            next(
+                Some(own.clone()),
+                first_boot_resettable(BaseImage::Layer),
+                false
+            ),
+            Next::Fail(own)
+        );
     }
 
     #[test]

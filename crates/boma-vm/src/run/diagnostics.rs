@@ -84,10 +84,14 @@ pub fn console_tail(console: &str, lines: usize) -> Vec<String> {
 
 /// How the kernel's panic line starts.
 const PANIC: &str = "Kernel panic - not syncing:";
+/// What the kernel's banner, the first line of every boot, holds.
+const BANNER: &str = "] Linux version ";
 
-/// Why a guest will never answer, as its serial console shows it. Seen while a wait is still
+/// Why a guest failed a boot, as its serial console shows it. Seen while a wait is still
 /// going, it ends the wait at once: a panicked kernel or a system in emergency mode does not
-/// come back by itself (the golden image boots without `panic=`, so a panic halts).
+/// come back by itself (the golden image boots without `panic=`, so a panic halts), and one
+/// that does (a guest with `kernel.panic=N` restarts N seconds after a panic) failed all the
+/// same.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BootVerdict {
     /// The kernel panicked: when (seconds into the boot, from the panic line's stamp), the
@@ -98,8 +102,12 @@ pub enum BootVerdict {
         first_sign: Option<String>,
         place: Option<String>,
         /// Whether the kernel had started its init (`Run /init as init process`) before the
-        /// first sign: from then on the boot may have written to the disk.
+        /// first sign: from then on the boot may have written to the disk. A boot whose start
+        /// the console does not show (its banner) counts as past init.
         after_init: bool,
+        /// How many boots the console shows after this one (the guest restarted itself after
+        /// the panic, `kernel.panic=N`): the panic is the verdict all the same.
+        later_boots: usize,
     },
     /// systemd sits in emergency mode (a mount or unit the boot needs failed); sshd is not up.
     EmergencyMode,
@@ -133,6 +141,7 @@ impl std::fmt::Display for BootVerdict {
                 words,
                 first_sign,
                 place,
+                later_boots,
                 ..
             } => {
                 match at {
@@ -146,6 +155,12 @@ impl std::fmt::Display for BootVerdict {
                     }
                     write!(f, ")")?;
                 }
+                if *later_boots > 0 {
+                    write!(
+                        f,
+                        "; the console shows {later_boots} boot(s) after it (the guest restarted itself): a panic in any boot since the reboot was asked is the verdict, even when a later boot answers"
+                    )?;
+                }
                 Ok(())
             }
             BootVerdict::EmergencyMode => write!(
@@ -156,19 +171,41 @@ impl std::fmt::Display for BootVerdict {
     }
 }
 
-/// What the serial console says about the guest's last boot, when it says the guest will never
-/// answer: its kernel panicked, or it sits in emergency mode. `None` for a last boot that shows
+/// What the serial console says about the boots it shows, when one of them failed: the first
+/// boot whose kernel panicked or that sat in emergency mode. `None` while every boot shows
 /// neither (still booting, or up). Pure.
 ///
-/// Only the last boot counts: the console is appended across power cycles, so a panic in an
-/// earlier boot is history.
+/// Every boot counts, not only the last: the caller passes the console since the reboot was
+/// asked (or since a first boot began), and a guest that restarts itself after a panic
+/// (`kernel.panic=N`, common hardening) shows the panic in one boot and a healthy boot after
+/// it. The text before the first banner is the end of a boot already going (the one a reboot
+/// stops): judged too, as past its init.
 pub fn boot_verdict(console: &str) -> Option<BootVerdict> {
     let lines: Vec<String> = console.lines().map(strip_terminal_codes).collect();
-    let start = lines
+    let mut starts: Vec<usize> = lines
         .iter()
-        .rposition(|l| l.contains("] Linux version "))
-        .unwrap_or(0);
-    let boot = &lines[start..];
+        .enumerate()
+        .filter(|(_, l)| l.contains(BANNER))
+        .map(|(i, _)| i)
+        .collect();
+    if starts.first() != Some(&0) {
+        starts.insert(0, 0);
+    }
+    let boots: Vec<&[String]> = starts
+        .iter()
+        .zip(starts.iter().skip(1).chain(std::iter::once(&lines.len())))
+        .map(|(&start, &end)| &lines[start..end])
+        .collect();
+    boots
+        .iter()
+        .enumerate()
+        .find_map(|(i, boot)| one_boot_verdict(boot, boots.len() - 1 - i))
+}
+
+/// The verdict of one boot's lines (from its banner, when the console shows it), with how
+/// many boots follow it.
+fn one_boot_verdict(boot: &[String], later_boots: usize) -> Option<BootVerdict> {
+    let seen_start = boot.first().is_some_and(|l| l.contains(BANNER));
     if let Some(panic_at) = boot.iter().position(|l| l.contains(PANIC)) {
         let panic = &boot[panic_at];
         let words = panic
@@ -192,15 +229,17 @@ pub fn boot_verdict(console: &str) -> Option<BootVerdict> {
             })
         });
         let trouble_at = first_sign.unwrap_or(panic_at);
-        let after_init = boot[..trouble_at]
-            .iter()
-            .any(|l| after_timestamp(l).starts_with("Run ") && l.contains(" as init process"));
+        let after_init = !seen_start
+            || boot[..trouble_at]
+                .iter()
+                .any(|l| after_timestamp(l).starts_with("Run ") && l.contains(" as init process"));
         return Some(BootVerdict::KernelPanic {
             at: kernel_seconds(panic),
             words,
             first_sign: first_sign.map(|at| after_timestamp(&boot[at]).trim().to_owned()),
             place,
             after_init,
+            later_boots,
         });
     }
     boot.iter()

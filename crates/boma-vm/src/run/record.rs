@@ -191,14 +191,20 @@ impl Runs {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(VmError::io(&path, e)),
         };
-        let record = self.vm_dir(&name).join("run.json");
+        // `current` without a record: a crash between the two writes; treat as no run.
+        self.record(&name)
+    }
+
+    /// The record of the VM `name`, current or not (a kept VM of a parallel run), if its
+    /// directory holds one.
+    pub fn record(&self, name: &VmName) -> Result<Option<RunRecord>, VmError> {
+        let record = self.vm_dir(name).join("run.json");
         match std::fs::read_to_string(&record) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
                 VmError::Backend(format!(
                     "{record} is not a run record ({e}); run `cargo xtask prune`"
                 ))
             }),
-            // `current` without a record: a crash between the two writes; treat as no run.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(VmError::io(&record, e)),
         }
