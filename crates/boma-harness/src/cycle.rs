@@ -141,8 +141,9 @@ fn run(
     });
     // Layers: the deepest cached disk whose inputs match, unless asked not to or the tier puts a
     // secret on the disk.
+    let run_dir = ctx.settings.runs_root.join(new.name.as_str());
     let mut layers = if ctx.settings.layers && !options.tier.needs_vault_secret() {
-        let planned = RunLayers::plan(ctx, &inputs, &prepared.golden)?;
+        let planned = RunLayers::plan(ctx, &inputs, &prepared.golden, &new.name, &run_dir)?;
         report.layers = planned.uses.clone();
         Some(planned)
     } else {
@@ -159,7 +160,6 @@ fn run(
         None => vm::pin_for_run(ctx, &new, &prepared.golden)?,
     };
     // From here the run has a directory: its command log goes there too.
-    let run_dir = ctx.settings.runs_root.join(new.name.as_str());
     if std::fs::create_dir_all(&run_dir).is_ok() {
         let _ = progress::log_into(Some(RunFiles { dir: run_dir }.harness_log().as_std_path()));
     }
@@ -274,6 +274,7 @@ fn after_boot(
         // a cleanly shut-down guest, so the VM is power-cycled here.
         if let Some(run_layers) = layers.as_mut()
             && index + 1 < steps_total
+            && run_layers.storing()
         {
             if let Err(e) =
                 power_cycle_taking(ctx, record, run_layers, index, "power cycle (layer)")
@@ -330,7 +331,7 @@ fn after_boot(
         // apply: that disk is not what the step's inputs make).
         let clean_so_far = report.checks.iter().all(|c| c.ok);
         let rebooted = match layers.as_mut() {
-            Some(run_layers) if reused < steps_total && clean_so_far => {
+            Some(run_layers) if reused < steps_total && clean_so_far && run_layers.storing() => {
                 power_cycle_taking(ctx, record, run_layers, steps_total - 1, "reboot")
             }
             _ => with_effects(ctx, record.backend, record.accel, |fx| {

@@ -6,15 +6,22 @@
 //!
 //! Layers are off with `--fresh`, and for a cert tier that puts a secret on the guest's disk
 //! (a layer lives for weeks in the cache).
+//!
+//! The VM only ever boots bytes that cannot change under it: a layer is published only where
+//! none was (`boma-layers` never replaces one); when another run published the same step first,
+//! this VM keeps its own disk and this run stores no later step. The chain a VM's disk is
+//! backed by is kept from removal for as long as its run directory exists, so a failed run's
+//! kept VM can be started again after the run is over.
 
 use std::time::SystemTime;
 
 use boma_exec::progress::phase;
 use boma_exec::say;
 use boma_layers::{
-    ChainMatch, DiskTree, LAYERS_DIR, Layer, LayerStore, NewLayer, StepRecipe, StoreConfig,
-    Timestamp, step_recipes,
+    ChainMatch, DiskTree, Inserted, LAYERS_DIR, Layer, LayerStore, NewLayer, StepRecipe,
+    StoreConfig, Timestamp, step_recipes,
 };
+use boma_name::VmName;
 use boma_report::LayerUse;
 use boma_vm::{RunRecord, VmError};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -34,6 +41,11 @@ pub struct RunLayers {
     stored: Vec<Layer>,
     /// The golden image pinned in the store (the first layer's backing).
     golden: Utf8PathBuf,
+    /// The VM and its run directory: its keep record names them.
+    vm: VmName,
+    run_dir: Utf8PathBuf,
+    /// Why this run stores no more layers (`None` while it does).
+    stopped: Option<String>,
     pub uses: Vec<LayerUse>,
 }
 
@@ -46,8 +58,15 @@ fn store_error(e: impl std::fmt::Display) -> HarnessError {
 }
 
 impl RunLayers {
-    /// Look up the deepest matching layer for `inputs`' steps, starting from `golden`.
-    pub fn plan(ctx: &Ctx, inputs: &Inputs, golden: &Golden) -> Result<RunLayers, HarnessError> {
+    /// Look up the deepest matching layer for `inputs`' steps, starting from `golden`, for the
+    /// VM `vm` whose run directory is `run_dir` (created here: the keep record needs it).
+    pub fn plan(
+        ctx: &Ctx,
+        inputs: &Inputs,
+        golden: &Golden,
+        vm: &VmName,
+        run_dir: &Utf8Path,
+    ) -> Result<RunLayers, HarnessError> {
         let dir = ctx.settings.cache_dir.join(LAYERS_DIR);
         let store = LayerStore::open(&dir, StoreConfig::default()).map_err(store_error)?;
         let steps = step_recipes(
@@ -103,15 +122,37 @@ impl RunLayers {
                 });
             }
         }
-        Ok(RunLayers {
+        let run_layers = RunLayers {
             store,
             profile: inputs.host.clone(),
             steps,
             reused: layers,
             stored: Vec::new(),
             golden: pinned.path,
+            vm: vm.clone(),
+            run_dir: run_dir.to_owned(),
+            stopped: None,
             uses,
-        })
+        };
+        std::fs::create_dir_all(run_dir).map_err(|e| HarnessError::io(run_dir, e))?;
+        run_layers.keep_chain().map_err(store_error)?;
+        Ok(run_layers)
+    }
+
+    /// Records the layers the VM's disk is backed by, so they outlive this process while the
+    /// run directory does (a kept VM).
+    fn keep_chain(&self) -> Result<(), boma_layers::StoreError> {
+        let keys = self
+            .reused
+            .iter()
+            .chain(&self.stored)
+            .map(|l| l.key().clone());
+        self.store.keep_for(&self.vm, &self.run_dir, keys)
+    }
+
+    /// Whether this run still stores layers.
+    pub fn storing(&self) -> bool {
+        self.stopped.is_none()
     }
 
     /// The disk the VM boots from: the deepest reused layer, or the store's pinned golden.
@@ -163,6 +204,10 @@ impl RunLayers {
     /// so a step that breaks the boot fails a re-run at its reboot, as it failed this one.
     pub fn booted(&self, index: usize) {
         let key = self.steps[index].recipe.key();
+        // Only a layer this VM booted from: not one another run published first.
+        if !self.stored.iter().any(|l| l.key() == &key) {
+            return;
+        }
         if let Err(e) = self.store.mark_booted(&key, now()) {
             say!(
                 "layers: could not record that layer {} booted ({e}): later runs will not start from it",
@@ -173,7 +218,9 @@ impl RunLayers {
 
     /// Store the stopped VM's disk as step `index`'s layer, then give the VM a fresh overlay on
     /// it (the same path, so the hypervisor's definition stays valid). Called between the
-    /// power-off and the start of a power cycle.
+    /// power-off and the start of a power cycle. When another run published this step first,
+    /// the VM keeps its own disk (its bytes, exactly as it shut down) and the run stores no
+    /// later step: those would sit on a disk that is not in the store.
     pub fn take(&mut self, ctx: &Ctx, record: &RunRecord, index: usize) -> Result<(), VmError> {
         let step = &self.steps[index];
         let overlay = record.dir.join("overlay.qcow2");
@@ -192,30 +239,46 @@ impl RunLayers {
             )
             .map_err(|e| VmError::Backend(format!("layer store: {e}")));
         let inserted = taking.close(inserted)?;
-        say!(
-            "layers: step {} stored as {}{}",
-            index + 1,
-            inserted.layer.key().short(),
-            if inserted.stored {
-                ""
-            } else {
-                " (another run had stored it first)"
+        let (layer, evicted) = match inserted {
+            Inserted::Published { layer, evicted } => (layer, evicted),
+            Inserted::AlreadyPublished { key } => {
+                let why = format!(
+                    "another run published step {}'s layer {} first; this VM keeps its own disk, so no later step is stored",
+                    index + 1,
+                    key.short()
+                );
+                say!("layers: {why}");
+                self.stopped = Some(why);
+                return Ok(());
             }
+        };
+        say!(
+            "layers: step {} stored as {}",
+            index + 1,
+            layer.key().short()
         );
-        for key in &inserted.evicted.removed {
+        for key in &evicted.removed {
             say!("layers: evicted {} (the store's size bound)", key.short());
         }
-        let layer_path = inserted.layer.path().to_owned();
-        std::fs::remove_file(&overlay).map_err(|e| VmError::io(&overlay, e))?;
-        ctx.machine.disks().create_overlay(&layer_path, &overlay)?;
-        self.uses.retain(|u| u.step != step.label);
+        let step_label = step.label.clone();
+        self.stored.push(*layer);
+        self.keep_chain()
+            .map_err(|e| VmError::Backend(format!("layer store: {e}")))?;
+        // The new overlay is made beside the old one and renamed over it: at every moment the
+        // VM has a valid disk.
+        let layer_path = self.stored.last().map(|l| l.path().to_owned());
+        let layer_path = layer_path.expect("a layer was just stored");
+        let fresh = record.dir.join("overlay.qcow2.new");
+        ctx.machine.disks().create_overlay(&layer_path, &fresh)?;
+        std::fs::rename(&fresh, &overlay).map_err(|e| VmError::io(&overlay, e))?;
+        let key = self.stored.last().map(|l| l.key().as_str().to_owned());
+        self.uses.retain(|u| u.step != step_label);
         self.uses.push(LayerUse {
-            step: step.label.clone(),
-            key: inserted.layer.key().as_str().to_owned(),
+            step: step_label,
+            key: key.unwrap_or_default(),
             reused: false,
             why_not: Some("stored by this run".into()),
         });
-        self.stored.push(inserted.layer);
         Ok(())
     }
 }

@@ -17,6 +17,7 @@
 
 mod chain;
 mod error;
+pub mod keep;
 pub mod key;
 mod lock;
 pub mod path;

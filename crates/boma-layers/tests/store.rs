@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use boma_exec::CmdExt as _;
 use boma_layers::{
-    Defect, FileDigest, LayerKey, LayerStore, Lookup, Manifest, MissCause, NewLayer, Recipe,
-    RepoPath, StoreConfig, StoreError, Timestamp,
+    Defect, FileDigest, Inserted, Layer, LayerKey, LayerStore, Lookup, Manifest, MissCause,
+    NewLayer, Recipe, Removal, RepoPath, StoreConfig, StoreError, Timestamp,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
@@ -108,6 +108,11 @@ fn recipe(step_index: usize, previous: Option<LayerKey>, tags: &[&str]) -> Recip
     }
 }
 
+fn inode(path: &Utf8Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).unwrap().ino()
+}
+
 fn backing_of(path: &Utf8Path) -> String {
     let sh = sh();
     let json = cmd!(sh, "qemu-img info --output=json {path}")
@@ -127,6 +132,14 @@ fn same_content(a: &Utf8Path, b: &Utf8Path) -> bool {
         .run()
         .unwrap()
         .success()
+}
+
+/// The layer an insert published (panics on a lost race: the caller expects none).
+fn published(inserted: Inserted) -> (Box<Layer>, Removal) {
+    match inserted {
+        Inserted::Published { layer, evicted } => (layer, evicted),
+        Inserted::AlreadyPublished { key } => panic!("{key} was already published"),
+    }
 }
 
 fn make_writable(path: &Utf8Path) {
@@ -151,9 +164,8 @@ fn an_inserted_layer_is_read_only_backed_by_golden_and_found_again() {
     let rig = Rig::new();
     let r0 = recipe(0, None, &["base"]);
     let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
-    let inserted = rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
-    assert!(inserted.stored);
-    let path = inserted.layer.path().to_owned();
+    let (layer, _) = published(rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap());
+    let path = layer.path().to_owned();
     assert_eq!(path, rig.store.qcow2_path(&r0.key()));
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o444);
@@ -163,7 +175,7 @@ fn an_inserted_layer_is_read_only_backed_by_golden_and_found_again() {
         "the layer holds what the overlay held"
     );
     assert!(ov0.exists(), "the run's overlay is copied, not taken");
-    drop(inserted);
+    drop(layer);
     rig.store.mark_booted(&r0.key(), T0).unwrap();
 
     let later = Timestamp(T0.0 + 60);
@@ -205,14 +217,28 @@ fn a_layer_no_guest_came_back_from_is_kept_but_never_booted() {
             r0.key().short()
         )
     );
-    // The next run applies the step itself and stores the same key: its own disk replaces
-    // the unproven one (its VM boots next from what is stored), still unproven.
+    // The next run applies the step itself and stores the same key. The unproven layer is
+    // held by no one (its run is over), so it is removed and this run's copy published under
+    // a new inode: nothing was rewritten under a reader.
+    let old_inode = inode(&rig.store.qcow2_path(&r0.key()));
     let again = rig.overlay("ov0-again.qcow2", &rig.golden, 0x5a, 0);
-    let inserted = rig.store.insert(rig.new_layer(&r0), &again, T0).unwrap();
-    assert!(inserted.stored, "this run's copy replaces the unproven one");
-    assert_eq!(inserted.layer.meta().booted, None);
-    assert!(same_content(&again, inserted.layer.path()));
-    drop(inserted);
+    let (layer, _) = published(rig.store.insert(rig.new_layer(&r0), &again, T0).unwrap());
+    assert_eq!(layer.meta().booted, None, "still unproven");
+    assert!(same_content(&again, layer.path()));
+    assert_ne!(inode(layer.path()), old_inode);
+
+    // While its run holds it (its VM is booting from it), a third copy of the key loses and
+    // the held layer keeps its inode and bytes.
+    let held_inode = inode(layer.path());
+    let third = rig.overlay("ov0-third.qcow2", &rig.golden, 0x77, 0);
+    let lost = rig.store.insert(rig.new_layer(&r0), &third, T0).unwrap();
+    assert!(
+        matches!(&lost, Inserted::AlreadyPublished { key } if *key == r0.key()),
+        "{lost:?}"
+    );
+    assert_eq!(inode(layer.path()), held_inode);
+    assert!(same_content(&again, layer.path()));
+    drop(layer);
     assert_eq!(rig.store.list().unwrap().len(), 1, "kept, as cache");
 
     // A guest that comes back from it makes it a layer runs start from.
@@ -415,7 +441,8 @@ fn two_runs_inserting_one_key_end_with_one_valid_layer_and_no_second_copy() {
     ];
     let barrier = Arc::new(Barrier::new(2));
     let dir = rig.store.dir().to_owned();
-    let results: Vec<bool> = std::thread::scope(|scope| {
+    // Each run keeps what it got (and so its hold) until both are done, as two VMs would.
+    let results: Vec<Inserted> = std::thread::scope(|scope| {
         let handles: Vec<_> = overlays
             .iter()
             .map(|overlay| {
@@ -426,18 +453,20 @@ fn two_runs_inserting_one_key_end_with_one_valid_layer_and_no_second_copy() {
                     // Each run opens the store itself, as two harness processes would.
                     let store = LayerStore::open(&dir, StoreConfig::default()).unwrap();
                     barrier.wait();
-                    store.insert(new, overlay, T0).unwrap().stored
+                    store.insert(new, overlay, T0).unwrap()
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    // Neither has booted from it yet, so the second may replace the first's copy (each run's
-    // VM boots its own disk next); what matters is that one valid layer is left.
-    assert!(
-        results.iter().any(|stored| *stored),
-        "a run stores the layer: {results:?}"
-    );
+    // The first holds what it published while its VM runs, so the second loses and keeps its
+    // own disk: exactly one publishes.
+    let stored = results
+        .iter()
+        .filter(|r| matches!(r, Inserted::Published { .. }))
+        .count();
+    assert_eq!(stored, 1, "one run publishes the layer: {results:?}");
+    drop(results);
     let key = r0.key();
     assert_eq!(
         rig.files(),
@@ -505,23 +534,25 @@ fn the_size_bound_evicts_after_insert_but_never_the_new_layer() {
     let rig = Rig::with_config(StoreConfig { max_total_bytes: 1 });
     let first = recipe(0, None, &["base"]);
     let ov_first = rig.overlay("ov-first.qcow2", &rig.golden, 0xab, 0);
-    let inserted = rig
-        .store
-        .insert(rig.new_layer(&first), &ov_first, T0)
-        .unwrap();
+    let (layer, evicted) = published(
+        rig.store
+            .insert(rig.new_layer(&first), &ov_first, T0)
+            .unwrap(),
+    );
     // Over the bound, but the caller holds it.
-    assert!(inserted.evicted.removed.is_empty());
-    assert_eq!(inserted.evicted.spared_busy, [first.key()]);
-    drop(inserted);
+    assert!(evicted.removed.is_empty());
+    assert_eq!(evicted.spared_busy, [first.key()]);
+    drop(layer);
 
     let second = recipe(0, None, &["base", "ssh"]);
     let ov_second = rig.overlay("ov-second.qcow2", &rig.golden, 0xef, 0);
     let later = Timestamp(T0.0 + 10);
-    let inserted = rig
-        .store
-        .insert(rig.new_layer(&second), &ov_second, later)
-        .unwrap();
-    assert_eq!(inserted.evicted.removed, [first.key()]);
+    let (_layer, evicted) = published(
+        rig.store
+            .insert(rig.new_layer(&second), &ov_second, later)
+            .unwrap(),
+    );
+    assert_eq!(evicted.removed, [first.key()]);
     let listed: Vec<LayerKey> = rig
         .store
         .list()
