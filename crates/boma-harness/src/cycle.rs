@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::error::ExitClass;
 use crate::files::{self, RunFiles};
-use crate::layers::RunLayers;
+use crate::layers::{KeyedSetup, RunLayers};
 use crate::preflight::{self, Inputs, Needs};
 use crate::steps::{self, PlaybookSet};
 use crate::vm::{self, with_effects};
@@ -143,7 +143,8 @@ fn run(
     // secret on the disk.
     let run_dir = ctx.settings.runs_root.join(new.name.as_str());
     let mut layers = if ctx.settings.layers && !options.tier.needs_vault_secret() {
-        let planned = RunLayers::plan(ctx, &inputs, &prepared.golden, &new.name, &run_dir)?;
+        let setup = KeyedSetup::current(ctx)?;
+        let planned = RunLayers::plan(ctx, &inputs, &prepared.golden, &new.name, &run_dir, &setup)?;
         report.layers = planned.uses.clone();
         Some(planned)
     } else {

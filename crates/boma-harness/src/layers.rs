@@ -13,13 +13,14 @@
 //! backed by is kept from removal for as long as its run directory exists, so a failed run's
 //! kept VM can be started again after the run is over.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use boma_exec::progress::phase;
 use boma_exec::say;
 use boma_layers::{
-    ChainMatch, DiskTree, Inserted, LAYERS_DIR, Layer, LayerStore, NewLayer, StepRecipe,
-    StoreConfig, Timestamp, step_recipes,
+    ChainMatch, DiskTree, FileDigest, Inserted, LAYERS_DIR, Layer, LayerStore, NewLayer, RunInputs,
+    StepRecipe, StoreConfig, Timestamp, step_recipes,
 };
 use boma_name::VmName;
 use boma_report::LayerUse;
@@ -28,7 +29,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::golden::{self, Golden};
 use crate::preflight::Inputs;
-use crate::{Ctx, HarnessError};
+use crate::{Ctx, HarnessError, vm};
 
 /// The layers of one run: what it reuses, and the store it adds to.
 pub struct RunLayers {
@@ -49,6 +50,101 @@ pub struct RunLayers {
     pub uses: Vec<LayerUse>,
 }
 
+/// What the layer key needs from other parts of the harness: the environment Ansible runs in
+/// and a description of how it connects to the VM. Whatever changes either must change it.
+#[derive(Debug, Clone)]
+pub struct KeyedSetup {
+    /// Every variable `ansible-playbook` gets, with per-run values (paths into the run
+    /// directory, ports) replaced by stand-ins.
+    pub ansible_env: BTreeMap<String, String>,
+    /// The connection as the harness sets it up (its text, a version: opaque to the key).
+    pub connection: String,
+}
+
+impl KeyedSetup {
+    /// Today's setup: Ansible inherits this process's environment (the variables
+    /// [`reaches_ansible`] names are what the key sees of it), with the harness's settings on
+    /// top; it connects with the harness's connection variables. The harness's scrubbed
+    /// environment and its own ssh replace both: pass theirs.
+    pub fn current(ctx: &Ctx) -> Result<KeyedSetup, HarnessError> {
+        // The harness's own settings on top (`ansible.rs`) are the same in every run; the
+        // checkout's `ansible.cfg` they point at is keyed by content.
+        let ansible_env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(name, _)| reaches_ansible(name))
+            .collect();
+        let stand_in = boma_inventory::VmConnection {
+            host: "127.0.0.1",
+            port: 2222,
+            user: boma_cloudinit::DEFAULT_USER,
+            ssh_private_key_file: &ctx.settings.key_dir().join("id_ed25519"),
+        };
+        let connection = boma_inventory::render_connection_vars(&stand_in)
+            .map_err(|e| HarnessError::Refused(format!("connection variables: {e}")))?;
+        Ok(KeyedSetup {
+            ansible_env,
+            connection,
+        })
+    }
+}
+
+/// Whether an inherited variable changes what `ansible-playbook` does: Ansible's own, Python's,
+/// the locale and the home directory (where Ansible looks for collections and plugins).
+fn reaches_ansible(name: &str) -> bool {
+    name.starts_with("ANSIBLE_")
+        || name.starts_with("PYTHON")
+        || name.starts_with("LC_")
+        || matches!(name, "LANG" | "LANGUAGE" | "TZ" | "HOME")
+}
+
+/// Where Ansible loads collections and plugins from on the controller when nothing says
+/// otherwise (`~/.ansible/…`, `/usr/share/ansible/…`).
+fn controller_dirs(home: Option<&str>) -> Vec<Utf8PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(home) = home {
+        let home = Utf8Path::new(home).join(".ansible");
+        dirs.extend([home.join("collections"), home.join("plugins")]);
+    }
+    dirs.extend([
+        Utf8PathBuf::from("/usr/share/ansible/collections"),
+        Utf8PathBuf::from("/usr/share/ansible/plugins"),
+    ]);
+    dirs
+}
+
+/// Everything the key depends on besides the repository: the VM's groups in the real
+/// inventory, what is installed in the venv, the environment, controller-wide collections and
+/// plugins, the seed (with stand-ins for the run's name and MAC) and the connection.
+fn run_inputs(ctx: &Ctx, inputs: &Inputs, setup: &KeyedSetup) -> Result<RunInputs, HarnessError> {
+    let venv = ctx.repo().join(".venv");
+    let installed = boma_layers::venv_packages(&venv).map_err(|e| {
+        store_error(format!(
+            "what is installed in {venv} cannot be read, so a layer could not be keyed by it ({e})"
+        ))
+    })?;
+    let home = setup.ansible_env.get("HOME").map(String::as_str);
+    let controller_files =
+        boma_layers::controller_files(&controller_dirs(home)).map_err(store_error)?;
+    let (_, public_key) = ctx.machine.provisioner().keypair(&ctx.settings.key_dir())?;
+    let seed = vm::seed_documents(
+        inputs,
+        &public_key,
+        &format!("boma-it-{}-RUNID", inputs.host),
+        "52:54:00:00:00:00",
+    )?;
+    let seed_text = format!(
+        "user-data\n{}\nmeta-data\n{}\nnetwork-config\n{}",
+        seed.user_data, seed.meta_data, seed.network_config
+    );
+    Ok(RunInputs {
+        lineage: inputs.group_parents.clone(),
+        ansible_env: RunInputs::digest_env(&setup.ansible_env),
+        installed,
+        controller_files,
+        seed: FileDigest::of(seed_text.as_bytes()),
+        connection: FileDigest::of(setup.connection.as_bytes()),
+    })
+}
+
 fn now() -> Timestamp {
     Timestamp::from_system(SystemTime::now())
 }
@@ -66,14 +162,17 @@ impl RunLayers {
         golden: &Golden,
         vm: &VmName,
         run_dir: &Utf8Path,
+        setup: &KeyedSetup,
     ) -> Result<RunLayers, HarnessError> {
         let dir = ctx.settings.cache_dir.join(LAYERS_DIR);
         let store = LayerStore::open(&dir, StoreConfig::default()).map_err(store_error)?;
+        let run = run_inputs(ctx, inputs, setup)?;
         let steps = step_recipes(
             &DiskTree::new(ctx.repo()),
             &inputs.profile,
             inputs.tier,
             &golden.sha512,
+            &run,
         )
         .map_err(store_error)?;
         for step in &steps {

@@ -4,6 +4,8 @@
 //! directory. One run publishes the layer; the others keep booting their own disks; no
 //! published file is ever replaced; a VM whose run has ended keeps its chain.
 
+mod common;
+
 use std::os::unix::fs::MetadataExt as _;
 use std::time::{Duration, Instant};
 
@@ -69,6 +71,7 @@ fn recipe() -> Recipe {
             RepoPath::new("roles/base/tasks/main.yml").unwrap(),
             FileDigest::of(b"- debug: {}\n"),
         )]),
+        run: common::run_inputs(),
         previous: None,
     }
 }

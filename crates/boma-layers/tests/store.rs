@@ -2,6 +2,8 @@
 //! no VM): insert, lookup, stacking, dropping damaged layers with their descendants, concurrent
 //! inserts of one key, holds against prune and eviction.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, Barrier};
@@ -104,6 +106,7 @@ fn recipe(step_index: usize, previous: Option<LayerKey>, tags: &[&str]) -> Recip
             RepoPath::new("roles/base/tasks/main.yml").unwrap(),
             FileDigest::of(format!("step {step_index}").as_bytes()),
         )]),
+        run: common::run_inputs(),
         previous,
     }
 }
