@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::error::ExitClass;
 use crate::files::{self, RunFiles};
-use crate::layers::{KeyedSetup, RunLayers};
+use crate::layers::{self, RunLayers};
 use crate::preflight::{self, Inputs, Needs};
 use crate::steps::{self, PlaybookSet};
 use crate::vm::{self, with_effects};
@@ -139,23 +139,11 @@ fn run(
         sha512: prepared.golden.sha512.clone(),
         origin: prepared.golden.origin.clone(),
     });
-    // Layers: the deepest cached disk whose inputs match, unless asked not to or the tier puts a
-    // secret on the disk.
+    // Layers: the deepest cached disk whose inputs match, unless asked not to, the tier puts a
+    // secret on the disk, or the store cannot be used.
     let run_dir = ctx.settings.runs_root.join(new.name.as_str());
-    let mut layers = if ctx.settings.layers && !options.tier.needs_vault_secret() {
-        let setup = KeyedSetup::current(ctx)?;
-        let planned = RunLayers::plan(ctx, &inputs, &prepared.golden, &new.name, &run_dir, &setup)?;
-        report.layers = planned.uses.clone();
-        Some(planned)
-    } else {
-        if ctx.settings.layers {
-            say!(
-                "layers: off for the {} tier (its secret would stay on a cached disk)",
-                options.tier
-            );
-        }
-        None
-    };
+    let (mut layers, uses) = layers::start(ctx, &inputs, &prepared.golden, &new.name, &run_dir)?;
+    report.layers = uses;
     let base = match &layers {
         Some(l) => l.base().to_owned(),
         None => vm::pin_for_run(ctx, &new, &prepared.golden)?,

@@ -7,6 +7,12 @@
 //! Layers are off with `--fresh`, and for a cert tier that puts a secret on the guest's disk
 //! (a layer lives for weeks in the cache).
 //!
+//! **A fault of the store is not a verdict on the host.** A store that cannot be used (a disk
+//! full, `qemu-img` failing, a directory it may not write) turns layers off for the rest of the
+//! run with one line saying why, and the run goes on: from the golden image when planning
+//! failed, on the VM's own disk when storing a step failed (its overlay is replaced only once
+//! the new one exists). Only an interrupt stops the run.
+//!
 //! The VM only ever boots bytes that cannot change under it: a layer is published only where
 //! none was (`boma-layers` never replaces one); when another run published the same step first,
 //! this VM keeps its own disk and this run stores no later step. The chain a VM's disk is
@@ -16,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use boma_exec::interrupt::{self, Interrupted};
 use boma_exec::progress::phase;
 use boma_exec::say;
 use boma_layers::{
@@ -27,7 +34,7 @@ use boma_report::LayerUse;
 use boma_vm::{RunRecord, VmError};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::golden::{self, Golden};
+use crate::golden::Golden;
 use crate::preflight::Inputs;
 use crate::{Ctx, HarnessError, vm};
 
@@ -153,6 +160,85 @@ fn store_error(e: impl std::fmt::Display) -> HarnessError {
     HarnessError::Vm(VmError::Backend(format!("layer store: {e}")))
 }
 
+/// The run's layers (`None` when they are off) and what the report says of them. Off: asked
+/// (`--fresh`, `BOMA_IT_LAYERS=off`), a cert tier whose secret would stay on a cached disk, or
+/// a store that cannot be used (one line says why, and each step's entry in the report; the
+/// run boots from the golden image and stores nothing). Only an interrupt is an error.
+pub fn start(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    golden: &Golden,
+    vm: &VmName,
+    run_dir: &Utf8Path,
+) -> Result<(Option<RunLayers>, Vec<LayerUse>), HarnessError> {
+    if !ctx.settings.layers {
+        return Ok((None, Vec::new()));
+    }
+    if inputs.tier.needs_vault_secret() {
+        say!(
+            "layers: off for the {} tier (its secret would stay on a cached disk)",
+            inputs.tier
+        );
+        return Ok((None, Vec::new()));
+    }
+    // The setup Ansible runs with: where the scrubbed environment and the harness's own
+    // connection are decided, pass theirs.
+    let planned = KeyedSetup::current(ctx)
+        .and_then(|setup| RunLayers::plan(ctx, inputs, golden, vm, run_dir, &setup));
+    match planned {
+        Ok(layers) => {
+            let uses = layers.uses.clone();
+            Ok((Some(layers), uses))
+        }
+        Err(e) if e.interrupted().is_some() => Err(e),
+        Err(e) => {
+            let why = format!(
+                "layers off for this run: the layer store cannot be used ({})",
+                crate::error_chain(&e)
+            );
+            say!("{why}; booting from the golden image, storing nothing");
+            let uses = inputs
+                .profile
+                .applies
+                .iter()
+                .map(|apply| LayerUse {
+                    step: apply.label(),
+                    key: String::new(),
+                    reused: false,
+                    why_not: Some(why.clone()),
+                })
+                .collect();
+            Ok((None, uses))
+        }
+    }
+}
+
+/// Why storing a layer did not happen.
+enum TakeFailure {
+    /// The run was interrupted: it stops.
+    Interrupted(Interrupted),
+    /// The store failed: layers go off, the run goes on.
+    Fault(String),
+}
+
+impl From<boma_layers::StoreError> for TakeFailure {
+    fn from(e: boma_layers::StoreError) -> TakeFailure {
+        match interrupt::in_chain(&e) {
+            Some(interrupted) => TakeFailure::Interrupted(interrupted),
+            None => TakeFailure::Fault(crate::error_chain(&e)),
+        }
+    }
+}
+
+impl From<VmError> for TakeFailure {
+    fn from(e: VmError) -> TakeFailure {
+        match interrupt::in_chain(&e) {
+            Some(interrupted) => TakeFailure::Interrupted(interrupted),
+            None => TakeFailure::Fault(crate::error_chain(&e)),
+        }
+    }
+}
+
 impl RunLayers {
     /// Look up the deepest matching layer for `inputs`' steps, starting from `golden`, for the
     /// VM `vm` whose run directory is `run_dir` (created here: the keep record needs it).
@@ -186,7 +272,10 @@ impl RunLayers {
             "golden-{}",
             &golden.sha512[..32.min(golden.sha512.len())]
         ));
-        let pinned = golden::pin(golden, &pin_dir, &ctx.settings.cache_dir)?;
+        let pinned = ctx
+            .machine
+            .provisioner()
+            .pin(golden, &pin_dir, &ctx.settings.cache_dir)?;
         let recipes: Vec<_> = steps.iter().map(|s| s.recipe.clone()).collect();
         let ChainMatch { layers, miss } = store
             .deepest_match(&inputs.host, &recipes, now())
@@ -301,16 +390,21 @@ impl RunLayers {
     /// The guest came back from step `index`'s layer (the power cycle after [`Self::take`]):
     /// later runs may boot from it. Until this, the store keeps the layer without booting it,
     /// so a step that breaks the boot fails a re-run at its reboot, as it failed this one.
-    pub fn booted(&self, index: usize) {
+    pub fn booted(&mut self, index: usize) {
         let key = self.steps[index].recipe.key();
         // Only a layer this VM booted from: not one another run published first.
         if !self.stored.iter().any(|l| l.key() == &key) {
             return;
         }
         if let Err(e) = self.store.mark_booted(&key, now()) {
-            say!(
-                "layers: could not record that layer {} booted ({e}): later runs will not start from it",
-                key.short()
+            let label = self.steps[index].label.clone();
+            self.stop(
+                &label,
+                &format!(
+                    "could not record that layer {} booted ({}), so later runs will not start from it",
+                    key.short(),
+                    crate::error_chain(&e)
+                ),
             );
         }
     }
@@ -319,35 +413,70 @@ impl RunLayers {
     /// it (the same path, so the hypervisor's definition stays valid). Called between the
     /// power-off and the start of a power cycle. When another run published this step first,
     /// the VM keeps its own disk (its bytes, exactly as it shut down) and the run stores no
-    /// later step: those would sit on a disk that is not in the store.
+    /// later step: those would sit on a disk that is not in the store. When the store fails,
+    /// layers go off for the rest of the run and the VM keeps its own disk too: only an
+    /// interrupt is an error.
     pub fn take(&mut self, ctx: &Ctx, record: &RunRecord, index: usize) -> Result<(), VmError> {
+        let label = self.steps[index].label.clone();
+        let taking = phase(format!("layer {label}"));
+        let taken = self.try_take(ctx, record, index);
+        // A fault of the cache is no failure of the run: the phase is done, the line says it.
+        taking.done();
+        match taken {
+            Ok(()) => Ok(()),
+            Err(TakeFailure::Interrupted(interrupted)) => Err(VmError::Interrupted(interrupted)),
+            Err(TakeFailure::Fault(fault)) => {
+                self.stop(
+                    &label,
+                    &format!("step {}'s layer could not be stored ({fault})", index + 1),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Layers off for the rest of the run, with one line saying why; the step's entry in the
+    /// report says it too.
+    fn stop(&mut self, step_label: &str, why: &str) {
+        // One line, whatever a command printed.
+        let why = why
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        say!("layers: off for the rest of this run: {why}; the VM keeps its own disk");
+        if let Some(entry) = self.uses.iter_mut().find(|u| u.step == step_label) {
+            entry.why_not = Some(format!("{why}; layers are off for the rest of this run"));
+        }
+        self.stopped = Some(why);
+    }
+
+    fn try_take(&mut self, ctx: &Ctx, record: &RunRecord, index: usize) -> Result<(), TakeFailure> {
         let step = &self.steps[index];
         let overlay = record.dir.join("overlay.qcow2");
-        let taking = phase(format!("layer {}", step.label));
-        let inserted = self
-            .store
-            .insert(
-                NewLayer {
-                    recipe: step.recipe.clone(),
-                    profile: self.profile.clone(),
-                    step_label: step.label.clone(),
-                    golden: self.golden.clone(),
-                },
-                &overlay,
-                now(),
-            )
-            .map_err(|e| VmError::Backend(format!("layer store: {e}")));
-        let inserted = taking.close(inserted)?;
+        let inserted = self.store.insert(
+            NewLayer {
+                recipe: step.recipe.clone(),
+                profile: self.profile.clone(),
+                step_label: step.label.clone(),
+                golden: self.golden.clone(),
+            },
+            &overlay,
+            now(),
+        )?;
         let (layer, evicted) = match inserted {
             Inserted::Published { layer, evicted } => (layer, evicted),
             Inserted::AlreadyPublished { key } => {
-                let why = format!(
-                    "another run published step {}'s layer {} first; this VM keeps its own disk, so no later step is stored",
-                    index + 1,
-                    key.short()
+                let label = step.label.clone();
+                self.stop(
+                    &label,
+                    &format!(
+                        "another run published step {}'s layer {} first, and a published layer is never replaced",
+                        index + 1,
+                        key.short()
+                    ),
                 );
-                say!("layers: {why}");
-                self.stopped = Some(why);
                 return Ok(());
             }
         };
@@ -359,25 +488,28 @@ impl RunLayers {
         for key in &evicted.removed {
             say!("layers: evicted {} (the store's size bound)", key.short());
         }
-        let step_label = step.label.clone();
-        self.stored.push(*layer);
-        self.keep_chain()
-            .map_err(|e| VmError::Backend(format!("layer store: {e}")))?;
-        // The new overlay is made beside the old one and renamed over it: at every moment the
-        // VM has a valid disk.
-        let layer_path = self.stored.last().map(|l| l.path().to_owned());
-        let layer_path = layer_path.expect("a layer was just stored");
-        let fresh = record.dir.join("overlay.qcow2.new");
-        ctx.machine.disks().create_overlay(&layer_path, &fresh)?;
-        std::fs::rename(&fresh, &overlay).map_err(|e| VmError::io(&overlay, e))?;
-        let key = self.stored.last().map(|l| l.key().as_str().to_owned());
-        self.uses.retain(|u| u.step != step_label);
-        self.uses.push(LayerUse {
-            step: step_label,
-            key: key.unwrap_or_default(),
+        let entry = LayerUse {
+            step: step.label.clone(),
+            key: layer.key().as_str().to_owned(),
             reused: false,
             why_not: Some("stored by this run".into()),
-        });
+        };
+        let layer_path = layer.path().to_owned();
+        self.stored.push(*layer);
+        match self.uses.iter_mut().find(|u| u.step == entry.step) {
+            Some(existing) => *existing = entry,
+            None => self.uses.push(entry),
+        }
+        self.keep_chain()?;
+        // The new overlay is made beside the old one and renamed over it: at every moment the
+        // VM has a valid disk, its own until the new one exists.
+        let fresh = record.dir.join("overlay.qcow2.new");
+        let _ = std::fs::remove_file(&fresh);
+        if let Err(e) = ctx.machine.disks().create_overlay(&layer_path, &fresh) {
+            let _ = std::fs::remove_file(&fresh);
+            return Err(e.into());
+        }
+        std::fs::rename(&fresh, &overlay).map_err(|e| VmError::io(&overlay, e))?;
         Ok(())
     }
 }
