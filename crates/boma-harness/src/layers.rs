@@ -30,7 +30,7 @@ use boma_layers::{
     StepRecipe, StoreConfig, Timestamp, step_recipes,
 };
 use boma_name::VmName;
-use boma_report::LayerUse;
+use boma_report::{CheckRecord, CheckSource, LayerUse};
 use boma_vm::{RunRecord, VmError};
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -213,6 +213,13 @@ pub fn start(
     }
 }
 
+/// The name of a check from the power cycle after step `index` (counted from 0): the check's
+/// own name first, so that a profile's `expect` entry for a finding matches it wherever the
+/// reboot that lost it happened, then the step.
+pub fn power_cycle_check_name(name: &str, index: usize, label: &str) -> String {
+    format!("{name} (power cycle after step {}: {label})", index + 1)
+}
+
 /// Why storing a layer did not happen.
 enum TakeFailure {
     /// The run was interrupted: it stops.
@@ -356,6 +363,67 @@ impl RunLayers {
         self.reused.len()
     }
 
+    /// The verdicts of the reused layers' power cycles, as passed checks named by their steps
+    /// (a layer whose power cycle lost something is never reused, so each lost nothing).
+    pub fn reused_verdicts(&self) -> Vec<CheckRecord> {
+        self.steps
+            .iter()
+            .zip(&self.reused)
+            .map(|(step, layer)| {
+                let when = layer.meta().verdict.as_ref().map_or(0, |v| v.at.0);
+                let when = boma_report::Timestamp::from_system_time(
+                    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(when),
+                );
+                let lost = layer.meta().verdict.as_ref().map_or(0, |v| v.lost.len());
+                CheckRecord {
+                    name: power_cycle_check_name("reboot_diff", step.index, &step.label),
+                    source: CheckSource::RebootDiff,
+                    ok: lost == 0,
+                    reason: Some(if lost == 0 { "ok" } else { "lost" }.to_owned()),
+                    detail: Some(serde_json::json!(format!(
+                        "recorded by layer {}: the power cycle that stored it, on {}, lost {lost}",
+                        layer.key().short(),
+                        when.rfc3339()
+                    ))),
+                }
+            })
+            .collect()
+    }
+
+    /// Record the verdict of the power cycle that stored step `index`'s layer: the names of the
+    /// checks that failed across it. Only for a layer this run stored (not one another run
+    /// published first). A store that cannot record it turns layers off: the layer then stays
+    /// unjudged, and no run reuses it.
+    pub fn record_verdict(&mut self, index: usize, across: &[CheckRecord]) {
+        let key = self.steps[index].recipe.key();
+        if !self.stored.iter().any(|l| l.key() == &key) {
+            return;
+        }
+        let lost: Vec<String> = across
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.clone())
+            .collect();
+        if !lost.is_empty() {
+            say!(
+                "layers: step {}'s layer {} lost state at its power cycle: no run will reuse it",
+                index + 1,
+                key.short()
+            );
+        }
+        if let Err(e) = self.store.record_verdict(&key, lost, now()) {
+            let label = self.steps[index].label.clone();
+            self.stop(
+                &label,
+                &format!(
+                    "could not record the verdict of layer {}'s power cycle ({}), so later runs will not start from it",
+                    key.short(),
+                    crate::error_chain(&e)
+                ),
+            );
+        }
+    }
+
     /// Where the idempotence verdict of a chain of layers is kept: by the last layer's key.
     fn verdict_path(&self, ctx: &Ctx) -> Utf8PathBuf {
         let last = self.steps.last().map(|s| s.recipe.key());
@@ -428,7 +496,10 @@ impl RunLayers {
             Err(TakeFailure::Fault(fault)) => {
                 self.stop(
                     &label,
-                    &format!("step {}'s layer could not be stored ({fault})", index + 1),
+                    &format!(
+                        "step {}'s layer could not be stored ({fault}); the VM keeps its own disk",
+                        index + 1
+                    ),
                 );
                 Ok(())
             }
@@ -445,9 +516,18 @@ impl RunLayers {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
-        say!("layers: off for the rest of this run: {why}; the VM keeps its own disk");
+        say!("layers: off for the rest of this run: {why}");
+        const PLAIN: [&str; 2] = [
+            "stored by this run",
+            "an earlier step is applied in this run",
+        ];
         if let Some(entry) = self.uses.iter_mut().find(|u| u.step == step_label) {
-            entry.why_not = Some(format!("{why}; layers are off for the rest of this run"));
+            let off = format!("{why}; layers are off for the rest of this run");
+            // What the plan said of the step (why its layer was not reused) stays first.
+            entry.why_not = Some(match entry.why_not.take() {
+                Some(miss) if !PLAIN.contains(&miss.as_str()) => format!("{miss}; then {off}"),
+                _ => off,
+            });
         }
         self.stopped = Some(why);
     }
@@ -472,7 +552,7 @@ impl RunLayers {
                 self.stop(
                     &label,
                     &format!(
-                        "another run published step {}'s layer {} first, and a published layer is never replaced",
+                        "step {}'s layer {} is already stored by another run, and a published layer is never replaced; the VM keeps its own disk",
                         index + 1,
                         key.short()
                     ),

@@ -1135,3 +1135,158 @@ fn an_overlay_that_cannot_be_made_on_the_new_layer_leaves_the_vm_its_own_disk() 
     let backing = backing_of(&dir.join("overlay.qcow2")).unwrap();
     assert!(backing.ends_with("/golden.qcow2"), "{backing}");
 }
+
+// Every power cycle that stores a layer is a reboot test of its step.
+
+/// The askari capture after a reboot that lost the docker-proxy on port 80.
+fn lost_port_80() -> String {
+    ASKARI_AFTER
+        .lines()
+        .filter(|l| !(l.contains("0.0.0.0:80 ") && l.contains("docker-proxy")))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn failed_names(outcome: &boma_harness::RunOutcome) -> Vec<String> {
+    outcome
+        .report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+const STEP_1_LOST: &str =
+    "listener_lost tcp/80 docker-proxy (power cycle after step 1: playbooks/site.yml --tags base)";
+
+/// The layer store of a rig, as a run opens it.
+fn store_of(rig: &Rig) -> boma_layers::LayerStore {
+    boma_layers::LayerStore::open(
+        &rig.sandbox.settings.cache_dir.join(boma_layers::LAYERS_DIR),
+        boma_layers::StoreConfig::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_step_whose_apply_time_state_does_not_survive_its_power_cycle_fails_the_run_by_name() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    // Boot 0 is the first boot (step 1 applied there); boot 1 follows step 1's power cycle and
+    // lost a listener; the final reboot (boot 2) keeps what boot 1 had, so only the step's own
+    // power cycle can show the loss.
+    rig.machine.world.borrow_mut().captures = vec![support::ASKARI_BEFORE.into(), lost_port_80()];
+    let outcome = rig.it();
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    assert_eq!(failed_names(&outcome), [STEP_1_LOST]);
+    let dir = only_vm_dir(&rig.sandbox.settings.runs_root);
+    let diff = std::fs::read_to_string(dir.join("step-1/reboot-diff.txt")).unwrap();
+    assert!(diff.contains("listener_lost tcp/80 docker-proxy"), "{diff}");
+    // The layer records the verdict of the power cycle that made it.
+    let key = boma_layers::LayerKey::parse(&outcome.report.layers[0].key).unwrap();
+    let found = store_of(&rig)
+        .lookup(&key, boma_layers::Timestamp(0))
+        .unwrap();
+    assert!(
+        matches!(&found, boma_layers::Lookup::LostState { lost }
+            if lost == &["listener_lost tcp/80 docker-proxy".to_owned()]),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_layer_whose_power_cycle_lost_state_is_never_reused_and_a_warm_run_fails_again() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    // Two runs of three boots each: each run's step 1 power cycle loses the listener.
+    let (before, lost) = (support::ASKARI_BEFORE.to_owned(), lost_port_80());
+    rig.machine.world.borrow_mut().captures =
+        vec![before.clone(), lost.clone(), lost.clone(), before, lost];
+    let cold = rig.it();
+    assert_eq!(failed_names(&cold), [STEP_1_LOST]);
+    let warm = rig.it();
+    let step1 = &warm.report.layers[0];
+    assert!(!step1.reused, "{step1:?}");
+    assert!(
+        step1
+            .why_not
+            .as_deref()
+            .is_some_and(|w| w.contains("lost state at the power cycle that stored it")),
+        "{step1:?}"
+    );
+    assert_eq!(warm.report.result, RunResult::Failed);
+    assert_eq!(failed_names(&warm), [STEP_1_LOST]);
+}
+
+#[test]
+fn a_run_that_reuses_layers_reports_the_verdicts_of_the_power_cycles_that_made_them() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    let first = rig.it();
+    assert!(first.error.is_none(), "{:?}", first.error);
+    let step_checks = |outcome: &boma_harness::RunOutcome| -> Vec<(String, bool, String)> {
+        outcome
+            .report
+            .checks
+            .iter()
+            .filter(|c| c.name.starts_with("reboot_diff (power cycle after step"))
+            .map(|c| {
+                let detail = c.detail.clone().unwrap_or_default().to_string();
+                (c.name.clone(), c.ok, detail)
+            })
+            .collect()
+    };
+    // The first run judged step 1's power cycle itself.
+    let own = step_checks(&first);
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(
+        own[0].0,
+        "reboot_diff (power cycle after step 1: playbooks/site.yml --tags base)"
+    );
+    // The second reuses both layers and reports what their power cycles showed.
+    let again = rig.it();
+    assert!(again.error.is_none(), "{:?}", again.error);
+    let recorded = step_checks(&again);
+    let names: Vec<&str> = recorded.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "reboot_diff (power cycle after step 1: playbooks/site.yml --tags base)",
+            "reboot_diff (power cycle after step 2: playbooks/offsite.yml --tags docker_host,reverse_proxy)",
+        ]
+    );
+    for (name, ok, detail) in &recorded {
+        assert!(ok, "{name}");
+        assert!(detail.contains("recorded by layer"), "{detail}");
+    }
+}
+
+#[test]
+fn with_layers_a_run_is_never_blinder_than_with_fresh() {
+    let _serial = serial();
+    // The same guest: what the first step made at apply time is gone after the next boot.
+    let lossy = |rig: &Rig| {
+        rig.machine.world.borrow_mut().captures =
+            vec![support::ASKARI_BEFORE.into(), lost_port_80()];
+    };
+    let fresh = Rig::new();
+    lossy(&fresh);
+    let fresh = fresh.it();
+    let layered = Rig::with_layers();
+    lossy(&layered);
+    let layered = layered.it();
+    assert_eq!(fresh.report.result, RunResult::Failed);
+    assert_eq!(layered.report.result, RunResult::Failed);
+    // Every finding of the fresh run is a finding of the layered one (named by its step).
+    let finding = |name: &str| name.split(" (power cycle after").next().unwrap().to_owned();
+    let of_fresh: Vec<String> = failed_names(&fresh).iter().map(|n| finding(n)).collect();
+    let of_layered: Vec<String> = failed_names(&layered).iter().map(|n| finding(n)).collect();
+    assert_eq!(of_fresh, ["listener_lost tcp/80 docker-proxy"]);
+    for name in &of_fresh {
+        assert!(
+            of_layered.contains(name),
+            "{name} missing from {of_layered:?}"
+        );
+    }
+}

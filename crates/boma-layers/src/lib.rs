@@ -42,7 +42,7 @@ pub use plan::{LayerInfo, PruneScope, RemovalPlan, Timestamp, plan_eviction, pla
 pub use reach::{Reach, ReachError, Reached, StepFiles, Why, playbook_path, reach};
 pub use store::{
     ChainMatch, DEFAULT_MAX_TOTAL_BYTES, Defect, Dropped, Inserted, LAYERS_DIR, Layer, LayerHold,
-    LayerMeta, LayerStore, Lookup, Miss, MissCause, NewLayer, Parent, Removal, StoreConfig,
-    StoreError,
+    LayerMeta, LayerStore, Lookup, Miss, MissCause, NewLayer, Parent, PowerCycleVerdict, Removal,
+    StoreConfig, StoreError,
 };
 pub use tree::{DiskTree, MemoryTree, RepoTree, TreeError};

@@ -121,6 +121,23 @@ pub struct LayerMeta {
     /// must meet that failure at its reboot, as the first run did, not in its first boot.
     #[serde(default)]
     pub booted: Option<Timestamp>,
+    /// What the power cycle that made this layer showed ([`LayerStore::record_verdict`]): the
+    /// state the step's apply left against the state after that power cycle. Only a layer
+    /// whose power cycle lost nothing is booted by later runs: one that lost something is kept
+    /// (so a miss can say so) but every run applies its step again and shows the loss itself,
+    /// and one never judged (its run ended first) proves nothing.
+    #[serde(default)]
+    pub verdict: Option<PowerCycleVerdict>,
+}
+
+/// The verdict of the power cycle that made a layer: a reboot test of its step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerCycleVerdict {
+    pub at: Timestamp,
+    /// What was lost, by the name of each failed check (`unit_inactive web.service`); empty
+    /// when nothing was.
+    pub lost: Vec<String>,
 }
 
 impl LayerMeta {
@@ -138,6 +155,7 @@ impl LayerMeta {
             created: self.created,
             last_used: self.last_used,
             booted: self.booted.is_some(),
+            lost: self.verdict.as_ref().map(|v| v.lost.clone()),
         }
     }
 }
@@ -282,6 +300,13 @@ pub enum Lookup {
     /// A layer has this key but no guest has come back from it yet (its run's boot from it
     /// failed, or that run is still under way): kept, not booted.
     NotBooted,
+    /// A guest came back from it, but its power cycle was never judged (its run ended first,
+    /// or is still under way): kept, not booted.
+    NotJudged,
+    /// Its power cycle lost state: kept, so a miss can say so, never booted as healthy.
+    LostState {
+        lost: Vec<String>,
+    },
 }
 
 /// Why the chain stopped at a step.
@@ -297,6 +322,12 @@ pub enum MissCause {
     Dropped(Dropped),
     /// The layer is stored but no guest has come back from it ([`Lookup::NotBooted`]).
     NotBooted,
+    /// The layer's power cycle was never judged ([`Lookup::NotJudged`]).
+    NotJudged,
+    /// The layer's power cycle lost state ([`Lookup::LostState`]).
+    LostState {
+        lost: Vec<String>,
+    },
 }
 
 /// The first step of a chain without a usable layer.
@@ -323,6 +354,17 @@ impl fmt::Display for Miss {
                 f,
                 "step {step}: layer {} is stored, but no guest has come back from it (the boot from it failed, or its run is still under way)",
                 self.key.short()
+            ),
+            MissCause::NotJudged => write!(
+                f,
+                "step {step}: layer {} is stored, but its power cycle was never judged (its run ended first, or is still under way)",
+                self.key.short()
+            ),
+            MissCause::LostState { lost } => write!(
+                f,
+                "step {step}: layer {} lost state at the power cycle that stored it ({}): the step is applied again, so this run shows it",
+                self.key.short(),
+                lost.join(", ")
             ),
             MissCause::Dropped(dropped) => {
                 write!(
@@ -512,6 +554,16 @@ impl LayerStore {
                 drop(hold);
                 Ok(Lookup::NotBooted)
             }
+            Validity::Valid(meta) if meta.verdict.is_none() => {
+                drop(hold);
+                Ok(Lookup::NotJudged)
+            }
+            Validity::Valid(meta) if meta.verdict.as_ref().is_some_and(|v| !v.lost.is_empty()) => {
+                drop(hold);
+                Ok(Lookup::LostState {
+                    lost: meta.verdict.map(|v| v.lost).unwrap_or_default(),
+                })
+            }
             Validity::Valid(mut meta) => {
                 meta.last_used = now;
                 self.write_meta(&meta)?;
@@ -562,6 +614,8 @@ impl LayerStore {
                 }
                 Lookup::Dropped(dropped) => MissCause::Dropped(dropped),
                 Lookup::NotBooted => MissCause::NotBooted,
+                Lookup::NotJudged => MissCause::NotJudged,
+                Lookup::LostState { lost } => MissCause::LostState { lost },
                 Lookup::Absent => self.explain(profile, step_index, recipe)?,
             };
             return Ok(ChainMatch {
@@ -706,6 +760,7 @@ impl LayerStore {
             last_used: now,
             size_bytes,
             booted: None,
+            verdict: None,
         };
         self.write_meta(&meta)?;
         drop(guard);
@@ -723,16 +778,16 @@ impl LayerStore {
     }
 
     /// Under the store lock: whether `key` may be published. Nothing of it there: yes. A
-    /// layer a guest came back from: no, never replaced. Anything else (unproven, damaged, a
-    /// metadata file without its qcow2 or the reverse) is removed like any removal, only if
-    /// no one holds it; if someone does, no.
+    /// layer whose power cycle was judged: no, never replaced. Anything else (unproven,
+    /// damaged, a metadata file without its qcow2 or the reverse) is removed like any removal,
+    /// only if no one holds it; if someone does, no.
     fn make_room_for(&self, guard: &Locked, key: &LayerKey) -> Result<bool, StoreError> {
         let leftovers = [QCOW2, JSON].iter().any(|ext| self.file(key, ext).exists());
         if !leftovers {
             return Ok(true);
         }
         if let Validity::Valid(meta) = self.validate(key)?
-            && meta.booted.is_some()
+            && meta.verdict.is_some()
         {
             return Ok(false);
         }
@@ -751,6 +806,26 @@ impl LayerStore {
             && meta.booted.is_none()
         {
             meta.booted = Some(now);
+            self.write_meta(&meta)?;
+        }
+        Ok(())
+    }
+
+    /// Records the verdict of the power cycle that made the layer `key` (what it lost, by
+    /// name; nothing when it lost nothing): from now on runs boot from it only if it lost
+    /// nothing. The first verdict is kept. A layer whose metadata is absent or unreadable is
+    /// left alone (the next lookup deals with it).
+    pub fn record_verdict(
+        &self,
+        key: &LayerKey,
+        lost: Vec<String>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let _guard = self.store_lock()?;
+        if let Some(Ok(mut meta)) = self.read_meta(key)?
+            && meta.verdict.is_none()
+        {
+            meta.verdict = Some(PowerCycleVerdict { at: now, lost });
             self.write_meta(&meta)?;
         }
         Ok(())
@@ -851,6 +926,7 @@ impl LayerStore {
                 created: Timestamp(0),
                 last_used: Timestamp(0),
                 booted: false,
+                lost: None,
             });
         }
         let mut locks = Vec::new();

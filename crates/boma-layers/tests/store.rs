@@ -149,16 +149,23 @@ fn make_writable(path: &Utf8Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
-/// Two stacked layers, each booted from once: step 0 on the golden image, step 1 on step 0.
+/// What a run records of a layer whose power cycle came back having lost nothing.
+fn healthy(rig: &Rig, key: &LayerKey) {
+    rig.store.mark_booted(key, T0).unwrap();
+    rig.store.record_verdict(key, Vec::new(), T0).unwrap();
+}
+
+/// Two stacked layers, each booted from once and healthy: step 0 on the golden image, step 1
+/// on step 0.
 fn two_layers(rig: &Rig) -> (Recipe, Recipe) {
     let r0 = recipe(0, None, &["base"]);
     let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
     rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
-    rig.store.mark_booted(&r0.key(), T0).unwrap();
+    healthy(rig, &r0.key());
     let r1 = recipe(1, Some(r0.key()), &["docker_host"]);
     let ov1 = rig.overlay("ov1.qcow2", &rig.store.qcow2_path(&r0.key()), 0xcd, 65536);
     rig.store.insert(rig.new_layer(&r1), &ov1, T0).unwrap();
-    rig.store.mark_booted(&r1.key(), T0).unwrap();
+    healthy(rig, &r1.key());
     (r0, r1)
 }
 
@@ -179,7 +186,7 @@ fn an_inserted_layer_is_read_only_backed_by_golden_and_found_again() {
     );
     assert!(ov0.exists(), "the run's overlay is copied, not taken");
     drop(layer);
-    rig.store.mark_booted(&r0.key(), T0).unwrap();
+    healthy(&rig, &r0.key());
 
     let later = Timestamp(T0.0 + 60);
     let Lookup::Found(layer) = rig.store.lookup(&r0.key(), later).unwrap() else {
@@ -244,9 +251,17 @@ fn a_layer_no_guest_came_back_from_is_kept_but_never_booted() {
     drop(layer);
     assert_eq!(rig.store.list().unwrap().len(), 1, "kept, as cache");
 
-    // A guest that comes back from it makes it a layer runs start from.
+    // A guest that comes back from it is not enough: its power cycle must be judged.
     let later = Timestamp(T0.0 + 60);
     rig.store.mark_booted(&r0.key(), later).unwrap();
+    assert!(matches!(
+        rig.store.lookup(&r0.key(), later).unwrap(),
+        Lookup::NotJudged
+    ));
+    // Judged, having lost nothing: a layer runs start from.
+    rig.store
+        .record_verdict(&r0.key(), Vec::new(), later)
+        .unwrap();
     let Lookup::Found(layer) = rig.store.lookup(&r0.key(), later).unwrap() else {
         panic!("a booted layer is found");
     };
@@ -263,6 +278,48 @@ fn a_layer_no_guest_came_back_from_is_kept_but_never_booted() {
         Some(later),
         "the first boot is what is kept"
     );
+}
+
+#[test]
+fn a_layer_whose_power_cycle_lost_state_is_kept_but_never_booted_nor_replaced() {
+    let rig = Rig::new();
+    let r0 = recipe(0, None, &["cat_first_step"]);
+    let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
+    rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
+    rig.store.mark_booted(&r0.key(), T0).unwrap();
+    let lost = vec!["unit_inactive boma-cat-first.service".to_owned()];
+    rig.store
+        .record_verdict(&r0.key(), lost.clone(), T0)
+        .unwrap();
+    // A later verdict does not overwrite the first.
+    rig.store.record_verdict(&r0.key(), Vec::new(), T0).unwrap();
+    assert!(matches!(
+        rig.store.lookup(&r0.key(), T0).unwrap(),
+        Lookup::LostState { lost: found } if found == lost
+    ));
+    let matched = rig
+        .store
+        .deepest_match("askari", std::slice::from_ref(&r0), T0)
+        .unwrap();
+    assert!(matched.layers.is_empty(), "never booted as healthy");
+    let miss = matched.miss.unwrap();
+    assert_eq!(
+        miss.to_string(),
+        format!(
+            "step 1: layer {} lost state at the power cycle that stored it (unit_inactive boma-cat-first.service): the step is applied again, so this run shows it",
+            r0.key().short()
+        )
+    );
+    // The next run's copy of the step does not replace it: it keeps its own disk.
+    let published = inode(&rig.store.qcow2_path(&r0.key()));
+    let again = rig.overlay("again.qcow2", &rig.golden, 0x5a, 0);
+    assert!(matches!(
+        rig.store.insert(rig.new_layer(&r0), &again, T0).unwrap(),
+        Inserted::AlreadyPublished { .. }
+    ));
+    assert_eq!(published, inode(&rig.store.qcow2_path(&r0.key())));
+    let listed = rig.store.list().unwrap();
+    assert_eq!(listed[0].lost.as_deref(), Some(lost.as_slice()));
 }
 
 #[test]
@@ -481,7 +538,7 @@ fn two_runs_inserting_one_key_end_with_one_valid_layer_and_no_second_copy() {
         ],
         "one layer (and its hold lock file), no second copy, no part file"
     );
-    rig.store.mark_booted(&key, T0).unwrap();
+    healthy(&rig, &key);
     assert!(matches!(
         rig.store.lookup(&key, T0).unwrap(),
         Lookup::Found(_)
