@@ -17,7 +17,7 @@ use boma_name::VmName;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
-use crate::error::StoreError;
+use crate::error::{StoreError, io_err};
 use crate::key::LayerKey;
 
 /// The directory of keep records, inside the store.
@@ -31,15 +31,6 @@ pub struct KeepRecord {
     pub run_dir: Utf8PathBuf,
     /// Every layer the VM's disk is backed by.
     pub keys: BTreeSet<LayerKey>,
-}
-
-fn io_err(action: &'static str, path: &Utf8Path) -> impl FnOnce(io::Error) -> StoreError {
-    let path = path.to_owned();
-    move |source| StoreError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// Writes `record` for `vm` atomically (a reader sees the old record or the new one).

@@ -39,6 +39,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::StoreError;
+use crate::error::io_err;
 use crate::keep::{self, KEEP_DIR, KeepRecord};
 use crate::key::{LayerKey, MISS_REASONS_SHOWN, Recipe, explain_miss};
 use crate::lock::{self, LockError, Locked, Mode};
@@ -422,15 +423,6 @@ pub enum Inserted {
     /// that a reboot diff would read as lost. Later steps of the caller's chain then sit on a
     /// disk that is not in the store, so the caller stores none of them.
     AlreadyPublished { key: LayerKey },
-}
-
-fn io_err(action: &'static str, path: &Utf8Path) -> impl FnOnce(io::Error) -> StoreError {
-    let path = path.to_owned();
-    move |source| StoreError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 fn lock_err(path: &Utf8Path) -> impl FnOnce(LockError) -> StoreError {

@@ -90,20 +90,6 @@ fn file_sha256(path: &Utf8Path) -> String {
         .to_owned()
 }
 
-/// A qcow2 on `backing` whose first 64 KiB hold `pattern` (what one run's apply left).
-fn write_overlay(path: &Utf8Path, backing: &Utf8Path, pattern: u8) {
-    let sh = sh();
-    cmd!(
-        sh,
-        "qemu-img create -q -f qcow2 -F qcow2 -b {backing} {path}"
-    )
-    .exec()
-    .run()
-    .unwrap();
-    let write = format!("write -P {pattern} 0 64k");
-    cmd!(sh, "qemu-io -c {write} {path}").exec().run().unwrap();
-}
-
 /// Whether `disk`, read through its whole backing chain, holds `pattern` in its first 64 KiB.
 fn holds_pattern(disk: &Utf8Path, pattern: u8) -> bool {
     let sh = sh();
@@ -206,14 +192,7 @@ struct Runs {
 
 impl Runs {
     fn new() -> Runs {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = Utf8PathBuf::try_from(tmp.path().canonicalize().unwrap()).unwrap();
-        let golden = root.join("golden.qcow2");
-        let sh = sh();
-        cmd!(sh, "qemu-img create -q -f qcow2 {golden} 1M")
-            .exec()
-            .run()
-            .expect("qemu-img is needed for these tests: install the Debian package qemu-utils");
+        let (tmp, root, golden) = common::scratch_with_golden();
         let store_dir = root.join("cache/layers");
         Runs {
             _tmp: tmp,
@@ -227,7 +206,7 @@ impl Runs {
         let overlay = self.root.join(format!("run-{run}/overlay.qcow2"));
         std::fs::create_dir_all(overlay.parent().unwrap()).unwrap();
         // Each run's disk differs, as two real runs' disks do.
-        write_overlay(&overlay, &self.golden, pattern(run));
+        common::write_overlay(&overlay, &self.golden, pattern(run), 0);
         ChildSpec {
             store: self.store_dir.clone(),
             golden: self.golden.clone(),
@@ -351,11 +330,11 @@ fn a_kept_vm_keeps_its_chain_after_its_process_is_gone() {
 
     let pruned = store.prune_all().unwrap();
     assert!(pruned.removed.is_empty(), "{pruned:?}");
-    assert_eq!(pruned.spared_busy, [key.clone()]);
+    assert_eq!(pruned.spared_busy, std::slice::from_ref(&key));
     assert!(store.evict_lru(0).unwrap().removed.is_empty());
     // Nor does another run of the same key replace it: it loses and keeps its own disk.
     let other = runs.root.join("other.qcow2");
-    write_overlay(&other, &runs.golden, 0x77);
+    common::write_overlay(&other, &runs.golden, 0x77, 0);
     let new = NewLayer {
         recipe: recipe(),
         profile: "askari".to_owned(),

@@ -284,16 +284,7 @@ impl Fixture {
             &self.run,
         )
         .unwrap();
-        for step in &steps {
-            assert!(
-                step.reach
-                    .notes
-                    .iter()
-                    .all(|n| !n.contains("whole repository")),
-                "nothing here is in doubt: {:?}",
-                step.reach.notes
-            );
-        }
+        common::assert_not_in_doubt(&steps, "nothing here is in doubt");
         steps.iter().map(|s| s.recipe.key()).collect()
     }
 }
@@ -309,160 +300,203 @@ enum Moves {
     Nothing,
 }
 
-type Change = (&'static str, Moves, fn(&mut Fixture));
+/// One change to a fixture: a file of the repository set to a text, or anything else.
+#[derive(Clone, Copy)]
+enum Edit {
+    Set(&'static str, &'static str),
+    Run(fn(&mut Fixture)),
+}
+
+impl Edit {
+    fn apply(self, fixture: &mut Fixture) {
+        match self {
+            Edit::Set(path, text) => fixture.tree.set(path, text),
+            Edit::Run(change) => change(fixture),
+        }
+    }
+}
+
+type Change = (&'static str, Moves, Edit);
 
 /// One change per input, and changes to what no step reads.
 const CHANGES: &[Change] = &[
     (
         "a parent group of the VM in the real inventory",
         Moves::All,
-        |f| {
+        Edit::Run(|f| {
             f.run
                 .lineage
                 .entry("offsite_hosts".to_owned())
                 .or_default()
                 .insert("europe".to_owned());
-        },
+        }),
     ),
-    ("a new variable in ansible's environment", Moves::All, |f| {
-        f.run.ansible_env.insert(
-            "ANSIBLE_ROLES_PATH".to_owned(),
-            FileDigest::of(b"/other/checkout/roles"),
-        );
-    }),
+    (
+        "a new variable in ansible's environment",
+        Moves::All,
+        Edit::Run(|f| {
+            f.run.ansible_env.insert(
+                "ANSIBLE_ROLES_PATH".to_owned(),
+                FileDigest::of(b"/other/checkout/roles"),
+            );
+        }),
+    ),
     (
         "a variable's value in ansible's environment",
         Moves::All,
-        |f| {
+        Edit::Run(|f| {
             f.run
                 .ansible_env
                 .insert("LANG".to_owned(), FileDigest::of(b"de_DE.UTF-8"));
-        },
+        }),
     ),
-    ("the installed ansible-core", Moves::All, |f| {
-        f.run
-            .installed
-            .insert("ansible_core".to_owned(), "2.18.13".to_owned());
-    }),
+    (
+        "the installed ansible-core",
+        Moves::All,
+        Edit::Run(|f| {
+            f.run
+                .installed
+                .insert("ansible_core".to_owned(), "2.18.13".to_owned());
+        }),
+    ),
     (
         "a collection installed on the controller",
         Moves::All,
-        |f| {
+        Edit::Run(|f| {
             f.run.controller_files.insert(
                 "/home/ci/.ansible/collections/ansible_collections/x/y/MANIFEST.json".to_owned(),
                 FileDigest::of(b"{}"),
             );
-        },
+        }),
     ),
-    ("the harness's seed", Moves::All, |f| {
-        f.run.seed = FileDigest::of(b"#cloud-config\nssh_pwauth: true\n");
-    }),
-    ("the harness's connection setup", Moves::All, |f| {
-        f.run.connection = FileDigest::of(b"ssh -F harness -o IdentitiesOnly=yes");
-    }),
-    ("a file a role reaches through role_path", Moves::All, |f| {
-        f.tree.set("shared/motd", "hello, edited\n");
-    }),
+    (
+        "the harness's seed",
+        Moves::All,
+        Edit::Run(|f| f.run.seed = FileDigest::of(b"#cloud-config\nssh_pwauth: true\n")),
+    ),
+    (
+        "the harness's connection setup",
+        Moves::All,
+        Edit::Run(|f| f.run.connection = FileDigest::of(b"ssh -F harness -o IdentitiesOnly=yes")),
+    ),
+    (
+        "a file a role reaches through role_path",
+        Moves::All,
+        Edit::Set("shared/motd", "hello, edited\n"),
+    ),
     (
         "a file a role reaches through playbook_dir",
         Moves::All,
-        |f| {
-            f.tree.set("shared/banner.txt", "banner, edited\n");
-        },
+        Edit::Set("shared/banner.txt", "banner, edited\n"),
     ),
     (
         "a vars file a role includes from outside it",
         Moves::All,
-        |f| {
-            f.tree.set("shared/base-vars.yml", "x: 2\n");
-        },
+        Edit::Set("shared/base-vars.yml", "x: 2\n"),
     ),
     (
         "a template a lookup climbs out of its role to",
         Moves::Second,
-        |f| {
-            f.tree.set("templates-shared/site.j2", ":8443\n");
-        },
+        Edit::Set("templates-shared/site.j2", ":8443\n"),
     ),
     (
         "a file a lookup finds beside the playbook",
         Moves::Second,
-        |f| {
-            f.tree
-                .set("playbooks/keys/deploy.pub", "ssh-ed25519 BBBB\n");
-        },
+        Edit::Set("playbooks/keys/deploy.pub", "ssh-ed25519 BBBB\n"),
     ),
     (
         "a connection plugin beside the playbooks",
         Moves::All,
-        |f| {
-            f.tree
-                .set("playbooks/connection_plugins/ssh.py", "# hostile\n");
-        },
+        Edit::Set("playbooks/connection_plugins/ssh.py", "#\n"),
     ),
-    ("a become plugin beside the playbooks", Moves::All, |f| {
-        f.tree.set("playbooks/become_plugins/sudo.py", "#\n");
-    }),
-    ("a strategy plugin beside the playbooks", Moves::All, |f| {
-        f.tree.set("playbooks/strategy_plugins/linear.py", "#\n");
-    }),
-    ("a shell plugin beside the playbooks", Moves::All, |f| {
-        f.tree.set("playbooks/shell_plugins/sh.py", "#\n");
-    }),
-    ("a cache plugin beside the playbooks", Moves::All, |f| {
-        f.tree.set("playbooks/cache_plugins/jsonfile.py", "#\n");
-    }),
-    ("a plugin of a type nobody listed", Moves::All, |f| {
-        f.tree.set("playbooks/netconf_plugins/x.py", "#\n");
-    }),
-    ("a doc fragment beside the playbooks", Moves::All, |f| {
-        f.tree.set("playbooks/doc_fragments/x.py", "#\n");
-    }),
-    ("a module beside the playbooks", Moves::All, |f| {
-        f.tree.set("playbooks/library/x.py", "#\n");
-    }),
-    ("a module util beside the playbooks", Moves::All, |f| {
-        f.tree.set("playbooks/module_utils/x.py", "#\n");
-    }),
-    ("a filter plugin beside the playbooks", Moves::All, |f| {
-        f.tree.set("playbooks/filter_plugins/x.py", "#\n");
-    }),
-    ("a lookup plugin beside the playbooks", Moves::All, |f| {
-        f.tree.set("playbooks/lookup_plugins/x.py", "#\n");
-    }),
-    ("a module in a library ansible.cfg names", Moves::All, |f| {
-        f.tree.set(
-            "ansible.cfg",
-            "[defaults]\nroles_path = roles\nlibrary = ./lib\n",
-        );
-        f.tree.set("lib/x.py", "#\n");
-    }),
-    ("the README", Moves::Nothing, |f| {
-        f.tree.set("README.md", "# boma, edited\n");
-    }),
-    ("a role no step names", Moves::Nothing, |f| {
-        f.tree.set(
+    (
+        "a become plugin beside the playbooks",
+        Moves::All,
+        Edit::Set("playbooks/become_plugins/sudo.py", "#\n"),
+    ),
+    (
+        "a strategy plugin beside the playbooks",
+        Moves::All,
+        Edit::Set("playbooks/strategy_plugins/linear.py", "#\n"),
+    ),
+    (
+        "a shell plugin beside the playbooks",
+        Moves::All,
+        Edit::Set("playbooks/shell_plugins/sh.py", "#\n"),
+    ),
+    (
+        "a cache plugin beside the playbooks",
+        Moves::All,
+        Edit::Set("playbooks/cache_plugins/jsonfile.py", "#\n"),
+    ),
+    (
+        "a plugin of a type nobody listed",
+        Moves::All,
+        Edit::Set("playbooks/netconf_plugins/x.py", "#\n"),
+    ),
+    (
+        "a doc fragment beside the playbooks",
+        Moves::All,
+        Edit::Set("playbooks/doc_fragments/x.py", "#\n"),
+    ),
+    (
+        "a module beside the playbooks",
+        Moves::All,
+        Edit::Set("playbooks/library/x.py", "#\n"),
+    ),
+    (
+        "a module util beside the playbooks",
+        Moves::All,
+        Edit::Set("playbooks/module_utils/x.py", "#\n"),
+    ),
+    (
+        "a filter plugin beside the playbooks",
+        Moves::All,
+        Edit::Set("playbooks/filter_plugins/x.py", "#\n"),
+    ),
+    (
+        "a lookup plugin beside the playbooks",
+        Moves::All,
+        Edit::Set("playbooks/lookup_plugins/x.py", "#\n"),
+    ),
+    (
+        "a module in a library ansible.cfg names",
+        Moves::All,
+        Edit::Run(|f| {
+            f.tree.set(
+                "ansible.cfg",
+                "[defaults]\nroles_path = roles\nlibrary = ./lib\n",
+            );
+            f.tree.set("lib/x.py", "#\n");
+        }),
+    ),
+    (
+        "the README",
+        Moves::Nothing,
+        Edit::Set("README.md", "# boma, edited\n"),
+    ),
+    (
+        "a role no step names",
+        Moves::Nothing,
+        Edit::Set(
             "roles/integration_test/tasks/main.yml",
             "- ansible.builtin.fail: {}\n",
-        );
-    }),
+        ),
+    ),
     (
         "the real inventory's hosts (not its vars)",
         Moves::Nothing,
-        |f| {
-            f.tree
-                .set("inventories/production/offsite.yml", "offsite_hosts: {}\n");
-        },
+        Edit::Set("inventories/production/offsite.yml", "offsite_hosts: {}\n"),
     ),
-    ("the harness's source", Moves::Nothing, |f| {
-        f.tree.set("crates/boma-harness/src/x.rs", "fn main() {}\n");
-    }),
+    (
+        "the harness's source",
+        Moves::Nothing,
+        Edit::Set("crates/boma-harness/src/x.rs", "fn main() {}\n"),
+    ),
     (
         "a file beside the shared ones no role names",
         Moves::Nothing,
-        |f| {
-            f.tree.set("shared/unrelated.txt", "x\n");
-        },
+        Edit::Set("shared/unrelated.txt", "x\n"),
     ),
 ];
 
@@ -478,9 +512,9 @@ fn moved(before: &[LayerKey], after: &[LayerKey]) -> Moves {
 #[test]
 fn each_input_in_turn_moves_the_keys_it_must_and_no_other() {
     let before = Fixture::new().keys();
-    for (what, expected, change) in CHANGES {
+    for (what, expected, edit) in CHANGES {
         let mut fixture = Fixture::new();
-        change(&mut fixture);
+        edit.apply(&mut fixture);
         assert_eq!(
             moved(&before, &fixture.keys()),
             *expected,
@@ -504,7 +538,7 @@ proptest! {
         let before = Fixture::new().keys();
         let mut fixture = Fixture::new();
         for &i in &chosen {
-            (CHANGES[i].2)(&mut fixture);
+            CHANGES[i].2.apply(&mut fixture);
         }
         let expected: BTreeSet<Moves> = chosen.iter().map(|&i| CHANGES[i].1).collect();
         let want = if expected.contains(&Moves::All) {

@@ -36,14 +36,7 @@ impl Rig {
     }
 
     fn with_config(config: StoreConfig) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8PathBuf::try_from(dir.path().canonicalize().unwrap()).unwrap();
-        let golden = root.join("golden.qcow2");
-        let sh = sh();
-        cmd!(sh, "qemu-img create -q -f qcow2 {golden} 1M")
-            .exec()
-            .run()
-            .expect("qemu-img is needed for these tests: install the Debian package qemu-utils");
+        let (dir, root, golden) = common::scratch_with_golden();
         let store = LayerStore::open(&root.join("cache/layers"), config).unwrap();
         Rig {
             _dir: dir,
@@ -57,16 +50,7 @@ impl Rig {
     /// leaves behind).
     fn overlay(&self, name: &str, backing: &Utf8Path, pattern: u8, offset: u32) -> Utf8PathBuf {
         let path = self.root.join(name);
-        let sh = sh();
-        cmd!(
-            sh,
-            "qemu-img create -q -f qcow2 -F qcow2 -b {backing} {path}"
-        )
-        .exec()
-        .run()
-        .unwrap();
-        let write = format!("write -P {pattern} {offset} 64k");
-        cmd!(sh, "qemu-io -c {write} {path}").exec().run().unwrap();
+        common::write_overlay(&path, backing, pattern, offset);
         path
     }
 
