@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::error::ExitClass;
 use crate::files::{self, RunFiles};
-use crate::layers::RunLayers;
+use crate::layers::{self, RunLayers};
 use crate::preflight::{self, Inputs, Needs};
 use crate::steps::{self, PlaybookSet};
 use crate::vm::{self, with_effects};
@@ -214,21 +214,11 @@ fn run(
         sha512: prepared.golden.sha512.clone(),
         origin: prepared.golden.origin.clone(),
     });
-    // Layers: the deepest cached disk whose inputs match, unless asked not to or the tier puts a
-    // secret on the disk.
-    let mut layers = if ctx.settings.layers && !options.tier.needs_vault_secret() {
-        let planned = RunLayers::plan(ctx, &inputs, &prepared.golden)?;
-        report.layers = planned.uses.clone();
-        Some(planned)
-    } else {
-        if ctx.settings.layers {
-            say!(
-                "layers: off for the {} tier (its secret would stay on a cached disk)",
-                options.tier
-            );
-        }
-        None
-    };
+    // Layers: the deepest cached disk whose inputs match, unless asked not to, the tier puts a
+    // secret on the disk, or the store cannot be used.
+    let run_dir = ctx.settings.runs_root.join(new.name.as_str());
+    let (mut layers, uses) = layers::start(ctx, &inputs, &prepared.golden, &new.name, &run_dir)?;
+    report.layers = uses;
     // A reused layer carries steps applied to it: a panic in its first boot is not reset.
     let (base, base_kind) = match &layers {
         Some(l) if l.reused_steps() > 0 => (l.base().to_owned(), BaseImage::Layer),
@@ -239,7 +229,6 @@ fn run(
         ),
     };
     // From here the run has a directory: its command log goes there too.
-    let run_dir = ctx.settings.runs_root.join(new.name.as_str());
     if std::fs::create_dir_all(&run_dir).is_ok() {
         let _ = progress::log_into(Some(RunFiles { dir: run_dir }.harness_log().as_std_path()));
     }
@@ -416,6 +405,11 @@ fn after_boot(
     // with everything it started and made at run time, not the state a boot leaves — that
     // difference is what the reboot-class bugs are.
     let first_applied = reused.min(steps_total.saturating_sub(1));
+    // Each reused layer's power cycle was a reboot test of its step: its verdict is this run's
+    // too (only layers whose power cycle lost nothing are reused).
+    if let Some(run_layers) = layers.as_ref() {
+        report.checks.extend(run_layers.reused_verdicts());
+    }
     for (index, apply) in inputs.profile.applies.iter().enumerate() {
         if index < first_applied {
             progress::skipped(format!("apply {}", apply.label()));
@@ -426,18 +420,13 @@ fn after_boot(
             steps::apply_step(ctx, &set, apply, None)?;
         }
         // A layer after each step but the last (whose layer is taken at the reboot): it needs
-        // a cleanly shut-down guest, so the VM is power-cycled here.
+        // a cleanly shut-down guest, so the VM is power-cycled here, and that power cycle is a
+        // reboot test of the step.
         if let Some(run_layers) = layers.as_mut()
             && index + 1 < steps_total
+            && run_layers.storing()
         {
-            if let Err(e) =
-                power_cycle_taking(ctx, record, run_layers, index, "power cycle (layer)")
-            {
-                report.checks.push(reboot_check(&e));
-                return Err(e.into());
-            }
-            files.forget_facts();
-            files::write_run_files(ctx.repo(), inputs, record, &files)?;
+            step_reboot_test(ctx, inputs, record, &files, run_layers, index, report)?;
         }
     }
     if options.idempotence {
@@ -474,6 +463,9 @@ fn after_boot(
         &files.state_before(),
         "before the reboot",
     )?;
+    // Whether the reboot was the power cycle that stored the last step's layer: then what it
+    // lost is that layer's verdict.
+    let mut took_last_layer = false;
     if options.no_reboot {
         say!("--no-reboot: checking without a reboot (blind to reboot-survival bugs)");
         progress::skipped("reboot");
@@ -484,8 +476,11 @@ fn after_boot(
         // No layer of a state that already failed a check (a task that changed on the second
         // apply: that disk is not what the step's inputs make).
         let clean_so_far = report.checks.iter().all(|c| c.ok);
+        let takes_last = layers
+            .as_ref()
+            .is_some_and(|l| reused < steps_total && clean_so_far && l.storing());
         let rebooted = match layers.as_mut() {
-            Some(run_layers) if reused < steps_total && clean_so_far => {
+            Some(run_layers) if takes_last => {
                 power_cycle_taking(ctx, record, run_layers, steps_total - 1, "reboot")
             }
             _ => with_effects(ctx, record.backend, record.accel, |fx| {
@@ -493,6 +488,7 @@ fn after_boot(
             })
             .map(|_| ()),
         };
+        took_last_layer = takes_last && rebooted.is_ok();
         files.forget_facts();
         match rebooted {
             Ok(_) => report.rebooted = true,
@@ -511,13 +507,15 @@ fn after_boot(
         &files.state_after(),
         "after the reboot",
     )?;
-    report
-        .checks
-        .extend(checks::from_probes(&before.probes, &after.probes));
+    let mut across = checks::from_probes(&before.probes, &after.probes);
     if report.rebooted {
         let compared = diff::compare(&before, &after, &inputs.profile.reboot_diff_ignore, &files)?;
-        report.checks.extend(compared);
+        across.extend(compared);
     }
+    if took_last_layer && let Some(run_layers) = layers.as_mut() {
+        run_layers.record_verdict(steps_total - 1, &across);
+    }
+    report.checks.extend(across);
     report.checks.push(checks::system_running(
         &after.system_state,
         &after.failed_units,
@@ -537,6 +535,63 @@ fn after_boot(
     } else {
         Err(HarnessError::ChecksFailed { failed })
     }
+}
+
+/// The power cycle that stores step `index`'s layer, as a reboot test of that step: the state
+/// its apply left is captured, the VM power-cycled (the layer taken while it is off), the state
+/// captured again and both compared like the final reboot's. What was lost becomes the layer's
+/// verdict and failed checks named by the step; a guest that does not come back is the step's
+/// `reboot_timeout`. The captures and the diff are in `step-<n>/` of the run directory.
+fn step_reboot_test(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    record: &mut RunRecord,
+    files: &RunFiles,
+    run_layers: &mut RunLayers,
+    index: usize,
+    report: &mut RunReport,
+) -> Result<(), HarnessError> {
+    let step = index + 1;
+    let label = inputs.profile.applies[index].label();
+    let step_files = RunFiles {
+        dir: files.dir.join(format!("step-{step}")),
+    };
+    std::fs::create_dir_all(&step_files.dir).map_err(|e| HarnessError::io(&step_files.dir, e))?;
+    let before = diff::capture(
+        ctx,
+        inputs,
+        record,
+        &step_files.state_before(),
+        &format!("after step {step}'s apply"),
+    )?;
+    if let Err(e) = power_cycle_taking(ctx, record, run_layers, index, "power cycle (layer)") {
+        let mut check = reboot_check(&e);
+        check.name = layers::power_cycle_check_name(&check.name, index, &label);
+        report.checks.push(check);
+        return Err(e.into());
+    }
+    files.forget_facts();
+    files::write_run_files(ctx.repo(), inputs, record, files)?;
+    let after = diff::capture(
+        ctx,
+        inputs,
+        record,
+        &step_files.state_after(),
+        &format!("after step {step}'s power cycle"),
+    )?;
+    let mut found = checks::from_probes(&before.probes, &after.probes);
+    found.extend(diff::compare(
+        &before,
+        &after,
+        &inputs.profile.reboot_diff_ignore,
+        &step_files,
+    )?);
+    run_layers.record_verdict(index, &found);
+    for check in &mut found {
+        check.name = layers::power_cycle_check_name(&check.name, index, &label);
+    }
+    report.checks.extend(found);
+    Ok(())
 }
 
 /// Power-cycle the VM, storing step `index`'s layer while it is off.

@@ -166,7 +166,10 @@ fn holds_plays_or_tasks(reached: &boma_layers::Reached) -> bool {
     }
     match reached.why {
         Why::Playbook | Why::ImportedPlaybook { .. } | Why::NamedByPlay { .. } => true,
-        Why::Role { .. } | Why::BesidePlaybook { .. } | Why::InDoubt { .. } => path
+        Why::Role { .. }
+        | Why::BesidePlaybook { .. }
+        | Why::ReachedFrom { .. }
+        | Why::InDoubt { .. } => path
             .split('/')
             .rev()
             .skip(1)

@@ -264,6 +264,41 @@ pub fn pin_for_run(ctx: &Ctx, new: &NewVm, golden: &Golden) -> Result<Utf8PathBu
     Ok(pinned.path)
 }
 
+/// The NoCloud seed's documents of a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedDocuments {
+    pub user_data: String,
+    pub meta_data: String,
+    pub network_config: String,
+}
+
+/// The seed of the VM `name` whose NIC is `mac`, letting in `public_key`. Pure: the layer key
+/// renders it too, with stand-ins for the per-run name and MAC.
+pub fn seed_documents(
+    inputs: &Inputs,
+    public_key: &str,
+    name: &str,
+    mac: &str,
+) -> Result<SeedDocuments, HarnessError> {
+    let keys = [public_key.to_owned()];
+    let user_data = boma_cloudinit::user_data(&boma_cloudinit::UserData::new(&keys))
+        .map_err(|e| HarnessError::Refused(format!("cannot render user-data: {e}")))?;
+    let instance_id = format!("iid-{name}");
+    let meta_data = boma_cloudinit::meta_data(&boma_cloudinit::MetaData {
+        instance_id: &instance_id,
+        local_hostname: name,
+    });
+    let network_config = boma_cloudinit::network_config(&boma_cloudinit::NetworkConfig {
+        mac,
+        unreachable: &inputs.fleet_addresses,
+    });
+    Ok(SeedDocuments {
+        user_data,
+        meta_data,
+        network_config,
+    })
+}
+
 /// Boot the VM from `base` (the golden image or a cached layer, as `base_kind` says). A failure
 /// after boot keeps the VM (diagnostics collected) and hands it back; an interrupt removes it
 /// unless `keep`.
@@ -280,25 +315,12 @@ pub fn boot(
         .provisioner()
         .keypair(&ctx.settings.key_dir())
         .map_err(|e| (e, None))?;
-    let keys = [public_key];
-    let user_data =
-        boma_cloudinit::user_data(&boma_cloudinit::UserData::new(&keys)).map_err(|e| {
-            (
-                HarnessError::Refused(format!("cannot render user-data: {e}")),
-                None,
-            )
-        })?;
-    let name = new.name.as_str();
-    let instance_id = format!("iid-{name}");
-    let meta_data = boma_cloudinit::meta_data(&boma_cloudinit::MetaData {
-        instance_id: &instance_id,
-        local_hostname: name,
-    });
     let mac = boma_vm::mac_for(&new.run_id);
-    let network_config = boma_cloudinit::network_config(&boma_cloudinit::NetworkConfig {
-        mac: &mac,
-        unreachable: &inputs.fleet_addresses,
-    });
+    let SeedDocuments {
+        user_data,
+        meta_data,
+        network_config,
+    } = seed_documents(inputs, &public_key, new.name.as_str(), &mac).map_err(|e| (e, None))?;
     say_fleet_isolation(inputs);
     let run_dir = ctx.settings.runs_root.join(new.name.as_str());
     let request = UpRequest {

@@ -4,12 +4,18 @@
 
 mod support;
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use boma_exec::CmdExt as _;
 use boma_exec::interrupt;
-use boma_harness::{ExitClass, ItOptions};
+use boma_harness::{ExitClass, ItOptions, PlaybookCall};
 use boma_inventory::CertTier;
 use boma_report::{CheckSource, RunResult};
+use camino::{Utf8Path, Utf8PathBuf};
 use support::{
-    ASKARI_AFTER, Rig, interrupted_during, not_idempotent, options, serial, verify_fails_red,
+    ASKARI_AFTER, Playbook, Rig, interrupted_during, not_idempotent, options, serial,
+    verify_fails_red, verify_passes,
 };
 
 const SIGHUP: i32 = 1;
@@ -920,4 +926,425 @@ fn a_playbook_past_its_time_limit_fails_the_run_and_keeps_the_vm() {
         1,
         "kept for inspection"
     );
+}
+
+// Disk layers in a run, on the fake machine with real qcow2 images (`Rig::with_layers`).
+
+/// The one VM directory of the rig's runs.
+fn only_vm_dir(runs_root: &Utf8Path) -> Utf8PathBuf {
+    let dirs: Vec<Utf8PathBuf> = runs_root
+        .read_dir_utf8()
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().starts_with("boma-it-"))
+        .map(|e| e.path().to_owned())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+/// `qemu-img info`'s view of a disk: its backing file, if any.
+fn backing_of(disk: &Utf8Path) -> Option<String> {
+    let sh = xshell::Shell::new().unwrap();
+    let json = xshell::cmd!(sh, "qemu-img info -U --output=json {disk}")
+        .exec()
+        .read()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    value["backing-filename"].as_str().map(str::to_owned)
+}
+
+/// The disk and its whole chain open and check clean.
+fn assert_valid_disk(disk: &Utf8Path) {
+    let sh = xshell::Shell::new().unwrap();
+    let out = xshell::cmd!(sh, "qemu-img check -U {disk}")
+        .exec()
+        .allow_fail()
+        .run()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{disk}: {}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+fn inode(path: &Utf8Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+/// Applies succeed and verify passes; `at` runs inside the first apply whose label contains
+/// `during` (after the VM is up, before the layer of that step is taken; not in the idempotence
+/// pass).
+fn during_apply(during: &'static str, mut at: impl FnMut(&PlaybookCall) + 'static) -> Playbook {
+    let mut rest = verify_passes();
+    let mut done = false;
+    Box::new(move |call| {
+        if !done && call.label.starts_with("apply") && call.label.contains(during) {
+            done = true;
+            at(call);
+        }
+        rest(call)
+    })
+}
+
+/// How often the guest was asked to power itself off (each power cycle that takes a layer).
+fn power_offs(rig: &Rig) -> usize {
+    rig.machine
+        .world
+        .borrow()
+        .commands
+        .iter()
+        .filter(|c| *c == "sudo systemctl poweroff")
+        .count()
+}
+
+/// A run that keeps its VM, so that its disk and its log can be read afterwards.
+fn kept() -> ItOptions {
+    ItOptions {
+        keep: true,
+        ..options()
+    }
+}
+
+/// What a store fault must leave: a passed run, one line saying layers are off and why, the
+/// report's entry for the step saying it too, and the VM on its own disk (the overlay it had
+/// before the power cycle, valid, nothing half-made beside it).
+fn assert_layers_went_off(
+    rig: &Rig,
+    outcome: &boma_harness::RunOutcome,
+    overlay_before: u64,
+    why: &str,
+) {
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.report.result, RunResult::Passed);
+    let dir = only_vm_dir(&rig.sandbox.settings.runs_root);
+    let log = std::fs::read_to_string(dir.join("harness.log")).unwrap();
+    let off: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("layers: off for the rest of this run"))
+        .collect();
+    assert_eq!(off.len(), 1, "{log}");
+    assert!(off[0].contains(why), "{}", off[0]);
+    let step = &outcome.report.layers[0];
+    assert!(
+        step.why_not.as_deref().is_some_and(|w| w.contains(why)),
+        "{step:?}"
+    );
+    let overlay = dir.join("overlay.qcow2");
+    assert_eq!(inode(&overlay), overlay_before, "the VM kept its own disk");
+    assert_valid_disk(&overlay);
+    assert!(!dir.join("overlay.qcow2.new").exists());
+    // Once off, no later step is power-cycled for a layer: the reboot is a plain one.
+    assert_eq!(power_offs(rig), 1);
+    assert!(
+        rig.machine
+            .world
+            .borrow()
+            .commands
+            .iter()
+            .any(|c| c == "sudo systemctl reboot")
+    );
+}
+
+#[test]
+fn with_layers_a_run_stores_each_step_and_the_next_run_reuses_them() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    let first = rig.it();
+    assert!(first.error.is_none(), "{:?}", first.error);
+    let stored: Vec<bool> = first.report.layers.iter().map(|l| l.reused).collect();
+    assert_eq!(stored, [false, false], "{:?}", first.report.layers);
+    assert_eq!(
+        power_offs(&rig),
+        2,
+        "one power cycle per step, the last is the reboot"
+    );
+    let keys = |outcome: &boma_harness::RunOutcome| -> Vec<String> {
+        outcome
+            .report
+            .layers
+            .iter()
+            .map(|l| l.key.clone())
+            .collect()
+    };
+    let again = rig.it();
+    assert!(again.error.is_none(), "{:?}", again.error);
+    let reused: Vec<bool> = again.report.layers.iter().map(|l| l.reused).collect();
+    assert_eq!(reused, [true, true], "{:?}", again.report.layers);
+    assert_eq!(keys(&first), keys(&again));
+}
+
+#[test]
+fn a_layer_store_that_cannot_be_opened_turns_layers_off_and_the_run_boots_the_golden_image() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    // A file where the store's directory goes: the store cannot be opened, as with a cache
+    // on a full or read-only disk.
+    std::fs::write(rig.sandbox.settings.cache_dir.join("layers"), "").unwrap();
+    let outcome = rig.it_with("askari", kept());
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.report.result, RunResult::Passed);
+    assert!(!outcome.report.layers.is_empty());
+    for step in &outcome.report.layers {
+        let why = step.why_not.as_deref().unwrap_or_default();
+        assert!(
+            why.starts_with("layers off for this run: the layer store cannot be used"),
+            "{why}"
+        );
+    }
+    let dir = only_vm_dir(&rig.sandbox.settings.runs_root);
+    assert_eq!(
+        backing_of(&dir.join("overlay.qcow2")).as_deref(),
+        Some(dir.join("golden.qcow2").as_str()),
+        "booted from the run's own pin of the golden image"
+    );
+    assert_eq!(power_offs(&rig), 0, "no layer, no power cycle");
+}
+
+#[test]
+fn a_store_lock_that_cannot_be_taken_while_storing_turns_layers_off_on_the_vms_own_disk() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    let store = rig.sandbox.settings.cache_dir.join("layers");
+    let runs = rig.sandbox.settings.runs_root.clone();
+    let overlay_inode = Rc::new(Cell::new(0));
+    let seen = Rc::clone(&overlay_inode);
+    *rig.machine.playbook.borrow_mut() = during_apply("site.yml", move |_| {
+        seen.set(inode(&only_vm_dir(&runs).join("overlay.qcow2")));
+        // The store lock cannot be opened (a directory stands in its place): any I/O
+        // refusal of the store (permissions, a full disk) takes this path.
+        std::fs::remove_file(store.join(".lock")).unwrap();
+        std::fs::create_dir(store.join(".lock")).unwrap();
+    });
+    let outcome = rig.it_with("askari", kept());
+    assert_layers_went_off(
+        &rig,
+        &outcome,
+        overlay_inode.get(),
+        "step 1's layer could not be stored (cannot lock",
+    );
+}
+
+#[test]
+fn qemu_img_failing_on_the_overlay_turns_layers_off_on_the_vms_own_disk() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    let runs = rig.sandbox.settings.runs_root.clone();
+    let overlay_inode = Rc::new(Cell::new(0));
+    let seen = Rc::clone(&overlay_inode);
+    // A writer still holds the overlay (as a QEMU that has not let go would): qemu-img cannot
+    // read it.
+    let writer = Rc::new(RefCell::new(None));
+    let holds = Rc::clone(&writer);
+    let mut rest = verify_passes();
+    *rig.machine.playbook.borrow_mut() = Box::new(move |call| {
+        let overlay = only_vm_dir(&runs).join("overlay.qcow2");
+        if call.label == "apply playbooks/site.yml --tags base" && seen.get() == 0 {
+            seen.set(inode(&overlay));
+            let sh = xshell::Shell::new().unwrap();
+            let sleep = "sleep 60000";
+            let started = xshell::cmd!(sh, "qemu-io -c {sleep} {overlay}")
+                .exec()
+                .start()
+                .unwrap();
+            *holds.borrow_mut() = Some(started);
+            // Until qemu-io has the image open.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        } else if let Some(started) = holds.borrow_mut().take() {
+            started.stop();
+        }
+        rest(call)
+    });
+    let outcome = rig.it_with("askari", kept());
+    if let Some(started) = writer.borrow_mut().take() {
+        started.stop();
+    }
+    assert_layers_went_off(
+        &rig,
+        &outcome,
+        overlay_inode.get(),
+        "step 1's layer could not be stored (`qemu-img info",
+    );
+}
+
+#[test]
+fn an_overlay_that_cannot_be_made_on_the_new_layer_leaves_the_vm_its_own_disk() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    // The boot's overlay is made; the one on step 1's new layer finds no space.
+    rig.machine.qcow2.as_ref().unwrap().fail_from.set(Some(2));
+    let runs = rig.sandbox.settings.runs_root.clone();
+    let overlay_inode = Rc::new(Cell::new(0));
+    let seen = Rc::clone(&overlay_inode);
+    *rig.machine.playbook.borrow_mut() = during_apply("site.yml", move |_| {
+        seen.set(inode(&only_vm_dir(&runs).join("overlay.qcow2")));
+    });
+    let outcome = rig.it_with("askari", kept());
+    assert_layers_went_off(
+        &rig,
+        &outcome,
+        overlay_inode.get(),
+        "no space left on device",
+    );
+    // The VM's disk is still the one it booted, on the pinned golden image.
+    let dir = only_vm_dir(&rig.sandbox.settings.runs_root);
+    let backing = backing_of(&dir.join("overlay.qcow2")).unwrap();
+    assert!(backing.ends_with("/golden.qcow2"), "{backing}");
+}
+
+// Every power cycle that stores a layer is a reboot test of its step.
+
+/// The askari capture after a reboot that lost the docker-proxy on port 80.
+fn lost_port_80() -> String {
+    ASKARI_AFTER
+        .lines()
+        .filter(|l| !(l.contains("0.0.0.0:80 ") && l.contains("docker-proxy")))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn failed_names(outcome: &boma_harness::RunOutcome) -> Vec<String> {
+    outcome
+        .report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+const STEP_1_LOST: &str =
+    "listener_lost tcp/80 docker-proxy (power cycle after step 1: playbooks/site.yml --tags base)";
+
+/// The layer store of a rig, as a run opens it.
+fn store_of(rig: &Rig) -> boma_layers::LayerStore {
+    boma_layers::LayerStore::open(
+        &rig.sandbox.settings.cache_dir.join(boma_layers::LAYERS_DIR),
+        boma_layers::StoreConfig::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_step_whose_apply_time_state_does_not_survive_its_power_cycle_fails_the_run_by_name() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    // Boot 0 is the first boot (step 1 applied there); boot 1 follows step 1's power cycle and
+    // lost a listener; the final reboot (boot 2) keeps what boot 1 had, so only the step's own
+    // power cycle can show the loss.
+    rig.machine.world.borrow_mut().captures = vec![support::ASKARI_BEFORE.into(), lost_port_80()];
+    let outcome = rig.it();
+    assert_eq!(outcome.report.result, RunResult::Failed);
+    assert_eq!(failed_names(&outcome), [STEP_1_LOST]);
+    let dir = only_vm_dir(&rig.sandbox.settings.runs_root);
+    let diff = std::fs::read_to_string(dir.join("step-1/reboot-diff.txt")).unwrap();
+    assert!(diff.contains("listener_lost tcp/80 docker-proxy"), "{diff}");
+    // The layer records the verdict of the power cycle that made it.
+    let key = boma_layers::LayerKey::parse(&outcome.report.layers[0].key).unwrap();
+    let found = store_of(&rig)
+        .lookup(&key, boma_layers::Timestamp(0))
+        .unwrap();
+    assert!(
+        matches!(&found, boma_layers::Lookup::LostState { lost }
+            if lost == &["listener_lost tcp/80 docker-proxy".to_owned()]),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_layer_whose_power_cycle_lost_state_is_never_reused_and_a_warm_run_fails_again() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    // Two runs of three boots each: each run's step 1 power cycle loses the listener.
+    let (before, lost) = (support::ASKARI_BEFORE.to_owned(), lost_port_80());
+    rig.machine.world.borrow_mut().captures =
+        vec![before.clone(), lost.clone(), lost.clone(), before, lost];
+    let cold = rig.it();
+    assert_eq!(failed_names(&cold), [STEP_1_LOST]);
+    let warm = rig.it();
+    let step1 = &warm.report.layers[0];
+    assert!(!step1.reused, "{step1:?}");
+    assert!(
+        step1
+            .why_not
+            .as_deref()
+            .is_some_and(|w| w.contains("lost state at the power cycle that stored it")),
+        "{step1:?}"
+    );
+    assert_eq!(warm.report.result, RunResult::Failed);
+    assert_eq!(failed_names(&warm), [STEP_1_LOST]);
+}
+
+#[test]
+fn a_run_that_reuses_layers_reports_the_verdicts_of_the_power_cycles_that_made_them() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    let first = rig.it();
+    assert!(first.error.is_none(), "{:?}", first.error);
+    let step_checks = |outcome: &boma_harness::RunOutcome| -> Vec<(String, bool, String)> {
+        outcome
+            .report
+            .checks
+            .iter()
+            .filter(|c| c.name.starts_with("reboot_diff (power cycle after step"))
+            .map(|c| {
+                let detail = c.detail.clone().unwrap_or_default().to_string();
+                (c.name.clone(), c.ok, detail)
+            })
+            .collect()
+    };
+    // The first run judged step 1's power cycle itself.
+    let own = step_checks(&first);
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(
+        own[0].0,
+        "reboot_diff (power cycle after step 1: playbooks/site.yml --tags base)"
+    );
+    // The second reuses both layers and reports what their power cycles showed.
+    let again = rig.it();
+    assert!(again.error.is_none(), "{:?}", again.error);
+    let recorded = step_checks(&again);
+    let names: Vec<&str> = recorded.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "reboot_diff (power cycle after step 1: playbooks/site.yml --tags base)",
+            "reboot_diff (power cycle after step 2: playbooks/offsite.yml --tags docker_host,reverse_proxy)",
+        ]
+    );
+    for (name, ok, detail) in &recorded {
+        assert!(ok, "{name}");
+        assert!(detail.contains("recorded by layer"), "{detail}");
+    }
+}
+
+#[test]
+fn with_layers_a_run_is_never_blinder_than_with_fresh() {
+    let _serial = serial();
+    // The same guest: what the first step made at apply time is gone after the next boot.
+    let lossy = |rig: &Rig| {
+        rig.machine.world.borrow_mut().captures =
+            vec![support::ASKARI_BEFORE.into(), lost_port_80()];
+    };
+    let fresh = Rig::new();
+    lossy(&fresh);
+    let fresh = fresh.it();
+    let layered = Rig::with_layers();
+    lossy(&layered);
+    let layered = layered.it();
+    assert_eq!(fresh.report.result, RunResult::Failed);
+    assert_eq!(layered.report.result, RunResult::Failed);
+    // Every finding of the fresh run is a finding of the layered one (named by its step).
+    let finding = |name: &str| name.split(" (power cycle after").next().unwrap().to_owned();
+    let of_fresh: Vec<String> = failed_names(&fresh).iter().map(|n| finding(n)).collect();
+    let of_layered: Vec<String> = failed_names(&layered).iter().map(|n| finding(n)).collect();
+    assert_eq!(of_fresh, ["listener_lost tcp/80 docker-proxy"]);
+    for name in &of_fresh {
+        assert!(
+            of_layered.contains(name),
+            "{name} missing from {of_layered:?}"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 
 use boma_inventory::{CertTier, Profile};
 
-use crate::key::{Recipe, manifest};
+use crate::key::{Recipe, RunInputs, manifest};
 use crate::reach::{Reach, ReachError, StepFiles, reach};
 use crate::tree::RepoTree;
 
@@ -17,12 +17,14 @@ pub struct StepRecipe {
 }
 
 /// The recipes of `profile`'s steps in order, each chained to the previous step's key; the
-/// first starts from the golden image whose digest is `golden_digest`.
+/// first starts from the golden image whose digest is `golden_digest`. Every step shares
+/// `run`, what it depends on besides the repository.
 pub fn step_recipes(
     tree: &dyn RepoTree,
     profile: &Profile,
     tier: CertTier,
     golden_digest: &str,
+    run: &RunInputs,
 ) -> Result<Vec<StepRecipe>, ReachError> {
     let mut steps: Vec<StepRecipe> = Vec::with_capacity(profile.applies.len());
     for (index, apply) in profile.applies.iter().enumerate() {
@@ -42,6 +44,7 @@ pub fn step_recipes(
             tags: apply.tags.clone(),
             vars_files: reach.vars_files.clone(),
             manifest: manifest(tree, &reach)?,
+            run: run.clone(),
             previous: steps.last().map(|s| s.recipe.key()),
         };
         let label = apply.label();

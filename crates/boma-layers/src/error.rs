@@ -46,3 +46,16 @@ pub enum StoreError {
     )]
     ParentMissing { key: LayerKey },
 }
+
+/// The error of an I/O `action` on `path`, for `map_err`.
+pub(crate) fn io_err(
+    action: &'static str,
+    path: &camino::Utf8Path,
+) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}

@@ -16,6 +16,20 @@
 //! files #<count>\n             then per file, sorted by path:
 //!                                                   path <len>:<path>\n
 //!                                                   sha256 <len>:<hex>\n
+//! lineage #<count>\n           then per group, sorted: lineage_group <len>:<bytes>\n
+//!                                                   parents #<count>\n
+//!                                                   then per parent, sorted: parent <len>:<bytes>\n
+//! ansible_env #<count>\n       then per variable, sorted by name:
+//!                                                   env_name <len>:<bytes>\n
+//!                                                   env_sha256 <len>:<hex>\n
+//! installed #<count>\n         then per package, sorted by name:
+//!                                                   package <len>:<bytes>\n
+//!                                                   version <len>:<bytes>\n
+//! controller_files #<count>\n  then per file, sorted by path:
+//!                                                   controller_path <len>:<bytes>\n
+//!                                                   sha256 <len>:<hex>\n
+//! seed_sha256 <len>:<hex>\n
+//! connection_sha256 <len>:<hex>\n
 //! previous #0\n                or  previous #1\n previous_key <len>:<hex>\n
 //! ```
 //!
@@ -25,7 +39,7 @@
 //! Changing anything here changes every key: bump [`KEY_FORMAT`] so that old layers are never
 //! matched by accident (they then age out of the store).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -35,8 +49,9 @@ use crate::path::RepoPath;
 use crate::reach::Reach;
 use crate::tree::{RepoTree, TreeError};
 
-/// Version of the canonical encoding; part of every key.
-pub const KEY_FORMAT: u32 = 1;
+/// Version of the canonical encoding; part of every key. 2: the run's inputs besides the
+/// repository ([`RunInputs`]).
+pub const KEY_FORMAT: u32 = 2;
 /// How many reasons [`explain_miss`] lists before summing up the rest.
 pub const MISS_REASONS_SHOWN: usize = 5;
 
@@ -149,6 +164,116 @@ pub fn manifest(tree: &dyn RepoTree, reach: &Reach) -> Result<Manifest, TreeErro
     Ok(manifest)
 }
 
+/// What every step of a run depends on besides the repository's files: where the VM sits in
+/// the real inventory, the Ansible that runs and the environment it gets, what Ansible loads
+/// from the controller, and the harness's own seed and connection. Values that could be
+/// secret (the environment's) are kept as digests only: the recipe is stored in the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInputs {
+    /// The real inventory's groups above the profile's (group → its parent groups): the
+    /// transient inventory nests the VM in them, so their variables apply.
+    pub lineage: BTreeMap<String, BTreeSet<String>>,
+    /// The environment `ansible-playbook` gets: each variable's name and the SHA-256 of its
+    /// value.
+    pub ansible_env: BTreeMap<String, FileDigest>,
+    /// What is installed in the venv Ansible runs from: each distribution's version (the
+    /// `*.dist-info` of its site-packages) and Python's ([`crate::installed`]).
+    pub installed: BTreeMap<String, String>,
+    /// Files Ansible loads from the controller outside the repository (collections and plugins
+    /// in their default paths), by absolute path.
+    pub controller_files: BTreeMap<String, FileDigest>,
+    /// The harness's cloud-init seed (user-data, meta-data, network-config) as rendered, with
+    /// the per-run ids replaced by stand-ins.
+    pub seed: FileDigest,
+    /// The harness's connection setup, as the harness describes it (opaque here).
+    pub connection: FileDigest,
+}
+
+impl RunInputs {
+    /// The digests of the environment's values, by name.
+    pub fn digest_env(env: &BTreeMap<String, String>) -> BTreeMap<String, FileDigest> {
+        env.iter()
+            .map(|(name, value)| (name.clone(), FileDigest::of(value.as_bytes())))
+            .collect()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        count(out, "lineage", self.lineage.len());
+        for (group, parents) in &self.lineage {
+            field(out, "lineage_group", group.as_bytes());
+            count(out, "parents", parents.len());
+            for parent in parents {
+                field(out, "parent", parent.as_bytes());
+            }
+        }
+        count(out, "ansible_env", self.ansible_env.len());
+        for (name, digest) in &self.ansible_env {
+            field(out, "env_name", name.as_bytes());
+            field(out, "env_sha256", digest.as_str().as_bytes());
+        }
+        count(out, "installed", self.installed.len());
+        for (package, version) in &self.installed {
+            field(out, "package", package.as_bytes());
+            field(out, "version", version.as_bytes());
+        }
+        count(out, "controller_files", self.controller_files.len());
+        for (path, digest) in &self.controller_files {
+            field(out, "controller_path", path.as_bytes());
+            field(out, "sha256", digest.as_str().as_bytes());
+        }
+        field(out, "seed_sha256", self.seed.as_str().as_bytes());
+        field(
+            out,
+            "connection_sha256",
+            self.connection.as_str().as_bytes(),
+        );
+    }
+
+    /// Why `wanted` differs from `cached`, in words.
+    fn explain(wanted: &RunInputs, cached: &RunInputs, reasons: &mut Vec<String>) {
+        if wanted.lineage != cached.lineage {
+            reasons.push("the real inventory's groups above the VM changed".to_owned());
+        }
+        let env = changed_names(&wanted.ansible_env, &cached.ansible_env);
+        if !env.is_empty() {
+            reasons.push(format!("ansible's environment changed: {}", env.join(", ")));
+        }
+        for package in changed_names(&wanted.installed, &cached.installed) {
+            let version = |inputs: &RunInputs| {
+                inputs
+                    .installed
+                    .get(&package)
+                    .map_or("(none)".to_owned(), Clone::clone)
+            };
+            reasons.push(format!(
+                "installed {package} changed: {} -> {}",
+                version(cached),
+                version(wanted)
+            ));
+        }
+        for path in changed_names(&wanted.controller_files, &cached.controller_files) {
+            reasons.push(format!("{path} on the controller changed"));
+        }
+        if wanted.seed != cached.seed {
+            reasons.push("the harness's cloud-init seed changed".to_owned());
+        }
+        if wanted.connection != cached.connection {
+            reasons.push("the harness's connection setup changed".to_owned());
+        }
+    }
+}
+
+/// The keys whose values differ between two maps (added, removed or changed), sorted.
+fn changed_names<V: PartialEq>(a: &BTreeMap<String, V>, b: &BTreeMap<String, V>) -> Vec<String> {
+    let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    names
+        .into_iter()
+        .filter(|name| a.get(*name) != b.get(*name))
+        .cloned()
+        .collect()
+}
+
 /// Everything a layer's key is computed from. Stored whole in the layer's metadata, so that a
 /// later miss can say what changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +290,8 @@ pub struct Recipe {
     /// The `-e @file` files in the order they are applied ([`Reach::vars_files`]).
     pub vars_files: Vec<RepoPath>,
     pub manifest: Manifest,
+    /// What the step depends on besides the repository.
+    pub run: RunInputs,
     /// The key of the layer this step starts from; `None` for the first step (the golden
     /// image).
     pub previous: Option<LayerKey>,
@@ -203,6 +330,7 @@ impl Recipe {
             field(&mut out, "path", path.as_str().as_bytes());
             field(&mut out, "sha256", digest.as_str().as_bytes());
         }
+        self.run.encode(&mut out);
         match &self.previous {
             None => count(&mut out, "previous", 0),
             Some(key) => {
@@ -266,6 +394,7 @@ pub fn explain_miss(wanted: &Recipe, cached: &Recipe, shown: usize) -> Vec<Strin
             list(&paths(&wanted.vars_files))
         ));
     }
+    RunInputs::explain(&wanted.run, &cached.run, &mut reasons);
     if wanted.previous != cached.previous {
         reasons.push("previous layer changed".to_owned());
     }
@@ -324,7 +453,28 @@ mod tests {
                 (path("ansible.cfg"), FileDigest::of(b"[defaults]\n")),
                 (path("roles/x/tasks/main.yml"), FileDigest::of(b"[]\n")),
             ]),
+            run: run_inputs(),
             previous: Some(LayerKey::parse(&"0".repeat(64)).unwrap()),
+        }
+    }
+
+    fn run_inputs() -> RunInputs {
+        RunInputs {
+            lineage: BTreeMap::from([(
+                "offsite_hosts".to_owned(),
+                BTreeSet::from(["hosts".to_owned()]),
+            )]),
+            ansible_env: RunInputs::digest_env(&BTreeMap::from([(
+                "LANG".to_owned(),
+                "C.UTF-8".to_owned(),
+            )])),
+            installed: BTreeMap::from([
+                ("ansible_core".to_owned(), "2.18.12".to_owned()),
+                ("python".to_owned(), "3.11.2".to_owned()),
+            ]),
+            controller_files: BTreeMap::new(),
+            seed: FileDigest::of(b"#cloud-config\n"),
+            connection: FileDigest::of(b"ssh"),
         }
     }
 
@@ -371,6 +521,15 @@ mod tests {
             .insert(path("roles/x/tasks/new.yml"), FileDigest::of(b"[]\n"));
         wanted.manifest.remove(&path("ansible.cfg"));
         wanted.previous = None;
+        wanted
+            .run
+            .installed
+            .insert("ansible_core".to_owned(), "2.18.13".to_owned());
+        wanted.run.ansible_env = RunInputs::digest_env(&BTreeMap::from([
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ("ANSIBLE_ROLES_PATH".to_owned(), "/elsewhere".to_owned()),
+        ]));
+        wanted.run.seed = FileDigest::of(b"#cloud-config\nusers: []\n");
         let all = explain_miss(&wanted, &cached, 100);
         insta::assert_snapshot!("explain_miss_all", all.join("\n"));
         let few = explain_miss(&wanted, &cached, 3);
@@ -379,7 +538,7 @@ mod tests {
             [
                 "golden image changed",
                 "tags changed: docker_host,reverse_proxy -> docker_host",
-                "and 4 more"
+                "and 7 more"
             ]
         );
     }
@@ -388,7 +547,7 @@ mod tests {
     fn explanation_of_identical_recipes_names_the_format() {
         assert_eq!(
             explain_miss(&recipe(), &recipe(), MISS_REASONS_SHOWN),
-            ["key format changed (now 1)"]
+            ["key format changed (now 2)"]
         );
     }
 }

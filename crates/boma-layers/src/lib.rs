@@ -5,7 +5,10 @@
 //!
 //! - [`reach`](mod@reach) (pure): the repository files one step can read, and why each is included.
 //! - [`key`] (pure): the [`Recipe`] of a layer (golden image digest, groups, step, reached
-//!   files' hashes, previous key), its [`LayerKey`], and [`explain_miss`].
+//!   files' hashes, the run's inputs besides the repository, previous key), its [`LayerKey`],
+//!   and [`explain_miss`].
+//! - [`installed`] (reads the controller): what the venv has installed, and the files Ansible
+//!   loads from the controller outside the repository.
 //! - [`plan`] (pure): what eviction and pruning remove.
 //! - [`store`] (effects): [`LayerStore`] in `<cache>/layers/`: insert, validated lookup,
 //!   deepest match, holds, prune, eviction. The only effects are file operations, `flock`s and
@@ -17,8 +20,11 @@
 
 mod chain;
 mod error;
+pub mod installed;
+pub mod keep;
 pub mod key;
 mod lock;
+pub mod outside;
 pub mod path;
 pub mod plan;
 mod qemu;
@@ -27,15 +33,16 @@ pub mod store;
 pub mod tree;
 
 pub use chain::{StepRecipe, step_recipes};
+pub use installed::{controller_files, venv_packages};
 pub use key::{
-    FileDigest, KEY_FORMAT, LayerKey, Manifest, NotAKey, Recipe, explain_miss, manifest,
+    FileDigest, KEY_FORMAT, LayerKey, Manifest, NotAKey, Recipe, RunInputs, explain_miss, manifest,
 };
 pub use path::{NotInRepo, RepoPath};
 pub use plan::{LayerInfo, PruneScope, RemovalPlan, Timestamp, plan_eviction, plan_prune};
 pub use reach::{Reach, ReachError, Reached, StepFiles, Why, playbook_path, reach};
 pub use store::{
     ChainMatch, DEFAULT_MAX_TOTAL_BYTES, Defect, Dropped, Inserted, LAYERS_DIR, Layer, LayerHold,
-    LayerMeta, LayerStore, Lookup, Miss, MissCause, NewLayer, Parent, Removal, StoreConfig,
-    StoreError,
+    LayerMeta, LayerStore, Lookup, Miss, MissCause, NewLayer, Parent, PowerCycleVerdict, Removal,
+    StoreConfig, StoreError,
 };
 pub use tree::{DiskTree, MemoryTree, RepoTree, TreeError};

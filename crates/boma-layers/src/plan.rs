@@ -50,6 +50,9 @@ pub struct LayerInfo {
     pub last_used: Timestamp,
     /// Whether a guest has come back from it (runs boot only such layers).
     pub booted: bool,
+    /// What its power cycle lost (`None`: never judged). Runs boot only layers that lost
+    /// nothing.
+    pub lost: Option<Vec<String>>,
 }
 
 /// Layers to remove, children before parents (so an interrupted removal never leaves a layer
@@ -243,6 +246,7 @@ mod tests {
             created: Timestamp(0),
             last_used: Timestamp(last_used_hours * HOUR),
             booted: true,
+            lost: Some(Vec::new()),
         }
     }
 

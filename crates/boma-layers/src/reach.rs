@@ -21,9 +21,19 @@
 //!   that does not parse, brings in every role under `roles/` and `<playbook dir>/roles/`, with
 //!   a note saying why.
 //!
-//! Not tracked (said in the notes where seen): roles and playbooks from collections (pinned by
-//! `requirements.txt`, which is always included), and files a task reaches through an arbitrary
-//! path outside its role or playbook directory (a `lookup('file', '/etc/…')`).
+//! - **Plugins beside a playbook are read**: every `*_plugins` directory beside it (connection,
+//!   become, strategy, shell, cache …, whatever its type), `library`, `module_utils`,
+//!   `doc_fragments`; and the directories `ansible.cfg` names for roles, modules and plugins.
+//! - **What a file reaches outside those directories is followed** ([`crate::outside`]):
+//!   `{{ role_path }}/…`, `{{ playbook_dir }}/…`, the literal paths of file-reading lookups
+//!   and any path that climbs out with `..`, searched where Ansible searches. What cannot be
+//!   told from the text (an anchor in an expression, a lookup whose term is a variable, a
+//!   lookup plugin such as `pipe` that reads what it likes) takes **the whole repository**
+//!   but what Ansible never reads ([`NOT_ANSIBLE_VISIBLE`]), with a note saying why.
+//!
+//! Not tracked (said in the notes where seen): roles and playbooks from collections (the
+//! collections installed in the venv are keyed by the harness, see [`crate::key::RunInputs`]),
+//! and files outside the repository named by an absolute path (a `lookup('file', '/etc/…')`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -32,6 +42,7 @@ use boma_inventory::{CertTier, PLAYBOOKS_DIR, PRODUCTION_DIR};
 use camino::Utf8PathBuf;
 use saphyr::{LoadableYamlNode, Scalar, Yaml};
 
+use crate::outside::{self, Anchor, Reference};
 use crate::path::RepoPath;
 use crate::tree::{RepoTree, TreeError};
 
@@ -42,9 +53,22 @@ pub const ROLES_DIR: &str = "roles";
 pub const ANSIBLE_CFG: &str = "ansible.cfg";
 /// The pinned Ansible (and so its modules and collections).
 pub const REQUIREMENTS: &str = "requirements.txt";
+/// What Ansible never reads from the repository, even in doubt: git's objects, build output,
+/// the venv (keyed by what is installed in it) and the runs' own state (which changes with
+/// every run).
+pub const NOT_ANSIBLE_VISIBLE: [&str; 4] = [".git", "target", ".venv", "tests/integration/.run"];
+/// Keys of `ansible.cfg` that name directories Ansible loads code from, whole (besides every
+/// key ending in `_plugins`). Not `roles_path`: a role is looked up there by name.
+const CFG_PATH_KEYS: [&str; 4] = [
+    "library",
+    "module_utils",
+    "collections_path",
+    "collections_paths",
+];
 /// Directories beside a playbook that Ansible reads for it: variables, the play-level search
-/// paths of `template`/`copy`/`include_vars`, and adjacent plugins.
-const PLAYBOOK_DIR_SUPPORT: [&str; 16] = [
+/// paths of `template`/`copy`/`include_vars`, and adjacent plugins (every `*_plugins` directory
+/// is read besides these).
+const PLAYBOOK_DIR_SUPPORT: [&str; 17] = [
     "group_vars",
     "host_vars",
     "vars",
@@ -60,6 +84,7 @@ const PLAYBOOK_DIR_SUPPORT: [&str; 16] = [
     "test_plugins",
     "callback_plugins",
     "vars_plugins",
+    "doc_fragments",
     "collections",
 ];
 /// Inventory directories read for the VM: the transient inventory links `group_vars`, and
@@ -86,6 +111,10 @@ pub enum Why {
     /// The step's playbook.
     Playbook,
     ImportedPlaybook {
+        by: RepoPath,
+    },
+    /// Named by a path in a file (a lookup, `{{ role_path }}/…`, a `..`).
+    ReachedFrom {
         by: RepoPath,
     },
     /// In a directory Ansible reads beside a playbook (`group_vars/`, `templates/`, …).
@@ -116,6 +145,7 @@ impl fmt::Display for Why {
         match self {
             Why::Playbook => write!(f, "the step's playbook"),
             Why::ImportedPlaybook { by } => write!(f, "playbook imported by {by}"),
+            Why::ReachedFrom { by } => write!(f, "named by a path in {by}"),
             Why::BesidePlaybook { playbook } => {
                 write!(f, "beside {playbook}, where Ansible reads vars and plugins")
             }
@@ -194,6 +224,7 @@ pub fn reach(tree: &dyn RepoTree, step: &StepFiles<'_>) -> Result<Reach, ReachEr
         roles: BTreeSet::new(),
         task_files: BTreeSet::new(),
         everything: BTreeSet::new(),
+        whole_repo: false,
     };
     if tree.read(&playbook)?.is_none() {
         return Err(ReachError::NoPlaybook { path: playbook });
@@ -216,7 +247,9 @@ pub fn reach(tree: &dyn RepoTree, step: &StepFiles<'_>) -> Result<Reach, ReachEr
     walker.file(&tier, Why::CertTier)?;
     vars_files.push(tier);
     walker.file(&repo_path(ANSIBLE_CFG), Why::AnsibleConfig)?;
+    walker.config_paths()?;
     walker.file(&repo_path(REQUIREMENTS), Why::AnsibleVersion)?;
+    walker.follow_paths()?;
 
     Ok(Reach {
         files: walker
@@ -255,6 +288,8 @@ struct Walker<'t> {
     task_files: BTreeSet<RepoPath>,
     /// Playbook directories for which every role has been taken.
     everything: BTreeSet<Option<RepoPath>>,
+    /// Every Ansible-visible file of the repository has been taken.
+    whole_repo: bool,
 }
 
 impl Walker<'_> {
@@ -318,7 +353,12 @@ impl Walker<'_> {
         }
         let dir = path.parent();
         let dir = dir.as_ref();
-        for support in PLAYBOOK_DIR_SUPPORT {
+        let plugins = self.tree.subdirs(dir)?;
+        let plugins = plugins.iter().filter(|name| name.ends_with("_plugins"));
+        for support in PLAYBOOK_DIR_SUPPORT
+            .into_iter()
+            .chain(plugins.map(String::as_str))
+        {
             let support = RepoPath::resolve(dir, support).expect("a plain name");
             self.dir(
                 &support,
@@ -603,6 +643,202 @@ impl Walker<'_> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The directories `ansible.cfg` names for roles, modules, module utils, collections and
+    /// plugins, relative to the repo root; one outside the repository is noted.
+    fn config_paths(&mut self) -> Result<(), TreeError> {
+        let cfg = repo_path(ANSIBLE_CFG);
+        let Some(bytes) = self.tree.read(&cfg)? else {
+            return Ok(());
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with(['#', ';', '[']) {
+                continue;
+            }
+            let Some((key, value)) = line.split_once(['=', ':']) else {
+                continue;
+            };
+            let key = key.trim();
+            if !(CFG_PATH_KEYS.contains(&key) || key.ends_with("_plugins")) {
+                continue;
+            }
+            for entry in value.split(':').map(str::trim).filter(|e| !e.is_empty()) {
+                match RepoPath::resolve(None, entry) {
+                    Some(dir) if !entry.starts_with('~') && !entry.contains('$') => {
+                        self.dir(&dir, &Why::AnsibleConfig)?;
+                    }
+                    _ => {
+                        self.notes.insert(format!(
+                            "{ANSIBLE_CFG} sets {key} to `{entry}`, outside the repo: not keyed"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows what every reached file names outside the directories taken so far
+    /// ([`crate::outside`]), until nothing new is reached.
+    fn follow_paths(&mut self) -> Result<(), TreeError> {
+        let mut scanned: BTreeSet<RepoPath> = BTreeSet::new();
+        loop {
+            let pending: Vec<RepoPath> = self
+                .files
+                .keys()
+                .filter(|path| !scanned.contains(*path))
+                .cloned()
+                .collect();
+            if pending.is_empty() || self.whole_repo {
+                return Ok(());
+            }
+            for path in pending {
+                scanned.insert(path.clone());
+                let Some(bytes) = self.tree.read(&path)? else {
+                    continue;
+                };
+                // A binary file names no path Ansible follows.
+                let Ok(text) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                for reference in outside::references(&text) {
+                    self.follow(&path, reference)?;
+                }
+            }
+        }
+    }
+
+    /// The directories a relative path in `file` is searched from: its own directory; its
+    /// role's directory and the role's `files/`, `templates/`, `tasks/`, `vars/`, `defaults/`;
+    /// each playbook's directory and its `files/`, `templates/`, `vars/`.
+    fn search_bases(&self, file: &RepoPath) -> Vec<Option<RepoPath>> {
+        let mut bases = vec![file.parent()];
+        for role in self.roles_of(file) {
+            bases.push(Some(role.clone()));
+            for sub in ["files", "templates", "tasks", "vars", "defaults"] {
+                bases.push(Some(role.join(sub)));
+            }
+        }
+        for dir in self.playbook_dirs() {
+            for sub in ["", "files", "templates", "vars"] {
+                bases.push(if sub.is_empty() {
+                    dir.clone()
+                } else {
+                    RepoPath::resolve(dir.as_ref(), sub)
+                });
+            }
+        }
+        bases.dedup();
+        bases
+    }
+
+    /// The role directories `file` belongs to.
+    fn roles_of(&self, file: &RepoPath) -> Vec<RepoPath> {
+        let dirs: BTreeSet<RepoPath> = self
+            .roles
+            .iter()
+            .filter(|(role, _)| file.is_under(role))
+            .map(|(role, _)| role.clone())
+            .collect();
+        dirs.into_iter().collect()
+    }
+
+    /// The directories of the playbooks the step loads (`None`: the repo root).
+    fn playbook_dirs(&self) -> BTreeSet<Option<RepoPath>> {
+        self.playbooks.iter().map(RepoPath::parent).collect()
+    }
+
+    /// Takes `relative` from each of `bases` where it names a file or a directory; whether
+    /// any did.
+    fn take_from(
+        &mut self,
+        bases: &[Option<RepoPath>],
+        relative: &str,
+        by: &RepoPath,
+    ) -> Result<bool, TreeError> {
+        let why = Why::ReachedFrom { by: by.clone() };
+        let mut any = false;
+        for base in bases {
+            let target = match relative.trim_start_matches('/') {
+                "" => base.clone(),
+                tail => RepoPath::resolve(base.as_ref(), tail),
+            };
+            let Some(target) = target else {
+                continue;
+            };
+            any |= self.file(&target, why.clone())? || !self.dir(&target, &why)?.is_empty();
+        }
+        Ok(any)
+    }
+
+    fn follow(&mut self, file: &RepoPath, reference: Reference) -> Result<(), TreeError> {
+        match reference {
+            Reference::Anchored { anchor, tail } => {
+                let bases: Vec<Option<RepoPath>> = match anchor {
+                    Anchor::RolePath => self.roles_of(file).into_iter().map(Some).collect(),
+                    Anchor::PlaybookDir => self.playbook_dirs().into_iter().collect(),
+                    Anchor::InventoryDir => vec![Some(repo_path(PRODUCTION_DIR))],
+                };
+                if bases.is_empty() {
+                    // `role_path` outside a role: which role is meant is not known.
+                    let because = format!("{file} uses `role_path` outside a role");
+                    return self.whole_repo(&because);
+                }
+                self.take_from(&bases, &tail, file)?;
+            }
+            Reference::LookupPath { path } => {
+                let bases = self.search_bases(file);
+                let inside = bases
+                    .iter()
+                    .any(|base| RepoPath::resolve(base.as_ref(), &path).is_some());
+                if inside {
+                    self.take_from(&bases, &path, file)?;
+                } else {
+                    self.notes.insert(format!(
+                        "{file} reads `{path}`, outside the repo: not keyed"
+                    ));
+                }
+            }
+            // A `..` may as well be a path on the guest (`cd ..` in a script): what it finds
+            // is taken, what it does not is nobody's.
+            Reference::Climbing { path } => {
+                let bases = self.search_bases(file);
+                self.take_from(&bases, &path, file)?;
+            }
+            Reference::Absolute { path } => {
+                self.notes.insert(format!(
+                    "{file} reads `{path}` on the controller, outside the repo: not keyed"
+                ));
+            }
+            Reference::Doubt { because } => {
+                return self.whole_repo(&format!("{file}: {because}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every file of the repository but [`NOT_ANSIBLE_VISIBLE`]: what a step may read when a
+    /// path it names cannot be resolved.
+    fn whole_repo(&mut self, because: &str) -> Result<(), TreeError> {
+        self.notes.insert(format!(
+            "{because}: took the whole repository but {}",
+            NOT_ANSIBLE_VISIBLE.join(", ")
+        ));
+        if self.whole_repo {
+            return Ok(());
+        }
+        self.whole_repo = true;
+        let skip: Vec<RepoPath> = NOT_ANSIBLE_VISIBLE.iter().map(|p| repo_path(p)).collect();
+        let why = Why::InDoubt {
+            because: because.to_owned(),
+        };
+        for file in self.tree.files_except(&skip)? {
+            self.add(file, why.clone());
         }
         Ok(())
     }

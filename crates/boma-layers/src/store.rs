@@ -9,11 +9,21 @@
 //!   ([`LayerHold`]); removal takes it exclusively without waiting, and skips what it cannot
 //!   take.
 //! - `<key>.qcow2.<pid>-<n>.part`: an insert's copy in progress, `flock`ed by its writer.
+//! - `kept/<vm>.json`: the layers a VM's disk is backed by, for as long as its run directory
+//!   exists ([`crate::keep`]): a failed run's kept VM outlives the process and its `flock`s.
 //! - `.lock`: the store lock, held while layers are published, validated or removed (short:
 //!   never across a copy or a VM run).
 //!
+//! **A published qcow2 is never replaced.** A disk is published with `link(2)`, which fails
+//! when the name exists, and under the store lock only when nothing of that key is there (an
+//! unproven or damaged layer nobody holds is removed first, like any removal). Whatever a VM
+//! boots from the store therefore keeps its bytes and its inode until the last run backed by it
+//! is over: a second run that computed the same key keeps booting its own disk
+//! ([`Inserted::AlreadyPublished`]).
+//!
 //! Locks are taken in one order, a layer's hold before the store lock, and removal only ever
-//! *tries* a hold lock, so two runs cannot deadlock.
+//! *tries* a hold lock, so two runs cannot deadlock. Exclusive hold locks are only ever taken
+//! under the store lock, so a shared hold taken while holding the store lock never waits.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -24,10 +34,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use boma_exec::ExecError;
+use boma_name::VmName;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::StoreError;
+use crate::error::io_err;
+use crate::keep::{self, KEEP_DIR, KeepRecord};
 use crate::key::{LayerKey, MISS_REASONS_SHOWN, Recipe, explain_miss};
 use crate::lock::{self, LockError, Locked, Mode};
 use crate::plan::{LayerInfo, PruneScope, RemovalPlan, Timestamp, plan_eviction, plan_prune};
@@ -109,6 +122,23 @@ pub struct LayerMeta {
     /// must meet that failure at its reboot, as the first run did, not in its first boot.
     #[serde(default)]
     pub booted: Option<Timestamp>,
+    /// What the power cycle that made this layer showed ([`LayerStore::record_verdict`]): the
+    /// state the step's apply left against the state after that power cycle. Only a layer
+    /// whose power cycle lost nothing is booted by later runs: one that lost something is kept
+    /// (so a miss can say so) but every run applies its step again and shows the loss itself,
+    /// and one never judged (its run ended first) proves nothing.
+    #[serde(default)]
+    pub verdict: Option<PowerCycleVerdict>,
+}
+
+/// The verdict of the power cycle that made a layer: a reboot test of its step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerCycleVerdict {
+    pub at: Timestamp,
+    /// What was lost, by the name of each failed check (`unit_inactive web.service`); empty
+    /// when nothing was.
+    pub lost: Vec<String>,
 }
 
 impl LayerMeta {
@@ -126,6 +156,7 @@ impl LayerMeta {
             created: self.created,
             last_used: self.last_used,
             booted: self.booted.is_some(),
+            lost: self.verdict.as_ref().map(|v| v.lost.clone()),
         }
     }
 }
@@ -270,6 +301,13 @@ pub enum Lookup {
     /// A layer has this key but no guest has come back from it yet (its run's boot from it
     /// failed, or that run is still under way): kept, not booted.
     NotBooted,
+    /// A guest came back from it, but its power cycle was never judged (its run ended first,
+    /// or is still under way): kept, not booted.
+    NotJudged,
+    /// Its power cycle lost state: kept, so a miss can say so, never booted as healthy.
+    LostState {
+        lost: Vec<String>,
+    },
 }
 
 /// Why the chain stopped at a step.
@@ -285,6 +323,12 @@ pub enum MissCause {
     Dropped(Dropped),
     /// The layer is stored but no guest has come back from it ([`Lookup::NotBooted`]).
     NotBooted,
+    /// The layer's power cycle was never judged ([`Lookup::NotJudged`]).
+    NotJudged,
+    /// The layer's power cycle lost state ([`Lookup::LostState`]).
+    LostState {
+        lost: Vec<String>,
+    },
 }
 
 /// The first step of a chain without a usable layer.
@@ -311,6 +355,17 @@ impl fmt::Display for Miss {
                 f,
                 "step {step}: layer {} is stored, but no guest has come back from it (the boot from it failed, or its run is still under way)",
                 self.key.short()
+            ),
+            MissCause::NotJudged => write!(
+                f,
+                "step {step}: layer {} is stored, but its power cycle was never judged (its run ended first, or is still under way)",
+                self.key.short()
+            ),
+            MissCause::LostState { lost } => write!(
+                f,
+                "step {step}: layer {} lost state at the power cycle that stored it ({}): the step is applied again, so this run shows it",
+                self.key.short(),
+                lost.join(", ")
             ),
             MissCause::Dropped(dropped) => {
                 write!(
@@ -353,22 +408,21 @@ pub struct Removal {
 
 /// The result of [`LayerStore::insert`].
 #[derive(Debug)]
-pub struct Inserted {
-    /// The stored layer, held.
-    pub layer: Layer,
-    /// `false` when another run had stored the same key first (this copy was discarded).
-    pub stored: bool,
-    /// What the size bound evicted afterwards.
-    pub evicted: Removal,
-}
-
-fn io_err(action: &'static str, path: &Utf8Path) -> impl FnOnce(io::Error) -> StoreError {
-    let path = path.to_owned();
-    move |source| StoreError::Io {
-        action,
-        path,
-        source,
-    }
+pub enum Inserted {
+    /// This copy is the layer now, held: the caller's VM may boot from a fresh overlay on it
+    /// (the bytes it just shut down, under a new header).
+    Published {
+        layer: Box<Layer>,
+        /// What the size bound evicted afterwards.
+        evicted: Removal,
+    },
+    /// A layer of this key was already published (another run that computed the same key was
+    /// first), and a published layer is never replaced: this copy was discarded. The caller's
+    /// VM keeps booting its own disk, which holds exactly what it shut down; another run's
+    /// disk of the same key differs in run-time detail (Docker's bridge names, machine ids)
+    /// that a reboot diff would read as lost. Later steps of the caller's chain then sit on a
+    /// disk that is not in the store, so the caller stores none of them.
+    AlreadyPublished { key: LayerKey },
 }
 
 fn lock_err(path: &Utf8Path) -> impl FnOnce(LockError) -> StoreError {
@@ -390,20 +444,18 @@ enum Validity {
     Defective(Defect),
 }
 
-/// An insert's part file: locked from creation until it is published or removed, so that a
-/// sweep never takes it from under its writer; removed on drop unless published.
+/// An insert's part file: locked from creation until it is dropped, so that a sweep never
+/// takes it from under its writer; its name is removed on drop (a published layer is another
+/// name of the same inode).
 struct PartFile {
     path: Utf8PathBuf,
     /// Holds the `flock`.
     file: Option<File>,
-    published: bool,
 }
 
 impl Drop for PartFile {
     fn drop(&mut self) {
-        if !self.published {
-            let _ = fs::remove_file(&self.path);
-        }
+        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -460,6 +512,24 @@ impl LayerStore {
         })
     }
 
+    /// Keeps `keys` (every layer the VM `vm`'s disk is backed by) from removal for as long as
+    /// `run_dir` exists, after this process and its [`LayerHold`]s are gone: a failed run's
+    /// kept VM can be started again from its chain. Replaces the VM's earlier record. Write it
+    /// only once `run_dir` exists (a record whose directory is gone is stale and swept), and
+    /// while the chain is still held.
+    pub fn keep_for(
+        &self,
+        vm: &VmName,
+        run_dir: &Utf8Path,
+        keys: impl IntoIterator<Item = LayerKey>,
+    ) -> Result<(), StoreError> {
+        let record = KeepRecord {
+            run_dir: run_dir.to_owned(),
+            keys: keys.into_iter().collect(),
+        };
+        keep::write(&self.dir.join(KEEP_DIR), vm, &record)
+    }
+
     fn store_lock(&self) -> Result<Locked, StoreError> {
         let path = self.dir.join(STORE_LOCK);
         lock::wait(&path, Mode::Exclusive).map_err(lock_err(&path))
@@ -475,6 +545,16 @@ impl LayerStore {
             Validity::Valid(meta) if meta.booted.is_none() => {
                 drop(hold);
                 Ok(Lookup::NotBooted)
+            }
+            Validity::Valid(meta) if meta.verdict.is_none() => {
+                drop(hold);
+                Ok(Lookup::NotJudged)
+            }
+            Validity::Valid(meta) if meta.verdict.as_ref().is_some_and(|v| !v.lost.is_empty()) => {
+                drop(hold);
+                Ok(Lookup::LostState {
+                    lost: meta.verdict.map(|v| v.lost).unwrap_or_default(),
+                })
             }
             Validity::Valid(mut meta) => {
                 meta.last_used = now;
@@ -526,6 +606,8 @@ impl LayerStore {
                 }
                 Lookup::Dropped(dropped) => MissCause::Dropped(dropped),
                 Lookup::NotBooted => MissCause::NotBooted,
+                Lookup::NotJudged => MissCause::NotJudged,
+                Lookup::LostState { lost } => MissCause::LostState { lost },
                 Lookup::Absent => self.explain(profile, step_index, recipe)?,
             };
             return Ok(ChainMatch {
@@ -571,9 +653,12 @@ impl LayerStore {
     ///
     /// The overlay is copied to a part file, its backing pointer rewritten to the parent's
     /// path in the store (`qemu-img rebase -u`: the content below is the same, only the header
-    /// changes), made read-only, renamed into place, and its metadata written last. If another
-    /// run stored the same key first, this copy is discarded and that layer returned. Then the
-    /// store is evicted down to its size bound; the new layer is held, so it stays.
+    /// changes) and made read-only. Then, under the store lock, it is published only if no
+    /// layer of that key is there: a proven one is never touched ([`Inserted::AlreadyPublished`]),
+    /// an unproven or damaged one is removed first unless someone holds it (then this copy
+    /// loses too). The name is made with `link(2)`, which never replaces a file, and the
+    /// metadata is written last. The overlay itself is never modified. Then the store is
+    /// evicted down to its size bound; the new layer is held, so it stays.
     pub fn insert(
         &self,
         new: NewLayer,
@@ -599,7 +684,6 @@ impl LayerStore {
                 )
             }
         };
-        let hold = self.hold(&key)?;
 
         // The unsafe rebase is only right if the overlay was written on top of `backing`.
         let info = qemu::info(overlay)?;
@@ -629,7 +713,6 @@ impl LayerStore {
                 PART_COUNTER.fetch_add(1, Ordering::Relaxed)
             )),
             file: None,
-            published: false,
         };
         let size_bytes = self.copy_in(overlay, &mut part, &backing)?;
 
@@ -641,52 +724,69 @@ impl LayerStore {
                 key: parent.clone(),
             });
         }
-        let (meta, stored) = match self.validate(&key)? {
-            Validity::Valid(mut meta) if meta.booted.is_some() => {
-                meta.last_used = now;
-                self.write_meta(&meta)?;
-                (*meta, false)
+        if !self.make_room_for(&guard, &key)? {
+            return Ok(Inserted::AlreadyPublished { key });
+        }
+        let target = self.qcow2_path(&key);
+        match fs::hard_link(&part.path, &target) {
+            Ok(()) => {}
+            // Someone published it outside the store lock (nothing of ours does): still never
+            // replaced.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Ok(Inserted::AlreadyPublished { key });
             }
-            // A defective layer of the same key is replaced: same key, same content, so its
-            // descendants are good again. So is one no guest came back from: the caller's VM
-            // boots next from what is stored here, and it must be the disk it just shut
-            // down (another run's disk of the same key differs in run-time detail, such as
-            // Docker's bridge names, which the reboot diff would read as lost).
-            Validity::Valid(_) | Validity::Absent | Validity::Defective(_) => {
-                let target = self.qcow2_path(&key);
-                fs::rename(&part.path, &target).map_err(io_err("publish", &target))?;
-                part.published = true;
-                let meta = LayerMeta {
-                    format: META_FORMAT,
-                    key: key.clone(),
-                    profile: new.profile,
-                    step_index: new.recipe.step_index,
-                    step_label: new.step_label,
-                    parent,
-                    backing_file: backing,
-                    recipe: new.recipe,
-                    created: now,
-                    last_used: now,
-                    size_bytes,
-                    booted: None,
-                };
-                self.write_meta(&meta)?;
-                (meta, true)
-            }
+            Err(e) => return Err(io_err("publish", &target)(e)),
+        }
+        // Under the store lock no one holds a layer lock exclusively: this does not wait.
+        let hold = self.hold(&key)?;
+        let meta = LayerMeta {
+            format: META_FORMAT,
+            key: key.clone(),
+            profile: new.profile,
+            step_index: new.recipe.step_index,
+            step_label: new.step_label,
+            parent,
+            backing_file: backing,
+            recipe: new.recipe,
+            created: now,
+            last_used: now,
+            size_bytes,
+            booted: None,
+            verdict: None,
         };
+        self.write_meta(&meta)?;
         drop(guard);
         drop(part);
 
         let evicted = self.evict_lru(self.config.max_total_bytes)?;
-        Ok(Inserted {
-            layer: Layer {
+        Ok(Inserted::Published {
+            layer: Box::new(Layer {
                 path: self.qcow2_path(&key),
                 meta,
                 hold,
-            },
-            stored,
+            }),
             evicted,
         })
+    }
+
+    /// Under the store lock: whether `key` may be published. Nothing of it there: yes. A
+    /// layer whose power cycle was judged: no, never replaced. Anything else (unproven,
+    /// damaged, a metadata file without its qcow2 or the reverse) is removed like any removal,
+    /// only if no one holds it; if someone does, no.
+    fn make_room_for(&self, guard: &Locked, key: &LayerKey) -> Result<bool, StoreError> {
+        let leftovers = [QCOW2, JSON].iter().any(|ext| self.file(key, ext).exists());
+        if !leftovers {
+            return Ok(true);
+        }
+        if let Validity::Valid(meta) = self.validate(key)?
+            && meta.verdict.is_some()
+        {
+            return Ok(false);
+        }
+        let removal = self.remove_planned(guard, Some(key), |layers, busy| {
+            drop_plan(layers, key, busy)
+        })?;
+        Ok(removal.removed.contains(key))
     }
 
     /// Records that a guest booted from the layer `key` and answered: from now on runs may
@@ -698,6 +798,26 @@ impl LayerStore {
             && meta.booted.is_none()
         {
             meta.booted = Some(now);
+            self.write_meta(&meta)?;
+        }
+        Ok(())
+    }
+
+    /// Records the verdict of the power cycle that made the layer `key` (what it lost, by
+    /// name; nothing when it lost nothing): from now on runs boot from it only if it lost
+    /// nothing. The first verdict is kept. A layer whose metadata is absent or unreadable is
+    /// left alone (the next lookup deals with it).
+    pub fn record_verdict(
+        &self,
+        key: &LayerKey,
+        lost: Vec<String>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let _guard = self.store_lock()?;
+        if let Some(Ok(mut meta)) = self.read_meta(key)?
+            && meta.verdict.is_none()
+        {
+            meta.verdict = Some(PowerCycleVerdict { at: now, lost });
             self.write_meta(&meta)?;
         }
         Ok(())
@@ -798,10 +918,12 @@ impl LayerStore {
                 created: Timestamp(0),
                 last_used: Timestamp(0),
                 booted: false,
+                lost: None,
             });
         }
         let mut locks = Vec::new();
-        let mut busy = BTreeSet::new();
+        // Kept VMs whose process is gone hold their chains through their records.
+        let mut busy = keep::live_keys(&self.dir.join(KEEP_DIR), true)?;
         for layer in &layers {
             let path = self.file(&layer.key, LOCK);
             match lock::try_briefly(&path, Mode::Exclusive).map_err(lock_err(&path))? {

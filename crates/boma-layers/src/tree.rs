@@ -17,6 +17,12 @@ pub trait RepoTree {
     /// Every file below the directory `dir`, at any depth, sorted; none when `dir` does not
     /// exist or is a file.
     fn files_under(&self, dir: &RepoPath) -> Result<Vec<RepoPath>, TreeError>;
+
+    /// The names of the directories directly in `dir` (`None`: the repo root), sorted.
+    fn subdirs(&self, dir: Option<&RepoPath>) -> Result<Vec<String>, TreeError>;
+
+    /// Every file of the repository, at any depth, except those under `skip`, sorted.
+    fn files_except(&self, skip: &[RepoPath]) -> Result<Vec<RepoPath>, TreeError>;
 }
 
 /// A file or directory of the checkout could not be read.
@@ -80,6 +86,26 @@ impl RepoTree for MemoryTree {
             .cloned()
             .collect())
     }
+
+    fn subdirs(&self, dir: Option<&RepoPath>) -> Result<Vec<String>, TreeError> {
+        let prefix = dir.map_or(String::new(), |d| format!("{d}/"));
+        let names: BTreeSet<String> = self
+            .files
+            .keys()
+            .filter_map(|path| path.as_str().strip_prefix(&prefix))
+            .filter_map(|inner| inner.split_once('/').map(|(name, _)| name.to_owned()))
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    fn files_except(&self, skip: &[RepoPath]) -> Result<Vec<RepoPath>, TreeError> {
+        Ok(self
+            .files
+            .keys()
+            .filter(|path| !skip.iter().any(|s| path.is_under(s)))
+            .cloned()
+            .collect())
+    }
 }
 
 /// The repository on disk, rooted at a checkout. Symlinks are followed (a linked role or
@@ -100,7 +126,8 @@ impl DiskTree {
     fn walk(
         &self,
         dir: &Utf8Path,
-        relative: &RepoPath,
+        relative: Option<&RepoPath>,
+        skip: &[RepoPath],
         seen: &mut BTreeSet<std::path::PathBuf>,
         out: &mut Vec<RepoPath>,
     ) -> Result<(), TreeError> {
@@ -118,12 +145,21 @@ impl DiskTree {
             let entry = entry.map_err(io_err(dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
+                let inside = relative.map_or(String::new(), |r| format!("{r}/"));
                 return Err(TreeError::NotUtf8 {
-                    path: format!("{relative}/{}", name.to_string_lossy()),
+                    path: format!("{inside}{}", name.to_string_lossy()),
                 });
             };
             let path = dir.join(name);
-            let child = relative.join(name);
+            let child = match relative {
+                Some(relative) => relative.join(name),
+                None => RepoPath::new(name).map_err(|_| TreeError::NotUtf8 {
+                    path: name.to_owned(),
+                })?,
+            };
+            if skip.iter().any(|s| child.is_under(s)) {
+                continue;
+            }
             // `metadata` follows links; a dangling link is no file for Ansible either.
             let meta = match std::fs::metadata(&path) {
                 Ok(meta) => meta,
@@ -131,7 +167,7 @@ impl DiskTree {
                 Err(e) => return Err(io_err(&path)(e)),
             };
             if meta.is_dir() {
-                self.walk(&path, &child, seen, out)?;
+                self.walk(&path, Some(&child), skip, seen, out)?;
             } else {
                 out.push(child);
             }
@@ -166,7 +202,46 @@ impl RepoTree for DiskTree {
             Err(source) => return Err(TreeError::Io { path: full, source }),
         }
         let mut out = Vec::new();
-        self.walk(&full, dir, &mut BTreeSet::new(), &mut out)?;
+        self.walk(&full, Some(dir), &[], &mut BTreeSet::new(), &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    fn subdirs(&self, dir: Option<&RepoPath>) -> Result<Vec<String>, TreeError> {
+        let full = dir.map_or(self.root.clone(), |d| self.root.join(d.as_str()));
+        let entries = match std::fs::read_dir(&full) {
+            Ok(entries) => entries,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(Vec::new());
+            }
+            Err(source) => return Err(TreeError::Io { path: full, source }),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| TreeError::Io {
+                path: full.clone(),
+                source,
+            })?;
+            // Through links, as Ansible looks.
+            if !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn files_except(&self, skip: &[RepoPath]) -> Result<Vec<RepoPath>, TreeError> {
+        let mut out = Vec::new();
+        self.walk(&self.root, None, skip, &mut BTreeSet::new(), &mut out)?;
         out.sort();
         Ok(out)
     }
@@ -206,6 +281,19 @@ mod tests {
         assert_eq!(disk.read(&base).unwrap(), None, "a directory is no file");
         let site = RepoPath::new("playbooks/site.yml").unwrap();
         assert_eq!(disk.read(&site).unwrap(), Some(b"[]".to_vec()));
+        let roles = RepoPath::new("roles").unwrap();
+        assert_eq!(
+            disk.subdirs(Some(&roles)).unwrap(),
+            memory.subdirs(Some(&roles)).unwrap()
+        );
+        assert_eq!(disk.subdirs(None).unwrap(), ["playbooks", "roles"]);
+        let skip = [RepoPath::new("roles/base").unwrap()];
+        let rest = disk.files_except(&skip).unwrap();
+        assert_eq!(rest, memory.files_except(&skip).unwrap());
+        assert_eq!(
+            rest.iter().map(RepoPath::as_str).collect::<Vec<_>>(),
+            ["playbooks/site.yml", "roles/base_other/tasks/main.yml"]
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Reach and recipes on this repository's real playbooks and profiles.
 
+mod common;
+
 use boma_inventory::{CertTier, load_profile};
 use boma_layers::{DiskTree, Reach, StepFiles, reach, step_recipes};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -106,6 +108,7 @@ fn every_profile_gives_a_chain_of_distinct_keys() {
             &profile,
             CertTier::Internal,
             "sha512:x",
+            &common::run_inputs(),
         )
         .unwrap();
         assert_eq!(steps.len(), profile.applies.len());
@@ -117,5 +120,7 @@ fn every_profile_gives_a_chain_of_distinct_keys() {
             );
         }
         assert_eq!(steps[0].label, profile.applies[0].label(), "{host}");
+        // Every path our roles reach is resolved: none takes the whole repository.
+        common::assert_not_in_doubt(&steps, &host);
     }
 }

@@ -2,6 +2,8 @@
 //! no VM): insert, lookup, stacking, dropping damaged layers with their descendants, concurrent
 //! inserts of one key, holds against prune and eviction.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, Barrier};
@@ -9,8 +11,8 @@ use std::time::Duration;
 
 use boma_exec::CmdExt as _;
 use boma_layers::{
-    Defect, FileDigest, LayerKey, LayerStore, Lookup, Manifest, MissCause, NewLayer, Recipe,
-    RepoPath, StoreConfig, StoreError, Timestamp,
+    Defect, FileDigest, Inserted, Layer, LayerKey, LayerStore, Lookup, Manifest, MissCause,
+    NewLayer, Recipe, Removal, RepoPath, StoreConfig, StoreError, Timestamp,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
@@ -34,14 +36,7 @@ impl Rig {
     }
 
     fn with_config(config: StoreConfig) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8PathBuf::try_from(dir.path().canonicalize().unwrap()).unwrap();
-        let golden = root.join("golden.qcow2");
-        let sh = sh();
-        cmd!(sh, "qemu-img create -q -f qcow2 {golden} 1M")
-            .exec()
-            .run()
-            .expect("qemu-img is needed for these tests: install the Debian package qemu-utils");
+        let (dir, root, golden) = common::scratch_with_golden();
         let store = LayerStore::open(&root.join("cache/layers"), config).unwrap();
         Rig {
             _dir: dir,
@@ -55,16 +50,7 @@ impl Rig {
     /// leaves behind).
     fn overlay(&self, name: &str, backing: &Utf8Path, pattern: u8, offset: u32) -> Utf8PathBuf {
         let path = self.root.join(name);
-        let sh = sh();
-        cmd!(
-            sh,
-            "qemu-img create -q -f qcow2 -F qcow2 -b {backing} {path}"
-        )
-        .exec()
-        .run()
-        .unwrap();
-        let write = format!("write -P {pattern} {offset} 64k");
-        cmd!(sh, "qemu-io -c {write} {path}").exec().run().unwrap();
+        common::write_overlay(&path, backing, pattern, offset);
         path
     }
 
@@ -104,8 +90,14 @@ fn recipe(step_index: usize, previous: Option<LayerKey>, tags: &[&str]) -> Recip
             RepoPath::new("roles/base/tasks/main.yml").unwrap(),
             FileDigest::of(format!("step {step_index}").as_bytes()),
         )]),
+        run: common::run_inputs(),
         previous,
     }
+}
+
+fn inode(path: &Utf8Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).unwrap().ino()
 }
 
 fn backing_of(path: &Utf8Path) -> String {
@@ -129,20 +121,35 @@ fn same_content(a: &Utf8Path, b: &Utf8Path) -> bool {
         .success()
 }
 
+/// The layer an insert published (panics on a lost race: the caller expects none).
+fn published(inserted: Inserted) -> (Box<Layer>, Removal) {
+    match inserted {
+        Inserted::Published { layer, evicted } => (layer, evicted),
+        Inserted::AlreadyPublished { key } => panic!("{key} was already published"),
+    }
+}
+
 fn make_writable(path: &Utf8Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
-/// Two stacked layers, each booted from once: step 0 on the golden image, step 1 on step 0.
+/// What a run records of a layer whose power cycle came back having lost nothing.
+fn healthy(rig: &Rig, key: &LayerKey) {
+    rig.store.mark_booted(key, T0).unwrap();
+    rig.store.record_verdict(key, Vec::new(), T0).unwrap();
+}
+
+/// Two stacked layers, each booted from once and healthy: step 0 on the golden image, step 1
+/// on step 0.
 fn two_layers(rig: &Rig) -> (Recipe, Recipe) {
     let r0 = recipe(0, None, &["base"]);
     let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
     rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
-    rig.store.mark_booted(&r0.key(), T0).unwrap();
+    healthy(rig, &r0.key());
     let r1 = recipe(1, Some(r0.key()), &["docker_host"]);
     let ov1 = rig.overlay("ov1.qcow2", &rig.store.qcow2_path(&r0.key()), 0xcd, 65536);
     rig.store.insert(rig.new_layer(&r1), &ov1, T0).unwrap();
-    rig.store.mark_booted(&r1.key(), T0).unwrap();
+    healthy(rig, &r1.key());
     (r0, r1)
 }
 
@@ -151,9 +158,8 @@ fn an_inserted_layer_is_read_only_backed_by_golden_and_found_again() {
     let rig = Rig::new();
     let r0 = recipe(0, None, &["base"]);
     let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
-    let inserted = rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
-    assert!(inserted.stored);
-    let path = inserted.layer.path().to_owned();
+    let (layer, _) = published(rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap());
+    let path = layer.path().to_owned();
     assert_eq!(path, rig.store.qcow2_path(&r0.key()));
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o444);
@@ -163,8 +169,8 @@ fn an_inserted_layer_is_read_only_backed_by_golden_and_found_again() {
         "the layer holds what the overlay held"
     );
     assert!(ov0.exists(), "the run's overlay is copied, not taken");
-    drop(inserted);
-    rig.store.mark_booted(&r0.key(), T0).unwrap();
+    drop(layer);
+    healthy(&rig, &r0.key());
 
     let later = Timestamp(T0.0 + 60);
     let Lookup::Found(layer) = rig.store.lookup(&r0.key(), later).unwrap() else {
@@ -205,19 +211,41 @@ fn a_layer_no_guest_came_back_from_is_kept_but_never_booted() {
             r0.key().short()
         )
     );
-    // The next run applies the step itself and stores the same key: its own disk replaces
-    // the unproven one (its VM boots next from what is stored), still unproven.
+    // The next run applies the step itself and stores the same key. The unproven layer is
+    // held by no one (its run is over), so it is removed and this run's copy published under
+    // a new inode: nothing was rewritten under a reader.
+    let old_inode = inode(&rig.store.qcow2_path(&r0.key()));
     let again = rig.overlay("ov0-again.qcow2", &rig.golden, 0x5a, 0);
-    let inserted = rig.store.insert(rig.new_layer(&r0), &again, T0).unwrap();
-    assert!(inserted.stored, "this run's copy replaces the unproven one");
-    assert_eq!(inserted.layer.meta().booted, None);
-    assert!(same_content(&again, inserted.layer.path()));
-    drop(inserted);
+    let (layer, _) = published(rig.store.insert(rig.new_layer(&r0), &again, T0).unwrap());
+    assert_eq!(layer.meta().booted, None, "still unproven");
+    assert!(same_content(&again, layer.path()));
+    assert_ne!(inode(layer.path()), old_inode);
+
+    // While its run holds it (its VM is booting from it), a third copy of the key loses and
+    // the held layer keeps its inode and bytes.
+    let held_inode = inode(layer.path());
+    let third = rig.overlay("ov0-third.qcow2", &rig.golden, 0x77, 0);
+    let lost = rig.store.insert(rig.new_layer(&r0), &third, T0).unwrap();
+    assert!(
+        matches!(&lost, Inserted::AlreadyPublished { key } if *key == r0.key()),
+        "{lost:?}"
+    );
+    assert_eq!(inode(layer.path()), held_inode);
+    assert!(same_content(&again, layer.path()));
+    drop(layer);
     assert_eq!(rig.store.list().unwrap().len(), 1, "kept, as cache");
 
-    // A guest that comes back from it makes it a layer runs start from.
+    // A guest that comes back from it is not enough: its power cycle must be judged.
     let later = Timestamp(T0.0 + 60);
     rig.store.mark_booted(&r0.key(), later).unwrap();
+    assert!(matches!(
+        rig.store.lookup(&r0.key(), later).unwrap(),
+        Lookup::NotJudged
+    ));
+    // Judged, having lost nothing: a layer runs start from.
+    rig.store
+        .record_verdict(&r0.key(), Vec::new(), later)
+        .unwrap();
     let Lookup::Found(layer) = rig.store.lookup(&r0.key(), later).unwrap() else {
         panic!("a booted layer is found");
     };
@@ -234,6 +262,48 @@ fn a_layer_no_guest_came_back_from_is_kept_but_never_booted() {
         Some(later),
         "the first boot is what is kept"
     );
+}
+
+#[test]
+fn a_layer_whose_power_cycle_lost_state_is_kept_but_never_booted_nor_replaced() {
+    let rig = Rig::new();
+    let r0 = recipe(0, None, &["cat_first_step"]);
+    let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
+    rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
+    rig.store.mark_booted(&r0.key(), T0).unwrap();
+    let lost = vec!["unit_inactive boma-cat-first.service".to_owned()];
+    rig.store
+        .record_verdict(&r0.key(), lost.clone(), T0)
+        .unwrap();
+    // A later verdict does not overwrite the first.
+    rig.store.record_verdict(&r0.key(), Vec::new(), T0).unwrap();
+    assert!(matches!(
+        rig.store.lookup(&r0.key(), T0).unwrap(),
+        Lookup::LostState { lost: found } if found == lost
+    ));
+    let matched = rig
+        .store
+        .deepest_match("askari", std::slice::from_ref(&r0), T0)
+        .unwrap();
+    assert!(matched.layers.is_empty(), "never booted as healthy");
+    let miss = matched.miss.unwrap();
+    assert_eq!(
+        miss.to_string(),
+        format!(
+            "step 1: layer {} lost state at the power cycle that stored it (unit_inactive boma-cat-first.service): the step is applied again, so this run shows it",
+            r0.key().short()
+        )
+    );
+    // The next run's copy of the step does not replace it: it keeps its own disk.
+    let published = inode(&rig.store.qcow2_path(&r0.key()));
+    let again = rig.overlay("again.qcow2", &rig.golden, 0x5a, 0);
+    assert!(matches!(
+        rig.store.insert(rig.new_layer(&r0), &again, T0).unwrap(),
+        Inserted::AlreadyPublished { .. }
+    ));
+    assert_eq!(published, inode(&rig.store.qcow2_path(&r0.key())));
+    let listed = rig.store.list().unwrap();
+    assert_eq!(listed[0].lost.as_deref(), Some(lost.as_slice()));
 }
 
 #[test]
@@ -415,7 +485,8 @@ fn two_runs_inserting_one_key_end_with_one_valid_layer_and_no_second_copy() {
     ];
     let barrier = Arc::new(Barrier::new(2));
     let dir = rig.store.dir().to_owned();
-    let results: Vec<bool> = std::thread::scope(|scope| {
+    // Each run keeps what it got (and so its hold) until both are done, as two VMs would.
+    let results: Vec<Inserted> = std::thread::scope(|scope| {
         let handles: Vec<_> = overlays
             .iter()
             .map(|overlay| {
@@ -426,18 +497,20 @@ fn two_runs_inserting_one_key_end_with_one_valid_layer_and_no_second_copy() {
                     // Each run opens the store itself, as two harness processes would.
                     let store = LayerStore::open(&dir, StoreConfig::default()).unwrap();
                     barrier.wait();
-                    store.insert(new, overlay, T0).unwrap().stored
+                    store.insert(new, overlay, T0).unwrap()
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    // Neither has booted from it yet, so the second may replace the first's copy (each run's
-    // VM boots its own disk next); what matters is that one valid layer is left.
-    assert!(
-        results.iter().any(|stored| *stored),
-        "a run stores the layer: {results:?}"
-    );
+    // The first holds what it published while its VM runs, so the second loses and keeps its
+    // own disk: exactly one publishes.
+    let stored = results
+        .iter()
+        .filter(|r| matches!(r, Inserted::Published { .. }))
+        .count();
+    assert_eq!(stored, 1, "one run publishes the layer: {results:?}");
+    drop(results);
     let key = r0.key();
     assert_eq!(
         rig.files(),
@@ -449,7 +522,7 @@ fn two_runs_inserting_one_key_end_with_one_valid_layer_and_no_second_copy() {
         ],
         "one layer (and its hold lock file), no second copy, no part file"
     );
-    rig.store.mark_booted(&key, T0).unwrap();
+    healthy(&rig, &key);
     assert!(matches!(
         rig.store.lookup(&key, T0).unwrap(),
         Lookup::Found(_)
@@ -505,23 +578,25 @@ fn the_size_bound_evicts_after_insert_but_never_the_new_layer() {
     let rig = Rig::with_config(StoreConfig { max_total_bytes: 1 });
     let first = recipe(0, None, &["base"]);
     let ov_first = rig.overlay("ov-first.qcow2", &rig.golden, 0xab, 0);
-    let inserted = rig
-        .store
-        .insert(rig.new_layer(&first), &ov_first, T0)
-        .unwrap();
+    let (layer, evicted) = published(
+        rig.store
+            .insert(rig.new_layer(&first), &ov_first, T0)
+            .unwrap(),
+    );
     // Over the bound, but the caller holds it.
-    assert!(inserted.evicted.removed.is_empty());
-    assert_eq!(inserted.evicted.spared_busy, [first.key()]);
-    drop(inserted);
+    assert!(evicted.removed.is_empty());
+    assert_eq!(evicted.spared_busy, [first.key()]);
+    drop(layer);
 
     let second = recipe(0, None, &["base", "ssh"]);
     let ov_second = rig.overlay("ov-second.qcow2", &rig.golden, 0xef, 0);
     let later = Timestamp(T0.0 + 10);
-    let inserted = rig
-        .store
-        .insert(rig.new_layer(&second), &ov_second, later)
-        .unwrap();
-    assert_eq!(inserted.evicted.removed, [first.key()]);
+    let (_layer, evicted) = published(
+        rig.store
+            .insert(rig.new_layer(&second), &ov_second, later)
+            .unwrap(),
+    );
+    assert_eq!(evicted.removed, [first.key()]);
     let listed: Vec<LayerKey> = rig
         .store
         .list()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// The catalogue's modes by number, as `tests/catalogue/README.md` numbers them: the profile
 /// `cat-<slug>` (GREEN) and `cat-<slug>-red` (RED) are mode N. Mode 1 is askari's own pair.
-pub const MODES: [(u8, &str); 7] = [
+pub const MODES: [(u8, &str); 8] = [
     (1, "askari"),
     (2, "not-enabled"),
     (3, "lost-route"),
@@ -16,6 +16,7 @@ pub const MODES: [(u8, &str); 7] = [
     (5, "nft-flush"),
     (6, "sshd-address"),
     (7, "fstab-emergency"),
+    (8, "handler-start"),
 ];
 
 /// The catalogue profiles CI runs on every change (`catalogue --catalogue-set ci`, and what
@@ -28,12 +29,15 @@ pub const MODES: [(u8, &str); 7] = [
 /// (`reboot_timeout`, the console in the bundle): its console shows emergency mode, which ends
 /// the wait at once. Mode 6 (sshd on an address nobody reaches) shows nothing on the console, so
 /// it waits out the whole bounded wait; it is left to `rest`. Mode 7 also replaces the faults
-/// scenario's old hand-made fstab case.
-pub const CI_SET: [&str; 4] = [
+/// scenario's old hand-made fstab case. Mode 8 is the only mode whose bug lives in a step
+/// before the last: it proves that the power cycle storing a step's layer is a reboot test, so
+/// a run with layers (the default) is never blinder than one with `--fresh`.
+pub const CI_SET: [&str; 5] = [
     "cat-not-enabled-red",
     "cat-lost-route-red",
     "cat-mount-order-red",
     "cat-fstab-emergency-red",
+    "cat-handler-start-red",
 ];
 
 /// Which catalogue profiles a run takes.
@@ -263,6 +267,7 @@ mod tests {
         assert_eq!(mode_of("cat-not-enabled"), Some(2));
         assert_eq!(mode_of("cat-lost-route-red"), Some(3));
         assert_eq!(mode_of("cat-fstab-emergency-red"), Some(7));
+        assert_eq!(mode_of("cat-handler-start-red"), Some(8));
         assert_eq!(mode_of("askari-red"), Some(1));
         assert_eq!(mode_of("askari"), Some(1));
         assert_eq!(mode_of("cat-askari"), None);

@@ -19,7 +19,7 @@ use boma_harness::{
 use boma_host::facts::{LibvirtFacts, Space};
 use boma_inventory::CertTier;
 use boma_vm::fake::{FakeDisks, FakeGuest, FakeHypervisors, World};
-use boma_vm::lifecycle::{Disks, Hypervisors};
+use boma_vm::lifecycle::{Disks, Hypervisors, RealDisks, SeedFiles};
 use boma_vm::{Accel, Guest};
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -77,7 +77,34 @@ pub struct FakeMachine {
     /// The `boma_changes` callback never runs (not loaded): runs asked to record changes write
     /// nothing, not even its start and end marks.
     pub callback_silent: Cell<bool>,
+    /// Real qcow2 overlays (for the layer store, which reads them with qemu-img), when set.
+    pub qcow2: Option<Qcow2Disks>,
     golden: Utf8PathBuf,
+}
+
+/// Overlays made by the real `qemu-img` (seeds stay fake): what the layer store needs to read.
+/// The overlay number `fail_from` and every later one fail, as a full disk would.
+pub struct Qcow2Disks {
+    pub made: Cell<usize>,
+    pub fail_from: Cell<Option<usize>>,
+}
+
+impl Disks for Qcow2Disks {
+    fn create_overlay(&self, base: &Utf8Path, overlay: &Utf8Path) -> Result<(), boma_vm::VmError> {
+        let number = self.made.get() + 1;
+        self.made.set(number);
+        if self.fail_from.get().is_some_and(|from| number >= from) {
+            return Err(boma_vm::VmError::Backend(
+                "fake: no space left on device".into(),
+            ));
+        }
+        let sh = xshell::Shell::new().unwrap();
+        RealDisks { sh: &sh }.create_overlay(base, overlay)
+    }
+
+    fn create_seed(&self, seed: &Utf8Path, _files: &SeedFiles<'_>) -> Result<(), boma_vm::VmError> {
+        std::fs::write(seed, "seed").map_err(|e| boma_vm::VmError::io(seed, e))
+    }
 }
 
 impl FakeMachine {
@@ -108,6 +135,7 @@ impl FakeMachine {
             guest_files: RefCell::new(BTreeMap::new()),
             probed: RefCell::new(Vec::new()),
             callback_silent: Cell::new(false),
+            qcow2: None,
             golden,
         }
     }
@@ -124,7 +152,10 @@ impl Machine for FakeMachine {
         self
     }
     fn disks(&self) -> &dyn Disks {
-        &self.disks
+        match &self.qcow2 {
+            Some(qcow2) => qcow2,
+            None => &self.disks,
+        }
     }
     fn provisioner(&self) -> &dyn Provisioner {
         self
@@ -180,9 +211,10 @@ impl Provisioner for FakeMachine {
         run_dir: &Utf8Path,
         _cache: &Utf8Path,
     ) -> Result<Golden, HarnessError> {
-        // As the real pin does, the run directory exists from here on.
+        // As the real pin does, the run directory exists from here on, and it holds the
+        // image's bytes.
         std::fs::create_dir_all(run_dir).unwrap();
-        std::fs::write(run_dir.join("golden.qcow2"), "golden").unwrap();
+        std::fs::copy(&golden.path, run_dir.join("golden.qcow2")).unwrap();
         Ok(Golden {
             path: run_dir.join("golden.qcow2"),
             ..golden.clone()
@@ -538,6 +570,30 @@ impl Rig {
             settings: &self.sandbox.settings,
             machine: &self.machine,
         }
+    }
+
+    /// A rig whose runs use disk layers: a real qcow2 golden image, overlays made by the real
+    /// `qemu-img`, and a venv the key can read.
+    pub fn with_layers() -> Rig {
+        let mut sandbox = Sandbox::new();
+        sandbox.settings.layers = true;
+        let golden = sandbox.golden();
+        std::fs::remove_file(&golden).unwrap();
+        let sh = xshell::Shell::new().unwrap();
+        boma_exec::CmdExt::exec(xshell::cmd!(sh, "qemu-img create -q -f qcow2 {golden} 1M"))
+            .run()
+            .expect("qemu-img is needed for the layer tests: install qemu-utils");
+        sandbox.write(".venv/pyvenv.cfg", "home = /usr/bin\nversion = 3.11.2\n");
+        sandbox.write(
+            ".venv/lib/python3.11/site-packages/ansible_core-2.18.12.dist-info/METADATA",
+            "Name: ansible-core\n",
+        );
+        let mut machine = sandbox.machine();
+        machine.qcow2 = Some(Qcow2Disks {
+            made: Cell::new(0),
+            fail_from: Cell::new(None),
+        });
+        Rig { sandbox, machine }
     }
 
     /// The cycle for `host` with these options.
