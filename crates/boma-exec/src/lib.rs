@@ -5,7 +5,8 @@
 //! with its children, and fails with a typed error that names the command, its exit status and
 //! the tail of its output. Secrets registered with [`redact::register`] never reach the log or
 //! an error message. With [`journal::record_into`], every spawn is also recorded (pid, process
-//! group, start time) so that `prune` can later stop exactly what the harness started.
+//! group, start time) so that `prune` can later stop exactly what the harness started. The one
+//! other way a program starts is [`replace_process`]: this process becomes it (`exec`).
 //!
 //! Commands are built with `xshell::cmd!` (arguments are never passed through a shell) and run
 //! with [`CmdExt::exec`]:
@@ -21,8 +22,10 @@ pub mod interrupt;
 pub mod journal;
 pub mod progress;
 pub mod redact;
+mod replace;
 mod run;
 mod tools;
 
+pub use replace::replace_process;
 pub use run::{Captured, CmdExt, ExecError, Run, Started};
 pub use tools::{on_path, package_hint};

@@ -239,6 +239,13 @@ impl Run {
         self
     }
 
+    /// Start from an empty environment: only what [`Run::env`] sets afterwards reaches the
+    /// command. Call it before `env`, whose earlier settings it forgets too.
+    pub fn env_clear(mut self) -> Run {
+        self.command.env_clear();
+        self
+    }
+
     /// Set an environment variable for this command only.
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Run {
         self.command.env(key.into(), value.into());
@@ -626,6 +633,20 @@ mod tests {
             "grandchild outlived the timeout"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cleared_environment_holds_only_what_is_set_after() {
+        let sh = sh();
+        let out = cmd!(sh, "/usr/bin/env")
+            .env("BOMA_EXEC_BEFORE", "1")
+            .exec()
+            .env("BOMA_EXEC_FORGOTTEN", "1")
+            .env_clear()
+            .env("BOMA_EXEC_KEPT", "yes")
+            .read()
+            .unwrap();
+        assert_eq!(out, "BOMA_EXEC_KEPT=yes");
     }
 
     #[test]
