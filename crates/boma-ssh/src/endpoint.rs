@@ -67,7 +67,7 @@ pub struct EndpointSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
     #[error(
-        "refusing the ssh alias `{0}`: use a plain host name (letters, digits, `.`, `-`, `_`, not starting with `-`)"
+        "refusing the ssh alias `{0}`: use a plain host name or address (letters, digits, `.`, `:`, `-`, `_`, not starting with `-`)"
     )]
     Alias(String),
     #[error("refusing port 0 for the vm's ssh")]
@@ -77,7 +77,7 @@ pub enum EndpointError {
     )]
     User(String),
     #[error(
-        "refusing {what} `{path}` for the vm's ssh: it must be an absolute path of letters, digits and `/._+-@,:` only (ssh would expand `%`, `$` or `~` in it, and split it at spaces)"
+        "refusing {what} `{path}` for the vm's ssh: it must be an absolute path without `%`, `$`, quotes, backslashes or control characters (ssh would expand or split them)"
     )]
     Path {
         what: &'static str,
@@ -93,7 +93,9 @@ impl Endpoint {
     /// The only constructor: every value ends up in an `-o Key=value` that ssh reads as a
     /// config line, so each is checked to mean exactly itself there.
     pub fn new(spec: EndpointSpec) -> Result<Endpoint, EndpointError> {
-        if !is_plain_name(&spec.alias) {
+        // An address is a fine alias too (the harness's own probes have no name at hand).
+        let alias_ok = is_plain_name(&spec.alias.replace(':', "."));
+        if !alias_ok {
             return Err(EndpointError::Alias(spec.alias));
         }
         if spec.port == 0 {
@@ -176,11 +178,14 @@ fn is_plain_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
+/// A path ssh reads as itself once double-quoted (quotes keep spaces together): absolute (no
+/// `~` expansion), and nothing ssh expands (`%` tokens, `${VAR}`) or that would end the quotes.
 fn check_path(what: &'static str, path: &Utf8Path) -> Result<(), EndpointError> {
     let plain = path.is_absolute()
-        && path.as_str().chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '+' | '-' | '@' | ',' | ':')
-        });
+        && !path
+            .as_str()
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '%' | '$' | '"' | '\'' | '\\'));
     if plain {
         Ok(())
     } else {
@@ -213,7 +218,7 @@ pub fn pinned_options(endpoint: &Endpoint) -> Vec<String> {
         format!("HostName={}", endpoint.address),
         format!("Port={}", endpoint.port),
         format!("User={}", endpoint.user),
-        format!("IdentityFile={}", endpoint.identity_file),
+        format!("IdentityFile=\"{}\"", endpoint.identity_file),
         "IdentitiesOnly=yes".to_owned(),
         "IdentityAgent=none".to_owned(),
         "PreferredAuthentications=publickey".to_owned(),
@@ -227,7 +232,7 @@ pub fn pinned_options(endpoint: &Endpoint) -> Vec<String> {
         Control::Shared { dir } => options.extend([
             "ControlMaster=auto".to_owned(),
             format!("ControlPersist={CONTROL_PERSIST}"),
-            format!("ControlPath={dir}/%C"),
+            format!("ControlPath=\"{dir}/%C\""),
         ]),
         Control::Off => {
             options.extend(["ControlMaster=no".to_owned(), "ControlPath=none".to_owned()])
@@ -310,6 +315,14 @@ mod tests {
     #[test]
     fn values_ssh_would_read_as_something_else_are_refused() {
         assert!(Endpoint::new(spec()).is_ok());
+        assert!(
+            Endpoint::new(EndpointSpec {
+                alias: "::1".into(),
+                identity_file: "/home/John Doe/.local/state/boma-it/ssh/id_ed25519".into(),
+                ..spec()
+            })
+            .is_ok()
+        );
         for alias in ["", "-oProxyCommand=x", "a b", "host%h", "a@b"] {
             let err = Endpoint::new(EndpointSpec {
                 alias: alias.into(),
@@ -329,7 +342,7 @@ mod tests {
             "~/.ssh/id",
             "/k/%d/id",
             "/k/${HOME}/id",
-            "/k/a b",
+            "/k/\nx",
             "/k/\"x",
         ] {
             let err = Endpoint::new(EndpointSpec {
@@ -368,7 +381,7 @@ mod tests {
                 "-o",
                 "User=ansible",
                 "-o",
-                "IdentityFile=/var/lib/boma/ssh/id_ed25519"
+                "IdentityFile=\"/var/lib/boma/ssh/id_ed25519\""
             ]
         );
         // `-F` once, then nothing but `-o Key=value` pairs.
@@ -376,7 +389,7 @@ mod tests {
             assert_eq!(pair[0], "-o", "{argv:?}");
             assert!(pair[1].contains('='), "{argv:?}");
         }
-        assert!(argv.contains(&"ControlPath=/tmp/boma-ssh-0123456789abcdef/%C".to_owned()));
+        assert!(argv.contains(&"ControlPath=\"/tmp/boma-ssh-0123456789abcdef/%C\"".to_owned()));
         let off = Endpoint::new(EndpointSpec {
             control_dir: None,
             ..spec()

@@ -205,3 +205,25 @@ fn unwrapped_the_hostile_lines_move_the_connection() {
     );
     assert_eq!(one(&config, "hostname"), "127.0.0.3");
 }
+
+/// Paths are quoted: a key under a home with a space is read whole, not split.
+#[test]
+fn a_key_path_with_a_space_is_read_whole() {
+    let home = hostile_config();
+    let key = "/home/John Doe/.local/state/boma-it/ssh/id_ed25519";
+    let endpoint = Endpoint::new(EndpointSpec {
+        alias: "127.0.0.1".into(),
+        address: "127.0.0.1".parse().unwrap(),
+        port: 40022,
+        user: "ansible".into(),
+        identity_file: key.into(),
+        control_dir: None,
+    })
+    .unwrap();
+    let mut argv = boma_ssh::pinned_options(&endpoint);
+    argv.extend(["--".to_owned(), "127.0.0.1".to_owned()]);
+    let config = effective(&home, &argv);
+    assert_eq!(one(&config, "identityfile"), key);
+    assert!(!config.contains_key("controlpath"), "{config:?}");
+    assert_eq!(one(&config, "controlmaster"), "false");
+}
