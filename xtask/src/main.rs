@@ -117,6 +117,15 @@ enum Command {
     /// yamllint, ansible-lint, ansible-playbook --syntax-check of each playbook. Exits 1 if any
     /// failed.
     Lint,
+    /// Ansible's ssh for a run (its `<run>/connect/ssh` runs this): rebuilds the command line
+    /// for the run's VM from TABLE and becomes ssh; anything else is refused (exit 255).
+    #[command(name = "connect-ssh", hide = true)]
+    ConnectSsh {
+        table: Utf8PathBuf,
+        /// ssh's arguments as Ansible gave them (after `--`).
+        #[arg(last = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// `--certs`: how the VM's certificates are issued.
@@ -166,6 +175,10 @@ pub struct VaultArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Ansible's ssh: nothing of the harness's setup (no repository, no journal), just exec.
+    if let Command::ConnectSsh { table, args } = &cli.command {
+        return boma_harness::connect::connect_ssh(table, args);
+    }
     if let Err(e) = boma_exec::interrupt::install() {
         return edge::fail(&HarnessError::Refused(format!(
             "cannot install the signal handlers: {e}"
@@ -263,7 +276,8 @@ fn run(sh: &xshell::Shell, settings: &Settings, command: Command) -> Result<(), 
         | Command::CheckTags
         | Command::Lint
         | Command::Doctor
-        | Command::Substrate => unreachable!("dispatched in main"),
+        | Command::Substrate
+        | Command::ConnectSsh { .. } => unreachable!("dispatched in main"),
     }
 }
 
@@ -387,6 +401,28 @@ mod tests {
         let err = parse(&["up", "askari", "--backend", "kvm"]).unwrap_err();
         assert!(err.to_string().contains("auto, qemu, libvirt"), "{err}");
         assert_eq!(parse(&["frobnicate"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn ansibles_ssh_arguments_reach_the_wrapper_untouched() {
+        let argv = [
+            "-vvv",
+            "-C",
+            "-o",
+            "Port=22",
+            "--help",
+            "127.0.0.1",
+            "--",
+            "ls",
+        ];
+        let cli = parse(&[&["connect-ssh", "/run/t.json", "--"][..], &argv].concat()).unwrap();
+        let Command::ConnectSsh { table, args } = cli.command else {
+            panic!("connect-ssh");
+        };
+        assert_eq!(
+            (table.as_str(), args),
+            ("/run/t.json", argv.map(String::from).to_vec())
+        );
     }
 
     #[test]

@@ -28,4 +28,4 @@ mod tools;
 
 pub use replace::replace_process;
 pub use run::{Captured, CmdExt, ExecError, Run, Started};
-pub use tools::{on_path, package_hint};
+pub use tools::{find_on_path, on_path, package_hint};

@@ -239,10 +239,15 @@ impl Run {
         self
     }
 
-    /// Start from an empty environment: only what [`Run::env`] sets afterwards reaches the
-    /// command. Call it before `env`, whose earlier settings it forgets too.
-    pub fn env_clear(mut self) -> Run {
+    /// The command's whole environment is `vars`: nothing is inherited, and what was set
+    /// before is forgotten (for a program that must not see the caller's environment).
+    pub fn env_exactly<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Run
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         self.command.env_clear();
+        self.command.envs(vars);
         self
     }
 
@@ -636,14 +641,13 @@ mod tests {
     }
 
     #[test]
-    fn a_cleared_environment_holds_only_what_is_set_after() {
+    fn an_exact_environment_holds_only_what_it_names() {
         let sh = sh();
         let out = cmd!(sh, "/usr/bin/env")
             .env("BOMA_EXEC_BEFORE", "1")
             .exec()
             .env("BOMA_EXEC_FORGOTTEN", "1")
-            .env_clear()
-            .env("BOMA_EXEC_KEPT", "yes")
+            .env_exactly([("BOMA_EXEC_KEPT", "yes")])
             .read()
             .unwrap();
         assert_eq!(out, "BOMA_EXEC_KEPT=yes");

@@ -10,12 +10,15 @@
 //! - `backend`: the operator's backend choice resolved against a probe (pure);
 //! - `diff` and `checks`: the reboot diff run, and every check judged (pure);
 //! - `vm`, `golden`, `ansible`, `probe`, `files`: booting and the failure policy, the golden
-//!   image, `ansible-playbook`, the controller's port probes, the run's own files;
+//!   image, `ansible-playbook` (and the scrubbed environment of every Ansible process), the
+//!   controller's port probes, the run's own files;
+//! - [`connect`]: the run's ssh wrapper, its table and shims, the control directory;
 //! - [`Machine`]: every effect on this machine, as narrow traits a fake can stand in for.
 
 mod ansible;
 mod backend;
 mod checks;
+pub mod connect;
 pub mod cycle;
 mod diff;
 mod error;
@@ -31,7 +34,10 @@ pub mod steps;
 mod verify;
 mod vm;
 
-pub use ansible::{ChangedTask, PlaybookCall, parse_changes};
+pub use ansible::{
+    AnsibleEnv, ChangedTask, EnvPlan, PlaybookCall, ansible_env, dropped_lines, inherited_env,
+    parse_changes, playbook_env,
+};
 pub use backend::{BackendChoice, LibvirtProbe, Resolved, resolve};
 pub use cycle::{ItOptions, RunOutcome, it};
 pub use error::{ExitClass, HarnessError};
