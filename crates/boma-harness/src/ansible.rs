@@ -211,19 +211,33 @@ pub fn inherited_env() -> Vec<(String, String)> {
 /// [`HarnessError::Playbook`] with the tail of its output; a run past its time limit is
 /// [`HarnessError::PlaybookTimedOut`].
 pub fn run(sh: &Shell, call: &PlaybookCall) -> Result<(), HarnessError> {
+    run_with_env(sh, call, inherited_env())
+}
+
+/// [`run`], as if this process's environment were `inherited` (what the hostile-input matrix
+/// drives: a real playbook under an operator's hostile environment).
+pub fn run_with_env(
+    sh: &Shell,
+    call: &PlaybookCall,
+    inherited: Vec<(String, String)>,
+) -> Result<(), HarnessError> {
     if let Some(dir) = &call.control_dir {
         connect::open_control_dir(dir)?;
     }
-    let played = run_in_env(sh, call);
+    let played = run_in_env(sh, call, inherited);
     if let Some(dir) = &call.control_dir {
         connect::close_control_dir(dir);
     }
     played
 }
 
-fn run_in_env(sh: &Shell, call: &PlaybookCall) -> Result<(), HarnessError> {
+fn run_in_env(
+    sh: &Shell,
+    call: &PlaybookCall,
+    inherited: Vec<(String, String)>,
+) -> Result<(), HarnessError> {
     let program = program(&call.repo);
-    let env = playbook_env(call, &program, inherited_env());
+    let env = playbook_env(call, &program, inherited);
     let _dir = sh.push_dir(&call.repo);
     let args = &call.args;
     let run = cmd!(sh, "{program} {args...}")

@@ -22,12 +22,13 @@ use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as 
 use std::process::ExitCode;
 
 use boma_exec::say;
-use boma_inventory::{SCP_PROGRAM, SFTP_PROGRAM, SSH_PROGRAM};
+use boma_inventory::{SCP_PROGRAM, SFTP_PROGRAM, SSH_PROGRAM, VmConnection, VmName};
 use boma_ssh::{Endpoint, EndpointSpec, Table, TableEntry};
-use boma_vm::RunRecord;
+use boma_vm::SshTarget;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::HarnessError;
+use crate::files::RunFiles;
 
 /// The hidden subcommand of the harness's binary that is the wrapper.
 pub const SUBCOMMAND: &str = "connect-ssh";
@@ -46,22 +47,29 @@ pub fn control_dir(run_dir: &Utf8Path) -> Utf8PathBuf {
     Utf8PathBuf::from(format!("{CONTROL_PREFIX}{:016x}", hasher.finish()))
 }
 
-/// The run's table: its VM, reached as its inventory name or its address, through `ssh` (the
-/// real client), with one line per connection in `log`.
-pub fn table(record: &RunRecord, ssh: &Utf8Path, log: &Utf8Path) -> Result<Table, HarnessError> {
-    let address = record.ssh.host.parse().map_err(|_| {
+/// The run's table: its VM (`vm`, reached as `target` says) by inventory name or address,
+/// through `ssh` (the real client), with one line per connection in `log`; the control
+/// sockets in [`control_dir`] of `run_dir`.
+pub fn table(
+    vm: &VmName,
+    target: &SshTarget,
+    run_dir: &Utf8Path,
+    ssh: &Utf8Path,
+    log: &Utf8Path,
+) -> Result<Table, HarnessError> {
+    let address = target.host.parse().map_err(|_| {
         HarnessError::Connection(format!(
             "the vm's address `{}` is not an ip address: the run's ssh connects only to addresses",
-            record.ssh.host
+            target.host
         ))
     })?;
     let endpoint = Endpoint::new(EndpointSpec {
-        alias: record.name.to_string(),
+        alias: vm.to_string(),
         address,
-        port: record.ssh.port,
-        user: record.ssh.user.clone(),
-        identity_file: record.ssh.key.clone(),
-        control_dir: Some(control_dir(&record.dir)),
+        port: target.port,
+        user: target.user.clone(),
+        identity_file: target.key.clone(),
+        control_dir: Some(control_dir(run_dir)),
     })
     .map_err(|e| HarnessError::Connection(e.to_string()))?;
     Table::new(
@@ -70,6 +78,39 @@ pub fn table(record: &RunRecord, ssh: &Utf8Path, log: &Utf8Path) -> Result<Table
         vec![TableEntry::new(endpoint, Vec::new())],
     )
     .map_err(|e| HarnessError::Connection(e.to_string()))
+}
+
+/// How a run's connection is set up: the VM, where ssh reaches it, the program that is the
+/// wrapper (the harness's own binary), and the real ssh client the wrapper becomes.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    pub vm: &'a VmName,
+    pub target: &'a SshTarget,
+    pub wrapper: &'a Utf8Path,
+    pub ssh: &'a Utf8Path,
+}
+
+/// Write the run's connection: the connection directory (table, wrapper, refusing shims) and
+/// the connection file that points every playbook run at it.
+pub fn write_connection(files: &RunFiles, setup: &Setup<'_>) -> Result<(), HarnessError> {
+    let table = table(
+        setup.vm,
+        setup.target,
+        &files.dir,
+        setup.ssh,
+        &files.harness_log(),
+    )?;
+    let connect = files.connect_dir();
+    write_connect_dir(&connect, setup.wrapper, &table)?;
+    let connection = boma_inventory::render_connection_vars(&VmConnection {
+        host: &setup.target.host,
+        port: setup.target.port,
+        user: &setup.target.user,
+        ssh_private_key_file: &setup.target.key,
+        connect_dir: &connect,
+    })
+    .map_err(|e| HarnessError::Connection(e.to_string()))?;
+    crate::files::write(&files.connection_vars(), &connection)
 }
 
 /// `text` as one word for `sh`, whatever it holds.

@@ -139,9 +139,9 @@ pub fn write_run_files(
     Ok(())
 }
 
-/// The run's connection: the connection directory (table, wrapper, refusing shims) and the
-/// connection file that points every playbook run at it. Written again whenever the VM's
-/// address may have moved (after a reboot).
+/// The run's connection ([`crate::connect::write_connection`]), with this program as the
+/// wrapper and the ssh client on PATH. Written again whenever the VM's address may have moved
+/// (after a reboot).
 fn write_connection(record: &RunRecord, files: &RunFiles) -> Result<(), HarnessError> {
     let ssh = boma_exec::find_on_path("ssh")
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
@@ -152,22 +152,19 @@ fn write_connection(record: &RunRecord, files: &RunFiles) -> Result<(), HarnessE
             ))
         })?;
     // The wrapper is this very program (`connect-ssh`), found again by path when Ansible runs it.
-    let exe = std::env::current_exe()
+    let wrapper = std::env::current_exe()
         .ok()
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .ok_or_else(|| HarnessError::Connection("cannot tell this program's own path".into()))?;
-    let table = crate::connect::table(record, &ssh, &files.harness_log())?;
-    let connect = files.connect_dir();
-    crate::connect::write_connect_dir(&connect, &exe, &table)?;
-    let connection = boma_inventory::render_connection_vars(&boma_inventory::VmConnection {
-        host: &record.ssh.host,
-        port: record.ssh.port,
-        user: &record.ssh.user,
-        ssh_private_key_file: &record.ssh.key,
-        connect_dir: &connect,
-    })
-    .map_err(|e| HarnessError::Connection(e.to_string()))?;
-    write(&files.connection_vars(), &connection)
+    crate::connect::write_connection(
+        files,
+        &crate::connect::Setup {
+            vm: &record.name,
+            target: &record.ssh,
+            wrapper: &wrapper,
+            ssh: &ssh,
+        },
+    )
 }
 
 /// The verify playbooks' inputs: the VM, where the controller reaches each published port,

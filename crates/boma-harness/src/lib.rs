@@ -36,11 +36,12 @@ mod vm;
 
 pub use ansible::{
     AnsibleEnv, ChangedTask, EnvPlan, PlaybookCall, ansible_env, dropped_lines, inherited_env,
-    parse_changes, playbook_env,
+    parse_changes, playbook_env, run_with_env,
 };
 pub use backend::{BackendChoice, LibvirtProbe, Resolved, resolve};
 pub use cycle::{ItOptions, RunOutcome, it};
 pub use error::{ExitClass, HarnessError};
+pub use files::RunFiles;
 pub use machine::{Ansible, HostProbe, Machine, PortProber, Provisioner, RealMachine};
 pub use preflight::VM_TOOLS;
 pub use report::single as single_report;
