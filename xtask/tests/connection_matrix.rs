@@ -852,3 +852,23 @@ fn the_previous_pin_lets_hostile_group_vars_through() {
         "{problems:#?}"
     );
 }
+
+/// Why the connection file names the plugin fully: with everything else as it is now but a
+/// bare `ansible_connection: ssh`, the `connection_plugins/ssh.py` beside the playbook is the
+/// connection (ansible-core 2.18), and the run never reaches the wrapper.
+#[test]
+fn a_bare_ssh_is_shadowed_by_a_plugin_beside_the_playbook() {
+    let rig = Rig::new();
+    let file = rig.files.connection_vars();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let bare = text.replace("\"ansible.builtin.ssh\"", "\"ssh\"");
+    assert_ne!(bare, text);
+    write(&file, &bare);
+    rig.write_plugins(&rig.repo.join("playbooks/connection_plugins"));
+    let _ = rig.play(rig.baseline_environment());
+    let canary = std::fs::read_to_string(rig.canary_log()).unwrap_or_default();
+    assert!(
+        canary.contains("plugin ") && canary.contains("playbooks/connection_plugins/ssh.py"),
+        "{canary:?}"
+    );
+}
