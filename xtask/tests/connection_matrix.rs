@@ -872,3 +872,122 @@ fn a_bare_ssh_is_shadowed_by_a_plugin_beside_the_playbook() {
         "{canary:?}"
     );
 }
+
+/// The options of the installed ssh plugin that decide where and how it connects: every name
+/// it reads each from must be pinned by the connection file (Ansible takes the last name of an
+/// option's list that is set, whatever its precedence, so one unpinned alias would win).
+const LOAD_BEARING: [&str; 16] = [
+    "host",
+    "port",
+    "remote_user",
+    "private_key_file",
+    "password",
+    "pkcs11_provider",
+    "ssh_executable",
+    "scp_executable",
+    "sftp_executable",
+    "ssh_transfer_method",
+    "ssh_args",
+    "ssh_common_args",
+    "ssh_extra_args",
+    "scp_extra_args",
+    "sftp_extra_args",
+    "pipelining",
+];
+
+/// The options that cannot move the connection once the load-bearing ones are pinned: each
+/// only adds ssh options the wrapper drops (`ControlPath`, `StrictHostKeyChecking`,
+/// `ConnectTimeout`), concerns a program that is refused (sftp) or not run (sshpass), or acts
+/// on the VM (`-tt`, retries).
+const HARMLESS: [&str; 8] = [
+    "control_path",
+    "control_path_dir",
+    "host_key_checking",
+    "reconnection_retries",
+    "sftp_batch_mode",
+    "sshpass_prompt",
+    "timeout",
+    "use_tty",
+];
+
+/// The list that is left, checked against the installed ansible-core: an option or a variable
+/// name a later version adds fails here until it is pinned or shown harmless.
+#[test]
+fn the_connection_file_pins_every_name_the_installed_plugin_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().to_str().unwrap();
+    let doc = repo().join(".venv/bin/ansible-doc");
+    let sh = Shell::new().unwrap();
+    let text = cmd!(sh, "{doc} -t connection ansible.builtin.ssh --json")
+        .exec()
+        .env_exactly([("HOME", home), ("PATH", "/usr/bin:/bin")])
+        .quiet()
+        .read()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let options = doc["ansible.builtin.ssh"]["doc"]["options"]
+        .as_object()
+        .unwrap();
+    let pinned: BTreeSet<&str> = boma_inventory::connection_vars(&boma_inventory::VmConnection {
+        host: "127.0.0.1",
+        port: VM_PORT,
+        user: VM_USER,
+        ssh_private_key_file: Utf8Path::new("/k/id"),
+        connect_dir: Utf8Path::new("/run/connect"),
+    })
+    .unwrap()
+    .into_iter()
+    .map(|(name, _)| name)
+    .collect();
+    for (option, spec) in options {
+        let load_bearing = LOAD_BEARING.contains(&option.as_str());
+        assert!(
+            load_bearing || HARMLESS.contains(&option.as_str()),
+            "the ssh plugin's option `{option}` is neither pinned nor shown harmless"
+        );
+        if !load_bearing {
+            continue;
+        }
+        let names = spec["vars"].as_array().cloned().unwrap_or_default();
+        for name in names.iter().filter_map(|v| v["name"].as_str()) {
+            // The inventory name and the delegated host's own variables (which hold the
+            // extra vars too) are not variables a file sets.
+            if name == "inventory_hostname" || name.starts_with("delegated_vars[") {
+                continue;
+            }
+            assert!(
+                pinned.contains(name),
+                "`{name}` ({option}) is not pinned by the connection file"
+            );
+        }
+    }
+    for option in LOAD_BEARING.iter().chain(&HARMLESS) {
+        assert!(
+            options.contains_key(*option),
+            "no option `{option}` any more"
+        );
+    }
+}
+
+/// The matrix in `docs/security/connection.md` names these tests, and names every one of them.
+#[test]
+fn the_documented_matrix_names_the_tests_of_this_file() {
+    let doc = std::fs::read_to_string(repo_file("docs/security/connection.md")).unwrap();
+    let this = include_str!("connection_matrix.rs");
+    let named: BTreeSet<&str> = doc
+        .split("connection_matrix::")
+        .skip(1)
+        .map(|rest| {
+            rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    let defined: BTreeSet<&str> = this
+        .split("#[test]\nfn ")
+        .skip(1)
+        .map(|rest| rest.split('(').next().unwrap())
+        .filter(|name| *name != "the_documented_matrix_names_the_tests_of_this_file")
+        .collect();
+    assert_eq!(named, defined);
+}
