@@ -6,33 +6,14 @@
 //! database, not `$HOME`, so an operator's config is stood in for by a file the hostile lines
 //! name with `-F`. The same lines given to ssh unwrapped show what the wrapper prevents.
 
+mod support;
+use support::*;
+
 use std::collections::BTreeMap;
 
 use boma_exec::CmdExt;
-use boma_ssh::{Endpoint, EndpointSpec, Table, TableEntry, wrap};
+use boma_ssh::{Endpoint, EndpointSpec, wrap};
 use xshell::{Shell, cmd};
-
-const VM: &str = "boma-it-askari-20260101-0000";
-const KEY: &str = "/var/lib/boma/ssh/id_ed25519";
-const CONTROL: &str = "/tmp/boma-ssh-0123456789abcdef";
-
-fn table() -> Table {
-    let endpoint = Endpoint::new(EndpointSpec {
-        alias: VM.into(),
-        address: "127.0.0.1".parse().unwrap(),
-        port: 40022,
-        user: "ansible".into(),
-        identity_file: KEY.into(),
-        control_dir: Some(CONTROL.into()),
-    })
-    .unwrap();
-    Table::new(
-        "/usr/bin/ssh".into(),
-        None,
-        vec![TableEntry::new(endpoint, vec![])],
-    )
-    .unwrap()
-}
 
 /// An operator's ssh config that would send every host elsewhere (a `Host *` block).
 struct HostileConfig {

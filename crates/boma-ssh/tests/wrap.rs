@@ -3,31 +3,13 @@
 //! output always opens with the pinned options, keeps nothing of Ansible's options but the
 //! allowed flags, and ends with `--`, the VM's alias and the command unchanged.
 
-use boma_ssh::{
-    Endpoint, EndpointSpec, FLAGS, Table, TableEntry, VALUE_OPTIONS, pinned_options, wrap,
-};
+mod support;
+use support::*;
+
+use boma_ssh::{FLAGS, Table, VALUE_OPTIONS, pinned_options, wrap};
 use proptest::prelude::*;
 
 const FIXTURE: &str = include_str!("fixtures/ansible-core-2.18-ssh-argv.jsonl");
-const VM: &str = "boma-it-askari-20260101-0000";
-
-fn table() -> Table {
-    let endpoint = Endpoint::new(EndpointSpec {
-        alias: VM.into(),
-        address: "127.0.0.1".parse().unwrap(),
-        port: 40022,
-        user: "ansible".into(),
-        identity_file: "/var/lib/boma/ssh/id_ed25519".into(),
-        control_dir: Some("/tmp/boma-ssh-0123456789abcdef".into()),
-    })
-    .unwrap();
-    Table::new(
-        "/usr/bin/ssh".into(),
-        None,
-        vec![TableEntry::new(endpoint, vec![])],
-    )
-    .unwrap()
-}
 
 /// The flags `wrap` may keep between the pinned options and `--`.
 fn allowed(kept: &[String]) -> bool {
