@@ -226,7 +226,7 @@ pub fn run_with_env(
     }
     let played = run_in_env(sh, call, inherited);
     if let Some(dir) = &call.control_dir {
-        connect::close_control_dir(dir);
+        connect::close_control_dir(sh, dir);
     }
     played
 }

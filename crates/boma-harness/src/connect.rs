@@ -12,8 +12,8 @@
 //!
 //! The control sockets of Ansible's master connections live in a short directory under `/tmp`
 //! (a unix socket path must fit 104 bytes), private to the run, made before each playbook run
-//! and removed after it, so no master outlives the playbook that opened it (nor a reboot
-//! between two playbooks).
+//! and removed after it, its masters told to exit, so no master outlives the playbook that
+//! opened it (nor a reboot between two playbooks).
 
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
@@ -21,11 +21,12 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::process::ExitCode;
 
-use boma_exec::say;
+use boma_exec::{CmdExt as _, say};
 use boma_inventory::{SCP_PROGRAM, SFTP_PROGRAM, SSH_PROGRAM, VmConnection, VmName};
 use boma_ssh::{Endpoint, EndpointSpec, Table, TableEntry};
 use boma_vm::SshTarget;
 use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Shell, cmd};
 
 use crate::HarnessError;
 use crate::files::RunFiles;
@@ -195,9 +196,26 @@ pub fn open_control_dir(dir: &Utf8Path) -> Result<(), HarnessError> {
     Ok(())
 }
 
-/// Remove the control directory after a playbook run. A master connection still running keeps
-/// its (now unlinked) socket until it ends on its own, a minute after its last client.
-pub fn close_control_dir(dir: &Utf8Path) {
+/// End the playbook run's master connections (`ssh -O exit` on each control socket) and remove
+/// the control directory. A master left to end on its own a minute later would unlink the
+/// socket path the next playbook's master has taken by then (the path is the same for the whole
+/// run), and could outlive a reboot of the guest it is connected to.
+pub fn close_control_dir(sh: &Shell, dir: &Utf8Path) {
+    let sockets: Vec<Utf8PathBuf> = dir
+        .read_dir_utf8()
+        .map(|entries| entries.flatten().map(|e| e.into_path()).collect())
+        .unwrap_or_default();
+    for socket in sockets {
+        // No config, and the socket given whole: this only talks to the local master.
+        let control = format!("ControlPath=\"{socket}\"");
+        let _ = cmd!(sh, "ssh -F /dev/null -o {control} -O exit -- master")
+            .exec()
+            .quiet()
+            .allow_fail()
+            .uninterruptible()
+            .timeout(std::time::Duration::from_secs(10))
+            .run();
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -352,6 +370,32 @@ mod tests {
         let scp = refusing_shim("scp", Utf8Path::new("/run/x/harness.log"));
         assert!(scp.contains(">> '/run/x/harness.log'"), "{scp}");
         assert!(scp.ends_with("exit 255\n"), "{scp}");
+    }
+
+    #[test]
+    fn a_control_directory_is_made_private_reused_when_ours_and_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::from_path_buf(tmp.path().join("cm")).unwrap();
+        open_control_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // A killed run's leftover: ours, so emptied and reused.
+        std::fs::write(dir.join("stale"), "").unwrap();
+        open_control_dir(&dir).unwrap();
+        assert_eq!(dir.read_dir_utf8().unwrap().count(), 0);
+        // Someone else's (here: readable by others): refused.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = open_control_dir(&dir).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not this user's private directory"),
+            "{err}"
+        );
+        // A file where the master's socket would be is told to exit (and cannot), then goes.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(dir.join("0123"), "").unwrap();
+        close_control_dir(&Shell::new().unwrap(), &dir);
+        assert!(!dir.exists());
     }
 
     #[test]
