@@ -28,6 +28,9 @@ pub enum Outcome {
     Refused,
     /// Stopped by a signal (128+n).
     Interrupted(Interrupted),
+    /// The run's ssh wrapper refused a connection, or could not become ssh (255, ssh's own
+    /// failure status, which Ansible reads as "unreachable").
+    SshRefused,
 }
 
 impl From<ExitClass> for Outcome {
@@ -124,6 +127,7 @@ fn status(outcome: Outcome) -> u8 {
         Outcome::Failed => 1,
         Outcome::Refused => 2,
         Outcome::Interrupted(i) => u8::try_from(i.exit_code()).unwrap_or(1),
+        Outcome::SshRefused => boma_harness::connect::SSH_FAILED,
     }
 }
 

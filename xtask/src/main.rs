@@ -6,6 +6,7 @@
 
 use std::process::ExitCode;
 
+use camino::Utf8PathBuf;
 use clap::{Parser, Subcommand};
 
 mod doctor;
@@ -87,10 +88,26 @@ enum Command {
     /// yamllint, ansible-lint, ansible-playbook --syntax-check of each playbook. Exits 1 if any
     /// failed.
     Lint,
+    /// Ansible's ssh for a run (its `<run>/connect/ssh` runs this): rebuilds the command line
+    /// for the run's VM from TABLE and becomes ssh; anything else is refused (exit 255).
+    #[command(name = "connect-ssh", hide = true)]
+    ConnectSsh {
+        table: Utf8PathBuf,
+        /// ssh's arguments as Ansible gave them (after `--`).
+        #[arg(last = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
-    edge::finish(Cli::parse().run())
+    let cli = Cli::parse();
+    // Ansible's ssh: nothing of the harness's setup (no repository, no journal, no signal
+    // handlers): it becomes ssh, and returns only when it refused.
+    if let Command::ConnectSsh { table, args } = &cli.command {
+        boma_harness::connect::connect_ssh(table, args);
+        return edge::finish(Ok(Outcome::SshRefused));
+    }
+    edge::finish(cli.run())
 }
 
 impl Cli {
@@ -121,6 +138,8 @@ impl Cli {
             Command::Substrate => substrate::run(&checkout()?),
             Command::CheckTags => lint::check_tags(&checkout()?),
             Command::Lint => lint::lint(&checkout()?),
+            // Dispatched in `main`, before any of the harness's setup.
+            Command::ConnectSsh { .. } => Ok(Outcome::SshRefused),
         }
     }
 }
@@ -179,5 +198,27 @@ mod tests {
         };
         assert_eq!(start.vm, "boma-it-askari-1a2b3c4d");
         assert_eq!(parse(&["start"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn ansibles_ssh_arguments_reach_the_wrapper_untouched() {
+        let argv = [
+            "-vvv",
+            "-C",
+            "-o",
+            "Port=22",
+            "--help",
+            "127.0.0.1",
+            "--",
+            "ls",
+        ];
+        let cli = parse(&[&["connect-ssh", "/run/t.json", "--"][..], &argv].concat()).unwrap();
+        let Command::ConnectSsh { table, args } = cli.command else {
+            panic!("connect-ssh");
+        };
+        assert_eq!(
+            (table.as_str(), args),
+            ("/run/t.json", argv.map(String::from).to_vec())
+        );
     }
 }

@@ -6,7 +6,8 @@
 //! the tail of its output. Secrets registered with [`redact::register`] never reach the log or
 //! an error message. With [`journal::record_into`], every spawn is also recorded (pid, process
 //! group, start time, user, program) so that `prune` can later stop exactly what the harness
-//! started.
+//! started. The one other way a program starts is [`replace_process`]: this process becomes it
+//! (`exec`).
 //!
 //! Commands are built with `xshell::cmd!` (arguments are never passed through a shell) and run
 //! with [`CmdExt::exec`]:
@@ -23,8 +24,10 @@ pub mod journal;
 pub mod procfs;
 pub mod progress;
 pub mod redact;
+mod replace;
 mod run;
 mod tools;
 
+pub use replace::replace_process;
 pub use run::{Captured, CmdExt, ExecError, Run, Started};
-pub use tools::{on_path, package_hint};
+pub use tools::{find_on_path, on_path, package_hint};

@@ -249,6 +249,18 @@ impl Run {
         self
     }
 
+    /// The command's whole environment is `vars`: nothing is inherited, and what was set
+    /// before is forgotten (for a program that must not see the caller's environment).
+    pub fn env_exactly<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Run
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        self.command.env_clear();
+        self.command.envs(vars);
+        self
+    }
+
     /// Set an environment variable for this command only.
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Run {
         self.command.env(key.into(), value.into());
@@ -652,6 +664,19 @@ mod tests {
             "grandchild outlived the timeout"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_exact_environment_holds_only_what_it_names() {
+        let sh = sh();
+        let out = cmd!(sh, "/usr/bin/env")
+            .env("BOMA_EXEC_BEFORE", "1")
+            .exec()
+            .env("BOMA_EXEC_FORGOTTEN", "1")
+            .env_exactly([("BOMA_EXEC_KEPT", "yes")])
+            .read()
+            .unwrap();
+        assert_eq!(out, "BOMA_EXEC_KEPT=yes");
     }
 
     #[test]

@@ -29,10 +29,17 @@ pub fn package_hint(program: &str) -> Option<&'static str> {
 
 /// Whether `program` is an executable file in a directory of `PATH`.
 pub fn on_path(program: &str) -> bool {
+    find_on_path(program).is_some()
+}
+
+/// Where `program` is in `PATH`: the first directory holding an executable file of that name.
+pub fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).any(|dir| {
-        std::fs::metadata(dir.join(program))
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }

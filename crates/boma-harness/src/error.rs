@@ -38,6 +38,10 @@ pub enum HarnessError {
     TransientInventory(#[from] Refusal),
     #[error("{0}")]
     InventoryWrite(#[from] WriteError),
+    /// The run's connection (its table, wrapper, control directory) could not be set up: the
+    /// VM exists by then.
+    #[error("the run's connection: {0}")]
+    Connection(String),
     #[error("{0}")]
     Vm(#[from] VmError),
     #[error("{0}")]

@@ -36,6 +36,14 @@ impl RunFiles {
     pub fn connection_vars(&self) -> Utf8PathBuf {
         self.dir.join("connection-vars.json")
     }
+    /// The run's connection directory: the table, the ssh wrapper, the refusing scp and sftp.
+    pub fn connect_dir(&self) -> Utf8PathBuf {
+        self.dir.join("connect")
+    }
+    /// The control socket directory of the run's ssh (under `/tmp`, short).
+    pub fn control_dir(&self) -> Utf8PathBuf {
+        crate::connect::control_dir(&self.dir)
+    }
     /// The copy of what verify playbook `index` wrote on the VM (the bundle keeps it).
     pub fn results(&self, index: usize) -> Utf8PathBuf {
         self.dir.join(format!("verify-results-{index}.json"))
@@ -120,16 +128,10 @@ pub fn write_run_files(
         vm: &record.name,
         groups: &inputs.profile.groups,
         group_parents: &inputs.group_parents,
-        ansible_host: &record.ssh.host,
-        ansible_port: record.ssh.port,
-        ansible_user: &record.ssh.user,
-        ssh_private_key_file: &record.ssh.key,
     };
     let hosts = boma_inventory::render_hosts_yml(&host)?;
     boma_inventory::write_inventory_dir(&files.inventory(), repo, &hosts)?;
-    let connection = boma_inventory::render_connection_vars(&host.connection())
-        .map_err(|e| HarnessError::TransientInventory(e.into()))?;
-    write(&files.connection_vars(), &connection)?;
+    write_connection(record, files)?;
     for index in 0..inputs.profile.verify.len() {
         let vars = harness_vars(
             record,
@@ -142,6 +144,34 @@ pub fn write_run_files(
         )?;
     }
     Ok(())
+}
+
+/// The run's connection ([`crate::connect::write_connection`]), with this program as the
+/// wrapper and the ssh client on PATH. Written again whenever the VM's address may have moved
+/// (after a reboot).
+fn write_connection(record: &RunRecord, files: &RunFiles) -> Result<(), HarnessError> {
+    let ssh = boma_exec::find_on_path("ssh")
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .ok_or_else(|| {
+            HarnessError::Connection(format!(
+                "`ssh` is not on PATH: {}",
+                boma_exec::package_hint("ssh").unwrap_or("install it")
+            ))
+        })?;
+    // The wrapper is this very program (`connect-ssh`), found again by path when Ansible runs it.
+    let wrapper = std::env::current_exe()
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .ok_or_else(|| HarnessError::Connection("cannot tell this program's own path".into()))?;
+    crate::connect::write_connection(
+        files,
+        &crate::connect::Setup {
+            vm: &record.name,
+            target: &record.ssh,
+            wrapper: &wrapper,
+            ssh: &ssh,
+        },
+    )
 }
 
 /// The verify playbooks' inputs: the VM, the real fleet's addresses (the VM must have no

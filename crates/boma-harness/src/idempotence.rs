@@ -304,6 +304,8 @@ mod tests {
             changes_file: Some(changes.clone()),
             facts_dir: None,
             mitogen: None,
+            connect_dir: None,
+            control_dir: None,
         };
         let sh = xshell::Shell::new().unwrap();
         for _ in 0..2 {

@@ -69,21 +69,27 @@ pub struct KeyedSetup {
 }
 
 impl KeyedSetup {
-    /// Today's setup: Ansible inherits this process's environment (the variables
-    /// [`reaches_ansible`] names are what the key sees of it), with the harness's settings on
-    /// top; it connects with the harness's connection variables. The harness's scrubbed
-    /// environment and its own ssh replace both: pass theirs.
+    /// This run's setup, with per-run values replaced by stand-ins: Ansible's scrubbed
+    /// environment ([`crate::ansible::ansible_env`], from this process's) and the harness's
+    /// connection variables (the run's wrapper, transfers, pins) as rendered for a stand-in VM.
     pub fn current(ctx: &Ctx) -> Result<KeyedSetup, HarnessError> {
-        // The harness's own settings on top (`ansible.rs`) are the same in every run; the
-        // checkout's `ansible.cfg` they point at is keyed by content.
-        let ansible_env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(name, _)| reaches_ansible(name))
-            .collect();
+        // The checkout's and the run's paths are stand-ins: the key is the same in every
+        // checkout and every run (what the checkout holds is keyed by content).
+        let checkout = Utf8Path::new("/checkout");
+        let connect_dir = Utf8Path::new("/run/connect");
+        let plan = crate::ansible::EnvPlan {
+            repo: checkout,
+            tools_dir: &checkout.join(".venv/bin"),
+            connect_dir: Some(connect_dir),
+            set: Vec::new(),
+        };
+        let ansible_env = crate::ansible::ansible_env(crate::ansible::inherited_env(), &plan).vars;
         let stand_in = boma_inventory::VmConnection {
             host: "127.0.0.1",
             port: 2222,
             user: boma_cloudinit::DEFAULT_USER,
             ssh_private_key_file: &ctx.settings.key_dir().join("id_ed25519"),
+            connect_dir,
         };
         let connection = boma_inventory::render_connection_vars(&stand_in)
             .map_err(|e| HarnessError::Refused(format!("connection variables: {e}")))?;
@@ -92,15 +98,6 @@ impl KeyedSetup {
             connection,
         })
     }
-}
-
-/// Whether an inherited variable changes what `ansible-playbook` does: Ansible's own, Python's,
-/// the locale and the home directory (where Ansible looks for collections and plugins).
-fn reaches_ansible(name: &str) -> bool {
-    name.starts_with("ANSIBLE_")
-        || name.starts_with("PYTHON")
-        || name.starts_with("LC_")
-        || matches!(name, "LANG" | "LANGUAGE" | "TZ" | "HOME")
 }
 
 /// Where Ansible loads collections and plugins from on the controller when nothing says

@@ -11,13 +11,16 @@
 //! - `diff` and `checks`: the reboot diff run, and every check judged (pure);
 //! - `idempotence`: the second apply's evidence, as the `boma_changes` callback proves it (pure);
 //! - `vm`, `golden`, `ansible`, `real_inventory`, `probe`, `files`: booting and the failure
-//!   policy, the golden image, `ansible-playbook`, the real inventory as `ansible-inventory`
-//!   lists it, the controller's port probes, the run's own files;
+//!   policy, the golden image, `ansible-playbook` (and the scrubbed environment of every Ansible
+//!   process), the real inventory as `ansible-inventory` lists it, the controller's port
+//!   probes, the run's own files;
+//! - [`connect`]: the run's ssh wrapper, its table and shims, the control directory;
 //! - [`Machine`]: every effect on this machine, as narrow traits a fake can stand in for.
 
 mod ansible;
 mod backend;
 mod checks;
+pub mod connect;
 pub mod cycle;
 mod diff;
 mod error;
@@ -36,10 +39,14 @@ pub mod steps;
 mod verify;
 mod vm;
 
-pub use ansible::{ChangedTask, PlaybookCall, parse_changes};
+pub use ansible::{
+    AnsibleEnv, ChangedTask, EnvPlan, PlaybookCall, ansible_env, dropped_lines, inherited_env,
+    parse_changes, playbook_env, run_with_env,
+};
 pub use backend::{BackendChoice, Resolved, resolve};
 pub use cycle::{ItOptions, RunOutcome, it};
 pub use error::{ExitClass, HarnessError};
+pub use files::RunFiles;
 pub use machine::{Ansible, HostProbe, Machine, PortProber, Provisioner, RealMachine};
 pub use report::single as single_report;
 pub use settings::{Ctx, ImageSource, Settings, WaitOverrides};

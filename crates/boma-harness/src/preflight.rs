@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use boma_exec::say;
 use boma_host::judge::{self, Disk};
 use boma_inventory::{CertTier, Fleet, POLICY_FILE, Policy, Profile, VmName};
 use boma_vm::BackendKind;
@@ -96,6 +97,9 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
     let fleet = Fleet::from_ansible_list(&listed).map_err(HarnessError::RealInventory)?;
     let real_hosts = fleet.names();
     check_tools(ctx, needs)?;
+    if needs != Needs::Vm {
+        say_connection_notes(ctx, &profile);
+    }
     let group_parents = fleet.lineage(&profile.groups);
     Ok(Inputs {
         host: host.to_owned(),
@@ -179,6 +183,31 @@ fn holds_plays_or_tasks(reached: &boma_layers::Reached) -> bool {
         | Why::CertTier
         | Why::AnsibleConfig
         | Why::AnsibleVersion => false,
+    }
+}
+
+/// What Ansible will not see of this environment (one line per variable that could have
+/// changed what it does), and the connection plugins it will load but never use.
+fn say_connection_notes(ctx: &Ctx, profile: &Profile) {
+    let plan = crate::ansible::EnvPlan {
+        repo: ctx.repo(),
+        tools_dir: &ctx.repo().join(".venv/bin"),
+        connect_dir: None,
+        set: Vec::new(),
+    };
+    let env = crate::ansible::ansible_env(crate::ansible::inherited_env(), &plan);
+    for line in crate::ansible::dropped_lines(&env.dropped) {
+        say!("{line}");
+    }
+    let playbooks: Vec<Utf8PathBuf> = profile
+        .applies
+        .iter()
+        .map(|a| a.playbook_path())
+        .chain(profile.verify.iter().cloned())
+        .collect();
+    let plugins = crate::connect::connection_plugin_files(ctx.repo(), &playbooks);
+    if let Some(note) = crate::connect::connection_plugin_note(&plugins) {
+        say!("{note}");
     }
 }
 

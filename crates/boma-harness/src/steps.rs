@@ -4,7 +4,7 @@
 
 use boma_exec::progress::{self, phase};
 use boma_exec::say;
-use boma_inventory::{Apply, CertTier, ConnectionPin, PlaybookRun};
+use boma_inventory::{Apply, CertTier, PlaybookRun};
 use boma_vm::lifecycle::{self, BaseImage};
 use boma_vm::{Accel, BackendKind, RebootHow, RunRecord};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -16,12 +16,6 @@ use crate::preflight::{self, Inputs, Needs};
 use crate::verify::{self, VerifyRun, Written};
 use crate::vm::{self, runs, with_effects};
 use crate::{Ctx, HarnessError, checks, diff, idempotence};
-
-/// How a run pins the connection (see [`PlaybookSet::run`]).
-#[derive(Debug, Clone, Copy)]
-enum Pin {
-    LastExtraVars,
-}
 
 /// The spawn journal in the run directory: every process the harness started (pid, group,
 /// start time), so `prune` stops exactly those.
@@ -54,15 +48,11 @@ impl<'a> PlaybookSet<'a> {
         }
     }
 
-    /// The arguments every run shares. Every run, verify playbooks included, gets the
-    /// harness's connection variables as the last `-e` file, so no variable file can aim it
-    /// elsewhere: every task runs on the VM (a verify playbook runs on the VM only).
-    fn run<'b>(
-        &'b self,
-        ctx: &'b Ctx,
-        run_vars: Option<&'b Utf8Path>,
-        connection: Pin,
-    ) -> PlaybookRun<'b> {
+    /// The arguments every run shares: applies, the idempotence pass and verify playbooks alike
+    /// get the harness's connection variables as the last `-e` file, which no variable source
+    /// outranks, for every host the run touches: each of their tasks runs on the VM, through
+    /// the run's ssh wrapper, whatever it delegates to.
+    fn run<'b>(&'b self, ctx: &'b Ctx, run_vars: Option<&'b Utf8Path>) -> PlaybookRun<'b> {
         PlaybookRun {
             repo_root: ctx.repo(),
             inventory_dir: &self.inventory,
@@ -71,9 +61,7 @@ impl<'a> PlaybookSet<'a> {
             cert_tier: self.inputs.tier,
             run_extra_vars: run_vars,
             vault_password_file: self.inputs.vault_password_file.as_deref(),
-            connection: match connection {
-                Pin::LastExtraVars => ConnectionPin::LastExtraVars(&self.connection),
-            },
+            connection_vars: &self.connection,
         }
     }
 
@@ -95,6 +83,8 @@ impl<'a> PlaybookSet<'a> {
             facts_dir: (std::env::var("BOMA_IT_FACT_CACHE").as_deref() != Ok("off"))
                 .then(|| self.files.facts()),
             mitogen: mitogen_plugins(ctx),
+            connect_dir: Some(self.files.connect_dir()),
+            control_dir: Some(self.files.control_dir()),
         }
     }
 }
@@ -128,7 +118,7 @@ pub fn apply_step(
         Some(_) => format!("idempotence {}", apply.label()),
     };
     let step = phase(&label);
-    let args = boma_inventory::apply_argv(&set.run(ctx, None, Pin::LastExtraVars), apply);
+    let args = boma_inventory::apply_argv(&set.run(ctx, None), apply);
     let call = set.call(ctx, label, args, changes);
     step.close(ctx.machine.ansible().run_playbook(&call))
 }
@@ -182,8 +172,7 @@ pub fn verify_playbook(
     let vars = set.files.harness_vars(index);
     let label = format!("verify {playbook}");
     let step = phase(&label);
-    let args =
-        boma_inventory::playbook_argv(&set.run(ctx, Some(&vars), Pin::LastExtraVars), playbook);
+    let args = boma_inventory::playbook_argv(&set.run(ctx, Some(&vars)), playbook);
     let played = ctx
         .machine
         .ansible()

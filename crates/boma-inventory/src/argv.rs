@@ -1,7 +1,7 @@
 //! The arguments of `ansible-playbook` (the program name excluded) for the profile's playbook
 //! runs and for any other playbook run against the test VM (a verify playbook). `--limit` is
 //! always the test VM, taken from the checked [`VmName`], so that even an inventory mix-up
-//! cannot widen a run beyond it.
+//! cannot widen a run beyond it, and the harness's connection file is always the last `-e`.
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -11,25 +11,6 @@ use boma_name::VmName;
 
 /// Where profile playbooks live, relative to the repo root.
 pub const PLAYBOOKS_DIR: &str = "playbooks";
-
-/// How a playbook run keeps Ansible's connection on the test VM.
-///
-/// Extra vars outrank every other variable source, so the harness's connection variables
-/// (written by [`crate::render_connection_vars`]) passed as the last `-e @file` cannot be
-/// overridden by anything. But extra vars bind *every* host a run connects to, the `localhost`
-/// of a `delegate_to: localhost` task included: such a task would then ssh into the VM instead
-/// of running on the controller (checked with ansible-core 2.18). A playbook with tasks on the
-/// controller (verify, whose load-bearing probe must run there) therefore leaves the
-/// connection to the transient inventory's host vars, which outrank every group var, and to
-/// [`crate::refuse_connection_vars`] over the files the run passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionPin<'a> {
-    /// The connection vars file, passed after every other `-e @file`: for playbooks that run
-    /// no task on the controller (the profile's applies).
-    LastExtraVars(&'a Utf8Path),
-    /// Only the transient inventory's host vars: for playbooks with controller-side tasks.
-    HostVars,
-}
 
 /// What every `ansible-playbook` run of one test shares.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +25,9 @@ pub struct PlaybookRun<'a> {
     /// Variables of this run (a JSON file), applied after the profile's and the tier's.
     pub run_extra_vars: Option<&'a Utf8Path>,
     pub vault_password_file: Option<&'a Utf8Path>,
-    pub connection: ConnectionPin<'a>,
+    /// The harness's connection file ([`crate::render_connection_vars`]): always the last
+    /// `-e @file`, so it outranks every variable of the run, every host's included.
+    pub connection_vars: &'a Utf8Path,
 }
 
 /// `ansible-playbook` arguments for one of the profile's playbook runs.
@@ -70,17 +53,13 @@ fn argv(run: &PlaybookRun<'_>, playbook: &Utf8Path, tags: Option<String>) -> Vec
     }
     // Later `-e` files win: profile overrides, then the cert tier, then this run's own values,
     // then, last of all, the harness's connection.
-    let pinned = match run.connection {
-        ConnectionPin::LastExtraVars(file) => Some(file.to_owned()),
-        ConnectionPin::HostVars => None,
-    };
     let var_files = run
         .extra_vars_files
         .iter()
         .map(|f| run.repo_root.join(f))
         .chain([run.repo_root.join(run.cert_tier.vars_file())])
         .chain(run.run_extra_vars.map(Utf8Path::to_owned))
-        .chain(pinned);
+        .chain([run.connection_vars.to_owned()]);
     for file in var_files {
         args.extend(["-e".to_owned(), format!("@{file}")]);
     }

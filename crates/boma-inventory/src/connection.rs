@@ -1,37 +1,55 @@
-//! The harness's own connection to the test VM: one list of Ansible connection variables,
-//! rendered into the transient inventory's host vars and, as JSON, into a file passed as the
-//! last `-e @file` of a playbook run (see [`crate::ConnectionPin`]).
+//! The harness's own connection to the test VM: the Ansible variables of the connection file,
+//! passed as the **last** `-e @file` of every playbook run (apply, idempotence, verify). Extra
+//! vars are Ansible's highest precedence and bind every host a run touches, delegated ones
+//! included, so nothing below them — inventory or playbook `group_vars`/`host_vars`, role
+//! `vars`/`defaults`, play `vars`/`vars_files`, `include_vars`, `set_fact`, `ansible.cfg`, the
+//! environment — can move the connection.
 //!
-//! Every name Ansible's ssh connection plugin reads for the host, port, user and key is set,
-//! aliases included: the plugin takes the *last* of `ansible_host`, `ansible_ssh_host` that is
-//! set (likewise `ansible_ssh_port`, `ansible_ssh_user`, `ansible_ssh_private_key_file`), so
-//! setting only `ansible_host` would let an `ansible_ssh_host` from elsewhere win.
+//! What they pin:
+//! - the plugin by its fully-qualified name, `ansible.builtin.ssh`: a `connection_plugins/ssh.py`
+//!   beside a playbook or in a role shadows a bare `ssh`, never the builtin (checked with
+//!   ansible-core 2.18);
+//! - its executables: `ssh` is the run's wrapper (which rebuilds every command line from the
+//!   run's table: `boma_ssh::wrap`), `scp` and `sftp` are shims that refuse, and transfers are
+//!   `piped` through the wrapper;
+//! - every name the plugin reads for the host, port, user and key, aliases included (it takes
+//!   the *last* of `ansible_host`, `ansible_ssh_host` that is set, likewise the others), so no
+//!   alias from elsewhere wins;
+//! - its extra arguments and ssh args empty (the wrapper drops them anyway; empty, Ansible adds
+//!   no `ControlPath` of its own), no password or PKCS#11 provider (which would make Ansible
+//!   run `sshpass` in front of the wrapper), pipelining on;
+//! - the interpreter and the become method, which every task on the VM needs.
 //!
-//! Values are data: Ansible templates every string variable when it is used, so a value
-//! holding a Jinja delimiter is refused rather than rendered.
+//! A consequence, intended: every task of a harness run runs on the VM, `delegate_to:
+//! localhost` and `connection: local` included. Values are data: Ansible templates every string
+//! variable when it is used, so a value holding a Jinja delimiter is refused rather than
+//! rendered.
 
 use camino::Utf8Path;
 
-/// Host-key checking is off for this throwaway host: its key is new on every run, and it must
-/// never land in anyone's `known_hosts`. The keep-alives end a dead connection after about a
-/// minute (4 unanswered probes 15 s apart) instead of letting it hang the run.
-pub const SSH_COMMON_ARGS: &str = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-     -o LogLevel=ERROR -o ServerAliveInterval=15 -o ServerAliveCountMax=4";
+/// The connection plugin, by the name no plugin directory can shadow.
+pub const CONNECTION_PLUGIN: &str = "ansible.builtin.ssh";
 pub const PYTHON_INTERPRETER: &str = "/usr/bin/python3";
 /// The test VM's cloud-init user has passwordless sudo.
 pub const BECOME_METHOD: &str = "sudo";
+/// The run's connection directory holds these three programs.
+pub const SSH_PROGRAM: &str = "ssh";
+pub const SCP_PROGRAM: &str = "scp";
+pub const SFTP_PROGRAM: &str = "sftp";
 
 /// What Jinja reads as the start of a statement, an expression or a comment.
 const JINJA_DELIMITERS: [&str; 3] = ["{{", "{%", "{#"];
 
-/// How Ansible reaches the test VM: the loopback end of its port forward, as the harness set it
-/// up.
+/// How Ansible reaches the test VM: through the run's connection directory's `ssh` (the
+/// wrapper), to the loopback end of its port forward, as the harness set it up.
 #[derive(Debug, Clone, Copy)]
 pub struct VmConnection<'a> {
     pub host: &'a str,
     pub port: u16,
     pub user: &'a str,
     pub ssh_private_key_file: &'a Utf8Path,
+    /// The run's connection directory: `ssh` (the wrapper), `scp` and `sftp` (refusing shims).
+    pub connect_dir: &'a Utf8Path,
 }
 
 /// Why the harness's connection variables were not rendered.
@@ -51,14 +69,16 @@ pub enum ConnectionValueError {
 pub enum ConnectionValue {
     Text(String),
     Port(u16),
+    Flag(bool),
 }
 
 impl ConnectionValue {
-    /// The value as text (a port in decimal), for renderers that write only strings.
+    /// The value as text (a port in decimal, a flag as `true`/`false`).
     pub fn as_text(&self) -> String {
         match self {
             ConnectionValue::Text(text) => text.clone(),
             ConnectionValue::Port(port) => port.to_string(),
+            ConnectionValue::Flag(flag) => flag.to_string(),
         }
     }
 }
@@ -69,10 +89,17 @@ pub fn connection_vars(
     vm: &VmConnection<'_>,
 ) -> Result<Vec<(&'static str, ConnectionValue)>, ConnectionValueError> {
     let key_file = vm.ssh_private_key_file.as_str();
+    let program = |name: &str| vm.connect_dir.join(name).into_string();
+    let (ssh, scp, sftp) = (
+        program(SSH_PROGRAM),
+        program(SCP_PROGRAM),
+        program(SFTP_PROGRAM),
+    );
     for (key, value) in [
         ("ansible_host", vm.host),
         ("ansible_user", vm.user),
         ("ansible_ssh_private_key_file", key_file),
+        ("ansible_ssh_executable", vm.connect_dir.as_str()),
     ] {
         if value.is_empty() {
             return Err(ConnectionValueError::Empty { key });
@@ -85,8 +112,13 @@ pub fn connection_vars(
         }
     }
     let text = |value: &str| ConnectionValue::Text(value.to_owned());
+    let none = || ConnectionValue::Text(String::new());
     Ok(vec![
-        ("ansible_connection", text("ssh")),
+        ("ansible_connection", text(CONNECTION_PLUGIN)),
+        ("ansible_ssh_executable", text(&ssh)),
+        ("ansible_scp_executable", text(&scp)),
+        ("ansible_sftp_executable", text(&sftp)),
+        ("ansible_ssh_transfer_method", text("piped")),
         ("ansible_host", text(vm.host)),
         ("ansible_ssh_host", text(vm.host)),
         ("ansible_port", ConnectionValue::Port(vm.port)),
@@ -95,15 +127,24 @@ pub fn connection_vars(
         ("ansible_ssh_user", text(vm.user)),
         ("ansible_private_key_file", text(key_file)),
         ("ansible_ssh_private_key_file", text(key_file)),
-        ("ansible_ssh_common_args", text(SSH_COMMON_ARGS)),
-        ("ansible_ssh_extra_args", text("")),
+        ("ansible_ssh_args", none()),
+        ("ansible_ssh_common_args", none()),
+        ("ansible_ssh_extra_args", none()),
+        ("ansible_scp_extra_args", none()),
+        ("ansible_sftp_extra_args", none()),
+        ("ansible_password", none()),
+        ("ansible_ssh_pass", none()),
+        ("ansible_ssh_password", none()),
+        ("ansible_ssh_pkcs11_provider", none()),
+        ("ansible_pipelining", ConnectionValue::Flag(true)),
+        ("ansible_ssh_pipelining", ConnectionValue::Flag(true)),
         ("ansible_python_interpreter", text(PYTHON_INTERPRETER)),
         ("ansible_become_method", text(BECOME_METHOD)),
     ])
 }
 
-/// The harness's connection variables as a JSON document (for `-e @file`): strings, and the
-/// ports as numbers.
+/// The harness's connection variables as a JSON document (for `-e @file`): strings, the ports
+/// as numbers, the flags as booleans.
 pub fn render_connection_vars(vm: &VmConnection<'_>) -> Result<String, ConnectionValueError> {
     let vars: serde_json::Map<String, serde_json::Value> = connection_vars(vm)?
         .into_iter()
@@ -111,6 +152,7 @@ pub fn render_connection_vars(vm: &VmConnection<'_>) -> Result<String, Connectio
             let value = match value {
                 ConnectionValue::Text(text) => serde_json::Value::from(text),
                 ConnectionValue::Port(port) => serde_json::Value::from(port),
+                ConnectionValue::Flag(flag) => serde_json::Value::from(flag),
             };
             (key.to_owned(), value)
         })
@@ -129,6 +171,7 @@ mod tests {
             port: 40022,
             user,
             ssh_private_key_file: Utf8Path::new(key),
+            connect_dir: Utf8Path::new("/run/boma-it-x/connect"),
         }
     }
 
@@ -146,6 +189,11 @@ mod tests {
                 "{err}"
             );
         }
+        let templated = VmConnection {
+            connect_dir: Utf8Path::new("/run/{{ x }}/connect"),
+            ..vm("127.0.0.1", "ansible", key)
+        };
+        assert!(render_connection_vars(&templated).is_err());
         assert_eq!(
             render_connection_vars(&vm("", "ansible", key)),
             Err(ConnectionValueError::Empty {
@@ -157,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn every_address_alias_carries_the_same_value() {
+    fn every_alias_carries_the_same_value() {
         let vars = connection_vars(&vm("127.0.0.1", "ansible", "/k/id")).unwrap();
         let get = |name: &str| {
             vars.iter()
@@ -169,9 +217,20 @@ mod tests {
             ("ansible_port", "ansible_ssh_port"),
             ("ansible_user", "ansible_ssh_user"),
             ("ansible_private_key_file", "ansible_ssh_private_key_file"),
+            ("ansible_pipelining", "ansible_ssh_pipelining"),
+            ("ansible_password", "ansible_ssh_pass"),
+            ("ansible_password", "ansible_ssh_password"),
         ] {
             assert_eq!(get(plain), get(alias), "{plain}");
             assert!(get(plain).is_some(), "{plain}");
         }
+        assert_eq!(
+            get("ansible_ssh_executable").as_deref(),
+            Some("/run/boma-it-x/connect/ssh")
+        );
+        assert_eq!(
+            get("ansible_connection").as_deref(),
+            Some("ansible.builtin.ssh")
+        );
     }
 }

@@ -15,10 +15,10 @@
 //! to it. [`VmName`] is the proof that the name was checked; [`HostsYml`] and [`PlaybookRun`]
 //! can only be built from one.
 //!
-//! And the connection to that host is the harness's own, not only its name: the transient
-//! inventory's host vars set every connection variable ([`connection_vars`]), the profile's
-//! applies get them again as the last `-e @file` ([`ConnectionPin`]), and
-//! [`refuse_connection_vars`] refuses a vars file that sets one.
+//! And the connection to that host is the harness's own, not only its name: every playbook run
+//! gets the harness's connection variables ([`connection_vars`]) as its last `-e @file`
+//! ([`PlaybookRun::connection_vars`]), which no other variable source outranks, and
+//! [`refuse_connection_vars`] refuses a vars file the harness passes that sets one.
 
 mod argv;
 mod cert;
@@ -29,12 +29,12 @@ mod real;
 mod scan;
 mod transient;
 
-pub use argv::{ConnectionPin, PLAYBOOKS_DIR, PlaybookRun, apply_argv, playbook_argv};
+pub use argv::{PLAYBOOKS_DIR, PlaybookRun, apply_argv, playbook_argv};
 pub use boma_name::{NameRefusal, VmName};
 pub use cert::{CertTier, UnknownCertTier};
 pub use connection::{
-    BECOME_METHOD, ConnectionValue, ConnectionValueError, PYTHON_INTERPRETER, SSH_COMMON_ARGS,
-    VmConnection, connection_vars, render_connection_vars,
+    BECOME_METHOD, CONNECTION_PLUGIN, ConnectionValue, ConnectionValueError, PYTHON_INTERPRETER,
+    SCP_PROGRAM, SFTP_PROGRAM, SSH_PROGRAM, VmConnection, connection_vars, render_connection_vars,
 };
 pub use policy::{POLICY_FILE, Policy, PolicyError, ScalarValue, effective_values, violations};
 pub use profile::{

@@ -1,7 +1,9 @@
-//! The guard against a vars file that would move the test VM's connection: an extra-vars file
-//! (`overrides/*.yml`, `certs/*.yml`, the run's own JSON) or a `group_vars` file linked into the
-//! transient inventory holding `ansible_host: <a production address>` or
-//! `ansible_connection: local`. Pure: the caller chooses the files and reads them.
+//! The guard against a mistake in the harness's own inputs: an extra-vars file
+//! (`overrides/*.yml`, `certs/*.yml`, the run's own JSON) holding `ansible_host: <a production
+//! address>` or `ansible_connection: local`. The connection itself holds by construction
+//! whatever any variable says (`docs/security/connection.md`); a connection variable in a file
+//! the harness passes is refused all the same, naming it, because it means the profile author
+//! expected it to do something. Pure: the caller chooses the files and reads them.
 //!
 //! A top-level key is *connection-class* ([`is_connection_var`]) when it is:
 //!
@@ -17,7 +19,7 @@
 //! Deliberately not connection-class: privilege escalation (`ansible_become*`, `ansible_sudo_*`)
 //! and the interpreter (`ansible_python_interpreter`), which act on the host already connected
 //! to; and names other plugins read outside their prefix (`ansible_executable` of `chroot`),
-//! which have no effect while (1) is pinned to `ssh`.
+//! which have no effect while (1) is pinned to `ansible.builtin.ssh`.
 //!
 //! YAML merge keys (`<<: *defaults`) are followed, as PyYAML (and so Ansible) merges them.
 

@@ -17,7 +17,6 @@ use std::io;
 use boma_name::VmName;
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::connection::{ConnectionValueError, VmConnection, connection_vars};
 use crate::real::{PRODUCTION_DIR, ancestors_in, is_implicit};
 use boma_yaml::quote;
 
@@ -31,11 +30,11 @@ pub enum Refusal {
          `children`), which ansible refuses too: break the cycle in the real inventory"
     )]
     GroupCycle { group: String },
-    #[error("{0}")]
-    Connection(#[from] ConnectionValueError),
 }
 
-/// The test VM as the transient inventory lists it, and how Ansible reaches it.
+/// The test VM as the transient inventory lists it. How Ansible reaches it is not the
+/// inventory's business: the connection file, the last `-e @file` of every run, says it
+/// ([`crate::render_connection_vars`]).
 #[derive(Debug, Clone, Copy)]
 pub struct TransientHost<'a> {
     pub vm: &'a VmName,
@@ -45,23 +44,6 @@ pub struct TransientHost<'a> {
     /// ([`crate::Fleet::lineage`]), so the VM is in every group the real host is in through
     /// them. Entries above none of `groups` are not rendered.
     pub group_parents: &'a BTreeMap<String, BTreeSet<String>>,
-    /// Where ssh connects: the loopback end of QEMU's port forward.
-    pub ansible_host: &'a str,
-    pub ansible_port: u16,
-    pub ansible_user: &'a str,
-    pub ssh_private_key_file: &'a Utf8Path,
-}
-
-impl TransientHost<'_> {
-    /// How Ansible reaches this host.
-    pub fn connection(&self) -> VmConnection<'_> {
-        VmConnection {
-            host: self.ansible_host,
-            port: self.ansible_port,
-            user: self.ansible_user,
-            ssh_private_key_file: self.ssh_private_key_file,
-        }
-    }
 }
 
 /// A rendered `hosts.yml`, and the one VM it names.
@@ -81,30 +63,23 @@ impl HostsYml {
     }
 }
 
-/// Renders `hosts.yml` with the VM as its only host, listed in each of `host.groups`, with the
-/// harness's connection variables ([`crate::connection_vars`]) as its host vars: host vars
-/// outrank every group var, so no `group_vars` file can move the connection. Each ancestor of
-/// those groups in `host.group_parents` lists its child groups under `children`, nested as in
-/// the real inventory (a group under several parents appears under each), and the topmost sit
-/// under `all`. Refuses an implicit or empty group, one named like the VM, a cycle, and
-/// connection values that [`crate::connection_vars`] refuses.
+/// Renders `hosts.yml` with the VM as its only host, listed in each of `host.groups`, with no
+/// variables of its own. Each ancestor of those groups in `host.group_parents` lists its child
+/// groups under `children`, nested as in the real inventory (a group under several parents
+/// appears under each), and the topmost sit under `all`. Refuses an implicit or empty group, one
+/// named like the VM, and a cycle.
 pub fn render_hosts_yml(host: &TransientHost<'_>) -> Result<HostsYml, Refusal> {
     let vm = host.vm.clone();
     let placement = Placement::of(host.groups, host.group_parents, &vm)?;
-
-    let vars = connection_vars(&host.connection())?;
     let name = quote(vm.as_str());
 
     let mut text = String::from(
-        "# Transient inventory of one boma integration-test vm, rendered for this run only.\n",
+        "# Transient inventory of one boma integration-test vm, rendered for this run only.\n\
+         # Its connection is the harness's connection file, the last -e of every run.\n",
     );
     text.push_str("all:\n  hosts:\n");
-    text.push_str(&format!("    {name}:\n"));
-    for (key, value) in vars {
-        text.push_str(&format!("      {key}: {}\n", quote(&value.as_text())));
-    }
+    text.push_str(&format!("    {name}: {{}}\n"));
     if !placement.top.is_empty() {
-        // The vars live on the host under `all`; the groups only list it.
         text.push_str("  children:\n");
         for group in &placement.top {
             placement.render(&mut text, 4, group, &name);

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use boma_inventory::{
-    Apply, CertTier, ConnectionPin, PlaybookRun, VmName, apply_argv, playbook_argv,
-};
+use boma_inventory::{Apply, CertTier, PlaybookRun, VmName, apply_argv, playbook_argv};
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;
 
@@ -28,7 +26,7 @@ fn run<'a>(vm: &'a VmName, files: &'a [Utf8PathBuf]) -> PlaybookRun<'a> {
             "/src/boma/tests/integration/.run/r1/run-vars.json",
         )),
         vault_password_file: None,
-        connection: ConnectionPin::LastExtraVars(Utf8Path::new(CONNECTION)),
+        connection_vars: Utf8Path::new(CONNECTION),
     }
 }
 
@@ -82,19 +80,19 @@ fn apply_argv_with_vault_file() {
     insta::assert_snapshot!("apply_argv_with_vault_file", lines(&argv));
 }
 
-/// Verify delegates its probes to `localhost`: extra vars would send them into the VM, so its
-/// run takes the connection from the inventory's host vars only.
+/// A verify playbook gets the connection file last like every run: its tasks run on the VM,
+/// whatever they delegate to.
 #[test]
 fn playbook_argv_for_verify() {
     let vm = vm();
     let files = [Utf8PathBuf::from("overrides/askari.yml")];
-    let run = PlaybookRun {
-        connection: ConnectionPin::HostVars,
-        ..run(&vm, &files)
-    };
+    let run = run(&vm, &files);
     let argv = playbook_argv(&run, Utf8Path::new("tests/verify/askari.yml"));
     assert!(!argv.contains(&"--tags".to_owned()));
-    assert!(!extra_vars(&argv).contains(&format!("@{CONNECTION}").as_str()));
+    assert_eq!(
+        extra_vars(&argv).last().copied(),
+        Some(format!("@{CONNECTION}").as_str())
+    );
     insta::assert_snapshot!("playbook_argv_verify", lines(&argv));
 }
 
@@ -122,7 +120,7 @@ proptest! {
             cert_tier: tier,
             run_extra_vars: run_vars.map(Utf8Path::new),
             vault_password_file: vault.map(Utf8Path::new),
-            connection: ConnectionPin::LastExtraVars(Utf8Path::new(&connection)),
+            connection_vars: Utf8Path::new(&connection),
             ..run(&vm, &files)
         };
         let apply = Apply { playbook: "site.yml".into(), tags };

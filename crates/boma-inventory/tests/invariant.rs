@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use boma_inventory::{
-    Apply, CertTier, ConnectionPin, Fleet, PlaybookRun, TransientHost, VmName, apply_argv,
-    playbook_argv, render_hosts_yml,
+    Apply, CertTier, Fleet, PlaybookRun, TransientHost, VmName, apply_argv, playbook_argv,
+    render_hosts_yml,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;
@@ -166,10 +166,6 @@ proptest! {
             vm: &checked,
             groups: &groups_vec,
             group_parents: &lineage,
-            ansible_host: "127.0.0.1",
-            ansible_port: 40022,
-            ansible_user: "ansible",
-            ssh_private_key_file: Utf8Path::new("/keys/id_ed25519"),
         };
 
         // The profile's groups and, for each, the groups above it in the real inventory.
@@ -222,9 +218,9 @@ proptest! {
             cert_tier: CertTier::Internal,
             run_extra_vars: None,
             vault_password_file: None,
-            connection: ConnectionPin::LastExtraVars(Utf8Path::new("/repo/run/connection.json")),
+            connection_vars: Utf8Path::new("/repo/run/connection.json"),
         };
-        let verify = PlaybookRun { connection: ConnectionPin::HostVars, ..run };
+        let verify = run;
         let apply = Apply { playbook: "site.yml".into(), tags: vec!["base".into()] };
         for argv in [apply_argv(&run, &apply), playbook_argv(&verify, Utf8Path::new("tests/verify/askari.yml"))] {
             let limits: Vec<_> = argv.iter().enumerate().filter(|(_, a)| *a == "--limit").collect();

@@ -293,7 +293,7 @@ pub fn reboots(bench: &Bench, profile: &str) -> anyhow::Result<Vec<Series>> {
 
 fn raw_reboot(record: &boma_vm::RunRecord) -> anyhow::Result<Duration> {
     let sh = Shell::new()?;
-    let options = &record.ssh.options();
+    let options = &record.ssh.options()?;
     let destination = record.ssh.destination();
     let before = cmd!(
         sh,

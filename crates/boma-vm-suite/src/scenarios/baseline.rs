@@ -123,7 +123,7 @@ fn raw_boot(
         key: key.to_owned(),
     };
     let client: Vec<String> = target
-        .options()
+        .options()?
         .into_iter()
         .chain([target.destination()])
         .collect();

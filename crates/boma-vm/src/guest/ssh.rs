@@ -1,9 +1,10 @@
 //! Reaching the guest: the harness's own key, the test VM's throwaway host keys, one way to
-//! run a command there.
+//! run a command there, with the options [`boma_ssh::pinned_options`] decides.
 
 use std::time::Duration;
 
 use boma_exec::{Captured, CmdExt, ExecError};
+use boma_ssh::{Endpoint, EndpointError, EndpointSpec};
 use camino::Utf8PathBuf;
 use xshell::{Shell, cmd};
 
@@ -18,37 +19,30 @@ pub struct SshTarget {
 }
 
 impl SshTarget {
-    /// The options every connection to a test VM uses. Host keys are not checked or stored:
-    /// each VM is new, lives minutes, and is reached only over loopback or a namespace the
-    /// harness made.
-    pub fn options(&self) -> Vec<String> {
-        [
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ServerAliveInterval=5",
-            "-o",
-            "ServerAliveCountMax=3",
-        ]
-        .into_iter()
-        .map(String::from)
-        .chain([
-            "-i".to_owned(),
-            self.key.to_string(),
-            "-p".to_owned(),
-            self.port.to_string(),
-        ])
-        .collect()
+    /// The guest as [`boma_ssh`] pins it: no master connection (a probe across a reboot must
+    /// never be answered by a master connected to the boot that ended), the address as its
+    /// alias.
+    pub fn endpoint(&self) -> Result<Endpoint, EndpointError> {
+        let address = self
+            .host
+            .parse()
+            .map_err(|_| EndpointError::Alias(self.host.clone()))?;
+        Endpoint::new(EndpointSpec {
+            alias: self.host.clone(),
+            address,
+            port: self.port,
+            user: self.user.clone(),
+            identity_file: self.key.clone(),
+            control_dir: None,
+        })
+    }
+
+    /// The options every connection of the harness's own to a test VM uses, before anything
+    /// else on ssh's command line: [`boma_ssh::pinned_options`] (no ssh config file, the
+    /// harness's key only, no agent, no proxy, host keys neither checked nor stored: each VM is
+    /// new, lives minutes, and is reached only over loopback or a namespace the harness made).
+    pub fn options(&self) -> Result<Vec<String>, EndpointError> {
+        Ok(boma_ssh::pinned_options(&self.endpoint()?))
     }
 
     /// `user@host`.
@@ -56,14 +50,33 @@ impl SshTarget {
         format!("{}@{}", self.user, self.host)
     }
 
-    /// A command an operator can paste to get a shell on the VM.
+    /// A command an operator can paste to get a shell on the VM (no ssh config file of theirs,
+    /// no agent key: the harness's key only).
     pub fn shell_hint(&self) -> String {
+        let key = self.key.as_str();
+        let key = if key.contains(' ') {
+            format!("'{key}'")
+        } else {
+            key.to_owned()
+        };
         format!(
-            "ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null {}",
-            self.key,
+            "ssh -F /dev/null -i {key} -p {} -o IdentitiesOnly=yes -o IdentityAgent=none -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null {}",
             self.port,
             self.destination()
         )
+    }
+
+    /// ssh's arguments for `command` on the guest: the pinned options, then `--`, the
+    /// destination and the command (nothing after `--` is read as an option).
+    fn argv(&self, command: &[&str]) -> Result<Vec<String>, ExecError> {
+        let mut argv = self.options().map_err(|e| ExecError::Spawn {
+            cmd: format!("ssh {}", self.destination()),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })?;
+        argv.push("--".to_owned());
+        argv.push(self.destination());
+        argv.extend(command.iter().map(|part| (*part).to_owned()));
+        Ok(argv)
     }
 }
 
@@ -109,9 +122,8 @@ impl Guest for OpenSsh<'_> {
         quiet: bool,
     ) -> Result<Captured, ExecError> {
         let sh = self.sh;
-        let options = target.options();
-        let destination = target.destination();
-        let run = cmd!(sh, "ssh {options...} {destination} {command}")
+        let argv = target.argv(&[command])?;
+        let run = cmd!(sh, "ssh {argv...}")
             .exec()
             .allow_fail()
             .timeout(timeout);
@@ -125,9 +137,8 @@ impl Guest for OpenSsh<'_> {
         timeout: Duration,
     ) -> Result<Captured, ExecError> {
         let sh = self.sh;
-        let options = target.options();
-        let destination = target.destination();
-        cmd!(sh, "ssh {options...} {destination} sudo sh -s")
+        let argv = target.argv(&["sudo", "sh", "-s"])?;
+        cmd!(sh, "ssh {argv...}")
             .exec()
             .stdin(script.as_bytes().to_vec())
             .allow_fail()
@@ -138,3 +149,43 @@ impl Guest for OpenSsh<'_> {
 
 /// Exit status OpenSSH uses for its own failures (as opposed to the remote command's).
 pub const SSH_FAILED: i32 = 255;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(host: &str) -> SshTarget {
+        SshTarget {
+            host: host.into(),
+            port: 40022,
+            user: "ansible".into(),
+            key: "/var/lib/boma/ssh/id_ed25519".into(),
+        }
+    }
+
+    #[test]
+    fn the_harness_ssh_opens_with_the_pinned_options_and_no_master() {
+        let target = target("127.0.0.1");
+        let argv = target
+            .argv(&["cat /proc/sys/kernel/random/boot_id"])
+            .unwrap();
+        let pinned = boma_ssh::pinned_options(&target.endpoint().unwrap());
+        assert_eq!(argv[..pinned.len()], pinned[..]);
+        assert_eq!(
+            argv[pinned.len()..],
+            [
+                "--",
+                "ansible@127.0.0.1",
+                "cat /proc/sys/kernel/random/boot_id"
+            ]
+        );
+        assert!(argv.contains(&"ControlMaster=no".to_owned()));
+        assert!(argv.contains(&"IdentityAgent=none".to_owned()));
+    }
+
+    #[test]
+    fn a_host_that_is_no_address_is_refused_before_ssh_runs() {
+        let err = target("askari.example.org").argv(&["true"]).unwrap_err();
+        assert!(err.to_string().contains("askari.example.org"), "{err}");
+    }
+}
