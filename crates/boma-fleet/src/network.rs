@@ -206,7 +206,12 @@ pub fn switch_paths(run_dir: &Utf8Path) -> Result<SwitchPaths, NetworkError> {
     })
 }
 
-/// `vde_switch`'s arguments (program name excluded). `--rcfile /dev/null`: no
+/// The switch's program, and the Debian package that installs it (in the `integration_test`
+/// role's list, which a test checks).
+pub const VDE_SWITCH: &str = "vde_switch";
+pub const VDE_SWITCH_PACKAGE: &str = "vde2";
+
+/// [`VDE_SWITCH`]'s arguments (program name excluded). `--rcfile /dev/null`: no
 /// `/etc/vde2/vde_switch.rc` or `~/.vderc` can add a tap interface or a management socket;
 /// the sockets are the run's user's only (`--mode`, `--dirmode`); `--daemon --pidfile` detaches
 /// it, as QEMU's `-daemonize`, and the run stops it by that pid (on SIGTERM it removes its

@@ -124,3 +124,25 @@ fn every_red_catalogue_fleet_has_its_green_twin() {
         assert!(green.extra_vars_files().is_empty());
     }
 }
+
+/// A fleet run starts `vde_switch`: the substrate role installs its package, as it installs
+/// every program the harness runs (`make test-integration` applies the role on a fresh
+/// machine).
+#[test]
+fn the_substrate_role_installs_the_switch() {
+    let defaults =
+        std::fs::read_to_string(repo().join("roles/integration_test/defaults/main.yml")).unwrap();
+    let packages: Vec<&str> = defaults
+        .lines()
+        .skip_while(|line| *line != "integration_test__packages:")
+        .skip(1)
+        .take_while(|line| line.starts_with("  - "))
+        .map(|line| line.trim_start_matches("  - ").trim())
+        .collect();
+    assert!(
+        packages.contains(&boma_fleet::VDE_SWITCH_PACKAGE),
+        "{} comes from {}, which roles/integration_test/defaults/main.yml does not install: {packages:?}",
+        boma_fleet::VDE_SWITCH,
+        boma_fleet::VDE_SWITCH_PACKAGE
+    );
+}
