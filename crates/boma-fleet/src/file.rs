@@ -56,7 +56,8 @@ pub struct FleetFile {
     #[serde(default = "both_reboots", deserialize_with = "reboots")]
     reboots: Vec<RebootKind>,
     /// For the `together` round: boot the members one after another, each once the previous
-    /// answers on SSH. Absent: all at once.
+    /// answers on SSH and its boot has settled ([`crate::schedule::BOOT_SETTLE`]). Absent: all
+    /// at once.
     #[serde(default, deserialize_with = "boot_order")]
     boot_order: Option<Vec<String>>,
     /// A RED fleet's expected failures, matched like a profile's

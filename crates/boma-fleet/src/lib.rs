@@ -39,5 +39,5 @@ pub use probe::{PROBE_TIMING, PeerOutcome, PeerProbe, PeerTarget, ProbeTiming};
 pub use scan::{
     RealAddressUse, ScanError, VarSource, addresses_in, scan_inventory_list, scan_vars,
 };
-pub use schedule::{Boot, Phase, Round, rounds};
+pub use schedule::{BOOT_SETTLE, Boot, Phase, Round, rounds};
 pub use vars::{Conflict, Vars, VarsFileError, conflicts, read_vars_file};

@@ -3,6 +3,7 @@
 //! `after together (boot order b, a)`). Pure.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::file::{Fleet, RebootKind};
 
@@ -12,7 +13,8 @@ use crate::file::{Fleet, RebootKind};
 pub enum Round {
     /// `member` reboots (a proven reboot: a new boot_id) while the others keep running.
     Rolling { member: String },
-    /// Every member is powered off, then booted as `boot` says.
+    /// Every member is stopped at once, as at a power loss, then started afresh as `boot` says
+    /// (ADR-027: QMP `stop`, then `system_reset` and `cont` per member).
     Together { boot: Boot },
 }
 
@@ -21,10 +23,16 @@ pub enum Round {
 pub enum Boot {
     /// Every member started at once.
     AllAtOnce,
-    /// One after another, each once the previous answers on SSH: the member the others depend
-    /// on last is the worst case, so a boot-order bug fails every time, not one race in five.
+    /// One after another, each once the previous answers on SSH and its boot has settled
+    /// (`systemctl is-system-running --wait`, at most [`BOOT_SETTLE`]). The member the others
+    /// depend on last is the worst case: their boot-time attempts to reach it all happen while
+    /// it is down, so a boot-order bug fails every time, not one race in five.
     InOrder(Vec<String>),
 }
+
+/// How long a member booted in order may take to settle before the next is started: a member
+/// that waits for a later peer (a retrying unit's start job stays pending) never settles.
+pub const BOOT_SETTLE: Duration = Duration::from_secs(60);
 
 impl Round {
     /// Whether `member` reboots in this round (the others must keep their boot_id).
