@@ -128,13 +128,8 @@ pub struct NetworkConfig<'a> {
 
 /// Renders `network-config` (version 2, which cloud-init hands to netplan as it is).
 pub fn network_config(net: &NetworkConfig<'_>) -> String {
-    let mut out = String::from("network:\n  version: 2\n  ethernets:\n    boma0:\n");
-    out.push_str("      match:\n");
-    let _ = writeln!(
-        out,
-        "        macaddress: {}",
-        quote(&net.mac.to_ascii_lowercase())
-    );
+    let mut out = String::from("network:\n  version: 2\n  ethernets:\n");
+    ethernet(&mut out, "boma0", net.mac);
     out.push_str("      dhcp4: true\n");
     if !net.unreachable.is_empty() {
         out.push_str("      routes:\n");
@@ -149,6 +144,18 @@ pub fn network_config(net: &NetworkConfig<'_>) -> String {
         }
     }
     out
+}
+
+/// Opens the `ethernets` entry `id`, matched on `mac` (lowercase, as the guest's kernel
+/// reports it).
+fn ethernet(out: &mut String, id: &str, mac: &str) {
+    let _ = writeln!(out, "    {id}:");
+    out.push_str("      match:\n");
+    let _ = writeln!(
+        out,
+        "        macaddress: {}",
+        quote(&mac.to_ascii_lowercase())
+    );
 }
 
 /// A fleet member's second NIC: its own static address on the fleet's private segment.
@@ -168,13 +175,7 @@ pub struct FleetNic<'a> {
 /// it, as a host's services that reach a peer at boot expect.
 pub fn fleet_network_config(net: &NetworkConfig<'_>, fleet: &FleetNic<'_>) -> String {
     let mut out = network_config(net);
-    out.push_str("    boma1:\n");
-    out.push_str("      match:\n");
-    let _ = writeln!(
-        out,
-        "        macaddress: {}",
-        quote(&fleet.mac.to_ascii_lowercase())
-    );
+    ethernet(&mut out, "boma1", fleet.mac);
     out.push_str("      dhcp4: false\n");
     out.push_str("      dhcp6: false\n");
     out.push_str("      link-local: []\n");

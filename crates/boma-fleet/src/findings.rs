@@ -9,56 +9,20 @@
 //! gone after `together` is `rolling a`'s finding. Peer probes follow the same rule.
 
 use boma_report::{CheckRecord, CheckSource};
-use boma_state::RebootDiff;
 use serde_json::json;
 
 use crate::probe::PeerOutcome;
 use crate::schedule::Phase;
 
-/// A member's own check (a controller probe, `system_running`, `no_route_to_fleet`, a verify
-/// task …), named for the fleet: `<phase>: <member>: <name>`.
+/// A member's own check, named for the fleet: `<phase>: <member>: <name>`. Every check a single
+/// run makes goes through it — its reboot diff over the round (boma-harness's
+/// `checks::from_reboot_diff`), its controller probes, `system_running`,
+/// `no_route_to_fleet`, its verify tasks — so a fleet reports them as a host's run does.
 pub fn member_check(phase: &Phase, member: &str, record: CheckRecord) -> CheckRecord {
     CheckRecord {
         name: format!("{phase}: {member}: {}", record.name),
         ..record
     }
-}
-
-/// A member's reboot diff over one round: a failed check per loss, or one passed check.
-pub fn member_diff(phase: &Phase, member: &str, diff: &RebootDiff) -> Vec<CheckRecord> {
-    if diff.lost.is_empty() {
-        return vec![member_check(
-            phase,
-            member,
-            CheckRecord {
-                name: "reboot_diff".into(),
-                source: CheckSource::RebootDiff,
-                ok: true,
-                reason: Some("ok".into()),
-                detail: Some(json!(format!(
-                    "nothing lost; {} appeared, {} ignored",
-                    diff.appeared.len(),
-                    diff.ignored.len()
-                ))),
-            },
-        )];
-    }
-    diff.lost
-        .iter()
-        .map(|finding| {
-            member_check(
-                phase,
-                member,
-                CheckRecord {
-                    name: finding.to_string(),
-                    source: CheckSource::RebootDiff,
-                    ok: false,
-                    reason: Some(finding.reason.as_str().to_owned()),
-                    detail: finding.detail.clone().map(|d| json!(d)),
-                },
-            )
-        })
-        .collect()
 }
 
 /// In a rolling round, a member that was not rebooted must still run the boot it ran before:

@@ -3,11 +3,10 @@
 
 use std::net::Ipv4Addr;
 
-use boma_fleet::findings::{member_check, member_diff, peer_probes, stayed_up};
+use boma_fleet::findings::{member_check, peer_probes, stayed_up};
 use boma_fleet::{Boot, PeerOutcome, PeerProbe, Phase, Round};
 use boma_inventory::{ProbeKind, match_expect};
 use boma_report::{CheckRecord, CheckSource};
-use boma_state::{Finding, Reason, RebootDiff};
 
 fn outcome(from: &str, to: &str, port: u16, reason: &str) -> PeerOutcome {
     PeerOutcome {
@@ -27,6 +26,16 @@ fn outcome(from: &str, to: &str, port: u16, reason: &str) -> PeerOutcome {
         } else {
             "no answer to the connection within 8s".into()
         },
+    }
+}
+
+fn diff_check(name: &str, ok: bool, reason: &str) -> CheckRecord {
+    CheckRecord {
+        name: name.into(),
+        source: CheckSource::RebootDiff,
+        ok,
+        reason: Some(reason.into()),
+        detail: None,
     }
 }
 
@@ -71,38 +80,37 @@ fn a_fleet_runs_checks_name_the_round_and_the_member() {
         outcome("a", "b", 8081, "refused"),
         outcome("b", "a", 8080, "timeout"),
     ];
-    let quiet = RebootDiff::default();
-    let b_failed = RebootDiff {
-        lost: vec![
-            Finding {
-                reason: Reason::Degraded,
-                subject: "boma-fleet-b.service failed".into(),
-                detail: Some("system running -> degraded".into()),
-            },
-            Finding {
-                reason: Reason::UnitFailed,
-                subject: "boma-fleet-b.service".into(),
-                detail: Some("active/running -> failed/failed".into()),
-            },
-        ],
-        ..RebootDiff::default()
+    // A member's reboot diff over a round, as boma-harness's `checks::from_reboot_diff`
+    // reports it.
+    let quiet = || vec![diff_check("reboot_diff", true, "ok")];
+    let b_failed = || {
+        vec![
+            diff_check("degraded: boma-fleet-b.service failed", false, "degraded"),
+            diff_check("unit_failed boma-fleet-b.service", false, "unit_failed"),
+        ]
+    };
+    let diff = |phase: &Phase, member: &str, records: Vec<CheckRecord>| {
+        records
+            .into_iter()
+            .map(|r| member_check(phase, member, r))
+            .collect::<Vec<_>>()
     };
 
     let mut records = Vec::new();
     records.extend(peer_probes(&Phase::Applied, None, &all_ok));
     let phase = rolling("a");
-    records.extend(member_diff(&phase, "a", &quiet));
-    records.extend(member_diff(&phase, "b", &quiet));
+    records.extend(diff(&phase, "a", quiet()));
+    records.extend(diff(&phase, "b", quiet()));
     records.push(stayed_up(&phase, "b", "1111", "1111"));
     records.extend(peer_probes(&phase, Some(&all_ok), &b_to_a_lost));
     let phase = rolling("b");
-    records.extend(member_diff(&phase, "a", &quiet));
-    records.extend(member_diff(&phase, "b", &quiet));
+    records.extend(diff(&phase, "a", quiet()));
+    records.extend(diff(&phase, "b", quiet()));
     records.push(stayed_up(&phase, "a", "2222", "3333"));
     records.extend(peer_probes(&phase, Some(&b_to_a_lost), &b_to_a_lost));
     let phase = together_b_a();
-    records.extend(member_diff(&phase, "a", &quiet));
-    records.extend(member_diff(&phase, "b", &b_failed));
+    records.extend(diff(&phase, "a", quiet()));
+    records.extend(diff(&phase, "b", b_failed()));
     records.push(member_check(
         &phase,
         "b",
