@@ -184,9 +184,11 @@ pub struct SwitchPaths {
 
 /// Unix socket paths are limited to 108 bytes with the NUL.
 const SOCKET_PATH_MAX: usize = 107;
-/// The longest name inside the switch's directory: libvdeplug names a plugged NIC's data socket
-/// `.<pid>-<n>`, five digits each (`ctl` is shorter).
-const SWITCH_SOCKET_NAME: usize = "/.00000-00000".len();
+/// The longest name inside the switch's directory: libvdeplug binds a plugged NIC's data socket
+/// at `<dir>/.%05d-%05d` (QEMU's pid, a counter), and a pid has up to seven digits
+/// (`pid_max` 4194304); `ctl` is shorter. Past the limit libvdeplug would fall back to a
+/// shared directory such as `/tmp`.
+const SWITCH_SOCKET_NAME: usize = "/.4194304-00000".len();
 
 /// The switch's paths under `run_dir`, refused when a socket in it would not fit a unix
 /// socket path (QEMU and the switch would fail obscurely at boot).

@@ -84,22 +84,22 @@ fn a_switch_path_too_long_for_a_unix_socket_is_refused() {
         ok.pidfile,
         "/srv/boma/tests/integration/.run/boma-it-web-1a2b/fleet.switch.pid"
     );
-    // 94 bytes of directory leave room for `/.NNNNN-NNNNN` within 107.
-    let fits = format!("/{}", "d".repeat(94 - "/fleet.switch".len() - 1));
+    // 92 bytes of directory leave room for `/.<7-digit pid>-NNNNN` within 107.
+    let fits = format!("/{}", "d".repeat(92 - "/fleet.switch".len() - 1));
     assert_eq!(
         switch_paths(Utf8Path::new(&fits))
             .unwrap()
             .dir
             .as_str()
             .len(),
-        94
+        92
     );
     let long = format!("{fits}x");
     assert!(matches!(
         switch_paths(Utf8Path::new(&long)),
         Err(NetworkError::SwitchPathTooLong {
-            len: 95,
-            max: 94,
+            len: 93,
+            max: 92,
             ..
         })
     ));
