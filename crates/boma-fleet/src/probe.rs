@@ -10,7 +10,11 @@
 //! and `https` send a request to the peer's fleet address with the profile's name as Host (and
 //! as SNI), where any HTTP status counts. A probe is retried until it answers or its time is up
 //! (services may still be starting after a boot), the probes run in parallel, and each prints
-//! one line. Pure.
+//! one line. A port whose profile names a `server` must answer with a `Server:` header that
+//! starts with it (`wrong_server` otherwise), as the controller's probe requires. Its `ca` is
+//! the controller's to verify (the CA file lives on the probed member, not on the prober): a
+//! peer probe checks that the peer gets an answer from the right service, not the certificate.
+//! Pure.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -35,6 +39,8 @@ pub struct PeerProbe {
     pub kind: ProbeKind,
     /// Host (and SNI) for http/https; `None`: the address.
     pub name: Option<String>,
+    /// What the answer's `Server:` header must start with (http/https).
+    pub server: Option<String>,
 }
 
 impl PeerProbe {
@@ -58,6 +64,7 @@ pub fn plan(members: &[PeerTarget<'_>]) -> Vec<PeerProbe> {
                     port: port.port,
                     kind: port.probe,
                     name: port.name.clone(),
+                    server: port.server.clone(),
                 });
             }
         }
@@ -86,9 +93,9 @@ pub const PROBE_TIMING: ProbeTiming = ProbeTiming {
 const MARKER: &str = "boma-peer-probe";
 
 /// The python program's body, after the imports and the constants [`render_script`] writes:
-/// `PROBES`, a list of `[address, port, kind, host]`, and the timing in seconds. An answer
+/// `PROBES`, a list of `[address, port, kind, host, server]`, and the timing in seconds. An answer
 /// line is `boma-peer-probe <index> <reason> <attempts> <detail>`.
-const PROGRAM: &str = r#"def once(address, port, kind, host):
+const PROGRAM: &str = r#"def once(address, port, kind, host, want):
     try:
         sock = socket.create_connection((address, port), timeout=ATTEMPT)
     except socket.timeout:
@@ -110,12 +117,28 @@ const PROGRAM: &str = r#"def once(address, port, kind, host):
             sock = context.wrap_socket(sock, server_hostname=host)
         request = "GET / HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: boma-peer-probe\r\nConnection: close\r\n\r\n"
         sock.sendall((request % (host, port)).encode("ascii"))
-        line = sock.makefile("rb").readline(200)
-        if line.startswith(b"HTTP/") and len(line.split()) >= 2:
-            return "ok", "HTTP " + line.split()[1].decode("ascii", "replace")
+        answer = sock.makefile("rb")
+        line = answer.readline(200)
         if not line:
             return "reset", "closed without an answer"
-        return "http", "not an HTTP answer: %r" % line[:60]
+        if not line.startswith(b"HTTP/") or len(line.split()) < 2:
+            return "http", "not an HTTP answer: %r" % line[:60]
+        status = line.split()[1].decode("ascii", "replace")
+        server = None
+        for _ in range(100):
+            header = answer.readline(1000).decode("latin-1").strip()
+            if not header:
+                break
+            name, _, value = header.partition(":")
+            if name.strip().lower() == "server":
+                server = value.strip()
+        if server:
+            said = "HTTP %s, server %s" % (status, server)
+        else:
+            said = "HTTP %s, no server header" % status
+        if want and not (server or "").startswith(want):
+            return "wrong_server", "%s, not %s" % (said, want)
+        return "ok", said
     except ssl.SSLError as e:
         return "tls", str(e)
     except socket.timeout:
@@ -128,12 +151,12 @@ const PROGRAM: &str = r#"def once(address, port, kind, host):
         sock.close()
 
 def probe(index, results):
-    address, port, kind, host = PROBES[index]
+    address, port, kind, host, want = PROBES[index]
     deadline = time.monotonic() + WITHIN
     attempts = 0
     while True:
         attempts += 1
-        reason, detail = once(address, port, kind, host or address)
+        reason, detail = once(address, port, kind, host or address, want)
         if reason == "ok" or time.monotonic() >= deadline:
             break
         time.sleep(PAUSE)
@@ -152,8 +175,8 @@ sys.stdout.flush()
 "#;
 
 /// The script `probes` (all made by one member) run as; POSIX `sh` that hands the program to
-/// python3. Every value in it comes from checked types (addresses, ports, probe kinds, host
-/// names of `[A-Za-z0-9.-]`), so the JSON needs no escaping inside the raw string.
+/// python3. The probes are a JSON list inside a python raw string: JSON escapes `"` and `\`,
+/// and every `'` is written `\u0027` (the same JSON), so no value can end the string.
 pub fn render_script(probes: &[PeerProbe], timing: ProbeTiming) -> String {
     let list: Vec<serde_json::Value> = probes
         .iter()
@@ -162,11 +185,14 @@ pub fn render_script(probes: &[PeerProbe], timing: ProbeTiming) -> String {
                 p.address.to_string(),
                 p.port,
                 p.kind.to_string(),
-                p.name.clone().unwrap_or_default()
+                p.name.clone().unwrap_or_default(),
+                p.server.clone().unwrap_or_default()
             ])
         })
         .collect();
-    let list = serde_json::to_string(&list).expect("a list of strings and numbers serialises");
+    let list = serde_json::to_string(&list)
+        .expect("a list of strings and numbers serialises")
+        .replace('\'', "\\u0027");
     let seconds = |d: Duration| format!("{}", d.as_secs_f64());
     format!(
         "# boma peer probes (boma-fleet): run with `sh -s`, script on stdin.\n\
@@ -188,8 +214,8 @@ pub fn render_script(probes: &[PeerProbe], timing: ProbeTiming) -> String {
 pub struct PeerOutcome {
     pub probe: PeerProbe,
     pub ok: bool,
-    /// `ok`, `timeout`, `refused`, `unreachable`, `reset`, `tls`, `http`, `connect`, `read`, or
-    /// `no_result` when the script said nothing about it.
+    /// `ok`, `timeout`, `refused`, `unreachable`, `reset`, `tls`, `http`, `wrong_server`,
+    /// `connect`, `read`, or `no_result` when the script said nothing about it.
     pub reason: String,
     pub attempts: u32,
     pub detail: String,

@@ -17,6 +17,7 @@ fn outcome(from: &str, to: &str, port: u16, reason: &str) -> PeerOutcome {
             port,
             kind: ProbeKind::Http,
             name: None,
+            server: None,
         },
         ok: reason == "ok",
         reason: reason.into(),

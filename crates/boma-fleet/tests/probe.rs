@@ -16,6 +16,8 @@ fn port(port: u16, probe: ProbeKind, name: Option<&str>) -> PublishedPort {
         port,
         probe,
         name: name.map(str::to_owned),
+        ca: None,
+        server: None,
     }
 }
 
@@ -23,7 +25,10 @@ fn port(port: u16, probe: ProbeKind, name: Option<&str>) -> PublishedPort {
 fn every_member_probes_every_other_members_ports() {
     let a_ports = [port(8080, ProbeKind::Http, None)];
     let b_ports = [
-        port(443, ProbeKind::Https, Some("www.example")),
+        PublishedPort {
+            server: Some("Caddy".into()),
+            ..port(443, ProbeKind::Https, Some("www.example"))
+        },
         port(22, ProbeKind::Tcp, None),
     ];
     let members = [
@@ -43,7 +48,11 @@ fn every_member_probes_every_other_members_ports() {
             ports: &[],
         },
     ];
-    let labels: Vec<String> = plan(&members)
+    let probes = plan(&members);
+    // What the answer must say travels with the probe.
+    assert_eq!(probes[0].server.as_deref(), Some("Caddy"));
+    assert_eq!(probes[1].server, None);
+    let labels: Vec<String> = probes
         .iter()
         .map(|p| format!("{} {} {}", p.label(), p.address, p.kind))
         .collect();
@@ -68,18 +77,29 @@ fn probe(to: &str, address: Ipv4Addr, port: u16, kind: ProbeKind, name: Option<&
         port,
         kind,
         name: name.map(str::to_owned),
+        server: None,
+    }
+}
+
+fn expecting(server: &str, probe: PeerProbe) -> PeerProbe {
+    PeerProbe {
+        server: Some(server.into()),
+        ..probe
     }
 }
 
 #[test]
 fn peer_probe_script_snapshot() {
     let probes = [
-        probe(
-            "b",
-            Ipv4Addr::new(10, 231, 0, 11),
-            443,
-            ProbeKind::Https,
-            Some("www.example"),
+        expecting(
+            "Caddy",
+            probe(
+                "b",
+                Ipv4Addr::new(10, 231, 0, 11),
+                443,
+                ProbeKind::Https,
+                Some("www.example"),
+            ),
         ),
         probe("b", Ipv4Addr::new(10, 231, 0, 11), 22, ProbeKind::Tcp, None),
         probe(
@@ -137,7 +157,7 @@ fn the_script_probes_real_sockets_and_names_each_outcome() {
     let (http, http_port) = listen("127.0.0.2");
     serve(
         http,
-        b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nServer: stand-in/1.0\r\nConnection: close\r\n\r\n",
         false,
     );
     let (closer, closer_port) = listen("127.0.0.2");
@@ -153,6 +173,15 @@ fn the_script_probes_real_sockets_and_names_each_outcome() {
         probe("b", peer, closer_port, ProbeKind::Http, None),
         probe("b", peer, silent_port, ProbeKind::Http, None),
         probe("c", nothing, refused_port, ProbeKind::Tcp, None),
+        expecting(
+            "stand-in",
+            probe("b", peer, http_port, ProbeKind::Http, None),
+        ),
+        // A profile's `server` is free text: a quote cannot end the script's string.
+        expecting(
+            "Caddy '''\" \\",
+            probe("b", peer, http_port, ProbeKind::Http, None),
+        ),
     ];
     let timing = ProbeTiming {
         attempt: Duration::from_secs(2),
@@ -191,12 +220,18 @@ fn the_script_probes_real_sockets_and_names_each_outcome() {
             (false, "reset", 1),
             (false, "timeout", 1),
             (false, "refused", 1),
+            (true, "ok", 1),
+            (false, "wrong_server", 1),
         ],
         "{}",
         out.stdout
     );
     assert_eq!(outcomes[0].detail, "open");
-    assert_eq!(outcomes[1].detail, "HTTP 204");
+    assert_eq!(outcomes[1].detail, "HTTP 204, server stand-in/1.0");
+    assert_eq!(
+        outcomes[7].detail,
+        "HTTP 204, server stand-in/1.0, not Caddy '''\" \\"
+    );
 }
 
 /// A probe that fails is retried, `pause` apart, until `within` has passed.
@@ -232,11 +267,11 @@ fn a_failing_probe_is_retried_until_its_time_is_up() {
 fn the_parser_reads_a_real_answer_and_marks_what_it_lacks() {
     let text = include_str!("fixtures/peer-probe-output.txt");
     let peer = Ipv4Addr::new(127, 0, 0, 2);
-    let mut probes: Vec<PeerProbe> = (0..6)
+    let mut probes: Vec<PeerProbe> = (0..8)
         .map(|i| probe("b", peer, 40000 + i, ProbeKind::Tcp, None))
         .collect();
     // One the answer does not mention: the script never ran for it.
-    probes.push(probe("b", peer, 40006, ProbeKind::Tcp, None));
+    probes.push(probe("b", peer, 40008, ProbeKind::Tcp, None));
     let outcomes = parse_output(&probes, text, "ssh to a failed: exit 255");
     let rows: Vec<String> = outcomes
         .iter()
@@ -252,8 +287,8 @@ fn the_parser_reads_a_real_answer_and_marks_what_it_lacks() {
         })
         .collect();
     insta::assert_snapshot!("peer_probe_parsed", rows.join("\n"));
-    assert_eq!(outcomes[6].reason, "no_result");
-    assert!(!outcomes[6].ok);
+    assert_eq!(outcomes[8].reason, "no_result");
+    assert!(!outcomes[8].ok);
 }
 
 #[test]
