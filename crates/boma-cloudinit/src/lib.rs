@@ -16,6 +16,10 @@
 //! config cloud-init writes, so systemd-networkd keeps them across its restarts and the reboot
 //! the harness makes; a connection from the guest to a real host fails at once with "No route
 //! to host".
+//!
+//! A fleet member has a second NIC on the fleet's private segment: [`fleet_network_config`]
+//! adds its stanza (a static address, matched by MAC) after the first NIC's, which it leaves
+//! exactly as [`network_config`] renders it for a single VM.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -124,13 +128,8 @@ pub struct NetworkConfig<'a> {
 
 /// Renders `network-config` (version 2, which cloud-init hands to netplan as it is).
 pub fn network_config(net: &NetworkConfig<'_>) -> String {
-    let mut out = String::from("network:\n  version: 2\n  ethernets:\n    boma0:\n");
-    out.push_str("      match:\n");
-    let _ = writeln!(
-        out,
-        "        macaddress: {}",
-        quote(&net.mac.to_ascii_lowercase())
-    );
+    let mut out = String::from("network:\n  version: 2\n  ethernets:\n");
+    ethernet(&mut out, "boma0", net.mac);
     out.push_str("      dhcp4: true\n");
     if !net.unreachable.is_empty() {
         out.push_str("      routes:\n");
@@ -144,5 +143,43 @@ pub fn network_config(net: &NetworkConfig<'_>) -> String {
             out.push_str("          type: unreachable\n");
         }
     }
+    out
+}
+
+/// Opens the `ethernets` entry `id`, matched on `mac` (lowercase, as the guest's kernel
+/// reports it).
+fn ethernet(out: &mut String, id: &str, mac: &str) {
+    let _ = writeln!(out, "    {id}:");
+    out.push_str("      match:\n");
+    let _ = writeln!(
+        out,
+        "        macaddress: {}",
+        quote(&mac.to_ascii_lowercase())
+    );
+}
+
+/// A fleet member's second NIC: its own static address on the fleet's private segment.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetNic<'a> {
+    /// Matched like the first NIC's, so the guest's name for it does not matter.
+    pub mac: &'a str,
+    /// The member's fleet address with its prefix length, e.g. `10.231.0.10/24`.
+    pub address: &'a str,
+}
+
+/// Renders a fleet member's `network-config`: the first NIC exactly as [`network_config`]
+/// renders it, then the fleet NIC. The fleet NIC has no DHCP (nothing on the segment serves
+/// it), no gateway and no IPv6 link-local address: it carries only the members' traffic to
+/// each other, and a second default route or an address that changes with the boot would
+/// show in the reboot diff as noise. It is not `optional`, so `network-online.target` waits for
+/// it, as a host's services that reach a peer at boot expect.
+pub fn fleet_network_config(net: &NetworkConfig<'_>, fleet: &FleetNic<'_>) -> String {
+    let mut out = network_config(net);
+    ethernet(&mut out, "boma1", fleet.mac);
+    out.push_str("      dhcp4: false\n");
+    out.push_str("      dhcp6: false\n");
+    out.push_str("      link-local: []\n");
+    out.push_str("      addresses:\n");
+    let _ = writeln!(out, "        - {}", quote(fleet.address));
     out
 }

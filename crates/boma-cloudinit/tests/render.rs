@@ -227,3 +227,66 @@ fn network_config_routes_every_fleet_address_away() {
             .is_none()
     );
 }
+
+#[test]
+fn fleet_network_config_snapshot() {
+    let fleet: Vec<std::net::IpAddr> = vec!["77.42.120.136".parse().unwrap()];
+    let text = boma_cloudinit::fleet_network_config(
+        &boma_cloudinit::NetworkConfig {
+            mac: "52:54:00:AB:cd:01",
+            unreachable: &fleet,
+        },
+        &boma_cloudinit::FleetNic {
+            mac: "52:54:0A:E7:00:0A",
+            address: "10.231.0.10/24",
+        },
+    );
+    insta::assert_snapshot!("fleet_network_config", text);
+}
+
+/// A fleet member's first NIC is a single VM's, byte for byte: the fleet NIC only adds.
+#[test]
+fn fleet_network_config_keeps_the_first_nic_and_adds_a_static_second() {
+    let fleet: Vec<std::net::IpAddr> = vec![
+        "77.42.120.136".parse().unwrap(),
+        "2001:db8::7".parse().unwrap(),
+    ];
+    let net = boma_cloudinit::NetworkConfig {
+        mac: "52:54:00:00:00:01",
+        unreachable: &fleet,
+    };
+    let single = boma_cloudinit::network_config(&net);
+    let member = boma_cloudinit::fleet_network_config(
+        &net,
+        &boma_cloudinit::FleetNic {
+            mac: "52:54:0a:e7:00:0b",
+            address: "10.231.0.11/24",
+        },
+    );
+    assert!(member.starts_with(&single), "{member}");
+
+    let doc = parse_one(&member);
+    let ethernets = &doc["network"]["ethernets"];
+    assert_eq!(ethernets.as_mapping().unwrap().len(), 2, "{member}");
+    assert_eq!(
+        doc["network"]["ethernets"]["boma0"]["routes"]
+            .as_vec()
+            .unwrap()
+            .len(),
+        2
+    );
+    let nic = &ethernets["boma1"];
+    assert_eq!(string_at(&nic["match"], "macaddress"), "52:54:0a:e7:00:0b");
+    let addresses: Vec<&str> = nic["addresses"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(addresses, ["10.231.0.11/24"]);
+    assert_eq!(nic.as_mapping_get("dhcp4").unwrap().as_bool(), Some(false));
+    assert_eq!(nic.as_mapping_get("dhcp6").unwrap().as_bool(), Some(false));
+    assert!(nic.as_mapping_get("routes").is_none(), "{member}");
+    assert!(nic.as_mapping_get("gateway4").is_none(), "{member}");
+    assert_eq!(nic["link-local"].as_vec().map(Vec::len), Some(0));
+}
