@@ -25,7 +25,8 @@ use watch::{ConsoleWatch, Resettable, console_len, first_boot_resettable};
 use crate::guest::ssh::SSH_FAILED;
 use crate::run::prune;
 use crate::{
-    Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunRecord, Runs, SshTarget, VmError,
+    Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunDir, RunRecord, Runs, SshTarget,
+    VmError,
 };
 
 /// The hypervisor backends, by kind: a recorded VM is asked about and removed by its own.
@@ -220,11 +221,12 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
 
 fn prepare_disks(fx: &Effects, req: &UpRequest, dir: &Utf8Path) -> Result<BootSpec, VmError> {
     let step = phase("overlay and cloud-init seed");
-    let overlay = dir.join("overlay.qcow2");
-    let seed = dir.join("seed.img");
-    let user_data = dir.join("user-data");
-    let meta_data = dir.join("meta-data");
-    let network_config = dir.join("network-config");
+    let files = RunDir::new(dir);
+    let overlay = files.overlay();
+    let seed = files.seed();
+    let user_data = files.user_data();
+    let meta_data = files.meta_data();
+    let network_config = files.network_config();
     step.close((|| {
         fx.disks.create_overlay(&req.base_image, &overlay)?;
         for (path, text) in [
@@ -246,7 +248,7 @@ fn prepare_disks(fx: &Effects, req: &UpRequest, dir: &Utf8Path) -> Result<BootSp
         dir: dir.to_owned(),
         overlay,
         seed,
-        console: dir.join("console.log"),
+        console: files.console_log(),
         mac: req.mac.clone(),
         mem_mib: req.mem_mib,
         vcpus: req.vcpus,
