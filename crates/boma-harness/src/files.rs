@@ -1,14 +1,18 @@
-//! A run's own files in its VM directory: the transient inventory, the variable files every
-//! `ansible-playbook` gets, the checks' results, the folded Ansible log, the captured states.
+//! The harness's own files — the run's records in its VM directory (the transient inventory,
+//! the variable files every `ansible-playbook` gets, the checks' results, the folded Ansible
+//! log, the captured states, the reboot diff), the bundle's copies of them, the layers'
+//! idempotence verdicts — written, read back and removed here, and only here.
 //!
-//! The harness writes these directly (they are the run's records, not effects on the machine
-//! under test); the renderers that produce their contents are pure and live in the crates.
+//! They are the run's records, not effects on the machine under test, so the harness writes
+//! them itself; the renderers that produce their contents are pure and live in the crates.
+//! Where each file lies is [`boma_vm::RunDir`]'s to say.
 
 use boma_vm::RunRecord;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::json;
 
-use crate::HarnessError;
+use crate::connect;
+use crate::error::HarnessError;
 use crate::preflight::Inputs;
 
 /// The paths of one run's files.
@@ -42,7 +46,7 @@ impl RunFiles {
     }
     /// The control socket directory of the run's ssh (under `/tmp`, short).
     pub fn control_dir(&self) -> Utf8PathBuf {
-        crate::connect::control_dir(&self.dir)
+        connect::control_dir(&self.dir)
     }
     /// The copy of what verify playbook `index` wrote on the VM (the bundle keeps it).
     pub fn results(&self, index: usize) -> Utf8PathBuf {
@@ -73,11 +77,6 @@ impl RunFiles {
     /// Ansible's fact cache for this boot of the VM.
     pub fn facts(&self) -> Utf8PathBuf {
         self.dir.join("facts")
-    }
-
-    /// Forget the cached facts: the guest rebooted, so they describe a boot that is over.
-    pub fn forget_facts(&self) {
-        let _ = std::fs::remove_dir_all(self.facts());
     }
 
     /// Everything the run said on stderr (the command log).
@@ -117,6 +116,85 @@ pub fn write(path: &Utf8Path, text: &str) -> Result<(), HarnessError> {
     std::fs::write(path, text).map_err(|e| HarnessError::io(path, e))
 }
 
+/// Make `dir` and its parents.
+pub fn create_dir(dir: &Utf8Path) -> Result<(), HarnessError> {
+    std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))
+}
+
+/// The text of `path`; `None` when there is no such file.
+pub fn read_if_present(path: &Utf8Path) -> Result<Option<String>, HarnessError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(HarnessError::io(path, e)),
+    }
+}
+
+/// Remove the file at `path`: a file left from before must not pass for this run's. One that
+/// is not there is no error.
+pub fn remove_if_present(path: &Utf8Path) -> Result<(), HarnessError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(HarnessError::io(path, e)),
+    }
+}
+
+/// Forget the cached facts of `files`' run: the guest rebooted, so they describe a boot that
+/// is over.
+pub fn forget_facts(files: &RunFiles) {
+    let _ = std::fs::remove_dir_all(files.facts());
+}
+
+/// Write `text` as `file_name` in `dir`, made first. Returns the file's path.
+pub fn write_into(
+    dir: &Utf8Path,
+    file_name: &str,
+    text: &str,
+) -> Result<Utf8PathBuf, HarnessError> {
+    create_dir(dir)?;
+    let file = dir.join(file_name);
+    write(&file, text)?;
+    Ok(file)
+}
+
+/// Remove `dir` and everything in it; one that is not there is no error.
+pub fn empty_dir(dir: &Utf8Path) -> Result<(), HarnessError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(HarnessError::io(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Remove a run directory whose VM never booted (refused or failed before boot): not even the
+/// pinned image stays. A cleanup: what cannot be removed is left.
+pub fn remove_unbooted(run_dir: &Utf8Path) {
+    let _ = std::fs::remove_dir_all(run_dir);
+}
+
+/// The serial console of `record`'s VM as text (empty when it cannot be read).
+pub fn console_text(record: &RunRecord) -> String {
+    let console = std::fs::read(record.console_log()).unwrap_or_default();
+    String::from_utf8_lossy(&console).into_owned()
+}
+
+/// Copy the run's records into the diagnostics bundle `bundle`, each masked, those that exist.
+pub fn copy_evidence(files: &RunFiles, bundle: &Utf8Path) {
+    for file in files.evidence() {
+        if let Some(name) = file.file_name()
+            && file.is_file()
+        {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let _ = std::fs::write(bundle.join(name), boma_exec::redact::redact(&text));
+        }
+    }
+}
+
+/// Put `text` (the run's report) into the diagnostics bundle `bundle`, as `report.json`.
+pub fn add_report_to_bundle(bundle: &Utf8Path, text: &str) {
+    let _ = std::fs::write(bundle.join("report.json"), text);
+}
+
 /// Render and write the transient inventory and the run's variable files.
 pub fn write_run_files(
     repo: &Utf8Path,
@@ -146,9 +224,9 @@ pub fn write_run_files(
     Ok(())
 }
 
-/// The run's connection ([`crate::connect::write_connection`]), with this program as the
-/// wrapper and the ssh client on PATH. Written again whenever the VM's address may have moved
-/// (after a reboot).
+/// The run's connection ([`connect::write_connection`]), with this program as the wrapper and
+/// the ssh client on PATH. Written again whenever the VM's address may have moved (after a
+/// reboot).
 fn write_connection(record: &RunRecord, files: &RunFiles) -> Result<(), HarnessError> {
     let ssh = boma_exec::find_on_path("ssh")
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
@@ -163,9 +241,9 @@ fn write_connection(record: &RunRecord, files: &RunFiles) -> Result<(), HarnessE
         .ok()
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .ok_or_else(|| HarnessError::Connection("cannot tell this program's own path".into()))?;
-    crate::connect::write_connection(
+    connect::write_connection(
         files,
-        &crate::connect::Setup {
+        &connect::Setup {
             vm: &record.name,
             target: &record.ssh,
             wrapper: &wrapper,

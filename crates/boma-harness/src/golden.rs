@@ -7,7 +7,8 @@ use boma_image::{BUILT, Cache, DownloadSource};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::Shell;
 
-use crate::{HarnessError, ImageSource, Settings};
+use crate::error::HarnessError;
+use crate::settings::{ImageSource, Settings};
 
 /// What the operator asked for, and where the cache is.
 #[derive(Debug, Clone)]

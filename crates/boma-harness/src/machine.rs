@@ -17,8 +17,9 @@ use boma_vm::{Accel, BackendKind, Guest, Hypervisor, OpenSsh};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::Shell;
 
+use crate::error::HarnessError;
 use crate::probe::{PortTarget, ProbeOutcome};
-use crate::{HarnessError, ansible, golden, real_inventory};
+use crate::{ansible, golden, real_inventory};
 
 /// What this machine has: read-only looks at the control node's facts (`boma_host::gather`).
 /// What they mean is `boma_host::judge`'s, the same rules the doctor words.

@@ -17,7 +17,7 @@ use boma_exec::say;
 use boma_name::VmName;
 use camino::{Utf8Path, Utf8PathBuf};
 
-pub use disks::{Disks, RealDisks, SeedFiles, image_format};
+pub use disks::{Disks, RealDisks, SeedFiles, image_format, replace_overlay};
 pub use wait::{Waits, poll_until};
 
 use watch::{ConsoleWatch, Resettable, console_len, first_boot_resettable};

@@ -1,7 +1,7 @@
-//! The reboot diff, run: capture the guest's state (one ssh round trip) and the controller's
-//! probes of every published port, before and after the reboot; compare them with
-//! `boma-state`; turn what was lost into failed checks. Always captured in this run — never
-//! taken from a cache.
+//! The guest's state as the harness reads it: captured (one ssh round trip) with the
+//! controller's probes of every published port, saved, and two captures compared with
+//! `boma-state`'s pure diff, what was lost becoming failed checks; and the built-in look for a
+//! route to the real fleet. Always captured in this run — never taken from a cache.
 
 use std::time::Duration;
 
@@ -10,12 +10,15 @@ use boma_exec::say;
 use boma_report::CheckRecord;
 use boma_state::{Ignore, ProbeResult, Snapshot};
 use boma_vm::RunRecord;
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::checks;
+use crate::ctx::Ctx;
+use crate::error::HarnessError;
 use crate::files::{self, RunFiles};
+use crate::guest_file::{self, GuestFile};
 use crate::preflight::Inputs;
-use crate::probe::ProbeOutcome;
-use crate::{Ctx, HarnessError, checks};
+use crate::probe::{CA_FILE, CaFile, PortTarget, ProbeOutcome};
 
 /// One capture: the snapshot the diff compares, and what the checks read from it.
 #[derive(Debug, Clone)]
@@ -71,7 +74,7 @@ fn capture_inner(
             record.name
         )))
     })?;
-    let probes = crate::probe::probe_ports(ctx, inputs, record, PROBE_WITHIN)?;
+    let probes = probe_ports(ctx, inputs, record, PROBE_WITHIN)?;
     let system_state = guest
         .system
         .available()
@@ -113,6 +116,57 @@ fn capture_inner(
         system_state,
         failed_units,
     })
+}
+
+/// Probe each published port from the controller, as the profile says; an https port with a
+/// `ca` first has its CA read from the guest and kept in the run directory.
+fn probe_ports(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    record: &RunRecord,
+    within: Duration,
+) -> Result<Vec<ProbeOutcome>, HarnessError> {
+    let run_files = RunFiles::of(record);
+    let mut outcomes = Vec::new();
+    for port in &inputs.profile.published_ports {
+        let Some(endpoint) = record.published.get(&port.port) else {
+            continue;
+        };
+        let ca = match &port.ca {
+            Some(guest_path) => Some(CaFile {
+                guest_path: guest_path.clone(),
+                local: keep_ca(ctx, record, &run_files.probe_ca(port.port), guest_path)?,
+            }),
+            None => None,
+        };
+        let target = PortTarget {
+            port: port.port,
+            kind: port.probe,
+            name: port.name.clone(),
+            host: endpoint.host.clone(),
+            endpoint_port: endpoint.port,
+            ca,
+            server: port.server.clone(),
+        };
+        outcomes.push(ctx.machine.ports().probe(&target, within));
+    }
+    Ok(outcomes)
+}
+
+/// Copy the guest's CA at `guest_path` alone into `dir` (emptied first); `None` when the guest
+/// has no such file.
+fn keep_ca(
+    ctx: &Ctx,
+    record: &RunRecord,
+    dir: &Utf8Path,
+    guest_path: &str,
+) -> Result<Option<Utf8PathBuf>, HarnessError> {
+    files::empty_dir(dir)?;
+    let GuestFile::Present(text) = guest_file::read(ctx.machine.guest(), record, guest_path)?
+    else {
+        return Ok(None);
+    };
+    files::write_into(dir, CA_FILE, &text).map(Some)
 }
 
 /// Compare the two captures and judge the diff ([`checks::from_reboot_diff`]). Writes

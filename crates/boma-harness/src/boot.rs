@@ -1,87 +1,18 @@
-//! Booting a run's VM and the one failure policy for a booted VM, shared by `up` and `it`.
+//! Booting a run's VM: the machine-wide reservation of its memory, the golden image and the
+//! KVM verdict (in that order, so a refusal fetches, builds and probes nothing), the image
+//! pinned for the run, the NoCloud seed, and `boma_vm::lifecycle::up`. Shared by `up` and `it`.
 
-use std::time::Duration;
-
-use boma_exec::progress::phase;
-use boma_exec::{interrupt, say};
-use boma_vm::lifecycle::{self, BaseImage, Effects, UpFailure, UpRequest};
-use boma_vm::run::diagnostics;
-use boma_vm::{Accel, BackendKind, RunRecord, Runs};
-use camino::Utf8PathBuf;
-
+use boma_exec::say;
 use boma_host::reserve::{Budget, ReservationRequest, Reservations, ReserveError, Reserved};
+use boma_vm::lifecycle::{self, BaseImage, UpFailure, UpRequest};
+use boma_vm::{Accel, RunRecord};
+use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::files::RunFiles;
+use crate::ctx::Ctx;
+use crate::error::HarnessError;
+use crate::files;
 use crate::golden::{Golden, ImageRequest};
 use crate::preflight::{Inputs, NewVm};
-use crate::{Ctx, HarnessError};
-
-pub fn runs(ctx: &Ctx) -> Runs {
-    Runs::new(&ctx.settings.runs_root)
-}
-
-/// Run `f` with the lifecycle's effects; new VMs get `kind`, waits fitted to `accel`.
-pub fn with_effects<T>(
-    ctx: &Ctx,
-    kind: BackendKind,
-    accel: Accel,
-    f: impl FnOnce(&Effects) -> T,
-) -> T {
-    let runs = runs(ctx);
-    let fx = Effects {
-        runs: &runs,
-        hypervisors: ctx.machine.hypervisors(),
-        kind,
-        guest: ctx.machine.guest(),
-        disks: ctx.machine.disks(),
-        waits: ctx.settings.waits.waits(accel),
-    };
-    f(&fx)
-}
-
-/// A run id: 8 hex digits from the kernel's random UUID.
-pub fn new_run_id() -> String {
-    RunId::random().to_string()
-}
-
-/// A run's id, the last part of its VM's name (`boma-it-askari-0a1b2c3d`): 8 hex digits. A
-/// parallel run's parent chooses its children's ids, so that it knows each child's VM by name
-/// and can remove it if the child is killed before it cleans up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RunId(u32);
-
-impl RunId {
-    /// A fresh id, from the kernel's random UUID (the pid if that cannot be read).
-    pub fn random() -> RunId {
-        std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-            .ok()
-            .and_then(|uuid| u32::from_str_radix(uuid.get(..8)?, 16).ok())
-            .map_or(RunId(std::process::id()), RunId)
-    }
-}
-
-impl std::fmt::Display for RunId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:08x}", self.0)
-    }
-}
-
-impl std::str::FromStr for RunId {
-    type Err = String;
-
-    /// Exactly 8 lowercase hex digits, as [`RunId`]'s `Display` writes them.
-    fn from_str(s: &str) -> Result<RunId, String> {
-        let hex = s.len() == 8
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        hex.then(|| u32::from_str_radix(s, 16).ok())
-            .flatten()
-            .map(RunId)
-            .ok_or_else(|| {
-                format!("`{s}` is not a run id: write 8 lowercase hex digits, e.g. 0a1b2c3d")
-            })
-    }
-}
 
 /// Say which real hosts the VM is given no route to, and which it cannot be (a host reached by
 /// a DNS name has no fixed address to route away).
@@ -142,7 +73,7 @@ pub fn prepare(
         .map(|live| live.into_iter().map(|r| r.vm).collect())
         .unwrap_or_default();
     let in_use = |name: &boma_name::VmName| live.iter().any(|vm| vm == name.as_str());
-    with_effects(ctx, new.backend.kind, Accel::Tcg, |fx| {
+    ctx.with_effects(new.backend.kind, Accel::Tcg, |fx| {
         lifecycle::preflight(fx, exclusive, &in_use)
     })?;
     say!("backend: {} ({})", new.backend.kind, new.backend.why);
@@ -154,8 +85,7 @@ pub fn prepare(
         &golden.sha512[..16.min(golden.sha512.len())],
         golden.origin
     );
-    std::fs::create_dir_all(&ctx.settings.runs_root)
-        .map_err(|e| HarnessError::io(&ctx.settings.runs_root, e))?;
+    files::create_dir(&ctx.settings.runs_root)?;
     let accel = ctx.machine.provisioner().accel(
         &golden.path,
         &ctx.settings.cache_dir,
@@ -251,11 +181,11 @@ pub fn release(ctx: &Ctx, name: &boma_name::VmName) {
 /// Pin the golden image in the new VM's run directory: the run boots bytes that were verified
 /// and cannot change under it.
 pub fn pin_for_run(ctx: &Ctx, new: &NewVm, golden: &Golden) -> Result<Utf8PathBuf, HarnessError> {
-    let run_dir = ctx.settings.runs_root.join(new.name.as_str());
+    let run_dir = ctx.run_dir(&new.name);
     let pinned = ctx
         .machine
         .provisioner()
-        .pin(golden, &run_dir, &ctx.settings.cache_dir)?;
+        .pin(golden, run_dir.path(), &ctx.settings.cache_dir)?;
     say!(
         "pinned for this run: {} (sha512 {}…)",
         pinned.path,
@@ -307,7 +237,7 @@ pub fn boot(
     inputs: &Inputs,
     new: &NewVm,
     accel: Accel,
-    (base, base_kind): (&camino::Utf8Path, BaseImage),
+    (base, base_kind): (&Utf8Path, BaseImage),
     exclusive: bool,
 ) -> Result<RunRecord, (HarnessError, Option<Box<RunRecord>>)> {
     let (key, public_key) = ctx
@@ -322,7 +252,6 @@ pub fn boot(
         network_config,
     } = seed_documents(inputs, &public_key, new.name.as_str(), &mac).map_err(|e| (e, None))?;
     say_fleet_isolation(inputs);
-    let run_dir = ctx.settings.runs_root.join(new.name.as_str());
     let request = UpRequest {
         host: inputs.host.clone(),
         name: new.name.clone(),
@@ -340,114 +269,12 @@ pub fn boot(
         key,
         exclusive,
     };
-    with_effects(ctx, new.backend.kind, accel, |fx| {
-        lifecycle::up(fx, &request)
-    })
-    .map_err(|UpFailure { error, record }| {
-        if record.is_none() {
-            // Refused or failed before boot: not even the pin stays.
-            let _ = std::fs::remove_dir_all(&run_dir);
-        }
-        (error.into(), record)
-    })
-}
-
-/// How much of the serial console a failure whose guest never answered shows.
-const CONSOLE_LINES: usize = 15;
-
-/// The single failure policy for a booted VM: an interrupt removes it (unless `keep`); any
-/// other failure collects diagnostics and keeps it, saying how to inspect and clean up.
-/// Returns the diagnostics bundle's path, when one was written.
-pub fn after_failure(
-    ctx: &Ctx,
-    record: &RunRecord,
-    error: &HarnessError,
-    keep: bool,
-) -> Option<Utf8PathBuf> {
-    if error.interrupted().is_some() {
-        interrupt::begin_cleanup();
-        say!("interrupted: {error}");
-        if keep {
-            say!(
-                "keeping {} as asked (--keep): {}",
-                record.name,
-                record.ssh.shell_hint()
-            );
-        } else if let Err(e) = with_effects(ctx, record.backend, record.accel, |fx| {
-            lifecycle::down(fx, record)
-        }) {
-            say!(
-                "could not remove {} after the interrupt: {e}; run `cargo xtask prune`",
-                record.name
-            );
-        }
-        return None;
-    }
-    say!("failed after boot: collecting diagnostics, keeping the VM");
-    // A guest that never answered can say why only on its console: show its end now.
-    if matches!(
-        error,
-        HarnessError::Vm(
-            boma_vm::VmError::Timeout { .. }
-                | boma_vm::VmError::BootFailed { .. }
-                | boma_vm::VmError::GuestGone { .. }
-        )
-    ) {
-        let console = std::fs::read(record.console_log()).unwrap_or_default();
-        let tail = diagnostics::console_tail(&String::from_utf8_lossy(&console), CONSOLE_LINES);
-        if !tail.is_empty() {
-            say!("the end of the serial console:");
-            for line in tail {
-                say!("  | {line}");
+    ctx.with_effects(new.backend.kind, accel, |fx| lifecycle::up(fx, &request))
+        .map_err(|UpFailure { error, record }| {
+            if record.is_none() {
+                // Refused or failed before boot: not even the pin stays.
+                files::remove_unbooted(ctx.run_dir(&new.name).path());
             }
-        }
-    }
-    let bundle = collect_diagnostics(ctx, record);
-    say!("");
-    say!("the VM {} is kept for inspection:", record.name);
-    say!("  shell:        {}", record.ssh.shell_hint());
-    say!(
-        "  console:      cargo xtask console   (or {})",
-        record.console_log()
-    );
-    match &bundle {
-        Some(dir) => say!("  diagnostics:  {dir}"),
-        None => say!("  diagnostics:  could not be collected (see above)"),
-    }
-    say!("  clean up:     cargo xtask down      (or `cargo xtask prune` for every test VM)");
-    bundle
-}
-
-/// The bundle: the guest's evidence (boma-vm) and the run's own files (results, states, the
-/// reboot diff, the folded Ansible log).
-pub fn collect_diagnostics(ctx: &Ctx, record: &RunRecord) -> Option<Utf8PathBuf> {
-    let out = ctx.settings.diagnostics_root.join(record.name.as_str());
-    let step = phase("diagnostics");
-    match diagnostics::collect(ctx.machine.guest(), record, &out) {
-        Ok(dir) => {
-            for file in RunFiles::of(record).evidence() {
-                if let Some(name) = file.file_name()
-                    && file.is_file()
-                {
-                    let text = std::fs::read_to_string(&file).unwrap_or_default();
-                    let _ = std::fs::write(dir.join(name), boma_exec::redact::redact(&text));
-                }
-            }
-            step.done();
-            Some(dir)
-        }
-        Err(e) => {
-            step.failed();
-            say!("could not collect diagnostics: {e}");
-            None
-        }
-    }
-}
-
-/// How long one `ansible-playbook` run may take: the operator's setting, else generous for
-/// TCG (askari's longest step takes 3½–10 minutes there), scaled for KVM.
-pub fn step_timeout(ctx: &Ctx, accel: Accel) -> Duration {
-    ctx.settings
-        .step_timeout
-        .unwrap_or_else(|| accel.scale(Duration::from_secs(40 * 60)))
+            (error.into(), record)
+        })
 }
