@@ -13,8 +13,8 @@ use crate::settings::Checkout;
 
 #[derive(Subcommand, Debug)]
 pub enum LayersCommand {
-    /// Every stored layer: key, profile, step, size, age, last use (and "never booted" for a
-    /// layer no guest came back from, which no run starts from).
+    /// Every stored layer: key, profile, step, size, age, last use, and why a run would not start
+    /// from it: no guest came back from it, or its power cycle lost state (or was never judged).
     List,
     /// Remove layers (all, or those not used for longer than --older-than); layers a live run
     /// is using are kept.
@@ -39,6 +39,16 @@ pub fn parse_age(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("`{text}` is not an age: write e.g. 3d, 12h, 90m")),
     };
     Ok(Duration::from_secs(secs))
+}
+
+/// Why no run starts from a layer, in `layers list`'s last column (empty: runs reuse it). Pure.
+fn verdict_note(booted: bool, lost: Option<&[String]>) -> String {
+    match (booted, lost) {
+        (false, _) => "  (never booted: not reused)".to_owned(),
+        (true, None) => "  (its power cycle was never judged: not reused)".to_owned(),
+        (true, Some([])) => String::new(),
+        (true, Some(lost)) => format!("  (its power cycle lost {}: not reused)", lost.join(", ")),
+    }
 }
 
 fn store_error(e: impl std::fmt::Display) -> HarnessError {
@@ -81,11 +91,7 @@ fn act(settings: &Settings, command: LayersCommand) -> Result<(), HarnessError> 
                     boma_exec::progress::human(l.created.age(now)),
                     boma_exec::progress::human(l.last_used.age(now)),
                     l.step_label,
-                    if l.booted {
-                        ""
-                    } else {
-                        "  (never booted: not reused)"
-                    }
+                    verdict_note(l.booted, l.lost.as_deref())
                 ));
             }
             edge::print(&format!(
@@ -119,6 +125,18 @@ fn act(settings: &Settings, command: LayersCommand) -> Result<(), HarnessError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layer_no_run_starts_from_says_why() {
+        assert_eq!(verdict_note(true, Some(&[])), "");
+        assert!(verdict_note(false, Some(&[])).contains("never booted"));
+        assert!(verdict_note(true, None).contains("never judged"));
+        let lost = ["unit_inactive boma-cat-handler.service".to_owned()];
+        assert_eq!(
+            verdict_note(true, Some(&lost)),
+            "  (its power cycle lost unit_inactive boma-cat-handler.service: not reused)"
+        );
+    }
 
     #[test]
     fn ages() {

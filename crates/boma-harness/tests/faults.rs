@@ -1076,6 +1076,59 @@ fn with_layers_a_run_stores_each_step_and_the_next_run_reuses_them() {
     assert_eq!(keys(&first), keys(&again));
 }
 
+/// A port the profile publishes is served only by its last step (askari's Caddy): after the
+/// first step's power cycle it fails as it failed before it, which is no loss of that power
+/// cycle. (Seen on a real guest: the step's reboot test failed `probe_443_https` after `base`.)
+#[test]
+fn a_port_only_a_later_step_serves_is_no_loss_of_an_earlier_steps_power_cycle() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    rig.machine.ports_unserved.borrow_mut().push(443);
+    let unserved = Rc::clone(&rig.machine.ports_unserved);
+    *rig.machine.playbook.borrow_mut() = Box::new(move |call: &PlaybookCall| {
+        if call.label.contains("offsite.yml") {
+            unserved.borrow_mut().retain(|p| *p != 443);
+        }
+        support::verify_passes()(call)
+    });
+    let outcome = rig.it();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let step_checks: Vec<(&str, bool)> = outcome
+        .report
+        .checks
+        .iter()
+        .filter(|c| c.name.contains("power cycle after step 1"))
+        .map(|c| (c.name.as_str(), c.ok))
+        .collect();
+    assert!(
+        step_checks.iter().all(|(_, ok)| *ok) && !step_checks.is_empty(),
+        "{step_checks:?}"
+    );
+}
+
+/// The other side: a port that answered after the first step's apply and not after its power
+/// cycle is that power cycle's loss, named with the step.
+#[test]
+fn a_port_lost_at_an_earlier_steps_power_cycle_fails_the_run_naming_the_step() {
+    let _serial = serial();
+    let rig = Rig::with_layers();
+    rig.machine.ports_dead_after_reboot.borrow_mut().push(443);
+    let outcome = rig.it();
+    let failed: Vec<&str> = outcome
+        .report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(
+        failed.contains(
+            &"probe_failed 443 timeout (power cycle after step 1: playbooks/site.yml --tags base)"
+        ),
+        "{failed:?}"
+    );
+}
+
 #[test]
 fn a_layer_store_that_cannot_be_opened_turns_layers_off_and_the_run_boots_the_golden_image() {
     let _serial = serial();

@@ -73,7 +73,7 @@ impl Children<'_> {
             .and_then(|text| serde_json::from_str::<Report>(&text).ok());
         say!(
             "<== {host} {} in {}",
-            describe(&ended),
+            ended_line(&ended, parsed.as_ref()),
             boma_exec::progress::human(took)
         );
         let cleanup = match (&parsed, pid.get()) {
@@ -125,6 +125,21 @@ impl Children<'_> {
             },
             Err(e) => Ended::NotRun(e.to_string()),
         }
+    }
+}
+
+/// How a child ended, as its parent's line says it: the result its report gives (an exit 0 is
+/// also a RED that failed exactly as its `expect` says, which must not read as a pass), else
+/// how the process ended. Pure.
+pub fn ended_line(ended: &Ended, report: Option<&Report>) -> String {
+    match (ended, report) {
+        (Ended::Exited(code), Some(report)) => {
+            format!(
+                "{} (exit {code})",
+                report.result().as_str().replace('_', " ")
+            )
+        }
+        _ => describe(ended),
     }
 }
 

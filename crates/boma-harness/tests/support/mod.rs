@@ -65,6 +65,9 @@ pub struct FakeMachine {
     pub golden_asked: Cell<u32>,
     /// Ports whose probe fails after the first boot (the forward-drop signature: a timeout).
     pub ports_dead_after_reboot: RefCell<Vec<u16>>,
+    /// Published ports nothing answers on (yet): a playbook closure may serve one by removing
+    /// it, as an apply that starts the service does.
+    pub ports_unserved: Rc<RefCell<Vec<u16>>>,
     /// What the vault holds (decrypted), as the real machine would read it.
     pub vault: RefCell<Vec<String>>,
     /// What `ansible-inventory --list` prints for the real inventory (an error: it fails).
@@ -130,6 +133,7 @@ impl FakeMachine {
             playbook_args: RefCell::new(Vec::new()),
             golden_asked: Cell::new(0),
             ports_dead_after_reboot: RefCell::new(Vec::new()),
+            ports_unserved: Rc::new(RefCell::new(Vec::new())),
             vault: RefCell::new(Vec::new()),
             inventory_list: RefCell::new(Ok(PRODUCTION_LIST.to_owned())),
             guest_files: RefCell::new(BTreeMap::new()),
@@ -335,7 +339,8 @@ impl PortProber for FakeMachine {
     fn probe(&self, target: &PortTarget, _within: Duration) -> ProbeOutcome {
         self.probed.borrow_mut().push(target.clone());
         let rebooted = self.world.borrow().boot_count > 1;
-        let dead = rebooted && self.ports_dead_after_reboot.borrow().contains(&target.port);
+        let dead = (rebooted && self.ports_dead_after_reboot.borrow().contains(&target.port))
+            || self.ports_unserved.borrow().contains(&target.port);
         ProbeOutcome {
             port: target.port,
             kind: target.kind.to_string(),

@@ -149,3 +149,31 @@ fn a_parallel_run_reports_every_host_in_order_whatever_became_of_its_child() {
         runs[1].error
     );
 }
+
+/// A report as a child writes it, with one run of `result`.
+fn report_of(result: &str) -> Report {
+    let text = format!(
+        r#"{{"started_at":"2026-12-01T10:00:00Z","total_seconds":1,"runs":[{{"host":"h","cert_tier":"internal","result":"{result}","rebooted":true,"started_at":"2026-12-01T10:00:00Z"}}]}}"#
+    );
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn an_exit_0_reads_as_the_result_its_report_gives_never_as_a_bare_pass() {
+    let expected = report_of("expected_failure");
+    assert_eq!(
+        ended_line(&Ended::Exited(0), Some(&expected)),
+        "expected failure (exit 0)"
+    );
+    assert_eq!(
+        ended_line(&Ended::Exited(0), Some(&report_of("passed"))),
+        "passed (exit 0)"
+    );
+    assert_eq!(
+        ended_line(&Ended::Exited(1), Some(&report_of("failed"))),
+        "failed (exit 1)"
+    );
+    // No report: how the process ended.
+    assert_eq!(ended_line(&Ended::Exited(1), None), "exited 1");
+    assert_eq!(ended_line(&Ended::Killed(9), None), "was killed by SIGKILL");
+}
