@@ -297,4 +297,51 @@ mod tests {
         };
         assert!(forged.virt_install_network().is_err());
     }
+
+    /// What cloud-init configures is what each backend plugs in: the fleet NIC's stanza matches
+    /// the MAC the backend gives the second NIC, the first NIC's stanza (with the unreachable
+    /// routes) the first's.
+    #[test]
+    fn the_network_config_matches_the_nics_each_backend_plugs_in() {
+        let real: Vec<std::net::IpAddr> = vec!["77.42.120.136".parse().unwrap()];
+        for kind in [BackendKind::Qemu, BackendKind::Libvirt] {
+            let spec = crate::BootSpec::fleet_example(kind);
+            let member = spec.fleet_nic.as_ref().unwrap().member_nic();
+            let config = boma_cloudinit::fleet_network_config(
+                &boma_cloudinit::NetworkConfig {
+                    mac: &spec.mac,
+                    unreachable: &real,
+                },
+                &boma_cloudinit::FleetNic {
+                    mac: &member.mac,
+                    address: &member.cidr(),
+                },
+            );
+            let args = match kind {
+                BackendKind::Qemu => {
+                    let ports = crate::hypervisor::qemu::ForwardedPorts {
+                        ssh: 40022,
+                        published: Default::default(),
+                    };
+                    crate::hypervisor::qemu::qemu_args(&spec, &ports).unwrap()
+                }
+                BackendKind::Libvirt => {
+                    crate::hypervisor::libvirt::virt_install_args(&spec, "debian13").unwrap()
+                }
+            };
+            let (first, fleet) = config.split_once("    boma1:").expect("two NICs");
+            for (stanza, mac) in [(first, &spec.mac), (fleet, &member.mac)] {
+                assert!(
+                    stanza.contains(&format!("macaddress: \"{mac}\"")),
+                    "{kind}: {stanza}"
+                );
+                assert!(
+                    args.iter().any(|a| a.contains(&format!("mac={mac}"))),
+                    "{kind}: {args:?}"
+                );
+            }
+            assert!(first.contains("77.42.120.136/32") && !fleet.contains("routes"));
+            assert!(fleet.contains("\"10.231.0.10/24\"") && fleet.contains("dhcp4: false"));
+        }
+    }
 }
