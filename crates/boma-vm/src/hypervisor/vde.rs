@@ -255,6 +255,19 @@ mod tests {
         assert!(our_switch(&process("vde_switch", 1000, "vde_switch -d"), 1000).is_none());
     }
 
+    /// The switch this module runs is the program the doctor and `it`'s preflight look for, from
+    /// the package the substrate role installs.
+    #[test]
+    fn the_switch_is_the_fleet_tool_of_the_machine_rules() {
+        let tool = boma_host::tools::tool(VDE_SWITCH).expect("vde_switch in boma_host::TOOLS");
+        assert_eq!(
+            tool.package,
+            boma_host::tools::Package::Named(boma_fleet::VDE_SWITCH_PACKAGE)
+        );
+        assert!(tool.purpose.required_by(boma_host::Needs::Fleet));
+        assert!(!tool.purpose.required_by(boma_host::Needs::All));
+    }
+
     /// A stand-in for `vde_switch`: with `--daemon`, it runs itself again detached in a session
     /// of its own (as the real one's `daemon(3)`), which makes the socket directory and its
     /// control socket, writes its pid, and removes the directory on SIGTERM.
