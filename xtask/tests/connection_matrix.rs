@@ -183,29 +183,9 @@ impl Rig {
     /// The repository's harness inputs around the probe, the stand-in and the canaries.
     fn write_inputs(&self) {
         let repo = &self.repo;
-        write(
-            &repo.join("ansible.cfg"),
-            &std::fs::read_to_string(repo_file("ansible.cfg")).unwrap(),
-        );
-        write(&repo.join("certs/internal.yml"), "---\n{}\n");
-        std::fs::create_dir_all(repo.join("inventories/production/group_vars").join(GROUP))
-            .unwrap();
-        std::os::unix::fs::symlink(self::repo().join(".venv"), repo.join(".venv")).unwrap();
+        write_sandbox(&self.root, repo);
         write(&repo.join("playbooks/probe.yml"), &probe_playbook(None));
         write(&repo.join("roles/probe/tasks/main.yml"), PROBE_TASKS);
-        write_exec(
-            &self.canary_exec(),
-            &format!(
-                "#!/bin/sh\nprintf '%s\\n' \"$0 $*\" >> '{}'\nexit 255\n",
-                self.canary_log()
-            ),
-        );
-        write_exec(
-            &self.root.join("ssh-stand-in"),
-            &STAND_IN
-                .replace("@LOG@", self.stand_in_log().as_str())
-                .replace("@VM_HOME@", self.root.join("vm").as_str()),
-        );
         let run_vars = serde_json::json!({
             "probe_where": self.where_log(),
             "probe_copy": self.root.join("vm/copied.txt"),
@@ -506,19 +486,7 @@ impl Rig {
                 "tasks ran at {where_lines:?}, expected every one on the vm: {expected:?}"
             ));
         }
-        if self.canary_file().exists() {
-            problems.push("a task ran on the controller (the canary file exists)".into());
-        }
-        let canary_log = read(&self.canary_log());
-        if !canary_log.is_empty() {
-            problems.push(format!("the canaries were run: {canary_log}"));
-        }
-        if self.canary.hits() > 0 {
-            problems.push(format!(
-                "{} connection(s) reached the canary listener on 127.0.0.2",
-                self.canary.hits()
-            ));
-        }
+        problems.extend(canary_problems(&self.root, &self.canary));
         // Every ssh the wrapper's, and every one through it.
         let recorded: Vec<Vec<String>> = read(&self.stand_in_log())
             .lines()
@@ -624,6 +592,53 @@ impl Rig {
 
 fn repo_file(path: &str) -> Utf8PathBuf {
     repo().join(path)
+}
+
+/// A cell's sandbox under `root` around the repository copy `repo`: the harness's inputs (this
+/// checkout's `ansible.cfg`, the cert tier, the inventory's `group_vars`, the venv), the
+/// canary executable (`canary/exec`, logging to `canary/log`) and the recording ssh stand-in
+/// (`ssh-stand-in`, logging to `stand-in.jsonl`, running commands in `vm/`).
+fn write_sandbox(root: &Utf8Path, repo: &Utf8Path) {
+    write(
+        &repo.join("ansible.cfg"),
+        &std::fs::read_to_string(repo_file("ansible.cfg")).unwrap(),
+    );
+    write(&repo.join("certs/internal.yml"), "---\n{}\n");
+    std::fs::create_dir_all(repo.join("inventories/production/group_vars").join(GROUP)).unwrap();
+    std::os::unix::fs::symlink(self::repo().join(".venv"), repo.join(".venv")).unwrap();
+    write_exec(
+        &root.join("canary/exec"),
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$0 $*\" >> '{}'\nexit 255\n",
+            root.join("canary/log")
+        ),
+    );
+    write_exec(
+        &root.join("ssh-stand-in"),
+        &STAND_IN
+            .replace("@LOG@", root.join("stand-in.jsonl").as_str())
+            .replace("@VM_HOME@", root.join("vm").as_str()),
+    );
+}
+
+/// What the canaries of the sandbox under `root` saw: a task run on the controller, a canary
+/// executable or plugin run, a connection to the listener.
+fn canary_problems(root: &Utf8Path, canary: &Canary) -> Vec<String> {
+    let mut problems = Vec::new();
+    if root.join("canary/ran-on-the-controller").exists() {
+        problems.push("a task ran on the controller (the canary file exists)".into());
+    }
+    let canary_log = std::fs::read_to_string(root.join("canary/log")).unwrap_or_default();
+    if !canary_log.is_empty() {
+        problems.push(format!("the canaries were run: {canary_log}"));
+    }
+    if canary.hits() > 0 {
+        problems.push(format!(
+            "{} connection(s) reached the canary listener on 127.0.0.2",
+            canary.hits()
+        ));
+    }
+    problems
 }
 
 /// What `ssh -G` (the configuration ssh would connect with) says is wrong with `argv`, which
@@ -738,9 +753,6 @@ impl FleetRig {
     fn stand_in_log(&self) -> Utf8PathBuf {
         self.root.join("stand-in.jsonl")
     }
-    fn canary_log(&self) -> Utf8PathBuf {
-        self.root.join("canary/log")
-    }
     fn canary_file(&self) -> Utf8PathBuf {
         self.root.join("canary/ran-on-the-controller")
     }
@@ -759,28 +771,8 @@ impl FleetRig {
     /// `boma_fleet::member_host_vars`), the fleet's connection file and the members' table.
     fn write_inputs(&self) {
         let repo = &self.repo;
-        write(
-            &repo.join("ansible.cfg"),
-            &std::fs::read_to_string(repo_file("ansible.cfg")).unwrap(),
-        );
-        write(&repo.join("certs/internal.yml"), "---\n{}\n");
-        std::fs::create_dir_all(repo.join("inventories/production/group_vars").join(GROUP))
-            .unwrap();
-        std::os::unix::fs::symlink(self::repo().join(".venv"), repo.join(".venv")).unwrap();
+        write_sandbox(&self.root, repo);
         write(&repo.join("playbooks/fleet-probe.yml"), &fleet_probe(""));
-        write_exec(
-            &self.root.join("canary/exec"),
-            &format!(
-                "#!/bin/sh\nprintf '%s\\n' \"$0 $*\" >> '{}'\nexit 255\n",
-                self.canary_log()
-            ),
-        );
-        write_exec(
-            &self.root.join("ssh-stand-in"),
-            &STAND_IN
-                .replace("@LOG@", self.stand_in_log().as_str())
-                .replace("@VM_HOME@", self.root.join("vm").as_str()),
-        );
         let run_vars = serde_json::json!({
             "probe_where": self.where_log(),
             "probe_canary_file": self.canary_file(),
@@ -915,19 +907,7 @@ impl FleetRig {
     fn nothing_escaped(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let read = |path: &Utf8Path| std::fs::read_to_string(path).unwrap_or_default();
-        if self.canary_file().exists() {
-            problems.push("a task ran on the controller (the canary file exists)".into());
-        }
-        let canary_log = read(&self.canary_log());
-        if !canary_log.is_empty() {
-            problems.push(format!("the canaries were run: {canary_log}"));
-        }
-        if self.canary.hits() > 0 {
-            problems.push(format!(
-                "{} connection(s) reached the canary listener on 127.0.0.2",
-                self.canary.hits()
-            ));
-        }
+        problems.extend(canary_problems(&self.root, &self.canary));
         let table: boma_ssh::Table =
             serde_json::from_str(&read(&self.files.connect_dir().join(connect::TABLE_FILE)))
                 .unwrap();

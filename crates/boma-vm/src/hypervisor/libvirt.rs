@@ -148,12 +148,7 @@ impl<'a> LibvirtBackend<'a> {
 
     /// `virsh` for teardown: runs after Ctrl-C too, and a failure is returned, not raised.
     fn virsh_cleanup(&self, args: &[&str]) -> Result<String, ExecError> {
-        let sh = self.sh;
-        cmd!(sh, "virsh --connect {LIBVIRT_URI} {args...}")
-            .exec()
-            .uninterruptible()
-            .timeout(VIRSH_TIMEOUT)
-            .read()
+        virsh_uninterruptible(self.sh, args)
     }
 
     /// Define, autostart and start `boma-it` as needed. `net-start` is explicit: autostart
@@ -420,13 +415,9 @@ pub struct LibvirtNetworks<'a> {
 }
 
 impl LibvirtNetworks<'_> {
+    /// A fleet network is made and removed with its run's VMs, in cleanup too.
     fn virsh(&self, args: &[&str]) -> Result<String, ExecError> {
-        let sh = self.sh;
-        cmd!(sh, "virsh --connect {LIBVIRT_URI} {args...}")
-            .exec()
-            .uninterruptible()
-            .timeout(VIRSH_TIMEOUT)
-            .read()
+        virsh_uninterruptible(self.sh, args)
     }
 
     /// `Some(active)` when libvirt knows the network `name`.
@@ -487,6 +478,15 @@ fn network_of(segment: &Segment) -> Result<boma_fleet::LibvirtFleetNetwork, VmEr
             "the libvirt backend has no {segment}: a fleet's segment is its backend's"
         )))
     })
+}
+
+/// `virsh` that runs after Ctrl-C too (teardown), its failure returned.
+fn virsh_uninterruptible(sh: &Shell, args: &[&str]) -> Result<String, ExecError> {
+    cmd!(sh, "virsh --connect {LIBVIRT_URI} {args...}")
+        .exec()
+        .uninterruptible()
+        .timeout(VIRSH_TIMEOUT)
+        .read()
 }
 
 /// Whether `virsh net-info` says the network is active. Pure.

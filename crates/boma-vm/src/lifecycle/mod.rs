@@ -486,16 +486,7 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
     if !hypervisor.reboot(record, how)? {
         going_down(fx, record, "sudo systemctl reboot")?;
     }
-    let deadline = Instant::now() + fx.waits.reboot;
-    wait_new_boot(
-        fx,
-        record,
-        &before,
-        console_from,
-        AFTER_REBOOT,
-        deadline,
-        Settle::Whole,
-    )
+    wait_rebooted(fx, record, &before, console_from)
 }
 
 /// How a wait names the boot after a reboot or a power cycle.
@@ -558,11 +549,22 @@ fn power_cycle_inner(
     let booted = hypervisor.start(record)?;
     record.pid = booted.pid;
     fx.runs.save(record)?;
+    wait_rebooted(fx, record, &before, console_from)
+}
+
+/// [`wait_new_boot`] after a reboot or a power cycle of one VM: within the reboot's wait, the
+/// boot settled wholly.
+fn wait_rebooted(
+    fx: &Effects,
+    record: &mut RunRecord,
+    before: &str,
+    console_from: u64,
+) -> Result<String, VmError> {
     let deadline = Instant::now() + fx.waits.reboot;
     wait_new_boot(
         fx,
         record,
-        &before,
+        before,
         console_from,
         AFTER_REBOOT,
         deadline,
