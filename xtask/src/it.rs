@@ -4,6 +4,11 @@
 //! reports are combined into one — in which every selected host has its line, whatever became
 //! of its child. `--shard K/N` runs the K-th of N deterministic slices, for a CI matrix.
 //!
+//! A name is a profile's or a fleet's (`boma_fleet::resolve_target`, ADR-027). The fleet cycle
+//! is not wired yet: a fleet named is refused in one line, and `--all` selects the fleets
+//! ([`Selection::fleets`]) without running them. A profile that exists only to be a fleet
+//! member (`"fleet_only": true`) is refused alone and left to its fleets by `--all`.
+//!
 //! The report files (`--report`, `--junit`) are written first, then the JSON goes to stdout and
 //! the summary to stderr; the outcome is this process's own interrupt if it got one, else the
 //! worst run's.
@@ -25,10 +30,12 @@ use crate::settings::{BackendArg, CertsArg, Checkout, ImageArgs, VaultArg};
 #[derive(Args, Debug, Clone)]
 pub struct ItArgs {
     /// The hosts to mirror: each profile is profiles/<HOST>.json (e.g. askari ubongo). A host
-    /// named twice runs once.
+    /// named twice runs once. A fleet's name (fleets/<NAME>.json) is refused until the fleet
+    /// cycle is wired.
     pub hosts: Vec<String>,
     /// Every profile, RED ones (with `expect`) included: each of those passes only by failing
-    /// exactly as it expects.
+    /// exactly as it expects. Profiles that exist only as fleet members (`"fleet_only": true`)
+    /// are left to their fleets.
     #[arg(long)]
     pub all: bool,
     /// How many VMs run at once (bounded by memory: each profile's mem_mib plus QEMU's
@@ -89,7 +96,17 @@ pub fn run(checkout: &Checkout, args: ItArgs) -> Result<Outcome, Failure> {
             s.layers = false;
         }
     })?;
-    let hosts = select(&settings.repo, &args)?;
+    let Selection {
+        profiles: hosts,
+        fleets,
+    } = select(&settings.repo, &args)?;
+    if !fleets.is_empty() {
+        // The fleet cycle's hook: `--all` selects every fleet; run them here once it is wired.
+        say!(
+            "--all leaves the fleets for now (the fleet cycle is not wired into `it` yet): {}",
+            fleets.join(", ")
+        );
+    }
     if hosts.is_empty() {
         // A shard with nothing in it (more machines than profiles): nothing to prove, nothing
         // failed. No report: a report of no run would read as an error.
@@ -184,39 +201,62 @@ fn options(args: &ItArgs, run_id: Option<RunId>) -> ItOptions {
     }
 }
 
-/// Which profiles to run: the named ones, each once; with `--all` every profile too; then the
-/// shard. Refuses an empty selection (a CI job that tests nothing must not pass).
-fn select(repo: &Utf8Path, args: &ItArgs) -> Result<Vec<String>, Failure> {
-    let (mut hosts, repeated) = boma_parallel::dedup(&args.hosts);
+/// What `it` runs: profiles, and fleets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Selection {
+    /// Profiles to run, each alone (a name without a profile is left in: its run is refused in
+    /// the report, as ever).
+    profiles: Vec<String>,
+    /// Fleets to run (only `--all` selects them until the fleet cycle is wired).
+    fleets: Vec<String>,
+}
+
+/// What the repository holds, as [`decide`] needs it.
+#[derive(Debug, Clone, Default)]
+struct Catalogue {
+    profiles: Vec<String>,
+    /// The profiles with `"fleet_only": true`.
+    fleet_only: Vec<String>,
+    /// The profiles with an `expect` (RED).
+    red: Vec<String>,
+    /// Each fleet, with its members as its file names them (empty when it cannot be read).
+    fleets: Vec<(String, Vec<String>)>,
+}
+
+/// Which profiles and fleets to run: the named ones, each once; with `--all` every profile but
+/// the fleet-only ones, and every fleet; then the shard (of the profiles). Refuses an empty
+/// selection (a CI job that tests nothing must not pass), a named fleet (not wired yet), a named
+/// fleet-only profile and a name that is both a profile and a fleet.
+fn select(repo: &Utf8Path, args: &ItArgs) -> Result<Selection, Failure> {
+    let (named, repeated) = boma_parallel::dedup(&args.hosts);
     if !repeated.is_empty() {
         say!("named more than once, run once: {}", repeated.join(", "));
     }
+    let catalogue = catalogue(repo, &named, args.all)?;
+    let mut selection = decide(&named, args.all, &catalogue).map_err(Failure::refused)?;
     if args.all {
-        let mut red = Vec::new();
-        for host in boma_inventory::list_profiles(repo).map_err(HarnessError::from)? {
-            let profile = boma_inventory::load_profile(repo, &host).map_err(HarnessError::from)?;
-            if !profile.expect.is_empty() {
-                red.push(host.clone());
-            }
-            if !hosts.contains(&host) {
-                hosts.push(host);
-            }
-        }
+        let red: Vec<&str> = catalogue
+            .red
+            .iter()
+            .filter(|h| selection.profiles.contains(h))
+            .map(String::as_str)
+            .collect();
         if !red.is_empty() {
             say!(
                 "--all takes the RED profiles too, each passing only by failing as it expects: {}",
                 red.join(", ")
             );
         }
-    }
-    if hosts.is_empty() {
-        return Err(Failure::refused(
-            "name at least one host (`cargo xtask it askari`), or --all",
-        ));
+        if !catalogue.fleet_only.is_empty() {
+            say!(
+                "--all leaves the fleet-only profiles to their fleets: {}",
+                catalogue.fleet_only.join(", ")
+            );
+        }
     }
     if let Some(shard) = args.shard {
-        hosts = boma_parallel::shard_of(&hosts, shard);
-        if hosts.is_empty() {
+        selection.profiles = boma_parallel::shard_of(&selection.profiles, shard);
+        if selection.profiles.is_empty() {
             say!(
                 "shard {}/{}: no profile falls in this slice",
                 shard.index,
@@ -224,7 +264,85 @@ fn select(repo: &Utf8Path, args: &ItArgs) -> Result<Vec<String>, Failure> {
             );
         }
     }
-    Ok(hosts)
+    Ok(selection)
+}
+
+/// Reads what [`decide`] needs: the names of the profiles and fleets, and the profiles that are
+/// named (with `all`: every profile) for their `fleet_only` and `expect`.
+fn catalogue(repo: &Utf8Path, named: &[String], all: bool) -> Result<Catalogue, Failure> {
+    let profiles = boma_inventory::list_profiles(repo).map_err(HarnessError::from)?;
+    let fleet_names = boma_fleet::list_fleets(repo).map_err(|e| Failure::refused(e.to_string()))?;
+    let mut catalogue = Catalogue {
+        fleets: fleet_names
+            .iter()
+            .map(|name| {
+                let members = boma_fleet::load_fleet(repo, name, &profiles)
+                    .map(|fleet| fleet.members().to_vec())
+                    .unwrap_or_default();
+                (name.clone(), members)
+            })
+            .collect(),
+        ..Catalogue::default()
+    };
+    for host in profiles.iter().filter(|p| all || named.contains(p)) {
+        let profile = boma_inventory::load_profile(repo, host).map_err(HarnessError::from)?;
+        if profile.fleet_only {
+            catalogue.fleet_only.push(host.clone());
+        }
+        if !profile.expect.is_empty() {
+            catalogue.red.push(host.clone());
+        }
+    }
+    catalogue.profiles = profiles;
+    Ok(catalogue)
+}
+
+/// The decision of [`select`] on what the repository holds. Pure.
+fn decide(named: &[String], all: bool, catalogue: &Catalogue) -> Result<Selection, String> {
+    let fleet_names: Vec<String> = catalogue.fleets.iter().map(|(f, _)| f.clone()).collect();
+    let mut selection = Selection::default();
+    for name in named {
+        match boma_fleet::resolve_target(name, &catalogue.profiles, &fleet_names) {
+            Ok(boma_fleet::Target::Fleet) => {
+                return Err(format!(
+                    "`{name}` is a fleet (fleets/{name}.json), and fleets are not wired into `cargo xtask it` yet (issue 20): it cannot run until the fleet cycle lands"
+                ));
+            }
+            Ok(boma_fleet::Target::Profile) if catalogue.fleet_only.contains(name) => {
+                let fleets: Vec<&str> = catalogue
+                    .fleets
+                    .iter()
+                    .filter(|(_, members)| members.contains(name))
+                    .map(|(fleet, _)| fleet.as_str())
+                    .collect();
+                return Err(format!(
+                    "`{name}` runs only as a fleet member (profiles/{name}.json says \"fleet_only\": true): run a fleet that names it ({})",
+                    if fleets.is_empty() {
+                        "none does yet".to_owned()
+                    } else {
+                        fleets.join(", ")
+                    }
+                ));
+            }
+            // A name without a profile is the harness's to refuse, in the run's report.
+            Ok(boma_fleet::Target::Profile) | Err(boma_fleet::FleetError::NoSuchTarget { .. }) => {
+                selection.profiles.push(name.clone());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    if all {
+        for host in &catalogue.profiles {
+            if !catalogue.fleet_only.contains(host) && !selection.profiles.contains(host) {
+                selection.profiles.push(host.clone());
+            }
+        }
+        selection.fleets = fleet_names;
+    }
+    if selection.profiles.is_empty() && selection.fleets.is_empty() {
+        return Err("name at least one host (`cargo xtask it askari`), or --all".to_owned());
+    }
+    Ok(selection)
 }
 
 /// Every host as a child `xtask it <host> --run-id <id>`, within `-j`, the memory and the

@@ -14,6 +14,12 @@
 //! command line the wrapper's (the pinned options first, the VM's alias), every one of them
 //! through the wrapper, no scp or sftp, and every canary untouched; OpenSSH's own `ssh -G`
 //! confirms each recorded command line connects to the VM's endpoint only.
+//!
+//! The fleet cells ([`FleetRig`]) run a probe over two members as a fleet run does: the
+//! members' inventory under their own names with their fleet addresses, the fleet's connection
+//! file (`ansible_host: "{{ boma_fleet_address }}"`) and the members' table. A task delegated
+//! to the other member must reach that member's endpoint; a fleet address overridden to the
+//! canary's, or `delegate_to: localhost`, must reach nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
@@ -24,11 +30,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use boma_exec::CmdExt as _;
-use boma_harness::connect::{self, Setup};
+use boma_harness::connect::{self, FleetMember, FleetSetup, Setup};
 use boma_harness::{PlaybookCall, RunFiles};
 use boma_inventory::{
-    Apply, CertTier, PlaybookRun, TransientHost, VmName, apply_argv, render_hosts_yml,
-    write_inventory_dir,
+    Apply, CertTier, FleetPlaybookRun, MemberName, PlaybookRun, TransientHost, TransientMember,
+    VmName, apply_argv, fleet_playbook_argv, render_hosts_yml, render_members_yml,
+    write_inventory_dir, write_members_dir,
 };
 use boma_vm::SshTarget;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -176,29 +183,9 @@ impl Rig {
     /// The repository's harness inputs around the probe, the stand-in and the canaries.
     fn write_inputs(&self) {
         let repo = &self.repo;
-        write(
-            &repo.join("ansible.cfg"),
-            &std::fs::read_to_string(repo_file("ansible.cfg")).unwrap(),
-        );
-        write(&repo.join("certs/internal.yml"), "---\n{}\n");
-        std::fs::create_dir_all(repo.join("inventories/production/group_vars").join(GROUP))
-            .unwrap();
-        std::os::unix::fs::symlink(self::repo().join(".venv"), repo.join(".venv")).unwrap();
+        write_sandbox(&self.root, repo);
         write(&repo.join("playbooks/probe.yml"), &probe_playbook(None));
         write(&repo.join("roles/probe/tasks/main.yml"), PROBE_TASKS);
-        write_exec(
-            &self.canary_exec(),
-            &format!(
-                "#!/bin/sh\nprintf '%s\\n' \"$0 $*\" >> '{}'\nexit 255\n",
-                self.canary_log()
-            ),
-        );
-        write_exec(
-            &self.root.join("ssh-stand-in"),
-            &STAND_IN
-                .replace("@LOG@", self.stand_in_log().as_str())
-                .replace("@VM_HOME@", self.root.join("vm").as_str()),
-        );
         let run_vars = serde_json::json!({
             "probe_where": self.where_log(),
             "probe_copy": self.root.join("vm/copied.txt"),
@@ -238,8 +225,13 @@ impl Rig {
 
     /// Every connection setting aimed at a canary, as Ansible variables.
     fn hostile_vars(&self) -> serde_json::Value {
-        let port = self.canary.port;
-        let exec = self.canary_exec();
+        Rig::hostile_vars_aimed_at(self.canary.port, &self.root)
+    }
+
+    /// Every connection setting aimed at the canary listening on `port` and the canaries under
+    /// `root`.
+    fn hostile_vars_aimed_at(port: u16, root: &Utf8Path) -> serde_json::Value {
+        let exec = root.join("canary/exec");
         let args = format!("-o HostName=127.0.0.2 -o Port={port} -o User=root");
         serde_json::json!({
             "ansible_connection": "local",
@@ -261,8 +253,8 @@ impl Rig {
             "ansible_scp_executable": exec,
             "ansible_sftp_executable": exec,
             "ansible_ssh_transfer_method": "scp",
-            "ansible_control_path": self.root.join("canary/cp-%%h"),
-            "ansible_control_path_dir": self.root.join("canary/cp"),
+            "ansible_control_path": root.join("canary/cp-%%h"),
+            "ansible_control_path_dir": root.join("canary/cp"),
             "ansible_pipelining": false,
         })
     }
@@ -494,19 +486,7 @@ impl Rig {
                 "tasks ran at {where_lines:?}, expected every one on the vm: {expected:?}"
             ));
         }
-        if self.canary_file().exists() {
-            problems.push("a task ran on the controller (the canary file exists)".into());
-        }
-        let canary_log = read(&self.canary_log());
-        if !canary_log.is_empty() {
-            problems.push(format!("the canaries were run: {canary_log}"));
-        }
-        if self.canary.hits() > 0 {
-            problems.push(format!(
-                "{} connection(s) reached the canary listener on 127.0.0.2",
-                self.canary.hits()
-            ));
-        }
+        problems.extend(canary_problems(&self.root, &self.canary));
         // Every ssh the wrapper's, and every one through it.
         let recorded: Vec<Vec<String>> = read(&self.stand_in_log())
             .lines()
@@ -577,7 +557,7 @@ impl Rig {
             })
             .collect();
         for argv in distinct {
-            problems.extend(effective_problems(argv));
+            problems.extend(effective_problems(argv, VM_PORT));
         }
         problems
     }
@@ -614,8 +594,56 @@ fn repo_file(path: &str) -> Utf8PathBuf {
     repo().join(path)
 }
 
-/// What `ssh -G` (the configuration ssh would connect with) says is wrong with `argv`.
-fn effective_problems(argv: &[String]) -> Vec<String> {
+/// A cell's sandbox under `root` around the repository copy `repo`: the harness's inputs (this
+/// checkout's `ansible.cfg`, the cert tier, the inventory's `group_vars`, the venv), the
+/// canary executable (`canary/exec`, logging to `canary/log`) and the recording ssh stand-in
+/// (`ssh-stand-in`, logging to `stand-in.jsonl`, running commands in `vm/`).
+fn write_sandbox(root: &Utf8Path, repo: &Utf8Path) {
+    write(
+        &repo.join("ansible.cfg"),
+        &std::fs::read_to_string(repo_file("ansible.cfg")).unwrap(),
+    );
+    write(&repo.join("certs/internal.yml"), "---\n{}\n");
+    std::fs::create_dir_all(repo.join("inventories/production/group_vars").join(GROUP)).unwrap();
+    std::os::unix::fs::symlink(self::repo().join(".venv"), repo.join(".venv")).unwrap();
+    write_exec(
+        &root.join("canary/exec"),
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$0 $*\" >> '{}'\nexit 255\n",
+            root.join("canary/log")
+        ),
+    );
+    write_exec(
+        &root.join("ssh-stand-in"),
+        &STAND_IN
+            .replace("@LOG@", root.join("stand-in.jsonl").as_str())
+            .replace("@VM_HOME@", root.join("vm").as_str()),
+    );
+}
+
+/// What the canaries of the sandbox under `root` saw: a task run on the controller, a canary
+/// executable or plugin run, a connection to the listener.
+fn canary_problems(root: &Utf8Path, canary: &Canary) -> Vec<String> {
+    let mut problems = Vec::new();
+    if root.join("canary/ran-on-the-controller").exists() {
+        problems.push("a task ran on the controller (the canary file exists)".into());
+    }
+    let canary_log = std::fs::read_to_string(root.join("canary/log")).unwrap_or_default();
+    if !canary_log.is_empty() {
+        problems.push(format!("the canaries were run: {canary_log}"));
+    }
+    if canary.hits() > 0 {
+        problems.push(format!(
+            "{} connection(s) reached the canary listener on 127.0.0.2",
+            canary.hits()
+        ));
+    }
+    problems
+}
+
+/// What `ssh -G` (the configuration ssh would connect with) says is wrong with `argv`, which
+/// must reach the loopback forward on `port`.
+fn effective_problems(argv: &[String], port: u16) -> Vec<String> {
     let sh = Shell::new().unwrap();
     let text = match cmd!(sh, "ssh -G {argv...}").exec().quiet().read() {
         Ok(text) => text,
@@ -623,14 +651,15 @@ fn effective_problems(argv: &[String]) -> Vec<String> {
     };
     let config: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once(' ')).collect();
     let mut problems = Vec::new();
+    let port = port.to_string();
     for (key, want) in [
         ("hostname", "127.0.0.1"),
-        ("port", "40022"),
+        ("port", port.as_str()),
         ("user", VM_USER),
         ("identitiesonly", "yes"),
         ("identityagent", "none"),
     ] {
-        if config.get(key) != Some(&want) {
+        if config.get(key).copied() != Some(want) {
             problems.push(format!(
                 "ssh -G: {key} is {:?}, not {want}",
                 config.get(key)
@@ -658,6 +687,354 @@ fn effective_problems(argv: &[String]) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// A fleet's two members: inventory name, VM, loopback port.
+const MEMBERS: [(&str, &str, u16); 2] = [
+    ("probe-a", "boma-it-probe-a-1", 40022),
+    ("probe-b", "boma-it-probe-b-1", 40023),
+];
+
+/// What a fleet cell does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FleetCell {
+    /// Nothing hostile: the members reach each other, and only each other.
+    Plain,
+    /// Every connection setting, and the fleet address, aimed at the canary from the
+    /// inventory's `group_vars`.
+    HostileGroupVars,
+    /// The fleet address itself overridden (a play var) to the canary's address, standing for a
+    /// real host's.
+    AddressOverridden,
+    /// A task delegated to `localhost`, which is no member.
+    DelegateToLocalhost,
+}
+
+/// A fleet cell's sandbox: as [`Rig`]'s, with two members on one loopback address, each on its
+/// own port, and the fleet's own inventory, connection file and table.
+struct FleetRig {
+    _tmp: tempfile::TempDir,
+    root: Utf8PathBuf,
+    repo: Utf8PathBuf,
+    files: RunFiles,
+    canary: Canary,
+}
+
+impl FleetRig {
+    fn new() -> FleetRig {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
+        let repo = root.join("repo");
+        let files = RunFiles {
+            dir: root.join("run").join("boma-it-probe-fleet-1"),
+        };
+        for dir in [
+            &files.dir,
+            &root.join("vm"),
+            &root.join("home"),
+            &root.join("canary"),
+        ] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let rig = FleetRig {
+            _tmp: tmp,
+            root,
+            repo,
+            files,
+            canary: Canary::listen(),
+        };
+        rig.write_inputs();
+        rig
+    }
+
+    fn where_log(&self) -> Utf8PathBuf {
+        self.root.join("vm/where.log")
+    }
+    fn stand_in_log(&self) -> Utf8PathBuf {
+        self.root.join("stand-in.jsonl")
+    }
+    fn canary_file(&self) -> Utf8PathBuf {
+        self.root.join("canary/ran-on-the-controller")
+    }
+    fn run_vars(&self) -> Utf8PathBuf {
+        self.files.dir.join("run-vars.json")
+    }
+
+    fn names() -> Vec<MemberName> {
+        MEMBERS
+            .iter()
+            .map(|(name, _, _)| MemberName::checked(name).unwrap())
+            .collect()
+    }
+
+    /// The fleet's inputs as a fleet run writes them: the members' inventory (each with
+    /// `boma_fleet::member_host_vars`), the fleet's connection file and the members' table.
+    fn write_inputs(&self) {
+        let repo = &self.repo;
+        write_sandbox(&self.root, repo);
+        write(&repo.join("playbooks/fleet-probe.yml"), &fleet_probe(""));
+        let run_vars = serde_json::json!({
+            "probe_where": self.where_log(),
+            "probe_canary_file": self.canary_file(),
+        });
+        write(&self.run_vars(), &run_vars.to_string());
+
+        let names = Self::names();
+        let nics = boma_fleet::FLEET_NETWORK
+            .members(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        let vars: Vec<BTreeMap<&str, String>> =
+            nics.iter().map(boma_fleet::member_host_vars).collect();
+        let groups = [GROUP.to_owned()];
+        let transient: Vec<TransientMember> = names
+            .iter()
+            .zip(&vars)
+            .map(|(name, vars)| TransientMember {
+                name,
+                groups: &groups,
+                vars,
+            })
+            .collect();
+        let hosts = render_members_yml(&transient, &BTreeMap::new()).unwrap();
+        write_members_dir(&self.files.inventory(), repo, &hosts).unwrap();
+
+        let vms: Vec<VmName> = MEMBERS
+            .iter()
+            .map(|(_, vm, _)| VmName::parse(vm).unwrap())
+            .collect();
+        let targets: Vec<SshTarget> = MEMBERS
+            .iter()
+            .map(|(_, _, port)| SshTarget {
+                host: "127.0.0.1".into(),
+                port: *port,
+                user: VM_USER.into(),
+                key: self.root.join("home/harness_key"),
+            })
+            .collect();
+        let members: Vec<FleetMember> = (0..MEMBERS.len())
+            .map(|i| FleetMember {
+                vm: &vms[i],
+                name: &names[i],
+                address: nics[i].address,
+                target: &targets[i],
+            })
+            .collect();
+        connect::write_fleet_connection(
+            &self.files,
+            &FleetSetup {
+                members: &members,
+                wrapper: Utf8Path::new(env!("CARGO_BIN_EXE_xtask")),
+                ssh: &self.root.join("ssh-stand-in"),
+            },
+        )
+        .unwrap();
+    }
+
+    /// Put the cell's input in place.
+    fn make(&self, cell: FleetCell) {
+        let canary = "127.0.0.2";
+        match cell {
+            FleetCell::Plain => {}
+            FleetCell::HostileGroupVars => {
+                let mut vars = Rig::hostile_vars_aimed_at(self.canary.port, &self.root);
+                vars["boma_fleet_address"] = canary.into();
+                write(
+                    &self.repo.join(format!(
+                        "inventories/production/group_vars/{GROUP}/zz-hostile.yml"
+                    )),
+                    &format!("---\n{vars}\n"),
+                );
+            }
+            FleetCell::AddressOverridden => write(
+                &self.repo.join("playbooks/fleet-probe.yml"),
+                &fleet_probe(&format!("    boma_fleet_address: {canary}\n")),
+            ),
+            FleetCell::DelegateToLocalhost => write(
+                &self.repo.join("playbooks/fleet-probe.yml"),
+                &format!(
+                    "{}\n    - name: A task delegated to localhost\n      ansible.builtin.shell: '[ -n \"$BOMA_FAKE_VM\" ] || touch {{{{ probe_canary_file }}}}'\n      delegate_to: localhost\n      changed_when: false\n",
+                    fleet_probe("").trim_end()
+                ),
+            ),
+        }
+    }
+
+    /// Run the probe over every member, as a fleet run's verify playbook runs.
+    fn play(&self) -> Result<(), boma_harness::HarnessError> {
+        let connection_vars = self.files.connection_vars();
+        let inventory = self.files.inventory();
+        let run_vars = self.run_vars();
+        let run = FleetPlaybookRun {
+            repo_root: &self.repo,
+            inventory_dir: &inventory,
+            extra_vars_files: &[],
+            cert_tier: CertTier::Internal,
+            run_extra_vars: Some(&run_vars),
+            vault_password_file: None,
+            connection_vars: &connection_vars,
+        };
+        let call = PlaybookCall {
+            repo: self.repo.clone(),
+            label: "verify playbooks/fleet-probe.yml".into(),
+            args: fleet_playbook_argv(
+                &run,
+                Utf8Path::new("playbooks/fleet-probe.yml"),
+                &Self::names(),
+            ),
+            timeout: Duration::from_secs(300),
+            changes_file: None,
+            facts_dir: None,
+            mitogen: None,
+            connect_dir: Some(self.files.connect_dir()),
+            control_dir: Some(self.files.control_dir()),
+        };
+        let sh = Shell::new().unwrap();
+        let home = self.root.join("home").to_string();
+        let env = [
+            ("HOME", home.as_str()),
+            ("USER", "root"),
+            ("LANG", "C.UTF-8"),
+            ("PATH", "/usr/bin:/bin"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec();
+        boma_harness::run_with_env(&sh, &call, env)
+    }
+
+    /// What must hold whatever the cell: nothing ran on the controller, no canary was touched,
+    /// every ssh that reached the stand-in is the wrapper's and ssh reads it as a member's
+    /// endpoint, and the command log has a line for each.
+    fn nothing_escaped(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let read = |path: &Utf8Path| std::fs::read_to_string(path).unwrap_or_default();
+        problems.extend(canary_problems(&self.root, &self.canary));
+        let table: boma_ssh::Table =
+            serde_json::from_str(&read(&self.files.connect_dir().join(connect::TABLE_FILE)))
+                .unwrap();
+        let recorded = self.recorded();
+        for argv in &recorded {
+            let Some(at) = argv.iter().position(|a| a == "--") else {
+                problems.push(format!("no `--` in {argv:?}"));
+                continue;
+            };
+            let alias = argv.get(at + 1).map(String::as_str).unwrap_or_default();
+            let Some((_, _, port)) = MEMBERS.iter().find(|(_, vm, _)| *vm == alias) else {
+                problems.push(format!("ssh to {alias:?}, which is no member's vm"));
+                continue;
+            };
+            let pinned = boma_ssh::pinned_options(table.endpoint_for(alias).unwrap());
+            if !argv.starts_with(&pinned) {
+                problems.push(format!(
+                    "an ssh command line without {alias}'s pinned options"
+                ));
+            }
+            problems.extend(effective_problems(&argv[..at + 2], *port));
+        }
+        let log = read(&self.files.harness_log());
+        let wrapped = log.lines().filter(|l| l.starts_with("+ ")).count();
+        if wrapped != recorded.len() {
+            problems.push(format!(
+                "{wrapped} connection(s) through the wrapper, {} reached ssh",
+                recorded.len()
+            ));
+        }
+        problems
+    }
+
+    /// The command lines the stand-in ssh was run with.
+    fn recorded(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.stand_in_log())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// What the probe wrote, one line per task run.
+    fn where_lines(&self) -> BTreeSet<String> {
+        std::fs::read_to_string(self.where_log())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The wrapper's refusals in the command log.
+    fn refusals(&self) -> Vec<String> {
+        std::fs::read_to_string(self.files.harness_log())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("refusing "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A cell whose run must pass with each member's tasks on it and each delegated task on
+    /// the other member, each member seeing its peer's fleet address.
+    fn check_reached(cell: FleetCell) {
+        let rig = FleetRig::new();
+        rig.make(cell);
+        let played = rig.play();
+        let mut problems = rig.nothing_escaped();
+        if let Err(e) = played {
+            problems.insert(0, format!("the run failed: {e}"));
+        }
+        let expected: BTreeSet<String> = [
+            "plain probe-a boma-it-probe-a-1",
+            "plain probe-b boma-it-probe-b-1",
+            "delegated probe-a boma-it-probe-b-1",
+            "delegated probe-b boma-it-probe-a-1",
+            "peer probe-a 10.231.0.11 10.231.0.11",
+            "peer probe-b 10.231.0.10 10.231.0.10",
+        ]
+        .map(str::to_owned)
+        .into();
+        let seen = rig.where_lines();
+        if seen != expected {
+            problems.push(format!("the probe wrote {seen:#?}, expected {expected:#?}"));
+        }
+        let refusals = rig.refusals();
+        if !refusals.is_empty() {
+            problems.push(format!("the wrapper refused: {refusals:?}"));
+        }
+        assert!(
+            problems.is_empty(),
+            "{cell:?}:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+}
+
+/// The fleet probe: on every member, a plain task, one delegated to the other member, and one
+/// writing the peer's address as a role templates it from `hostvars`; `vars` (indented play
+/// vars) after the peer's.
+fn fleet_probe(vars: &str) -> String {
+    format!(
+        r#"---
+- name: Probe where a fleet's connections go
+  hosts: all
+  gather_facts: false
+  vars:
+    probe_peer: "{{{{ groups['all'] | difference([inventory_hostname]) | first }}}}"
+{vars}  tasks:
+    - name: A task on each member
+      ansible.builtin.shell: 'echo "plain {{{{ inventory_hostname }}}} ${{BOMA_FAKE_VM:-controller}}" >> {{{{ probe_where }}}}'
+      changed_when: false
+
+    - name: A task delegated to the other member
+      ansible.builtin.shell: 'echo "delegated {{{{ inventory_hostname }}}} ${{BOMA_FAKE_VM:-controller}}" >> {{{{ probe_where }}}}'
+      delegate_to: "{{{{ probe_peer }}}}"
+      changed_when: false
+
+    - name: The peer's address as a role templates it
+      ansible.builtin.shell: 'echo "peer {{{{ inventory_hostname }}}} {{{{ hostvars[probe_peer].ansible_host }}}} {{{{ hostvars[probe_peer].boma_fleet_address }}}}" >> {{{{ probe_where }}}}'
+      changed_when: false
+
+    - name: The canary, written only by a task that runs on the controller
+      ansible.builtin.shell: '[ -n "$BOMA_FAKE_VM" ] || touch {{{{ probe_canary_file }}}}'
+      changed_when: false
+"#
+    )
 }
 
 /// The probe playbook, with `extra` (play keywords) after `hosts`.
@@ -809,6 +1186,77 @@ fn ansible_environment() {
 #[test]
 fn connection_plugins() {
     Rig::check(Source::ConnectionPlugins);
+}
+
+/// Two members reach each other, and only each other: each member's tasks run on it, a task
+/// delegated to the other member runs on that member (`ansible_host` is a template resolved
+/// per host, the delegated host's own), and a role reading the peer's address from `hostvars`
+/// gets the peer's fleet address.
+#[test]
+fn fleet_members_reach_each_other() {
+    FleetRig::check_reached(FleetCell::Plain);
+}
+
+/// Every connection setting, and `boma_fleet_address` itself, aimed at the canary from the
+/// inventory's `group_vars`: below the connection file and the members' own host variables,
+/// they move nothing.
+#[test]
+fn fleet_inventory_group_vars() {
+    FleetRig::check_reached(FleetCell::HostileGroupVars);
+}
+
+/// A play var that makes a member's fleet address another host's (the canary listener stands
+/// for the real `askari`'s 77.42.120.136): the wrapper's table has no such destination, so every
+/// connection is refused and nothing is reached.
+#[test]
+fn fleet_address_overridden_is_refused() {
+    let rig = FleetRig::new();
+    rig.make(FleetCell::AddressOverridden);
+    let played = rig.play();
+    let mut problems = rig.nothing_escaped();
+    if played.is_ok() {
+        problems.push("the run passed".into());
+    }
+    if !rig.recorded().is_empty() {
+        problems.push(format!("ssh was run: {:?}", rig.recorded()));
+    }
+    if !rig.where_lines().is_empty() {
+        problems.push(format!("tasks ran: {:?}", rig.where_lines()));
+    }
+    let refusals = rig.refusals();
+    if refusals.is_empty()
+        || !refusals
+            .iter()
+            .all(|r| r.starts_with("refusing ssh to 127.0.0.2: not a vm of this run"))
+    {
+        problems.push(format!("the wrapper's refusals: {refusals:?}"));
+    }
+    assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
+}
+
+/// `localhost` is no member and has no fleet address: a task delegated to it fails, and runs
+/// neither on the controller nor on a member.
+#[test]
+fn fleet_delegate_to_localhost_runs_nowhere() {
+    let rig = FleetRig::new();
+    rig.make(FleetCell::DelegateToLocalhost);
+    let played = rig.play();
+    let mut problems = rig.nothing_escaped();
+    match played {
+        Ok(()) => problems.push("the run passed".into()),
+        Err(e) => {
+            let text = boma_harness::error_chain(&e);
+            if !text.contains("boma_fleet_address") {
+                problems.push(format!("the run failed otherwise: {text}"));
+            }
+        }
+    }
+    // The tasks before it ran on the members, as in any fleet run.
+    let seen = rig.where_lines();
+    if !seen.contains("delegated probe-a boma-it-probe-b-1") {
+        problems.push(format!("the probe wrote {seen:?}"));
+    }
+    assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
 }
 
 /// The matrix catches the hole it closes. With the connection file as it was before (a bare

@@ -179,6 +179,7 @@ pub fn fleet_network_config(net: &NetworkConfig<'_>, fleet: &FleetNic<'_>) -> St
     out.push_str("      dhcp4: false\n");
     out.push_str("      dhcp6: false\n");
     out.push_str("      link-local: []\n");
+    out.push_str("      accept-ra: false\n");
     out.push_str("      addresses:\n");
     let _ = writeln!(out, "        - {}", quote(fleet.address));
     out

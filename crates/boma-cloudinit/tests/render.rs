@@ -289,4 +289,12 @@ fn fleet_network_config_keeps_the_first_nic_and_adds_a_static_second() {
     assert!(nic.as_mapping_get("routes").is_none(), "{member}");
     assert!(nic.as_mapping_get("gateway4").is_none(), "{member}");
     assert_eq!(nic["link-local"].as_vec().map(Vec::len), Some(0));
+    // No default route by construction: no gateway, no routes, no DHCP, and no router
+    // advertisement taken from a member that sends them.
+    assert_eq!(
+        nic.as_mapping_get("accept-ra").unwrap().as_bool(),
+        Some(false)
+    );
+    assert!(nic.as_mapping_get("gateway6").is_none(), "{member}");
+    assert!(nic.as_mapping_get("optional").is_none(), "{member}");
 }

@@ -37,6 +37,8 @@ fn banner(program: &str) -> &'static str {
         "nft" => "nftables v1.0.6 (Lester Gooch #5)",
         "ip" => "ip utility, iproute2-6.1.0, libbpf 1.1.2",
         "xmllint" => "xmllint: using libxml version 20914",
+        // vde2 2.3.3 (bookworm), as its `--version` prints it.
+        "vde_switch" => "VDE 2.3.3",
         other => panic!("no banner for {other}"),
     }
 }

@@ -97,8 +97,10 @@ pub fn host_boot_id() -> std::io::Result<String> {
 }
 
 /// Record a process the spawner just started, if recording is on. Called while the caller
-/// still holds the child unreaped, so `/proc/<pid>` exists even if it already exited.
-pub(crate) fn record_spawn(pid: u32, cmdline: &str) -> Result<(), JournalError> {
+/// still holds the child unreaped, so `/proc/<pid>` exists even if it already exited. Also for
+/// a daemon a spawned command forked and left running (`vde_switch --daemon`): the spawn
+/// recorded its parent, which has exited, and `prune` must find the daemon.
+pub fn record_spawn(pid: u32, cmdline: &str) -> Result<(), JournalError> {
     let Some(path) = recording() else {
         return Ok(());
     };

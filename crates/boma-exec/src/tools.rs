@@ -18,6 +18,7 @@ pub fn package_hint(program: &str) -> Option<&'static str> {
         "ssh" | "ssh-keygen" => "install the Debian package openssh-client",
         "nft" => "install the Debian package nftables",
         "ip" => "install the Debian package iproute2",
+        "vde_switch" => "install the Debian package vde2",
         "ansible-playbook" | "ansible" | "ansible-lint" | "yamllint" => {
             "run `make venv` (installs requirements.txt into .venv) and put .venv/bin on PATH"
         }

@@ -42,8 +42,9 @@ pub const FLEET_NETWORK: FleetNetwork = FleetNetwork {
     first_host: 10,
 };
 
-/// The variable every member gets holding its own fleet address.
-pub const FLEET_ADDRESS_VAR: &str = "boma_fleet_address";
+/// The variable every member gets holding its own fleet address: the one the fleet's
+/// connection file templates `ansible_host` from (`boma_inventory::FLEET_HOST`).
+pub const FLEET_ADDRESS_VAR: &str = boma_inventory::FLEET_ADDRESS_VAR;
 
 impl FleetNetwork {
     fn mask(&self) -> u32 {

@@ -10,6 +10,10 @@
 //! - `scp`, `sftp`: shims that refuse and say so in the command log (transfers are `piped`
 //!   through the wrapper).
 //!
+//! A fleet run's table holds each member by its inventory name and its fleet address
+//! ([`fleet_table`]), the names its connection file makes Ansible ask for; the member's
+//! loopback address, which all members share, means none of them.
+//!
 //! The control sockets of Ansible's master connections live in a short directory under `/tmp`
 //! (a unix socket path must fit 104 bytes), private to the run, made before each playbook run
 //! and removed after it, its masters told to exit, so no master outlives the playbook that
@@ -18,10 +22,13 @@
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::io::Write as _;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 
 use boma_exec::{CmdExt as _, say};
-use boma_inventory::{SCP_PROGRAM, SFTP_PROGRAM, SSH_PROGRAM, VmConnection, VmName};
+use boma_inventory::{
+    FleetConnection, MemberName, SCP_PROGRAM, SFTP_PROGRAM, SSH_PROGRAM, VmConnection, VmName,
+};
 use boma_ssh::{Endpoint, EndpointSpec, Table, TableEntry};
 use boma_vm::SshTarget;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -58,13 +65,24 @@ pub fn table(
     ssh: &Utf8Path,
     log: &Utf8Path,
 ) -> Result<Table, HarnessError> {
+    let endpoint = endpoint(vm, target, run_dir)?;
+    Table::new(
+        ssh.to_owned(),
+        Some(log.to_owned()),
+        vec![TableEntry::new(endpoint, Vec::new())],
+    )
+    .map_err(|e| HarnessError::Connection(e.to_string()))
+}
+
+/// Where the harness's ssh reaches `vm`, as the wrapper pins it.
+fn endpoint(vm: &VmName, target: &SshTarget, run_dir: &Utf8Path) -> Result<Endpoint, HarnessError> {
     let address = target.host.parse().map_err(|_| {
         HarnessError::Connection(format!(
             "the vm's address `{}` is not an ip address: the run's ssh connects only to addresses",
             target.host
         ))
     })?;
-    let endpoint = Endpoint::new(EndpointSpec {
+    Endpoint::new(EndpointSpec {
         alias: vm.to_string(),
         address,
         port: target.port,
@@ -72,13 +90,43 @@ pub fn table(
         identity_file: target.key.clone(),
         control_dir: Some(control_dir(run_dir)),
     })
-    .map_err(|e| HarnessError::Connection(e.to_string()))?;
-    Table::new(
-        ssh.to_owned(),
-        Some(log.to_owned()),
-        vec![TableEntry::new(endpoint, Vec::new())],
-    )
     .map_err(|e| HarnessError::Connection(e.to_string()))
+}
+
+/// A fleet member as the run's table knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetMember<'a> {
+    /// Its VM.
+    pub vm: &'a VmName,
+    /// Its inventory name (the name roles see).
+    pub name: &'a MemberName,
+    /// Its fleet address (its `boma_fleet_address`).
+    pub address: Ipv4Addr,
+    /// Where the harness's ssh reaches it: its loopback forward (QEMU) or its lease (libvirt).
+    pub target: &'a SshTarget,
+}
+
+/// A fleet run's table: each member reached by its inventory name and its fleet address (what
+/// the fleet's connection file makes Ansible ask for: `ansible_host` is the member's
+/// `boma_fleet_address`) and by its VM's name, each meaning that member's endpoint; the
+/// members' own addresses (one loopback address for all of them under QEMU) mean nothing, nor
+/// does anything else — a real host's name or address is refused.
+pub fn fleet_table(
+    members: &[FleetMember<'_>],
+    run_dir: &Utf8Path,
+    ssh: &Utf8Path,
+    log: &Utf8Path,
+) -> Result<Table, HarnessError> {
+    let entries = members
+        .iter()
+        .map(|member| {
+            let endpoint = endpoint(member.vm, member.target, run_dir)?;
+            let names = vec![member.name.to_string(), member.address.to_string()];
+            Ok(TableEntry::by_names(endpoint, names))
+        })
+        .collect::<Result<Vec<_>, HarnessError>>()?;
+    Table::new(ssh.to_owned(), Some(log.to_owned()), entries)
+        .map_err(|e| HarnessError::Connection(e.to_string()))
 }
 
 /// How a run's connection is set up: the VM, where ssh reaches it, the program that is the
@@ -108,6 +156,47 @@ pub fn write_connection(files: &RunFiles, setup: &Setup<'_>) -> Result<(), Harne
         port: setup.target.port,
         user: &setup.target.user,
         ssh_private_key_file: &setup.target.key,
+        connect_dir: &connect,
+    })
+    .map_err(|e| HarnessError::Connection(e.to_string()))?;
+    crate::files::write(&files.connection_vars(), &connection)
+}
+
+/// How a fleet run's connection is set up: its members, the wrapper, the real ssh client.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetSetup<'a> {
+    pub members: &'a [FleetMember<'a>],
+    pub wrapper: &'a Utf8Path,
+    pub ssh: &'a Utf8Path,
+}
+
+/// Write a fleet run's connection (in the fleet run's files): the connection directory with
+/// the members' table, and the fleet's connection file. Every member is reached as one user
+/// with one key (the harness's): members that differ are refused.
+pub fn write_fleet_connection(
+    files: &RunFiles,
+    setup: &FleetSetup<'_>,
+) -> Result<(), HarnessError> {
+    let first = setup.members.first().ok_or_else(|| {
+        HarnessError::Connection("a fleet's connection needs at least one member".into())
+    })?;
+    let (user, key) = (&first.target.user, &first.target.key);
+    if let Some(other) = setup
+        .members
+        .iter()
+        .find(|m| m.target.user != *user || m.target.key != *key)
+    {
+        return Err(HarnessError::Connection(format!(
+            "the fleet's members are reached as one user with one key: {} is reached as {} with {}, {} as {} with {}",
+            first.name, user, key, other.name, other.target.user, other.target.key
+        )));
+    }
+    let table = fleet_table(setup.members, &files.dir, setup.ssh, &files.harness_log())?;
+    let connect = files.connect_dir();
+    write_connect_dir(&connect, setup.wrapper, &table)?;
+    let connection = boma_inventory::render_fleet_connection_vars(&FleetConnection {
+        user,
+        ssh_private_key_file: key,
         connect_dir: &connect,
     })
     .map_err(|e| HarnessError::Connection(e.to_string()))?;
@@ -352,6 +441,63 @@ mod tests {
         );
         assert!(a.as_str().len() <= boma_ssh::MAX_CONTROL_DIR, "{a}");
         assert!(a.as_str().starts_with("/tmp/boma-ssh-"));
+    }
+
+    /// Two members behind one loopback address: each reached by its name, its fleet address and
+    /// its VM's name, on its own port; the loopback address and a real host's address by none.
+    #[test]
+    fn a_fleet_table_maps_each_members_names_to_its_own_forward() {
+        let target = |port| SshTarget {
+            host: "127.0.0.1".into(),
+            port,
+            user: "ansible".into(),
+            key: "/k/id_ed25519".into(),
+        };
+        let (a_target, b_target) = (target(40022), target(40023));
+        let (a_vm, b_vm) = (
+            VmName::parse("boma-it-askari-1a2b3c4d").unwrap(),
+            VmName::parse("boma-it-ubongo-1a2b3c4d").unwrap(),
+        );
+        let (askari, ubongo) = (
+            MemberName::checked("askari").unwrap(),
+            MemberName::checked("ubongo").unwrap(),
+        );
+        let members = [
+            FleetMember {
+                vm: &a_vm,
+                name: &askari,
+                address: Ipv4Addr::new(10, 231, 0, 10),
+                target: &a_target,
+            },
+            FleetMember {
+                vm: &b_vm,
+                name: &ubongo,
+                address: Ipv4Addr::new(10, 231, 0, 11),
+                target: &b_target,
+            },
+        ];
+        let table = fleet_table(
+            &members,
+            Utf8Path::new("/r/boma-it-web-1a2b3c4d"),
+            Utf8Path::new("/usr/bin/ssh"),
+            Utf8Path::new("/r/boma-it-web-1a2b3c4d/harness.log"),
+        )
+        .unwrap();
+        for (destination, port) in [
+            ("askari", 40022),
+            ("10.231.0.10", 40022),
+            ("boma-it-askari-1a2b3c4d", 40022),
+            ("ubongo", 40023),
+            ("10.231.0.11", 40023),
+            ("boma-it-ubongo-1a2b3c4d", 40023),
+        ] {
+            let endpoint = table.endpoint_for(destination).unwrap();
+            assert_eq!(endpoint.port(), port, "{destination}");
+            assert_eq!(endpoint.address().to_string(), "127.0.0.1");
+        }
+        for refused in ["127.0.0.1", "77.42.120.136", "localhost", "10.231.0.12"] {
+            assert!(table.endpoint_for(refused).is_none(), "{refused}");
+        }
     }
 
     #[test]

@@ -255,6 +255,27 @@ mod tests {
         assert_eq!(tools.len(), TOOLS.len());
     }
 
+    /// A fleet cannot start without the switch of its network; a single run does not ask for it.
+    #[test]
+    fn a_fleet_requires_the_switch_and_a_single_run_does_not() {
+        let tools = tools_without(&["vde_switch", "curl"]);
+        let names = |needs| -> Vec<&str> {
+            missing_required(needs, &tools)
+                .iter()
+                .map(|f| f.tool.program)
+                .collect()
+        };
+        assert_eq!(names(Needs::Fleet), ["curl", "vde_switch"]);
+        assert_eq!(names(Needs::All), ["curl"]);
+        assert!(names(Needs::Vm).is_empty());
+        let switch = crate::tools::tool("vde_switch").unwrap();
+        assert_eq!(switch.package, crate::tools::Package::Named("vde2"));
+        assert!(
+            Needs::All.covers(switch.purpose),
+            "the doctor shows its line"
+        );
+    }
+
     #[test]
     fn libvirt_needs_its_programs_its_namespace_and_a_daemon() {
         let answering = LibvirtFacts {

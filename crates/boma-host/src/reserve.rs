@@ -7,7 +7,8 @@
 //! Layout: `<cache>/reservations/.lock` (the lock) and one `<vm>.json` per reserved VM. A
 //! reservation is live while its holder (the harness command that took it) or the VM's own
 //! process (once recorded) runs, under this host boot; anything else is stale and dropped.
-//! The policy is the pure [`decide`]; [`Reservations`] only locks, reads and writes.
+//! The policy is the pure [`decide`] (one VM) and [`decide_all`] (a fleet's VMs, all or none);
+//! [`Reservations`] only locks, reads and writes.
 
 use std::fmt;
 use std::fs::File;
@@ -138,6 +139,9 @@ pub struct Refusal {
     pub charge_mib: u64,
     pub reason: Reason,
     pub live: Vec<Reservation>,
+    /// The VMs of the same all-or-none request counted before this one (a fleet's earlier
+    /// members): none of them is reserved either.
+    pub with: Vec<String>,
 }
 
 impl fmt::Display for Refusal {
@@ -147,33 +151,58 @@ impl fmt::Display for Refusal {
             charge_mib,
             reason,
             live,
+            with,
         } = self;
         write!(
             f,
-            "cannot reserve {vm} ({charge_mib} MiB with QEMU's overhead): "
+            "cannot reserve {vm} ({charge_mib} MiB with QEMU's overhead)"
         )?;
+        if !with.is_empty() {
+            write!(
+                f,
+                " together with {} (all or none: none is reserved)",
+                with.join(", ")
+            )?;
+        }
+        write!(f, ": ")?;
         match reason {
-            Reason::AlreadyReserved => write!(f, "a VM of that name is already reserved")?,
-            Reason::TooMany { max_vms } => write!(
+            Reason::AlreadyReserved if live.iter().any(|r| r.vm == *vm) => {
+                write!(f, "a VM of that name is already reserved")?
+            }
+            Reason::AlreadyReserved => write!(f, "the request names it twice")?,
+            Reason::TooMany { max_vms } if with.is_empty() => write!(
                 f,
                 "{} test VM(s) are reserved and this machine runs at most {max_vms} at a time",
                 live.len()
+            )?,
+            Reason::TooMany { max_vms } => write!(
+                f,
+                "{} test VM(s) are reserved, {} more come before it in the request, and this machine runs at most {max_vms} at a time",
+                live.len(),
+                with.len()
             )?,
             Reason::Memory {
                 need,
                 available_mib,
             } => write!(
                 f,
-                "it needs {} MiB ({} MiB the reserved VMs may still claim, its own {charge_mib} MiB and a {MARGIN_MIB} MiB margin) and {available_mib} MiB is available",
+                "it needs {} MiB ({} MiB the {} VMs may still claim, its own {charge_mib} MiB and a {MARGIN_MIB} MiB margin) and {available_mib} MiB is available",
                 need.total_mib(),
                 need.still_to_claim_mib,
+                if with.is_empty() {
+                    "reserved"
+                } else {
+                    "reserved and requested"
+                },
             )?,
         }
         if live.is_empty() {
-            return write!(
-                f,
-                "; no other test VM is reserved: lower mem_mib in the profile"
-            );
+            let fix = if with.is_empty() {
+                "lower mem_mib in the profile"
+            } else {
+                "lower the members' mem_mib"
+            };
+            return write!(f, "; no other test VM is reserved: {fix}");
         }
         write!(f, "; reserved now:")?;
         for reservation in live {
@@ -185,29 +214,49 @@ impl fmt::Display for Refusal {
 
 /// The policy: whether `req` fits beside the `live` reservations within `budget`. Pure.
 pub fn decide(live: &[Live], req: &ReservationRequest, budget: &Budget) -> Result<(), Refusal> {
-    let refuse = |reason| Refusal {
-        vm: req.vm.clone(),
-        charge_mib: req.charge_mib(),
-        reason,
-        live: live.iter().map(|l| l.reservation.clone()).collect(),
-    };
-    if live.iter().any(|l| l.reservation.vm == req.vm) {
-        return Err(refuse(Reason::AlreadyReserved));
-    }
-    if live.len() >= budget.max_vms {
-        return Err(refuse(Reason::TooMany {
-            max_vms: budget.max_vms,
-        }));
-    }
-    let need = MemoryNeed {
-        still_to_claim_mib: live.iter().map(Live::still_to_claim_mib).sum(),
-        charge_mib: req.charge_mib(),
-    };
-    if !need.fits(budget.available_mib) {
-        return Err(refuse(Reason::Memory {
-            need,
-            available_mib: budget.available_mib,
-        }));
+    decide_all(live, std::slice::from_ref(req), budget)
+}
+
+/// The policy for several VMs that run together (a fleet's members): whether all of `reqs` fit
+/// beside the `live` reservations within `budget`, each counted as if the ones before it were
+/// reserved and had not booted yet — the one memory rule ([`MemoryNeed`]) over the whole set:
+/// what the live VMs may still claim, every request's charge, one margin. The refusal names the
+/// first that does not fit and the ones counted before it. Pure.
+pub fn decide_all(
+    live: &[Live],
+    reqs: &[ReservationRequest],
+    budget: &Budget,
+) -> Result<(), Refusal> {
+    let live_claim: u64 = live.iter().map(Live::still_to_claim_mib).sum();
+    for (at, req) in reqs.iter().enumerate() {
+        let before = &reqs[..at];
+        let refuse = |reason| Refusal {
+            vm: req.vm.clone(),
+            charge_mib: req.charge_mib(),
+            reason,
+            live: live.iter().map(|l| l.reservation.clone()).collect(),
+            with: before.iter().map(|r| r.vm.clone()).collect(),
+        };
+        let named_before = live.iter().any(|l| l.reservation.vm == req.vm)
+            || before.iter().any(|r| r.vm == req.vm);
+        if named_before {
+            return Err(refuse(Reason::AlreadyReserved));
+        }
+        if live.len() + at >= budget.max_vms {
+            return Err(refuse(Reason::TooMany {
+                max_vms: budget.max_vms,
+            }));
+        }
+        let need = MemoryNeed {
+            still_to_claim_mib: live_claim + before.iter().map(|r| r.charge_mib()).sum::<u64>(),
+            charge_mib: req.charge_mib(),
+        };
+        if !need.fits(budget.available_mib) {
+            return Err(refuse(Reason::Memory {
+                need,
+                available_mib: budget.available_mib,
+            }));
+        }
     }
     Ok(())
 }
@@ -265,32 +314,57 @@ impl Reservations {
         req: &ReservationRequest,
         budget: &Budget,
     ) -> Result<Reserved, ReserveError> {
-        let path = self.path_of(&req.vm)?;
+        let mut reserved = self.reserve_all(std::slice::from_ref(req), budget)?;
+        Ok(reserved.pop().expect("one reservation per request"))
+    }
+
+    /// Reserve every one of `reqs` or none: a fleet that half fits must not boot half its
+    /// members. One lock, one scan, one decision over the whole set ([`decide_all`]), then every
+    /// file is written — or, if one cannot be, those written are removed again. The guards come
+    /// in the order of `reqs`, each releasing its own VM on drop (drop the vector to release them
+    /// together); the first lists the stale reservations dropped.
+    pub fn reserve_all(
+        &self,
+        reqs: &[ReservationRequest],
+        budget: &Budget,
+    ) -> Result<Vec<Reserved>, ReserveError> {
+        let paths = reqs
+            .iter()
+            .map(|req| self.path_of(&req.vm))
+            .collect::<Result<Vec<_>, _>>()?;
         let me = this_process()?;
         let _lock = self.lock()?;
         let scan = self.scan()?;
-        decide(&scan.live, req, budget)?;
-        let reservation = Reservation {
-            vm: req.vm.clone(),
-            holder: me,
-            vm_process: None,
-            boot_id: scan.this_boot,
-            mem_mib: req.mem_mib,
-            overhead_mib: req.charge_mib() - req.mem_mib,
-            vcpus: req.vcpus,
-            checkout: req.checkout.clone(),
-            what: req.what.clone(),
-            since_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
-        write_atomically(&path, &reservation)?;
-        Ok(Reserved {
-            store: self.clone(),
-            reservation,
-            stale: scan.stale,
-            armed: true,
-        })
+        decide_all(&scan.live, reqs, budget)?;
+        let since_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut stale = Some(scan.stale);
+        let mut reserved = Vec::with_capacity(reqs.len());
+        for (req, path) in reqs.iter().zip(&paths) {
+            let reservation = Reservation {
+                vm: req.vm.clone(),
+                holder: me,
+                vm_process: None,
+                boot_id: scan.this_boot.clone(),
+                mem_mib: req.mem_mib,
+                overhead_mib: req.charge_mib() - req.mem_mib,
+                vcpus: req.vcpus,
+                checkout: req.checkout.clone(),
+                what: req.what.clone(),
+                since_unix,
+            };
+            // On an error the guards written so far drop with `reserved`, releasing their VMs
+            // (under the lock still held): none of the set stays reserved.
+            write_atomically(path, &reservation)?;
+            reserved.push(Reserved {
+                store: self.clone(),
+                reservation,
+                stale: stale.take().unwrap_or_default(),
+                armed: true,
+            });
+        }
+        Ok(reserved)
     }
 
     /// The live reservations, dropping stale ones.

@@ -15,6 +15,9 @@ pub enum Purpose {
     Verify,
     /// The libvirt backend: optional, the QEMU backend works without it.
     Libvirt,
+    /// A fleet run's private network under QEMU (ADR-027): a fleet cannot run without it; a
+    /// single VM does not need it.
+    Fleet,
     /// CI's libvirt scenario in a network namespace (`.ci/libvirt-netns`): optional here.
     CiNamespace,
     /// CI's check of the cycle's JUnit report: optional here.
@@ -29,6 +32,9 @@ impl Purpose {
             Purpose::ImageBuild => "builds the golden image from Debian packages",
             Purpose::Verify => "the verify playbook probes the VM with it from the controller",
             Purpose::Libvirt => "the libvirt backend; optional: the QEMU backend works without it",
+            Purpose::Fleet => {
+                "a fleet run's private network under QEMU; single runs work without it"
+            }
             Purpose::CiNamespace => {
                 "CI's libvirt scenario (.ci/libvirt-netns); optional outside CI"
             }
@@ -45,6 +51,7 @@ impl Purpose {
         match self {
             Purpose::Boot => needs.vm(),
             Purpose::Verify => needs.ansible(),
+            Purpose::Fleet => needs == Needs::Fleet,
             Purpose::ImageBuild | Purpose::Libvirt | Purpose::CiNamespace | Purpose::CiReport => {
                 false
             }
@@ -62,21 +69,24 @@ pub enum Needs {
     Ansible,
     /// The whole cycle, plus what CI's scripts run.
     All,
+    /// The whole cycle over a fleet of VMs on QEMU: what booting and applying need, and the
+    /// fleet's private network.
+    Fleet,
 }
 
 impl Needs {
     pub fn vm(self) -> bool {
-        matches!(self, Needs::Vm | Needs::All)
+        matches!(self, Needs::Vm | Needs::All | Needs::Fleet)
     }
 
     pub fn ansible(self) -> bool {
-        matches!(self, Needs::Ansible | Needs::All)
+        matches!(self, Needs::Ansible | Needs::All | Needs::Fleet)
     }
 
     /// Whether a program of `purpose` concerns this need at all (the doctor shows its line).
     pub fn covers(self, purpose: Purpose) -> bool {
         match purpose {
-            Purpose::Boot | Purpose::ImageBuild | Purpose::Libvirt => self.vm(),
+            Purpose::Boot | Purpose::ImageBuild | Purpose::Libvirt | Purpose::Fleet => self.vm(),
             Purpose::Verify => self.ansible(),
             Purpose::CiNamespace | Purpose::CiReport => self == Needs::All,
         }
@@ -171,6 +181,7 @@ pub const TOOLS: &[Tool] = &[
     named("losetup", VERSION, "mount", Purpose::ImageBuild),
     named("partx", VERSION, "util-linux", Purpose::ImageBuild),
     named("curl", VERSION, "curl", Purpose::Verify),
+    named("vde_switch", VERSION, "vde2", Purpose::Fleet),
     named(
         "libvirtd",
         VERSION,
@@ -229,7 +240,12 @@ mod tests {
             names(Needs::All),
             [names(Needs::Vm), names(Needs::Ansible)].concat()
         );
-        for needs in [Needs::Vm, Needs::Ansible, Needs::All] {
+        // A fleet needs the fleet network's switch besides; nothing else does.
+        assert_eq!(
+            names(Needs::Fleet),
+            [names(Needs::All), vec!["vde_switch"]].concat()
+        );
+        for needs in [Needs::Vm, Needs::Ansible, Needs::All, Needs::Fleet] {
             assert!(needs.required_tools().all(|t| needs.covers(t.purpose)));
         }
     }

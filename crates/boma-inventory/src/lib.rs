@@ -13,7 +13,10 @@
 //! The invariant this crate guards: a test run's inventory holds exactly one host, the test VM
 //! (`boma-it-…`), which is none of the real inventory's hosts, and every playbook run is limited
 //! to it. [`VmName`] is the proof that the name was checked; [`HostsYml`] and [`PlaybookRun`]
-//! can only be built from one.
+//! can only be built from one. A fleet run's inventory holds exactly its members, under their
+//! real inventory names ([`MemberName`], [`render_members_yml`]), and each of its playbook runs
+//! is limited to members ([`fleet_apply_argv`]); that nothing but the members is reached rests
+//! on the connection wrapper there, whose table holds only them (ADR-027).
 //!
 //! And the connection to that host is the harness's own, not only its name: every playbook run
 //! gets the harness's connection variables ([`connection_vars`]) as its last `-e @file`
@@ -29,12 +32,17 @@ mod real;
 mod scan;
 mod transient;
 
-pub use argv::{PLAYBOOKS_DIR, PlaybookRun, apply_argv, playbook_argv};
+pub use argv::{
+    FleetPlaybookRun, PLAYBOOKS_DIR, PlaybookRun, apply_argv, fleet_apply_argv,
+    fleet_playbook_argv, playbook_argv,
+};
 pub use boma_name::{NameRefusal, VmName};
 pub use cert::{CertTier, UnknownCertTier};
 pub use connection::{
-    BECOME_METHOD, CONNECTION_PLUGIN, ConnectionValue, ConnectionValueError, PYTHON_INTERPRETER,
-    SCP_PROGRAM, SFTP_PROGRAM, SSH_PROGRAM, VmConnection, connection_vars, render_connection_vars,
+    BECOME_METHOD, CONNECTION_PLUGIN, ConnectionValue, ConnectionValueError, FLEET_ADDRESS_VAR,
+    FLEET_HOST, FLEET_PORT, FleetConnection, PYTHON_INTERPRETER, SCP_PROGRAM, SFTP_PROGRAM,
+    SSH_PROGRAM, VmConnection, connection_vars, fleet_connection_vars, render_connection_vars,
+    render_fleet_connection_vars,
 };
 pub use policy::{POLICY_FILE, Policy, PolicyError, ScalarValue, effective_values, violations};
 pub use profile::{
@@ -47,5 +55,6 @@ pub use scan::{
     is_connection_var, refuse_connection_vars,
 };
 pub use transient::{
-    HostsYml, Refusal, TransientHost, WriteError, render_hosts_yml, write_inventory_dir,
+    HostsYml, MemberName, MembersYml, Refusal, TransientHost, TransientMember, WriteError,
+    render_hosts_yml, render_members_yml, write_inventory_dir, write_members_dir,
 };

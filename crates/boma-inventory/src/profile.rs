@@ -54,6 +54,11 @@ pub struct Profile {
     /// the end of a run compare against what was seen.
     #[serde(default, deserialize_with = "patterns")]
     pub expect: Vec<String>,
+    /// The profile exists only to be a fleet member (`fleets/<fleet>.json`): `cargo xtask it`
+    /// refuses it alone and `--all` leaves it to its fleets. Its checks are about what happens
+    /// between hosts; run alone, it would test a host that has no peer.
+    #[serde(default)]
+    pub fleet_only: bool,
 }
 
 impl Profile {

@@ -54,8 +54,22 @@ fn good_profile_parses() {
             verify: vec![],
             reboot_diff_ignore: vec![],
             expect: vec![],
+            fleet_only: false,
         }
     );
+}
+
+#[test]
+fn a_fleet_only_profile_says_so_and_a_typo_is_refused() {
+    let only = GOOD.replacen('{', r#"{"fleet_only": true, "#, 1);
+    assert!(parse_profile(FILE, &only).unwrap().fleet_only);
+    let typo = GOOD.replacen('{', r#"{"fleet_member": true, "#, 1);
+    assert!(matches!(
+        parse_profile(FILE, &typo),
+        Err(ProfileError::Invalid { .. })
+    ));
+    let not_a_flag = GOOD.replacen('{', r#"{"fleet_only": "yes", "#, 1);
+    assert!(parse_profile(FILE, &not_a_flag).is_err());
 }
 
 #[test]

@@ -2,6 +2,10 @@
 //! any further name a caller gives, such as a fleet address standing for a VM's loopback
 //! forward) and the endpoint each one means; the ssh client the wrapper becomes; the run's
 //! command log. Checked once ([`Table::new`]): no destination may mean two endpoints.
+//!
+//! A fleet's members all sit behind `127.0.0.1` (each its own forwarded port), so their loopback
+//! address cannot be a destination: a member is reached by its name and its fleet address only
+//! ([`TableEntry::by_names`]), which is also all a fleet run's Ansible ever asks for.
 
 use std::collections::BTreeMap;
 
@@ -14,12 +18,29 @@ use crate::endpoint::{Endpoint, EndpointError, EndpointSpec};
 pub struct TableEntry {
     endpoint: Endpoint,
     also: Vec<String>,
+    /// Whether the endpoint's address is a destination too (not for a fleet member, whose
+    /// loopback address it shares with its peers).
+    by_address: bool,
 }
 
 impl TableEntry {
     /// `endpoint`, reached as its alias, its address, and each of `also`.
     pub fn new(endpoint: Endpoint, also: Vec<String>) -> TableEntry {
-        TableEntry { endpoint, also }
+        TableEntry {
+            endpoint,
+            also,
+            by_address: true,
+        }
+    }
+
+    /// `endpoint`, reached as its alias and each of `names` only — not as the address it
+    /// really connects to (a fleet member: its inventory name and fleet address).
+    pub fn by_names(endpoint: Endpoint, names: Vec<String>) -> TableEntry {
+        TableEntry {
+            endpoint,
+            also: names,
+            by_address: false,
+        }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -28,12 +49,15 @@ impl TableEntry {
 
     /// Every destination that means this VM.
     pub fn keys(&self) -> Vec<String> {
-        let mut keys = vec![
-            self.endpoint.alias().to_owned(),
-            self.endpoint.address().to_string(),
-        ];
-        keys.extend(self.also.iter().cloned());
-        keys.dedup();
+        let mut keys = vec![self.endpoint.alias().to_owned()];
+        if self.by_address {
+            keys.push(self.endpoint.address().to_string());
+        }
+        for key in &self.also {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
         keys
     }
 }
@@ -67,9 +91,20 @@ pub struct TableSpec {
 #[serde(deny_unknown_fields)]
 pub struct TableEntrySpec {
     pub endpoint: EndpointSpec,
-    /// Destinations beyond the alias and the address that mean this VM.
+    /// Destinations beyond the alias (and the address) that mean this VM.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<String>,
+    /// Whether the endpoint's address means this VM too ([`TableEntry::by_names`]: no).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub by_address: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 /// Why a table was refused.
@@ -155,7 +190,12 @@ impl TryFrom<TableSpec> for Table {
     fn try_from(spec: TableSpec) -> Result<Table, TableError> {
         let mut entries = Vec::new();
         for vm in spec.vms {
-            entries.push(TableEntry::new(Endpoint::new(vm.endpoint)?, vm.also));
+            let endpoint = Endpoint::new(vm.endpoint)?;
+            entries.push(if vm.by_address {
+                TableEntry::new(endpoint, vm.also)
+            } else {
+                TableEntry::by_names(endpoint, vm.also)
+            });
         }
         Table::new(spec.ssh, spec.log, entries)
     }
@@ -172,6 +212,7 @@ impl From<Table> for TableSpec {
                 .map(|e| TableEntrySpec {
                     endpoint: e.endpoint.into(),
                     also: e.also,
+                    by_address: e.by_address,
                 })
                 .collect(),
         }
@@ -239,6 +280,73 @@ mod tests {
             Table::new("ssh".into(), None, vec![]),
             Err(TableError::Ssh(_))
         ));
+    }
+
+    /// A fleet: every member behind 127.0.0.1 on its own port, each reached by its inventory
+    /// name and its fleet address; the shared loopback address and a real host's address mean
+    /// none of them.
+    #[test]
+    fn fleet_members_are_reached_by_name_and_fleet_address_only() {
+        let member = |vm: &str, port: u16, name: &str, fleet: &str| {
+            TableEntry::by_names(
+                endpoint(vm, "127.0.0.1", port),
+                vec![name.into(), fleet.into()],
+            )
+        };
+        let table = Table::new(
+            "/usr/bin/ssh".into(),
+            None,
+            vec![
+                member("boma-it-askari-1", 40022, "askari", "10.231.0.10"),
+                member("boma-it-ubongo-1", 40023, "ubongo", "10.231.0.11"),
+            ],
+        )
+        .unwrap();
+        for (destination, port) in [
+            ("askari", 40022),
+            ("10.231.0.10", 40022),
+            ("boma-it-askari-1", 40022),
+            ("ubongo", 40023),
+            ("10.231.0.11", 40023),
+        ] {
+            assert_eq!(
+                table.endpoint_for(destination).map(Endpoint::port),
+                Some(port),
+                "{destination}"
+            );
+        }
+        for refused in [
+            "127.0.0.1",
+            "77.42.120.136",
+            "10.231.0.12",
+            "localhost",
+            "Askari",
+        ] {
+            assert!(table.endpoint_for(refused).is_none(), "{refused}");
+        }
+        // What the wrapper then does with the real askari's address: refuses it.
+        let argv: Vec<String> = ["-o", "Port=22", "77.42.120.136", "/bin/sh", "-c", "true"]
+            .map(str::to_owned)
+            .to_vec();
+        let refusal = crate::wrap(&table, &argv).unwrap_err().to_string();
+        assert!(
+            refusal.starts_with("refusing ssh to 77.42.120.136: not a vm of this run"),
+            "{refusal}"
+        );
+        let json = serde_json::to_string(&table).unwrap();
+        assert!(json.contains("\"by_address\":false"), "{json}");
+        assert_eq!(serde_json::from_str::<Table>(&json).unwrap(), table);
+        // Two members given one fleet address: refused, as any destination meaning two.
+        let err = Table::new(
+            "/usr/bin/ssh".into(),
+            None,
+            vec![
+                member("boma-it-askari-1", 40022, "askari", "10.231.0.10"),
+                member("boma-it-ubongo-1", 40023, "ubongo", "10.231.0.10"),
+            ],
+        )
+        .unwrap_err();
+        assert!(matches!(err, TableError::Ambiguous { .. }), "{err}");
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub enum Scenario {
     Kept,
     /// The libvirt backend (inside `.ci/libvirt-netns`; not in `all`).
     Libvirt,
+    /// A fleet's network on real guests: two members on one `vde_switch` reach each other, a
+    /// `together` round and a rolling reboot keep them so, nothing is left (not in `all`).
+    FleetNet,
     /// Figures, not a pass/fail: layers, per-task measures, `-j 2`, reboots (`make bench`; not
     /// in `all`).
     Bench,
@@ -80,7 +83,10 @@ impl Scenario {
     /// Whether `all` takes it: every scenario of the QEMU backend that passes or fails. The
     /// libvirt one needs the namespace `.ci/libvirt-netns` makes; the bench gives figures.
     pub fn in_all(self) -> bool {
-        !matches!(self, Scenario::Kept | Scenario::Libvirt | Scenario::Bench)
+        !matches!(
+            self,
+            Scenario::Kept | Scenario::Libvirt | Scenario::Bench | Scenario::FleetNet
+        )
     }
 }
 

@@ -119,6 +119,7 @@ fn run(scenario: Scenario, suite: &mut Suite) -> anyhow::Result<()> {
         Scenario::Faults => scenarios::faults(suite),
         Scenario::Kept => scenarios::kept(suite),
         Scenario::Libvirt => scenarios::libvirt(suite),
+        Scenario::FleetNet => scenarios::fleet_net(suite),
         Scenario::Bench => bench::run(suite),
     }
 }

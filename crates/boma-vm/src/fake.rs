@@ -13,7 +13,9 @@ use boma_name::VmName;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::guest::ssh::SSH_FAILED;
-use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
+use crate::hypervisor::{
+    BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow, Segment, Segments,
+};
 use crate::lifecycle::{Disks, SeedFiles};
 use crate::{Guest, RunRecord, SshTarget, VmError};
 
@@ -77,6 +79,25 @@ pub struct World {
     /// Which backend removed each VM of `destroyed`, in the same order.
     pub destroyed_by: Vec<BackendKind>,
     pub booted: Vec<VmName>,
+    /// Each VM's boot (its value of `boot_count` when it last booted): a VM answers with its
+    /// own boot_id, so that several VMs reboot apart.
+    pub boot_of: BTreeMap<VmName, u32>,
+    /// Frozen VMs (`suspend`): their guests answer nothing until `resume`.
+    pub frozen: BTreeSet<VmName>,
+    /// What the hypervisors did to whom, in order (`suspend x`, `reset x`, `resume x`), and
+    /// each guest's settled state when asked (`settle x (at most): starting`).
+    pub events: Vec<String>,
+    /// What `systemctl is-system-running` answers in a VM, in order (the last repeats); absent:
+    /// `running`.
+    pub system_states: BTreeMap<VmName, Vec<String>>,
+    /// The fleet segments up now.
+    pub segments: BTreeSet<Segment>,
+    /// Segments found on the machine that no run of this test created (a crash's, another
+    /// checkout's).
+    pub foreign_segments: BTreeSet<Segment>,
+    /// Every segment created, then destroyed, in order.
+    pub segments_created: Vec<Segment>,
+    pub segments_destroyed: Vec<Segment>,
 }
 
 impl World {
@@ -86,6 +107,18 @@ impl World {
 
     pub fn boot_id(&self) -> String {
         format!("00000000-0000-0000-0000-{:012x}", self.boot_count)
+    }
+
+    /// The boot_id of the VM answering on ssh port `port`: its own boot's, or (a VM the fake
+    /// does not tell apart) the machine's last.
+    pub fn boot_id_at(&self, port: u16) -> String {
+        let boot = self
+            .by_port
+            .get(&port)
+            .and_then(|name| self.boot_of.get(name))
+            .copied()
+            .unwrap_or(self.boot_count);
+        format!("00000000-0000-0000-0000-{boot:012x}")
     }
 }
 
@@ -145,6 +178,8 @@ impl Hypervisor for FakeBackend {
                 .map_err(|e| VmError::io(&spec.console, e))?;
         }
         w.boot_count += 1;
+        let boot = w.boot_count;
+        w.boot_of.insert(spec.name.clone(), boot);
         let published = spec
             .published_ports
             .iter()
@@ -192,7 +227,9 @@ impl Hypervisor for FakeBackend {
         match how {
             RebootHow::Guest => Ok(false),
             RebootHow::Hard => {
-                self.world.borrow_mut().reboot(Some(&record.name));
+                let mut w = self.world.borrow_mut();
+                w.events.push(format!("reset {}", record.name));
+                w.reboot(Some(&record.name));
                 Ok(true)
             }
         }
@@ -206,6 +243,8 @@ impl Hypervisor for FakeBackend {
         // A start is a boot: the guest prints it on the console, as after a reboot.
         w.print_next_boot(&record.name);
         w.boot_count += 1;
+        let boot = w.boot_count;
+        w.boot_of.insert(record.name.clone(), boot);
         w.unreachable_polls = if w.never_returns { u32::MAX } else { 2 };
         Ok(Booted {
             ssh: Endpoint {
@@ -223,6 +262,20 @@ impl Hypervisor for FakeBackend {
             w.running.remove(&record.name);
         }
         Ok(w.running.contains(&record.name) && w.kind_of(&record.name) == self.kind)
+    }
+
+    fn suspend(&self, record: &RunRecord) -> Result<(), VmError> {
+        let mut w = self.world.borrow_mut();
+        w.events.push(format!("suspend {}", record.name));
+        w.frozen.insert(record.name.clone());
+        Ok(())
+    }
+
+    fn resume(&self, record: &RunRecord) -> Result<(), VmError> {
+        let mut w = self.world.borrow_mut();
+        w.events.push(format!("resume {}", record.name));
+        w.frozen.remove(&record.name);
+        Ok(())
     }
 
     fn stop(&self, record: &RunRecord) -> Result<(), VmError> {
@@ -254,6 +307,63 @@ impl Hypervisor for FakeBackend {
         Ok(w.running
             .iter()
             .filter(|n| w.kind_of(n) == self.kind)
+            .cloned()
+            .collect())
+    }
+
+    fn segments(&self) -> Box<dyn Segments + '_> {
+        Box::new(FakeSegments {
+            world: Rc::clone(&self.world),
+            kind: self.kind,
+        })
+    }
+}
+
+/// A backend's segments, in [`World`]: each backend sees only its own kind of segment.
+pub struct FakeSegments {
+    pub world: Rc<RefCell<World>>,
+    pub kind: BackendKind,
+}
+
+impl FakeSegments {
+    fn own(&self, segment: &Segment) -> Result<(), VmError> {
+        if segment.kind() == self.kind {
+            Ok(())
+        } else {
+            Err(VmError::Backend(format!(
+                "the fake {} backend has no {segment}",
+                self.kind
+            )))
+        }
+    }
+}
+
+impl Segments for FakeSegments {
+    fn create(&self, segment: &Segment) -> Result<(), VmError> {
+        self.own(segment)?;
+        let mut w = self.world.borrow_mut();
+        if w.segments.insert(segment.clone()) {
+            w.segments_created.push(segment.clone());
+        }
+        Ok(())
+    }
+
+    fn destroy(&self, segment: &Segment) -> Result<(), VmError> {
+        self.own(segment)?;
+        let mut w = self.world.borrow_mut();
+        let was = w.segments.remove(segment) | w.foreign_segments.remove(segment);
+        if was {
+            w.segments_destroyed.push(segment.clone());
+        }
+        Ok(())
+    }
+
+    fn leftovers(&self) -> Result<Vec<Segment>, VmError> {
+        let w = self.world.borrow();
+        Ok(w.segments
+            .iter()
+            .chain(&w.foreign_segments)
+            .filter(|s| s.kind() == self.kind)
             .cloned()
             .collect())
     }
@@ -292,6 +402,9 @@ impl World {
             self.reboots += 1;
         }
         self.boot_count += 1;
+        if let Some(name) = name {
+            self.boot_of.insert(name.clone(), self.boot_count);
+        }
         self.unreachable_polls = if self.never_returns { u32::MAX } else { 2 };
         self.stale_remaining = self.stale_after_reboot;
     }
@@ -312,6 +425,11 @@ impl Guest for FakeGuest {
     ) -> Result<Captured, ExecError> {
         let mut w = self.world.borrow_mut();
         w.commands.push(command.to_owned());
+        let vm = w.by_port.get(&target.port).cloned();
+        if vm.as_ref().is_some_and(|vm| w.frozen.contains(vm)) {
+            // A frozen guest answers nothing: ssh gives up.
+            return Ok(captured(SSH_FAILED, ""));
+        }
         if let Some(new) = &w.moves_to_after_reboot
             && w.boot_count > 1
             && w.stale_remaining == 0
@@ -356,8 +474,31 @@ impl Guest for FakeGuest {
                 }
                 captured(SSH_FAILED, "")
             }
-            "cat /proc/sys/kernel/random/boot_id" => captured(0, format!("{}\n", w.boot_id())),
-            "systemctl is-system-running --wait" => captured(0, "running\n"),
+            "cat /proc/sys/kernel/random/boot_id" => {
+                captured(0, format!("{}\n", w.boot_id_at(target.port)))
+            }
+            c if c.contains("systemctl is-system-running") => {
+                let state = vm
+                    .as_ref()
+                    .and_then(|vm| w.system_states.get_mut(vm))
+                    .and_then(|states| {
+                        if states.len() > 1 {
+                            Some(states.remove(0))
+                        } else {
+                            states.first().cloned()
+                        }
+                    })
+                    .unwrap_or_else(|| "running".to_owned());
+                if let Some(vm) = &vm {
+                    let how = if c.starts_with("timeout ") {
+                        "at most"
+                    } else {
+                        "whole"
+                    };
+                    w.events.push(format!("settle {vm} ({how}): {state}"));
+                }
+                captured(0, format!("{state}\n"))
+            }
             c if c.starts_with("for a in ") => {
                 // The fleet route check: each address answered as unreachable (or routed).
                 let list = c["for a in ".len()..].split(';').next().unwrap_or("");
@@ -371,7 +512,11 @@ impl Guest for FakeGuest {
             "cloud-init status --long" => captured(1, "status: error\nerrors: bad seed\n"),
             c if c.starts_with("cloud-init status --wait") => captured(
                 0,
-                format!("cloud-init={}\n{}\n", w.cloud_init_status, w.boot_id()),
+                format!(
+                    "cloud-init={}\n{}\n",
+                    w.cloud_init_status,
+                    w.boot_id_at(target.port)
+                ),
             ),
             _ => captured(0, format!("output of {command}\n")),
         };

@@ -3,10 +3,13 @@
 //!
 //! The rooms:
 //! - [`hypervisor`]: the [`Hypervisor`] trait and its two backends, QEMU driven directly
-//!   (`qemu`, with `qmp`) and libvirt (`libvirt`);
+//!   (`qemu`, with `qmp`) and libvirt (`libvirt`), and a fleet run's private segment
+//!   ([`Segment`], a member's [`FleetNic`]: a `vde_switch` for QEMU, an isolated network for
+//!   libvirt);
 //! - [`guest`]: SSH to the guest ([`Guest`]) and the harness's key pair;
 //! - [`lifecycle`]: what `up`/`reboot`/`down`/`prune` decide, against those traits — the
-//!   waits, the boot_id proof of a reboot, what to keep and what to remove;
+//!   waits, the boot_id proof of a reboot, what to keep and what to remove — and a fleet's
+//!   members (`up_member`, the segment's `segment_up`/`segment_down`, the `together` round);
 //! - [`host`]: the control node as the VMs need it — the KVM probe, loopback ports, test
 //!   VMs' hypervisor processes (the machine's facts and rules are `boma_host`'s);
 //! - [`run`]: the run directory's layout ([`RunDir`]), record and lock, prune's plan, the
@@ -27,7 +30,9 @@ pub mod run;
 pub use boma_host::Accel;
 pub use error::VmError;
 pub use guest::ssh::{Guest, OpenSsh, SshTarget};
-pub use hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
+pub use hypervisor::{
+    BackendKind, BootSpec, Booted, Endpoint, FleetNic, Hypervisor, RebootHow, Segment, Segments,
+};
 pub use run::dir::RunDir;
 pub use run::record::{RunRecord, Runs};
 

@@ -17,28 +17,118 @@ fn repo() -> &'static Utf8Path {
     Utf8Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
+/// The profiles `it` would run for `args` in this repository.
+fn profiles(args: &[&str]) -> Vec<String> {
+    select(repo(), &it_args(args)).unwrap().profiles
+}
+
 #[test]
 fn a_host_named_twice_runs_once() {
+    assert_eq!(profiles(&["askari", "askari"]), ["askari"]);
     assert_eq!(
-        select(repo(), &it_args(&["askari", "askari"])).unwrap(),
-        ["askari"]
-    );
-    assert_eq!(
-        select(repo(), &it_args(&["ubongo", "askari", "ubongo"])).unwrap(),
+        profiles(&["ubongo", "askari", "ubongo"]),
         ["ubongo", "askari"]
     );
 }
 
 #[test]
 fn all_takes_the_red_profiles_too_and_a_named_one_once() {
-    let hosts = select(repo(), &it_args(&["askari", "--all"])).unwrap();
+    let hosts = profiles(&["askari", "--all"]);
     assert!(hosts.contains(&"askari-red".to_owned()), "{hosts:?}");
     assert!(hosts.contains(&"ubongo".to_owned()), "{hosts:?}");
     assert_eq!(hosts.iter().filter(|h| *h == "askari").count(), 1);
-    assert_eq!(
-        hosts.len(),
-        boma_inventory::list_profiles(repo()).unwrap().len()
+}
+
+/// `--all` runs every profile but the fleet members, which run in their fleets, and selects
+/// every fleet (the fleet cycle's hook).
+#[test]
+fn all_leaves_the_fleet_only_profiles_to_their_fleets() {
+    let selection = select(repo(), &it_args(&["--all"])).unwrap();
+    let every = boma_inventory::list_profiles(repo()).unwrap();
+    let fleet_only: Vec<&String> = every
+        .iter()
+        .filter(|p| boma_inventory::load_profile(repo(), p).unwrap().fleet_only)
+        .collect();
+    assert!(
+        fleet_only.contains(&&"catf-boot-order-a".to_owned()),
+        "{fleet_only:?}"
     );
+    for profile in &every {
+        assert_eq!(
+            selection.profiles.contains(profile),
+            !fleet_only.contains(&profile),
+            "{profile}"
+        );
+    }
+    assert_eq!(selection.fleets, boma_fleet::list_fleets(repo()).unwrap());
+    assert!(selection.fleets.contains(&"catf-boot-order-red".to_owned()));
+}
+
+/// Until the fleet cycle is wired, a fleet named is refused in one line, exit 2.
+#[test]
+fn a_named_fleet_is_refused_until_the_fleet_cycle_is_wired() {
+    let err = select(repo(), &it_args(&["askari", "catf-boot-order"])).unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Refused, "{err:?}");
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("fleets are not wired into `cargo xtask it` yet"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_fleet_only_profile_alone_is_refused_naming_its_fleets() {
+    let err = select(repo(), &it_args(&["catf-peer-mount-b"])).unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Refused, "{err:?}");
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("runs only as a fleet member")
+            && text.contains("catf-peer-mount, catf-peer-mount-red"),
+        "{text}"
+    );
+}
+
+/// Every fleet-only profile has a fleet to run in.
+#[test]
+fn every_fleet_only_profile_is_a_member_of_a_fleet() {
+    let catalogue = catalogue(repo(), &[], true).unwrap();
+    for profile in &catalogue.fleet_only {
+        assert!(
+            catalogue
+                .fleets
+                .iter()
+                .any(|(_, members)| members.contains(profile)),
+            "{profile} is fleet_only, and no fleet names it"
+        );
+    }
+}
+
+#[test]
+fn a_name_is_a_profile_a_fleet_or_the_harnesss_to_refuse() {
+    let names = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let catalogue = Catalogue {
+        profiles: names(&["web-a", "web-b", "both", "db"]),
+        fleet_only: names(&["web-a", "web-b"]),
+        red: Vec::new(),
+        fleets: vec![
+            ("web".to_owned(), names(&["web-a", "web-b"])),
+            ("both".to_owned(), names(&["web-a", "db"])),
+        ],
+    };
+    let err = decide(&names(&["both"]), false, &catalogue).unwrap_err();
+    assert!(err.contains("is both a profile"), "{err}");
+    // Unknown: the harness refuses it in its report, naming the profiles.
+    assert_eq!(
+        decide(&names(&["nope"]), false, &catalogue)
+            .unwrap()
+            .profiles,
+        ["nope"]
+    );
+    let err = decide(&names(&["web-a"]), false, &catalogue).unwrap_err();
+    assert!(err.ends_with("(web, both)"), "{err}");
+    let all = decide(&[], true, &catalogue).unwrap();
+    assert_eq!(all.profiles, ["both", "db"]);
+    assert_eq!(all.fleets, ["web", "both"]);
 }
 
 #[test]

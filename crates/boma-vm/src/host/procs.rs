@@ -211,7 +211,7 @@ mod tests {
             published: Default::default(),
         };
         let mut args = vec!["qemu-system-x86_64".to_owned()];
-        args.extend(crate::hypervisor::qemu::qemu_args(&spec, &ports));
+        args.extend(crate::hypervisor::qemu::qemu_args(&spec, &ports).unwrap());
         args
     }
 

@@ -14,7 +14,10 @@ use boma_name::VmName;
 use camino::Utf8Path;
 use xshell::{Shell, cmd};
 
-use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
+use crate::hypervisor::segment::NETWORK_PREFIX;
+use crate::hypervisor::{
+    BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow, Segment, Segments,
+};
 use crate::{RunRecord, VmError};
 
 /// The isolated NAT network every test VM joins.
@@ -58,9 +61,15 @@ pub fn pick_osinfo(known: &str) -> Option<&'static str> {
         .find(|want| ids.contains(want))
 }
 
-/// `virt-install` arguments for `spec` (program name excluded). Pure.
-pub fn virt_install_args(spec: &BootSpec, osinfo: &str) -> Vec<String> {
-    [
+/// `virt-install` arguments for `spec` (program name excluded): a fleet member's second NIC,
+/// on its isolated network, is a second `--network` right after the first. Refused when the
+/// member's segment is not a libvirt network. Pure.
+pub fn virt_install_args(spec: &BootSpec, osinfo: &str) -> Result<Vec<String>, VmError> {
+    let fleet_nic = match &spec.fleet_nic {
+        Some(nic) => vec!["--network".to_owned(), nic.virt_install_network()?],
+        None => Vec::new(),
+    };
+    let first = [
         "--connect",
         LIBVIRT_URI,
         "--name",
@@ -80,6 +89,9 @@ pub fn virt_install_args(spec: &BootSpec, osinfo: &str) -> Vec<String> {
         &format!("path={},device=cdrom,readonly=on", spec.seed),
         "--network",
         &format!("network={NETWORK},mac={},model=virtio", spec.mac),
+    ]
+    .map(str::to_owned);
+    let rest = [
         "--rng",
         "/dev/urandom",
         "--graphics",
@@ -92,9 +104,8 @@ pub fn virt_install_args(spec: &BootSpec, osinfo: &str) -> Vec<String> {
         "type=static,model=dac,label=+0:+0,relabel=no",
         "--noautoconsole",
     ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect()
+    .map(str::to_owned);
+    Ok(first.into_iter().chain(fleet_nic).chain(rest).collect())
 }
 
 /// The IPv4 address in `virsh domifaddr --source lease` output. Pure.
@@ -137,12 +148,7 @@ impl<'a> LibvirtBackend<'a> {
 
     /// `virsh` for teardown: runs after Ctrl-C too, and a failure is returned, not raised.
     fn virsh_cleanup(&self, args: &[&str]) -> Result<String, ExecError> {
-        let sh = self.sh;
-        cmd!(sh, "virsh --connect {LIBVIRT_URI} {args...}")
-            .exec()
-            .uninterruptible()
-            .timeout(VIRSH_TIMEOUT)
-            .read()
+        virsh_uninterruptible(self.sh, args)
     }
 
     /// Define, autostart and start `boma-it` as needed. `net-start` is explicit: autostart
@@ -164,10 +170,7 @@ impl<'a> LibvirtBackend<'a> {
             self.virsh(&["net-autostart", NETWORK])?;
         }
         let info = self.virsh(&["net-info", NETWORK])?;
-        let active = info
-            .lines()
-            .any(|l| l.starts_with("Active:") && l.trim_end().ends_with("yes"));
-        if !active {
+        if !network_active(&info) {
             self.virsh(&["net-start", NETWORK])?;
         }
         Ok(())
@@ -235,7 +238,7 @@ impl Hypervisor for LibvirtBackend<'_> {
         self.ensure_network()?;
         let osinfo = self.osinfo()?;
         let sh = self.sh;
-        let args = virt_install_args(spec, osinfo);
+        let args = virt_install_args(spec, osinfo)?;
         cmd!(sh, "virt-install {args...}")
             .exec()
             .timeout(Duration::from_secs(180))
@@ -320,6 +323,14 @@ impl Hypervisor for LibvirtBackend<'_> {
             .is_some_and(|s| s == "running" || s == "paused" || s == "in shutdown"))
     }
 
+    fn suspend(&self, record: &RunRecord) -> Result<(), VmError> {
+        self.virsh(&["suspend", record.name.as_str()]).map(|_| ())
+    }
+
+    fn resume(&self, record: &RunRecord) -> Result<(), VmError> {
+        self.virsh(&["resume", record.name.as_str()]).map(|_| ())
+    }
+
     fn stop(&self, record: &RunRecord) -> Result<(), VmError> {
         // `virsh destroy` powers a domain off and keeps it defined (`undefine` is what removes).
         let name = record.name.as_str();
@@ -375,6 +386,13 @@ impl Hypervisor for LibvirtBackend<'_> {
         }
         Ok(found)
     }
+
+    fn segments(&self) -> Box<dyn Segments + '_> {
+        Box::new(LibvirtNetworks {
+            sh: self.sh,
+            runs_root: self.runs_root,
+        })
+    }
 }
 
 impl LibvirtBackend<'_> {
@@ -386,6 +404,108 @@ impl LibvirtBackend<'_> {
         }
         Ok(())
     }
+}
+
+/// A fleet run's isolated network, through `virsh` (ADR-027): created transient
+/// (`net-create`), so that destroying it removes it.
+pub struct LibvirtNetworks<'a> {
+    sh: &'a Shell,
+    /// Where the network's definition is written for `net-create` (and removed after).
+    runs_root: &'a Utf8Path,
+}
+
+impl LibvirtNetworks<'_> {
+    /// A fleet network is made and removed with its run's VMs, in cleanup too.
+    fn virsh(&self, args: &[&str]) -> Result<String, ExecError> {
+        virsh_uninterruptible(self.sh, args)
+    }
+
+    /// `Some(active)` when libvirt knows the network `name`.
+    fn state(&self, name: &str) -> Result<Option<bool>, VmError> {
+        let sh = self.sh;
+        let info = cmd!(sh, "virsh --connect {LIBVIRT_URI} net-info {name}")
+            .exec()
+            .quiet()
+            .allow_fail()
+            .timeout(VIRSH_TIMEOUT)
+            .run()?;
+        Ok(info.success().then(|| network_active(&info.stdout)))
+    }
+}
+
+impl Segments for LibvirtNetworks<'_> {
+    fn create(&self, segment: &Segment) -> Result<(), VmError> {
+        let network = network_of(segment)?;
+        match self.state(network.name())? {
+            Some(true) => return Ok(()),
+            Some(false) => {
+                self.virsh(&["net-start", network.name()])?;
+                return Ok(());
+            }
+            None => {}
+        }
+        std::fs::create_dir_all(self.runs_root).map_err(|e| VmError::io(self.runs_root, e))?;
+        let xml = self.runs_root.join(format!("{}.xml", network.name()));
+        std::fs::write(&xml, network.xml()).map_err(|e| VmError::io(&xml, e))?;
+        let created = self.virsh(&["net-create", xml.as_str()]);
+        let _ = std::fs::remove_file(&xml);
+        created?;
+        Ok(())
+    }
+
+    fn destroy(&self, segment: &Segment) -> Result<(), VmError> {
+        let network = network_of(segment)?;
+        let name = network.name();
+        if self.state(name)? == Some(true) {
+            self.virsh(&["net-destroy", name])?;
+        }
+        // Created transient, it is gone now; one someone defined is undefined too.
+        if self.state(name)?.is_some() {
+            self.virsh(&["net-undefine", name])?;
+        }
+        Ok(())
+    }
+
+    fn leftovers(&self) -> Result<Vec<Segment>, VmError> {
+        let names = self.virsh(&["net-list", "--all", "--name"])?;
+        Ok(fleet_networks(&names))
+    }
+}
+
+fn network_of(segment: &Segment) -> Result<boma_fleet::LibvirtFleetNetwork, VmError> {
+    segment.network().unwrap_or_else(|| {
+        Err(VmError::Backend(format!(
+            "the libvirt backend has no {segment}: a fleet's segment is its backend's"
+        )))
+    })
+}
+
+/// `virsh` that runs after Ctrl-C too (teardown), its failure returned.
+fn virsh_uninterruptible(sh: &Shell, args: &[&str]) -> Result<String, ExecError> {
+    cmd!(sh, "virsh --connect {LIBVIRT_URI} {args...}")
+        .exec()
+        .uninterruptible()
+        .timeout(VIRSH_TIMEOUT)
+        .read()
+}
+
+/// Whether `virsh net-info` says the network is active. Pure.
+fn network_active(info: &str) -> bool {
+    info.lines()
+        .any(|l| l.starts_with("Active:") && l.trim_end().ends_with("yes"))
+}
+
+/// The fleet runs' networks in `virsh net-list --name` output: every `boma-fleet-<run>` whose
+/// run could name one ([`boma_fleet::LibvirtFleetNetwork::new`]). Pure.
+pub fn fleet_networks(net_list: &str) -> Vec<Segment> {
+    net_list
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix(NETWORK_PREFIX))
+        .filter(|run| boma_fleet::LibvirtFleetNetwork::new(run).is_ok())
+        .map(|run| Segment::LibvirtNetwork {
+            run: run.to_owned(),
+        })
+        .collect()
 }
 
 /// Whether a domain's disks (`virsh domblklist --details`) live under `root`. Pure.
@@ -444,7 +564,46 @@ mod tests {
         let spec = BootSpec::example();
         insta::assert_snapshot!(
             "virt_install_args_tcg",
-            virt_install_args(&spec, "debiantesting").join("\n")
+            virt_install_args(&spec, "debiantesting")
+                .unwrap()
+                .join("\n")
+        );
+    }
+
+    /// A fleet member: the single VM's arguments with a second `--network`, the run's isolated
+    /// network, right after the first.
+    #[test]
+    fn fleet_member_virt_install_snapshot() {
+        let single = virt_install_args(&BootSpec::example(), "debiantesting").unwrap();
+        let member = virt_install_args(
+            &BootSpec::fleet_example(BackendKind::Libvirt),
+            "debiantesting",
+        )
+        .unwrap();
+        insta::assert_snapshot!("virt_install_args_fleet_member", member.join("\n"));
+        let at = member
+            .iter()
+            .position(|a| a.starts_with("network=boma-fleet-"))
+            .expect("the fleet network")
+            - 1;
+        let mut without = member.clone();
+        without.drain(at..at + 2);
+        assert_eq!(without, single, "only the fleet NIC is added");
+        assert!(
+            virt_install_args(&BootSpec::fleet_example(BackendKind::Qemu), "debiantesting")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn fleet_networks_are_found_by_name_and_nothing_else() {
+        let list =
+            "boma-it\nboma-fleet-web-1a2b3c4d\ndefault\nboma-fleet-\n\nboma-fleet-Bad_Name\n";
+        assert_eq!(
+            fleet_networks(list),
+            [Segment::LibvirtNetwork {
+                run: "web-1a2b3c4d".into()
+            }]
         );
     }
 

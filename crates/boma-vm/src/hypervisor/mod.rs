@@ -1,9 +1,12 @@
 //! The narrow trait every hypervisor backend implements, and the two backends: QEMU driven
-//! directly ([`qemu`], controlled through [`qmp`]) and libvirt ([`libvirt`]).
+//! directly ([`qemu`], controlled through [`qmp`]) and libvirt ([`libvirt`]); and a fleet run's
+//! private segment ([`segment`]), which each backend makes its own way ([`vde`] for QEMU).
 
 pub mod libvirt;
 pub mod qemu;
 pub mod qmp;
+pub mod segment;
+pub mod vde;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -12,6 +15,7 @@ use boma_name::VmName;
 use camino::Utf8PathBuf;
 
 use crate::{Accel, RunRecord, VmError};
+pub use segment::{FleetNic, Segment, Segments};
 
 /// Which backend runs a VM: resolved from the operator's `auto|qemu|libvirt` choice, and
 /// recorded with the run so that the VM is always handled by the backend that runs it.
@@ -80,6 +84,9 @@ pub struct BootSpec {
     pub accel: Accel,
     /// Guest ports the controller must reach (SSH is always reachable).
     pub published_ports: Vec<u16>,
+    /// A fleet member's second NIC, on the fleet's segment; `None` for a single VM, whose
+    /// command line is then exactly what it always was.
+    pub fleet_nic: Option<FleetNic>,
 }
 
 impl BootSpec {
@@ -97,6 +104,7 @@ impl BootSpec {
             vcpus: record.vcpus,
             accel: record.accel,
             published_ports: record.published.keys().copied().collect(),
+            fleet_nic: record.fleet_nic.clone(),
         }
     }
 }
@@ -118,6 +126,23 @@ impl BootSpec {
             vcpus: 2,
             accel: Accel::Tcg,
             published_ports: vec![443],
+            fleet_nic: None,
+        }
+    }
+
+    /// [`BootSpec::example`] as a fleet's first member on `kind`'s segment, for the fleet
+    /// command-line snapshots.
+    pub(crate) fn fleet_example(kind: BackendKind) -> BootSpec {
+        let spec = BootSpec::example();
+        let nic = boma_fleet::FLEET_NETWORK
+            .members(&["askari".to_owned()])
+            .expect("one member fits")
+            .remove(0);
+        let fleet_dir = spec.dir.with_file_name("boma-it-web-1a2b3c4d");
+        let segment = Segment::for_run(kind, &fleet_dir).expect("a short fleet directory");
+        BootSpec {
+            fleet_nic: Some(FleetNic::new(&nic, segment)),
+            ..spec
         }
     }
 }
@@ -156,8 +181,14 @@ pub trait Hypervisor {
     /// booted); return where it runs. The lifecycle uses it for a power cycle (a layer is taken
     /// from the disk of a cleanly shut-down guest).
     fn start(&self, record: &RunRecord) -> Result<Booted, VmError>;
-    /// Whether the VM's hypervisor process/domain still exists.
+    /// Whether the VM's hypervisor process/domain still exists (a frozen one does).
     fn is_running(&self, record: &RunRecord) -> Result<bool, VmError>;
+    /// Freeze the VM at once (QMP `stop`, `virsh suspend`): its guest stops where it is, as at a
+    /// power loss, while its process, disks, forwards and fleet NIC stay. A frozen VM that is
+    /// reset ([`RebootHow::Hard`]) and resumed boots afresh.
+    fn suspend(&self, record: &RunRecord) -> Result<(), VmError>;
+    /// Let a frozen VM run (QMP `cont`, `virsh resume`).
+    fn resume(&self, record: &RunRecord) -> Result<(), VmError>;
     /// Power the VM off at once (nothing runs in the guest first), keeping its definition and
     /// files, so that [`Hypervisor::start`] boots it again. Idempotent: a VM already off is
     /// success.
@@ -166,4 +197,7 @@ pub trait Hypervisor {
     fn destroy(&self, name: &VmName, record: Option<&RunRecord>) -> Result<(), VmError>;
     /// Every `boma-it-` VM this backend knows, live or defined, recorded or not.
     fn leftovers(&self) -> Result<Vec<VmName>, VmError>;
+    /// This backend's fleet segments (a `vde_switch` for QEMU, an isolated network for
+    /// libvirt).
+    fn segments(&self) -> Box<dyn Segments + '_>;
 }

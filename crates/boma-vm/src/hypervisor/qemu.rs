@@ -17,7 +17,8 @@ use xshell::{Shell, cmd};
 
 use crate::host::{ports, procs};
 use crate::hypervisor::qmp;
-use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow};
+use crate::hypervisor::vde::VdeSwitches;
+use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow, Segments};
 use crate::run::dir::{PIDFILE, QMP_SOCKET};
 use crate::{RunRecord, VmError};
 
@@ -34,8 +35,13 @@ pub struct ForwardedPorts {
     pub published: BTreeMap<u16, u16>,
 }
 
-/// QEMU's arguments for `spec` (program name excluded). Pure.
-pub fn qemu_args(spec: &BootSpec, ports: &ForwardedPorts) -> Vec<String> {
+/// QEMU's arguments for `spec` (program name excluded): a fleet member's second NIC, on its
+/// switch, right after the first. Refused when the member's segment is not a switch. Pure.
+pub fn qemu_args(spec: &BootSpec, ports: &ForwardedPorts) -> Result<Vec<String>, VmError> {
+    let fleet_nic = match &spec.fleet_nic {
+        Some(nic) => nic.qemu_args()?,
+        None => Vec::new(),
+    };
     let dir = &spec.dir;
     let mut netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", ports.ssh);
     for (guest, host) in &ports.published {
@@ -70,6 +76,8 @@ pub fn qemu_args(spec: &BootSpec, ports: &ForwardedPorts) -> Vec<String> {
         netdev,
         "-device".to_owned(),
         format!("virtio-net-pci,netdev=n0,mac={}", spec.mac),
+    ];
+    let rest = [
         // Entropy for early-boot key generation (sshd host keys) without waiting on jitter.
         "-device".to_owned(),
         "virtio-rng-pci".to_owned(),
@@ -84,7 +92,7 @@ pub fn qemu_args(spec: &BootSpec, ports: &ForwardedPorts) -> Vec<String> {
         format!("{dir}/{PIDFILE}"),
         "-daemonize".to_owned(),
     ];
-    args.into_iter().collect()
+    Ok(args.into_iter().chain(fleet_nic).chain(rest).collect())
 }
 
 /// Drives `qemu-system-x86_64`.
@@ -138,7 +146,7 @@ impl Hypervisor for QemuBackend<'_> {
                     .zip(probed[1..].iter().copied())
                     .collect(),
             };
-            let args = qemu_args(spec, &forwarded);
+            let args = qemu_args(spec, &forwarded)?;
             match cmd!(sh, "qemu-system-x86_64 {args...}")
                 .exec()
                 .timeout(Duration::from_secs(60))
@@ -199,7 +207,7 @@ impl Hypervisor for QemuBackend<'_> {
                 .map(|(guest, ep)| (*guest, ep.port))
                 .collect(),
         };
-        let args = qemu_args(&spec, &forwarded);
+        let args = qemu_args(&spec, &forwarded)?;
         let sh = self.sh;
         cmd!(sh, "qemu-system-x86_64 {args...}")
             .exec()
@@ -217,6 +225,14 @@ impl Hypervisor for QemuBackend<'_> {
         Ok(record
             .pid
             .is_some_and(|pid| procs::is_vm_process(pid, record.name.as_str())))
+    }
+
+    fn suspend(&self, record: &RunRecord) -> Result<(), VmError> {
+        qmp::execute(&record.dir.join(QMP_SOCKET), "stop").map(|_| ())
+    }
+
+    fn resume(&self, record: &RunRecord) -> Result<(), VmError> {
+        qmp::execute(&record.dir.join(QMP_SOCKET), "cont").map(|_| ())
     }
 
     fn stop(&self, record: &RunRecord) -> Result<(), VmError> {
@@ -265,6 +281,10 @@ impl Hypervisor for QemuBackend<'_> {
             .map(|p| p.name)
             .collect())
     }
+
+    fn segments(&self) -> Box<dyn Segments + '_> {
+        Box::new(VdeSwitches::new(self.sh, self.runs_root))
+    }
 }
 
 fn endpoint_of(record: &RunRecord) -> Endpoint {
@@ -305,6 +325,34 @@ mod tests {
             ssh: 40022,
             published: BTreeMap::from([(443, 40443)]),
         };
-        insta::assert_snapshot!("qemu_args_tcg", qemu_args(&spec, &ports).join("\n"));
+        insta::assert_snapshot!(
+            "qemu_args_tcg",
+            qemu_args(&spec, &ports).unwrap().join("\n")
+        );
+    }
+
+    /// A fleet member: the single VM's command line with the second NIC, on the run's switch,
+    /// right after the first.
+    #[test]
+    fn fleet_member_command_line_snapshot() {
+        let ports = ForwardedPorts {
+            ssh: 40022,
+            published: BTreeMap::from([(443, 40443)]),
+        };
+        let single = qemu_args(&BootSpec::example(), &ports).unwrap();
+        let member = qemu_args(&BootSpec::fleet_example(BackendKind::Qemu), &ports).unwrap();
+        insta::assert_snapshot!("qemu_args_fleet_member", member.join("\n"));
+        let at = member
+            .iter()
+            .position(|a| a.starts_with("vde,id=fleet0,"))
+            .expect("the fleet netdev")
+            - 1;
+        let mut without = member.clone();
+        let nic: Vec<String> = without.drain(at..at + 4).collect();
+        assert_eq!(without, single, "only the fleet NIC is added");
+        assert_eq!(nic[2], "-device");
+        assert!(nic[3].starts_with("virtio-net-pci,netdev=fleet0,mac=52:54:0a:e7:00:0a"));
+        let on_network = qemu_args(&BootSpec::fleet_example(BackendKind::Libvirt), &ports);
+        assert!(on_network.is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! by the backend a new run would choose.
 
 mod disks;
+mod together;
 mod wait;
 mod watch;
 
@@ -18,11 +19,13 @@ use boma_name::VmName;
 use camino::{Utf8Path, Utf8PathBuf};
 
 pub use disks::{Disks, RealDisks, SeedFiles, image_format, replace_overlay};
+pub use together::{TogetherStep, plan_together, together};
 pub use wait::{Waits, poll_until};
 
 use watch::{ConsoleWatch, Resettable, console_len, first_boot_resettable};
 
 use crate::guest::ssh::SSH_FAILED;
+use crate::hypervisor::{FleetNic, Segment};
 use crate::run::prune;
 use crate::{
     Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunDir, RunRecord, Runs, SshTarget,
@@ -134,6 +137,30 @@ pub fn preflight(
 
 /// Boot a VM for `req` and wait until SSH answers and cloud-init is done.
 pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
+    up_with(fx, req, None)
+}
+
+/// [`up`] for a fleet member: the VM gets a second NIC, `nic`, on the fleet's segment (which
+/// must be up, and be the segment of the backend new VMs get), and its record keeps it, so that
+/// `start` plugs it in again and `prune` knows the segment.
+pub fn up_member(fx: &Effects, req: &UpRequest, nic: &FleetNic) -> Result<RunRecord, UpFailure> {
+    if nic.segment.kind() != fx.kind {
+        return Err(UpFailure {
+            error: VmError::Preflight(format!(
+                "{} is to join the {} but new VMs get the {} backend: a fleet's members and segment share one backend",
+                req.name, nic.segment, fx.kind
+            )),
+            record: None,
+        });
+    }
+    up_with(fx, req, Some(nic))
+}
+
+fn up_with(
+    fx: &Effects,
+    req: &UpRequest,
+    fleet_nic: Option<&FleetNic>,
+) -> Result<RunRecord, UpFailure> {
     let no_vm = |error| UpFailure {
         error,
         record: None,
@@ -148,7 +175,7 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
     let dir = fx.runs.vm_dir(&req.name);
     std::fs::create_dir_all(&dir).map_err(|e| no_vm(VmError::io(&dir, e)))?;
     // From here on files exist: a failure before boot removes them.
-    let spec = match prepare_disks(fx, req, &dir) {
+    let spec = match prepare_disks(fx, req, &dir, fleet_nic) {
         Ok(spec) => spec,
         Err(error) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -185,6 +212,7 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
         vcpus: req.vcpus,
         mac: req.mac.clone(),
         boot_id: None,
+        fleet_nic: fleet_nic.cloned(),
     };
     // Recorded before waiting, so that `down`, `prune` and diagnostics find it whatever happens.
     if let Err(error) = fx.runs.save(&record) {
@@ -219,7 +247,12 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
     }
 }
 
-fn prepare_disks(fx: &Effects, req: &UpRequest, dir: &Utf8Path) -> Result<BootSpec, VmError> {
+fn prepare_disks(
+    fx: &Effects,
+    req: &UpRequest,
+    dir: &Utf8Path,
+    fleet_nic: Option<&FleetNic>,
+) -> Result<BootSpec, VmError> {
     let step = phase("overlay and cloud-init seed");
     let files = RunDir::new(dir);
     let overlay = files.overlay();
@@ -254,6 +287,7 @@ fn prepare_disks(fx: &Effects, req: &UpRequest, dir: &Utf8Path) -> Result<BootSp
         vcpus: req.vcpus,
         accel: req.accel,
         published_ports: req.published_ports.clone(),
+        fleet_nic: fleet_nic.cloned(),
     })
 }
 
@@ -454,8 +488,7 @@ fn reboot_inner(fx: &Effects, record: &mut RunRecord, how: RebootHow) -> Result<
     if !hypervisor.reboot(record, how)? {
         going_down(fx, record, "sudo systemctl reboot")?;
     }
-    let deadline = Instant::now() + fx.waits.reboot;
-    wait_new_boot(fx, record, &before, console_from, AFTER_REBOOT, deadline)
+    wait_rebooted(fx, record, &before, console_from)
 }
 
 /// How a wait names the boot after a reboot or a power cycle.
@@ -518,8 +551,27 @@ fn power_cycle_inner(
     let booted = hypervisor.start(record)?;
     record.pid = booted.pid;
     fx.runs.save(record)?;
+    wait_rebooted(fx, record, &before, console_from)
+}
+
+/// [`wait_new_boot`] after a reboot or a power cycle of one VM: within the reboot's wait, the
+/// boot settled wholly.
+fn wait_rebooted(
+    fx: &Effects,
+    record: &mut RunRecord,
+    before: &str,
+    console_from: u64,
+) -> Result<String, VmError> {
     let deadline = Instant::now() + fx.waits.reboot;
-    wait_new_boot(fx, record, &before, console_from, AFTER_REBOOT, deadline)
+    wait_new_boot(
+        fx,
+        record,
+        before,
+        console_from,
+        AFTER_REBOOT,
+        deadline,
+        Settle::Whole,
+    )
 }
 
 /// After a reboot was started: wait for SSH to answer with a boot_id other than `before`
@@ -534,6 +586,7 @@ fn wait_new_boot(
     console_from: u64,
     during: &'static str,
     deadline: Instant,
+    settle: Settle,
 ) -> Result<String, VmError> {
     let hypervisor = fx.hypervisor(record.backend);
     let limit = deadline.saturating_duration_since(Instant::now());
@@ -582,21 +635,57 @@ fn wait_new_boot(
     say!("    boot_id after:  {after}");
     record.boot_id = Some(after);
     fx.runs.save(record)?;
-    // SSH can answer before the boot is over (Docker, containers): wait for systemd to settle.
-    let remaining = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_secs(60));
-    let state = fx.guest.run(
-        &record.ssh,
-        "systemctl is-system-running --wait",
-        remaining,
-        false,
-    )?;
-    let state = state.stdout.trim().to_owned();
-    say!("    system state: {state}");
+    let state = settle_boot(fx, record, settle, deadline)?;
     // Every boot since the reboot was asked, judged once more now that one answered: a panic
     // the guest restarted past (`kernel.panic=N`) is the reboot's verdict all the same.
     console.confirm(record)?;
+    Ok(state)
+}
+
+/// How long a new boot may take to settle (`systemctl is-system-running --wait`) before its
+/// state is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Until the wait's deadline, and at least a minute: SSH can answer before the boot is over
+    /// (Docker, containers), and what is captured next must be the settled boot.
+    Whole,
+    /// At most this long (a together round's boot-order gate, ADR-027): a boot that waits for a
+    /// peer not started yet never settles, and its state then (`starting`) is what is read.
+    AtMost(Duration),
+}
+
+/// Whether a state read after [`Settle::AtMost`] is a boot the bound cut short (still starting),
+/// not a settled one (`running`, `degraded`, …). Pure.
+pub fn cut_short(state: &str) -> bool {
+    matches!(state, "initializing" | "starting" | "")
+}
+
+/// Wait for the guest's boot to settle as `settle` says, and return systemd's state.
+fn settle_boot(
+    fx: &Effects,
+    record: &RunRecord,
+    settle: Settle,
+    deadline: Instant,
+) -> Result<String, VmError> {
+    let (command, limit) = match settle {
+        Settle::Whole => (
+            "systemctl is-system-running --wait".to_owned(),
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(60)),
+        ),
+        // The guest bounds the wait itself and then says where the boot is; ssh gets a margin.
+        Settle::AtMost(bound) => (
+            format!(
+                "timeout {} systemctl is-system-running --wait >/dev/null 2>&1; systemctl is-system-running",
+                bound.as_secs()
+            ),
+            bound + Duration::from_secs(30),
+        ),
+    };
+    let state = fx.guest.run(&record.ssh, &command, limit, false)?;
+    let state = state.stdout.trim().to_owned();
+    say!("    system state: {state}");
     Ok(state)
 }
 
@@ -651,6 +740,7 @@ pub fn start(fx: &Effects, record: &mut RunRecord) -> Result<(), VmError> {
             console_from,
             "its boot after the start",
             deadline,
+            Settle::Whole,
         )
         .map(|_| ())
     })())
@@ -692,15 +782,34 @@ fn remove_vm(fx: &Effects, name: &VmName, record: Option<&RunRecord>) -> Result<
     destroyed
 }
 
+/// Bring a fleet run's segment up, on its own backend, before its members boot
+/// ([`up_member`]). Whatever this created, [`segment_down`] removes.
+pub fn segment_up(fx: &Effects, segment: &Segment) -> Result<(), VmError> {
+    let step = phase("fleet network");
+    say!("bringing up the fleet's {segment}");
+    step.close(fx.hypervisor(segment.kind()).segments().create(segment))
+}
+
+/// Take a fleet run's segment down once its members are down (or kept powered off: a kept
+/// member's `start` brings its segment up again with [`segment_up`]). Idempotent.
+pub fn segment_down(fx: &Effects, segment: &Segment) -> Result<(), VmError> {
+    fx.hypervisor(segment.kind()).segments().destroy(segment)
+}
+
 /// What `prune` removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PruneReport {
     pub vms: Vec<VmName>,
     pub dirs: usize,
+    /// Fleet segments taken down (a switch, a network).
+    pub segments: Vec<Segment>,
+    /// `boma-fleet-*` networks found that no run of this checkout names: left alone.
+    pub foreign_segments: Vec<Segment>,
 }
 
 /// Remove every test VM `hypervisor` knows and every run file, recorded or not, also after a
-/// crash. The current run is removed by its own backend.
+/// crash, and the fleet segments of this checkout's runs (after their VMs). The current run is
+/// removed by its own backend.
 pub fn prune(fx: &Effects, kind: BackendKind) -> Result<PruneReport, VmError> {
     let current = fx.runs.current().ok().flatten();
     let dirs = fx.runs.vm_dirs()?;
@@ -709,11 +818,32 @@ pub fn prune(fx: &Effects, kind: BackendKind) -> Result<PruneReport, VmError> {
     // The current run belongs to this pass only if this is its backend.
     let own_current = current.as_ref().filter(|c| c.backend == kind);
     let plan = prune::plan(&live, &dirs, own_current);
+    // Read before the directories go: the segments their members were plugged into.
+    let recorded: Vec<Segment> = plan
+        .destroy
+        .iter()
+        .filter_map(|name| fx.runs.record(name).ok().flatten())
+        .filter_map(|record| record.fleet_nic.map(|nic| nic.segment))
+        .collect();
     let mut report = PruneReport::default();
     for name in &plan.destroy {
         let record = own_current.filter(|c| &c.name == name);
         hypervisor.destroy(name, record)?;
         report.vms.push(name.clone());
+    }
+    let segments = hypervisor.segments();
+    let found = segments.leftovers()?;
+    let segment_plan = prune::plan_segments(&found, fx.runs.root(), &dirs, &recorded);
+    for segment in segment_plan.destroy {
+        say!("taking down the {segment}");
+        segments.destroy(&segment)?;
+        report.segments.push(segment);
+    }
+    for segment in segment_plan.foreign {
+        say!(
+            "left alone: the {segment}, which no run of this checkout names (another checkout's fleet, or one whose run directory is gone: if no fleet run uses it, `virsh --connect qemu:///system net-destroy` it)"
+        );
+        report.foreign_segments.push(segment);
     }
     for dir in &plan.remove_dirs {
         match std::fs::remove_dir_all(dir) {

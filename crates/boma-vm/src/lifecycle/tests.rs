@@ -9,6 +9,7 @@ use camino::Utf8PathBuf;
 use super::*;
 use crate::BackendKind;
 use crate::fake::{FakeDisks, FakeGuest, FakeHypervisors, World, vm};
+use crate::hypervisor::{FleetNic, Segment};
 
 struct Rig {
     _tmp: tempfile::TempDir,
@@ -726,4 +727,250 @@ fn a_stopped_vm_that_a_live_run_drives_is_not_cleared_as_stale() {
     assert!(record.dir.exists(), "still there");
     preflight(&rig.fx(), false, &|_| false).unwrap();
     assert!(!record.dir.exists(), "stale once nobody drives it");
+}
+
+/// A fleet of `hosts` on one segment of the fake QEMU backend, each member booted by
+/// `up_member`, in fleet order.
+fn fleet(rig: &Rig, hosts: &[&str]) -> (Segment, Vec<RunRecord>) {
+    let fleet_dir = rig.runs.root().join("boma-it-web-1a2b3c4d");
+    let segment = Segment::for_run(BackendKind::Qemu, &fleet_dir).unwrap();
+    segment_up(&rig.fx(), &segment).unwrap();
+    let names: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+    let nics = boma_fleet::FLEET_NETWORK.members(&names).unwrap();
+    let records = hosts
+        .iter()
+        .zip(&nics)
+        .map(|(host, nic)| {
+            let mut req = request(&format!("boma-it-{host}-1a2b3c4d"));
+            req.host = (*host).to_owned();
+            req.exclusive = false;
+            up_member(&rig.fx(), &req, &FleetNic::new(nic, segment.clone())).unwrap()
+        })
+        .collect();
+    (segment, records)
+}
+
+#[test]
+fn a_member_records_its_fleet_nic_and_a_segment_of_another_backend_is_refused() {
+    let rig = Rig::new();
+    let (segment, records) = fleet(&rig, &["web-a", "web-b"]);
+    assert_eq!(
+        rig.world.borrow().segments_created,
+        std::slice::from_ref(&segment)
+    );
+    let saved = rig.runs.record(&records[1].name).unwrap().unwrap();
+    let nic = saved
+        .fleet_nic
+        .clone()
+        .expect("the member's record keeps its fleet NIC");
+    assert_eq!(nic.member, "web-b");
+    assert_eq!(nic.address.to_string(), "10.231.0.11");
+    assert_eq!(nic.segment, segment);
+    // A kept member starts again on its segment: the spec it boots with carries the NIC.
+    assert_eq!(BootSpec::of_record(&saved).fleet_nic, Some(nic.clone()));
+
+    let libvirt = Effects {
+        kind: BackendKind::Libvirt,
+        ..rig.fx()
+    };
+    let mut req = request("boma-it-web-c-1a2b3c4d");
+    req.exclusive = false;
+    let failure = up_member(&libvirt, &req, &nic).unwrap_err();
+    assert!(failure.error.is_preflight(), "{}", failure.error);
+    assert!(failure.record.is_none());
+    assert!(!rig.runs.vm_dir(&req.name).exists(), "nothing created");
+}
+
+#[test]
+fn prune_takes_down_this_checkouts_segments_after_their_members_and_names_the_rest() {
+    let rig = Rig::new();
+    let (segment, records) = fleet(&rig, &["web-a", "web-b"]);
+    let foreign = Segment::LibvirtNetwork {
+        run: "another-checkout-1".into(),
+    };
+    let leftover_network = Segment::LibvirtNetwork {
+        run: "web-1a2b3c4d".into(),
+    };
+    {
+        let mut world = rig.world.borrow_mut();
+        world.foreign_segments.insert(foreign.clone());
+        world.foreign_segments.insert(leftover_network.clone());
+    }
+    let qemu = prune(&rig.fx(), BackendKind::Qemu).unwrap();
+    assert_eq!(qemu.segments, std::slice::from_ref(&segment));
+    assert!(qemu.foreign_segments.is_empty());
+    for record in &records {
+        assert!(qemu.vms.contains(&record.name));
+    }
+    assert_eq!(rig.world.borrow().segments_destroyed, [segment]);
+    // The libvirt pass: the network named after a run directory of this checkout goes; one
+    // that nothing here names stays.
+    std::fs::create_dir_all(rig.runs.root().join("boma-it-web-1a2b3c4d")).unwrap();
+    let libvirt = prune(&rig.fx(), BackendKind::Libvirt).unwrap();
+    assert_eq!(libvirt.segments, [leftover_network]);
+    assert_eq!(libvirt.foreign_segments, std::slice::from_ref(&foreign));
+    assert!(rig.world.borrow().foreign_segments.contains(&foreign));
+}
+
+#[test]
+fn together_at_once_freezes_every_member_then_starts_each_with_a_proven_new_boot() {
+    let rig = Rig::new();
+    let (_, mut records) = fleet(&rig, &["web-a", "web-b"]);
+    let before: Vec<_> = records.iter().map(|r| r.boot_id.clone()).collect();
+    rig.world.borrow_mut().events.clear();
+    let booted = together(&rig.fx(), &mut records, &boma_fleet::Boot::AllAtOnce).unwrap();
+    assert_eq!(booted.len(), 2);
+    assert!(booted.iter().all(|b| b.system_state == "running"));
+    let events = rig.world.borrow().events.clone();
+    let (a, b) = (&records[0].name, &records[1].name);
+    assert_eq!(
+        events,
+        [
+            format!("suspend {a}"),
+            format!("suspend {b}"),
+            format!("reset {a}"),
+            format!("resume {a}"),
+            format!("reset {b}"),
+            format!("resume {b}"),
+            format!("settle {a} (whole): running"),
+            format!("settle {b} (whole): running"),
+        ]
+    );
+    for (record, before) in records.iter().zip(&before) {
+        assert_ne!(&record.boot_id, before, "{}: a new boot", record.name);
+        let saved = rig.runs.record(&record.name).unwrap().unwrap();
+        assert_eq!(saved.boot_id, record.boot_id, "recorded");
+    }
+    assert_ne!(records[0].boot_id, records[1].boot_id);
+}
+
+/// In order: the member the others depend on last. Each is started only once the one before it
+/// answers with a new boot_id and has settled (bounded); the gated ones settle again at the end.
+#[test]
+fn together_in_order_gates_each_member_on_the_previous_boot_and_settles_again() {
+    let rig = Rig::new();
+    let (_, mut records) = fleet(&rig, &["web-a", "web-b", "web-c"]);
+    let (a, b, c) = (
+        records[0].name.clone(),
+        records[1].name.clone(),
+        records[2].name.clone(),
+    );
+    {
+        let mut world = rig.world.borrow_mut();
+        world.events.clear();
+        // b waits for a peer booted later: its bounded wait ends while it is starting.
+        world
+            .system_states
+            .insert(b.clone(), vec!["starting".into(), "running".into()]);
+        // c fails at boot without waiting: settled, degraded.
+        world
+            .system_states
+            .insert(c.clone(), vec!["degraded".into()]);
+    }
+    let order = boma_fleet::Boot::InOrder(vec!["web-b".into(), "web-c".into(), "web-a".into()]);
+    let booted = together(&rig.fx(), &mut records, &order).unwrap();
+    let states: Vec<&str> = booted.iter().map(|b| b.system_state.as_str()).collect();
+    assert_eq!(states, ["running", "running", "degraded"]);
+    assert_eq!(
+        rig.world.borrow().events,
+        [
+            format!("suspend {a}"),
+            format!("suspend {b}"),
+            format!("suspend {c}"),
+            format!("reset {b}"),
+            format!("resume {b}"),
+            format!("settle {b} (at most): starting"),
+            format!("reset {c}"),
+            format!("resume {c}"),
+            format!("settle {c} (at most): degraded"),
+            format!("reset {a}"),
+            format!("resume {a}"),
+            format!("settle {a} (whole): running"),
+            format!("settle {b} (whole): running"),
+        ]
+    );
+    let bounded = format!("timeout {} ", boma_fleet::BOOT_SETTLE.as_secs());
+    assert!(
+        rig.world
+            .borrow()
+            .commands
+            .iter()
+            .any(|c| c.starts_with(&bounded))
+    );
+}
+
+#[test]
+fn the_together_plan_is_decided_from_the_boot_order() {
+    use boma_fleet::Boot;
+    let members = ["a", "b"];
+    assert_eq!(
+        plan_together(&members, &Boot::AllAtOnce).unwrap(),
+        [
+            TogetherStep::Freeze(vec![0, 1]),
+            TogetherStep::Start(vec![0, 1]),
+            TogetherStep::Await {
+                members: vec![0, 1],
+                settle: Settle::Whole
+            },
+        ]
+    );
+    assert_eq!(
+        plan_together(&members, &Boot::InOrder(vec!["b".into(), "a".into()])).unwrap(),
+        [
+            TogetherStep::Freeze(vec![0, 1]),
+            TogetherStep::Start(vec![1]),
+            TogetherStep::Await {
+                members: vec![1],
+                settle: Settle::AtMost(boma_fleet::BOOT_SETTLE)
+            },
+            TogetherStep::Start(vec![0]),
+            TogetherStep::Await {
+                members: vec![0],
+                settle: Settle::Whole
+            },
+            TogetherStep::Resettle(vec![1]),
+        ]
+    );
+    for bad in [vec!["b"], vec!["b", "b"], vec!["b", "a", "c"]] {
+        let order = Boot::InOrder(bad.iter().map(|s| (*s).to_owned()).collect());
+        assert!(plan_together(&members, &order).is_err(), "{bad:?}");
+    }
+    assert!(cut_short("starting") && cut_short("initializing"));
+    assert!(!cut_short("running") && !cut_short("degraded") && !cut_short("maintenance"));
+}
+
+/// A member whose boot after the power loss panics fails the round naming it, as a single VM's
+/// reboot would; the member still frozen is started afresh, so that it can be inspected.
+#[test]
+fn a_member_that_panics_after_the_power_loss_fails_the_round_and_the_rest_are_started() {
+    let rig = Rig::new();
+    let (_, mut records) = fleet(&rig, &["web-a", "web-b"]);
+    let (a, b) = (records[0].name.clone(), records[1].name.clone());
+    {
+        let mut world = rig.world.borrow_mut();
+        world.events.clear();
+        world.never_returns = true;
+        world.console_after_reboot = vec![PANIC_BOOT.into()];
+    }
+    let order = boma_fleet::Boot::InOrder(vec!["web-b".into(), "web-a".into()]);
+    let err = together(&patient(&rig), &mut records, &order).unwrap_err();
+    assert!(matches!(err, VmError::BootFailed { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(b.as_str()) && message.contains("(its boot after the power loss)"),
+        "{message}"
+    );
+    let events = rig.world.borrow().events.clone();
+    assert_eq!(
+        events,
+        [
+            format!("suspend {a}"),
+            format!("suspend {b}"),
+            format!("reset {b}"),
+            format!("resume {b}"),
+            format!("reset {a}"),
+            format!("resume {a}"),
+        ]
+    );
+    assert!(rig.world.borrow().frozen.is_empty(), "none left frozen");
 }

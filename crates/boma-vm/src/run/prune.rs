@@ -7,6 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use boma_name::VmName;
 
 use crate::RunRecord;
+use crate::hypervisor::Segment;
 
 /// The removals `prune` will make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +41,96 @@ pub fn plan(live: &[VmName], dirs: &[Utf8PathBuf], current: Option<&RunRecord>) 
     }
 }
 
+/// What `prune` does about the fleet segments a backend found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentPlan {
+    /// This checkout's: taken down (after its VMs).
+    pub destroy: Vec<Segment>,
+    /// Not this checkout's as far as it can tell — a `boma-fleet-*` network whose run has no
+    /// directory or record here (another checkout's live fleet, or one whose directory is
+    /// gone): left alone, and named.
+    pub foreign: Vec<Segment>,
+}
+
+/// Decide which of the segments `found` are this checkout's: a switch whose socket directory
+/// lies in `runs_root`; a network named after one of the run directories `dirs` or recorded by
+/// one of their members (`recorded`). Pure.
+pub fn plan_segments(
+    found: &[Segment],
+    runs_root: &Utf8Path,
+    dirs: &[Utf8PathBuf],
+    recorded: &[Segment],
+) -> SegmentPlan {
+    let mut plan = SegmentPlan::default();
+    for segment in found {
+        let ours = match segment {
+            Segment::VdeSwitch { dir, .. } => dir.starts_with(runs_root),
+            Segment::LibvirtNetwork { .. } => {
+                recorded.contains(segment) || dirs.iter().any(|d| segment.belongs_to(d))
+            }
+        };
+        let into = if ours {
+            &mut plan.destroy
+        } else {
+            &mut plan.foreign
+        };
+        if !into.contains(segment) {
+            into.push(segment.clone());
+        }
+    }
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_segment_is_pruned_when_this_checkouts_runs_name_it() {
+        let root = Utf8Path::new("/repo/tests/integration/.run");
+        let switch = |dir: &str| Segment::VdeSwitch {
+            dir: format!("{dir}/fleet.switch").into(),
+            pidfile: format!("{dir}/fleet.switch.pid").into(),
+        };
+        let network = |run: &str| Segment::LibvirtNetwork { run: run.into() };
+        let found = [
+            // A switch of a fleet run directory here, even one already gone.
+            switch("/repo/tests/integration/.run/boma-it-web-1"),
+            switch("/repo/tests/integration/.run/boma-it-gone-2"),
+            // The network of a fleet run directory here, of a member's record, of neither.
+            network("web-1"),
+            network("db-3"),
+            network("other-checkout-4"),
+            network("web-1"),
+        ];
+        let dirs = [Utf8PathBuf::from(
+            "/repo/tests/integration/.run/boma-it-web-1",
+        )];
+        let recorded = [network("db-3")];
+        let plan = plan_segments(&found, root, &dirs, &recorded);
+        assert_eq!(
+            plan.destroy,
+            [
+                switch("/repo/tests/integration/.run/boma-it-web-1"),
+                switch("/repo/tests/integration/.run/boma-it-gone-2"),
+                network("web-1"),
+                network("db-3"),
+            ]
+        );
+        assert_eq!(plan.foreign, [network("other-checkout-4")]);
+        // Another checkout's switch is never this one's (leftovers should not even list it).
+        let theirs = plan_segments(
+            &[switch("/srv/boma/tests/integration/.run/x")],
+            root,
+            &[],
+            &[],
+        );
+        assert_eq!(theirs.foreign.len(), 1);
+        assert_eq!(
+            plan_segments(&[], root, &dirs, &recorded),
+            SegmentPlan::default()
+        );
+    }
 
     #[test]
     fn unions_live_recorded_and_orphaned_and_ignores_foreign_names() {

@@ -13,6 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use boma_name::VmName;
 
+use crate::hypervisor::FleetNic;
 use crate::run::dir::{JOURNAL, RunDir};
 use crate::{Accel, BackendKind, Endpoint, SshTarget, VmError};
 
@@ -39,6 +40,10 @@ pub struct RunRecord {
     pub mac: String,
     /// The guest's boot_id when last seen, to prove a reboot happened.
     pub boot_id: Option<String>,
+    /// A fleet member's second NIC and the segment it is plugged into (absent for a single VM,
+    /// whose record is then exactly what it always was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_nic: Option<FleetNic>,
 }
 
 impl RunRecord {
@@ -304,6 +309,7 @@ mod tests {
             vcpus: 2,
             mac: "52:54:00:00:00:01".into(),
             boot_id: None,
+            fleet_nic: None,
         }
     }
 
