@@ -114,6 +114,15 @@ impl Captured {
     pub fn success(&self) -> bool {
         self.status.success()
     }
+
+    /// The last lines this command printed (stdout's, then stderr's; blank lines left out;
+    /// secrets masked): its own, whatever else the process runs meanwhile.
+    pub fn tail(&self) -> Vec<String> {
+        tail_of(&self.stdout, &self.stderr)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// A command about to run, with how to run it.
@@ -712,6 +721,27 @@ mod tests {
         let lines: Vec<&str> = out.stderr.lines().collect();
         assert_eq!(lines.len(), TAIL_LINES);
         assert_eq!(lines.last(), Some(&"200"));
+    }
+
+    #[test]
+    fn a_commands_tail_is_its_own_whatever_ran_beside_it() {
+        let sh = sh();
+        let first = cmd!(sh, "sh -c 'seq 1 30; echo first-err >&2'")
+            .exec()
+            .stream()
+            .run()
+            .unwrap();
+        // Another command in between: the process-wide tail now holds its lines.
+        let _other = cmd!(sh, "sh -c 'echo other'")
+            .exec()
+            .stream()
+            .run()
+            .unwrap();
+        let tail = first.tail();
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert_eq!(tail.first().map(String::as_str), Some("7"));
+        assert_eq!(tail.last().map(String::as_str), Some("first-err"));
+        assert!(!tail.iter().any(|l| l == "other"), "{tail:?}");
     }
 
     fn tempfile_dir() -> String {
