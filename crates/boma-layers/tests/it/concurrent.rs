@@ -180,7 +180,10 @@ fn concurrent_insert_child() {
         layer_inode,
         layer_sha256,
     };
-    std::fs::write(&spec.result, serde_json::to_string(&result).unwrap()).unwrap();
+    // Written whole, then renamed: the parent reads it as soon as the name exists.
+    let partial = spec.result.with_extension("partial");
+    std::fs::write(&partial, serde_json::to_string(&result).unwrap()).unwrap();
+    std::fs::rename(&partial, &spec.result).unwrap();
     if spec.kept.is_none() {
         // The VM runs (the hold stays) until the parent has looked.
         wait_for(&spec.done);
