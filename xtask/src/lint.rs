@@ -187,7 +187,10 @@ fn steps<'a>(sh: &'a Shell, repo: &Utf8Path) -> Result<Vec<Step<'a>>, String> {
         },
         Step::Command {
             name: "cargo clippy --workspace --all-targets -- -D warnings".into(),
-            cmd: cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings"),
+            cmd: without_package_env(cmd!(
+                sh,
+                "cargo clippy --workspace --all-targets -- -D warnings"
+            )),
         },
         snapshots_step(sh, repo),
         Step::Command {
@@ -222,12 +225,34 @@ fn snapshots_step<'a>(sh: &'a Shell, repo: &Utf8Path) -> Step<'a> {
     };
     let references = target.join("insta-references.txt");
     Step::Snapshots {
-        cmd: cmd!(sh, "cargo test --workspace --no-fail-fast")
+        cmd: without_package_env(cmd!(sh, "cargo test --workspace --no-fail-fast"))
             .env("INSTA_UPDATE", "no")
             .env("INSTA_FORCE_PASS", "0")
             .env("INSTA_SNAPSHOT_REFERENCES_FILE", &references),
         references,
     }
+}
+
+/// `cmd` (a cargo that builds) without what `cargo xtask` (a `cargo run`) set for the xtask
+/// package: build scripts that watch those variables (ring's `rerun-if-env-changed` lists
+/// `CARGO_MANIFEST_DIR` and `CARGO_PKG_NAME`) would see them change and rebuild, here and again
+/// in the next plain `cargo test`.
+fn without_package_env(mut cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&&*name)
+        {
+            cmd = cmd.env_remove(&key);
+        }
+    }
+    cmd
 }
 
 /// Run the tests, then judge every snapshot file under `crates/` and `xtask/`: a failed test
