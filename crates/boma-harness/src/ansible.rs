@@ -252,7 +252,9 @@ fn run_in_env(
         Ok(out) => Err(HarnessError::Playbook {
             step: call.label.clone(),
             code: out.status.code(),
-            tail: boma_exec::progress::output_tail(20),
+            // This playbook's own output: the process-wide tail is shared by whatever else
+            // runs meanwhile (a test binary's threads).
+            tail: out.tail(),
         }),
         Err(boma_exec::ExecError::TimedOut { after, .. }) => Err(HarnessError::PlaybookTimedOut {
             step: call.label.clone(),
