@@ -10,7 +10,7 @@ use boma_exec::progress;
 use boma_exec::say;
 use boma_report::{RunReport, RunResult, Timestamp};
 use boma_vm::lifecycle::{self, BaseImage};
-use boma_vm::{RebootHow, RunRecord};
+use boma_vm::{RebootHow, RunDir, RunRecord};
 use camino::Utf8Path;
 
 use crate::boot::{self, Prepared};
@@ -18,7 +18,7 @@ use crate::checks;
 use crate::ctx::Ctx;
 use crate::error::{ExitClass, HarnessError, error_chain};
 use crate::fate::{self, KeepPolicy};
-use crate::files::{self, RunFiles};
+use crate::files;
 use crate::guest_state::{self, Captured};
 use crate::layers::{self, RunLayers};
 use crate::outcome;
@@ -225,8 +225,8 @@ fn after_boot(
     layers: &mut Option<RunLayers>,
     report: &mut RunReport,
 ) -> Result<(), HarnessError> {
-    let files = RunFiles::of(record);
-    files::write_run_files(ctx.repo(), inputs, record, &files)?;
+    let files = record.run_dir();
+    playbooks::write_run_files(ctx.repo(), inputs, record, &files)?;
     let _ = progress::fold_into(Some(files.ansible_log().as_std_path()));
     apply(ctx, inputs, record, &files, layers, report)?;
     if options.idempotence {
@@ -235,18 +235,9 @@ fn after_boot(
         progress::skipped("idempotence");
     }
     let after = reboot_test(ctx, inputs, record, &files, options, layers, report)?;
-    report.checks.push(checks::system_running(
-        &after.system_state,
-        &after.failed_units,
-    ));
-    report
-        .checks
-        .push(guest_state::fleet_routes(ctx, inputs, record)?);
+    guest_state::builtin_checks(ctx, inputs, record, &after, &mut report.checks)?;
     let set = PlaybookSet::new(ctx, inputs, record, &files);
-    for (index, playbook) in inputs.profile.verify.iter().enumerate() {
-        let found = playbooks::verify_playbook(ctx, &set, playbook, index)?;
-        report.checks.extend(checks::from_verify(&found));
-    }
+    playbooks::verify_all(ctx, &set, &mut report.checks)?;
     say!("checks:");
     let expected = checks::against_expectations(&inputs.profile.expect, &report.checks).expected;
     progress::line(checks::summary_expecting(&report.checks, &expected).trim_end());
@@ -268,7 +259,7 @@ fn apply(
     ctx: &Ctx,
     inputs: &Inputs,
     record: &mut RunRecord,
-    files: &RunFiles,
+    files: &RunDir,
     layers: &mut Option<RunLayers>,
     report: &mut RunReport,
 ) -> Result<(), HarnessError> {
@@ -308,17 +299,15 @@ fn step_reboot_test(
     ctx: &Ctx,
     inputs: &Inputs,
     record: &mut RunRecord,
-    files: &RunFiles,
+    files: &RunDir,
     run_layers: &mut RunLayers,
     index: usize,
     report: &mut RunReport,
 ) -> Result<(), HarnessError> {
     let step = index + 1;
     let label = inputs.profile.applies[index].label();
-    let step_files = RunFiles {
-        dir: files.dir.join(format!("step-{step}")),
-    };
-    files::create_dir(&step_files.dir)?;
+    let step_files = files.step(step);
+    files::create_dir(step_files.path())?;
     let before = guest_state::capture(
         ctx,
         inputs,
@@ -333,7 +322,7 @@ fn step_reboot_test(
         return Err(e.into());
     }
     files::forget_facts(files);
-    files::write_run_files(ctx.repo(), inputs, record, files)?;
+    playbooks::write_run_files(ctx.repo(), inputs, record, files)?;
     let after = guest_state::capture(
         ctx,
         inputs,
@@ -364,7 +353,7 @@ fn idempotence(
     ctx: &Ctx,
     inputs: &Inputs,
     record: &RunRecord,
-    files: &RunFiles,
+    files: &RunDir,
     layers: Option<&RunLayers>,
     report: &mut RunReport,
 ) -> Result<(), HarnessError> {
@@ -402,7 +391,7 @@ fn reboot_test(
     ctx: &Ctx,
     inputs: &Inputs,
     record: &mut RunRecord,
-    files: &RunFiles,
+    files: &RunDir,
     options: ItOptions,
     layers: &mut Option<RunLayers>,
     report: &mut RunReport,
@@ -449,7 +438,7 @@ fn reboot_test(
             }
         }
         // A new lease may have moved the guest (libvirt): the inventory follows.
-        files::write_run_files(ctx.repo(), inputs, record, files)?;
+        playbooks::write_run_files(ctx.repo(), inputs, record, files)?;
     }
     let after = guest_state::capture(
         ctx,

@@ -14,7 +14,7 @@ use camino::Utf8PathBuf;
 use crate::boot;
 use crate::ctx::Ctx;
 use crate::error::HarnessError;
-use crate::files::{self, RunFiles};
+use crate::files;
 
 /// How much of the serial console a failure whose guest never answered shows.
 const CONSOLE_LINES: usize = 15;
@@ -88,7 +88,7 @@ fn collect_diagnostics(ctx: &Ctx, record: &RunRecord) -> Option<Utf8PathBuf> {
     let step = phase("diagnostics");
     match diagnostics::collect(ctx.machine.guest(), record, &out) {
         Ok(dir) => {
-            files::copy_evidence(&RunFiles::of(record), &dir);
+            files::copy_evidence(&record.run_dir(), &dir);
             step.done();
             Some(dir)
         }

@@ -9,13 +9,13 @@ use boma_exec::progress::{self, phase};
 use boma_exec::say;
 use boma_report::CheckRecord;
 use boma_state::{Ignore, ProbeResult, Snapshot};
-use boma_vm::RunRecord;
+use boma_vm::{RunDir, RunRecord};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::checks;
 use crate::ctx::Ctx;
 use crate::error::HarnessError;
-use crate::files::{self, RunFiles};
+use crate::files;
 use crate::guest_file::{self, GuestFile};
 use crate::preflight::Inputs;
 use crate::probe::{CA_FILE, CaFile, PortTarget, ProbeOutcome};
@@ -126,7 +126,7 @@ fn probe_ports(
     record: &RunRecord,
     within: Duration,
 ) -> Result<Vec<ProbeOutcome>, HarnessError> {
-    let run_files = RunFiles::of(record);
+    let run_dir = record.run_dir();
     let mut outcomes = Vec::new();
     for port in &inputs.profile.published_ports {
         let Some(endpoint) = record.published.get(&port.port) else {
@@ -135,7 +135,7 @@ fn probe_ports(
         let ca = match &port.ca {
             Some(guest_path) => Some(CaFile {
                 guest_path: guest_path.clone(),
-                local: keep_ca(ctx, record, &run_files.probe_ca(port.port), guest_path)?,
+                local: keep_ca(ctx, record, &run_dir.probe_ca(port.port), guest_path)?,
             }),
             None => None,
         };
@@ -176,7 +176,7 @@ pub fn compare(
     before: &Captured,
     after: &Captured,
     ignore_patterns: &[String],
-    files: &RunFiles,
+    files: &RunDir,
 ) -> Result<Vec<CheckRecord>, HarnessError> {
     let ignore = Ignore::with_patterns(ignore_patterns)
         .map_err(|e| HarnessError::Refused(format!("reboot_diff_ignore: {e}")))?;
@@ -184,16 +184,31 @@ pub fn compare(
     let text = boma_state::render_text(&diff);
     files::write(&files.reboot_diff(), &text)?;
     files::write(
-        &files.reboot_diff().with_extension("json"),
+        &files.reboot_diff_json(),
         &serde_json::to_string_pretty(&diff).expect("a diff serialises"),
     )?;
     progress::line(text.trim_end());
     Ok(checks::from_reboot_diff(&diff))
 }
 
+/// The built-in checks every host gets, into `found`: the system is running in the state
+/// `now` captured (`system_running`), and no real host's address has a route from the guest
+/// (`no_route_to_fleet`). Each is kept as soon as it is judged.
+pub fn builtin_checks(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    record: &RunRecord,
+    now: &Captured,
+    found: &mut Vec<CheckRecord>,
+) -> Result<(), HarnessError> {
+    found.push(checks::system_running(&now.system_state, &now.failed_units));
+    found.push(fleet_routes(ctx, inputs, record)?);
+    Ok(())
+}
+
 /// The built-in `no_route_to_fleet`: after everything the playbooks did and the reboot, each
 /// real host's address must have no route from the guest.
-pub fn fleet_routes(
+fn fleet_routes(
     ctx: &Ctx,
     inputs: &Inputs,
     record: &RunRecord,

@@ -1,18 +1,23 @@
 //! The playbook runs against one VM, as the cycle and the single steps share them: apply a
 //! step of the profile, the idempotence pass (every step again, the `boma_changes` callback's
 //! record judged), a verify playbook (run on the VM, its results read back over the harness's
-//! own ssh). Every run gets the harness's connection as its last `-e` file.
+//! own ssh) — and the run files they read ([`write_run_files`]: the transient inventory, the
+//! run's connection, the verify playbooks' variables). Every run gets the harness's connection
+//! as its last `-e` file.
 
 use boma_exec::progress::phase;
 use boma_inventory::{Apply, PlaybookRun};
-use boma_vm::RunRecord;
+use boma_report::CheckRecord;
+use boma_vm::{RunDir, RunRecord};
 use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::json;
 
 use crate::ansible::PlaybookCall;
 use crate::checks;
+use crate::connect;
 use crate::ctx::Ctx;
 use crate::error::HarnessError;
-use crate::files::{self, RunFiles};
+use crate::files;
 use crate::guest_file::{self, GuestFile};
 use crate::idempotence;
 use crate::preflight::Inputs;
@@ -22,7 +27,7 @@ use crate::verify::{self, VerifyRun, Written};
 pub struct PlaybookSet<'a> {
     pub inputs: &'a Inputs,
     pub record: &'a RunRecord,
-    pub files: &'a RunFiles,
+    pub files: &'a RunDir,
     inventory: Utf8PathBuf,
     connection: Utf8PathBuf,
     timeout: std::time::Duration,
@@ -33,7 +38,7 @@ impl<'a> PlaybookSet<'a> {
         ctx: &Ctx,
         inputs: &'a Inputs,
         record: &'a RunRecord,
-        files: &'a RunFiles,
+        files: &'a RunDir,
     ) -> PlaybookSet<'a> {
         PlaybookSet {
             inputs,
@@ -81,7 +86,7 @@ impl<'a> PlaybookSet<'a> {
                 .then(|| self.files.facts()),
             mitogen: mitogen_plugins(ctx),
             connect_dir: Some(self.files.connect_dir()),
-            control_dir: Some(self.files.control_dir()),
+            control_dir: Some(connect::control_dir(self.files.path())),
         }
     }
 }
@@ -126,7 +131,7 @@ pub fn apply_step(
 /// ([`idempotence::judge`]): no file, or one without its marks, is unproven, never "nothing
 /// changed".
 pub fn idempotence(ctx: &Ctx, set: &PlaybookSet) -> Result<idempotence::Verdict, HarnessError> {
-    let changes = set.files.changes();
+    let changes = set.files.idempotence_changes();
     // A file left from before must not pass for this pass's record.
     files::remove_if_present(&changes)?;
     let mut labels = Vec::new();
@@ -138,12 +143,26 @@ pub fn idempotence(ctx: &Ctx, set: &PlaybookSet) -> Result<idempotence::Verdict,
     Ok(idempotence::judge(&text, set.record.name.as_str(), &labels))
 }
 
+/// Run every verify playbook of the profile, in order, each one's checks kept in `found` as
+/// soon as it has run ([`verify_playbook`]).
+pub fn verify_all(
+    ctx: &Ctx,
+    set: &PlaybookSet,
+    found: &mut Vec<CheckRecord>,
+) -> Result<(), HarnessError> {
+    for (index, playbook) in set.inputs.profile.verify.iter().enumerate() {
+        let run = verify_playbook(ctx, set, playbook, index)?;
+        found.extend(checks::from_verify(&run));
+    }
+    Ok(())
+}
+
 /// Run one of the profile's verify playbooks on the VM and read back, over the harness's own
 /// ssh, what it wrote there (a copy is kept in the run directory for the bundle). How the play
 /// ended and what it wrote are evidence, judged by [`checks::from_verify`]: a failed play is a
 /// failed check, not an error. Only an interrupt, or a guest that cannot be reached, stops the
 /// run here.
-pub fn verify_playbook(
+fn verify_playbook(
     ctx: &Ctx,
     set: &PlaybookSet,
     playbook: &Utf8Path,
@@ -152,7 +171,7 @@ pub fn verify_playbook(
     let on_guest = verify::guest_results_file(index);
     // Nothing an earlier run (`assert` twice) wrote may pass for this run's results.
     guest_file::remove(ctx.machine.guest(), set.record, on_guest.as_str())?;
-    let kept = set.files.results(index);
+    let kept = set.files.verify_results(index);
     let _ = files::remove_if_present(&kept);
     let vars = set.files.harness_vars(index);
     let label = format!("verify {playbook}");
@@ -190,4 +209,79 @@ pub fn verify_playbook(
         step.failed();
     }
     Ok(run)
+}
+
+/// Render and write the transient inventory and the run's variable files.
+pub fn write_run_files(
+    repo: &Utf8Path,
+    inputs: &Inputs,
+    record: &RunRecord,
+    run: &RunDir,
+) -> Result<(), HarnessError> {
+    let host = boma_inventory::TransientHost {
+        vm: &record.name,
+        groups: &inputs.profile.groups,
+        group_parents: &inputs.group_parents,
+    };
+    let hosts = boma_inventory::render_hosts_yml(&host)?;
+    boma_inventory::write_inventory_dir(&run.inventory(), repo, &hosts)?;
+    write_connection(record, run)?;
+    for index in 0..inputs.profile.verify.len() {
+        let vars = harness_vars(
+            record,
+            &inputs.fleet_addresses,
+            &crate::verify::guest_results_file(index),
+        );
+        files::write(
+            &run.harness_vars(index),
+            &serde_json::to_string_pretty(&vars).expect("json"),
+        )?;
+    }
+    Ok(())
+}
+
+/// The run's connection ([`connect::write_connection`]), with this program as the wrapper and
+/// the ssh client on PATH. Written again whenever the VM's address may have moved (after a
+/// reboot).
+fn write_connection(record: &RunRecord, run: &RunDir) -> Result<(), HarnessError> {
+    let ssh = boma_exec::find_on_path("ssh")
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .ok_or_else(|| {
+            HarnessError::Connection(format!(
+                "`ssh` is not on PATH: {}",
+                boma_exec::package_hint("ssh").unwrap_or("install it")
+            ))
+        })?;
+    // The wrapper is this very program (`connect-ssh`), found again by path when Ansible runs it.
+    let wrapper = std::env::current_exe()
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .ok_or_else(|| HarnessError::Connection("cannot tell this program's own path".into()))?;
+    connect::write_connection(
+        run,
+        &connect::Setup {
+            vm: &record.name,
+            target: &record.ssh,
+            wrapper: &wrapper,
+            ssh: &ssh,
+        },
+    )
+}
+
+/// The verify playbooks' inputs: the VM, the real fleet's addresses (the VM must have no
+/// route to them), and where on the VM to write the results (`results_on_guest`, a path the
+/// harness reads back over its own ssh). Pure.
+///
+/// Where the controller reaches the published ports is not among them: a verify playbook runs
+/// on the VM only, and the controller's probes are the harness's (`published_ports`).
+pub fn harness_vars(
+    record: &RunRecord,
+    fleet: &[std::net::IpAddr],
+    results_on_guest: &Utf8Path,
+) -> serde_json::Value {
+    json!({
+        "boma_it_vm_name": record.name,
+        "boma_it_fleet_addresses": fleet.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "boma_it_results_file": results_on_guest,
+    })
 }

@@ -1,4 +1,6 @@
-//! The controller's own probes of the guest's published ports, before and after the reboot.
+//! The controller's own probes of the guest's published ports, before and after the reboot:
+//! what a probe is and what it found (pure), and probing one port on this machine (the real
+//! side of the `PortProber` effect).
 //!
 //! The load-bearing probe runs here, on the controller: a probe from inside the guest passes
 //! even when the forward chain drops container traffic (local traffic takes OUTPUT DNAT, not
@@ -10,8 +12,8 @@
 //! requests should be probed as http or https.
 //!
 //! An https probe with a `ca` verifies the server against that CA alone: the harness reads the
-//! certificate from the guest over its own ssh before probing, keeps it in the run directory
-//! in a directory of its own, and gives curl `--cacert` and, as `--capath`, that directory, so
+//! certificate from the guest over its own ssh before probing (`guest_state`), keeps it in the
+//! run directory in a directory of its own, and gives curl `--cacert` and, as `--capath`, that directory, so
 //! the controller's own trust store plays no part. A guest without the file is said in the
 //! probe's detail, and the certificate is then not verified. With a `server`, the answer's
 //! `Server:` header must start with it (`wrong_server` otherwise): a port that answers, but

@@ -15,7 +15,6 @@ use crate::checks;
 use crate::ctx::Ctx;
 use crate::error::HarnessError;
 use crate::fate;
-use crate::files::{self, RunFiles};
 use crate::guest_state;
 use crate::playbooks::{self, PlaybookSet};
 use crate::preflight::{self, Needs};
@@ -49,8 +48,8 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
             .keep_for_vm(pid)
             .map_err(boot::reserve_error)?;
     }
-    let files = RunFiles::of(&record);
-    files::write_run_files(ctx.repo(), &inputs, &record, &files)
+    let files = record.run_dir();
+    playbooks::write_run_files(ctx.repo(), &inputs, &record, &files)
         .map_err(|e| standalone_failure(ctx, &record, e))?;
     Ok(record)
 }
@@ -132,9 +131,9 @@ pub fn apply(ctx: &Ctx, host: &str, tier: CertTier) -> Result<(), HarnessError> 
     let _lock = runs.lock(&format!("cargo xtask apply {host}"))?;
     let record = current_for(ctx, host)?;
     let inputs = preflight::inputs(ctx, host, tier, Needs::Ansible)?;
-    let files = RunFiles::of(&record);
+    let files = record.run_dir();
     let applied = (|| {
-        files::write_run_files(ctx.repo(), &inputs, &record, &files)?;
+        playbooks::write_run_files(ctx.repo(), &inputs, &record, &files)?;
         let set = PlaybookSet::new(ctx, &inputs, &record, &files);
         for step in &inputs.profile.applies {
             playbooks::apply_step(ctx, &set, step, None)?;
@@ -172,22 +171,14 @@ pub fn assert(
     let _lock = runs.lock(&format!("cargo xtask assert {host}"))?;
     let record = current_for(ctx, host)?;
     let inputs = preflight::inputs(ctx, host, tier, Needs::Ansible)?;
-    let files = RunFiles::of(&record);
+    let files = record.run_dir();
     let checked = (|| {
-        files::write_run_files(ctx.repo(), &inputs, &record, &files)?;
+        playbooks::write_run_files(ctx.repo(), &inputs, &record, &files)?;
         let state = guest_state::capture(ctx, &inputs, &record, &files.state_after(), "now")?;
         let mut found = checks::from_probes(&[], &state.probes);
-        found.push(checks::system_running(
-            &state.system_state,
-            &state.failed_units,
-        ));
-        found.push(guest_state::fleet_routes(ctx, &inputs, &record)?);
+        guest_state::builtin_checks(ctx, &inputs, &record, &state, &mut found)?;
         let set = PlaybookSet::new(ctx, &inputs, &record, &files);
-        for (index, playbook) in inputs.profile.verify.iter().enumerate() {
-            found.extend(checks::from_verify(&playbooks::verify_playbook(
-                ctx, &set, playbook, index,
-            )?));
-        }
+        playbooks::verify_all(ctx, &set, &mut found)?;
         progress::line(checks::summary(&found).trim_end());
         let failed = checks::failed(&found);
         if failed.is_empty() {
