@@ -3,7 +3,8 @@
 //! pinned for the run, the NoCloud seed, and `boma_vm::lifecycle::up`. Shared by `up` and `it`.
 
 use boma_exec::say;
-use boma_host::reserve::{Budget, ReservationRequest, Reservations, ReserveError, Reserved};
+use boma_host::reserve::{Budget, ReservationRequest, ReserveError, Reserved};
+use boma_name::VmName;
 use boma_vm::lifecycle::{self, BaseImage, UpFailure, UpRequest};
 use boma_vm::{Accel, RunRecord};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -13,41 +14,6 @@ use crate::error::HarnessError;
 use crate::files;
 use crate::golden::{Golden, ImageRequest};
 use crate::preflight::{Inputs, NewVm};
-
-/// Say which real hosts the VM is given no route to, and which it cannot be (a host reached by
-/// a DNS name has no fixed address to route away).
-fn say_fleet_isolation(inputs: &Inputs) {
-    let addresses: Vec<String> = inputs
-        .fleet_addresses
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    if addresses.is_empty() {
-        say!("real fleet: no host has a literal address, so no route is taken away");
-    } else {
-        say!(
-            "real fleet: the VM gets no route to {} (unreachable routes in its network-config)",
-            addresses.join(", ")
-        );
-    }
-    if !inputs.fleet_named_only.is_empty() {
-        let named: Vec<String> = inputs
-            .fleet_named_only
-            .iter()
-            .map(|(host, name)| {
-                if host == name {
-                    host.clone()
-                } else {
-                    format!("{host} ({name})")
-                }
-            })
-            .collect();
-        say!(
-            "real fleet: reached by name, so not routed away: {}",
-            named.join(", ")
-        );
-    }
-}
 
 /// What `up` found and made before the VM booted.
 pub struct Prepared {
@@ -68,11 +34,13 @@ pub fn prepare(
     exclusive: bool,
 ) -> Result<Prepared, HarnessError> {
     let reservation = reserve(ctx, inputs, new, what)?;
-    let live: Vec<String> = Reservations::open(&ctx.settings.cache_dir)
-        .and_then(|store| store.live())
+    let live: Vec<String> = ctx
+        .machine
+        .reservations()
+        .live(&ctx.settings.cache_dir)
         .map(|live| live.into_iter().map(|r| r.vm).collect())
         .unwrap_or_default();
-    let in_use = |name: &boma_name::VmName| live.iter().any(|vm| vm == name.as_str());
+    let in_use = |name: &VmName| live.iter().any(|vm| vm == name.as_str());
     ctx.with_effects(new.backend.kind, Accel::Tcg, |fx| {
         lifecycle::preflight(fx, exclusive, &in_use)
     })?;
@@ -120,12 +88,15 @@ fn reserve_within(
     request: &ReservationRequest,
     available_mib: u64,
 ) -> Result<Reserved, HarnessError> {
-    let store = Reservations::open(&ctx.settings.cache_dir).map_err(reserve_error)?;
     let budget = Budget {
         available_mib,
         max_vms: usize::MAX,
     };
-    let reserved = store.reserve(request, &budget).map_err(reserve_error)?;
+    let reserved = ctx
+        .machine
+        .reservations()
+        .reserve(&ctx.settings.cache_dir, request, &budget)
+        .map_err(reserve_error)?;
     for stale in reserved.dropped_stale() {
         say!("dropped a stale reservation: {}", stale.describe());
     }
@@ -143,13 +114,10 @@ pub fn reserve_error(e: ReserveError) -> HarnessError {
 }
 
 /// The VM's hypervisor process: QEMU's pid (recorded), or libvirt's QEMU found by name.
-pub fn vm_pid(record: &RunRecord) -> Option<u32> {
-    record.pid.or_else(|| {
-        boma_vm::host::procs::vm_processes()
-            .into_iter()
-            .find(|p| p.name == record.name)
-            .map(|p| p.pid)
-    })
+pub fn vm_pid(ctx: &Ctx, record: &RunRecord) -> Option<u32> {
+    record
+        .pid
+        .or_else(|| ctx.machine.processes().vm_pid(&record.name))
 }
 
 /// Reserve again the memory of a recorded VM about to start (machine-wide, as a new run's):
@@ -171,11 +139,15 @@ pub fn reserve_again(ctx: &Ctx, record: &RunRecord, what: &str) -> Result<Reserv
     reserve_within(ctx, &request, available_mib)
 }
 
-/// Release the reservation of a VM that is gone (`down`, `prune`).
-pub fn release(ctx: &Ctx, name: &boma_name::VmName) {
-    if let Ok(store) = Reservations::open(&ctx.settings.cache_dir) {
-        let _ = store.release(name.as_str());
-    }
+/// Release the reservation of a VM that is gone (`down`, `prune`, a killed run's leftovers);
+/// whether it had one.
+pub fn release(ctx: &Ctx, name: &VmName) -> bool {
+    matches!(
+        ctx.machine
+            .reservations()
+            .release(&ctx.settings.cache_dir, name),
+        Ok(true)
+    )
 }
 
 /// Pin the golden image in the new VM's run directory: the run boots bytes that were verified
@@ -277,4 +249,39 @@ pub fn boot(
             }
             (error.into(), record)
         })
+}
+
+/// Say which real hosts the VM is given no route to, and which it cannot be (a host reached by
+/// a DNS name has no fixed address to route away).
+fn say_fleet_isolation(inputs: &Inputs) {
+    let addresses: Vec<String> = inputs
+        .fleet_addresses
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    if addresses.is_empty() {
+        say!("real fleet: no host has a literal address, so no route is taken away");
+    } else {
+        say!(
+            "real fleet: the VM gets no route to {} (unreachable routes in its network-config)",
+            addresses.join(", ")
+        );
+    }
+    if !inputs.fleet_named_only.is_empty() {
+        let named: Vec<String> = inputs
+            .fleet_named_only
+            .iter()
+            .map(|(host, name)| {
+                if host == name {
+                    host.clone()
+                } else {
+                    format!("{host} ({name})")
+                }
+            })
+            .collect();
+        say!(
+            "real fleet: reached by name, so not routed away: {}",
+            named.join(", ")
+        );
+    }
 }

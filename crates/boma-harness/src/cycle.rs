@@ -132,7 +132,10 @@ fn run(
     // Preflight: every refusal, before anything is fetched, built, probed or created.
     let inputs = preflight::inputs(ctx, host, options.tier, Needs::All)?;
     expect.clone_from(&inputs.profile.expect);
-    let run_id = options.run_id.unwrap_or_else(RunId::random).to_string();
+    let run_id = options
+        .run_id
+        .unwrap_or_else(|| ctx.machine.host().fresh_run_id())
+        .to_string();
     let new = preflight::new_vm(ctx, &inputs, &run_id)?;
     let what = format!("cargo xtask it {host}");
     // Shared: several runs (each its own VM) may go at once; `prune` waits for none of them.
@@ -180,7 +183,7 @@ fn run(
     };
     report.vm = Some(record.name.to_string());
     let mut reservation = prepared.reservation;
-    if let Some(pid) = boot::vm_pid(&record) {
+    if let Some(pid) = boot::vm_pid(ctx, &record) {
         let _ = reservation.vm_started(pid);
     }
     // Apply, idempotence, the reboot test, the checks.

@@ -225,7 +225,7 @@ pub fn settle(
         // removed by it after an interrupt.
         (Fate::KeepRunning | Fate::Remove, _) => outcome,
     };
-    if runs_on && let Some(pid) = boot::vm_pid(record) {
+    if runs_on && let Some(pid) = boot::vm_pid(ctx, record) {
         let _ = reservation.keep_for_vm(pid);
     }
     (outcome, bundle)

@@ -57,7 +57,10 @@ pub use backend::{BackendChoice, Resolved, resolve};
 pub use ctx::Ctx;
 pub use cycle::{ItOptions, RunOutcome, it};
 pub use error::{ExitClass, HarnessError, error_chain};
-pub use machine::{Ansible, HostProbe, Machine, PortProber, Provisioner, RealMachine};
+pub use machine::{
+    Ansible, HostProbe, Machine, MemoryReservations, PortProber, Processes, Provisioner,
+    RealMachine,
+};
 pub use report::single as single_report;
 pub use run_id::RunId;
 pub use settings::{ImageSource, Settings, WaitOverrides};

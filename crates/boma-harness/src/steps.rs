@@ -18,14 +18,13 @@ use crate::fate;
 use crate::guest_state;
 use crate::playbooks::{self, PlaybookSet};
 use crate::preflight::{self, Needs};
-use crate::run_id::RunId;
 
 /// Boot a VM mirroring `host` and wait until it is ready. Returns its record.
 pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
     let runs = ctx.runs();
     let _lock = runs.lock(&format!("cargo xtask up {host}"))?;
     let inputs = preflight::inputs(ctx, host, CertTier::Internal, Needs::Vm)?;
-    let new = preflight::new_vm(ctx, &inputs, &RunId::random().to_string())?;
+    let new = preflight::new_vm(ctx, &inputs, &ctx.machine.host().fresh_run_id().to_string())?;
     let prepared = boot::prepare(ctx, &inputs, &new, &format!("cargo xtask up {host}"), true)?;
     let base = boot::pin_for_run(ctx, &new, &prepared.golden)?;
     let golden = (base.as_path(), BaseImage::Golden);
@@ -42,7 +41,7 @@ pub fn up(ctx: &Ctx, host: &str) -> Result<RunRecord, HarnessError> {
         Err((error, None)) => return Err(error),
     };
     // The VM outlives this command: its reservation goes with it (until `down` or `prune`).
-    if let Some(pid) = boot::vm_pid(&record) {
+    if let Some(pid) = boot::vm_pid(ctx, &record) {
         prepared
             .reservation
             .keep_for_vm(pid)
@@ -76,7 +75,7 @@ pub fn start(ctx: &Ctx, vm: &str) -> Result<RunRecord, HarnessError> {
         lifecycle::start(fx, &mut record)
     });
     // Running (even a boot that failed), it keeps its memory until `down` or `prune`.
-    if let Some(pid) = boot::vm_pid(&record) {
+    if let Some(pid) = boot::vm_pid(ctx, &record) {
         let _ = reservation.keep_for_vm(pid);
     }
     match started {
@@ -214,7 +213,7 @@ pub fn down(ctx: &Ctx, keep: bool) -> Result<(), HarnessError> {
         }
     })?;
     if !keep {
-        boot::release(ctx, &record.name);
+        let _ = boot::release(ctx, &record.name);
     }
     Ok(())
 }
@@ -242,8 +241,9 @@ pub fn prune(ctx: &Ctx) -> Result<(), HarnessError> {
     // ssh): only processes recorded in the spawn journal, identified by pid and start time,
     // SIGTERM first.
     let journal = runs.journal();
-    let stopped = match boma_host::stop::plan_from_journal(journal.as_std_path()) {
-        Ok(actions) => boma_host::stop::stop(&actions, boma_host::stop::GRACE),
+    let processes = ctx.machine.processes();
+    let stopped = match processes.journaled(&journal) {
+        Ok(actions) => processes.stop(&actions),
         Err(e) => {
             say!("cannot read the spawn journal {journal}: {e}");
             Vec::new()
@@ -252,7 +252,7 @@ pub fn prune(ctx: &Ctx) -> Result<(), HarnessError> {
     for s in &stopped {
         say!("{s}");
     }
-    let _ = boma_host::stop::forget_exited(journal.as_std_path());
+    processes.forget_exited(&journal);
     for kind in kinds {
         let report = ctx.with_effects(*kind, Accel::Tcg, |fx| lifecycle::prune(fx, *kind))?;
         removed.extend(report.vms);
@@ -261,7 +261,7 @@ pub fn prune(ctx: &Ctx) -> Result<(), HarnessError> {
     removed.sort();
     removed.dedup();
     for name in &removed {
-        boot::release(ctx, name);
+        let _ = boot::release(ctx, name);
     }
     step.done();
     if removed.is_empty() && dirs == 0 {
@@ -291,13 +291,14 @@ pub fn remove_orphan(
     let mut removed = Vec::new();
     let runs = ctx.runs();
     let journal = runs.journal();
-    match boma_host::stop::plan_from_journal(journal.as_std_path()) {
+    let processes = ctx.machine.processes();
+    match processes.journaled(&journal) {
         Ok(actions) => {
             let its: Vec<_> = actions
                 .into_iter()
                 .filter(|a| a.recorded.spawned_by == started_by)
                 .collect();
-            for stopped in boma_host::stop::stop(&its, boma_host::stop::GRACE) {
+            for stopped in processes.stop(&its) {
                 removed.push(format!("stopped {stopped}"));
             }
         }
@@ -316,9 +317,7 @@ pub fn remove_orphan(
     if existed || gone {
         removed.push(format!("its VM {name} and its files"));
     }
-    let released = boma_host::reserve::Reservations::open(&ctx.settings.cache_dir)
-        .and_then(|store| store.release(name.as_str()));
-    if matches!(released, Ok(true)) {
+    if boot::release(ctx, name) {
         removed.push("its memory reservation".to_owned());
     }
     Ok(removed)

@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use boma_exec::CmdExt as _;
-use boma_harness::connect::{self, FleetMember, FleetSetup, Setup};
 use boma_harness::PlaybookCall;
+use boma_harness::connect::{self, FleetMember, FleetSetup, Setup};
 use boma_inventory::{
     Apply, CertTier, FleetPlaybookRun, MemberName, PlaybookRun, TransientHost, TransientMember,
     VmName, apply_argv, fleet_playbook_argv, render_hosts_yml, render_members_yml,

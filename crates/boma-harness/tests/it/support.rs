@@ -14,10 +14,16 @@ use boma_harness::golden::{Golden, ImageRequest};
 use boma_harness::probe::{PortTarget, ProbeOutcome};
 use boma_harness::{
     Ansible, BackendChoice, Ctx, HarnessError, HostProbe, ImageSource, ItOptions, Machine,
-    PlaybookCall, PortProber, Provisioner, RunOutcome, Settings, WaitOverrides,
+    MemoryReservations, PlaybookCall, PortProber, Processes, Provisioner, RunId, RunOutcome,
+    Settings, WaitOverrides,
 };
 use boma_host::facts::{LibvirtFacts, Space};
+use boma_host::reserve::{
+    Budget, Reservation, ReservationRequest, Reservations, ReserveError, Reserved,
+};
+use boma_host::stop::{How, StopAction, StopError, Stopped};
 use boma_inventory::CertTier;
+use boma_name::VmName;
 use boma_vm::fake::{FakeDisks, FakeGuest, FakeHypervisors, World};
 use boma_vm::lifecycle::{Disks, Hypervisors, RealDisks, SeedFiles};
 use boma_vm::{Accel, Guest};
@@ -70,6 +76,12 @@ pub struct FakeMachine {
     pub playbook_args: RefCell<Vec<Vec<String>>>,
     /// How often the golden image was asked for (fetched or built, on a real machine).
     pub golden_asked: Cell<u32>,
+    /// How many run ids the machine has minted (each is the next number).
+    pub run_ids: Cell<u32>,
+    /// What the spawn journal recorded that still runs, as the machine reads it.
+    pub journaled: RefCell<Vec<StopAction>>,
+    /// The pids of every process the harness asked the machine to stop, in order.
+    pub stopped: RefCell<Vec<u32>>,
     /// Ports whose probe fails after the first boot (the forward-drop signature: a timeout).
     pub ports_dead_after_reboot: RefCell<Vec<u16>>,
     /// Published ports nothing answers on (yet): a playbook closure may serve one by removing
@@ -139,6 +151,9 @@ impl FakeMachine {
             playbook_calls: RefCell::new(Vec::new()),
             playbook_args: RefCell::new(Vec::new()),
             golden_asked: Cell::new(0),
+            run_ids: Cell::new(0),
+            journaled: RefCell::new(Vec::new()),
+            stopped: RefCell::new(Vec::new()),
             ports_dead_after_reboot: RefCell::new(Vec::new()),
             ports_unserved: Rc::new(RefCell::new(Vec::new())),
             vault: RefCell::new(Vec::new()),
@@ -154,6 +169,12 @@ impl FakeMachine {
 
 impl Machine for FakeMachine {
     fn host(&self) -> &dyn HostProbe {
+        self
+    }
+    fn processes(&self) -> &dyn Processes {
+        self
+    }
+    fn reservations(&self) -> &dyn MemoryReservations {
         self
     }
     fn hypervisors(&self) -> &dyn Hypervisors {
@@ -196,6 +217,57 @@ impl HostProbe for FakeMachine {
             device: Some(1),
             free_mib: Some(100_000),
         }
+    }
+    fn fresh_run_id(&self) -> RunId {
+        let next = self.run_ids.get() + 1;
+        self.run_ids.set(next);
+        format!("{next:08x}").parse().unwrap()
+    }
+}
+
+/// Every VM the fake hypervisors start has its pid recorded, so none is looked for here; the
+/// spawn journal is [`FakeMachine::journaled`], and stopping a process records its pid.
+impl Processes for FakeMachine {
+    fn vm_pid(&self, _name: &VmName) -> Option<u32> {
+        None
+    }
+    fn journaled(&self, _journal: &Utf8Path) -> Result<Vec<StopAction>, StopError> {
+        Ok(self.journaled.borrow().clone())
+    }
+    fn stop(&self, actions: &[StopAction]) -> Vec<Stopped> {
+        actions
+            .iter()
+            .map(|a| {
+                self.stopped.borrow_mut().push(a.recorded.pid);
+                Stopped {
+                    pid: a.recorded.pid,
+                    pgid: None,
+                    cmdline: a.recorded.cmdline.clone(),
+                    how: How::Term,
+                    spawned_by: a.recorded.spawned_by,
+                }
+            })
+            .collect()
+    }
+    fn forget_exited(&self, _journal: &Utf8Path) {}
+}
+
+/// The sandbox's own reservation store, in its image cache: the machine-wide rule is
+/// `boma_host`'s, judged against the fake's `MemAvailable`.
+impl MemoryReservations for FakeMachine {
+    fn reserve(
+        &self,
+        cache_dir: &Utf8Path,
+        request: &ReservationRequest,
+        budget: &Budget,
+    ) -> Result<Reserved, ReserveError> {
+        Reservations::open(cache_dir)?.reserve(request, budget)
+    }
+    fn live(&self, cache_dir: &Utf8Path) -> Result<Vec<Reservation>, ReserveError> {
+        Reservations::open(cache_dir)?.live()
+    }
+    fn release(&self, cache_dir: &Utf8Path, vm: &VmName) -> Result<bool, ReserveError> {
+        Reservations::open(cache_dir)?.release(vm.as_str())
     }
 }
 
