@@ -12,7 +12,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::ctx::Ctx;
 use crate::error::HarnessError;
 use crate::files;
-use crate::golden::{Golden, ImageRequest};
+use crate::golden::{self, Golden, ImageRequest, ImageStep, StepResult};
+use crate::machine::Provisioner;
 use crate::preflight::{Inputs, NewVm};
 
 /// What `up` found and made before the VM booted.
@@ -45,8 +46,10 @@ pub fn prepare(
         lifecycle::preflight(fx, exclusive, &in_use)
     })?;
     say!("backend: {} ({})", new.backend.kind, new.backend.why);
-    let request = ImageRequest::from_settings(ctx.settings);
-    let golden = ctx.machine.provisioner().golden_image(&request)?;
+    let golden = golden_image(
+        ctx.machine.provisioner(),
+        &ImageRequest::from_settings(ctx.settings),
+    )?;
     say!(
         "golden image: {} (sha512 {}…, {})",
         golden.path,
@@ -65,6 +68,32 @@ pub fn prepare(
         accel,
         reservation,
     })
+}
+
+/// The golden image the request asks for: [`golden::plan`]'s steps, carried out one at a time
+/// until one finds it. A step that finds nothing in the cache goes on to the next; a download
+/// host that cannot be reached at all goes on to the build the plan holds next (saying so), and
+/// is the error when none follows. Any other failure is the error.
+fn golden_image(
+    provisioner: &dyn Provisioner,
+    request: &ImageRequest,
+) -> Result<Golden, HarnessError> {
+    let mut steps = golden::plan(request).into_iter().peekable();
+    while let Some(step) = steps.next() {
+        match provisioner.image_step(&step, &request.cache_dir)? {
+            StepResult::Found(file) => return Ok(step.golden(file)),
+            StepResult::NotCached => {}
+            StepResult::Unreachable(e) => match steps.peek() {
+                Some(ImageStep::Build) => say!(
+                    "the image download host cannot be reached ({e}); building the golden image from Debian packages instead"
+                ),
+                _ => return Err(e),
+            },
+        }
+    }
+    Err(HarnessError::Refused(
+        "no golden image was found or made: run `cargo xtask image verify`".into(),
+    ))
 }
 
 /// Reserve the VM's memory machine-wide (race-free, across checkouts and parallel runs), by

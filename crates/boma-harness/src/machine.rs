@@ -1,8 +1,10 @@
 //! The machine the harness runs on, as a few narrow effects. The steps decide; the machine
 //! acts. No policy lives here: which backend, whether memory, disk or the programs suffice,
 //! KVM or TCG are decided from what these probes return (`boma_host::judge`,
-//! `backend::resolve`, `preflight`); which processes to stop is the spawn journal's and the
-//! caller's. So the fake machine the tests use replaces only effects.
+//! `backend::resolve`, `preflight`); which golden image to take, and what to do when a step
+//! finds none, is the pure plan of `golden::plan`, run by the harness one step at a time;
+//! which processes to stop is the spawn journal's and the caller's. So the fake machine the
+//! tests use replaces only effects.
 
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xshell::Shell;
 
 use crate::error::HarnessError;
-use crate::golden;
+use crate::golden::{self, ImageStep, StepResult};
 use crate::probe::{PortTarget, ProbeOutcome};
 use crate::run_id::RunId;
 use crate::{ansible, real_inventory};
@@ -89,8 +91,14 @@ pub trait MemoryReservations {
 
 /// What a VM boots from, and how it is reached.
 pub trait Provisioner {
-    /// The verified golden image, as the request says (cache, download, build, a given file).
-    fn golden_image(&self, request: &golden::ImageRequest) -> Result<golden::Golden, HarnessError>;
+    /// Carry out one step of the golden image's plan ([`golden::plan`]): look in the cache
+    /// `cache_dir`, download, build, or hash a given file. Never an image that failed
+    /// verification.
+    fn image_step(
+        &self,
+        step: &ImageStep,
+        cache_dir: &Utf8Path,
+    ) -> Result<StepResult, HarnessError>;
     /// KVM if a probe proves it works, else TCG (the verdict cached in `cache_dir`).
     fn accel(
         &self,
@@ -273,8 +281,12 @@ impl Hypervisors for RealMachine<'_> {
 }
 
 impl Provisioner for RealMachine<'_> {
-    fn golden_image(&self, request: &golden::ImageRequest) -> Result<golden::Golden, HarnessError> {
-        golden::resolve(self.sh, request)
+    fn image_step(
+        &self,
+        step: &ImageStep,
+        cache_dir: &Utf8Path,
+    ) -> Result<StepResult, HarnessError> {
+        golden::image_step(self.sh, step, cache_dir)
     }
 
     fn accel(

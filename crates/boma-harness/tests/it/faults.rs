@@ -36,7 +36,13 @@ fn a_passing_cycle_applies_checks_idempotence_reboots_and_removes_its_vm() {
         .clone()
         .expect("the report names the image it booted");
     assert_eq!(image.sha512, "ab".repeat(64));
-    assert_eq!(image.origin, "cache");
+    assert_eq!(
+        image.origin,
+        format!(
+            "cache (downloaded from {})",
+            boma_image::DownloadSource::debian_genericcloud().image_url
+        )
+    );
     assert_eq!(
         *rig.machine.playbook_calls.borrow(),
         vec![
@@ -605,7 +611,7 @@ fn a_run_that_does_not_fit_beside_a_live_one_is_refused_naming_it() {
     // Room for one askari (3072 MiB + QEMU's 1280 + the 1024 margin), not two.
     rig.machine.available_mib.set(6000);
     let kept = boma_harness::up(&rig.ctx(), "askari").unwrap();
-    let asked = rig.machine.golden_asked.get();
+    let asked = rig.machine.image_steps.borrow().len();
     let outcome = rig.it();
     let error = outcome.error.expect("refused");
     assert_eq!(error.class(), ExitClass::Refused, "{error}");
@@ -614,7 +620,11 @@ fn a_run_that_does_not_fit_beside_a_live_one_is_refused_naming_it() {
         message.contains(kept.name.as_str()) && message.contains("cargo xtask up askari"),
         "{message}"
     );
-    assert_eq!(rig.machine.golden_asked.get(), asked, "nothing fetched");
+    assert_eq!(
+        rig.machine.image_steps.borrow().len(),
+        asked,
+        "nothing fetched"
+    );
     assert_eq!(rig.sandbox.vm_dirs().len(), 1);
 }
 
@@ -629,9 +639,8 @@ fn refused(rig: &Rig, host: &str, tier: CertTier) -> String {
         "booted despite: {error}"
     );
     assert!(rig.sandbox.vm_dirs().is_empty());
-    assert_eq!(
-        rig.machine.golden_asked.get(),
-        0,
+    assert!(
+        rig.machine.image_steps.borrow().is_empty(),
         "the image was fetched or built despite: {error}"
     );
     let message = error.to_string();
