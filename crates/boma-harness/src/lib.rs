@@ -59,7 +59,7 @@ pub use cycle::{ItOptions, RunOutcome, it};
 pub use error::{ExitClass, HarnessError, error_chain};
 pub use machine::{
     Ansible, HostProbe, Machine, MemoryReservations, PortProber, Processes, Provisioner,
-    RealMachine,
+    RealMachine, ReservationStore,
 };
 pub use report::single as single_report;
 pub use run_id::RunId;

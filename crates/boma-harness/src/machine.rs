@@ -187,7 +187,7 @@ impl Machine for RealMachine<'_> {
         self
     }
     fn reservations(&self) -> &dyn MemoryReservations {
-        self
+        &ReservationStore
     }
     fn hypervisors(&self) -> &dyn Hypervisors {
         self
@@ -252,7 +252,11 @@ impl Processes for RealMachine<'_> {
     }
 }
 
-impl MemoryReservations for RealMachine<'_> {
+/// The reservations as `boma_host::reserve` keeps them in an image cache (a file per VM, under
+/// a lock): this machine's, and a test sandbox's in its own cache.
+pub struct ReservationStore;
+
+impl MemoryReservations for ReservationStore {
     fn reserve(
         &self,
         cache_dir: &Utf8Path,

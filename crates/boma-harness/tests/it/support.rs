@@ -14,13 +14,10 @@ use boma_harness::golden::{Golden, ImageFile, ImageStep, StepResult};
 use boma_harness::probe::{PortTarget, ProbeOutcome};
 use boma_harness::{
     Ansible, BackendChoice, Ctx, HarnessError, HostProbe, ImageSource, ItOptions, Machine,
-    MemoryReservations, PlaybookCall, PortProber, Processes, Provisioner, RunId, RunOutcome,
-    Settings, WaitOverrides,
+    MemoryReservations, PlaybookCall, PortProber, Processes, Provisioner, ReservationStore, RunId,
+    RunOutcome, Settings, WaitOverrides,
 };
 use boma_host::facts::{LibvirtFacts, Space};
-use boma_host::reserve::{
-    Budget, Reservation, ReservationRequest, Reservations, ReserveError, Reserved,
-};
 use boma_host::stop::{How, StopAction, StopError, Stopped};
 use boma_inventory::CertTier;
 use boma_name::VmName;
@@ -212,8 +209,10 @@ impl Machine for FakeMachine {
     fn processes(&self) -> &dyn Processes {
         self
     }
+    /// The sandbox's own reservation store, in its image cache: the machine-wide rule is
+    /// `boma_host`'s, judged against the fake's `MemAvailable`.
     fn reservations(&self) -> &dyn MemoryReservations {
-        self
+        &ReservationStore
     }
     fn hypervisors(&self) -> &dyn Hypervisors {
         &self.hypervisors
@@ -288,25 +287,6 @@ impl Processes for FakeMachine {
             .collect()
     }
     fn forget_exited(&self, _journal: &Utf8Path) {}
-}
-
-/// The sandbox's own reservation store, in its image cache: the machine-wide rule is
-/// `boma_host`'s, judged against the fake's `MemAvailable`.
-impl MemoryReservations for FakeMachine {
-    fn reserve(
-        &self,
-        cache_dir: &Utf8Path,
-        request: &ReservationRequest,
-        budget: &Budget,
-    ) -> Result<Reserved, ReserveError> {
-        Reservations::open(cache_dir)?.reserve(request, budget)
-    }
-    fn live(&self, cache_dir: &Utf8Path) -> Result<Vec<Reservation>, ReserveError> {
-        Reservations::open(cache_dir)?.live()
-    }
-    fn release(&self, cache_dir: &Utf8Path, vm: &VmName) -> Result<bool, ReserveError> {
-        Reservations::open(cache_dir)?.release(vm.as_str())
-    }
 }
 
 impl Provisioner for FakeMachine {
