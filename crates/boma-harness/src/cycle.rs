@@ -73,7 +73,7 @@ impl RunOutcome {
     }
 }
 
-/// Run the cycle for `host`: its phases ([`run`]), then its report — the result the error
+/// Run the cycle for `host`: its phases (`run`), then its report — the result the error
 /// means, a RED profile judged by its `expect`, the phases' times, every secret masked.
 pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
     progress::reset_records();

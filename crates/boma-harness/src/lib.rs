@@ -12,9 +12,10 @@
 //! - `boot`: the VM's memory reservation, its image, its seed, `up`; `layers`: disk layers in
 //!   a run; `fate`: what becomes of a booted VM (the failure policy, the keep policy);
 //! - `playbooks`: the playbook runs against one VM (apply a step, the idempotence pass, a verify
-//!   playbook); `guest_state`: the guest's state captured with the controller's probes, two
+//!   playbook) and the run files they read; `guest_state`: the guest's state captured with the controller's probes, two
 //!   captures compared; `guest_file`: one file of the guest, over the harness's own ssh;
-//! - `files`: the harness's own files (the run's records), written only there;
+//! - `files`: the harness's own files (the run's records, named by `boma_vm::RunDir`), written
+//!   through it — but the connection directory, which `connect` writes;
 //! - `checks`, `idempotence`, `verify`, `backend`, `report`: pure judges and renderers;
 //! - [`Ctx`]: the settings and the [`Machine`] — every effect on this machine, as narrow traits
 //!   a fake can stand in for; their real side is `ansible` (`ansible-playbook` and the

@@ -1,7 +1,7 @@
 //! The steps an operator can run one at a time: `up`, `apply`, `reboot`, `assert`, `down`,
 //! `console`, `start` of a kept VM, `prune`, and the removal of what a killed run left. Each
 //! takes the run lock, acts on the current VM (or makes it), and on failure leaves the VM to
-//! the one failure policy ([`crate::fate`]).
+//! the one failure policy (`fate`).
 
 use boma_exec::progress::{self, phase};
 use boma_exec::say;
