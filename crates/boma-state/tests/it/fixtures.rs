@@ -505,13 +505,16 @@ fn a_real_restart_loop_after_a_real_reboot_is_unit_restarting() {
         r#"{"unit":"boma-loop.service","load":"loaded","active":"activating","sub":"auto-restart","description":"boma loop"}"#
     ));
     assert!(
-        text.contains("### units-restarting\nboma-loop.service loaded activating auto-restart boma loop\n"),
+        text.contains(
+            "### units-restarting\nboma-loop.service loaded activating auto-restart boma loop\n"
+        ),
         "the raw section as the settle wait polls it"
     );
     let result = diff_states(state("golden-fresh.txt"), state("restart-loop/after.txt"));
     let lost = displays(&result.lost);
     assert!(
-        lost.iter().any(|f| f == "unit_restarting boma-loop.service"),
+        lost.iter()
+            .any(|f| f == "unit_restarting boma-loop.service"),
         "{}",
         report(&result)
     );
