@@ -39,15 +39,21 @@ pub struct ItArgs {
     #[arg(long)]
     pub all: bool,
     /// How many VMs run at once (bounded by memory: each profile's mem_mib plus QEMU's
-    /// overhead must fit).
+    /// overhead must fit in what the machine has available less a margin; and by the cores:
+    /// at most two vCPUs per host core). Each child also takes its own machine-wide memory
+    /// reservation, so a child that does not fit beside other checkouts' runs is refused.
     #[arg(short = 'j', long, default_value_t = 1, value_name = "N")]
     pub jobs: usize,
-    /// Run only the K-th of N slices of the selected profiles (1-based), for a CI matrix.
+    /// Run only the K-th of N slices of the selected profiles (1-based), for a CI matrix: they
+    /// are sorted and every N-th is taken from the K-th, so the machines of a matrix run
+    /// disjoint slices that together cover all. A slice with no profile runs nothing and
+    /// passes, with no report.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
     #[command(flatten)]
     pub certs: CertsArg,
-    /// Keep the VM even when the run passes.
+    /// Keep the VM running even when the run passes (and when it is interrupted); its memory
+    /// stays reserved until `down` or `prune`.
     #[arg(long)]
     pub keep: bool,
     /// Check without rebooting (faster, blind to reboot-survival bugs; the report says so).
@@ -63,10 +69,12 @@ pub struct ItArgs {
     /// logs in to it).
     #[arg(long, conflicts_with = "keep")]
     pub remove_failed: bool,
-    /// Write the JSON report here too (stdout always has it).
+    /// Write the JSON report here too (stdout always has it), whatever the result; a file that
+    /// cannot be written fails the run.
     #[arg(long, value_name = "PATH")]
     pub report: Option<Utf8PathBuf>,
-    /// Write a JUnit XML report here (for GitLab, Jenkins, GitHub test reports).
+    /// Write a JUnit XML report here (for GitLab, Jenkins, GitHub test reports), whatever the
+    /// result: a suite per run, a test case per phase and per check.
     #[arg(long, value_name = "PATH")]
     pub junit: Option<Utf8PathBuf>,
     #[command(flatten)]

@@ -24,6 +24,47 @@ use settings::Checkout;
 
 /// boma's integration harness: prove a change survives a real reboot on a throwaway VM that
 /// mirrors a real host, before it reaches the real host.
+///
+/// It works on the checkout it runs in (found from `cargo run`, else the git top level of the
+/// working directory), from any subdirectory. The operator's handbook is
+/// docs/runbooks/integration-testing.md.
+///
+/// Exit status, every command: 0 passed (for `it`, also a RED profile that failed exactly as
+/// its `expect` says); 1 failed (a check, a playbook, a wait, the hypervisor: a VM that had
+/// booted is kept with a diagnostics bundle, and the output says how to reach it); 2 refused
+/// (bad usage, a failed preflight, another harness command holding this checkout, no current
+/// VM: nothing was created); 128+n interrupted by signal n (130 SIGINT, 143 SIGTERM, 129
+/// SIGHUP: `it` and `up` remove the VM they booted unless `it --keep`; `apply`, `reboot` and
+/// `assert` leave the VM up). A second Ctrl-C during the cleanup is recorded but does not stop
+/// it. stdout is data (a report, a path, a listing); stderr is progress and the command log
+/// (`+ cmd …`), secrets masked.
+///
+/// BOMA_IT_CACHE: the image cache every checkout on the machine shares (default
+/// /var/lib/boma-integration): the golden images and their SHA512SUMS, a built image's package
+/// list, the KVM verdict kvm-probe.json, the memory reservations in reservations/, the disk
+/// layers in layers/ and the cached idempotence verdicts in layers-idempotence/.
+///
+/// BOMA_IT_BACKEND, BOMA_IT_IMAGE_URL, BOMA_IT_SUMS_URL, BOMA_VAULT_PASSWORD_FILE: the options
+/// of those names (--backend, --image-url, --sums-url, --vault-password-file).
+///
+/// BOMA_IT_BOOT_TIMEOUT, BOMA_IT_REBOOT_TIMEOUT: seconds to wait for SSH and cloud-init after
+/// the first boot, and for a new boot_id after a reboot or for the guest to power itself off
+/// (default 420 under TCG, 140 under KVM). BOMA_IT_STEP_TIMEOUT: seconds one ansible-playbook
+/// run may take before it is stopped (default 2400 under TCG, 800 under KVM). A timeout that
+/// is not a whole number above 0 is refused (exit 2).
+///
+/// BOMA_IT_LAYERS=off: no disk layers for any run (`it --fresh` for one run).
+/// BOMA_IT_FACT_CACHE=off: gather facts in every playbook, as plain Ansible does (the per-boot
+/// fact cache is the default). BOMA_IT_MITOGEN=1: Mitogen's strategy, when the venv has it
+/// (measured by `make bench`; not the default).
+///
+/// HOME: failed runs' diagnostics bundles go to $HOME/integration-runs/<vm>/. XDG_STATE_HOME:
+/// the harness's own SSH key pair is in ${XDG_STATE_HOME:-$HOME/.local/state}/boma-it/ssh/.
+///
+/// Files: tests/integration/.run/ holds this checkout's runs, one directory per VM (its
+/// record run.json, overlay, seed, console.log, inventory, connection files, captures and
+/// logs), `current` (the VM the single-step commands act on), the spawn journal
+/// spawned.jsonl and, for a run of several profiles, parallel/<host>.log and .json.
 #[derive(Parser, Debug)]
 #[command(
     name = "cargo xtask",
@@ -45,26 +86,71 @@ enum Command {
     /// apply them again (idempotence), capture its state, reboot it for real, capture again and
     /// compare (the reboot diff), probe its ports and run its checks from the controller, tear
     /// down. A failed run keeps its VM and says how to inspect it.
+    ///
+    /// Preflight first (exit 2, nothing created): the profile and every file it names, verify
+    /// playbooks that would run on the controller, connection variables in its `-e` files, the
+    /// repo policy (tests/integration/policy.yml), the vault (Let's Encrypt tiers), the real
+    /// inventory, the tools, the VM's name and backend, disk, then the memory reservation,
+    /// machine-wide. Then the golden image (cached, downloaded or built; pinned for the run),
+    /// the deepest cached disk layer whose key still matches, the boot, each step no layer
+    /// holds (the last step always), the power cycle that stores each earlier step's layer (a
+    /// reboot test of that step), the idempotence pass, the captures and the reboot between
+    /// them, the built-in checks and the verify playbooks.
+    ///
+    /// A pass removes the VM; a failure keeps it running with a diagnostics bundle in
+    /// ~/integration-runs/<vm>/ (with --remove-failed it is removed once the bundle is written;
+    /// in a run of several profiles it is kept powered off, and `cargo xtask start <vm>` boots
+    /// it again); an interrupt removes it. A VM kept running keeps its memory reserved until
+    /// `down` or `prune`. A RED profile (one with `expect`) exits 0 only when its failed checks
+    /// are exactly those its `expect` names (an expected failure); anything else fails it.
+    ///
+    /// The JSON report goes to stdout (and --report), then a summary to stderr; --junit writes
+    /// the same as JUnit XML. Several hosts run as child processes, one VM each; each child's
+    /// log and report are tests/integration/.run/parallel/<host>.log and .json, and the exit
+    /// status is the worst run's.
     It(it::ItArgs),
     /// Boot a VM mirroring HOST and wait until SSH answers and cloud-init is done.
+    ///
+    /// It boots the golden image (no disk layers) and becomes this checkout's current VM, the
+    /// one `apply`, `reboot`, `assert`, `console` and `down` act on; its name goes to stdout.
+    /// Refused while the current VM runs (one at a time per checkout: `down` it first).
     Up(steps::Up),
     /// Apply HOST's profile (its playbooks, overrides and cert tier) to the current VM.
+    ///
+    /// Every step once, no idempotence pass. HOST may differ from the host the VM was booted
+    /// for (said on stderr): applying the GREEN profile to the VM of a RED is the fix, tried on
+    /// one VM.
     Apply(steps::ProfileStep),
     /// Reboot the current VM for real; succeeds only when it answers with a new boot_id.
     Reboot(steps::Reboot),
     /// Run HOST's checks against the current VM: the built-in ones (system running, no route to
     /// the real fleet, the controller's probes) and the profile's verify playbooks.
+    ///
+    /// There is no "before" here: no reboot diff and no idempotence pass (`it` has them). The
+    /// capture it takes is written to the run directory's state-after.json.
     Assert(steps::ProfileStep),
     /// Boot a kept, powered-off VM again to inspect it (a failed run of several profiles keeps
     /// its VM so, and names it): its disk, forwards and console as they were. It becomes the
     /// current VM (`cargo xtask down` removes it).
     Start(steps::Start),
     /// Remove the current VM and its files.
+    ///
+    /// With no current VM it says so and exits 0 (`prune` removes what crashed runs left).
+    /// The diagnostics bundle of a failed run stays: delete ~/integration-runs/<vm> when done.
     Down(steps::Down),
     /// Print the current VM's serial console log.
     Console(steps::Console),
     /// Remove every test VM (`boma-it-*`) of this checkout, its processes, overlay, seed,
     /// socket and run files, also after a crash. Stops only what the harness spawned.
+    ///
+    /// First the processes this checkout's harness spawned and left running (an
+    /// ansible-playbook, an ssh): only those its spawn journal recorded that are still the very
+    /// process recorded (same host boot, pid, start time, user and program), SIGTERM to its
+    /// process group, SIGKILL after 5 s, each named. Then this checkout's VMs, each through
+    /// the backend that runs it (libvirt only where its daemon answers from this network
+    /// namespace), its run directories and fleet segments, and their memory reservations.
+    /// Never the disk layers, the diagnostics bundles, the image cache or another checkout's
+    /// VMs. Refused while another harness command runs in this checkout.
     Prune,
     /// The golden image cache: fetch, build, verify, list.
     #[command(subcommand)]
@@ -84,9 +170,23 @@ enum Command {
     /// Check that every tag in playbooks/ and in roles' tasks/ and handlers/ is a role name or
     /// a concern listed in tests/tags.yml; lists every unknown tag as path:line and exits 1.
     CheckTags,
-    /// Run every repository check in order, past failures: check-tags, cargo fmt, clippy,
-    /// yamllint, ansible-lint, ansible-playbook --syntax-check of each playbook. Exits 1 if any
-    /// failed.
+    /// Run every repository check in order, past failures: check-tags, cargo fmt, clippy, the
+    /// workspace's tests with no orphaned or pending insta snapshot, yamllint, ansible-lint,
+    /// ansible-playbook --syntax-check of each playbook. Exits 1 if any failed.
+    ///
+    /// The checks: check-tags; `cargo fmt --all --check`; `cargo clippy --workspace
+    /// --all-targets -- -D warnings`; `cargo test --workspace` with INSTA_UPDATE=no (a changed
+    /// snapshot fails, nothing is written), then every `.snap` no test asserted is an orphan
+    /// and every `.snap.new` or `.pending-snap` is pending, each a finding (what `cargo insta
+    /// test --check --unreferenced=reject` checks, without cargo-insta); `yamllint --strict .`;
+    /// `ansible-lint`; `ansible-playbook --syntax-check` of each playbook in playbooks/ and of
+    /// every playbook a profile applies or verifies with. Ansible's tools come from .venv when
+    /// it is there (`make lint` creates it), else from PATH. It ends with a summary table on
+    /// stdout and `lint: all N checks passed` or `lint: M of N checks failed`.
+    ///
+    /// To accept a snapshot change on purpose: `INSTA_UPDATE=always cargo test -p <crate>`,
+    /// then review the diff of the `.snap` files in git before committing them. An orphan is
+    /// deleted (`git rm`) or its test restored.
     Lint,
     /// Ansible's ssh for a run (its `<run>/connect/ssh` runs this): rebuilds the command line
     /// for the run's VM from TABLE and becomes ssh; anything else is refused (exit 255).
