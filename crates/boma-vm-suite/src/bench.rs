@@ -2,6 +2,20 @@
 //! real guests — medians of several runs, variants interleaved so that a noisy neighbour
 //! weighs on all alike, ratios against a baseline run in the same go. Figures, not assertions:
 //! it prints a table and writes JSON; nothing here fails on a slow number.
+//!
+//! The groups (`make bench BENCH_GROUPS=…`): `layers`, on askari, after one unmeasured run that
+//! stores (or reuses) the layers of the real inputs, each round a full cycle with `--fresh`
+//! (the baseline), an unchanged re-run, a run after a change only the last step reads (a
+//! comment appended to `roles/reverse_proxy/defaults/main.yml`) and one after a change only the
+//! first step reads (`roles/base/defaults/main.yml`), each file restored as soon as its run
+//! ends so the real chain stays stored; `reboot`, a raw guest reboot to a new boot_id against
+//! `xtask reboot` on one VM; `per-task`, the applies alone (`--fresh --no-reboot
+//! --no-idempotence`) with facts per playbook (`BOMA_IT_FACT_CACHE=off`), with the per-boot
+//! fact cache, and with Mitogen's strategy (`BOMA_IT_MITOGEN=1`); `parallel`, two catalogue
+//! profiles one after the other against `-j 2`. Every run uses the QEMU backend; each run's
+//! figure is printed as it ends, so a bench cut short still shows what it measured. After an
+//! interrupted bench, `git status` shows a file it could not restore. The figures measured on
+//! 2026-11-29 are in ADR-026, "Measured".
 
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,27 @@
 //!
 //! Usage: `vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all|rest]
 //! [--bench-groups G,…] [--timings PATH] <scenario>...`; `vm-suite --help` lists the scenarios.
+//!
+//! The scenarios (each module of `scenarios` says what it proves): `baseline`, `lifecycle`,
+//! `askari`, `red`, `ubongo`, `catalogue`, `safety`, `faults`, then, not in `all`, `kept`,
+//! `libvirt` (inside `.ci/libvirt-netns`), `fleet-net` and `bench` (figures, not a verdict;
+//! `make bench`). `all` (`make test-vm`'s default) runs the catalogue's CI set
+//! (`catalogue::CI_SET`: the REDs of modes 2, 3, 4, 7 and 8); named on its own, `catalogue`
+//! runs every `cat-*` profile; `--catalogue-set ci|all|rest` overrides either, and `make
+//! test-catalogue` runs `rest` (what CI leaves out), so CI and it cover the whole catalogue.
+//! The scenarios run the harness with layers on, but `red`, `safety` and `kept` (`--fresh`).
+//!
+//! CI (`.ci/run`) runs `askari red catalogue safety faults` with the CI set, then `libvirt`,
+//! after the quick start's `it askari` (which stores askari's layers: `askari` then stands on
+//! them), `make test` and `make lint`; it must stay under 80 minutes on 2 cores under TCG (its
+//! limit is 90). One whole run from a fresh clone on a slow machine of that kind (2026-11-29):
+//! 78 minutes, 22 of them to the end of `make lint` (the build 2½, the quick start's cycle 18),
+//! then askari 6½, red 14, the CI set 15 (mode 7 fails in 4½: the console's emergency mode
+//! ends its wait), safety 2½, faults 11, libvirt 7½; CI's own machine took 64 minutes for its
+//! last whole run before. Left to `make test-vm` and `make test-catalogue` on a developer's
+//! machine: `baseline` (a figure), `lifecycle` (every cycle walks up, reboot and down; only
+//! `reboot --hard` is its own), `ubongo` (14 minutes) and the `rest` set (the GREEN twins, mode
+//! 5's RED, with Docker, 20 minutes, and mode 6's, which waits out its whole bounded wait).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A test runner: its report is its output.
 
 mod bench;
