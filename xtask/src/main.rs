@@ -41,8 +41,9 @@ use settings::Checkout;
 ///
 /// BOMA_IT_CACHE: the image cache every checkout on the machine shares (default
 /// /var/lib/boma-integration): the golden images and their SHA512SUMS, a built image's package
-/// list, the KVM verdict kvm-probe.json, the memory reservations in reservations/, the disk
-/// layers in layers/ and the cached idempotence verdicts in layers-idempotence/.
+/// list, the KVM verdict kvm-probe.json (valid for this host boot, QEMU and image: delete it
+/// to probe again), the memory reservations in reservations/, the disk layers in layers/ and
+/// the cached idempotence verdicts in layers-idempotence/.
 ///
 /// BOMA_IT_BACKEND, BOMA_IT_IMAGE_URL, BOMA_IT_SUMS_URL, BOMA_VAULT_PASSWORD_FILE: the options
 /// of those names (--backend, --image-url, --sums-url, --vault-password-file).
@@ -119,7 +120,8 @@ enum Command {
     ///
     /// Every step once, no idempotence pass. HOST may differ from the host the VM was booted
     /// for (said on stderr): applying the GREEN profile to the VM of a RED is the fix, tried on
-    /// one VM.
+    /// one VM. Only `it` keeps Ansible's output in a file (ansible.log): here, on a terminal,
+    /// -v shows it as it comes.
     Apply(steps::ProfileStep),
     /// Reboot the current VM for real; succeeds only when it answers with a new boot_id.
     Reboot(steps::Reboot),

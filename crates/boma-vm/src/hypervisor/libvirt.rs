@@ -4,6 +4,13 @@
 //! Everything talks to the system daemon ([`LIBVIRT_URI`]). When CI runs the daemons inside a
 //! network namespace, the harness runs inside it too, so the lease address is reachable (and
 //! nothing else is).
+//!
+//! A kept VM is a domain of the same name, reached at its lease address on port 22 (its
+//! published ports at the same address, nothing forwarded). Inspect it where the harness ran
+//! (`.ci/libvirt-netns exec …` on a machine without systemd): `virsh --connect
+//! qemu:///system domstate <vm>`, `domifaddr <vm> --source lease`, `net-dhcp-leases boma-it`,
+//! `dumpxml <vm>`. `virsh console` does not attach: the serial port writes to the run
+//! directory's `console.log`, which `cargo xtask console` prints.
 
 use boma_exec::say;
 use std::time::Duration;
