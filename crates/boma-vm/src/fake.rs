@@ -84,7 +84,8 @@ pub struct World {
     pub boot_of: BTreeMap<VmName, u32>,
     /// Frozen VMs (`suspend`): their guests answer nothing until `resume`.
     pub frozen: BTreeSet<VmName>,
-    /// What the hypervisors did to whom, in order (`suspend x`, `reset x`, `resume x`), and
+    /// What the hypervisors did to whom, in order (`boot x`, `suspend x`, `reset x`, `resume x`),
+    /// when a first boot was asked whether it is ready (`ready? x`), and
     /// each guest's settled state when asked (`settle x (at most): starting`).
     pub events: Vec<String>,
     /// What `systemctl is-system-running` answers in a VM, in order (the last repeats); absent:
@@ -172,6 +173,7 @@ impl Hypervisor for FakeBackend {
         w.running.insert(spec.name.clone());
         w.kinds.insert(spec.name.clone(), self.kind);
         w.booted.push(spec.name.clone());
+        w.events.push(format!("boot {}", spec.name));
         w.consoles.insert(spec.name.clone(), spec.console.clone());
         if !w.console_text.is_empty() {
             std::fs::write(&spec.console, &w.console_text)
@@ -510,14 +512,19 @@ impl Guest for FakeGuest {
                 captured(0, text)
             }
             "cloud-init status --long" => captured(1, "status: error\nerrors: bad seed\n"),
-            c if c.starts_with("cloud-init status --wait") => captured(
-                0,
-                format!(
-                    "cloud-init={}\n{}\n",
-                    w.cloud_init_status,
-                    w.boot_id_at(target.port)
-                ),
-            ),
+            c if c.starts_with("cloud-init status --wait") => {
+                if let Some(vm) = &vm {
+                    w.events.push(format!("ready? {vm}"));
+                }
+                captured(
+                    0,
+                    format!(
+                        "cloud-init={}\n{}\n",
+                        w.cloud_init_status,
+                        w.boot_id_at(target.port)
+                    ),
+                )
+            }
             _ => captured(0, format!("output of {command}\n")),
         };
         let mut out = out;
