@@ -58,35 +58,51 @@ impl RunOutcome {
 
 /// Run the cycle for `host`.
 pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
+    let (started, mut report) = open_report(host, options.tier);
+    // What the profile expects to fail (a RED profile), once preflight has read it.
+    let mut expect = Vec::new();
+    let error = run(ctx, host, options, &mut report, &mut expect).err();
+    close_report(started, report, &expect, error)
+}
+
+/// A run's report as it starts (a host's or a fleet's), and when it started.
+pub(crate) fn open_report(host: &str, tier: boma_inventory::CertTier) -> (Instant, RunReport) {
     progress::reset_records();
     let started = Instant::now();
-    let started_at = Timestamp::from_system_time(SystemTime::now());
-    let mut report = RunReport {
+    let report = RunReport {
         host: host.to_owned(),
         vm: None,
         backend: None,
         accel: None,
-        cert_tier: options.tier.to_string(),
+        cert_tier: tier.to_string(),
         image: None,
         result: RunResult::Error,
         rebooted: false,
         error: None,
         diagnostics: None,
-        started_at,
+        started_at: Timestamp::from_system_time(SystemTime::now()),
         total_seconds: 0.0,
         layers: Vec::new(),
         phases: Vec::new(),
         checks: Vec::new(),
         expected_failures: Vec::new(),
     };
-    // What the profile expects to fail (a RED profile), once preflight has read it.
-    let mut expect = Vec::new();
-    let error = run(ctx, host, options, &mut report, &mut expect).err();
+    (started, report)
+}
+
+/// The end of every run: its result from the error that ended it, a RED's `expect` judged, the
+/// phases and the time, everything masked, and a copy in the diagnostics bundle.
+pub(crate) fn close_report(
+    started: Instant,
+    mut report: RunReport,
+    expect: &[String],
+    error: Option<HarnessError>,
+) -> RunOutcome {
     let _ = progress::log_into(None);
     let _ = progress::fold_into(None);
     report.result = result_of(error.as_ref());
     report.error = error.as_ref().map(|e| crate::error_chain(e));
-    let error = judge_expectations(&expect, error, &mut report);
+    let error = judge_expectations(expect, error, &mut report);
     report.phases = progress::records()
         .iter()
         .map(crate::report::phase)
@@ -169,8 +185,10 @@ fn recorded_as_check(error: &HarnessError, checks: &[CheckRecord]) -> bool {
         HarnessError::ChecksFailed { .. }
         | HarnessError::ExpectationsUnmet { ended_by: None, .. } => true,
         HarnessError::Vm(e) => {
+            // A fleet names it by its round and member (`after rolling a: a: reboot_timeout`).
             let name = reboot_check(e).name;
-            checks.iter().any(|c| !c.ok && c.name == name)
+            let named = |check: &str| check == name || check.ends_with(&format!(": {name}"));
+            checks.iter().any(|c| !c.ok && named(&c.name))
         }
         _ => false,
     }
@@ -344,7 +362,7 @@ fn run(
 
 /// How a run's cycle ended, for what becomes of its VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
+pub(crate) enum Ended {
     Passed,
     Failed,
     Interrupted,
@@ -352,7 +370,7 @@ enum Ended {
 
 /// What becomes of a run's VM once the cycle is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
+pub(crate) enum Fate {
     Remove,
     KeepRunning,
     /// Powered off with its disk, record and bundle: `cargo xtask start <vm>` boots it again.
@@ -363,7 +381,7 @@ enum Fate {
 /// interrupt removes it; a failure keeps it for inspection — removed with `--remove-failed`
 /// (nobody will log in), powered off in a run of several profiles (a running guest would take
 /// the CPU the next runs need), running otherwise.
-fn fate(ended: Ended, options: ItOptions) -> Fate {
+pub(crate) fn fate(ended: Ended, options: ItOptions) -> Fate {
     match ended {
         _ if options.keep => Fate::KeepRunning,
         Ended::Passed | Ended::Interrupted => Fate::Remove,
@@ -616,7 +634,7 @@ fn power_cycle_taking(
 /// A reboot that did not come back, as a check (`reboot_timeout`, `guest_gone`).
 /// `reboot_timeout` is the guest not returning, whether the wait ran out or was cut short by a
 /// console that shows it never will (a kernel panic, emergency mode).
-fn reboot_check(error: &boma_vm::VmError) -> CheckRecord {
+pub(crate) fn reboot_check(error: &boma_vm::VmError) -> CheckRecord {
     let reason = match error {
         boma_vm::VmError::Timeout { .. } | boma_vm::VmError::BootFailed { .. } => "reboot_timeout",
         boma_vm::VmError::GuestGone { .. } => "guest_gone",

@@ -150,19 +150,7 @@ pub fn write_run_files(
 /// wrapper and the ssh client on PATH. Written again whenever the VM's address may have moved
 /// (after a reboot).
 fn write_connection(record: &RunRecord, files: &RunFiles) -> Result<(), HarnessError> {
-    let ssh = boma_exec::find_on_path("ssh")
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .ok_or_else(|| {
-            HarnessError::Connection(format!(
-                "`ssh` is not on PATH: {}",
-                boma_exec::package_hint("ssh").unwrap_or("install it")
-            ))
-        })?;
-    // The wrapper is this very program (`connect-ssh`), found again by path when Ansible runs it.
-    let wrapper = std::env::current_exe()
-        .ok()
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .ok_or_else(|| HarnessError::Connection("cannot tell this program's own path".into()))?;
+    let (wrapper, ssh) = connection_programs()?;
     crate::connect::write_connection(
         files,
         &crate::connect::Setup {
@@ -172,6 +160,24 @@ fn write_connection(record: &RunRecord, files: &RunFiles) -> Result<(), HarnessE
             ssh: &ssh,
         },
     )
+}
+
+/// The programs of a run's connection: the wrapper, which is this very program
+/// (`connect-ssh`, found again by path when Ansible runs it), and the ssh client on `PATH`.
+pub(crate) fn connection_programs() -> Result<(Utf8PathBuf, Utf8PathBuf), HarnessError> {
+    let ssh = boma_exec::find_on_path("ssh")
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .ok_or_else(|| {
+            HarnessError::Connection(format!(
+                "`ssh` is not on PATH: {}",
+                boma_exec::package_hint("ssh").unwrap_or("install it")
+            ))
+        })?;
+    let wrapper = std::env::current_exe()
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .ok_or_else(|| HarnessError::Connection("cannot tell this program's own path".into()))?;
+    Ok((wrapper, ssh))
 }
 
 /// The verify playbooks' inputs: the VM, the real fleet's addresses (the VM must have no
