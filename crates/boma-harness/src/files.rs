@@ -134,7 +134,7 @@ pub fn write_run_files(
     write_connection(record, files)?;
     for index in 0..inputs.profile.verify.len() {
         let vars = harness_vars(
-            record,
+            record.name.as_str(),
             &inputs.fleet_addresses,
             &crate::verify::guest_results_file(index),
         );
@@ -180,19 +180,20 @@ pub(crate) fn connection_programs() -> Result<(Utf8PathBuf, Utf8PathBuf), Harnes
     Ok((wrapper, ssh))
 }
 
-/// The verify playbooks' inputs: the VM, the real fleet's addresses (the VM must have no
+/// The verify playbooks' inputs: the hosts the play runs on (the VM's inventory name; a fleet's
+/// members, `a,b`), the real fleet's addresses (the VM must have no
 /// route to them), and where on the VM to write the results (`results_on_guest`, a path the
 /// harness reads back over its own ssh). Pure.
 ///
 /// Where the controller reaches the published ports is not among them: a verify playbook runs
 /// on the VM only, and the controller's probes are the harness's (`published_ports`).
 pub fn harness_vars(
-    record: &RunRecord,
+    hosts: &str,
     fleet: &[std::net::IpAddr],
     results_on_guest: &Utf8Path,
 ) -> serde_json::Value {
     json!({
-        "boma_it_vm_name": record.name,
+        "boma_it_vm_name": hosts,
         "boma_it_fleet_addresses": fleet.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "boma_it_results_file": results_on_guest,
     })

@@ -14,6 +14,8 @@
 //!   policy, the golden image, `ansible-playbook` (and the scrubbed environment of every Ansible
 //!   process), the real inventory as `ansible-inventory` lists it, the controller's port
 //!   probes, the run's own files;
+//! - [`fleet`]: `it` for a fleet — several profiles on one private segment, rebooted in turn
+//!   and all at once, every member captured and diffed after every round (ADR-027);
 //! - [`connect`]: the run's ssh wrapper, its table and shims, the control directory;
 //! - [`Machine`]: every effect on this machine, as narrow traits a fake can stand in for.
 
@@ -25,6 +27,7 @@ pub mod cycle;
 mod diff;
 mod error;
 mod files;
+pub mod fleet;
 pub mod golden;
 mod guest_file;
 mod idempotence;

@@ -90,7 +90,7 @@ impl<'a> PlaybookSet<'a> {
 }
 
 /// Mitogen's strategy plugins in the venv, when `BOMA_IT_MITOGEN=1` asks for them.
-fn mitogen_plugins(ctx: &Ctx) -> Option<Utf8PathBuf> {
+pub(crate) fn mitogen_plugins(ctx: &Ctx) -> Option<Utf8PathBuf> {
     if std::env::var("BOMA_IT_MITOGEN").as_deref() != Ok("1") {
         return None;
     }
@@ -260,6 +260,10 @@ pub fn start(ctx: &Ctx, vm: &str) -> Result<RunRecord, HarnessError> {
     };
     let reservation = vm::reserve_again(ctx, &record, &what)?;
     let started = with_effects(ctx, record.backend, record.accel, |fx| {
+        // A kept fleet member plugs into its fleet's segment, which its run took down.
+        if let Some(nic) = &record.fleet_nic {
+            lifecycle::segment_up(fx, &nic.segment)?;
+        }
         lifecycle::start(fx, &mut record)
     });
     // Running (even a boot that failed), it keeps its memory until `down` or `prune`.
