@@ -110,6 +110,18 @@ fn a_green_fleet_passes_every_round_and_leaves_nothing() {
     ] {
         assert!(checks.contains(&expected), "no {expected:?} in {checks:#?}");
     }
+    // The JUnit report has a test case per check: per round and per member.
+    let junit = boma_report::render_junit(&boma_report::Report {
+        runs: vec![report.clone()],
+        started_at: report.started_at,
+        total_seconds: report.total_seconds,
+    });
+    assert!(
+        junit.contains(
+            r#"<testcase name="after rolling catf-peer-admit-a: catf-peer-admit-b: stayed_up""#
+        ),
+        "{junit}"
+    );
     // In the together round every member reboots: none is held to its boot_id.
     assert!(
         !checks
@@ -196,6 +208,12 @@ fn a_members_loss_names_the_round_and_the_member_once() {
     assert!(diff.contains("boma-cat-web.service"), "{diff}");
     assert!(bundle.join("report.json").is_file());
     assert!(bundle.join("harness.log").is_file());
+    // The fleet's own evidence: what each phase's peer probes answered.
+    let probes = std::fs::read_to_string(bundle.join("after-round-2/peer-probes.txt")).unwrap();
+    assert_eq!(
+        probes,
+        "catf-peer-admit-b → catf-peer-admit-a:8092 ok (1 attempt(s)): open\n"
+    );
     assert_eq!(rig.machine.world.borrow().running.len(), 2, "both kept");
 }
 

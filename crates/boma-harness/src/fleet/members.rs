@@ -332,7 +332,7 @@ pub fn collect_diagnostics(
         );
         return None;
     }
-    copy_evidence(&running.dir, &out, false);
+    copy_evidence(&running.dir, &out, true);
     let mut complete = true;
     for (member, record) in inputs.members.iter().zip(&running.records) {
         let dir = out.join(member.name.as_str());
