@@ -276,16 +276,7 @@ fn run(
     if let Some(l) = &layers {
         report.layers = l.uses.clone();
     }
-    // A RED profile whose checks all passed did not show its planted bug: a failure like any
-    // other, kept with its bundle for a look at why (`it` names what was not seen).
-    let outcome = outcome.and_then(|()| match inputs.profile.expect.as_slice() {
-        [] => Ok(()),
-        expect => Err(HarnessError::ExpectationsUnmet {
-            missing: expect.to_vec(),
-            unexpected: Vec::new(),
-            ended_by: None,
-        }),
-    });
+    let outcome = outcome.and_then(|()| planted_bug_shown(&inputs.profile.expect));
     let ended = match &outcome {
         Ok(()) => Ended::Passed,
         Err(e) if e.interrupted().is_some() => Ended::Interrupted,
@@ -358,6 +349,36 @@ fn run(
         let _ = prepared.reservation.keep_for_vm(pid);
     }
     outcome
+}
+
+/// A RED (`expect`) whose checks all passed did not show its planted bug: a failure like any
+/// other, kept with its bundle for a look at why (`it` names what was not seen).
+pub(crate) fn planted_bug_shown(expect: &[String]) -> Result<(), HarnessError> {
+    match expect {
+        [] => Ok(()),
+        expect => Err(HarnessError::ExpectationsUnmet {
+            missing: expect.to_vec(),
+            unexpected: Vec::new(),
+            ended_by: None,
+        }),
+    }
+}
+
+/// The checks' verdict: every check on stderr (a RED's expected failures marked as such), and
+/// the failed ones as the error that ends the run.
+pub(crate) fn checks_verdict(
+    checks: &[CheckRecord],
+    expect: &[String],
+) -> Result<(), HarnessError> {
+    say!("checks:");
+    let expected = checks::against_expectations(expect, checks).expected;
+    progress::line(checks::summary_expecting(checks, &expected).trim_end());
+    let failed = checks::failed(checks);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(HarnessError::ChecksFailed { failed })
+    }
 }
 
 /// How a run's cycle ended, for what becomes of its VM.
@@ -544,15 +565,7 @@ fn after_boot(
         let found = steps::verify_playbook(ctx, &set, playbook, index)?;
         report.checks.extend(checks::from_verify(&found));
     }
-    say!("checks:");
-    let expected = checks::against_expectations(&inputs.profile.expect, &report.checks).expected;
-    progress::line(checks::summary_expecting(&report.checks, &expected).trim_end());
-    let failed = checks::failed(&report.checks);
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(HarnessError::ChecksFailed { failed })
-    }
+    checks_verdict(&report.checks, &inputs.profile.expect)
 }
 
 /// The power cycle that stores step `index`'s layer, as a reboot test of that step: the state

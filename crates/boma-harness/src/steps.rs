@@ -72,25 +72,38 @@ impl<'a> PlaybookSet<'a> {
         args: Vec<String>,
         changes: Option<&Utf8Path>,
     ) -> PlaybookCall {
-        PlaybookCall {
-            repo: ctx.repo().to_owned(),
-            label,
-            args,
-            timeout: self.timeout,
-            changes_file: changes.map(Utf8Path::to_owned),
-            // `BOMA_IT_FACT_CACHE=off` gathers facts in every playbook, as plain Ansible does
-            // (for measuring what the cache saves).
-            facts_dir: (std::env::var("BOMA_IT_FACT_CACHE").as_deref() != Ok("off"))
-                .then(|| self.files.facts()),
-            mitogen: mitogen_plugins(ctx),
-            connect_dir: Some(self.files.connect_dir()),
-            control_dir: Some(self.files.control_dir()),
-        }
+        playbook_call(ctx, self.files, self.timeout, (label, args), changes)
+    }
+}
+
+/// One `ansible-playbook` run of a run whose files are `files` (a VM's, or a fleet's): its
+/// fact cache, connection directory and control sockets are the run's; with `changes`, the
+/// `boma_changes` callback records there what changed.
+pub(crate) fn playbook_call(
+    ctx: &Ctx,
+    files: &RunFiles,
+    timeout: std::time::Duration,
+    (label, args): (String, Vec<String>),
+    changes: Option<&Utf8Path>,
+) -> PlaybookCall {
+    PlaybookCall {
+        repo: ctx.repo().to_owned(),
+        label,
+        args,
+        timeout,
+        changes_file: changes.map(Utf8Path::to_owned),
+        // `BOMA_IT_FACT_CACHE=off` gathers facts in every playbook, as plain Ansible does (for
+        // measuring what the cache saves).
+        facts_dir: (std::env::var("BOMA_IT_FACT_CACHE").as_deref() != Ok("off"))
+            .then(|| files.facts()),
+        mitogen: mitogen_plugins(ctx),
+        connect_dir: Some(files.connect_dir()),
+        control_dir: Some(files.control_dir()),
     }
 }
 
 /// Mitogen's strategy plugins in the venv, when `BOMA_IT_MITOGEN=1` asks for them.
-pub(crate) fn mitogen_plugins(ctx: &Ctx) -> Option<Utf8PathBuf> {
+fn mitogen_plugins(ctx: &Ctx) -> Option<Utf8PathBuf> {
     if std::env::var("BOMA_IT_MITOGEN").as_deref() != Ok("1") {
         return None;
     }

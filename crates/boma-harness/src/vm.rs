@@ -137,14 +137,7 @@ pub fn prepare(
     exclusive: bool,
 ) -> Result<Prepared, HarnessError> {
     let reservation = reserve(ctx, inputs, new, what)?;
-    let live: Vec<String> = Reservations::open(&ctx.settings.cache_dir)
-        .and_then(|store| store.live())
-        .map(|live| live.into_iter().map(|r| r.vm).collect())
-        .unwrap_or_default();
-    let in_use = |name: &boma_name::VmName| live.iter().any(|vm| vm == name.as_str());
-    with_effects(ctx, new.backend.kind, Accel::Tcg, |fx| {
-        lifecycle::preflight(fx, exclusive, &in_use)
-    })?;
+    clear_stale_current(ctx, new.backend.kind, exclusive)?;
     say!("backend: {} ({})", new.backend.kind, new.backend.why);
     let request = ImageRequest::from_settings(ctx.settings);
     let golden = ctx.machine.provisioner().golden_image(&request)?;
@@ -167,6 +160,25 @@ pub fn prepare(
         accel,
         reservation,
     })
+}
+
+/// Before anything is created: clear away a stale current run (one no live reservation holds),
+/// and for a VM that is to become the checkout's one current VM (`exclusive`), refuse while
+/// the current one is live (`lifecycle::preflight`).
+pub fn clear_stale_current(
+    ctx: &Ctx,
+    kind: BackendKind,
+    exclusive: bool,
+) -> Result<(), HarnessError> {
+    let live: Vec<String> = Reservations::open(&ctx.settings.cache_dir)
+        .and_then(|store| store.live())
+        .map(|live| live.into_iter().map(|r| r.vm).collect())
+        .unwrap_or_default();
+    let in_use = |name: &boma_name::VmName| live.iter().any(|vm| vm == name.as_str());
+    with_effects(ctx, kind, Accel::Tcg, |fx| {
+        lifecycle::preflight(fx, exclusive, &in_use)
+    })?;
+    Ok(())
 }
 
 /// Reserve the VM's memory machine-wide (race-free, across checkouts and parallel runs), by

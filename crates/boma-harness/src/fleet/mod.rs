@@ -112,17 +112,8 @@ fn run(
             let _ = reservation.vm_started(pid);
         }
     }
-    let outcome = after_boot(ctx, &inputs, &mut running, options, report);
-    // A RED fleet whose checks all passed did not show its planted bug: a failure like any
-    // other, kept with its bundle for a look at why.
-    let outcome = outcome.and_then(|()| match inputs.fleet.expect() {
-        [] => Ok(()),
-        expect => Err(HarnessError::ExpectationsUnmet {
-            missing: expect.to_vec(),
-            unexpected: Vec::new(),
-            ended_by: None,
-        }),
-    });
+    let outcome = after_boot(ctx, &inputs, &mut running, options, report)
+        .and_then(|()| cycle::planted_bug_shown(inputs.fleet.expect()));
     end(
         ctx,
         &inputs,
@@ -144,14 +135,7 @@ fn prepare(
     report: &mut RunReport,
 ) -> Result<(Vec<boma_host::reserve::Reserved>, Accel, Utf8PathBuf), HarnessError> {
     let reservations = members::reserve(ctx, inputs, what)?;
-    let live: Vec<String> = boma_host::reserve::Reservations::open(&ctx.settings.cache_dir)
-        .and_then(|store| store.live())
-        .map(|live| live.into_iter().map(|r| r.vm).collect())
-        .unwrap_or_default();
-    let in_use = |name: &boma_name::VmName| live.iter().any(|vm| vm == name.as_str());
-    with_effects(ctx, inputs.backend.kind, Accel::Tcg, |fx| {
-        lifecycle::preflight(fx, false, &in_use)
-    })?;
+    vm::clear_stale_current(ctx, inputs.backend.kind, false)?;
     say!("backend: {} ({})", inputs.backend.kind, inputs.backend.why);
     let request = crate::golden::ImageRequest::from_settings(ctx.settings);
     let golden = ctx.machine.provisioner().golden_image(&request)?;
@@ -322,15 +306,7 @@ fn after_boot(
     report
         .checks
         .extend(final_checks(ctx, inputs, running, &seen, &last, accel)?);
-    say!("checks:");
-    let expected = checks::against_expectations(inputs.fleet.expect(), &report.checks).expected;
-    progress::line(checks::summary_expecting(&report.checks, &expected).trim_end());
-    let failed = checks::failed(&report.checks);
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(HarnessError::ChecksFailed { failed })
-    }
+    cycle::checks_verdict(&report.checks, inputs.fleet.expect())
 }
 
 /// The checks after the last phase, named by it: each member's `system_running` (from its last

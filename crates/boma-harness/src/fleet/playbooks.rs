@@ -60,19 +60,7 @@ impl<'a> FleetPlaybooks<'a> {
     }
 
     fn call(&self, label: String, args: Vec<String>, changes: Option<&Utf8Path>) -> PlaybookCall {
-        PlaybookCall {
-            repo: self.ctx.repo().to_owned(),
-            label,
-            args,
-            timeout: self.timeout,
-            changes_file: changes.map(Utf8Path::to_owned),
-            // As a single run's: `BOMA_IT_FACT_CACHE=off` gathers facts in every playbook.
-            facts_dir: (std::env::var("BOMA_IT_FACT_CACHE").as_deref() != Ok("off"))
-                .then(|| self.files.facts()),
-            mitogen: crate::steps::mitogen_plugins(self.ctx),
-            connect_dir: Some(self.files.connect_dir()),
-            control_dir: Some(self.files.control_dir()),
-        }
+        crate::steps::playbook_call(self.ctx, &self.files, self.timeout, (label, args), changes)
     }
 
     /// The checked names of `limit` (a step's members).

@@ -735,17 +735,9 @@ fn fleet(rig: &Rig, hosts: &[&str]) -> (Segment, Vec<RunRecord>) {
     let fleet_dir = rig.runs.root().join("boma-it-web-1a2b3c4d");
     let segment = Segment::for_run(BackendKind::Qemu, &fleet_dir).unwrap();
     segment_up(&rig.fx(), &segment).unwrap();
-    let names: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
-    let nics = boma_fleet::FLEET_NETWORK.members(&names).unwrap();
-    let records = hosts
+    let records = member_requests(&segment, hosts)
         .iter()
-        .zip(&nics)
-        .map(|(host, nic)| {
-            let mut req = request(&format!("boma-it-{host}-1a2b3c4d"));
-            req.host = (*host).to_owned();
-            req.exclusive = false;
-            up_member(&rig.fx(), &req, &FleetNic::new(nic, segment.clone())).unwrap()
-        })
+        .map(|(req, nic)| up_member(&rig.fx(), req, nic).unwrap())
         .collect();
     (segment, records)
 }
