@@ -139,22 +139,7 @@ pub fn prepare(
     let reservation = reserve(ctx, inputs, new, what)?;
     clear_stale_current(ctx, new.backend.kind, exclusive)?;
     say!("backend: {} ({})", new.backend.kind, new.backend.why);
-    let request = ImageRequest::from_settings(ctx.settings);
-    let golden = ctx.machine.provisioner().golden_image(&request)?;
-    say!(
-        "golden image: {} (sha512 {}…, {})",
-        golden.path,
-        &golden.sha512[..16.min(golden.sha512.len())],
-        golden.origin
-    );
-    std::fs::create_dir_all(&ctx.settings.runs_root)
-        .map_err(|e| HarnessError::io(&ctx.settings.runs_root, e))?;
-    let accel = ctx.machine.provisioner().accel(
-        &golden.path,
-        &ctx.settings.cache_dir,
-        &ctx.settings.runs_root,
-    )?;
-    say!("acceleration: {}", accel.describe());
+    let (golden, accel) = golden_and_accel(ctx)?;
     Ok(Prepared {
         golden,
         accel,
@@ -179,6 +164,28 @@ pub fn clear_stale_current(
         lifecycle::preflight(fx, exclusive, &in_use)
     })?;
     Ok(())
+}
+
+/// The verified golden image (cache, download, build, as the settings say) and the
+/// acceleration this machine gives its guests, each said on stderr.
+pub(crate) fn golden_and_accel(ctx: &Ctx) -> Result<(Golden, Accel), HarnessError> {
+    let request = ImageRequest::from_settings(ctx.settings);
+    let golden = ctx.machine.provisioner().golden_image(&request)?;
+    say!(
+        "golden image: {} (sha512 {}…, {})",
+        golden.path,
+        &golden.sha512[..16.min(golden.sha512.len())],
+        golden.origin
+    );
+    std::fs::create_dir_all(&ctx.settings.runs_root)
+        .map_err(|e| HarnessError::io(&ctx.settings.runs_root, e))?;
+    let accel = ctx.machine.provisioner().accel(
+        &golden.path,
+        &ctx.settings.cache_dir,
+        &ctx.settings.runs_root,
+    )?;
+    say!("acceleration: {}", accel.describe());
+    Ok((golden, accel))
 }
 
 /// Reserve the VM's memory machine-wide (race-free, across checkouts and parallel runs), by

@@ -137,15 +137,8 @@ fn prepare(
     let reservations = members::reserve(ctx, inputs, what)?;
     vm::clear_stale_current(ctx, inputs.backend.kind, false)?;
     say!("backend: {} ({})", inputs.backend.kind, inputs.backend.why);
-    let request = crate::golden::ImageRequest::from_settings(ctx.settings);
-    let golden = ctx.machine.provisioner().golden_image(&request)?;
+    let (golden, accel) = vm::golden_and_accel(ctx)?;
     let dir = ctx.settings.runs_root.join(inputs.dir_name.as_str());
-    let accel = ctx.machine.provisioner().accel(
-        &golden.path,
-        &ctx.settings.cache_dir,
-        &ctx.settings.runs_root,
-    )?;
-    say!("acceleration: {}", accel.describe());
     say!(
         "layers: none for a fleet in this version (ADR-027: a member's disk can depend on its peers); every step is applied from the golden image"
     );
