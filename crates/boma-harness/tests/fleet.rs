@@ -441,3 +441,35 @@ fn a_failed_fleet_of_several_runs_is_kept_powered_off_and_a_member_starts_on_its
     );
     assert_eq!(world.segments.len(), 1, "the segment is up again");
 }
+
+/// What a parallel run's parent does for a fleet child killed before it reported: every member,
+/// the segment, the fleet's directory and the reservations go, found by the run id it chose.
+#[test]
+fn a_killed_fleet_childs_leftovers_are_removed_by_its_run_id() {
+    let _serial = serial();
+    let rig = fleet_rig();
+    let id: boma_harness::RunId = "0a1b2c3d".parse().unwrap();
+    // A fleet left running, as a child killed mid-run leaves it.
+    let options = boma_harness::ItOptions {
+        keep: true,
+        run_id: Some(id),
+        ..support::options()
+    };
+    let kept = boma_harness::fleet::it(&rig.ctx(), ADMIT, options);
+    assert_eq!(kept.report.result, RunResult::Passed);
+    assert_eq!(rig.machine.world.borrow().running.len(), 2);
+    assert_eq!(rig.sandbox.vm_dirs().len(), 3);
+    let removed =
+        boma_harness::fleet::remove_orphan(&rig.ctx(), ADMIT, "0a1b2c3d", std::process::id())
+            .unwrap();
+    let said = removed.join("; ");
+    for member in [ADMIT_A, ADMIT_B] {
+        assert!(
+            said.contains(&format!("its VM boma-it-{member}-0a1b2c3d")),
+            "{said}"
+        );
+    }
+    assert!(said.contains("vde_switch"), "{said}");
+    assert!(said.contains("its fleet directory"), "{said}");
+    assert_nothing_left(&rig);
+}
