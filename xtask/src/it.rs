@@ -143,7 +143,13 @@ pub fn run(checkout: &Checkout, args: ItArgs) -> Result<Outcome, Failure> {
     if let Some(e) = &error {
         edge::print_error(e);
         if e.class() == ExitClass::Refused {
-            say_doctor_problems(checkout, &settings);
+            // A fleet needs its segment's switch too.
+            let needs = if selection.fleets.is_empty() {
+                boma_doctor::Needs::All
+            } else {
+                boma_doctor::Needs::Fleet
+            };
+            say_doctor_problems(checkout, &settings, needs);
         }
     }
     for e in &unwritten {
@@ -508,14 +514,14 @@ fn fleet_charge(settings: &Settings, fleet: &str) -> Charge {
 
 /// When a run is refused, the doctor's lines for what this machine lacks (the same lines
 /// `cargo xtask doctor` prints), if it lacks anything.
-fn say_doctor_problems(checkout: &Checkout, settings: &Settings) {
+fn say_doctor_problems(checkout: &Checkout, settings: &Settings, needs: boma_doctor::Needs) {
     let facts = boma_doctor::Facts::gather(
         &checkout.sh,
         &settings.repo,
         &settings.cache_dir,
         &settings.runs_root,
     );
-    let diagnosis = boma_doctor::diagnose_for(&facts, boma_doctor::Needs::All);
+    let diagnosis = boma_doctor::diagnose_for(&facts, needs);
     let problems: Vec<&boma_doctor::Line> = diagnosis.problems().collect();
     if problems.is_empty() {
         return;
