@@ -473,3 +473,39 @@ fn a_killed_fleet_childs_leftovers_are_removed_by_its_run_id() {
     assert!(said.contains("its fleet directory"), "{said}");
     assert_nothing_left(&rig);
 }
+
+/// `--no-reboot` checks a fleet after the apply only, and says so: the report is not rebooted,
+/// the final checks carry the apply's name, and JUnit shows the reboot skipped.
+#[test]
+fn a_fleet_without_reboot_is_checked_after_the_apply_and_says_so() {
+    let _serial = serial();
+    let rig = fleet_rig();
+    let options = boma_harness::ItOptions {
+        no_reboot: true,
+        ..support::options()
+    };
+    let outcome = boma_harness::fleet::it(&rig.ctx(), ADMIT, options);
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let report = &outcome.report;
+    assert!(!report.rebooted);
+    let checks = names(&outcome);
+    assert!(
+        checks.contains(&"after apply: catf-peer-admit-b: system_running"),
+        "{checks:#?}"
+    );
+    assert!(
+        !checks
+            .iter()
+            .any(|c| c.contains("rolling") || c.contains("together")),
+        "{checks:#?}"
+    );
+    assert_eq!(rig.machine.world.borrow().boots.values().sum::<u32>(), 2);
+    let junit = boma_report::render_junit(&boma_report::Report {
+        runs: vec![report.clone()],
+        started_at: report.started_at,
+        total_seconds: report.total_seconds,
+    });
+    assert!(junit.contains(r#"name="reboot""#), "{junit}");
+    assert!(junit.contains("<skipped message="), "{junit}");
+    assert_nothing_left(&rig);
+}
