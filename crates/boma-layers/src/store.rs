@@ -770,16 +770,21 @@ impl LayerStore {
     }
 
     /// Under the store lock: whether `key` may be published. Nothing of it there: yes. A
-    /// layer whose power cycle was judged: no, never replaced. Anything else (unproven,
-    /// damaged, a metadata file without its qcow2 or the reverse) is removed like any removal,
-    /// only if no one holds it; if someone does, no.
+    /// layer whose power cycle lost nothing: no, never replaced (runs boot it). Anything else
+    /// — a layer whose power cycle lost state, an unjudged, unproven or damaged one, a metadata
+    /// file without its qcow2 or the reverse — is removed like any removal, only if no one holds
+    /// it; if someone does, no. No run boots such a layer (lookups skip it), so its removal
+    /// never swaps a disk under a guest; without it one lossy power cycle would keep its key
+    /// from ever holding a healthy layer again (seen: a harness fault judged askari's first step
+    /// lossy, and every later run applied that step again and could store nothing). The new
+    /// copy comes with its own power cycle's verdict; the lossy one's run reported its loss.
     fn make_room_for(&self, guard: &Locked, key: &LayerKey) -> Result<bool, StoreError> {
         let leftovers = [QCOW2, JSON].iter().any(|ext| self.file(key, ext).exists());
         if !leftovers {
             return Ok(true);
         }
         if let Validity::Valid(meta) = self.validate(key)?
-            && meta.verdict.is_some()
+            && meta.verdict.as_ref().is_some_and(|v| v.lost.is_empty())
         {
             return Ok(false);
         }

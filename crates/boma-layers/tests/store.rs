@@ -265,11 +265,12 @@ fn a_layer_no_guest_came_back_from_is_kept_but_never_booted() {
 }
 
 #[test]
-fn a_layer_whose_power_cycle_lost_state_is_kept_but_never_booted_nor_replaced() {
+fn a_layer_whose_power_cycle_lost_state_is_never_booted_and_replaced_only_once_unheld() {
     let rig = Rig::new();
     let r0 = recipe(0, None, &["cat_first_step"]);
     let ov0 = rig.overlay("ov0.qcow2", &rig.golden, 0xab, 0);
-    rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
+    // The run that made it still holds it (its VM is kept).
+    let made = rig.store.insert(rig.new_layer(&r0), &ov0, T0).unwrap();
     rig.store.mark_booted(&r0.key(), T0).unwrap();
     let lost = vec!["unit_inactive boma-cat-first.service".to_owned()];
     rig.store
@@ -294,7 +295,8 @@ fn a_layer_whose_power_cycle_lost_state_is_kept_but_never_booted_nor_replaced() 
             r0.key().short()
         )
     );
-    // The next run's copy of the step does not replace it: it keeps its own disk.
+    // While its run holds it, the next run's copy of the step does not replace it: that run
+    // keeps its own disk.
     let published = inode(&rig.store.qcow2_path(&r0.key()));
     let again = rig.overlay("again.qcow2", &rig.golden, 0x5a, 0);
     assert!(matches!(
@@ -304,6 +306,19 @@ fn a_layer_whose_power_cycle_lost_state_is_kept_but_never_booted_nor_replaced() 
     assert_eq!(published, inode(&rig.store.qcow2_path(&r0.key())));
     let listed = rig.store.list().unwrap();
     assert_eq!(listed[0].lost.as_deref(), Some(lost.as_slice()));
+    // Once no one holds it, a new copy replaces it, with no verdict yet: its own power cycle
+    // judges it (a lossy layer would otherwise keep its key from ever being healthy).
+    drop(made);
+    let Inserted::Published { layer, .. } =
+        rig.store.insert(rig.new_layer(&r0), &again, T0).unwrap()
+    else {
+        panic!("an unheld lossy layer is replaced");
+    };
+    assert_ne!(published, inode(layer.path()));
+    drop(layer);
+    let listed = rig.store.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].lost, None);
 }
 
 #[test]
