@@ -78,8 +78,10 @@ doctor:
 test-integration-clean:
 	cargo xtask prune
 
-## lint: check-tags, cargo fmt --check, clippy -D warnings, yamllint, ansible-lint, the syntax
-## check of every playbook a profile applies or verifies with (all inside `cargo xtask lint`)
+## lint: check-tags, cargo fmt --check, clippy -D warnings, cargo test with no orphaned or pending
+## insta snapshot (cargo insta test --check --unreferenced=reject, without cargo-insta), yamllint,
+## ansible-lint, the syntax check of every playbook a profile applies or verifies with (all inside
+## `cargo xtask lint`)
 lint: venv
 	cargo xtask lint
 

@@ -1,12 +1,13 @@
 //! `cargo xtask lint` and `cargo xtask check-tags`: the repository's checks, each run by name
 //! and reported with its result; a failed check does not stop the ones after it.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::time::Duration;
 
 use boma_exec::interrupt::{self, Interrupted};
 use boma_exec::{CmdExt, progress, say};
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
 use crate::edge::{self, Failure, Outcome};
@@ -53,14 +54,28 @@ enum Check {
 /// One check of `lint`.
 enum Step<'a> {
     CheckTags,
-    Command { name: String, cmd: xshell::Cmd<'a> },
+    Command {
+        name: String,
+        cmd: xshell::Cmd<'a>,
+    },
+    /// The workspace's tests (`cmd`), insta listing in `references` every snapshot file an
+    /// assertion read; then no `.snap` that none read, and none pending review.
+    Snapshots {
+        cmd: xshell::Cmd<'a>,
+        references: Utf8PathBuf,
+    },
 }
+
+/// What `cargo insta test --check --unreferenced=reject` checks, without installing
+/// cargo-insta: the tests pass against the reviewed snapshots, none is orphaned or pending.
+const SNAPSHOTS: &str = "cargo test --workspace, no orphaned or pending snapshot";
 
 impl Step<'_> {
     fn name(&self) -> &str {
         match self {
             Step::CheckTags => "check-tags",
             Step::Command { name, .. } => name,
+            Step::Snapshots { .. } => SNAPSHOTS,
         }
     }
 }
@@ -87,6 +102,13 @@ pub fn lint(checkout: &Checkout) -> Result<Outcome, Failure> {
             Step::CheckTags => tags_outcome(repo, |line| say!("  {line}")),
             Step::Command { cmd, .. } => {
                 let outcome = run_step(cmd);
+                if let Check::Failed(why) = &outcome {
+                    say!("  {name}: {why}");
+                }
+                outcome
+            }
+            Step::Snapshots { cmd, references } => {
+                let outcome = snapshots_outcome(repo, cmd, &references);
                 if let Check::Failed(why) = &outcome {
                     say!("  {name}: {why}");
                 }
@@ -165,8 +187,12 @@ fn steps<'a>(sh: &'a Shell, repo: &Utf8Path) -> Result<Vec<Step<'a>>, String> {
         },
         Step::Command {
             name: "cargo clippy --workspace --all-targets -- -D warnings".into(),
-            cmd: cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings"),
+            cmd: without_package_env(cmd!(
+                sh,
+                "cargo clippy --workspace --all-targets -- -D warnings"
+            )),
         },
+        snapshots_step(sh, repo),
         Step::Command {
             name: "yamllint --strict .".into(),
             cmd: cmd!(sh, "{yamllint} --strict .").env("PATH", &path),
@@ -187,6 +213,143 @@ fn steps<'a>(sh: &'a Shell, repo: &Utf8Path) -> Result<Vec<Step<'a>>, String> {
         });
     }
     Ok(steps)
+}
+
+/// The workspace's tests with every snapshot file they assert recorded (insta appends each to
+/// `INSTA_SNAPSHOT_REFERENCES_FILE`, as for cargo-insta's `--unreferenced`). `INSTA_UPDATE=no`:
+/// a changed value fails and nothing is written; `INSTA_FORCE_PASS=0`: nothing passes unseen.
+fn snapshots_step<'a>(sh: &'a Shell, repo: &Utf8Path) -> Step<'a> {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => repo.join(Utf8PathBuf::from(dir.to_string_lossy().into_owned())),
+        None => repo.join("target"),
+    };
+    let references = target.join("insta-references.txt");
+    Step::Snapshots {
+        cmd: without_package_env(cmd!(sh, "cargo test --workspace --no-fail-fast"))
+            .env("INSTA_UPDATE", "no")
+            .env("INSTA_FORCE_PASS", "0")
+            .env("INSTA_SNAPSHOT_REFERENCES_FILE", &references),
+        references,
+    }
+}
+
+/// `cmd` (a cargo that builds) without what `cargo xtask` (a `cargo run`) set for the xtask
+/// package: build scripts that watch those variables (ring's `rerun-if-env-changed` lists
+/// `CARGO_MANIFEST_DIR` and `CARGO_PKG_NAME`) would see them change and rebuild, here and again
+/// in the next plain `cargo test`.
+fn without_package_env(mut cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&&*name)
+        {
+            cmd = cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
+/// Run the tests, then judge every snapshot file under `crates/` and `xtask/`: a failed test
+/// run fails the check (its output says why; the list of asserted files is then incomplete),
+/// and so does each orphaned or pending file, named with its fix.
+fn snapshots_outcome(repo: &Utf8Path, cmd: xshell::Cmd<'_>, references: &Utf8Path) -> Check {
+    // A list left by an earlier run would vouch for a snapshot no test asserts any more.
+    if let Err(e) = std::fs::remove_file(references)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Check::Failed(format!("cannot remove {references}: {e}"));
+    }
+    match run_step(cmd) {
+        Check::Passed => {}
+        other => return other,
+    }
+    let asserted: BTreeSet<Utf8PathBuf> = match std::fs::read_to_string(references) {
+        Ok(text) => text.lines().map(|line| in_repo(repo, line)).collect(),
+        // No test asserted a snapshot: every snapshot file is an orphan.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+        Err(e) => return Check::Failed(format!("cannot read {references}: {e}")),
+    };
+    let mut files = Vec::new();
+    for dir in ["crates", "xtask"] {
+        if let Err(e) = snapshot_files(repo, &repo.join(dir), &mut files) {
+            return Check::Failed(e);
+        }
+    }
+    let findings = snapshot_findings(&files, &asserted);
+    for finding in &findings {
+        say!("  {finding}");
+    }
+    match findings.len() {
+        0 => Check::Passed,
+        n => Check::Failed(format!("{n} snapshot file(s) orphaned or pending")),
+    }
+}
+
+/// `path` (as insta wrote it: absolute, under the workspace root cargo reported) relative to
+/// the repository, through symlinks; as written when it is elsewhere or gone.
+fn in_repo(repo: &Utf8Path, path: &str) -> Utf8PathBuf {
+    let real = |p: &Utf8Path| p.canonicalize_utf8().unwrap_or_else(|_| p.to_owned());
+    let (repo, path) = (real(repo), real(Utf8Path::new(path)));
+    path.strip_prefix(&repo)
+        .map_or_else(|_| path.clone(), Utf8Path::to_owned)
+}
+
+/// Every snapshot file under `dir` (reviewed `.snap`, pending `.snap.new` and `.pending-snap`),
+/// relative to `repo` (insta hides a pending inline one: `.name.pending-snap`); build output and
+/// hidden directories are skipped.
+fn snapshot_files(
+    repo: &Utf8Path,
+    dir: &Utf8Path,
+    found: &mut Vec<Utf8PathBuf>,
+) -> Result<(), String> {
+    let entries = dir
+        .read_dir_utf8()
+        .map_err(|e| format!("cannot read {dir}: {e}"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read {dir}: {e}"))?;
+        let (name, path) = (entry.file_name(), entry.path());
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                snapshot_files(repo, path, found)?;
+            }
+        } else if [".snap", ".snap.new", ".pending-snap"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        {
+            found.push(path.strip_prefix(repo).unwrap_or(path).to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with the snapshot files (relative to the repository), one line each naming
+/// the file and the fix: a `.snap` no test asserted (a renamed or deleted test left it, and it
+/// can never fail again) and a snapshot pending review (`.snap.new`, `.pending-snap`). Pure.
+fn snapshot_findings(files: &[Utf8PathBuf], asserted: &BTreeSet<Utf8PathBuf>) -> Vec<String> {
+    let mut findings: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            if file.as_str().ends_with(".snap") {
+                (!asserted.contains(file)).then(|| {
+                    format!(
+                        "{file}: no test asserts this snapshot: delete it (`git rm {file}`) or restore the test that did"
+                    )
+                })
+            } else {
+                Some(format!(
+                    "{file}: a snapshot pending review: accept it into its `.snap` (`cargo insta review`) or delete it"
+                ))
+            }
+        })
+        .collect();
+    findings.sort();
+    findings
 }
 
 /// `playbooks/*.yml` and every profile's verify and catalogue playbooks, sorted; relative to
@@ -233,5 +396,58 @@ fn run_step(cmd: xshell::Cmd<'_>) -> Check {
             // NotFound says "`yamllint` is not installed or not on PATH: run `make venv` …".
             None => Check::Failed(e.to_string()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(list: &[&str]) -> Vec<Utf8PathBuf> {
+        list.iter().map(Utf8PathBuf::from).collect()
+    }
+
+    #[test]
+    fn a_snapshot_no_test_asserted_is_an_orphan_named_with_its_fix() {
+        let files = paths(&[
+            "crates/a/tests/it/snapshots/it__render__kept.snap",
+            "crates/a/tests/it/snapshots/it__render__gone.snap",
+        ]);
+        let asserted = paths(&["crates/a/tests/it/snapshots/it__render__kept.snap"])
+            .into_iter()
+            .collect();
+        assert_eq!(
+            snapshot_findings(&files, &asserted),
+            [
+                "crates/a/tests/it/snapshots/it__render__gone.snap: no test asserts this snapshot: \
+              delete it (`git rm crates/a/tests/it/snapshots/it__render__gone.snap`) or restore \
+              the test that did"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pending_snapshot_is_a_finding_even_beside_an_asserted_one() {
+        let files = paths(&[
+            "crates/a/tests/it/snapshots/it__render__x.snap",
+            "crates/a/tests/it/snapshots/it__render__x.snap.new",
+            "crates/a/tests/it/snapshots/.it__render__y.pending-snap",
+        ]);
+        let asserted = paths(&["crates/a/tests/it/snapshots/it__render__x.snap"])
+            .into_iter()
+            .collect();
+        let findings = snapshot_findings(&files, &asserted);
+        assert_eq!(findings.len(), 2, "{findings:#?}");
+        assert!(
+            findings.iter().all(|f| f.contains("pending review")),
+            "{findings:#?}"
+        );
+    }
+
+    #[test]
+    fn every_asserted_snapshot_is_no_finding() {
+        let files = paths(&["xtask/tests/it/snapshots/it__a__b.snap"]);
+        let asserted = files.iter().cloned().collect();
+        assert!(snapshot_findings(&files, &asserted).is_empty());
     }
 }

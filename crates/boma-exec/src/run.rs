@@ -314,7 +314,7 @@ impl Run {
     #[allow(clippy::disallowed_methods)]
     fn spawn_child(&mut self) -> Result<Child, ExecError> {
         self.command.process_group(0);
-        let mut child = match self.command.spawn() {
+        let mut child = match spawn_past_busy_text(&mut self.command) {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ExecError::NotFound {
@@ -496,6 +496,29 @@ fn tail_of(stdout: &str, stderr: &str) -> String {
         .collect();
     let start = lines.len().saturating_sub(TAIL_LINES);
     redact(&lines[start..].join("\n"))
+}
+
+/// How often a spawn is tried again when the program's file is busy (`ETXTBSY`), and how long
+/// it waits between tries.
+const BUSY_TEXT_TRIES: u32 = 20;
+const BUSY_TEXT_PAUSE: Duration = Duration::from_millis(25);
+
+/// Spawn `command`, trying again while its program's file is "busy": a script written a moment
+/// ago by a thread of this process (a test's stand-in, a run's shim) is still open in a child
+/// another thread forked and has not exec'd yet, and the kernel refuses to run an executable
+/// open for writing. The child's copy closes at its exec, so a short wait ends it.
+#[allow(clippy::disallowed_methods)]
+fn spawn_past_busy_text(command: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && tries < BUSY_TEXT_TRIES => {
+                tries += 1;
+                std::thread::sleep(BUSY_TEXT_PAUSE);
+            }
+            spawned => return spawned,
+        }
+    }
 }
 
 /// Reads one pipe on its own thread so that neither pipe can fill up and stall the command.
@@ -742,6 +765,28 @@ mod tests {
         assert_eq!(tail.first().map(String::as_str), Some("7"));
         assert_eq!(tail.last().map(String::as_str), Some("first-err"));
         assert!(!tail.iter().any(|l| l == "other"), "{tail:?}");
+    }
+
+    #[test]
+    fn a_program_still_open_for_writing_is_run_once_it_is_closed() {
+        use std::io::Write as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile_dir();
+        let script = format!("{dir}/busy-{}.sh", std::process::id());
+        let mut file = std::fs::File::create(&script).unwrap();
+        file.write_all(b"#!/bin/sh\necho ran\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Open for writing while the spawn starts: the kernel refuses with ETXTBSY, as it does
+        // when another thread's freshly forked child still holds the file.
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            drop(file);
+        });
+        let sh = sh();
+        let out = cmd!(sh, "{script}").exec().read().unwrap();
+        closer.join().unwrap();
+        assert_eq!(out.trim(), "ran");
+        let _ = std::fs::remove_file(&script);
     }
 
     fn tempfile_dir() -> String {

@@ -1,6 +1,9 @@
-//! Ctrl-C during a download or while waiting for the lock, in its own test binary: the
-//! interrupt flag is process-global.
+//! Ctrl-C during a download or while waiting for the lock. A test binary of its own, outside
+//! `tests/it/`, because it needs its own process: it raises the process-global interrupt flag,
+//! which every download and lock wait in the process obeys, so in `it` it would fail whichever
+//! of `it`'s tests (run in parallel, taking no lock) were downloading at that moment.
 
+#[path = "it/support.rs"]
 mod support;
 
 use std::fs;

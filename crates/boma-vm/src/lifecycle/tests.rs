@@ -364,9 +364,22 @@ fn a_reboot_into_a_panic_of_the_guests_own_is_never_reset() {
 fn a_panic_before_the_reboot_was_asked_is_the_old_boots_history() {
     let rig = Rig::new();
     let mut record = up(&rig.fx(), &request("boma-it-askari-1")).unwrap();
+    let before = record.boot_id.clone();
     std::fs::write(record.console_log(), PANIC_BOOT).unwrap();
     rig.world.borrow_mut().console_after_reboot = vec![CLEAN_BOOT.into()];
     reboot(&patient(&rig), &mut record, RebootHow::Guest).unwrap();
+    // Not judged: neither failed on nor reset for (a reset would be a third boot)...
+    assert_eq!(rig.world.borrow().boot_count, 2, "the reboot, no reset");
+    assert_ne!(record.boot_id, before);
+    assert_eq!(
+        record.boot_id.as_deref(),
+        Some(rig.world.borrow().boot_id().as_str())
+    );
+    // ...but kept: the console still holds it, before the new boot.
+    assert_eq!(
+        std::fs::read_to_string(record.console_log()).unwrap(),
+        format!("{PANIC_BOOT}{CLEAN_BOOT}")
+    );
 }
 
 #[test]

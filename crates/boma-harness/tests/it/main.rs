@@ -1,0 +1,8 @@
+//! boma-harness's integration tests, one test binary (one link): a module per subject.
+
+mod faults;
+mod isolation;
+mod outcomes;
+mod real_inventory;
+mod support;
+mod verify;

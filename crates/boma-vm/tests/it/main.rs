@@ -1,0 +1,3 @@
+//! boma-vm's integration tests, one test binary (one link): a module per subject.
+
+mod console;
