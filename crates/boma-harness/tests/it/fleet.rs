@@ -2,11 +2,10 @@
 //! what each round shows and whose it is, the refusals before anything is created, and an
 //! interrupt in the together round.
 
-mod support;
-
 use boma_harness::{ExitClass, RunOutcome};
 use boma_report::RunResult;
-use support::{Rig, serial};
+
+use crate::support::{self, Rig, serial};
 
 const ADMIT: &str = "catf-peer-admit";
 const ADMIT_A: &str = "catf-peer-admit-a";
@@ -18,9 +17,9 @@ const ORDER_B: &str = "catf-boot-order-b";
 /// Real captures of a catalogue guest whose service was started but never enabled, before and
 /// after a real reboot (boma-state's fixtures): the reboot loses the unit and its listener.
 const NOT_ENABLED_BEFORE: &str =
-    include_str!("../../boma-state/tests/fixtures/cat-not-enabled-red/before.txt");
+    include_str!("../../../boma-state/tests/fixtures/cat-not-enabled-red/before.txt");
 const NOT_ENABLED_AFTER: &str =
-    include_str!("../../boma-state/tests/fixtures/cat-not-enabled-red/after.txt");
+    include_str!("../../../boma-state/tests/fixtures/cat-not-enabled-red/after.txt");
 
 /// A rig whose run directory is short: a fleet's switch socket lives in it, and a unix socket
 /// path is short (the sandbox's own, under a temporary directory, is too long for a fleet with
