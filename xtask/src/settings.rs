@@ -72,7 +72,7 @@ impl Checkout {
     pub fn harness(&self, choose: impl FnOnce(&mut Settings)) -> Result<Settings, Failure> {
         let mut settings = self.settings()?;
         choose(&mut settings);
-        let journal = settings.runs_root.join(boma_harness::steps::JOURNAL);
+        let journal = boma_vm::Runs::new(&settings.runs_root).journal();
         std::fs::create_dir_all(&settings.runs_root)
             .map_err(|e| HarnessError::io(&settings.runs_root, e))?;
         boma_exec::journal::record_into(journal.as_std_path()).map_err(|e| {

@@ -16,7 +16,8 @@ use boma_exec::CmdExt;
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
-use crate::{HarnessError, connect};
+use crate::connect;
+use crate::error::HarnessError;
 
 /// The callback (in `tests/integration/callback_plugins/`) that records changed tasks.
 const CHANGES_CALLBACK: &str = "boma_changes";

@@ -326,6 +326,24 @@ pub fn against_expectations(expect: &[String], checks: &[CheckRecord]) -> Expect
     }
 }
 
+/// A reboot that did not come back, as a check (`reboot_timeout`, `guest_gone`).
+/// `reboot_timeout` is the guest not returning, whether the wait ran out or was cut short by a
+/// console that shows it never will (a kernel panic, emergency mode).
+pub fn reboot_check(error: &boma_vm::VmError) -> CheckRecord {
+    let reason = match error {
+        boma_vm::VmError::Timeout { .. } | boma_vm::VmError::BootFailed { .. } => "reboot_timeout",
+        boma_vm::VmError::GuestGone { .. } => "guest_gone",
+        _ => "reboot_failed",
+    };
+    CheckRecord {
+        name: reason.to_owned(),
+        source: CheckSource::Builtin,
+        ok: false,
+        reason: Some(reason.to_owned()),
+        detail: Some(json!(error.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,7 +410,7 @@ mod tests {
         let some = from_idempotence(
             &Verdict::Proven {
                 results: 12,
-                changed: vec![crate::ChangedTask {
+                changed: vec![crate::ansible::ChangedTask {
                     host: "h".into(),
                     task: "Add a route".into(),
                     role: Some("cat".into()),

@@ -30,12 +30,11 @@ use boma_inventory::{
     FleetConnection, MemberName, SCP_PROGRAM, SFTP_PROGRAM, SSH_PROGRAM, VmConnection, VmName,
 };
 use boma_ssh::{Endpoint, EndpointSpec, Table, TableEntry};
-use boma_vm::SshTarget;
+use boma_vm::{RunDir, SshTarget};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
-use crate::HarnessError;
-use crate::files::RunFiles;
+use crate::error::HarnessError;
 
 /// The hidden subcommand of the harness's binary that is the wrapper.
 pub const SUBCOMMAND: &str = "connect-ssh";
@@ -141,11 +140,11 @@ pub struct Setup<'a> {
 
 /// Write the run's connection: the connection directory (table, wrapper, refusing shims) and
 /// the connection file that points every playbook run at it.
-pub fn write_connection(files: &RunFiles, setup: &Setup<'_>) -> Result<(), HarnessError> {
+pub fn write_connection(files: &RunDir, setup: &Setup<'_>) -> Result<(), HarnessError> {
     let table = table(
         setup.vm,
         setup.target,
-        &files.dir,
+        files.path(),
         setup.ssh,
         &files.harness_log(),
     )?;
@@ -173,10 +172,7 @@ pub struct FleetSetup<'a> {
 /// Write a fleet run's connection (in the fleet run's files): the connection directory with
 /// the members' table, and the fleet's connection file. Every member is reached as one user
 /// with one key (the harness's): members that differ are refused.
-pub fn write_fleet_connection(
-    files: &RunFiles,
-    setup: &FleetSetup<'_>,
-) -> Result<(), HarnessError> {
+pub fn write_fleet_connection(files: &RunDir, setup: &FleetSetup<'_>) -> Result<(), HarnessError> {
     let first = setup.members.first().ok_or_else(|| {
         HarnessError::Connection("a fleet's connection needs at least one member".into())
     })?;
@@ -191,7 +187,7 @@ pub fn write_fleet_connection(
             first.name, user, key, other.name, other.target.user, other.target.key
         )));
     }
-    let table = fleet_table(setup.members, &files.dir, setup.ssh, &files.harness_log())?;
+    let table = fleet_table(setup.members, files.path(), setup.ssh, &files.harness_log())?;
     let connect = files.connect_dir();
     write_connect_dir(&connect, setup.wrapper, &table)?;
     let connection = boma_inventory::render_fleet_connection_vars(&FleetConnection {

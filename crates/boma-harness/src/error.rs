@@ -113,6 +113,24 @@ fn tail_block(tail: &[String]) -> String {
     }
 }
 
+/// The error and its causes on one line, each cause once (a wrapper that repeats its source's
+/// message is not printed twice).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut last = message.clone();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        last = text;
+        source = cause.source();
+    }
+    message
+}
+
 impl HarnessError {
     pub fn io(path: impl Into<Utf8PathBuf>, source: std::io::Error) -> HarnessError {
         HarnessError::Io {

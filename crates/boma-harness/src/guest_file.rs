@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use boma_vm::RunRecord;
 use boma_vm::guest::ssh::SSH_FAILED;
+use boma_vm::{Guest, RunRecord};
 
-use crate::{Ctx, HarnessError};
+use crate::error::HarnessError;
 
 /// A file the guest has, or has not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +61,8 @@ fn shell_quoted(text: &str) -> String {
 }
 
 /// The file at `path` on the run's guest.
-pub fn read(ctx: &Ctx, record: &RunRecord, path: &str) -> Result<GuestFile, HarnessError> {
-    let out = run(ctx, record, &read_script(path), path)?;
+pub fn read(guest: &dyn Guest, record: &RunRecord, path: &str) -> Result<GuestFile, HarnessError> {
+    let out = run(guest, record, &read_script(path), path)?;
     parse_read(&out).ok_or_else(|| {
         HarnessError::Vm(boma_vm::VmError::Backend(format!(
             "cannot read {path} on {}: the guest answered {:?}",
@@ -73,15 +73,17 @@ pub fn read(ctx: &Ctx, record: &RunRecord, path: &str) -> Result<GuestFile, Harn
 }
 
 /// Remove the file at `path` on the run's guest (nothing when it is not there).
-pub fn remove(ctx: &Ctx, record: &RunRecord, path: &str) -> Result<(), HarnessError> {
-    run(ctx, record, &remove_script(path), path).map(drop)
+pub fn remove(guest: &dyn Guest, record: &RunRecord, path: &str) -> Result<(), HarnessError> {
+    run(guest, record, &remove_script(path), path).map(drop)
 }
 
-fn run(ctx: &Ctx, record: &RunRecord, script: &str, path: &str) -> Result<String, HarnessError> {
-    let out = ctx
-        .machine
-        .guest()
-        .run_script(&record.ssh, script, TIMEOUT)?;
+fn run(
+    guest: &dyn Guest,
+    record: &RunRecord,
+    script: &str,
+    path: &str,
+) -> Result<String, HarnessError> {
+    let out = guest.run_script(&record.ssh, script, TIMEOUT)?;
     if out.status.code() == Some(SSH_FAILED) || !out.success() {
         return Err(HarnessError::Vm(boma_vm::VmError::Backend(format!(
             "cannot reach {path} on {}: {}",

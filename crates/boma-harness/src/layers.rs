@@ -31,12 +31,16 @@ use boma_layers::{
 };
 use boma_name::VmName;
 use boma_report::{CheckRecord, CheckSource, LayerUse};
+use boma_vm::lifecycle::{self, Disks};
 use boma_vm::{RunRecord, VmError};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::boot;
+use crate::ctx::Ctx;
+use crate::error::{HarnessError, error_chain};
+use crate::files;
 use crate::golden::Golden;
 use crate::preflight::Inputs;
-use crate::{Ctx, HarnessError, vm};
 
 /// The layers of one run: what it reuses, and the store it adds to.
 pub struct RunLayers {
@@ -54,6 +58,8 @@ pub struct RunLayers {
     run_dir: Utf8PathBuf,
     /// Why this run stores no more layers (`None` while it does).
     stopped: Option<String>,
+    /// Where the idempotence verdicts of chains of layers are kept (in the image cache).
+    idempotence_verdicts: Utf8PathBuf,
     pub uses: Vec<LayerUse>,
 }
 
@@ -129,7 +135,7 @@ fn run_inputs(ctx: &Ctx, inputs: &Inputs, setup: &KeyedSetup) -> Result<RunInput
     let controller_files =
         boma_layers::controller_files(&controller_dirs(home)).map_err(store_error)?;
     let (_, public_key) = ctx.machine.provisioner().keypair(&ctx.settings.key_dir())?;
-    let seed = vm::seed_documents(
+    let seed = boot::seed_documents(
         inputs,
         &public_key,
         &format!("boma-it-{}-RUNID", inputs.host),
@@ -191,7 +197,7 @@ pub fn start(
         Err(e) => {
             let why = format!(
                 "layers off for this run: the layer store cannot be used ({})",
-                crate::error_chain(&e)
+                error_chain(&e)
             );
             say!("{why}; booting from the golden image, storing nothing");
             let uses = inputs
@@ -229,7 +235,7 @@ impl From<boma_layers::StoreError> for TakeFailure {
     fn from(e: boma_layers::StoreError) -> TakeFailure {
         match interrupt::in_chain(&e) {
             Some(interrupted) => TakeFailure::Interrupted(interrupted),
-            None => TakeFailure::Fault(crate::error_chain(&e)),
+            None => TakeFailure::Fault(error_chain(&e)),
         }
     }
 }
@@ -238,7 +244,7 @@ impl From<VmError> for TakeFailure {
     fn from(e: VmError) -> TakeFailure {
         match interrupt::in_chain(&e) {
             Some(interrupted) => TakeFailure::Interrupted(interrupted),
-            None => TakeFailure::Fault(crate::error_chain(&e)),
+            None => TakeFailure::Fault(error_chain(&e)),
         }
     }
 }
@@ -324,9 +330,10 @@ impl RunLayers {
             vm: vm.clone(),
             run_dir: run_dir.to_owned(),
             stopped: None,
+            idempotence_verdicts: ctx.settings.cache_dir.join("layers-idempotence"),
             uses,
         };
-        std::fs::create_dir_all(run_dir).map_err(|e| HarnessError::io(run_dir, e))?;
+        files::create_dir(run_dir)?;
         run_layers.keep_chain().map_err(store_error)?;
         Ok(run_layers)
     }
@@ -415,41 +422,37 @@ impl RunLayers {
                 &format!(
                     "could not record the verdict of layer {}'s power cycle ({}), so later runs will not start from it",
                     key.short(),
-                    crate::error_chain(&e)
+                    error_chain(&e)
                 ),
             );
         }
     }
 
     /// Where the idempotence verdict of a chain of layers is kept: by the last layer's key.
-    fn verdict_path(&self, ctx: &Ctx) -> Utf8PathBuf {
+    fn verdict_path(&self) -> Utf8PathBuf {
         let last = self.steps.last().map(|s| s.recipe.key());
-        ctx.settings
-            .cache_dir
-            .join("layers-idempotence")
+        self.idempotence_verdicts
             .join(last.map_or_else(|| "none".to_owned(), |k| k.as_str().to_owned()))
     }
 
     /// A run over the same layers already applied every step twice and saw nothing change:
     /// what it said, to report instead of re-applying everything.
-    pub fn idempotence_verdict(&self, ctx: &Ctx) -> Option<String> {
-        std::fs::read_to_string(self.verdict_path(ctx)).ok()
+    pub fn idempotence_verdict(&self) -> Option<String> {
+        files::read_if_present(&self.verdict_path()).ok().flatten()
     }
 
     /// Remember that this chain passed the idempotence check.
-    pub fn record_idempotence(&self, ctx: &Ctx) {
-        let path = self.verdict_path(ctx);
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
+    pub fn record_idempotence(&self) {
         let when = boma_report::Timestamp::from_system_time(SystemTime::now());
-        let _ = std::fs::write(
-            &path,
-            format!(
-                "cached: a run on {} applied every step of these layers twice and nothing changed",
-                when.rfc3339()
-            ),
-        );
+        let _ = files::create_dir(&self.idempotence_verdicts).and_then(|()| {
+            files::write(
+                &self.verdict_path(),
+                &format!(
+                    "cached: a run on {} applied every step of these layers twice and nothing changed",
+                    when.rfc3339()
+                ),
+            )
+        });
     }
 
     /// The guest came back from step `index`'s layer (the power cycle after [`Self::take`]):
@@ -468,7 +471,7 @@ impl RunLayers {
                 &format!(
                     "could not record that layer {} booted ({}), so later runs will not start from it",
                     key.short(),
-                    crate::error_chain(&e)
+                    error_chain(&e)
                 ),
             );
         }
@@ -481,10 +484,15 @@ impl RunLayers {
     /// later step: those would sit on a disk that is not in the store. When the store fails,
     /// layers go off for the rest of the run and the VM keeps its own disk too: only an
     /// interrupt is an error.
-    pub fn take(&mut self, ctx: &Ctx, record: &RunRecord, index: usize) -> Result<(), VmError> {
+    pub fn take(
+        &mut self,
+        disks: &dyn Disks,
+        record: &RunRecord,
+        index: usize,
+    ) -> Result<(), VmError> {
         let label = self.steps[index].label.clone();
         let taking = phase(format!("layer {label}"));
-        let taken = self.try_take(ctx, record, index);
+        let taken = self.try_take(disks, record, index);
         // A fault of the cache is no failure of the run: the phase is done, the line says it.
         taking.done();
         match taken {
@@ -529,9 +537,14 @@ impl RunLayers {
         self.stopped = Some(why);
     }
 
-    fn try_take(&mut self, ctx: &Ctx, record: &RunRecord, index: usize) -> Result<(), TakeFailure> {
+    fn try_take(
+        &mut self,
+        disks: &dyn Disks,
+        record: &RunRecord,
+        index: usize,
+    ) -> Result<(), TakeFailure> {
         let step = &self.steps[index];
-        let overlay = record.dir.join("overlay.qcow2");
+        let overlay = record.run_dir().overlay();
         let inserted = self.store.insert(
             NewLayer {
                 recipe: step.recipe.clone(),
@@ -578,15 +591,8 @@ impl RunLayers {
             None => self.uses.push(entry),
         }
         self.keep_chain()?;
-        // The new overlay is made beside the old one and renamed over it: at every moment the
-        // VM has a valid disk, its own until the new one exists.
-        let fresh = record.dir.join("overlay.qcow2.new");
-        let _ = std::fs::remove_file(&fresh);
-        if let Err(e) = ctx.machine.disks().create_overlay(&layer_path, &fresh) {
-            let _ = std::fs::remove_file(&fresh);
-            return Err(e.into());
-        }
-        std::fs::rename(&fresh, &overlay).map_err(|e| VmError::io(&overlay, e))?;
+        // At every moment the VM has a valid disk, its own until the new one exists.
+        lifecycle::replace_overlay(disks, &layer_path, &record.run_dir())?;
         Ok(())
     }
 }

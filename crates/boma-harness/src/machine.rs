@@ -1,13 +1,20 @@
 //! The machine the harness runs on, as a few narrow effects. The steps decide; the machine
 //! acts. No policy lives here: which backend, whether memory, disk or the programs suffice,
 //! KVM or TCG are decided from what these probes return (`boma_host::judge`,
-//! `backend::resolve`, `preflight`), so that the fake machine the tests use replaces only
-//! effects.
+//! `backend::resolve`, `preflight`); which golden image to take, and what to do when a step
+//! finds none, is the pure plan of `golden::plan`, run by the harness one step at a time;
+//! which processes to stop is the spawn journal's and the caller's. So the fake machine the
+//! tests use replaces only effects.
 
 use std::time::Duration;
 
 use boma_host::facts::{LibvirtFacts, Space, ToolFact};
+use boma_host::reserve::{
+    Budget, Reservation, ReservationRequest, Reservations, ReserveError, Reserved,
+};
+use boma_host::stop::{StopAction, StopError, Stopped};
 use boma_host::{gather, judge};
+use boma_name::VmName;
 use boma_vm::guest::keys;
 use boma_vm::host::accel;
 use boma_vm::hypervisor::libvirt::LibvirtBackend;
@@ -17,8 +24,11 @@ use boma_vm::{Accel, BackendKind, Guest, Hypervisor, OpenSsh};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::Shell;
 
+use crate::error::HarnessError;
+use crate::golden::{self, ImageStep, StepResult};
 use crate::probe::{PortTarget, ProbeOutcome};
-use crate::{HarnessError, ansible, golden, real_inventory};
+use crate::run_id::RunId;
+use crate::{ansible, real_inventory};
 
 /// What this machine has: read-only looks at the control node's facts (`boma_host::gather`).
 /// What they mean is `boma_host::judge`'s, the same rules the doctor words.
@@ -32,6 +42,8 @@ pub trait HostProbe {
     fn available_mib(&self) -> Option<u64>;
     /// The filesystem that holds, or will hold, `dir`.
     fn space(&self, dir: &Utf8Path) -> Space;
+    /// A fresh run id, from the kernel's randomness.
+    fn fresh_run_id(&self) -> RunId;
 
     /// Every program of `boma_host::TOOLS`, located, without running any.
     fn tools(&self) -> Vec<ToolFact> {
@@ -44,10 +56,50 @@ pub trait HostProbe {
     }
 }
 
+/// This machine's processes, as the harness acts on them: the hypervisor process a VM runs
+/// in, and what the spawn journal recorded (stopped by pid, start time, user and program:
+/// never a process the harness did not start).
+pub trait Processes {
+    /// The pid of the QEMU that runs the VM `name`, found among this machine's processes
+    /// (libvirt's, whose pid no run record holds).
+    fn vm_pid(&self, name: &VmName) -> Option<u32>;
+    /// What the spawn journal at `journal` recorded that still runs, each as the action that
+    /// stops it.
+    fn journaled(&self, journal: &Utf8Path) -> Result<Vec<StopAction>, StopError>;
+    /// Stop the processes of `actions`: SIGTERM, then SIGKILL after a grace period.
+    fn stop(&self, actions: &[StopAction]) -> Vec<Stopped>;
+    /// Drop the lines of the spawn journal at `journal` whose processes have exited.
+    fn forget_exited(&self, journal: &Utf8Path);
+}
+
+/// The machine-wide reservations of test VMs' memory, kept in the image cache `cache_dir`
+/// under a lock, so that every checkout and parallel run on this machine counts them.
+pub trait MemoryReservations {
+    /// Reserve every one of `requests`' memory within `budget` (a fleet's members; one VM's is
+    /// a list of one), all or none, or refuse saying which reservations leave no room
+    /// (`boma_host::reserve::decide_all`). The guards come in the order of `requests`.
+    fn reserve_all(
+        &self,
+        cache_dir: &Utf8Path,
+        requests: &[ReservationRequest],
+        budget: &Budget,
+    ) -> Result<Vec<Reserved>, ReserveError>;
+    /// The reservations that are live.
+    fn live(&self, cache_dir: &Utf8Path) -> Result<Vec<Reservation>, ReserveError>;
+    /// Release the VM `vm`'s reservation; whether there was one.
+    fn release(&self, cache_dir: &Utf8Path, vm: &VmName) -> Result<bool, ReserveError>;
+}
+
 /// What a VM boots from, and how it is reached.
 pub trait Provisioner {
-    /// The verified golden image, as the request says (cache, download, build, a given file).
-    fn golden_image(&self, request: &golden::ImageRequest) -> Result<golden::Golden, HarnessError>;
+    /// Carry out one step of the golden image's plan ([`golden::plan`]): look in the cache
+    /// `cache_dir`, download, build, or hash a given file. Never an image that failed
+    /// verification.
+    fn image_step(
+        &self,
+        step: &ImageStep,
+        cache_dir: &Utf8Path,
+    ) -> Result<StepResult, HarnessError>;
     /// KVM if a probe proves it works, else TCG (the verdict cached in `cache_dir`).
     fn accel(
         &self,
@@ -98,6 +150,8 @@ pub trait PortProber {
 /// The machine, as the steps see it.
 pub trait Machine {
     fn host(&self) -> &dyn HostProbe;
+    fn processes(&self) -> &dyn Processes;
+    fn reservations(&self) -> &dyn MemoryReservations;
     fn hypervisors(&self) -> &dyn Hypervisors;
     fn guest(&self) -> &dyn Guest;
     fn disks(&self) -> &dyn Disks;
@@ -129,6 +183,12 @@ impl<'a> RealMachine<'a> {
 impl Machine for RealMachine<'_> {
     fn host(&self) -> &dyn HostProbe {
         self
+    }
+    fn processes(&self) -> &dyn Processes {
+        self
+    }
+    fn reservations(&self) -> &dyn MemoryReservations {
+        &ReservationStore
     }
     fn hypervisors(&self) -> &dyn Hypervisors {
         self
@@ -166,6 +226,54 @@ impl HostProbe for RealMachine<'_> {
     fn space(&self, dir: &Utf8Path) -> Space {
         gather::space(dir)
     }
+
+    fn fresh_run_id(&self) -> RunId {
+        RunId::random()
+    }
+}
+
+impl Processes for RealMachine<'_> {
+    fn vm_pid(&self, name: &VmName) -> Option<u32> {
+        boma_vm::host::procs::vm_processes()
+            .into_iter()
+            .find(|p| p.name == *name)
+            .map(|p| p.pid)
+    }
+
+    fn journaled(&self, journal: &Utf8Path) -> Result<Vec<StopAction>, StopError> {
+        boma_host::stop::plan_from_journal(journal.as_std_path())
+    }
+
+    fn stop(&self, actions: &[StopAction]) -> Vec<Stopped> {
+        boma_host::stop::stop(actions, boma_host::stop::GRACE)
+    }
+
+    fn forget_exited(&self, journal: &Utf8Path) {
+        let _ = boma_host::stop::forget_exited(journal.as_std_path());
+    }
+}
+
+/// The reservations as `boma_host::reserve` keeps them in an image cache (a file per VM, under
+/// a lock): this machine's, and a test sandbox's in its own cache.
+pub struct ReservationStore;
+
+impl MemoryReservations for ReservationStore {
+    fn reserve_all(
+        &self,
+        cache_dir: &Utf8Path,
+        requests: &[ReservationRequest],
+        budget: &Budget,
+    ) -> Result<Vec<Reserved>, ReserveError> {
+        Reservations::open(cache_dir)?.reserve_all(requests, budget)
+    }
+
+    fn live(&self, cache_dir: &Utf8Path) -> Result<Vec<Reservation>, ReserveError> {
+        Reservations::open(cache_dir)?.live()
+    }
+
+    fn release(&self, cache_dir: &Utf8Path, vm: &VmName) -> Result<bool, ReserveError> {
+        Reservations::open(cache_dir)?.release(vm.as_str())
+    }
 }
 
 impl Hypervisors for RealMachine<'_> {
@@ -178,8 +286,12 @@ impl Hypervisors for RealMachine<'_> {
 }
 
 impl Provisioner for RealMachine<'_> {
-    fn golden_image(&self, request: &golden::ImageRequest) -> Result<golden::Golden, HarnessError> {
-        golden::resolve(self.sh, request)
+    fn image_step(
+        &self,
+        step: &ImageStep,
+        cache_dir: &Utf8Path,
+    ) -> Result<StepResult, HarnessError> {
+        golden::image_step(self.sh, step, cache_dir)
     }
 
     fn accel(

@@ -12,7 +12,8 @@ use boma_vm::BackendKind;
 use camino::Utf8PathBuf;
 
 use crate::backend::{self, Resolved};
-use crate::{Ctx, HarnessError};
+use crate::ctx::Ctx;
+use crate::error::HarnessError;
 
 /// A run's validated inputs: what any step that runs playbooks needs.
 #[derive(Debug, Clone)]

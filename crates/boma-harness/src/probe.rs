@@ -1,4 +1,6 @@
-//! The controller's own probes of the guest's published ports, before and after the reboot.
+//! The controller's own probes of the guest's published ports, before and after the reboot:
+//! what a probe is and what it found (pure), and probing one port on this machine (the real
+//! side of the `PortProber` effect).
 //!
 //! The load-bearing probe runs here, on the controller: a probe from inside the guest passes
 //! even when the forward chain drops container traffic (local traffic takes OUTPUT DNAT, not
@@ -10,8 +12,8 @@
 //! requests should be probed as http or https.
 //!
 //! An https probe with a `ca` verifies the server against that CA alone: the harness reads the
-//! certificate from the guest over its own ssh before probing, keeps it in the run directory
-//! in a directory of its own, and gives curl `--cacert` and, as `--capath`, that directory, so
+//! certificate from the guest over its own ssh before probing (`guest_state`), keeps it in the
+//! run directory in a directory of its own, and gives curl `--cacert` and, as `--capath`, that directory, so
 //! the controller's own trust store plays no part. A guest without the file is said in the
 //! probe's detail, and the certificate is then not verified. With a `server`, the answer's
 //! `Server:` header must start with it (`wrong_server` otherwise): a port that answers, but
@@ -23,14 +25,8 @@ use std::time::{Duration, Instant};
 
 use boma_exec::CmdExt;
 use boma_inventory::ProbeKind;
-use boma_vm::RunRecord;
 use camino::Utf8PathBuf;
 use xshell::{Shell, cmd};
-
-use crate::files::{self, RunFiles};
-use crate::guest_file::{self, GuestFile};
-use crate::preflight::Inputs;
-use crate::{Ctx, HarnessError};
 
 /// One published port, and where the controller reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +55,7 @@ pub struct CaFile {
 }
 
 /// The file name of a CA's copy, in the directory the run keeps for it.
-const CA_FILE: &str = "ca.crt";
+pub const CA_FILE: &str = "ca.crt";
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -274,64 +270,6 @@ pub fn probe_once(sh: &Shell, target: &PortTarget, max_time: Duration) -> ProbeO
             }
         }
     }
-}
-
-/// Probe each published port from the controller, as the profile says; an https port with a
-/// `ca` first has its CA read from the guest and kept in the run directory.
-pub fn probe_ports(
-    ctx: &Ctx,
-    inputs: &Inputs,
-    record: &RunRecord,
-    within: Duration,
-) -> Result<Vec<ProbeOutcome>, HarnessError> {
-    let run_files = RunFiles::of(record);
-    let mut outcomes = Vec::new();
-    for port in &inputs.profile.published_ports {
-        let Some(endpoint) = record.published.get(&port.port) else {
-            continue;
-        };
-        let ca = match &port.ca {
-            Some(guest_path) => Some(CaFile {
-                guest_path: guest_path.clone(),
-                local: keep_ca(ctx, record, &run_files.probe_ca(port.port), guest_path)?,
-            }),
-            None => None,
-        };
-        let target = PortTarget {
-            port: port.port,
-            kind: port.probe,
-            name: port.name.clone(),
-            host: endpoint.host.clone(),
-            endpoint_port: endpoint.port,
-            ca,
-            server: port.server.clone(),
-        };
-        outcomes.push(ctx.machine.ports().probe(&target, within));
-    }
-    Ok(outcomes)
-}
-
-/// Copy the guest's CA at `guest_path` alone into `dir` (emptied first); `None` when the guest
-/// has no such file.
-fn keep_ca(
-    ctx: &Ctx,
-    record: &RunRecord,
-    dir: &camino::Utf8Path,
-    guest_path: &str,
-) -> Result<Option<Utf8PathBuf>, HarnessError> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(HarnessError::io(dir, e));
-        }
-        _ => {}
-    }
-    let GuestFile::Present(text) = guest_file::read(ctx, record, guest_path)? else {
-        return Ok(None);
-    };
-    std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
-    let cert = dir.join(CA_FILE);
-    files::write(&cert, &text)?;
-    Ok(Some(cert))
 }
 
 /// Probe until it answers or `within` has passed (services may still be starting after a

@@ -13,7 +13,7 @@ use boma_exec::CmdExt;
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 
 /// Settings that make an inventory source Ansible cannot parse an error instead of a warning.
 pub const UNPARSED_IS_FATAL: [(&str, &str); 2] = [

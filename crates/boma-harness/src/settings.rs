@@ -1,4 +1,5 @@
-//! Where things are and which choices the operator made, gathered once at the edge.
+//! Where things are and which choices the operator made, gathered once at the edge. Plain
+//! data: what acts on them is [`crate::ctx::Ctx`].
 
 use std::time::Duration;
 
@@ -6,7 +7,6 @@ use boma_vm::Accel;
 use boma_vm::lifecycle::Waits;
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::Machine;
 use crate::backend::BackendChoice;
 
 /// Where the golden image comes from.
@@ -94,17 +94,12 @@ impl Settings {
     pub fn key_dir(&self) -> Utf8PathBuf {
         self.state_dir.join("ssh")
     }
-}
 
-/// The settings and the machine's effects: what every step takes.
-pub struct Ctx<'a> {
-    pub settings: &'a Settings,
-    pub machine: &'a dyn Machine,
-}
-
-impl Ctx<'_> {
-    pub fn repo(&self) -> &Utf8Path {
-        &self.settings.repo
+    /// How long one `ansible-playbook` run may take: the operator's setting, else generous for
+    /// TCG (askari's longest step takes 3½–10 minutes there), scaled for KVM. Pure.
+    pub fn playbook_timeout(&self, accel: Accel) -> Duration {
+        self.step_timeout
+            .unwrap_or_else(|| accel.scale(Duration::from_secs(40 * 60)))
     }
 }
 

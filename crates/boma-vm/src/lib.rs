@@ -12,7 +12,8 @@
 //!   members (`up_member`, the segment's `segment_up`/`segment_down`, the `together` round);
 //! - [`host`]: the control node as the VMs need it — the KVM probe, loopback ports, test
 //!   VMs' hypervisor processes (the machine's facts and rules are `boma_host`'s);
-//! - [`run`]: the run directory's record and lock, prune's plan, the diagnostics bundle;
+//! - [`run`]: the run directory's layout ([`RunDir`]), record and lock, prune's plan, the
+//!   diagnostics bundle;
 //! - [`fake`]: in-memory stand-ins for the lifecycle's effects, for fast tests.
 //!
 //! The lifecycle is unit-tested against the fakes and proven against real tools by the VM
@@ -32,6 +33,7 @@ pub use guest::ssh::{Guest, OpenSsh, SshTarget};
 pub use hypervisor::{
     BackendKind, BootSpec, Booted, Endpoint, FleetNic, Hypervisor, RebootHow, Segment, Segments,
 };
+pub use run::dir::RunDir;
 pub use run::record::{RunRecord, Runs};
 
 /// A MAC address in QEMU's locally administered range, derived from the run id so that each

@@ -30,14 +30,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use boma_exec::CmdExt as _;
+use boma_harness::PlaybookCall;
 use boma_harness::connect::{self, FleetMember, FleetSetup, Setup};
-use boma_harness::{PlaybookCall, RunFiles};
 use boma_inventory::{
     Apply, CertTier, FleetPlaybookRun, MemberName, PlaybookRun, TransientHost, TransientMember,
     VmName, apply_argv, fleet_playbook_argv, render_hosts_yml, render_members_yml,
     write_inventory_dir, write_members_dir,
 };
-use boma_vm::SshTarget;
+use boma_vm::{RunDir, SshTarget};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
@@ -131,7 +131,7 @@ struct Rig {
     _tmp: tempfile::TempDir,
     root: Utf8PathBuf,
     repo: Utf8PathBuf,
-    files: RunFiles,
+    files: RunDir,
     vm: VmName,
     canary: Canary,
 }
@@ -141,10 +141,8 @@ impl Rig {
         let tmp = tempfile::tempdir().unwrap();
         let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
         let repo = root.join("repo");
-        let files = RunFiles {
-            dir: root.join("run").join(VM),
-        };
-        std::fs::create_dir_all(&files.dir).unwrap();
+        let files = RunDir::new(root.join("run").join(VM));
+        std::fs::create_dir_all(files.path()).unwrap();
         std::fs::create_dir_all(root.join("vm")).unwrap();
         std::fs::create_dir_all(root.join("home")).unwrap();
         std::fs::create_dir_all(root.join("canary")).unwrap();
@@ -220,7 +218,7 @@ impl Rig {
     }
 
     fn run_vars(&self) -> Utf8PathBuf {
-        self.files.dir.join("run-vars.json")
+        self.files.path().join("run-vars.json")
     }
 
     /// Every connection setting aimed at a canary, as Ansible variables.
@@ -467,7 +465,7 @@ impl Rig {
             facts_dir: None,
             mitogen: None,
             connect_dir: Some(self.files.connect_dir()),
-            control_dir: Some(self.files.control_dir()),
+            control_dir: Some(connect::control_dir(self.files.path())),
         };
         let sh = Shell::new().unwrap();
         boma_harness::run_with_env(&sh, &call, inherited)
@@ -716,7 +714,7 @@ struct FleetRig {
     _tmp: tempfile::TempDir,
     root: Utf8PathBuf,
     repo: Utf8PathBuf,
-    files: RunFiles,
+    files: RunDir,
     canary: Canary,
 }
 
@@ -725,11 +723,9 @@ impl FleetRig {
         let tmp = tempfile::tempdir().unwrap();
         let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
         let repo = root.join("repo");
-        let files = RunFiles {
-            dir: root.join("run").join("boma-it-probe-fleet-1"),
-        };
+        let files = RunDir::new(root.join("run").join("boma-it-probe-fleet-1"));
         for dir in [
-            &files.dir,
+            files.path(),
             &root.join("vm"),
             &root.join("home"),
             &root.join("canary"),
@@ -757,7 +753,7 @@ impl FleetRig {
         self.root.join("canary/ran-on-the-controller")
     }
     fn run_vars(&self) -> Utf8PathBuf {
-        self.files.dir.join("run-vars.json")
+        self.files.path().join("run-vars.json")
     }
 
     fn names() -> Vec<MemberName> {
@@ -886,7 +882,7 @@ impl FleetRig {
             facts_dir: None,
             mitogen: None,
             connect_dir: Some(self.files.connect_dir()),
-            control_dir: Some(self.files.control_dir()),
+            control_dir: Some(connect::control_dir(self.files.path())),
         };
         let sh = Shell::new().unwrap();
         let home = self.root.join("home").to_string();

@@ -5,16 +5,16 @@
 
 use boma_exec::progress::phase;
 use boma_exec::{interrupt, say};
-use boma_host::reserve::{Budget, ReservationRequest, Reservations, Reserved};
+use boma_host::reserve::{ReservationRequest, Reserved};
 use boma_vm::lifecycle::{self, BaseImage, MembersUpFailure, UpRequest};
 use boma_vm::run::diagnostics;
-use boma_vm::{Accel, FleetNic, RunRecord};
+use boma_vm::{Accel, FleetNic, RunDir, RunRecord};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::preflight::FleetInputs;
 use crate::connect::{FleetMember, FleetSetup};
-use crate::files::{self, RunFiles};
-use crate::vm::with_effects;
+use crate::files;
+use crate::playbooks::{connection_programs, harness_vars};
 use crate::{Ctx, HarnessError};
 
 /// A fleet run's directory and its members' VMs, in fleet order.
@@ -28,10 +28,8 @@ pub struct Running {
 
 impl Running {
     /// The fleet run's own files.
-    pub fn files(&self) -> RunFiles {
-        RunFiles {
-            dir: self.dir.clone(),
-        }
+    pub fn run_dir(&self) -> RunDir {
+        RunDir::new(&self.dir)
     }
 }
 
@@ -49,22 +47,7 @@ pub fn reserve(ctx: &Ctx, inputs: &FleetInputs, what: &str) -> Result<Vec<Reserv
             what: what.to_owned(),
         })
         .collect();
-    let store = Reservations::open(&ctx.settings.cache_dir).map_err(crate::vm::reserve_error)?;
-    let budget = Budget {
-        available_mib: inputs.available_mib,
-        max_vms: usize::MAX,
-    };
-    let reserved = store
-        .reserve_all(&requests, &budget)
-        .map_err(crate::vm::reserve_error)?;
-    for stale in reserved
-        .first()
-        .map(Reserved::dropped_stale)
-        .unwrap_or_default()
-    {
-        say!("dropped a stale reservation: {}", stale.describe());
-    }
-    Ok(reserved)
+    crate::boot::reserve_all(ctx, &requests, inputs.available_mib)
 }
 
 /// Bring the segment up and boot every member on it from `base` (the golden image pinned in the
@@ -83,8 +66,9 @@ pub fn boot(
     let mut requests = Vec::new();
     for member in &inputs.members {
         let mac = boma_vm::mac_for(member.vm.as_str());
-        let seed = crate::vm::seed_documents(&member.inputs, &public_key, member.vm.as_str(), &mac)
-            .map_err(|e| (e, Vec::new()))?;
+        let seed =
+            crate::boot::seed_documents(&member.inputs, &public_key, member.vm.as_str(), &mac)
+                .map_err(|e| (e, Vec::new()))?;
         let cidr = member.nic.cidr();
         let network_config = boma_cloudinit::fleet_network_config(
             &boma_cloudinit::NetworkConfig {
@@ -123,7 +107,7 @@ pub fn boot(
         names.join(", "),
         inputs.segment
     );
-    with_effects(ctx, inputs.backend.kind, accel, |fx| {
+    ctx.with_effects(inputs.backend.kind, accel, |fx| {
         lifecycle::segment_up(fx, &inputs.segment).map_err(|e| (e.into(), Vec::new()))?;
         lifecycle::up_members(fx, &requests)
             .map_err(|MembersUpFailure { error, records }| (error.into(), records))
@@ -135,9 +119,9 @@ pub fn boot(
 /// playbooks' variables (each member's, and the fleet's). Written again after every round: a
 /// new lease may move a member (libvirt).
 pub fn write_files(ctx: &Ctx, inputs: &FleetInputs, running: &Running) -> Result<(), HarnessError> {
-    let files = running.files();
+    let files = running.run_dir();
     super::preflight::write_inventory(ctx, inputs, &files.inventory())?;
-    let (wrapper, ssh) = files::connection_programs()?;
+    let (wrapper, ssh) = connection_programs()?;
     let members: Vec<FleetMember<'_>> = inputs
         .members
         .iter()
@@ -158,7 +142,7 @@ pub fn write_files(ctx: &Ctx, inputs: &FleetInputs, running: &Running) -> Result
         },
     )?;
     for (member, record) in inputs.members.iter().zip(&running.records) {
-        let own = RunFiles::of(record);
+        let own = record.run_dir();
         for index in 0..member.inputs.profile.verify.len() {
             write_vars(
                 &own.harness_vars(index),
@@ -186,7 +170,7 @@ fn write_vars(
     inputs: &FleetInputs,
     index: usize,
 ) -> Result<(), HarnessError> {
-    let vars = files::harness_vars(
+    let vars = harness_vars(
         hosts,
         &inputs.real_addresses,
         &super::playbooks::results_on_guest(index),
@@ -200,7 +184,7 @@ pub fn teardown(ctx: &Ctx, inputs: &FleetInputs, running: &Running) -> Result<()
     let step = phase("down");
     let mut first: Option<HarnessError> = None;
     for record in &running.records {
-        let removed = with_effects(ctx, record.backend, record.accel, |fx| {
+        let removed = ctx.with_effects(record.backend, record.accel, |fx| {
             lifecycle::remove(fx, &record.name, Some(record))
         });
         if let Err(e) = removed {
@@ -208,19 +192,15 @@ pub fn teardown(ctx: &Ctx, inputs: &FleetInputs, running: &Running) -> Result<()
             first.get_or_insert(e.into());
         }
     }
-    let down = with_effects(ctx, inputs.segment.kind(), Accel::Tcg, |fx| {
+    let down = ctx.with_effects(inputs.segment.kind(), Accel::Tcg, |fx| {
         lifecycle::segment_down(fx, &inputs.segment)
     });
     if let Err(e) = down {
         say!("could not take down the {}: {e}", inputs.segment);
         first.get_or_insert(e.into());
     }
-    match std::fs::remove_dir_all(&running.dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            first.get_or_insert(HarnessError::io(&running.dir, e));
-        }
+    if let Err(e) = files::empty_dir(&running.dir) {
+        first.get_or_insert(e);
     }
     match first {
         None => {
@@ -241,7 +221,7 @@ pub fn teardown(ctx: &Ctx, inputs: &FleetInputs, running: &Running) -> Result<()
 pub fn keep_powered_off(ctx: &Ctx, inputs: &FleetInputs, running: &Running) -> bool {
     let mut all_off = true;
     for record in &running.records {
-        let off = with_effects(ctx, record.backend, record.accel, |fx| {
+        let off = ctx.with_effects(record.backend, record.accel, |fx| {
             lifecycle::keep_powered_off(fx, record)
         });
         if let Err(e) = off {
@@ -253,7 +233,7 @@ pub fn keep_powered_off(ctx: &Ctx, inputs: &FleetInputs, running: &Running) -> b
         }
     }
     if all_off {
-        let _ = with_effects(ctx, inputs.segment.kind(), Accel::Tcg, |fx| {
+        let _ = ctx.with_effects(inputs.segment.kind(), Accel::Tcg, |fx| {
             lifecycle::segment_down(fx, &inputs.segment)
         });
     }
@@ -324,20 +304,17 @@ pub fn collect_diagnostics(
 ) -> Option<Utf8PathBuf> {
     let out = ctx.settings.diagnostics_root.join(inputs.dir_name.as_str());
     let step = phase("diagnostics");
-    if let Err(e) = std::fs::create_dir_all(&out) {
+    if let Err(e) = files::create_dir(&out) {
         step.failed();
-        say!(
-            "could not collect diagnostics: {}",
-            HarnessError::io(&out, e)
-        );
+        say!("could not collect diagnostics: {e}");
         return None;
     }
-    copy_evidence(&running.dir, &out, true);
+    files::copy_run_evidence(&running.dir, &out);
     let mut complete = true;
     for (member, record) in inputs.members.iter().zip(&running.records) {
         let dir = out.join(member.name.as_str());
         match diagnostics::collect(ctx.machine.guest(), record, &dir) {
-            Ok(dir) => copy_evidence(&record.dir, &dir, true),
+            Ok(dir) => files::copy_run_evidence(&record.dir, &dir),
             Err(e) => {
                 complete = false;
                 say!("could not collect the diagnostics of {}: {e}", member.name);
@@ -350,36 +327,4 @@ pub fn collect_diagnostics(
         step.failed();
     }
     Some(out)
-}
-
-/// Copy the run's evidence from `from` into `to`, each file masked: the logs, records, states,
-/// diffs and results (`.txt`, `.json`, `.jsonl`, `.log`, not the run's own record, disks or
-/// keys), and with `phases`, the phase directories (`after-apply/`, `after-round-N/`).
-fn copy_evidence(from: &Utf8Path, to: &Utf8Path, phases: bool) {
-    let Ok(entries) = from.read_dir_utf8() else {
-        return;
-    };
-    let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by(|a, b| a.file_name().cmp(b.file_name()));
-    for entry in entries {
-        let name = entry.file_name();
-        let path = entry.path();
-        if path.is_dir() {
-            if phases && name.starts_with("after-") {
-                let into = to.join(name);
-                if std::fs::create_dir_all(&into).is_ok() {
-                    copy_evidence(path, &into, false);
-                }
-            }
-            continue;
-        }
-        let evidence = [".txt", ".json", ".jsonl", ".log"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
-            && !matches!(name, "run.json" | "console.log" | "connection-vars.json");
-        if evidence {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            let _ = std::fs::write(to.join(name), boma_exec::redact::redact(&text));
-        }
-    }
 }

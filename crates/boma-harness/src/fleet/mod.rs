@@ -31,9 +31,12 @@ use boma_vm::lifecycle;
 use boma_vm::{Accel, BackendKind};
 use camino::Utf8PathBuf;
 
-use crate::cycle::{self, Ended, Fate, ItOptions, RunOutcome};
-use crate::files::RunFiles;
-use crate::vm::{self, with_effects};
+use crate::boot;
+use crate::cycle::{self, ItOptions, RunOutcome};
+use crate::fate::{self, Ended, Fate, KeepPolicy};
+use crate::files;
+use crate::outcome;
+use crate::run_id::RunId;
 use crate::{Ctx, HarnessError, checks};
 use members::Running;
 use playbooks::FleetPlaybooks;
@@ -55,30 +58,30 @@ fn run(
     report: &mut RunReport,
     expect: &mut Vec<String>,
 ) -> Result<(), HarnessError> {
-    let run_id = options.run_id.unwrap_or_else(vm::RunId::random).to_string();
+    let run_id = options.run_id.unwrap_or_else(RunId::random).to_string();
     let inputs = preflight::inputs(ctx, name, options.tier, &run_id)?;
     expect.extend(inputs.fleet.expect().iter().cloned());
     let what = format!("cargo xtask it {name}");
     // Shared: several runs may go at once; `prune` waits for none of them.
-    let _lock = vm::runs(ctx).lock_shared(&what)?;
-    let dir = ctx.settings.runs_root.join(inputs.dir_name.as_str());
-    let files = RunFiles { dir: dir.clone() };
+    let _lock = ctx.runs().lock_shared(&what)?;
+    let run_dir = ctx.run_dir(&inputs.dir_name);
+    let dir = run_dir.path().to_owned();
     // The members' inventory is written (into the fleet's directory) and searched before
     // anything else exists: a refusal leaves nothing.
-    if let Err(e) = preflight::no_real_addresses(ctx, &inputs, &files.inventory()) {
-        let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = preflight::no_real_addresses(ctx, &inputs, &run_dir.inventory()) {
+        files::remove_unbooted(&dir);
         return Err(e);
     }
     let prepared = prepare(ctx, &inputs, &what, report);
     let (reservations, accel, base) = match prepared {
         Ok(prepared) => prepared,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            files::remove_unbooted(&dir);
             return Err(e);
         }
     };
     // From here the run has a directory: its command log goes there too.
-    let _ = progress::log_into(Some(files.harness_log().as_std_path()));
+    let _ = progress::log_into(Some(run_dir.harness_log().as_std_path()));
     let booted = members::boot(ctx, &inputs, accel, &base);
     let mut running = match booted {
         Ok(records) => Running {
@@ -108,12 +111,12 @@ fn run(
     };
     let mut reservations = reservations;
     for (reservation, record) in reservations.iter_mut().zip(&running.records) {
-        if let Some(pid) = vm::vm_pid(record) {
+        if let Some(pid) = boot::vm_pid(ctx, record) {
             let _ = reservation.vm_started(pid);
         }
     }
     let outcome = after_boot(ctx, &inputs, &mut running, options, report)
-        .and_then(|()| cycle::planted_bug_shown(inputs.fleet.expect()));
+        .and_then(|()| outcome::planted_bug_shown(inputs.fleet.expect()));
     end(
         ctx,
         &inputs,
@@ -135,9 +138,9 @@ fn prepare(
     report: &mut RunReport,
 ) -> Result<(Vec<boma_host::reserve::Reserved>, Accel, Utf8PathBuf), HarnessError> {
     let reservations = members::reserve(ctx, inputs, what)?;
-    vm::clear_stale_current(ctx, inputs.backend.kind, false)?;
+    boot::clear_stale_current(ctx, inputs.backend.kind, false)?;
     say!("backend: {} ({})", inputs.backend.kind, inputs.backend.why);
-    let (golden, accel) = vm::golden_and_accel(ctx)?;
+    let (golden, accel) = boot::golden_and_accel(ctx)?;
     let dir = ctx.settings.runs_root.join(inputs.dir_name.as_str());
     say!(
         "layers: none for a fleet in this version (ADR-027: a member's disk can depend on its peers); every step is applied from the golden image"
@@ -168,17 +171,20 @@ fn end(
     report: &mut RunReport,
     outcome: Result<(), HarnessError>,
 ) -> Result<(), HarnessError> {
-    let ended = match &outcome {
-        Ok(()) => Ended::Passed,
-        Err(e) if e.interrupted().is_some() => Ended::Interrupted,
-        Err(_) => Ended::Failed,
-    };
+    let ended = Ended::of(&outcome);
     if let Err(error) = &outcome {
         // The bundle, and for an interrupt every member removed (unless --keep).
         report.diagnostics = members::after_failure(ctx, inputs, running, error, options.keep)
             .map(|p| p.to_string());
     }
-    let fate = cycle::fate(ended, options);
+    let fate = fate::fate(
+        ended,
+        KeepPolicy {
+            keep: options.keep,
+            remove_failed: options.remove_failed,
+            power_off_failed: options.power_off_failed,
+        },
+    );
     // Whether the members still run when this command ends: their memory stays reserved for
     // them (until `prune`); otherwise the guards release it when dropped.
     let mut runs_on = fate == Fate::KeepRunning;
@@ -235,7 +241,7 @@ fn end(
         (Fate::KeepRunning | Fate::Remove, _) => outcome,
     };
     for (reservation, record) in reservations.into_iter().zip(&running.records) {
-        if runs_on && let Some(pid) = vm::vm_pid(record) {
+        if runs_on && let Some(pid) = boot::vm_pid(ctx, record) {
             let _ = reservation.keep_for_vm(pid);
         }
     }
@@ -252,7 +258,7 @@ fn after_boot(
     report: &mut RunReport,
 ) -> Result<(), HarnessError> {
     members::write_files(ctx, inputs, running)?;
-    let files = running.files();
+    let files = running.run_dir();
     let _ = progress::fold_into(Some(files.ansible_log().as_std_path()));
     let accel = running.records.first().map_or(Accel::Tcg, |r| r.accel);
     {
@@ -322,26 +328,26 @@ fn final_checks(
         .zip(&seen.captures)
     {
         let name = member.name.as_str();
-        found.push(findings::member_check(
-            last,
-            name,
-            checks::system_running(&captured.system_state, &captured.failed_units),
-        ));
-        let routes = crate::diff::fleet_routes(ctx, &member.inputs, record)?;
-        found.push(findings::member_check(last, name, routes));
+        let mut builtin = Vec::new();
+        crate::guest_state::builtin_checks(ctx, &member.inputs, record, captured, &mut builtin)?;
+        found.extend(
+            builtin
+                .into_iter()
+                .map(|c| findings::member_check(last, name, c)),
+        );
     }
-    let files = running.files();
+    let files = running.run_dir();
     let playbooks = FleetPlaybooks::new(ctx, inputs, files.clone(), accel);
     for (member, record) in inputs.members.iter().zip(&running.records) {
         for (index, playbook) in member.inputs.profile.verify.iter().enumerate() {
-            let own = RunFiles::of(record);
+            let own = record.run_dir();
             let runs = playbooks.verify(
                 playbook,
                 format!("verify {playbook} ({})", member.name),
                 &[(&member.name, record)],
                 &own.harness_vars(index),
                 &playbooks::results_on_guest(index),
-                &|_| own.results(index),
+                &|_| own.verify_results(index),
             )?;
             for run in &runs {
                 found.extend(
@@ -367,7 +373,7 @@ fn final_checks(
             &playbooks::results_on_guest(index),
             &|member| {
                 files
-                    .dir
+                    .path()
                     .join(format!("verify-results-{index}-{member}.json"))
             },
         )?;
@@ -397,7 +403,7 @@ pub fn remove_orphan(
     let profiles = boma_inventory::list_profiles(ctx.repo())?;
     let fleet = boma_fleet::load_fleet(ctx.repo(), name, &profiles)
         .map_err(|e| HarnessError::Refused(e.to_string()))?;
-    let runs = vm::runs(ctx);
+    let runs = ctx.runs();
     let mut removed = Vec::new();
     let mut kind = None;
     // Each member's VM, directory and reservation; the first removal also stops what the child
@@ -416,16 +422,14 @@ pub fn remove_orphan(
             .map_or(BackendKind::Qemu, |r| r.kind),
     };
     if let Ok(segment) = boma_vm::Segment::for_run(kind, &dir) {
-        let down = with_effects(ctx, kind, Accel::Tcg, |fx| {
-            lifecycle::segment_down(fx, &segment)
-        });
+        let down = ctx.with_effects(kind, Accel::Tcg, |fx| lifecycle::segment_down(fx, &segment));
         match down {
             Ok(()) => removed.push(format!("its {segment} (if it was up)")),
             Err(e) => say!("could not take down the {segment}: {e}"),
         }
     }
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| HarnessError::io(&dir, e))?;
+        files::empty_dir(&dir)?;
         removed.push(format!("its fleet directory {dir}"));
     }
     Ok(removed)

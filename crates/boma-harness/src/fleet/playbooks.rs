@@ -7,12 +7,12 @@
 use boma_exec::progress::phase;
 use boma_fleet::FleetStep;
 use boma_inventory::{FleetPlaybookRun, MemberName};
-use boma_vm::RunRecord;
+use boma_vm::{RunDir, RunRecord};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::preflight::FleetInputs;
 use crate::ansible::PlaybookCall;
-use crate::files::{self, RunFiles};
+use crate::files;
 use crate::guest_file::{self, GuestFile};
 use crate::idempotence::{self, Verdict};
 use crate::verify::{self, VerifyRun, Written};
@@ -23,7 +23,7 @@ pub struct FleetPlaybooks<'a> {
     ctx: &'a Ctx<'a>,
     inputs: &'a FleetInputs,
     /// The fleet run's own files (inventory, connection, fact cache, logs).
-    files: RunFiles,
+    files: RunDir,
     timeout: std::time::Duration,
 }
 
@@ -31,14 +31,14 @@ impl<'a> FleetPlaybooks<'a> {
     pub fn new(
         ctx: &'a Ctx<'a>,
         inputs: &'a FleetInputs,
-        files: RunFiles,
+        files: RunDir,
         accel: boma_vm::Accel,
     ) -> FleetPlaybooks<'a> {
         FleetPlaybooks {
             ctx,
             inputs,
             files,
-            timeout: crate::vm::step_timeout(ctx, accel),
+            timeout: ctx.settings.playbook_timeout(accel),
         }
     }
 
@@ -60,7 +60,7 @@ impl<'a> FleetPlaybooks<'a> {
     }
 
     fn call(&self, label: String, args: Vec<String>, changes: Option<&Utf8Path>) -> PlaybookCall {
-        crate::steps::playbook_call(self.ctx, &self.files, self.timeout, (label, args), changes)
+        crate::playbooks::playbook_call(self.ctx, &self.files, self.timeout, (label, args), changes)
     }
 
     /// The checked names of `limit` (a step's members).
@@ -96,7 +96,7 @@ impl<'a> FleetPlaybooks<'a> {
     /// Where the idempotence pass of step `index` records what changed.
     pub fn changes_of(&self, index: usize) -> Utf8PathBuf {
         self.files
-            .dir
+            .path()
             .join(format!("idempotence-{}.jsonl", index + 1))
     }
 
@@ -107,11 +107,7 @@ impl<'a> FleetPlaybooks<'a> {
         for (index, step) in self.inputs.steps.iter().enumerate() {
             let changes = self.changes_of(index);
             // A file left from before must not pass for this pass's record.
-            match std::fs::remove_file(&changes) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(HarnessError::io(&changes, e)),
-            }
+            files::remove_if_present(&changes)?;
             self.apply(step, Some(&changes))?;
         }
         let mut verdicts = Vec::new();
@@ -123,10 +119,8 @@ impl<'a> FleetPlaybooks<'a> {
                     continue;
                 }
                 let changes = self.changes_of(index);
-                match std::fs::read_to_string(&changes) {
-                    Ok(recorded) => text.push_str(&recorded),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(HarnessError::io(&changes, e)),
+                if let Some(recorded) = files::read_if_present(&changes)? {
+                    text.push_str(&recorded);
                 }
                 labels.push(format!("idempotence {}", step.apply.label()));
             }
@@ -154,7 +148,7 @@ impl<'a> FleetPlaybooks<'a> {
     ) -> Result<Vec<VerifyRun>, HarnessError> {
         for (_, record) in on {
             // Nothing an earlier run wrote may pass for this run's results.
-            guest_file::remove(self.ctx, record, results_on_guest.as_str())?;
+            guest_file::remove(self.ctx.machine.guest(), record, results_on_guest.as_str())?;
         }
         let limit: Vec<MemberName> = on.iter().map(|(name, _)| (*name).clone()).collect();
         let (inventory, connection) = (self.files.inventory(), self.files.connection_vars());
@@ -178,19 +172,19 @@ impl<'a> FleetPlaybooks<'a> {
         let failure = played.err().map(|e| e.to_string());
         let mut runs = Vec::new();
         for (name, record) in on {
-            let written = match guest_file::read(self.ctx, record, results_on_guest.as_str()) {
-                Ok(GuestFile::Present(text)) => {
-                    let kept = keep(name);
-                    let _ = std::fs::remove_file(&kept);
-                    files::write(&kept, &text)?;
-                    Written::from_text(Some(&text))
-                }
-                Ok(GuestFile::Absent) => Written::from_text(None),
-                Err(e) => {
-                    running.failed();
-                    return Err(e);
-                }
-            };
+            let written =
+                match guest_file::read(self.ctx.machine.guest(), record, results_on_guest.as_str())
+                {
+                    Ok(GuestFile::Present(text)) => {
+                        files::write(&keep(name), &text)?;
+                        Written::from_text(Some(&text))
+                    }
+                    Ok(GuestFile::Absent) => Written::from_text(None),
+                    Err(e) => {
+                        running.failed();
+                        return Err(e);
+                    }
+                };
             runs.push(VerifyRun {
                 playbook: playbook.to_owned(),
                 failure: failure.clone(),

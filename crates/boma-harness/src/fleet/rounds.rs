@@ -20,9 +20,8 @@ use boma_vm::{RebootHow, RunRecord};
 
 use super::members::Running;
 use super::preflight::FleetInputs;
-use crate::diff::{self, Captured};
-use crate::files::{self, RunFiles};
-use crate::vm::with_effects;
+use crate::files;
+use crate::guest_state::{self, Captured};
 use crate::{Ctx, HarnessError, checks};
 
 /// Everything one phase showed: each member's capture (in fleet order) and the peer probes.
@@ -54,8 +53,8 @@ pub fn look(
     let mut captures = Vec::new();
     for (member, record) in inputs.members.iter().zip(&running.records) {
         let dir = record.dir.join(phase_dir(round));
-        std::fs::create_dir_all(&dir).map_err(|e| HarnessError::io(&dir, e))?;
-        captures.push(diff::capture(
+        files::create_dir(&dir)?;
+        captures.push(guest_state::capture(
             ctx,
             &member.inputs,
             record,
@@ -158,9 +157,11 @@ pub fn peer_probes(
         outcomes.extend(found);
     }
     if !said.is_empty() {
-        let dir = running.dir.join(phase_dir(round));
-        std::fs::create_dir_all(&dir).map_err(|e| HarnessError::io(&dir, e))?;
-        files::write(&dir.join("peer-probes.txt"), &said)?;
+        files::write_into(
+            &running.dir.join(phase_dir(round)),
+            "peer-probes.txt",
+            &said,
+        )?;
     }
     Ok(outcomes)
 }
@@ -195,16 +196,14 @@ pub fn run_round(
             after,
         ));
     }
-    running.files().forget_facts();
+    files::forget_facts(&running.run_dir());
     // A new lease may have moved a member (libvirt): the connection follows.
     super::members::write_files(ctx, inputs, running)?;
     let after = look(ctx, inputs, running, &phase, number)?;
     for (i, member) in inputs.members.iter().enumerate() {
-        let dir = RunFiles {
-            dir: running.records[i].dir.join(phase_dir(number)),
-        };
+        let dir = boma_vm::RunDir::new(running.records[i].dir.join(phase_dir(number)));
         say!("{}'s reboot diff over {round}:", member.name);
-        let lost = diff::compare(
+        let lost = guest_state::compare(
             &before.captures[i],
             &after.captures[i],
             &member.inputs.profile.reboot_diff_ignore,
@@ -233,7 +232,7 @@ fn boot_ids(
         .iter()
         .map(|&i| {
             let record = &records[i];
-            with_effects(ctx, record.backend, record.accel, |fx| {
+            ctx.with_effects(record.backend, record.accel, |fx| {
                 lifecycle::boot_id(fx, record)
             })
             .map_err(HarnessError::from)
@@ -257,7 +256,7 @@ fn reboot(
                 .position(|m| m.name.as_str() == member)
                 .expect("a rolling round reboots a member");
             let record = &mut running.records[i];
-            with_effects(ctx, record.backend, record.accel, |fx| {
+            ctx.with_effects(record.backend, record.accel, |fx| {
                 lifecycle::reboot(fx, record, RebootHow::Guest)
             })
             .map(drop)
@@ -265,7 +264,7 @@ fn reboot(
         Round::Together { boot } => {
             let first = &running.records[0];
             let (kind, accel) = (first.backend, first.accel);
-            with_effects(ctx, kind, accel, |fx| {
+            ctx.with_effects(kind, accel, |fx| {
                 lifecycle::together(fx, &mut running.records, boot)
             })
             .map(drop)
@@ -282,7 +281,7 @@ fn round_failure(
     phase: &Phase,
     error: &boma_vm::VmError,
 ) -> CheckRecord {
-    let check = crate::cycle::reboot_check(error);
+    let check = checks::reboot_check(error);
     let text = error.to_string();
     let member = match phase {
         Phase::After(Round::Rolling { member }) => Some(member.as_str()),

@@ -36,7 +36,13 @@ fn a_passing_cycle_applies_checks_idempotence_reboots_and_removes_its_vm() {
         .clone()
         .expect("the report names the image it booted");
     assert_eq!(image.sha512, "ab".repeat(64));
-    assert_eq!(image.origin, "cache");
+    assert_eq!(
+        image.origin,
+        format!(
+            "cache (downloaded from {})",
+            boma_image::DownloadSource::debian_genericcloud().image_url
+        )
+    );
     assert_eq!(
         *rig.machine.playbook_calls.borrow(),
         vec![
@@ -605,7 +611,7 @@ fn a_run_that_does_not_fit_beside_a_live_one_is_refused_naming_it() {
     // Room for one askari (3072 MiB + QEMU's 1280 + the 1024 margin), not two.
     rig.machine.available_mib.set(6000);
     let kept = boma_harness::up(&rig.ctx(), "askari").unwrap();
-    let asked = rig.machine.golden_asked.get();
+    let asked = rig.machine.image_steps.borrow().len();
     let outcome = rig.it();
     let error = outcome.error.expect("refused");
     assert_eq!(error.class(), ExitClass::Refused, "{error}");
@@ -614,7 +620,11 @@ fn a_run_that_does_not_fit_beside_a_live_one_is_refused_naming_it() {
         message.contains(kept.name.as_str()) && message.contains("cargo xtask up askari"),
         "{message}"
     );
-    assert_eq!(rig.machine.golden_asked.get(), asked, "nothing fetched");
+    assert_eq!(
+        rig.machine.image_steps.borrow().len(),
+        asked,
+        "nothing fetched"
+    );
     assert_eq!(rig.sandbox.vm_dirs().len(), 1);
 }
 
@@ -629,9 +639,8 @@ fn refused(rig: &Rig, host: &str, tier: CertTier) -> String {
         "booted despite: {error}"
     );
     assert!(rig.sandbox.vm_dirs().is_empty());
-    assert_eq!(
-        rig.machine.golden_asked.get(),
-        0,
+    assert!(
+        rig.machine.image_steps.borrow().is_empty(),
         "the image was fetched or built despite: {error}"
     );
     let message = error.to_string();
@@ -1400,4 +1409,66 @@ fn with_layers_a_run_is_never_blinder_than_with_fresh() {
             "{name} missing from {of_layered:?}"
         );
     }
+}
+
+/// A run given no id takes the one the machine mints (the kernel's randomness, on a real
+/// machine): its VM is named by it.
+#[test]
+fn a_run_without_a_chosen_id_is_named_by_the_id_the_machine_mints() {
+    let _serial = serial();
+    let rig = Rig::new();
+    let outcome = rig.it();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(
+        outcome.report.vm.as_deref(),
+        Some("boma-it-askari-00000001")
+    );
+    let up = boma_harness::up(&rig.ctx(), "askari").unwrap();
+    assert_eq!(up.name.as_str(), "boma-it-askari-00000002");
+}
+
+/// One process of the spawn journal, recorded as started by the harness `spawned_by`.
+fn journaled(pid: u32, spawned_by: u32) -> boma_host::stop::StopAction {
+    boma_host::stop::StopAction {
+        recorded: boma_exec::journal::Spawned {
+            pid,
+            pgid: pid,
+            start_ticks: 1000 + u64::from(pid),
+            boot_id: "boot".into(),
+            uid: 1000,
+            comm: "ansible-playboo".into(),
+            cmdline: format!("ansible-playbook playbooks/site.yml ({pid})"),
+            spawned_by,
+            at_unix: 0,
+        },
+        target: boma_host::stop::Target::Group(pid),
+    }
+}
+
+/// A killed run's leftovers are what its own harness started: of the journal's live processes,
+/// only those the dead child (by its pid) recorded are stopped, never a sibling's.
+#[test]
+fn an_orphans_processes_are_only_those_its_own_harness_started() {
+    let _serial = serial();
+    let rig = Rig::new();
+    *rig.machine.journaled.borrow_mut() =
+        vec![journaled(101, 7), journaled(102, 8), journaled(103, 7)];
+    let name = boma_name::VmName::parse("boma-it-askari-0a1b2c3d").unwrap();
+    let removed = boma_harness::remove_orphan(&rig.ctx(), &name, 7).unwrap();
+    assert_eq!(*rig.machine.stopped.borrow(), [101, 103]);
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(
+        removed[0].contains("ansible-playbook playbooks/site.yml (101)"),
+        "{removed:?}"
+    );
+}
+
+/// `prune` stops every live process the spawn journal recorded, whoever started it.
+#[test]
+fn prune_stops_every_process_the_journal_recorded() {
+    let _serial = serial();
+    let rig = Rig::new();
+    *rig.machine.journaled.borrow_mut() = vec![journaled(101, 7), journaled(102, 8)];
+    boma_harness::prune(&rig.ctx()).unwrap();
+    assert_eq!(*rig.machine.stopped.borrow(), [101, 102]);
 }

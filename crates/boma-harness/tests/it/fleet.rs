@@ -357,7 +357,7 @@ fn a_fleet_that_does_not_fit_is_refused_whole() {
     assert_eq!(outcome.report.result, RunResult::Refused);
     assert!(rig.machine.world.borrow().booted.is_empty());
     assert!(
-        rig.machine.golden_asked.get() == 0,
+        rig.machine.image_steps.borrow().is_empty(),
         "refused before the image"
     );
     assert_nothing_left(&rig);

@@ -2,6 +2,7 @@
 
 mod faults;
 mod fleet;
+mod golden;
 mod isolation;
 mod outcomes;
 mod real_inventory;

@@ -10,14 +10,17 @@ use std::rc::Rc;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use boma_harness::golden::{Golden, ImageRequest};
+use boma_harness::golden::{Golden, ImageFile, ImageStep, StepResult};
 use boma_harness::probe::{PortTarget, ProbeOutcome};
 use boma_harness::{
     Ansible, BackendChoice, Ctx, HarnessError, HostProbe, ImageSource, ItOptions, Machine,
-    PlaybookCall, PortProber, Provisioner, RunOutcome, Settings, WaitOverrides,
+    MemoryReservations, PlaybookCall, PortProber, Processes, Provisioner, ReservationStore, RunId,
+    RunOutcome, Settings, WaitOverrides,
 };
 use boma_host::facts::{LibvirtFacts, Space};
+use boma_host::stop::{How, StopAction, StopError, Stopped};
 use boma_inventory::CertTier;
+use boma_name::VmName;
 use boma_vm::fake::{FakeDisks, FakeGuest, FakeHypervisors, World};
 use boma_vm::lifecycle::{Disks, Hypervisors, RealDisks, SeedFiles};
 use boma_vm::{Accel, Guest};
@@ -68,8 +71,17 @@ pub struct FakeMachine {
     pub playbook_calls: RefCell<Vec<String>>,
     /// The arguments of every playbook run, in order.
     pub playbook_args: RefCell<Vec<Vec<String>>>,
-    /// How often the golden image was asked for (fetched or built, on a real machine).
-    pub golden_asked: Cell<u32>,
+    /// Every step of the golden image's plan the harness asked the machine to carry out, in
+    /// order (a look in the cache, a download, a build, a given file's hash).
+    pub image_steps: RefCell<Vec<ImageStep>>,
+    /// What the image cache holds and how a download goes.
+    pub images: Cell<FakeImages>,
+    /// How many run ids the machine has minted (each is the next number).
+    pub run_ids: Cell<u32>,
+    /// What the spawn journal recorded that still runs, as the machine reads it.
+    pub journaled: RefCell<Vec<StopAction>>,
+    /// The pids of every process the harness asked the machine to stop, in order.
+    pub stopped: RefCell<Vec<u32>>,
     /// Ports whose probe fails after the first boot (the forward-drop signature: a timeout).
     pub ports_dead_after_reboot: RefCell<Vec<u16>>,
     /// Published ports nothing answers on (yet): a playbook closure may serve one by removing
@@ -100,6 +112,40 @@ pub struct FakeMachine {
     pub peers_dead_after_reboot: RefCell<Vec<(String, u16)>>,
     golden: Utf8PathBuf,
 }
+
+/// The fake image cache and download host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FakeImages {
+    /// The cache holds a verified download (of any URL).
+    pub cached_download: bool,
+    /// The cache holds a verified built image.
+    pub cached_build: bool,
+    pub download: FakeDownload,
+}
+
+/// How a download goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeDownload {
+    Succeeds,
+    /// The host cannot be reached at all.
+    Unreachable,
+    /// The host answers with an error.
+    Fails,
+}
+
+impl Default for FakeImages {
+    /// A verified download in the cache, as on a machine that ran before.
+    fn default() -> FakeImages {
+        FakeImages {
+            cached_download: true,
+            cached_build: false,
+            download: FakeDownload::Succeeds,
+        }
+    }
+}
+
+/// What the fake says when the download host cannot be reached.
+pub const UNREACHABLE: &str = "fake: cannot reach the download host";
 
 /// Overlays made by the real `qemu-img` (seeds stay fake): what the layer store needs to read.
 /// The overlay number `fail_from` and every later one fail, as a full disk would.
@@ -147,7 +193,11 @@ impl FakeMachine {
             playbook: RefCell::new(verify_passes()),
             playbook_calls: RefCell::new(Vec::new()),
             playbook_args: RefCell::new(Vec::new()),
-            golden_asked: Cell::new(0),
+            image_steps: RefCell::new(Vec::new()),
+            images: Cell::new(FakeImages::default()),
+            run_ids: Cell::new(0),
+            journaled: RefCell::new(Vec::new()),
+            stopped: RefCell::new(Vec::new()),
             ports_dead_after_reboot: RefCell::new(Vec::new()),
             ports_unserved: Rc::new(RefCell::new(Vec::new())),
             vault: RefCell::new(Vec::new()),
@@ -232,6 +282,14 @@ impl Machine for FakeMachine {
     fn host(&self) -> &dyn HostProbe {
         self
     }
+    fn processes(&self) -> &dyn Processes {
+        self
+    }
+    /// The sandbox's own reservation store, in its image cache: the machine-wide rule is
+    /// `boma_host`'s, judged against the fake's `MemAvailable`.
+    fn reservations(&self) -> &dyn MemoryReservations {
+        &ReservationStore
+    }
     fn hypervisors(&self) -> &dyn Hypervisors {
         &self.hypervisors
     }
@@ -273,15 +331,73 @@ impl HostProbe for FakeMachine {
             free_mib: Some(100_000),
         }
     }
+    fn fresh_run_id(&self) -> RunId {
+        let next = self.run_ids.get() + 1;
+        self.run_ids.set(next);
+        format!("{next:08x}").parse().unwrap()
+    }
+}
+
+/// Every VM the fake hypervisors start has its pid recorded, so none is looked for here; the
+/// spawn journal is [`FakeMachine::journaled`], and stopping a process records its pid.
+impl Processes for FakeMachine {
+    fn vm_pid(&self, _name: &VmName) -> Option<u32> {
+        None
+    }
+    fn journaled(&self, _journal: &Utf8Path) -> Result<Vec<StopAction>, StopError> {
+        Ok(self.journaled.borrow().clone())
+    }
+    fn stop(&self, actions: &[StopAction]) -> Vec<Stopped> {
+        actions
+            .iter()
+            .map(|a| {
+                self.stopped.borrow_mut().push(a.recorded.pid);
+                Stopped {
+                    pid: a.recorded.pid,
+                    pgid: None,
+                    cmdline: a.recorded.cmdline.clone(),
+                    how: How::Term,
+                    spawned_by: a.recorded.spawned_by,
+                }
+            })
+            .collect()
+    }
+    fn forget_exited(&self, _journal: &Utf8Path) {}
 }
 
 impl Provisioner for FakeMachine {
-    fn golden_image(&self, _request: &ImageRequest) -> Result<Golden, HarnessError> {
-        self.golden_asked.set(self.golden_asked.get() + 1);
-        Ok(Golden {
-            path: self.golden.clone(),
-            sha512: "ab".repeat(64),
-            origin: "cache".into(),
+    fn image_step(
+        &self,
+        step: &ImageStep,
+        _cache_dir: &Utf8Path,
+    ) -> Result<StepResult, HarnessError> {
+        self.image_steps.borrow_mut().push(step.clone());
+        let images = self.images.get();
+        let golden = |path: &Utf8Path| {
+            StepResult::Found(ImageFile {
+                path: path.to_owned(),
+                sha512: "ab".repeat(64),
+            })
+        };
+        Ok(match step {
+            ImageStep::Given(path) => golden(path),
+            ImageStep::CachedDownload(_) if images.cached_download => golden(&self.golden),
+            ImageStep::CachedBuild if images.cached_build => golden(&self.golden),
+            ImageStep::CachedDownload(_) | ImageStep::CachedBuild => StepResult::NotCached,
+            ImageStep::Download(source) => match images.download {
+                FakeDownload::Succeeds => golden(&self.golden),
+                FakeDownload::Unreachable => StepResult::Unreachable(HarnessError::io(
+                    source.image_url.as_str(),
+                    std::io::Error::new(std::io::ErrorKind::ConnectionRefused, UNREACHABLE),
+                )),
+                FakeDownload::Fails => {
+                    return Err(HarnessError::Image(boma_image::CacheError::HttpStatus {
+                        url: source.image_url.clone(),
+                        status: 503,
+                    }));
+                }
+            },
+            ImageStep::Build => golden(&self.golden),
         })
     }
     fn accel(

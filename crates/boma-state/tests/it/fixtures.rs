@@ -493,6 +493,33 @@ fn a_unit_and_a_container_still_restarting_after_the_reboot_are_lost() {
     );
 }
 
+/// A real guest after a real reboot with a unit in systemd's restart loop (`restart-loop/`: a
+/// VM of the golden image with `boma-loop.service`, `ExecStart=/bin/false`, `Restart=always`,
+/// `RestartSec=5`, enabled, then rebooted): `units-json` says `activating`/`auto-restart`, the
+/// `units-restarting` section lists it, and the diff against a healthy boot of the same image
+/// names it `unit_restarting`.
+#[test]
+fn a_real_restart_loop_after_a_real_reboot_is_unit_restarting() {
+    let text = fixture("restart-loop/after.txt");
+    assert!(text.contains(
+        r#"{"unit":"boma-loop.service","load":"loaded","active":"activating","sub":"auto-restart","description":"boma loop"}"#
+    ));
+    assert!(
+        text.contains(
+            "### units-restarting\nboma-loop.service loaded activating auto-restart boma loop\n"
+        ),
+        "the raw section as the settle wait polls it"
+    );
+    let result = diff_states(state("golden-fresh.txt"), state("restart-loop/after.txt"));
+    let lost = displays(&result.lost);
+    assert!(
+        lost.iter()
+            .any(|f| f == "unit_restarting boma-loop.service"),
+        "{}",
+        report(&result)
+    );
+}
+
 /// The fixtures are what the parser reads in production: every section `CAPTURE_SCRIPT`
 /// prints is in them under the same name, but the port range (whose absence means Linux's
 /// default) and the settle wait (the parser reads nothing from it: the units' states are in

@@ -82,10 +82,12 @@ fn raw_boot(
     key: &Utf8Path,
     public: &str,
 ) -> anyhow::Result<(Duration, Duration)> {
-    let overlay = dir.join("o.qcow2");
-    let seed = dir.join("seed.img");
-    let user_data = dir.join("user-data");
-    let meta_data = dir.join("meta-data");
+    // Laid out as a run directory, whose files the harness's own boot names the same way.
+    let files = boma_vm::RunDir::new(dir);
+    let overlay = files.overlay();
+    let seed = files.seed();
+    let user_data = files.user_data();
+    let meta_data = files.meta_data();
     std::fs::write(
         &user_data,
         format!(
@@ -109,8 +111,8 @@ fn raw_boot(
     let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22");
     let drive = format!("file={overlay},if=virtio,format=qcow2");
     let seed_drive = format!("file={seed},if=virtio,format=raw");
-    let serial = format!("file:{dir}/console.log");
-    let pidfile = dir.join("qemu.pid");
+    let serial = format!("file:{}", files.console_log());
+    let pidfile = files.pidfile();
     let started = Instant::now();
     cmd!(sh, "qemu-system-x86_64 -name boma-it-baseline -accel tcg,thread=multi -smp 2 -m 3072 -display none -drive {drive} -drive {seed_drive} -netdev {netdev} -device virtio-net-pci,netdev=n0 -serial {serial} -daemonize -pidfile {pidfile}").exec().run()?;
     let pid: i32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;

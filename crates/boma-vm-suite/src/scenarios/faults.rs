@@ -228,7 +228,7 @@ fn kernel_panics(suite: &mut Suite) -> anyhow::Result<()> {
         leftovers::count(&suite.repo).processes.is_empty()
     })?;
     let image = suite.scratch("panics")?.join("crash-once.qcow2");
-    let overlay = record.dir.join("overlay.qcow2");
+    let overlay = record.run_dir().overlay();
     let sh = Shell::new()?;
     cmd!(sh, "qemu-img convert -O qcow2 {overlay} {image}")
         .exec()

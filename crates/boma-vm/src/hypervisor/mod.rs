@@ -92,12 +92,13 @@ pub struct BootSpec {
 impl BootSpec {
     /// The spec a recorded VM was booted with (its files live in its run directory).
     pub fn of_record(record: &RunRecord) -> BootSpec {
+        let files = record.run_dir();
         BootSpec {
             name: record.name.clone(),
             dir: record.dir.clone(),
-            overlay: record.dir.join("overlay.qcow2"),
-            seed: record.dir.join("seed.img"),
-            console: record.console_log(),
+            overlay: files.overlay(),
+            seed: files.seed(),
+            console: files.console_log(),
             mac: record.mac.clone(),
             mem_mib: record.mem_mib,
             vcpus: record.vcpus,
@@ -113,11 +114,12 @@ impl BootSpec {
     /// The spec the backends' command-line snapshots are taken of.
     pub(crate) fn example() -> BootSpec {
         let dir = Utf8PathBuf::from("/repo/tests/integration/.run/boma-it-askari-1a2b3c4d");
+        let files = crate::RunDir::new(&dir);
         BootSpec {
             name: VmName::parse("boma-it-askari-1a2b3c4d").expect("a test vm name"),
-            overlay: dir.join("overlay.qcow2"),
-            seed: dir.join("seed.img"),
-            console: dir.join("console.log"),
+            overlay: files.overlay(),
+            seed: files.seed(),
+            console: files.console_log(),
             dir,
             mac: "52:54:00:12:34:56".into(),
             mem_mib: 3072,

@@ -19,11 +19,8 @@ use crate::host::{ports, procs};
 use crate::hypervisor::qmp;
 use crate::hypervisor::vde::VdeSwitches;
 use crate::hypervisor::{BackendKind, BootSpec, Booted, Endpoint, Hypervisor, RebootHow, Segments};
+use crate::run::dir::{PIDFILE, QMP_SOCKET};
 use crate::{RunRecord, VmError};
-
-/// File names inside a VM's directory.
-pub const PIDFILE: &str = "qemu.pid";
-pub const QMP_SOCKET: &str = "qmp.sock";
 
 /// Unix socket paths are limited to 108 bytes; QEMU fails obscurely past that.
 const SOCKET_PATH_MAX: usize = 107;

@@ -4,7 +4,7 @@ use boma_exec::CmdExt;
 use camino::Utf8Path;
 use xshell::{Shell, cmd};
 
-use crate::VmError;
+use crate::{RunDir, VmError};
 
 /// Virtual size of each run's overlay; cloud-init grows the root filesystem to it.
 const OVERLAY_SIZE: &str = "10G";
@@ -59,6 +59,21 @@ impl Disks for RealDisks<'_> {
     }
 }
 
+/// Give the stopped VM of `dir` a fresh overlay on `base` (a layer just stored), at the same
+/// path, so the hypervisor's definition stays valid. The new overlay is made beside the old
+/// one and renamed over it: at every moment the VM has a valid disk, its own until the new
+/// one exists — a failure leaves the old overlay and nothing beside it.
+pub fn replace_overlay(disks: &dyn Disks, base: &Utf8Path, dir: &RunDir) -> Result<(), VmError> {
+    let overlay = dir.overlay();
+    let fresh = dir.overlay_replacement();
+    let _ = std::fs::remove_file(&fresh);
+    if let Err(e) = disks.create_overlay(base, &fresh) {
+        let _ = std::fs::remove_file(&fresh);
+        return Err(e);
+    }
+    std::fs::rename(&fresh, &overlay).map_err(|e| VmError::io(&overlay, e))
+}
+
 /// The format `qemu-img info` reports for an image file (`qcow2`, `raw` …).
 pub fn image_format(sh: &Shell, path: &Utf8Path) -> Result<String, VmError> {
     let info = cmd!(sh, "qemu-img info --output=json {path}")
@@ -68,4 +83,41 @@ pub fn image_format(sh: &Shell, path: &Utf8Path) -> Result<String, VmError> {
         .ok()
         .and_then(|v| v["format"].as_str().map(str::to_owned))
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeDisks;
+
+    fn run_dir() -> (tempfile::TempDir, RunDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::new(camino::Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap());
+        std::fs::write(dir.overlay(), "the vm's own disk").unwrap();
+        (tmp, dir)
+    }
+
+    #[test]
+    fn a_replaced_overlay_takes_the_old_ones_path() {
+        let (_tmp, dir) = run_dir();
+        let disks = FakeDisks {
+            fail_overlay: false,
+        };
+        replace_overlay(&disks, Utf8Path::new("/layers/1"), &dir).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.overlay()).unwrap(), "overlay");
+        assert!(!dir.overlay_replacement().exists());
+    }
+
+    #[test]
+    fn a_failed_replacement_keeps_the_vms_own_disk_and_leaves_nothing_beside_it() {
+        let (_tmp, dir) = run_dir();
+        std::fs::write(dir.overlay_replacement(), "a killed run's leftover").unwrap();
+        let disks = FakeDisks { fail_overlay: true };
+        replace_overlay(&disks, Utf8Path::new("/layers/1"), &dir).unwrap_err();
+        assert_eq!(
+            std::fs::read_to_string(dir.overlay()).unwrap(),
+            "the vm's own disk"
+        );
+        assert!(!dir.overlay_replacement().exists());
+    }
 }

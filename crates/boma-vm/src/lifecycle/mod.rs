@@ -18,7 +18,7 @@ use boma_exec::say;
 use boma_name::VmName;
 use camino::{Utf8Path, Utf8PathBuf};
 
-pub use disks::{Disks, RealDisks, SeedFiles, image_format};
+pub use disks::{Disks, RealDisks, SeedFiles, image_format, replace_overlay};
 pub use together::{TogetherStep, plan_together, together};
 pub use wait::{Waits, poll_until};
 
@@ -28,7 +28,8 @@ use crate::guest::ssh::SSH_FAILED;
 use crate::hypervisor::{FleetNic, Segment};
 use crate::run::prune;
 use crate::{
-    Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunRecord, Runs, SshTarget, VmError,
+    Accel, BackendKind, BootSpec, Guest, Hypervisor, RebootHow, RunDir, RunRecord, Runs, SshTarget,
+    VmError,
 };
 
 /// The hypervisor backends, by kind: a recorded VM is asked about and removed by its own.
@@ -314,11 +315,12 @@ fn prepare_disks(
     fleet_nic: Option<&FleetNic>,
 ) -> Result<BootSpec, VmError> {
     let step = phase("overlay and cloud-init seed");
-    let overlay = dir.join("overlay.qcow2");
-    let seed = dir.join("seed.img");
-    let user_data = dir.join("user-data");
-    let meta_data = dir.join("meta-data");
-    let network_config = dir.join("network-config");
+    let files = RunDir::new(dir);
+    let overlay = files.overlay();
+    let seed = files.seed();
+    let user_data = files.user_data();
+    let meta_data = files.meta_data();
+    let network_config = files.network_config();
     step.close((|| {
         fx.disks.create_overlay(&req.base_image, &overlay)?;
         for (path, text) in [
@@ -340,7 +342,7 @@ fn prepare_disks(
         dir: dir.to_owned(),
         overlay,
         seed,
-        console: dir.join("console.log"),
+        console: files.console_log(),
         mac: req.mac.clone(),
         mem_mib: req.mem_mib,
         vcpus: req.vcpus,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use boma_exec::redact::redact;
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::run::dir::{CONSOLE_LOG, RECORD};
 use crate::{Guest, RunRecord, VmError};
 
 /// File name → command run on the guest (as root).
@@ -54,16 +55,17 @@ pub fn collect(
         };
         write(out, file, &text)?;
     }
+    // The bundle keeps them under the names they have in the run directory.
     match std::fs::read(record.console_log()) {
-        Ok(bytes) => write(out, "console.log", &String::from_utf8_lossy(&bytes))?,
+        Ok(bytes) => write(out, CONSOLE_LOG, &String::from_utf8_lossy(&bytes))?,
         Err(e) => write(
             out,
-            "console.log",
+            CONSOLE_LOG,
             &format!("(no serial console at {}: {e})\n", record.console_log()),
         )?,
     }
     let run = serde_json::to_string_pretty(record).expect("a run record serialises");
-    write(out, "run.json", &run)?;
+    write(out, RECORD, &run)?;
     Ok(out.to_owned())
 }
 

@@ -1,9 +1,9 @@
 //! The run directory (`tests/integration/.run/`): what is live, where its files are, and the
 //! lock that keeps two harness commands from acting at once.
 //!
-//! Layout: `current` names the live VM; `<vm>/` holds everything that VM owns (overlay, seed,
-//! QMP socket, serial console, pidfile, `run.json`, the transient inventory); `.lock` is held
-//! (flock) by the harness command acting now, and names it.
+//! Layout: `current` names the live VM; `<vm>/` holds everything that VM owns (its files are
+//! named by [`RunDir`]); `.lock` is held (flock) by the harness command acting now, and names
+//! it; the spawn journal ([`JOURNAL`]) records every process the harness started.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -14,6 +14,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use boma_name::VmName;
 
 use crate::hypervisor::FleetNic;
+use crate::run::dir::{JOURNAL, RunDir};
 use crate::{Accel, BackendKind, Endpoint, SshTarget, VmError};
 
 /// What `up` recorded about the live VM; every later step starts from it.
@@ -46,8 +47,13 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// The VM's run directory, whose layout names its files.
+    pub fn run_dir(&self) -> RunDir {
+        RunDir::new(&self.dir)
+    }
+
     pub fn console_log(&self) -> Utf8PathBuf {
-        self.dir.join("console.log")
+        self.run_dir().console_log()
     }
 }
 
@@ -183,6 +189,16 @@ impl Runs {
         self.root.join(name.as_str())
     }
 
+    /// The run directory of the VM `name`, whose layout names its files.
+    pub fn run_dir(&self, name: &VmName) -> RunDir {
+        RunDir::new(self.vm_dir(name))
+    }
+
+    /// The spawn journal of the harness commands acting on this run directory.
+    pub fn journal(&self) -> Utf8PathBuf {
+        self.root.join(JOURNAL)
+    }
+
     fn current_path(&self) -> Utf8PathBuf {
         self.root.join("current")
     }
@@ -203,7 +219,7 @@ impl Runs {
     /// The record of the VM `name`, current or not (a kept VM of a parallel run), if its
     /// directory holds one.
     pub fn record(&self, name: &VmName) -> Result<Option<RunRecord>, VmError> {
-        let record = self.vm_dir(name).join("run.json");
+        let record = self.run_dir(name).record();
         match std::fs::read_to_string(&record) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
                 VmError::Backend(format!(
@@ -225,7 +241,7 @@ impl Runs {
         let dir = self.vm_dir(&record.name);
         std::fs::create_dir_all(&dir).map_err(|e| VmError::io(&dir, e))?;
         let text = serde_json::to_string_pretty(record).expect("a run record serialises");
-        write_atomically(&dir.join("run.json"), &text)?;
+        write_atomically(&RunDir::new(&dir).record(), &text)?;
         write_atomically(&self.current_path(), &format!("{}\n", record.name))
     }
 

@@ -1,7 +1,7 @@
-//! The reboot diff, run: capture the guest's state (one ssh round trip) and the controller's
-//! probes of every published port, before and after the reboot; compare them with
-//! `boma-state`; turn what was lost into failed checks. Always captured in this run — never
-//! taken from a cache.
+//! The guest's state as the harness reads it: captured (one ssh round trip) with the
+//! controller's probes of every published port, saved, and two captures compared with
+//! `boma-state`'s pure diff, what was lost becoming failed checks; and the built-in look for a
+//! route to the real fleet. Always captured in this run — never taken from a cache.
 
 use std::time::Duration;
 
@@ -9,13 +9,16 @@ use boma_exec::progress::{self, phase};
 use boma_exec::say;
 use boma_report::CheckRecord;
 use boma_state::{Ignore, ProbeResult, Snapshot};
-use boma_vm::RunRecord;
-use camino::Utf8Path;
+use boma_vm::{RunDir, RunRecord};
+use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::files::{self, RunFiles};
+use crate::checks;
+use crate::ctx::Ctx;
+use crate::error::HarnessError;
+use crate::files;
+use crate::guest_file::{self, GuestFile};
 use crate::preflight::Inputs;
-use crate::probe::ProbeOutcome;
-use crate::{Ctx, HarnessError, checks};
+use crate::probe::{CA_FILE, CaFile, PortTarget, ProbeOutcome};
 
 /// One capture: the snapshot the diff compares, and what the checks read from it.
 #[derive(Debug, Clone)]
@@ -71,7 +74,7 @@ fn capture_inner(
             record.name
         )))
     })?;
-    let probes = crate::probe::probe_ports(ctx, inputs, record, PROBE_WITHIN)?;
+    let probes = probe_ports(ctx, inputs, record, PROBE_WITHIN)?;
     let system_state = guest
         .system
         .available()
@@ -115,6 +118,57 @@ fn capture_inner(
     })
 }
 
+/// Probe each published port from the controller, as the profile says; an https port with a
+/// `ca` first has its CA read from the guest and kept in the run directory.
+fn probe_ports(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    record: &RunRecord,
+    within: Duration,
+) -> Result<Vec<ProbeOutcome>, HarnessError> {
+    let run_dir = record.run_dir();
+    let mut outcomes = Vec::new();
+    for port in &inputs.profile.published_ports {
+        let Some(endpoint) = record.published.get(&port.port) else {
+            continue;
+        };
+        let ca = match &port.ca {
+            Some(guest_path) => Some(CaFile {
+                guest_path: guest_path.clone(),
+                local: keep_ca(ctx, record, &run_dir.probe_ca(port.port), guest_path)?,
+            }),
+            None => None,
+        };
+        let target = PortTarget {
+            port: port.port,
+            kind: port.probe,
+            name: port.name.clone(),
+            host: endpoint.host.clone(),
+            endpoint_port: endpoint.port,
+            ca,
+            server: port.server.clone(),
+        };
+        outcomes.push(ctx.machine.ports().probe(&target, within));
+    }
+    Ok(outcomes)
+}
+
+/// Copy the guest's CA at `guest_path` alone into `dir` (emptied first); `None` when the guest
+/// has no such file.
+fn keep_ca(
+    ctx: &Ctx,
+    record: &RunRecord,
+    dir: &Utf8Path,
+    guest_path: &str,
+) -> Result<Option<Utf8PathBuf>, HarnessError> {
+    files::empty_dir(dir)?;
+    let GuestFile::Present(text) = guest_file::read(ctx.machine.guest(), record, guest_path)?
+    else {
+        return Ok(None);
+    };
+    files::write_into(dir, CA_FILE, &text).map(Some)
+}
+
 /// Compare the two captures and judge the diff ([`checks::from_reboot_diff`]). Writes
 /// `reboot-diff.txt` (with how many findings each profile pattern hid) and `reboot-diff.json`,
 /// and prints the text.
@@ -122,7 +176,7 @@ pub fn compare(
     before: &Captured,
     after: &Captured,
     ignore_patterns: &[String],
-    files: &RunFiles,
+    files: &RunDir,
 ) -> Result<Vec<CheckRecord>, HarnessError> {
     let ignore = Ignore::with_patterns(ignore_patterns)
         .map_err(|e| HarnessError::Refused(format!("reboot_diff_ignore: {e}")))?;
@@ -130,16 +184,31 @@ pub fn compare(
     let text = boma_state::render_text(&diff);
     files::write(&files.reboot_diff(), &text)?;
     files::write(
-        &files.reboot_diff().with_extension("json"),
+        &files.reboot_diff_json(),
         &serde_json::to_string_pretty(&diff).expect("a diff serialises"),
     )?;
     progress::line(text.trim_end());
     Ok(checks::from_reboot_diff(&diff))
 }
 
+/// The built-in checks every host gets, into `found`: the system is running in the state
+/// `now` captured (`system_running`), and no real host's address has a route from the guest
+/// (`no_route_to_fleet`). Each is kept as soon as it is judged.
+pub fn builtin_checks(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    record: &RunRecord,
+    now: &Captured,
+    found: &mut Vec<CheckRecord>,
+) -> Result<(), HarnessError> {
+    found.push(checks::system_running(&now.system_state, &now.failed_units));
+    found.push(fleet_routes(ctx, inputs, record)?);
+    Ok(())
+}
+
 /// The built-in `no_route_to_fleet`: after everything the playbooks did and the reboot, each
 /// real host's address must have no route from the guest.
-pub fn fleet_routes(
+fn fleet_routes(
     ctx: &Ctx,
     inputs: &Inputs,
     record: &RunRecord,
