@@ -4,8 +4,8 @@
 //! equivalent of `debian-13-genericcloud-amd64.qcow2` from the Debian mirror: trixie amd64 with
 //! GRUB (BIOS, i386-pc) in the MBR, cloud-init reading a NoCloud seed, openssh-server, python3
 //! and sudo, and no user or password of its own. The recipe (mmdebstrap, a loop-mounted raw
-//! disk, a chroot with a private `/dev`, `qemu-img convert`) is the one measured in
-//! `SUBSTRATE.md`; its phases print to stderr with their elapsed time.
+//! disk, a chroot with a private `/dev`, `qemu-img convert`) and why each step is as it is are
+//! in `docs/substrate.md`; its phases print to stderr with their elapsed time.
 //!
 //! Building needs root. Everything it creates lives under a scratch directory inside
 //! [`BuildConfig::work_dir`], and a guard takes it apart (unmount, `losetup -d`, delete) on
@@ -15,7 +15,8 @@
 //!
 //! Deliberately absent, compared with Debian's genericcloud image: UEFI (BIOS/MBR only) and
 //! `deb-src` entries. Also deliberately absent: anything only a test needs (users, keys,
-//! sshd settings): the image stays faithful and the harness copes (see `SUBSTRATE.md`).
+//! sshd settings): the image stays faithful and the harness copes (cloud-init's sshd restart
+//! race, `docs/substrate.md`).
 
 mod render;
 mod steps;
