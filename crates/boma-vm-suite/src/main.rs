@@ -3,12 +3,14 @@
 //! `cargo test`; `.ci/run` runs it after the fast tests (`make test-vm`).
 //!
 //! Usage: `vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all|rest]
-//! [--bench-groups G,…] [--timings PATH] <scenario>...`; `vm-suite --help` lists the scenarios.
+//! [--fleet-set ci|all] [--bench-groups G,…] [--timings PATH] <scenario>...`; `vm-suite --help`
+//! lists the scenarios.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A test runner: its report is its output.
 
 mod bench;
 mod catalogue;
 mod cli;
+mod fleets;
 mod leftovers;
 mod scenarios;
 mod timing;
@@ -50,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         work.clone(),
     );
     suite.bench_groups = plan.bench_groups.clone();
+    suite.fleet_set = plan.fleet_set;
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     // Each failed scenario's reason, said again after the timings: CI shows only the log's tail.
     let mut reasons: Vec<String> = Vec::new();
@@ -115,6 +118,7 @@ fn run(scenario: Scenario, suite: &mut Suite) -> anyhow::Result<()> {
         Scenario::Red => scenarios::red(suite),
         Scenario::Ubongo => scenarios::ubongo(suite),
         Scenario::Catalogue => scenarios::catalogue(suite),
+        Scenario::Fleet => scenarios::fleet(suite),
         Scenario::Safety => scenarios::safety(suite),
         Scenario::Faults => scenarios::faults(suite),
         Scenario::Kept => scenarios::kept(suite),
