@@ -263,27 +263,6 @@ fn a_peer_probe_that_fails_after_a_round_names_it_and_a_red_expecting_it_exits_0
     );
 }
 
-/// A run directory too long for the fleet switch's socket is refused before anything is
-/// created, with the fix.
-#[test]
-fn a_run_directory_too_long_for_the_switch_socket_is_refused_with_the_fix() {
-    let _serial = serial();
-    // The sandbox's own run directory, under a temporary directory: 40-odd bytes, too long for
-    // a fleet named like the catalogue's REDs.
-    let rig = Rig::new();
-    let outcome = fleet(&rig, "catf-peer-admit-red");
-    let error = outcome.error.expect("refused");
-    assert_eq!(error.class(), ExitClass::Refused, "{error}");
-    let text = error.to_string();
-    assert!(
-        text.starts_with("the fleet switch's socket directory ")
-            && text.ends_with("clone the repository to a shorter path"),
-        "{text}"
-    );
-    assert!(rig.machine.world.borrow().booted.is_empty());
-    assert_nothing_left(&rig);
-}
-
 /// A RED fleet whose bug did not show fails, naming what it expected.
 #[test]
 fn a_red_fleet_whose_bug_does_not_show_fails_naming_its_expect() {
