@@ -4,10 +4,11 @@
 //! reports are combined into one — in which every selected host has its line, whatever became
 //! of its child. `--shard K/N` runs the K-th of N deterministic slices, for a CI matrix.
 //!
-//! A name is a profile's or a fleet's (`boma_fleet::resolve_target`, ADR-027). The fleet cycle
-//! is not wired yet: a fleet named is refused in one line, and `--all` selects the fleets
-//! ([`Selection::fleets`]) without running them. A profile that exists only to be a fleet
-//! member (`"fleet_only": true`) is refused alone and left to its fleets by `--all`.
+//! A name is a profile's or a fleet's (`boma_fleet::resolve_target`, ADR-027): a fleet runs
+//! like a host (`boma_harness::fleet::it`), in this process when it is the one run, else as a
+//! child like a host's, charged all its members' memory and vCPUs; `--all` takes every fleet
+//! too. A profile that exists only to be a fleet member (`"fleet_only": true`) is refused
+//! alone and left to its fleets by `--all`.
 //!
 //! The report files (`--report`, `--junit`) are written first, then the JSON goes to stdout and
 //! the summary to stderr; the outcome is this process's own interrupt if it got one, else the
@@ -29,13 +30,13 @@ use crate::settings::{BackendArg, CertsArg, Checkout, ImageArgs, VaultArg};
 
 #[derive(Args, Debug, Clone)]
 pub struct ItArgs {
-    /// The hosts to mirror: each profile is profiles/<HOST>.json (e.g. askari ubongo). A host
-    /// named twice runs once. A fleet's name (fleets/<NAME>.json) is refused until the fleet
-    /// cycle is wired.
+    /// The hosts to mirror: each profile is profiles/<HOST>.json (e.g. askari ubongo), and a
+    /// fleet's name (fleets/<NAME>.json) runs every member of it together. A name given twice
+    /// runs once.
     pub hosts: Vec<String>,
-    /// Every profile, RED ones (with `expect`) included: each of those passes only by failing
-    /// exactly as it expects. Profiles that exist only as fleet members (`"fleet_only": true`)
-    /// are left to their fleets.
+    /// Every profile and every fleet, RED ones (with `expect`) included: each of those passes
+    /// only by failing exactly as it expects. Profiles that exist only as fleet members
+    /// (`"fleet_only": true`) are left to their fleets.
     #[arg(long)]
     pub all: bool,
     /// How many VMs run at once (bounded by memory: each profile's mem_mib plus QEMU's
@@ -62,7 +63,8 @@ pub struct ItArgs {
     /// Skip the second apply of every step (the idempotence check).
     #[arg(long)]
     pub no_idempotence: bool,
-    /// Ignore the cached disk layers: apply every step, store nothing (a clean cycle).
+    /// Ignore the cached disk layers: apply every step, store nothing (a clean cycle). Fleets
+    /// run without layers anyway.
     #[arg(long)]
     pub fresh: bool,
     /// Remove a failed run's VM once its diagnostics bundle is written (for CI, where nobody
@@ -104,31 +106,33 @@ pub fn run(checkout: &Checkout, args: ItArgs) -> Result<Outcome, Failure> {
             s.layers = false;
         }
     })?;
-    let Selection {
-        profiles: hosts,
-        fleets,
-    } = select(&settings.repo, &args)?;
-    if !fleets.is_empty() {
-        // The fleet cycle's hook: `--all` selects every fleet; run them here once it is wired.
+    let selection = select(&settings.repo, &args)?;
+    if args.fresh && !selection.fleets.is_empty() {
         say!(
-            "--all leaves the fleets for now (the fleet cycle is not wired into `it` yet): {}",
-            fleets.join(", ")
+            "--fresh changes nothing for a fleet: fleets run without layers in this version (ADR-027): {}",
+            selection.fleets.join(", ")
         );
     }
-    if hosts.is_empty() {
+    let names = selection.names();
+    if names.is_empty() {
         // A shard with nothing in it (more machines than profiles): nothing to prove, nothing
         // failed. No report: a report of no run would read as an error.
         return Ok(Outcome::Passed);
     }
-    let (runs, error) = match hosts.as_slice() {
-        [host] => {
+    let (runs, error) = match names.as_slice() {
+        [name] => {
+            let options = options(&args, args.run_id);
             let outcome = checkout.with_ctx(&settings, |ctx| {
-                boma_harness::it(ctx, host, options(&args, args.run_id))
+                if selection.fleets.contains(name) {
+                    boma_harness::fleet::it(ctx, name, options)
+                } else {
+                    boma_harness::it(ctx, name, options)
+                }
             });
             (vec![outcome.report], outcome.error)
         }
         _ => (
-            parallel(checkout, &settings, &hosts, &args, started_at)?,
+            parallel(checkout, &settings, &selection, &args, started_at)?,
             None,
         ),
     };
@@ -147,7 +151,13 @@ pub fn run(checkout: &Checkout, args: ItArgs) -> Result<Outcome, Failure> {
     if let Some(e) = &error {
         edge::print_error(e);
         if e.class() == ExitClass::Refused {
-            say_doctor_problems(checkout, &settings);
+            // A fleet needs its segment's switch too.
+            let needs = if selection.fleets.is_empty() {
+                boma_doctor::Needs::All
+            } else {
+                boma_doctor::Needs::Fleet
+            };
+            say_doctor_problems(checkout, &settings, needs);
         }
     }
     for e in &unwritten {
@@ -215,8 +225,15 @@ struct Selection {
     /// Profiles to run, each alone (a name without a profile is left in: its run is refused in
     /// the report, as ever).
     profiles: Vec<String>,
-    /// Fleets to run (only `--all` selects them until the fleet cycle is wired).
+    /// Fleets to run, each its members together.
     fleets: Vec<String>,
+}
+
+impl Selection {
+    /// Every run, profiles first: each name is a profile's or a fleet's, never both.
+    fn names(&self) -> Vec<String> {
+        self.profiles.iter().chain(&self.fleets).cloned().collect()
+    }
 }
 
 /// What the repository holds, as [`decide`] needs it.
@@ -232,9 +249,9 @@ struct Catalogue {
 }
 
 /// Which profiles and fleets to run: the named ones, each once; with `--all` every profile but
-/// the fleet-only ones, and every fleet; then the shard (of the profiles). Refuses an empty
-/// selection (a CI job that tests nothing must not pass), a named fleet (not wired yet), a named
-/// fleet-only profile and a name that is both a profile and a fleet.
+/// the fleet-only ones, and every fleet; then the shard (of profiles and fleets together).
+/// Refuses an empty selection (a CI job that tests nothing must not pass), a named fleet-only
+/// profile and a name that is both a profile and a fleet.
 fn select(repo: &Utf8Path, args: &ItArgs) -> Result<Selection, Failure> {
     let (named, repeated) = boma_parallel::dedup(&args.hosts);
     if !repeated.is_empty() {
@@ -263,10 +280,12 @@ fn select(repo: &Utf8Path, args: &ItArgs) -> Result<Selection, Failure> {
         }
     }
     if let Some(shard) = args.shard {
-        selection.profiles = boma_parallel::shard_of(&selection.profiles, shard);
-        if selection.profiles.is_empty() {
+        let slice = boma_parallel::shard_of(&selection.names(), shard);
+        selection.profiles.retain(|p| slice.contains(p));
+        selection.fleets.retain(|f| slice.contains(f));
+        if slice.is_empty() {
             say!(
-                "shard {}/{}: no profile falls in this slice",
+                "shard {}/{}: no profile or fleet falls in this slice",
                 shard.index,
                 shard.count
             );
@@ -311,11 +330,7 @@ fn decide(named: &[String], all: bool, catalogue: &Catalogue) -> Result<Selectio
     let mut selection = Selection::default();
     for name in named {
         match boma_fleet::resolve_target(name, &catalogue.profiles, &fleet_names) {
-            Ok(boma_fleet::Target::Fleet) => {
-                return Err(format!(
-                    "`{name}` is a fleet (fleets/{name}.json), and fleets are not wired into `cargo xtask it` yet (issue 20): it cannot run until the fleet cycle lands"
-                ));
-            }
+            Ok(boma_fleet::Target::Fleet) => selection.fleets.push(name.clone()),
             Ok(boma_fleet::Target::Profile) if catalogue.fleet_only.contains(name) => {
                 let fleets: Vec<&str> = catalogue
                     .fleets
@@ -345,7 +360,11 @@ fn decide(named: &[String], all: bool, catalogue: &Catalogue) -> Result<Selectio
                 selection.profiles.push(host.clone());
             }
         }
-        selection.fleets = fleet_names;
+        for fleet in fleet_names {
+            if !selection.fleets.contains(&fleet) {
+                selection.fleets.push(fleet);
+            }
+        }
     }
     if selection.profiles.is_empty() && selection.fleets.is_empty() {
         return Err("name at least one host (`cargo xtask it askari`), or --all".to_owned());
@@ -353,15 +372,16 @@ fn decide(named: &[String], all: bool, catalogue: &Catalogue) -> Result<Selectio
     Ok(selection)
 }
 
-/// Every host as a child `xtask it <host> --run-id <id>`, within `-j`, the memory and the
-/// cores; what a child killed before it reported left is removed by its name.
+/// Every host and fleet as a child `xtask it <name> --run-id <id>`, within `-j`, the memory and
+/// the cores; what a child killed before it reported left is removed by its name.
 fn parallel(
     checkout: &Checkout,
     settings: &Settings,
-    hosts: &[String],
+    selection: &Selection,
     args: &ItArgs,
     started_at: Timestamp,
 ) -> Result<Vec<RunReport>, Failure> {
+    let hosts = &selection.names();
     // Shared, as each child takes it: `prune` is refused for the whole run, never stops a
     // child between two others.
     let _lock = boma_vm::Runs::new(&settings.runs_root)
@@ -386,8 +406,13 @@ fn parallel(
         cores,
     );
     say!(
-        "running {} profiles, up to {} at once within {} MiB and {} vCPUs ({} per core of {cores}): {}",
+        "running {} {}, up to {} at once within {} MiB and {} vCPUs ({} per core of {cores}): {}",
         hosts.len(),
+        if selection.fleets.is_empty() {
+            "profiles"
+        } else {
+            "profiles and fleets"
+        },
         bounds.jobs,
         bounds.mem_mib,
         bounds.vcpus,
@@ -398,7 +423,11 @@ fn parallel(
         .iter()
         .map(|host| Job {
             host: host.clone(),
-            charge: charge(settings, host),
+            charge: if selection.fleets.contains(host) {
+                fleet_charge(settings, host)
+            } else {
+                charge(settings, host)
+            },
         })
         .collect();
     // Each child's run id, chosen here: its VM's name is then known before it starts.
@@ -406,7 +435,13 @@ fn parallel(
     let id_of = |host: &str| ids.iter().find(|(h, _)| h == host).map(|(_, id)| *id);
     let child_args = |host: &str, report: &Utf8Path| child_args(host, args, report, id_of(host));
     let leftovers = |host: &str, pid: u32| match id_of(host) {
-        Some(id) => remove_leftovers(settings, host, id, pid),
+        Some(id) => remove_leftovers(
+            settings,
+            host,
+            selection.fleets.iter().any(|f| f == host),
+            id,
+            pid,
+        ),
         None => Err(format!("no run id was chosen for {host}")),
     };
     let children = Children {
@@ -428,23 +463,30 @@ fn parallel(
     ))
 }
 
-/// Remove what `host`'s child (pid `pid`, run id `id`) left when it died before reporting: on
-/// this thread's own shell (xshell's is not shared between threads).
+/// Remove what `host`'s child (pid `pid`, run id `id`) left when it died before reporting — a
+/// fleet's child, every member and the segment: on this thread's own shell (xshell's is not
+/// shared between threads).
 fn remove_leftovers(
     settings: &Settings,
     host: &str,
+    fleet: bool,
     id: RunId,
     pid: u32,
 ) -> Result<Vec<String>, String> {
-    let name = boma_name::VmName::mint(host, &id.to_string(), &BTreeSet::new())
-        .map_err(|e| e.to_string())?;
     let sh = xshell::Shell::new().map_err(|e| format!("cannot start a shell: {e}"))?;
     let machine = boma_harness::RealMachine::new(&sh, &settings.runs_root);
     let ctx = boma_harness::Ctx {
         settings,
         machine: &machine,
     };
-    boma_harness::remove_orphan(&ctx, &name, pid).map_err(|e| boma_harness::error_chain(&e))
+    let removed = if fleet {
+        boma_harness::fleet::remove_orphan(&ctx, host, &id.to_string(), pid)
+    } else {
+        let name = boma_name::VmName::mint(host, &id.to_string(), &BTreeSet::new())
+            .map_err(|e| e.to_string())?;
+        boma_harness::remove_orphan(&ctx, &name, pid)
+    };
+    removed.map_err(|e| boma_harness::error_chain(&e))
 }
 
 /// What a profile's VM takes: the memory the reservation charges it (the one rule, in
@@ -459,16 +501,35 @@ fn charge(settings: &Settings, host: &str) -> Charge {
     }
 }
 
+/// What a fleet takes: every member's charge, added up (a fleet's members run at once).
+fn fleet_charge(settings: &Settings, fleet: &str) -> Charge {
+    let members = boma_inventory::list_profiles(&settings.repo)
+        .ok()
+        .and_then(|profiles| boma_fleet::load_fleet(&settings.repo, fleet, &profiles).ok())
+        .map(|f| f.members().to_vec())
+        .unwrap_or_default();
+    members.iter().map(|member| charge(settings, member)).fold(
+        Charge {
+            mem_mib: 0,
+            vcpus: 0,
+        },
+        |total, one| Charge {
+            mem_mib: total.mem_mib + one.mem_mib,
+            vcpus: total.vcpus + one.vcpus,
+        },
+    )
+}
+
 /// When a run is refused, the doctor's lines for what this machine lacks (the same lines
 /// `cargo xtask doctor` prints), if it lacks anything.
-fn say_doctor_problems(checkout: &Checkout, settings: &Settings) {
+fn say_doctor_problems(checkout: &Checkout, settings: &Settings, needs: boma_doctor::Needs) {
     let facts = boma_doctor::Facts::gather(
         &checkout.sh,
         &settings.repo,
         &settings.cache_dir,
         &settings.runs_root,
     );
-    let diagnosis = boma_doctor::diagnose_for(&facts, boma_doctor::Needs::All);
+    let diagnosis = boma_doctor::diagnose_for(&facts, needs);
     let problems: Vec<&boma_doctor::Line> = diagnosis.problems().collect();
     if problems.is_empty() {
         return;

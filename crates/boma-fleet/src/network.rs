@@ -161,20 +161,13 @@ pub enum NetworkError {
         prefix: u8,
     },
     #[error(
-        "the fleet switch's socket directory {dir} is {len} bytes, more than the {max} a unix socket path leaves it: clone the repository to a shorter path"
-    )]
-    SwitchPathTooLong {
-        dir: Utf8PathBuf,
-        len: usize,
-        max: usize,
-    },
-    #[error(
         "`{run}` cannot name a libvirt fleet network: use lowercase letters, digits and `-`, at most {max} characters"
     )]
     BadRunName { run: String, max: usize },
 }
 
-/// Where a fleet run's switch lives, inside the run's directory.
+/// Where a fleet run's switch lives: its pidfile in the run's directory, its sockets in a short
+/// directory of the run's own under `/tmp`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchPaths {
     /// The switch's socket directory (`ctl` and one socket per plugged NIC inside).
@@ -183,30 +176,36 @@ pub struct SwitchPaths {
     pub pidfile: Utf8PathBuf,
 }
 
-/// Unix socket paths are limited to 108 bytes with the NUL.
-const SOCKET_PATH_MAX: usize = 107;
-/// The longest name inside the switch's directory: libvdeplug binds a plugged NIC's data socket
-/// at `<dir>/.%05d-%05d` (QEMU's pid, a counter), and a pid has up to seven digits
-/// (`pid_max` 4194304); `ctl` is shorter. Past the limit libvdeplug would fall back to a
-/// shared directory such as `/tmp`.
-const SWITCH_SOCKET_NAME: usize = "/.4194304-00000".len();
+/// Where the switches' socket directories live: a fixed short directory, never `$TMPDIR`,
+/// whose length no checkout's path can change.
+const SWITCH_PARENT: &str = "/tmp";
 
-/// The switch's paths under `run_dir`, refused when a socket in it would not fit a unix
-/// socket path (QEMU and the switch would fail obscurely at boot).
-pub fn switch_paths(run_dir: &Utf8Path) -> Result<SwitchPaths, NetworkError> {
-    let dir = run_dir.join("fleet.switch");
-    let max = SOCKET_PATH_MAX - SWITCH_SOCKET_NAME;
-    if dir.as_str().len() > max {
-        return Err(NetworkError::SwitchPathTooLong {
-            len: dir.as_str().len(),
-            dir,
-            max,
-        });
-    }
-    Ok(SwitchPaths {
+/// The switch's paths for the run whose directory is `run_dir`: the pidfile beside the run's
+/// files; the sockets in `/tmp/boma-vde-<a hash of run_dir>`, 30 bytes whatever the checkout's
+/// path, so a socket inside (`<dir>/.<7-digit pid>-NNNNN`, libvdeplug's longest) fits a unix
+/// socket path's 107 by construction (a directory inside the run's would limit where the
+/// repository can be cloned: a CI runner's path is often too long). The name is the same for
+/// every command of the run, so `prune` finds it again; `vde_switch` makes the directory with
+/// the run's user's mode. Pure.
+pub fn switch_paths(run_dir: &Utf8Path) -> SwitchPaths {
+    SwitchPaths {
+        dir: Utf8PathBuf::from(format!(
+            "{SWITCH_PARENT}/boma-vde-{:016x}",
+            fnv1a(run_dir.as_str().as_bytes())
+        )),
         pidfile: run_dir.join("fleet.switch.pid"),
-        dir,
-    })
+    }
+}
+
+/// FNV-1a, 64 bits: a name stable across Rust versions and builds (unlike `DefaultHasher`), so
+/// a later binary still finds a switch an earlier one started.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 /// The switch's program, and the Debian package that installs it (in the `integration_test`

@@ -35,6 +35,24 @@ pub fn prepare(
     exclusive: bool,
 ) -> Result<Prepared, HarnessError> {
     let reservation = reserve(ctx, inputs, new, what)?;
+    clear_stale_current(ctx, new.backend.kind, exclusive)?;
+    say!("backend: {} ({})", new.backend.kind, new.backend.why);
+    let (golden, accel) = golden_and_accel(ctx)?;
+    Ok(Prepared {
+        golden,
+        accel,
+        reservation,
+    })
+}
+
+/// Before anything is created: clear away a stale current run (one no live reservation holds),
+/// and for a VM that is to become the checkout's one current VM (`exclusive`), refuse while
+/// the current one is live (`lifecycle::preflight`).
+pub fn clear_stale_current(
+    ctx: &Ctx,
+    kind: boma_vm::BackendKind,
+    exclusive: bool,
+) -> Result<(), HarnessError> {
     let live: Vec<String> = ctx
         .machine
         .reservations()
@@ -42,10 +60,15 @@ pub fn prepare(
         .map(|live| live.into_iter().map(|r| r.vm).collect())
         .unwrap_or_default();
     let in_use = |name: &VmName| live.iter().any(|vm| vm == name.as_str());
-    ctx.with_effects(new.backend.kind, Accel::Tcg, |fx| {
+    ctx.with_effects(kind, Accel::Tcg, |fx| {
         lifecycle::preflight(fx, exclusive, &in_use)
     })?;
-    say!("backend: {} ({})", new.backend.kind, new.backend.why);
+    Ok(())
+}
+
+/// The verified golden image (its plan carried out: cache, download, build, as the settings
+/// say) and the acceleration this machine gives its guests, each said on stderr.
+pub fn golden_and_accel(ctx: &Ctx) -> Result<(Golden, Accel), HarnessError> {
     let golden = golden_image(
         ctx.machine.provisioner(),
         &ImageRequest::from_settings(ctx.settings),
@@ -63,11 +86,7 @@ pub fn prepare(
         &ctx.settings.runs_root,
     )?;
     say!("acceleration: {}", accel.describe());
-    Ok(Prepared {
-        golden,
-        accel,
-        reservation,
-    })
+    Ok((golden, accel))
 }
 
 /// The golden image the request asks for: [`golden::plan`]'s steps, carried out one at a time
@@ -117,6 +136,17 @@ fn reserve_within(
     request: &ReservationRequest,
     available_mib: u64,
 ) -> Result<Reserved, HarnessError> {
+    let mut reserved = reserve_all(ctx, std::slice::from_ref(request), available_mib)?;
+    Ok(reserved.pop().expect("one reservation per request"))
+}
+
+/// Reserve every one of `requests` or none (a fleet's members) within `available_mib`, saying
+/// which stale reservations were dropped on the way.
+pub fn reserve_all(
+    ctx: &Ctx,
+    requests: &[ReservationRequest],
+    available_mib: u64,
+) -> Result<Vec<Reserved>, HarnessError> {
     let budget = Budget {
         available_mib,
         max_vms: usize::MAX,
@@ -124,9 +154,13 @@ fn reserve_within(
     let reserved = ctx
         .machine
         .reservations()
-        .reserve(&ctx.settings.cache_dir, request, &budget)
+        .reserve_all(&ctx.settings.cache_dir, requests, &budget)
         .map_err(reserve_error)?;
-    for stale in reserved.dropped_stale() {
+    for stale in reserved
+        .first()
+        .map(Reserved::dropped_stale)
+        .unwrap_or_default()
+    {
         say!("dropped a stale reservation: {}", stale.describe());
     }
     Ok(reserved)

@@ -76,17 +76,32 @@ impl RunOutcome {
 /// Run the cycle for `host`: its phases (`run`), then its report — the result the error
 /// means, a RED profile judged by its `expect`, the phases' times, every secret masked.
 pub fn it(ctx: &Ctx, host: &str, options: ItOptions) -> RunOutcome {
-    progress::reset_records();
-    let started = Instant::now();
-    let mut report = new_report(host, options.tier);
+    let (started, mut report) = open_report(host, options.tier);
     // What the profile expects to fail (a RED profile), once preflight has read it.
     let mut expect = Vec::new();
     let error = run(ctx, host, options, &mut report, &mut expect).err();
+    close_report(started, report, &expect, error)
+}
+
+/// A run's report as it starts (a host's or a fleet's), and when it started.
+pub(crate) fn open_report(host: &str, tier: boma_inventory::CertTier) -> (Instant, RunReport) {
+    progress::reset_records();
+    (Instant::now(), new_report(host, tier))
+}
+
+/// The end of every run (a host's or a fleet's): the result the error means, a RED judged by
+/// its `expect`, the phases' times, every secret masked, and a copy in the bundle.
+pub(crate) fn close_report(
+    started: Instant,
+    mut report: RunReport,
+    expect: &[String],
+    error: Option<HarnessError>,
+) -> RunOutcome {
     let _ = progress::log_into(None);
     let _ = progress::fold_into(None);
     report.result = outcome::result_of(error.as_ref());
     report.error = error.as_ref().map(|e| error_chain(e));
-    let error = outcome::judge_expectations(&expect, error, &mut report);
+    let error = outcome::judge_expectations(expect, error, &mut report);
     report.phases = progress::records().iter().map(report::phase).collect();
     report.total_seconds = started.elapsed().as_secs_f64();
     // Every string of the report (errors, check details from the guest, phase names) masked.
@@ -191,16 +206,7 @@ fn run(
     if let Some(l) = &layers {
         report.layers = l.uses.clone();
     }
-    // A RED profile whose checks all passed did not show its planted bug: a failure like any
-    // other, kept with its bundle for a look at why (`it` names what was not seen).
-    let outcome = outcome.and_then(|()| match inputs.profile.expect.as_slice() {
-        [] => Ok(()),
-        expect => Err(HarnessError::ExpectationsUnmet {
-            missing: expect.to_vec(),
-            unexpected: Vec::new(),
-            ended_by: None,
-        }),
-    });
+    let outcome = outcome.and_then(|()| outcome::planted_bug_shown(&inputs.profile.expect));
     // Down, or kept with its bundle.
     let (outcome, bundle) = fate::settle(ctx, &record, outcome, options.keep_policy(), reservation);
     report.diagnostics = bundle.map(|p| p.to_string());
@@ -241,10 +247,19 @@ fn after_boot(
     guest_state::builtin_checks(ctx, inputs, record, &after, &mut report.checks)?;
     let set = PlaybookSet::new(ctx, inputs, record, &files);
     playbooks::verify_all(ctx, &set, &mut report.checks)?;
+    checks_verdict(&report.checks, &inputs.profile.expect)
+}
+
+/// The checks' verdict: every check on stderr (a RED's expected failures marked as such), and
+/// the failed ones as the error that ends the run.
+pub(crate) fn checks_verdict(
+    found: &[boma_report::CheckRecord],
+    expect: &[String],
+) -> Result<(), HarnessError> {
     say!("checks:");
-    let expected = checks::against_expectations(&inputs.profile.expect, &report.checks).expected;
-    progress::line(checks::summary_expecting(&report.checks, &expected).trim_end());
-    let failed = checks::failed(&report.checks);
+    let expected = checks::against_expectations(expect, found).expected;
+    progress::line(checks::summary_expecting(found, &expected).trim_end());
+    let failed = checks::failed(found);
     if failed.is_empty() {
         Ok(())
     } else {

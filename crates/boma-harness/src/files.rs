@@ -104,6 +104,43 @@ pub fn copy_evidence(run: &RunDir, bundle: &Utf8Path) {
     }
 }
 
+/// Copy a fleet run's (or a member's) records from `from` into the bundle's `to`, each masked:
+/// its logs, records, states, diffs and results (`.txt`, `.json`, `.jsonl`, `.log`, not its
+/// run record, console, connection or disks), and each phase's directory (`after-apply/`,
+/// `after-round-N/`) the same way.
+pub fn copy_run_evidence(from: &Utf8Path, to: &Utf8Path) {
+    copy_evidence_files(from, to, true);
+}
+
+fn copy_evidence_files(from: &Utf8Path, to: &Utf8Path, phases: bool) {
+    let Ok(entries) = from.read_dir_utf8() else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by(|a, b| a.file_name().cmp(b.file_name()));
+    for entry in entries {
+        let name = entry.file_name();
+        let path = entry.path();
+        if path.is_dir() {
+            if phases && name.starts_with("after-") {
+                let into = to.join(name);
+                if std::fs::create_dir_all(&into).is_ok() {
+                    copy_evidence_files(path, &into, false);
+                }
+            }
+            continue;
+        }
+        let evidence = [".txt", ".json", ".jsonl", ".log"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+            && !matches!(name, "run.json" | "console.log" | "connection-vars.json");
+        if evidence {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let _ = std::fs::write(to.join(name), boma_exec::redact::redact(&text));
+        }
+    }
+}
+
 /// Put `text` (the run's report) into the diagnostics bundle `bundle`, as `report.json`.
 pub fn add_report_to_bundle(bundle: &Utf8Path, text: &str) {
     let _ = std::fs::write(bundle.join("report.json"), text);

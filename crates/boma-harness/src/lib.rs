@@ -21,6 +21,8 @@
 //!   a fake can stand in for; their real side is `ansible` (`ansible-playbook` and the
 //!   scrubbed environment of every Ansible process), [`golden`], [`probe`] (the controller's
 //!   port probes), `real_inventory`;
+//! - [`fleet`]: `it` for a fleet — several profiles on one private segment, rebooted in turn
+//!   and all at once, every member captured and diffed after every round (ADR-027);
 //! - [`connect`]: the run's ssh wrapper, its table and shims, the control directory.
 
 mod ansible;
@@ -33,6 +35,7 @@ pub mod cycle;
 mod error;
 mod fate;
 mod files;
+pub mod fleet;
 pub mod golden;
 mod guest_file;
 mod guest_state;

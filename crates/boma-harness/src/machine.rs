@@ -75,14 +75,15 @@ pub trait Processes {
 /// The machine-wide reservations of test VMs' memory, kept in the image cache `cache_dir`
 /// under a lock, so that every checkout and parallel run on this machine counts them.
 pub trait MemoryReservations {
-    /// Reserve `request`'s memory within `budget`, or refuse saying which reservations leave
-    /// no room (`boma_host::reserve::decide`).
-    fn reserve(
+    /// Reserve every one of `requests`' memory within `budget` (a fleet's members; one VM's is
+    /// a list of one), all or none, or refuse saying which reservations leave no room
+    /// (`boma_host::reserve::decide_all`). The guards come in the order of `requests`.
+    fn reserve_all(
         &self,
         cache_dir: &Utf8Path,
-        request: &ReservationRequest,
+        requests: &[ReservationRequest],
         budget: &Budget,
-    ) -> Result<Reserved, ReserveError>;
+    ) -> Result<Vec<Reserved>, ReserveError>;
     /// The reservations that are live.
     fn live(&self, cache_dir: &Utf8Path) -> Result<Vec<Reservation>, ReserveError>;
     /// Release the VM `vm`'s reservation; whether there was one.
@@ -257,13 +258,13 @@ impl Processes for RealMachine<'_> {
 pub struct ReservationStore;
 
 impl MemoryReservations for ReservationStore {
-    fn reserve(
+    fn reserve_all(
         &self,
         cache_dir: &Utf8Path,
-        request: &ReservationRequest,
+        requests: &[ReservationRequest],
         budget: &Budget,
-    ) -> Result<Reserved, ReserveError> {
-        Reservations::open(cache_dir)?.reserve(request, budget)
+    ) -> Result<Vec<Reserved>, ReserveError> {
+        Reservations::open(cache_dir)?.reserve_all(requests, budget)
     }
 
     fn live(&self, cache_dir: &Utf8Path) -> Result<Vec<Reservation>, ReserveError> {

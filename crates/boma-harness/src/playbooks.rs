@@ -74,20 +74,33 @@ impl<'a> PlaybookSet<'a> {
         args: Vec<String>,
         changes: Option<&Utf8Path>,
     ) -> PlaybookCall {
-        PlaybookCall {
-            repo: ctx.repo().to_owned(),
-            label,
-            args,
-            timeout: self.timeout,
-            changes_file: changes.map(Utf8Path::to_owned),
-            // `BOMA_IT_FACT_CACHE=off` gathers facts in every playbook, as plain Ansible does
-            // (for measuring what the cache saves).
-            facts_dir: (std::env::var("BOMA_IT_FACT_CACHE").as_deref() != Ok("off"))
-                .then(|| self.files.facts()),
-            mitogen: mitogen_plugins(ctx),
-            connect_dir: Some(self.files.connect_dir()),
-            control_dir: Some(connect::control_dir(self.files.path())),
-        }
+        playbook_call(ctx, self.files, self.timeout, (label, args), changes)
+    }
+}
+
+/// One `ansible-playbook` run of a run whose directory is `run` (a VM's, or a fleet's): its
+/// fact cache, connection directory and control sockets are the run's; with `changes`, the
+/// `boma_changes` callback records there what changed.
+pub fn playbook_call(
+    ctx: &Ctx,
+    run: &RunDir,
+    timeout: std::time::Duration,
+    (label, args): (String, Vec<String>),
+    changes: Option<&Utf8Path>,
+) -> PlaybookCall {
+    PlaybookCall {
+        repo: ctx.repo().to_owned(),
+        label,
+        args,
+        timeout,
+        changes_file: changes.map(Utf8Path::to_owned),
+        // `BOMA_IT_FACT_CACHE=off` gathers facts in every playbook, as plain Ansible does (for
+        // measuring what the cache saves).
+        facts_dir: (std::env::var("BOMA_IT_FACT_CACHE").as_deref() != Ok("off"))
+            .then(|| run.facts()),
+        mitogen: mitogen_plugins(ctx),
+        connect_dir: Some(run.connect_dir()),
+        control_dir: Some(connect::control_dir(run.path())),
     }
 }
 
@@ -228,7 +241,7 @@ pub fn write_run_files(
     write_connection(record, run)?;
     for index in 0..inputs.profile.verify.len() {
         let vars = harness_vars(
-            record,
+            record.name.as_str(),
             &inputs.fleet_addresses,
             &crate::verify::guest_results_file(index),
         );
@@ -244,19 +257,7 @@ pub fn write_run_files(
 /// the ssh client on PATH. Written again whenever the VM's address may have moved (after a
 /// reboot).
 fn write_connection(record: &RunRecord, run: &RunDir) -> Result<(), HarnessError> {
-    let ssh = boma_exec::find_on_path("ssh")
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .ok_or_else(|| {
-            HarnessError::Connection(format!(
-                "`ssh` is not on PATH: {}",
-                boma_exec::package_hint("ssh").unwrap_or("install it")
-            ))
-        })?;
-    // The wrapper is this very program (`connect-ssh`), found again by path when Ansible runs it.
-    let wrapper = std::env::current_exe()
-        .ok()
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .ok_or_else(|| HarnessError::Connection("cannot tell this program's own path".into()))?;
+    let (wrapper, ssh) = connection_programs()?;
     connect::write_connection(
         run,
         &connect::Setup {
@@ -268,19 +269,38 @@ fn write_connection(record: &RunRecord, run: &RunDir) -> Result<(), HarnessError
     )
 }
 
-/// The verify playbooks' inputs: the VM, the real fleet's addresses (the VM must have no
-/// route to them), and where on the VM to write the results (`results_on_guest`, a path the
-/// harness reads back over its own ssh). Pure.
+/// The programs of a run's connection: the wrapper, which is this very program
+/// (`connect-ssh`, found again by path when Ansible runs it), and the ssh client on `PATH`.
+pub fn connection_programs() -> Result<(Utf8PathBuf, Utf8PathBuf), HarnessError> {
+    let ssh = boma_exec::find_on_path("ssh")
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .ok_or_else(|| {
+            HarnessError::Connection(format!(
+                "`ssh` is not on PATH: {}",
+                boma_exec::package_hint("ssh").unwrap_or("install it")
+            ))
+        })?;
+    let wrapper = std::env::current_exe()
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .ok_or_else(|| HarnessError::Connection("cannot tell this program's own path".into()))?;
+    Ok((wrapper, ssh))
+}
+
+/// The verify playbooks' inputs: the hosts the play runs on (the VM's inventory name; a fleet's
+/// members, `a,b`), the real fleet's addresses (the VM must have no route to them), and where
+/// on the VM to write the results (`results_on_guest`, a path the harness reads back over its
+/// own ssh). Pure.
 ///
 /// Where the controller reaches the published ports is not among them: a verify playbook runs
 /// on the VM only, and the controller's probes are the harness's (`published_ports`).
 pub fn harness_vars(
-    record: &RunRecord,
+    hosts: &str,
     fleet: &[std::net::IpAddr],
     results_on_guest: &Utf8Path,
 ) -> serde_json::Value {
     json!({
-        "boma_it_vm_name": record.name,
+        "boma_it_vm_name": hosts,
         "boma_it_fleet_addresses": fleet.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "boma_it_results_file": results_on_guest,
     })

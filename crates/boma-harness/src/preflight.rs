@@ -49,6 +49,49 @@ pub use boma_host::Needs;
 /// Validate `host`'s profile, the tier, every file they name, the repo policy, the vault
 /// secret, the real inventory and the tools.
 pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inputs, HarnessError> {
+    let profile = checked_profile(ctx, host, tier)?;
+    follows_policy(ctx, &profile.extra_vars_files, tier)?;
+    let vault_password_file = vault_secret(ctx, tier)?;
+    let fleet = real_inventory(ctx, vault_password_file.as_deref())?;
+    check_tools(ctx, needs)?;
+    if needs != Needs::Vm {
+        say_connection_notes(ctx, &playbooks_of(&profile));
+    }
+    Ok(Inputs::of(host, profile, tier, &fleet, vault_password_file))
+}
+
+impl Inputs {
+    /// The inputs of `host`'s run: its checked profile, beside the real inventory as Ansible
+    /// lists it.
+    pub(crate) fn of(
+        host: &str,
+        profile: Profile,
+        tier: CertTier,
+        fleet: &Fleet,
+        vault_password_file: Option<Utf8PathBuf>,
+    ) -> Inputs {
+        let group_parents = fleet.lineage(&profile.groups);
+        Inputs {
+            host: host.to_owned(),
+            profile,
+            tier,
+            real_hosts: fleet.names(),
+            fleet_addresses: fleet.addresses().into_iter().collect(),
+            fleet_named_only: fleet.named_only(),
+            group_parents,
+            vault_password_file,
+        }
+    }
+}
+
+/// `host`'s profile, checked against the repository: every file it names exists, its
+/// `reboot_diff_ignore` patterns are valid, its verify playbooks run on the VM, the tier's
+/// variable file exists.
+pub(crate) fn checked_profile(
+    ctx: &Ctx,
+    host: &str,
+    tier: CertTier,
+) -> Result<Profile, HarnessError> {
     let repo = ctx.repo();
     let profile = boma_inventory::load_profile(repo, host)?;
     let profile_file = format!("profiles/{host}.json");
@@ -79,39 +122,39 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
             )));
         }
     }
-    verify_runs_on_the_vm(ctx, &profile, tier)?;
+    verify_runs_on_the_vm(ctx, &profile.verify, &profile.extra_vars_files, tier)?;
     let tier_file = tier.vars_file();
     if !repo.join(&tier_file).is_file() {
         return Err(HarnessError::Refused(format!(
             "the cert tier {tier} needs {tier_file}, which does not exist: restore it from git"
         )));
     }
-    follows_policy(ctx, &profile, tier)?;
-    let vault_password_file = vault_secret(ctx, tier)?;
-    // The fleet as Ansible itself reads it: the routes taken away, the names the VM may not
-    // have and the groups it nests in are exactly what a production run would see.
+    Ok(profile)
+}
+
+/// The real inventory as Ansible itself reads it: the routes taken away, the names the VM may
+/// not have and the groups it nests in are exactly what a production run would see.
+pub(crate) fn real_inventory(
+    ctx: &Ctx,
+    vault_password_file: Option<&camino::Utf8Path>,
+) -> Result<Fleet, HarnessError> {
+    let repo = ctx.repo();
     let listed = ctx.machine.ansible().list_inventory(
         repo,
         &repo.join(boma_inventory::PRODUCTION_DIR),
-        vault_password_file.as_deref(),
-    )?;
-    let fleet = Fleet::from_ansible_list(&listed).map_err(HarnessError::RealInventory)?;
-    let real_hosts = fleet.names();
-    check_tools(ctx, needs)?;
-    if needs != Needs::Vm {
-        say_connection_notes(ctx, &profile);
-    }
-    let group_parents = fleet.lineage(&profile.groups);
-    Ok(Inputs {
-        host: host.to_owned(),
-        profile,
-        tier,
-        real_hosts,
-        fleet_addresses: fleet.addresses().into_iter().collect(),
-        fleet_named_only: fleet.named_only(),
-        group_parents,
         vault_password_file,
-    })
+    )?;
+    Fleet::from_ansible_list(&listed).map_err(HarnessError::RealInventory)
+}
+
+/// Every playbook a profile's run plays: its applies, then its verify playbooks.
+fn playbooks_of(profile: &Profile) -> Vec<Utf8PathBuf> {
+    profile
+        .applies
+        .iter()
+        .map(|a| a.playbook_path())
+        .chain(profile.verify.iter().cloned())
+        .collect()
 }
 
 /// Refuse a verify playbook written for the controller: a play or task in it, or in any file
@@ -119,15 +162,20 @@ pub fn inputs(ctx: &Ctx, host: &str, tier: CertTier, needs: Needs) -> Result<Inp
 /// vars includes with a literal path, roles and their dependencies), with `delegate_to`,
 /// `local_action`, `connection`, or `hosts` naming the controller. The run pins the connection
 /// to the VM, so such a task would quietly check the VM instead of what its author meant.
-fn verify_runs_on_the_vm(ctx: &Ctx, profile: &Profile, tier: CertTier) -> Result<(), HarnessError> {
+pub(crate) fn verify_runs_on_the_vm(
+    ctx: &Ctx,
+    verify: &[Utf8PathBuf],
+    extra_vars_files: &[Utf8PathBuf],
+    tier: CertTier,
+) -> Result<(), HarnessError> {
     let repo = ctx.repo();
     let tree = boma_layers::DiskTree::new(repo);
     let mut scanned = BTreeSet::new();
     let mut found = Vec::new();
-    for playbook in &profile.verify {
+    for playbook in verify {
         let step = boma_layers::StepFiles {
             playbook: playbook.as_str(),
-            extra_vars_files: &profile.extra_vars_files,
+            extra_vars_files,
             cert_tier: tier,
         };
         let reach = boma_layers::reach(&tree, &step)
@@ -188,8 +236,8 @@ fn holds_plays_or_tasks(reached: &boma_layers::Reached) -> bool {
 }
 
 /// What Ansible will not see of this environment (one line per variable that could have
-/// changed what it does), and the connection plugins it will load but never use.
-fn say_connection_notes(ctx: &Ctx, profile: &Profile) {
+/// changed what it does), and the connection plugins `playbooks` make it load but never use.
+pub(crate) fn say_connection_notes(ctx: &Ctx, playbooks: &[Utf8PathBuf]) {
     let plan = crate::ansible::EnvPlan {
         repo: ctx.repo(),
         tools_dir: &ctx.repo().join(".venv/bin"),
@@ -200,13 +248,7 @@ fn say_connection_notes(ctx: &Ctx, profile: &Profile) {
     for line in crate::ansible::dropped_lines(&env.dropped) {
         say!("{line}");
     }
-    let playbooks: Vec<Utf8PathBuf> = profile
-        .applies
-        .iter()
-        .map(|a| a.playbook_path())
-        .chain(profile.verify.iter().cloned())
-        .collect();
-    let plugins = crate::connect::connection_plugin_files(ctx.repo(), &playbooks);
+    let plugins = crate::connect::connection_plugin_files(ctx.repo(), playbooks);
     if let Some(note) = crate::connect::connection_plugin_note(&plugins) {
         say!("{note}");
     }
@@ -216,43 +258,55 @@ fn say_connection_notes(ctx: &Ctx, profile: &Profile) {
 /// before the golden image is fetched or built.
 pub fn new_vm(ctx: &Ctx, inputs: &Inputs, run_id: &str) -> Result<NewVm, HarnessError> {
     let name = VmName::mint(&inputs.host, run_id, &inputs.real_hosts)?;
-    let host = ctx.machine.host();
-    let backend =
-        backend::resolve(ctx.settings.backend, &host.libvirt()).map_err(HarnessError::Refused)?;
-    fleet_outside_guest_network(inputs, backend.kind)?;
-    let runs = &ctx.settings.runs_root;
-    match judge::disk(&host.space(runs), judge::RUN_DISK_MIB) {
-        Disk::Enough { .. } => {}
-        Disk::Short { free_mib, need_mib } => {
-            return Err(HarnessError::Refused(format!(
-                "not enough disk for a run in {runs}: {free_mib} MiB free, a run needs {need_mib} MiB (overlay growth); free some space (`cargo xtask prune` removes leftover runs)"
-            )));
-        }
-        Disk::Unmeasured => {
-            return Err(HarnessError::Refused(format!(
-                "the free space for a run in {runs} cannot be measured: check that the directory (or its nearest existing parent) is readable"
-            )));
-        }
-    }
-    // The memory itself is judged by the reservation, against every VM reserved beside it.
-    let available_mib = host.available_mib().ok_or_else(|| {
-        HarnessError::Refused(
-            "MemAvailable cannot be read from /proc/meminfo: the VM's memory cannot be reserved"
-                .into(),
-        )
-    })?;
+    let backend = backend(ctx)?;
+    fleet_outside_guest_network(&inputs.fleet_addresses, backend.kind)?;
+    enough_disk(ctx, judge::RUN_DISK_MIB)?;
     Ok(NewVm {
         name,
         run_id: run_id.to_owned(),
         backend,
-        available_mib,
+        available_mib: available_mib(ctx)?,
+    })
+}
+
+/// The backend new VMs get, resolved from the operator's choice and libvirt's verdict.
+pub(crate) fn backend(ctx: &Ctx) -> Result<Resolved, HarnessError> {
+    backend::resolve(ctx.settings.backend, &ctx.machine.host().libvirt())
+        .map_err(HarnessError::Refused)
+}
+
+/// Refuse a run directory without `need_mib` free (the overlays' growth).
+pub(crate) fn enough_disk(ctx: &Ctx, need_mib: u64) -> Result<(), HarnessError> {
+    let runs = &ctx.settings.runs_root;
+    match judge::disk(&ctx.machine.host().space(runs), need_mib) {
+        Disk::Enough { .. } => Ok(()),
+        Disk::Short { free_mib, need_mib } => Err(HarnessError::Refused(format!(
+            "not enough disk for a run in {runs}: {free_mib} MiB free, a run needs {need_mib} MiB (overlay growth); free some space (`cargo xtask prune` removes leftover runs)"
+        ))),
+        Disk::Unmeasured => Err(HarnessError::Refused(format!(
+            "the free space for a run in {runs} cannot be measured: check that the directory (or its nearest existing parent) is readable"
+        ))),
+    }
+}
+
+/// `MemAvailable` now: the memory itself is judged by the reservation, against every VM
+/// reserved beside it.
+pub(crate) fn available_mib(ctx: &Ctx) -> Result<u64, HarnessError> {
+    ctx.machine.host().available_mib().ok_or_else(|| {
+        HarnessError::Refused(
+            "MemAvailable cannot be read from /proc/meminfo: the VM's memory cannot be reserved"
+                .into(),
+        )
     })
 }
 
 /// Refuse a real host whose address lies inside the guest's own network: its unreachable
 /// route would cut the VM off its gateway or DNS, and the VM could not tell it from a neighbour.
-fn fleet_outside_guest_network(inputs: &Inputs, kind: BackendKind) -> Result<(), HarnessError> {
-    let inside = kind.inside_guest_network(&inputs.fleet_addresses);
+pub(crate) fn fleet_outside_guest_network(
+    fleet_addresses: &[IpAddr],
+    kind: BackendKind,
+) -> Result<(), HarnessError> {
+    let inside = kind.inside_guest_network(fleet_addresses);
     if inside.is_empty() {
         return Ok(());
     }
@@ -268,9 +322,13 @@ fn fleet_outside_guest_network(inputs: &Inputs, kind: BackendKind) -> Result<(),
     )))
 }
 
-/// The run's variable files (the profile's, then the tier's, as Ansible orders `-e` files)
+/// The run's variable files (`extra_vars_files`, then the tier's, as Ansible orders `-e` files)
 /// must follow the repo policy (`tests/integration/policy.yml`).
-fn follows_policy(ctx: &Ctx, profile: &Profile, tier: CertTier) -> Result<(), HarnessError> {
+pub(crate) fn follows_policy(
+    ctx: &Ctx,
+    extra_vars_files: &[Utf8PathBuf],
+    tier: CertTier,
+) -> Result<(), HarnessError> {
     let policy_path = ctx.repo().join(POLICY_FILE);
     let policy = match std::fs::read_to_string(&policy_path) {
         Ok(text) => {
@@ -282,8 +340,7 @@ fn follows_policy(ctx: &Ctx, profile: &Profile, tier: CertTier) -> Result<(), Ha
             )));
         }
     };
-    let files: Vec<Utf8PathBuf> = profile
-        .extra_vars_files
+    let files: Vec<Utf8PathBuf> = extra_vars_files
         .iter()
         .cloned()
         .chain([tier.vars_file()])
@@ -312,7 +369,7 @@ fn follows_policy(ctx: &Ctx, profile: &Profile, tier: CertTier) -> Result<(), Ha
 
 /// The vault password file, when the tier needs a secret: given, readable, non-empty. Its
 /// content is registered for redaction at once.
-fn vault_secret(ctx: &Ctx, tier: CertTier) -> Result<Option<Utf8PathBuf>, HarnessError> {
+pub(crate) fn vault_secret(ctx: &Ctx, tier: CertTier) -> Result<Option<Utf8PathBuf>, HarnessError> {
     if !tier.needs_vault_secret() {
         return Ok(None);
     }
@@ -375,7 +432,7 @@ fn vault_files(dir: &camino::Utf8Path) -> Vec<Utf8PathBuf> {
 
 /// The first program `needs` requires that is missing, with its package, as a refusal; and
 /// an Ansible to run, from the repository's venv or `PATH`.
-fn check_tools(ctx: &Ctx, needs: Needs) -> Result<(), HarnessError> {
+pub(crate) fn check_tools(ctx: &Ctx, needs: Needs) -> Result<(), HarnessError> {
     let host = ctx.machine.host();
     if let Some(missing) = judge::missing_required(needs, &host.tools()).first() {
         let tool = missing.tool;

@@ -72,6 +72,10 @@ pub fn start(ctx: &Ctx, vm: &str) -> Result<RunRecord, HarnessError> {
     };
     let reservation = boot::reserve_again(ctx, &record, &what)?;
     let started = ctx.with_effects(record.backend, record.accel, |fx| {
+        // A kept fleet member plugs into its fleet's segment, which its run took down.
+        if let Some(nic) = &record.fleet_nic {
+            lifecycle::segment_up(fx, &nic.segment)?;
+        }
         lifecycle::start(fx, &mut record)
     });
     // Running (even a boot that failed), it keeps its memory until `down` or `prune`.

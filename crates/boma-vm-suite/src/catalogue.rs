@@ -155,6 +155,11 @@ pub struct Row {
 /// The table: mode, profile, RED/GREEN, result, time, verdict, the failures seen; then every
 /// problem of every row (each names its profile). Rows in the order given.
 pub fn render_table(rows: &[Row]) -> String {
+    render_table_by(rows, &mode_of)
+}
+
+/// [`render_table`], each row's mode told by `mode` (the fleet catalogue numbers its own).
+pub fn render_table_by(rows: &[Row], mode: &dyn Fn(&str) -> Option<u8>) -> String {
     let header = [
         "mode",
         "profile",
@@ -168,7 +173,7 @@ pub fn render_table(rows: &[Row]) -> String {
         .iter()
         .map(|r| {
             [
-                mode_of(&r.profile).map_or_else(|| "?".to_owned(), |m| m.to_string()),
+                mode(&r.profile).map_or_else(|| "?".to_owned(), |m| m.to_string()),
                 r.profile.clone(),
                 match r.want {
                     Want::Red => "RED".to_owned(),

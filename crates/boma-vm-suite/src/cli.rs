@@ -1,6 +1,6 @@
 //! The suite's command line, read by clap into a [`Plan`]: `vm-suite [--xtask PATH]
-//! [--baseline-runs N] [--catalogue-set ci|all|rest] [--bench-groups G,…] [--timings PATH]
-//! <scenario>...`. The scenarios are one enum, [`Scenario`]: its variants are the list, `all`
+//! [--baseline-runs N] [--catalogue-set ci|all|rest] [--fleet-set ci|all] [--bench-groups G,…]
+//! [--timings PATH] <scenario>...`. The scenarios are one enum, [`Scenario`]: its variants are the list, `all`
 //! takes those [`Scenario::in_all`] says.
 
 use std::ffi::OsStr;
@@ -13,13 +13,14 @@ use clap::error::ErrorKind;
 use clap::{Parser, ValueEnum};
 
 use crate::catalogue::CatalogueSet;
+use crate::fleets::FleetSet;
 
 /// The VM suite: drives the real `xtask` binary against real guests (root, QEMU under TCG,
 /// minutes per scenario) and counts what is left behind. Not part of `cargo test`.
 #[derive(Parser, Debug)]
 #[command(
     name = "vm-suite",
-    after_help = "The catalogue runs its `all` set when named, its `ci` set when it comes through `all`; --catalogue-set overrides both. libvirt runs inside .ci/libvirt-netns."
+    after_help = "The catalogue and the fleets run their `all` set when named, their `ci` set when they come through `all`; --catalogue-set and --fleet-set override both. libvirt runs inside .ci/libvirt-netns."
 )]
 pub struct Cli {
     /// The harness binary (default: the build's `debug/xtask`).
@@ -31,6 +32,9 @@ pub struct Cli {
     /// The catalogue's profiles: ci (the REDs CI runs), rest (what CI leaves out) or all.
     #[arg(long, value_name = "SET", value_parser = parse_catalogue_set)]
     catalogue_set: Option<CatalogueSet>,
+    /// The fleet catalogue's fleets: ci (its REDs) or all (REDs and GREENs).
+    #[arg(long, value_name = "SET", value_parser = parse_fleet_set)]
+    fleet_set: Option<FleetSet>,
     /// Where the timings go as JSON too.
     #[arg(long, value_name = "PATH")]
     timings: Option<Utf8PathBuf>,
@@ -43,6 +47,10 @@ pub struct Cli {
 }
 
 fn parse_catalogue_set(text: &str) -> Result<CatalogueSet, String> {
+    text.parse()
+}
+
+fn parse_fleet_set(text: &str) -> Result<FleetSet, String> {
     text.parse()
 }
 
@@ -61,6 +69,9 @@ pub enum Scenario {
     Ubongo,
     /// The failure catalogue in one parallel `it`: REDs fail as expected, GREENs pass.
     Catalogue,
+    /// The fleet catalogue, fleet after fleet: REDs fail with exactly their `expect`, GREENs
+    /// pass every round, nothing is left.
+    Fleet,
     /// Hostile connection variables in group_vars cannot move the connection; in extra vars
     /// they are refused before anything is created.
     Safety,
@@ -202,6 +213,8 @@ pub struct Plan {
     /// The catalogue's set: `--catalogue-set` when given; otherwise `ci` when the catalogue
     /// came in through `all` (what CI runs: its cost stays bounded), `all` when it was named.
     pub catalogue_set: CatalogueSet,
+    /// The fleets' set, chosen as the catalogue's is (`--fleet-set`).
+    pub fleet_set: FleetSet,
     /// `--timings`: where the timings go as JSON too.
     pub timings: Option<Utf8PathBuf>,
     /// `--bench-groups a,b`: the parts of the bench to run (default: all).
@@ -217,6 +230,12 @@ impl Cli {
             CatalogueSet::All
         } else {
             CatalogueSet::Ci
+        });
+        let fleet_named = self.scenarios.contains(&Wanted::One(Scenario::Fleet));
+        let fleet_set = self.fleet_set.unwrap_or(if fleet_named {
+            FleetSet::All
+        } else {
+            FleetSet::Ci
         });
         let mut scenarios: Vec<Scenario> = Vec::new();
         for wanted in self.scenarios {
@@ -245,6 +264,7 @@ impl Cli {
             baseline_runs: usize::try_from(self.baseline_runs).unwrap_or(usize::MAX),
             scenarios,
             catalogue_set,
+            fleet_set,
             timings: self.timings,
             bench_groups,
         }
@@ -263,7 +283,7 @@ mod tests {
     fn every_qemu_scenario() -> Vec<Scenario> {
         use Scenario::*;
         vec![
-            Baseline, Lifecycle, Askari, Red, Ubongo, Catalogue, Safety, Faults,
+            Baseline, Lifecycle, Askari, Red, Ubongo, Catalogue, Fleet, Safety, Faults,
         ]
     }
 
@@ -277,6 +297,7 @@ mod tests {
         let p = plan(&["all"]).unwrap();
         assert_eq!(p.scenarios, every_qemu_scenario());
         assert_eq!(p.catalogue_set, CatalogueSet::Ci);
+        assert_eq!(p.fleet_set, FleetSet::Ci);
         assert_eq!(p.baseline_runs, 1);
         assert_eq!(p.timings, None);
         assert_eq!(p.bench_groups, BenchGroup::all());
@@ -368,6 +389,24 @@ mod tests {
         assert_eq!(p.catalogue_set, CatalogueSet::Ci);
         let p = plan(&["all", "--catalogue-set", "all"]).unwrap();
         assert_eq!(p.catalogue_set, CatalogueSet::All);
+    }
+
+    /// The fleets are chosen as the catalogue's profiles are: all when named, the REDs through
+    /// `all`, `--fleet-set` over both.
+    #[test]
+    fn a_named_fleet_scenario_runs_every_fleet_unless_told() {
+        assert_eq!(plan(&["fleet"]).unwrap().fleet_set, FleetSet::All);
+        assert_eq!(plan(&["all"]).unwrap().fleet_set, FleetSet::Ci);
+        assert_eq!(
+            plan(&["--fleet-set", "ci", "fleet"]).unwrap().fleet_set,
+            FleetSet::Ci
+        );
+        let p = plan(&["--fleet-set", "all", "libvirt"]).unwrap();
+        assert_eq!(p.fleet_set, FleetSet::All);
+        let err = plan(&["--fleet-set", "most", "fleet"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a fleet set"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Counting what a run left behind: QEMU processes, run directories, sockets, the record,
-//! libvirt domains and pools, and processes still aimed at a test VM. Looked at from outside,
+//! libvirt domains, pools and fleet networks, and processes still aimed at a test VM (a fleet's
+//! `vde_switch` among them: its command line names its run directory). Looked at from outside,
 //! without trusting any record: `prune` stops only what the spawn journal recorded, but the
 //! suite counts by what a command line names, so that a process the journal missed shows up.
 
@@ -19,6 +20,8 @@ pub struct Leftovers {
     /// (only looked for where a daemon answers).
     pub domains: Vec<String>,
     pub pools: Vec<String>,
+    /// libvirt networks named `boma-fleet-*` (a fleet run's segment).
+    pub networks: Vec<String>,
     /// Processes whose command line names a VM's run directory, the parallel runs' directory or
     /// the harness's SSH key: the `ansible-playbook`, `ssh` and child `xtask it` a killed
     /// harness left.
@@ -33,12 +36,13 @@ impl Leftovers {
             + usize::from(self.current)
             + self.domains.len()
             + self.pools.len()
+            + self.networks.len()
             + self.orphans.len()
     }
 
     pub fn describe(&self) -> String {
         format!(
-            "{} process(es) {:?}, {} run dir(s) {:?}, {} socket(s) {:?}, current record: {}, {} domain(s) {:?}, {} storage pool(s) {:?}, {} orphan process(es) {:?}",
+            "{} process(es) {:?}, {} run dir(s) {:?}, {} socket(s) {:?}, current record: {}, {} domain(s) {:?}, {} storage pool(s) {:?}, {} fleet network(s) {:?}, {} orphan process(es) {:?}",
             self.processes.len(),
             self.processes,
             self.run_dirs.len(),
@@ -50,6 +54,8 @@ impl Leftovers {
             self.domains,
             self.pools.len(),
             self.pools,
+            self.networks.len(),
+            self.networks,
             self.orphans.len(),
             self.orphans
         )
@@ -73,7 +79,7 @@ pub fn count(repo: &Utf8Path) -> Leftovers {
         }
     }
     walk_sockets(&run, &mut sockets);
-    let (domains, pools) = libvirt_leftovers(&run);
+    let (domains, pools, networks) = libvirt_leftovers(&run);
     let markers = markers(&run, &key_dir());
     let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
     let orphans = boma_vm::host::procs::orphans(&markers)
@@ -87,6 +93,7 @@ pub fn count(repo: &Utf8Path) -> Leftovers {
         current: run.join("current").exists(),
         domains,
         pools,
+        networks,
         orphans,
     }
 }
@@ -109,12 +116,12 @@ fn key_dir() -> Utf8PathBuf {
     Utf8PathBuf::from(state).join("boma-it/ssh")
 }
 
-fn libvirt_leftovers(run: &Utf8Path) -> (Vec<String>, Vec<String>) {
+fn libvirt_leftovers(run: &Utf8Path) -> (Vec<String>, Vec<String>, Vec<String>) {
     let Ok(sh) = xshell::Shell::new() else {
-        return (Vec::new(), Vec::new());
+        return (Vec::new(), Vec::new(), Vec::new());
     };
     if !boma_vm::hypervisor::libvirt::reachable(&sh) {
-        return (Vec::new(), Vec::new());
+        return (Vec::new(), Vec::new(), Vec::new());
     }
     let virsh = |args: &[&str]| -> String {
         let uri = boma_host::gather::LIBVIRT_URI;
@@ -142,7 +149,13 @@ fn libvirt_leftovers(run: &Utf8Path) -> (Vec<String>, Vec<String>) {
         })
         .map(str::to_owned)
         .collect();
-    (domains, pools)
+    let networks = virsh(&["net-list", "--all", "--name"])
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with(boma_vm::hypervisor::segment::NETWORK_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    (domains, pools, networks)
 }
 
 fn walk_sockets(dir: &Utf8Path, found: &mut Vec<Utf8PathBuf>) {

@@ -3,11 +3,11 @@
 //! `cargo test`; `.ci/run` runs it after the fast tests (`make test-vm`).
 //!
 //! Usage: `vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all|rest]
-//! [--bench-groups G,…] [--timings PATH] <scenario>...`; `vm-suite --help` lists the scenarios.
+//! [--fleet-set ci|all] [--bench-groups G,…] [--timings PATH] <scenario>...`; `vm-suite --help` lists the scenarios.
 //!
 //! The scenarios (each module of `scenarios` says what it proves): `baseline`, `lifecycle`,
 //! `askari`, `red`, `ubongo`, `catalogue`, `safety`, `faults`, then, not in `all`, `kept`,
-//! `libvirt` (inside `.ci/libvirt-netns`), `fleet-net` and `bench` (figures, not a verdict;
+//! `libvirt` (inside `.ci/libvirt-netns`), `fleet-net`, `fleet` and `bench` (figures, not a verdict;
 //! `make bench`). `all` (`make test-vm`'s default) runs the catalogue's CI set
 //! (`catalogue::CI_SET`: the REDs of modes 2, 3, 4, 7 and 8); named on its own, `catalogue`
 //! runs every `cat-*` profile; `--catalogue-set ci|all|rest` overrides either, and `make
@@ -30,6 +30,7 @@
 mod bench;
 mod catalogue;
 mod cli;
+mod fleets;
 mod leftovers;
 mod scenarios;
 mod timing;
@@ -71,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         work.clone(),
     );
     suite.bench_groups = plan.bench_groups.clone();
+    suite.fleet_set = plan.fleet_set;
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     // Each failed scenario's reason, said again after the timings: CI shows only the log's tail.
     let mut reasons: Vec<String> = Vec::new();
@@ -136,6 +138,7 @@ fn run(scenario: Scenario, suite: &mut Suite) -> anyhow::Result<()> {
         Scenario::Red => scenarios::red(suite),
         Scenario::Ubongo => scenarios::ubongo(suite),
         Scenario::Catalogue => scenarios::catalogue(suite),
+        Scenario::Fleet => scenarios::fleet(suite),
         Scenario::Safety => scenarios::safety(suite),
         Scenario::Faults => scenarios::faults(suite),
         Scenario::Kept => scenarios::kept(suite),

@@ -84,7 +84,8 @@ pub struct World {
     pub boot_of: BTreeMap<VmName, u32>,
     /// Frozen VMs (`suspend`): their guests answer nothing until `resume`.
     pub frozen: BTreeSet<VmName>,
-    /// What the hypervisors did to whom, in order (`suspend x`, `reset x`, `resume x`), and
+    /// What the hypervisors did to whom, in order (`boot x`, `suspend x`, `reset x`, `resume x`),
+    /// when a first boot was asked whether it is ready (`ready? x`), and
     /// each guest's settled state when asked (`settle x (at most): starting`).
     pub events: Vec<String>,
     /// What `systemctl is-system-running` answers in a VM, in order (the last repeats); absent:
@@ -98,6 +99,16 @@ pub struct World {
     /// Every segment created, then destroyed, in order.
     pub segments_created: Vec<Segment>,
     pub segments_destroyed: Vec<Segment>,
+    /// How many times each VM has booted (its first boot, reboots, resets and starts).
+    pub boots: BTreeMap<VmName, u32>,
+    /// Which VM has which fleet address (its fleet NIC's, at boot).
+    pub fleet_addresses: BTreeMap<std::net::Ipv4Addr, VmName>,
+    /// Which VM a published port's endpoint (on the controller) forwards to.
+    pub published_by: BTreeMap<u16, VmName>,
+    /// What a state capture prints in the VMs whose name contains the text, by that VM's own
+    /// boot (its first boot is index 0; the last entry answers for every later boot): several
+    /// VMs, each its own story. A VM no entry names answers from [`World::captures`].
+    pub captures_by: Vec<(String, Vec<String>)>,
 }
 
 impl World {
@@ -172,6 +183,7 @@ impl Hypervisor for FakeBackend {
         w.running.insert(spec.name.clone());
         w.kinds.insert(spec.name.clone(), self.kind);
         w.booted.push(spec.name.clone());
+        w.events.push(format!("boot {}", spec.name));
         w.consoles.insert(spec.name.clone(), spec.console.clone());
         if !w.console_text.is_empty() {
             std::fs::write(&spec.console, &w.console_text)
@@ -180,7 +192,14 @@ impl Hypervisor for FakeBackend {
         w.boot_count += 1;
         let boot = w.boot_count;
         w.boot_of.insert(spec.name.clone(), boot);
-        let published = spec
+        *w.boots.entry(spec.name.clone()).or_default() += 1;
+        if let Some(nic) = &spec.fleet_nic {
+            w.fleet_addresses.insert(nic.address, spec.name.clone());
+        }
+        // Each VM its own endpoints (the first VM's at 40000 + port): a fake prober tells the
+        // VMs apart by them.
+        let offset = 1000 * (w.booted.len() as u16 - 1);
+        let published: BTreeMap<u16, Endpoint> = spec
             .published_ports
             .iter()
             .map(|p| {
@@ -188,11 +207,14 @@ impl Hypervisor for FakeBackend {
                     *p,
                     Endpoint {
                         host: "127.0.0.1".into(),
-                        port: 40000 + p,
+                        port: 40000 + p + offset,
                     },
                 )
             })
             .collect();
+        for endpoint in published.values() {
+            w.published_by.insert(endpoint.port, spec.name.clone());
+        }
         // Each VM its own ssh port: the fake guest tells them apart by it.
         let port = 2222 + w.booted.len() as u16;
         w.by_port.insert(port, spec.name.clone());
@@ -245,6 +267,7 @@ impl Hypervisor for FakeBackend {
         w.boot_count += 1;
         let boot = w.boot_count;
         w.boot_of.insert(record.name.clone(), boot);
+        *w.boots.entry(record.name.clone()).or_default() += 1;
         w.unreachable_polls = if w.never_returns { u32::MAX } else { 2 };
         Ok(Booted {
             ssh: Endpoint {
@@ -404,6 +427,7 @@ impl World {
         self.boot_count += 1;
         if let Some(name) = name {
             self.boot_of.insert(name.clone(), self.boot_count);
+            *self.boots.entry(name.clone()).or_default() += 1;
         }
         self.unreachable_polls = if self.never_returns { u32::MAX } else { 2 };
         self.stale_remaining = self.stale_after_reboot;
@@ -510,14 +534,19 @@ impl Guest for FakeGuest {
                 captured(0, text)
             }
             "cloud-init status --long" => captured(1, "status: error\nerrors: bad seed\n"),
-            c if c.starts_with("cloud-init status --wait") => captured(
-                0,
-                format!(
-                    "cloud-init={}\n{}\n",
-                    w.cloud_init_status,
-                    w.boot_id_at(target.port)
-                ),
-            ),
+            c if c.starts_with("cloud-init status --wait") => {
+                if let Some(vm) = &vm {
+                    w.events.push(format!("ready? {vm}"));
+                }
+                captured(
+                    0,
+                    format!(
+                        "cloud-init={}\n{}\n",
+                        w.cloud_init_status,
+                        w.boot_id_at(target.port)
+                    ),
+                )
+            }
             _ => captured(0, format!("output of {command}\n")),
         };
         let mut out = out;
@@ -533,7 +562,7 @@ impl Guest for FakeGuest {
 
     fn run_script(
         &self,
-        _target: &SshTarget,
+        target: &SshTarget,
         script: &str,
         _timeout: Duration,
     ) -> Result<Captured, ExecError> {
@@ -546,17 +575,31 @@ impl Guest for FakeGuest {
                 interrupted: boma_exec::interrupt::Interrupted { signal },
             });
         }
-        Ok(self.answer_script(script))
+        Ok(self.answer_script(target, script))
     }
 }
 
 impl FakeGuest {
     /// The fake's answer to a script: what `World::script_answers` holds for the first line
     /// the script contains, else an empty success.
-    fn answer_script(&self, script: &str) -> Captured {
+    fn answer_script(&self, target: &SshTarget, script: &str) -> Captured {
         let mut w = self.world.borrow_mut();
         w.commands
             .push(format!("script: {}", script.lines().next().unwrap_or("")));
+        let vm = w.by_port.get(&target.port).cloned();
+        let own = vm.as_ref().and_then(|vm| {
+            let (_, captures) = w
+                .captures_by
+                .iter()
+                .find(|(named, _)| vm.as_str().contains(named.as_str()))?;
+            let boot = w.boots.get(vm).copied().unwrap_or(1) as usize;
+            captures.get(boot.saturating_sub(1).min(captures.len().checked_sub(1)?))
+        });
+        if script.contains("reboot-diff capture")
+            && let Some(capture) = own
+        {
+            return captured(0, capture.clone());
+        }
         if script.contains("reboot-diff capture") && !w.captures.is_empty() {
             let boot = (w.boot_count as usize)
                 .saturating_sub(1)

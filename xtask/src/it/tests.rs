@@ -39,8 +39,8 @@ fn all_takes_the_red_profiles_too_and_a_named_one_once() {
     assert_eq!(hosts.iter().filter(|h| *h == "askari").count(), 1);
 }
 
-/// `--all` runs every profile but the fleet members, which run in their fleets, and selects
-/// every fleet (the fleet cycle's hook).
+/// `--all` runs every profile but the fleet members, which run in their fleets, and every
+/// fleet.
 #[test]
 fn all_leaves_the_fleet_only_profiles_to_their_fleets() {
     let selection = select(repo(), &it_args(&["--all"])).unwrap();
@@ -64,16 +64,67 @@ fn all_leaves_the_fleet_only_profiles_to_their_fleets() {
     assert!(selection.fleets.contains(&"catf-boot-order-red".to_owned()));
 }
 
-/// Until the fleet cycle is wired, a fleet named is refused in one line, exit 2.
+/// A fleet named runs as a fleet beside the profiles named; the shard slices both together.
 #[test]
-fn a_named_fleet_is_refused_until_the_fleet_cycle_is_wired() {
-    let err = select(repo(), &it_args(&["askari", "catf-boot-order"])).unwrap_err();
-    assert_eq!(err.outcome(), Outcome::Refused, "{err:?}");
-    let text = format!("{err:?}");
-    assert!(
-        text.contains("fleets are not wired into `cargo xtask it` yet"),
-        "{text}"
+fn a_named_fleet_runs_as_a_fleet_and_shards_with_the_profiles() {
+    let selection = select(repo(), &it_args(&["askari", "catf-boot-order", "askari"])).unwrap();
+    assert_eq!(selection.profiles, ["askari"]);
+    assert_eq!(selection.fleets, ["catf-boot-order"]);
+    assert_eq!(selection.names(), ["askari", "catf-boot-order"]);
+    let first = select(
+        repo(),
+        &it_args(&["askari", "catf-boot-order", "--shard", "1/2"]),
+    )
+    .unwrap();
+    let second = select(
+        repo(),
+        &it_args(&["askari", "catf-boot-order", "--shard", "2/2"]),
+    )
+    .unwrap();
+    let mut both = first.names();
+    both.extend(second.names());
+    both.sort();
+    assert_eq!(both, ["askari", "catf-boot-order"], "each run in one slice");
+}
+
+/// A fleet is charged all its members: they run at once.
+#[test]
+fn a_fleet_is_charged_every_member() {
+    let settings = boma_harness::Settings {
+        repo: repo().to_owned(),
+        ..test_settings()
+    };
+    let a = charge(&settings, "catf-peer-admit-a");
+    let b = charge(&settings, "catf-peer-admit-b");
+    let fleet = fleet_charge(&settings, "catf-peer-admit");
+    assert_eq!(fleet.mem_mib, a.mem_mib + b.mem_mib);
+    assert_eq!(fleet.vcpus, 2);
+    assert_eq!(
+        a.mem_mib,
+        boma_host::judge::vm_charge_mib(768),
+        "768 MiB and QEMU's overhead"
     );
+}
+
+/// Settings for a test that reads only the repository.
+fn test_settings() -> boma_harness::Settings {
+    let repo = repo().to_owned();
+    boma_harness::Settings {
+        runs_root: boma_harness::Settings::default_runs_root(&repo),
+        cache_dir: "/nonexistent/cache".into(),
+        state_dir: "/nonexistent/state".into(),
+        diagnostics_root: "/nonexistent/diagnostics".into(),
+        backend: boma_harness::BackendChoice::Auto,
+        image: boma_harness::ImageSource::Auto,
+        image_url: None,
+        sums_url: None,
+        vault_password_file: None,
+        waits: boma_harness::WaitOverrides::default(),
+        step_timeout: None,
+        verbose: false,
+        layers: false,
+        repo,
+    }
 }
 
 #[test]
@@ -129,6 +180,19 @@ fn a_name_is_a_profile_a_fleet_or_the_harnesss_to_refuse() {
     let all = decide(&[], true, &catalogue).unwrap();
     assert_eq!(all.profiles, ["both", "db"]);
     assert_eq!(all.fleets, ["web", "both"]);
+    let catalogue = Catalogue {
+        profiles: names(&["web-a", "web-b", "db"]),
+        fleets: vec![("web".to_owned(), names(&["web-a", "web-b"]))],
+        ..catalogue
+    };
+    let named = decide(&names(&["web", "db"]), false, &catalogue).unwrap();
+    assert_eq!(
+        (named.profiles, named.fleets),
+        (names(&["db"]), names(&["web"]))
+    );
+    // A fleet named and `--all`: once.
+    let all = decide(&names(&["web"]), true, &catalogue).unwrap();
+    assert_eq!(all.fleets, ["web"]);
 }
 
 #[test]

@@ -71,56 +71,44 @@ fn a_real_address_inside_the_fleet_network_is_refused() {
 }
 
 #[test]
-fn a_switch_path_too_long_for_a_unix_socket_is_refused() {
-    let ok = switch_paths(Utf8Path::new(
-        "/srv/boma/tests/integration/.run/boma-it-web-1a2b",
-    ))
-    .unwrap();
-    assert_eq!(
-        ok.dir,
-        "/srv/boma/tests/integration/.run/boma-it-web-1a2b/fleet.switch"
+fn the_switch_sockets_live_in_a_short_directory_whatever_the_checkouts_path() {
+    let run = "/srv/boma/tests/integration/.run/boma-it-web-1a2b";
+    let paths = switch_paths(Utf8Path::new(run));
+    assert_eq!(paths.pidfile, format!("{run}/fleet.switch.pid"));
+    assert!(
+        paths.dir.as_str().starts_with("/tmp/boma-vde-"),
+        "{}",
+        paths.dir
     );
-    assert_eq!(
-        ok.pidfile,
-        "/srv/boma/tests/integration/.run/boma-it-web-1a2b/fleet.switch.pid"
-    );
-    // 92 bytes of directory leave room for `/.<7-digit pid>-NNNNN` within 107.
-    let fits = format!("/{}", "d".repeat(92 - "/fleet.switch".len() - 1));
-    assert_eq!(
-        switch_paths(Utf8Path::new(&fits))
-            .unwrap()
-            .dir
-            .as_str()
-            .len(),
-        92
-    );
-    let long = format!("{fits}x");
-    assert!(matches!(
-        switch_paths(Utf8Path::new(&long)),
-        Err(NetworkError::SwitchPathTooLong {
-            len: 93,
-            max: 92,
-            ..
-        })
-    ));
+    // The longest socket libvdeplug binds inside (`/.<7-digit pid>-NNNNN`) fits the 107 bytes
+    // of a unix socket path, however long the run directory.
+    let long = format!("/{}/boma-it-catf-peer-admit-red-1a2b3c4d", "x".repeat(200));
+    let far = switch_paths(Utf8Path::new(&long));
+    assert_eq!(far.dir.as_str().len(), paths.dir.as_str().len());
+    assert!(far.dir.as_str().len() + "/.4194304-00000".len() <= 107);
+    // One directory per run, the same for every command of the run.
+    assert_ne!(far.dir, paths.dir);
+    assert_eq!(switch_paths(Utf8Path::new(run)), paths);
 }
 
 #[test]
 fn vde_switch_args_snapshot() {
     let paths = switch_paths(Utf8Path::new(
         "/srv/boma/tests/integration/.run/boma-it-web-1a2b",
-    ))
-    .unwrap();
+    ));
     insta::assert_snapshot!("vde_switch_args", vde_switch_args(&paths).join("\n"));
 }
 
 #[test]
 fn qemu_nic_args_snapshot() {
     let nics = FLEET_NETWORK.members(&names(2)).unwrap();
-    let paths = switch_paths(Utf8Path::new("/srv/boma,odd/.run/boma-it-web-1a2b")).unwrap();
-    let args = qemu_nic_args(&nics[1], &paths);
     // A `,` in the path is doubled: QEMU would read it as the next option.
-    assert!(args[1].ends_with("sock=/srv/boma,,odd/.run/boma-it-web-1a2b/fleet.switch"));
+    let paths = boma_fleet::SwitchPaths {
+        dir: "/tmp/boma,odd".into(),
+        pidfile: "/srv/boma/.run/boma-it-web-1a2b/fleet.switch.pid".into(),
+    };
+    let args = qemu_nic_args(&nics[1], &paths);
+    assert!(args[1].ends_with("sock=/tmp/boma,,odd"), "{args:?}");
     insta::assert_snapshot!("qemu_nic_args", args.join("\n"));
 }
 

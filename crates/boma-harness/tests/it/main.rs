@@ -1,6 +1,7 @@
 //! boma-harness's integration tests, one test binary (one link): a module per subject.
 
 mod faults;
+mod fleet;
 mod golden;
 mod isolation;
 mod outcomes;

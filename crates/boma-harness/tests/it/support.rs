@@ -101,6 +101,15 @@ pub struct FakeMachine {
     pub callback_silent: Cell<bool>,
     /// Real qcow2 overlays (for the layer store, which reads them with qemu-img), when set.
     pub qcow2: Option<Qcow2Disks>,
+    /// A fleet member's files on its own VM ((VM name, path) → text), read before
+    /// [`FakeMachine::guest_files`]: what a fleet's verify playbook wrote on each member.
+    pub vm_files: RefCell<BTreeMap<(String, String), String>>,
+    /// Variables `ansible-inventory --list` gives a fleet member besides its inventory's (as a
+    /// `group_vars` file would), by member.
+    pub member_vars: RefCell<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    /// Peer probes of (member, port) that time out once that member has rebooted (its firewall
+    /// lost what the apply added).
+    pub peers_dead_after_reboot: RefCell<Vec<(String, u16)>>,
     golden: Utf8PathBuf,
 }
 
@@ -197,10 +206,77 @@ impl FakeMachine {
             probed: RefCell::new(Vec::new()),
             callback_silent: Cell::new(false),
             qcow2: None,
+            vm_files: RefCell::new(BTreeMap::new()),
+            member_vars: RefCell::new(BTreeMap::new()),
+            peers_dead_after_reboot: RefCell::new(Vec::new()),
             golden,
         }
     }
 }
+
+impl FakeMachine {
+    /// The name of the VM answering on ssh port `port` (empty when none does).
+    fn vm_at(&self, port: u16) -> String {
+        self.world
+            .borrow()
+            .by_port
+            .get(&port)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The VM booted for fleet member `member` (`boma-it-<member>-<run id>`).
+    pub fn vm_of(&self, member: &str) -> Option<String> {
+        let prefix = format!("boma-it-{member}-");
+        self.world
+            .borrow()
+            .booted
+            .iter()
+            .map(|n| n.to_string())
+            .find(|n| n.strip_prefix(&prefix).is_some_and(|id| id.len() == 8))
+    }
+
+    /// How many times the VM `name` has booted.
+    fn boots_of(&self, name: &boma_inventory::VmName) -> u32 {
+        self.world.borrow().boots.get(name).copied().unwrap_or(0)
+    }
+
+    /// What the peer-probe program prints for `script`: every probe answers, but those of
+    /// [`FakeMachine::peers_dead_after_reboot`] once their target rebooted.
+    fn peer_probe_answers(&self, script: &str) -> String {
+        let list = script
+            .lines()
+            .find_map(|l| l.strip_prefix(PROBES_START))
+            .and_then(|l| l.strip_suffix(PROBES_END))
+            .expect("the probe program lists its probes");
+        let probes: Vec<serde_json::Value> = serde_json::from_str(list).unwrap();
+        let dead = self.peers_dead_after_reboot.borrow();
+        let mut out = String::new();
+        for (index, probe) in probes.iter().enumerate() {
+            let address: std::net::Ipv4Addr = probe[0].as_str().unwrap().parse().unwrap();
+            let port = probe[1].as_u64().unwrap() as u16;
+            let target = self.world.borrow().fleet_addresses.get(&address).cloned();
+            let gone = target.as_ref().is_some_and(|vm| {
+                self.boots_of(vm) > 1
+                    && dead.iter().any(|(member, p)| {
+                        *p == port && vm.as_str().starts_with(&format!("boma-it-{member}-"))
+                    })
+            });
+            if gone {
+                out.push_str(&format!(
+                    "boma-peer-probe {index} timeout 9 no answer to the connection within 8s\n"
+                ));
+            } else {
+                out.push_str(&format!("boma-peer-probe {index} ok 1 open\n"));
+            }
+        }
+        out
+    }
+}
+
+/// The line of the peer-probe program that lists its probes, around the JSON list.
+const PROBES_START: &str = "PROBES = json.loads(r'''";
+const PROBES_END: &str = "''')";
 
 impl Machine for FakeMachine {
     fn host(&self) -> &dyn HostProbe {
@@ -376,14 +452,26 @@ impl Guest for FakeMachine {
         timeout: Duration,
     ) -> Result<boma_exec::Captured, boma_exec::ExecError> {
         let first = script.lines().next().unwrap_or_default();
+        let vm = self.vm_at(target.port);
         let answer = if let Some(path) = first.strip_prefix("# boma-it read ") {
-            match self.guest_files.borrow().get(path) {
+            let own = self
+                .vm_files
+                .borrow()
+                .get(&(vm.clone(), path.to_owned()))
+                .cloned();
+            match own.or_else(|| self.guest_files.borrow().get(path).cloned()) {
                 Some(text) => format!("present\n{text}"),
                 None => "absent\n".to_owned(),
             }
         } else if let Some(path) = first.strip_prefix("# boma-it remove ") {
+            self.vm_files.borrow_mut().remove(&(vm, path.to_owned()));
             self.guest_files.borrow_mut().remove(path);
             String::new()
+        } else if first.starts_with("# boma peer probes") {
+            // Through the fake guest first: an interrupt at this moment is its to deliver.
+            let mut out = self.guest.run_script(target, script, timeout)?;
+            out.stdout = self.peer_probe_answers(script);
+            return Ok(out);
         } else {
             return self.guest.run_script(target, script, timeout);
         };
@@ -417,22 +505,39 @@ impl Ansible for FakeMachine {
         }
         let played = (self.playbook.borrow_mut())(call);
         if let Some(file) = callback {
-            let vm = limit_of(&call.args);
             let text = std::fs::read_to_string(file).unwrap();
             let this_run = &text[text.rfind(r#"{"event":"start""#).unwrap()..];
-            let changed = this_run
-                .lines()
-                .filter(|l| l.contains(r#""status":"changed""#) && l.contains(&vm))
-                .count();
-            let hosts = serde_json::json!({ vm: {"results": 3, "changed": changed} });
+            // A fleet's run is limited to several hosts (`a,b`): the callback counts each.
+            let mut hosts = serde_json::Map::new();
+            for host in limit_of(&call.args).split(',') {
+                let changed = this_run
+                    .lines()
+                    .filter(|l| l.contains(r#""status":"changed""#) && l.contains(host))
+                    .count();
+                hosts.insert(
+                    host.to_owned(),
+                    serde_json::json!({"results": 3, "changed": changed}),
+                );
+            }
             append_line(file, &serde_json::json!({"event": "end", "hosts": hosts}));
         }
-        // What the fake playbook wrote "on the VM" (see [`results_file`]) lands on the guest.
+        // What the fake playbook wrote "on the VM" (see [`results_file`]) lands on the guest:
+        // a single run's VM, or each fleet member the run is limited to.
         if let Some(on_guest) = guest_results_path(&call.args) {
             let written = results_file(&call.args);
             if let Ok(text) = std::fs::read_to_string(&written) {
                 std::fs::remove_file(&written).unwrap();
-                self.guest_files.borrow_mut().insert(on_guest, text);
+                let limit = limit_of(&call.args);
+                if limit.starts_with("boma-it-") {
+                    self.guest_files.borrow_mut().insert(on_guest, text);
+                } else {
+                    for member in limit.split(',') {
+                        let vm = self.vm_of(member).expect("a member's VM runs");
+                        self.vm_files
+                            .borrow_mut()
+                            .insert((vm, on_guest.clone()), text.clone());
+                    }
+                }
             }
         }
         played
@@ -440,13 +545,26 @@ impl Ansible for FakeMachine {
     fn list_inventory(
         &self,
         _repo: &Utf8Path,
-        _inventory: &Utf8Path,
+        inventory: &Utf8Path,
         _vault_password_file: Option<&Utf8Path>,
     ) -> Result<String, HarnessError> {
-        self.inventory_list
-            .borrow()
-            .clone()
-            .map_err(HarnessError::Refused)
+        if inventory.ends_with(boma_inventory::PRODUCTION_DIR) {
+            return self
+                .inventory_list
+                .borrow()
+                .clone()
+                .map_err(HarnessError::Refused);
+        }
+        // A fleet's members: their inventory's host variables, and what the test adds.
+        let hosts = std::fs::read_to_string(inventory.join("hosts.yml")).unwrap();
+        let mut hostvars = serde_json::Map::new();
+        for (member, mut vars) in members_of(&hosts) {
+            if let Some(extra) = self.member_vars.borrow().get(&member) {
+                vars.extend(extra.clone());
+            }
+            hostvars.insert(member, serde_json::Value::Object(vars));
+        }
+        Ok(serde_json::json!({"_meta": {"hostvars": hostvars}}).to_string())
     }
     fn vault_values(
         &self,
@@ -461,7 +579,13 @@ impl Ansible for FakeMachine {
 impl PortProber for FakeMachine {
     fn probe(&self, target: &PortTarget, _within: Duration) -> ProbeOutcome {
         self.probed.borrow_mut().push(target.clone());
-        let rebooted = self.world.borrow().boot_count > 1;
+        let vm = self
+            .world
+            .borrow()
+            .published_by
+            .get(&target.endpoint_port)
+            .cloned();
+        let rebooted = vm.is_some_and(|vm| self.boots_of(&vm) > 1);
         let dead = (rebooted && self.ports_dead_after_reboot.borrow().contains(&target.port))
             || self.ports_unserved.borrow().contains(&target.port);
         ProbeOutcome {
@@ -527,6 +651,28 @@ pub fn verify_fails_red() -> Playbook {
         }
         Ok(())
     })
+}
+
+/// The members of a fleet's `hosts.yml` (`boma_inventory::render_members_yml`'s shape) with
+/// their host variables.
+fn members_of(hosts_yml: &str) -> Vec<(String, serde_json::Map<String, serde_json::Value>)> {
+    let mut members: Vec<(String, serde_json::Map<String, serde_json::Value>)> = Vec::new();
+    let unquote = |text: &str| text.trim().trim_matches('"').to_owned();
+    for line in hosts_yml.lines() {
+        if line == "  children:" {
+            break;
+        }
+        if let Some(name) = line.strip_prefix("    ").filter(|l| !l.starts_with(' ')) {
+            let name = name.trim_end_matches(" {}").trim_end_matches(':');
+            members.push((unquote(name), serde_json::Map::new()));
+        } else if let Some(var) = line.strip_prefix("      ")
+            && let Some((key, value)) = var.split_once(": ")
+            && let Some((_, vars)) = members.last_mut()
+        {
+            vars.insert(key.to_owned(), serde_json::Value::String(unquote(value)));
+        }
+    }
+    members
 }
 
 /// The VM a playbook run is limited to (`--limit`).
@@ -605,6 +751,7 @@ impl Sandbox {
             "inventories/production",
             "tests/verify",
             "tests/catalogue",
+            "fleets",
         ] {
             if real.join(dir).is_dir() {
                 copy_tree(&real.join(dir), &repo.join(dir));

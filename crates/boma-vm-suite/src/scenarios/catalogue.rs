@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::ensure;
 use camino::Utf8Path;
 
-use super::{Suite, ensure_image, it_any_exit, remove_bundle, require_no_leftovers, step};
+use super::{ItRun, Suite, ensure_image, it_any_exit, remove_bundle, require_no_leftovers, step};
 use crate::catalogue::{self, Row, Want};
 use crate::{leftovers, timing, verdict};
 
@@ -42,14 +42,28 @@ pub fn catalogue(suite: &mut Suite) -> anyhow::Result<()> {
     suite.it_env.clear();
     let run = run?;
 
+    let rows = judge(suite, S, &run, &hosts, &expects);
+    eprintln!("\n{}", catalogue::render_table(&rows));
+    conclude(suite, S, &run, &rows, &junit)
+}
+
+/// Each of `hosts`' runs in `run`'s report as a table row, judged by its `expect` (a RED must
+/// fail with exactly it, a GREEN pass), its time recorded.
+pub(super) fn judge(
+    suite: &mut Suite,
+    scenario: &'static str,
+    run: &ItRun,
+    hosts: &[String],
+    expects: &BTreeMap<String, Vec<String>>,
+) -> Vec<Row> {
     let mut rows = Vec::new();
-    for host in &hosts {
+    for host in hosts {
         let expect = &expects[host];
         let want = Want::of(expect);
         let row = match verdict::run_of(&run.report, host) {
             Ok(report) => {
                 suite.time(
-                    S,
+                    scenario,
                     format!("{host} (run total)"),
                     timing::seconds(report.total_seconds),
                 );
@@ -79,8 +93,19 @@ pub fn catalogue(suite: &mut Suite) -> anyhow::Result<()> {
         };
         rows.push(row);
     }
-    eprintln!("\n{}", catalogue::render_table(&rows));
+    rows
+}
 
+/// The end of a run of several judged runs: its exit status, every row's problems and the
+/// JUnit file's; each judged bundle removed (a wrong run's kept as evidence); then `prune`, after
+/// which nothing may be left.
+pub(super) fn conclude(
+    suite: &mut Suite,
+    scenario: &'static str,
+    run: &ItRun,
+    rows: &[Row],
+    junit: &Utf8Path,
+) -> anyhow::Result<()> {
     let mut problems: Vec<String> = run
         .exit_problem(verdict::EXIT_AS_EXPECTED)
         .into_iter()
@@ -90,9 +115,9 @@ pub fn catalogue(suite: &mut Suite) -> anyhow::Result<()> {
             .iter()
             .map(move |p| format!("{}: {p}", r.profile))
     }));
-    problems.extend(junit_problem(&junit, hosts.len()));
+    problems.extend(junit_problem(junit, rows.len()));
     // A judged bundle goes; one of a run that was wrong stays as evidence.
-    for row in &rows {
+    for row in rows {
         let bundle = verdict::run_of(&run.report, &row.profile)
             .ok()
             .and_then(|r| r.diagnostics.as_deref());
@@ -105,14 +130,14 @@ pub fn catalogue(suite: &mut Suite) -> anyhow::Result<()> {
 
     let before = leftovers::count(&suite.repo);
     eprintln!(
-        "left by the catalogue before prune (--remove-failed: expected nothing): {}",
+        "left by the {scenario} before prune (--remove-failed: expected nothing): {}",
         before.describe()
     );
-    step(suite, S, &["prune"], 0)?;
-    require_no_leftovers(suite, "the catalogue and prune")?;
+    step(suite, scenario, &["prune"], 0)?;
+    require_no_leftovers(suite, &format!("the {scenario} and prune"))?;
     ensure!(
         problems.is_empty(),
-        "the catalogue is not as its profiles say:\n  {}",
+        "the {scenario} is not as its files say:\n  {}",
         problems.join("\n  ")
     );
     Ok(())

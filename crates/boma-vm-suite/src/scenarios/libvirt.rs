@@ -1,7 +1,9 @@
 //! `libvirt`: the libvirt backend, run inside the namespace `.ci/libvirt-netns` made, on the
 //! catalogue's cheapest pair (mode 2, 1 GiB guests, caught by the reboot diff), both at once
-//! (`-j 2`): the GREEN passes, the RED fails with exactly its `expect`, nothing is left, and the shared golden
-//! image was not chowned by libvirt.
+//! (`-j 2`): the GREEN passes, the RED fails with exactly its `expect`, nothing is left, and the
+//! shared golden image was not chowned by libvirt. Then a fleet GREEN (two members on the run's
+//! isolated libvirt network, every round): it passes, and neither its members nor its network
+//! stay.
 
 use anyhow::ensure;
 use camino::Utf8Path;
@@ -12,6 +14,8 @@ use crate::verdict;
 
 const GREEN: &str = "cat-not-enabled";
 const RED: &str = "cat-not-enabled-red";
+/// The fleet GREEN whose members probe each other: the segment is proven to carry traffic.
+const FLEET: &str = "catf-peer-admit";
 
 pub fn libvirt(suite: &mut Suite) -> anyhow::Result<()> {
     const S: &str = "libvirt";
@@ -73,5 +77,30 @@ pub fn libvirt(suite: &mut Suite) -> anyhow::Result<()> {
         owner_before == owner_after,
         "libvirt changed the golden image's owner: {owner_before:?} -> {owner_after:?}"
     );
-    Ok(())
+    fleet_green(suite, &repo)
+}
+
+/// A fleet GREEN on libvirt: both members on the fleet's isolated network, every round passed,
+/// and nothing left (members, network, directory).
+fn fleet_green(suite: &mut Suite, repo: &Utf8Path) -> anyhow::Result<()> {
+    const S: &str = "libvirt";
+    let run = it(
+        suite,
+        S,
+        repo,
+        &[FLEET, "--backend", "libvirt", "--remove-failed"],
+        verdict::EXIT_AS_EXPECTED,
+    )?;
+    let report = verdict::run_of(&run.report, FLEET).map_err(anyhow::Error::msg)?;
+    let mut problems = verdict::green_problems(report);
+    if report.backend.as_deref() != Some("libvirt") {
+        problems.push(format!("{FLEET} ran on {:?}, not libvirt", report.backend));
+    }
+    ensure!(
+        problems.is_empty(),
+        "`{}`: {}",
+        run.label,
+        problems.join("; ")
+    );
+    require_no_leftovers(suite, "the libvirt fleet GREEN")
 }

@@ -7,6 +7,7 @@ mod baseline;
 mod catalogue;
 mod cycle;
 mod faults;
+mod fleet;
 mod fleet_net;
 mod kept;
 mod libvirt;
@@ -26,6 +27,7 @@ pub use baseline::baseline;
 pub use catalogue::catalogue;
 pub use cycle::{askari, red, ubongo};
 pub use faults::faults;
+pub use fleet::fleet;
 pub use fleet_net::fleet_net;
 pub use kept::kept;
 pub use libvirt::libvirt;
@@ -33,6 +35,7 @@ pub use lifecycle::lifecycle;
 pub use safety::safety;
 
 use crate::catalogue::CatalogueSet;
+use crate::fleets::FleetSet;
 use crate::leftovers;
 use crate::timing::Timing;
 use crate::verdict;
@@ -45,6 +48,8 @@ pub struct Suite {
     pub xtask: Utf8PathBuf,
     pub baseline_runs: usize,
     pub catalogue_set: CatalogueSet,
+    /// The fleet catalogue's set.
+    pub fleet_set: FleetSet,
     /// The parts of the bench to run.
     pub bench_groups: Vec<crate::cli::BenchGroup>,
     /// The suite's scratch space (reports, keys, a scratch worktree), kept when a scenario
@@ -70,6 +75,7 @@ impl Suite {
             xtask,
             baseline_runs,
             catalogue_set,
+            fleet_set: FleetSet::Ci,
             bench_groups: crate::cli::BenchGroup::all(),
             work,
             timings: Vec::new(),

@@ -35,14 +35,13 @@ pub enum Segment {
 
 impl Segment {
     /// The segment of the fleet run whose directory is `fleet_dir`, on `kind`'s backend: the
-    /// switch's socket directory inside it (refused when a socket there would not fit a unix
-    /// socket path), or the network named after it (its name without the `boma-it-` prefix).
-    /// Pure.
+    /// switch whose pidfile is inside it and whose sockets are in the run's short directory under
+    /// `/tmp` ([`boma_fleet::switch_paths`]), or the network named after it (its name without the
+    /// `boma-it-` prefix). Pure.
     pub fn for_run(kind: BackendKind, fleet_dir: &Utf8Path) -> Result<Segment, VmError> {
         match kind {
             BackendKind::Qemu => {
-                let SwitchPaths { dir, pidfile } = boma_fleet::switch_paths(fleet_dir)
-                    .map_err(|e| VmError::Preflight(e.to_string()))?;
+                let SwitchPaths { dir, pidfile } = boma_fleet::switch_paths(fleet_dir);
                 Ok(Segment::VdeSwitch { dir, pidfile })
             }
             BackendKind::Libvirt => {
@@ -84,17 +83,33 @@ impl Segment {
     }
 
     /// Whether this segment belongs to the run directory `dir` (a fleet run's, or a member's
-    /// run directory that names it): the switch lives inside it, or the network is named after
-    /// it. Pure.
+    /// run directory that names it): the switch's pidfile lives inside it and its socket
+    /// directory is the one that directory gives, or the network is named after it. Pure.
     pub fn belongs_to(&self, dir: &Utf8Path) -> bool {
         match self {
-            Segment::VdeSwitch { dir: switch, .. } => switch.parent() == Some(dir),
+            Segment::VdeSwitch {
+                dir: switch,
+                pidfile,
+            } => pidfile.parent() == Some(dir) && boma_fleet::switch_paths(dir).dir == *switch,
             Segment::LibvirtNetwork { run } => *run == run_name(dir),
         }
     }
 }
 
-/// `vde_switch /…/fleet.switch` or `libvirt network boma-fleet-…`, for messages.
+impl Segment {
+    /// Whether this is the switch of a run directory directly inside `runs_root`: its pidfile
+    /// there, its socket directory the one that run directory gives. Pure.
+    pub fn is_switch_of_a_run_in(&self, runs_root: &Utf8Path) -> bool {
+        match self {
+            Segment::VdeSwitch { pidfile, .. } => pidfile.parent().is_some_and(|run_dir| {
+                run_dir.parent() == Some(runs_root) && self.belongs_to(run_dir)
+            }),
+            Segment::LibvirtNetwork { .. } => false,
+        }
+    }
+}
+
+/// `vde_switch /tmp/boma-vde-…` or `libvirt network boma-fleet-…`, for messages.
 impl std::fmt::Display for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -202,13 +217,15 @@ mod tests {
     fn a_run_gets_its_backends_segment_named_after_its_directory() {
         let dir = Utf8Path::new(FLEET_DIR);
         let switch = Segment::for_run(BackendKind::Qemu, dir).unwrap();
-        assert_eq!(
-            switch,
-            Segment::VdeSwitch {
-                dir: format!("{FLEET_DIR}/fleet.switch").into(),
-                pidfile: format!("{FLEET_DIR}/fleet.switch.pid").into(),
-            }
-        );
+        let Segment::VdeSwitch {
+            dir: sockets,
+            pidfile,
+        } = &switch
+        else {
+            panic!("{switch:?}");
+        };
+        assert_eq!(*pidfile, format!("{FLEET_DIR}/fleet.switch.pid"));
+        assert!(sockets.as_str().starts_with("/tmp/boma-vde-"), "{sockets}");
         assert_eq!(switch.kind(), BackendKind::Qemu);
         assert!(switch.belongs_to(dir));
         assert!(!switch.belongs_to(Utf8Path::new("/repo/tests/integration/.run")));
@@ -233,10 +250,9 @@ mod tests {
 
     #[test]
     fn a_segment_that_cannot_be_made_is_refused_before_anything_boots() {
+        // However long the checkout's path, a switch can be made (its sockets live under /tmp).
         let long = format!("/{}/boma-it-web-1a2b3c4d", "x".repeat(90));
-        let err = Segment::for_run(BackendKind::Qemu, Utf8Path::new(&long)).unwrap_err();
-        assert!(err.is_preflight(), "{err}");
-        assert!(err.to_string().contains("shorter path"), "{err}");
+        assert!(Segment::for_run(BackendKind::Qemu, Utf8Path::new(&long)).is_ok());
         let err = Segment::for_run(BackendKind::Libvirt, Utf8Path::new("/r/Web_1")).unwrap_err();
         assert!(err.is_preflight(), "{err}");
     }
@@ -254,7 +270,7 @@ mod tests {
             on_switch.qemu_args().unwrap(),
             [
                 "-netdev",
-                &format!("vde,id=fleet0,sock={FLEET_DIR}/fleet.switch"),
+                &format!("vde,id=fleet0,sock={}", boma_fleet::switch_paths(dir).dir),
                 "-device",
                 "virtio-net-pci,netdev=fleet0,mac=52:54:0a:e7:00:0a"
             ]

@@ -1,6 +1,7 @@
 //! QEMU's fleet segment: one `vde_switch` per fleet run (ADR-027), a process with a unix socket
-//! directory inside the run's directory, which every member's second NIC plugs into. It touches
-//! no host interface and no address, and needs no root.
+//! directory of the run's own under `/tmp` and its pidfile in the run's directory, which every
+//! member's second NIC plugs into. It touches no host interface and no address, and needs no
+//! root.
 //!
 //! Started through the one spawner, detached (`--daemon --pidfile`, as QEMU's `-daemonize`):
 //! the spawn journal records the command, and the daemon it forks is recorded there too, so
@@ -32,7 +33,8 @@ const CONTROL_SOCKET: &str = "ctl";
 /// The QEMU backend's segments: `vde_switch` processes.
 pub struct VdeSwitches<'a> {
     sh: &'a Shell,
-    /// This checkout's run directory: the switches serving a directory inside it are its own.
+    /// This checkout's run directory: the switches whose pidfile is in a run directory inside
+    /// it, serving the socket directory that run directory gives, are its own.
     runs_root: &'a Utf8Path,
 }
 
@@ -48,8 +50,9 @@ impl Segments for VdeSwitches<'_> {
         if !switch_pids(&paths.dir).is_empty() {
             return Ok(());
         }
-        let run_dir = paths.dir.parent().unwrap_or(self.runs_root);
+        let run_dir = paths.pidfile.parent().unwrap_or(self.runs_root);
         std::fs::create_dir_all(run_dir).map_err(|e| VmError::io(run_dir, e))?;
+        claim_socket_dir(&paths.dir)?;
         let args = boma_fleet::vde_switch_args(&paths);
         let sh = self.sh;
         let argv = &args;
@@ -92,11 +95,11 @@ impl Segments for VdeSwitches<'_> {
         let mut found: Vec<Segment> = procs::all()
             .iter()
             .filter_map(|p| our_switch(p, uid))
-            .filter(|s| s.dir.starts_with(self.runs_root))
             .map(|s| Segment::VdeSwitch {
                 dir: s.dir,
                 pidfile: s.pidfile,
             })
+            .filter(|s| s.is_switch_of_a_run_in(self.runs_root))
             .collect();
         found.sort();
         found.dedup();
@@ -113,8 +116,8 @@ fn switch_of(segment: &Segment) -> Result<SwitchPaths, VmError> {
 }
 
 /// A `vde_switch` of the user `uid`, with the paths its arguments name (`--sock`/`-s`,
-/// `--pidfile`; the pidfile defaults to the one [`boma_fleet::switch_paths`] puts beside the
-/// directory). Pure.
+/// `--pidfile`; without one, a pidfile beside the directory stands in, which no run directory
+/// holds, so such a switch is never a run's). Pure.
 pub fn our_switch(process: &ProcInfo, uid: u32) -> Option<SwitchPaths> {
     if process.comm != VDE_SWITCH || process.uid != uid || process.has_exited() {
         return None;
@@ -137,6 +140,27 @@ pub fn our_switch(process: &ProcInfo, uid: u32) -> Option<SwitchPaths> {
         .map(Utf8PathBuf::from)
         .unwrap_or_else(|| dir.with_file_name(format!("{}.pid", dir.file_name().unwrap_or(""))));
     Some(SwitchPaths { dir, pidfile })
+}
+
+/// Make sure the socket directory under `/tmp`, whose name anyone can compute, is not someone
+/// else's: absent, or a plain directory of this user's (a stale one, left by a switch killed
+/// with SIGKILL, is removed so the switch makes it afresh with its own mode). A symlink or
+/// another user's directory is refused rather than served into.
+fn claim_socket_dir(dir: &Utf8Path) -> Result<(), VmError> {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(VmError::io(dir, e)),
+    };
+    let uid = nix::unistd::getuid().as_raw();
+    if !meta.file_type().is_dir() || meta.uid() != uid {
+        return Err(VmError::Backend(format!(
+            "the fleet switch's socket directory {dir} exists and is not a directory of this user's (uid {uid}): look at who made it, remove it, and run again"
+        )));
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| VmError::io(dir, e))
 }
 
 /// The pids of this user's switches serving `dir`, as `/proc` shows them now.
@@ -229,10 +253,10 @@ mod tests {
     fn a_switch_is_ours_by_program_user_and_socket_directory() {
         let run = "/repo/tests/integration/.run/boma-it-web-1";
         let args = format!(
-            "vde_switch --sock {run}/fleet.switch --mode 0600 --dirmode 0700 --rcfile /dev/null --daemon --pidfile {run}/fleet.switch.pid"
+            "vde_switch --sock /tmp/boma-vde-0123456789abcdef --mode 0600 --dirmode 0700 --rcfile /dev/null --daemon --pidfile {run}/fleet.switch.pid"
         );
         let ours = our_switch(&process("vde_switch", 1000, &args), 1000).unwrap();
-        assert_eq!(ours.dir, format!("{run}/fleet.switch"));
+        assert_eq!(ours.dir, "/tmp/boma-vde-0123456789abcdef");
         assert_eq!(ours.pidfile, format!("{run}/fleet.switch.pid"));
         // Another user's, another program, a zombie: never ours.
         assert!(our_switch(&process("vde_switch", 0, &args), 1000).is_none());

@@ -144,19 +144,83 @@ pub fn up(fx: &Effects, req: &UpRequest) -> Result<RunRecord, UpFailure> {
 /// must be up, and be the segment of the backend new VMs get), and its record keeps it, so that
 /// `start` plugs it in again and `prune` knows the segment.
 pub fn up_member(fx: &Effects, req: &UpRequest, nic: &FleetNic) -> Result<RunRecord, UpFailure> {
-    if nic.segment.kind() != fx.kind {
-        return Err(UpFailure {
-            error: VmError::Preflight(format!(
-                "{} is to join the {} but new VMs get the {} backend: a fleet's members and segment share one backend",
-                req.name, nic.segment, fx.kind
-            )),
-            record: None,
-        });
-    }
+    same_backend(fx, req, nic).map_err(|error| UpFailure {
+        error,
+        record: None,
+    })?;
     up_with(fx, req, Some(nic))
 }
 
+/// A member's NIC must be on the segment of the backend new VMs get.
+fn same_backend(fx: &Effects, req: &UpRequest, nic: &FleetNic) -> Result<(), VmError> {
+    if nic.segment.kind() == fx.kind {
+        return Ok(());
+    }
+    Err(VmError::Preflight(format!(
+        "{} is to join the {} but new VMs get the {} backend: a fleet's members and segment share one backend",
+        req.name, nic.segment, fx.kind
+    )))
+}
+
+/// Why a fleet's members did not all come up: the error, and every member booted before it
+/// (each with its record, for the caller to keep or remove).
+#[derive(Debug)]
+pub struct MembersUpFailure {
+    pub error: VmError,
+    pub records: Vec<RunRecord>,
+}
+
+/// [`up_member`] for every member of a fleet, in the order given: each is booted without
+/// waiting, then each is waited for in turn (SSH, cloud-init, its first boot judged on its
+/// console), so that the guests boot side by side instead of one after another. A member that
+/// cannot be booted stops the launches (those booted are handed back); a member that does not
+/// come up fails the whole, after the others were booted.
+pub fn up_members(
+    fx: &Effects,
+    members: &[(UpRequest, FleetNic)],
+) -> Result<Vec<RunRecord>, MembersUpFailure> {
+    for (req, nic) in members {
+        same_backend(fx, req, nic).map_err(|error| MembersUpFailure {
+            error,
+            records: Vec::new(),
+        })?;
+    }
+    let mut records: Vec<RunRecord> = Vec::with_capacity(members.len());
+    for (req, nic) in members {
+        match launch(fx, req, Some(nic)) {
+            Ok(record) => records.push(record),
+            Err(UpFailure { error, record }) => {
+                records.extend(record.map(|r| *r));
+                return Err(MembersUpFailure { error, records });
+            }
+        }
+    }
+    for (record, (req, _)) in records.iter_mut().zip(members) {
+        if let Err(error) = await_ready(fx, record, req.base) {
+            return Err(MembersUpFailure { error, records });
+        }
+    }
+    Ok(records)
+}
+
 fn up_with(
+    fx: &Effects,
+    req: &UpRequest,
+    fleet_nic: Option<&FleetNic>,
+) -> Result<RunRecord, UpFailure> {
+    let mut record = launch(fx, req, fleet_nic)?;
+    match await_ready(fx, &mut record, req.base) {
+        Ok(()) => Ok(record),
+        Err(error) => Err(UpFailure {
+            error,
+            record: Some(Box::new(record)),
+        }),
+    }
+}
+
+/// Create the VM's disks and seed, boot it and record it; return as soon as the hypervisor runs
+/// it (not when SSH answers: [`await_ready`]).
+fn launch(
     fx: &Effects,
     req: &UpRequest,
     fleet_nic: Option<&FleetNic>,
@@ -194,7 +258,7 @@ fn up_with(
             return Err(no_vm(error));
         }
     };
-    let mut record = RunRecord {
+    let record = RunRecord {
         name: req.name.clone(),
         host: req.host.clone(),
         backend: fx.kind,
@@ -222,29 +286,26 @@ fn up_with(
         });
     }
 
+    Ok(record)
+}
+
+/// Wait until the launched VM answers on SSH and cloud-init is done (its first boot judged on
+/// its console), and record its boot_id.
+fn await_ready(fx: &Effects, record: &mut RunRecord, base: BaseImage) -> Result<(), VmError> {
     say!(
-        "waiting for SSH and cloud-init (up to {})",
+        "waiting for SSH and cloud-init on {} (up to {})",
+        record.name,
         human(fx.waits.boot)
     );
     let wait = phase("wait for SSH and cloud-init");
     let deadline = Instant::now() + fx.waits.boot;
-    let ready = refresh_address(fx, &mut record, deadline)
-        .and_then(|()| wait_first_boot(fx, &record, req.base, deadline));
-    match wait.close(ready) {
-        Ok(boot_id) => {
-            record.boot_id = Some(boot_id);
-            fx.runs.save(&record).map_err(|error| UpFailure {
-                error,
-                record: Some(Box::new(record.clone())),
-            })?;
-            say!("{} is up: {}", record.name, record.ssh.shell_hint());
-            Ok(record)
-        }
-        Err(error) => Err(UpFailure {
-            error,
-            record: Some(Box::new(record)),
-        }),
-    }
+    let ready = refresh_address(fx, record, deadline)
+        .and_then(|()| wait_first_boot(fx, record, base, deadline));
+    let boot_id = wait.close(ready)?;
+    record.boot_id = Some(boot_id);
+    fx.runs.save(record)?;
+    say!("{} is up: {}", record.name, record.ssh.shell_hint());
+    Ok(())
 }
 
 fn prepare_disks(

@@ -748,17 +748,9 @@ fn fleet(rig: &Rig, hosts: &[&str]) -> (Segment, Vec<RunRecord>) {
     let fleet_dir = rig.runs.root().join("boma-it-web-1a2b3c4d");
     let segment = Segment::for_run(BackendKind::Qemu, &fleet_dir).unwrap();
     segment_up(&rig.fx(), &segment).unwrap();
-    let names: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
-    let nics = boma_fleet::FLEET_NETWORK.members(&names).unwrap();
-    let records = hosts
+    let records = member_requests(&segment, hosts)
         .iter()
-        .zip(&nics)
-        .map(|(host, nic)| {
-            let mut req = request(&format!("boma-it-{host}-1a2b3c4d"));
-            req.host = (*host).to_owned();
-            req.exclusive = false;
-            up_member(&rig.fx(), &req, &FleetNic::new(nic, segment.clone())).unwrap()
-        })
+        .map(|(req, nic)| up_member(&rig.fx(), req, nic).unwrap())
         .collect();
     (segment, records)
 }
@@ -792,6 +784,87 @@ fn a_member_records_its_fleet_nic_and_a_segment_of_another_backend_is_refused() 
     assert!(failure.error.is_preflight(), "{}", failure.error);
     assert!(failure.record.is_none());
     assert!(!rig.runs.vm_dir(&req.name).exists(), "nothing created");
+}
+
+/// The members of `hosts` as `up_members` takes them: each request and its NIC on `segment`.
+fn member_requests(segment: &Segment, hosts: &[&str]) -> Vec<(UpRequest, FleetNic)> {
+    let names: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+    let nics = boma_fleet::FLEET_NETWORK.members(&names).unwrap();
+    hosts
+        .iter()
+        .zip(&nics)
+        .map(|(host, nic)| {
+            let mut req = request(&format!("boma-it-{host}-1a2b3c4d"));
+            req.host = (*host).to_owned();
+            req.exclusive = false;
+            (req, FleetNic::new(nic, segment.clone()))
+        })
+        .collect()
+}
+
+/// A fleet's guests boot side by side: every member is started before the first is waited for.
+#[test]
+fn up_members_starts_every_member_before_waiting_for_any() {
+    let rig = Rig::new();
+    let segment =
+        Segment::for_run(BackendKind::Qemu, &rig.runs.root().join("boma-it-web-1")).unwrap();
+    segment_up(&rig.fx(), &segment).unwrap();
+    let records = up_members(&rig.fx(), &member_requests(&segment, &["web-a", "web-b"])).unwrap();
+    let events: Vec<String> = rig
+        .world
+        .borrow()
+        .events
+        .iter()
+        .filter(|e| e.starts_with("boot ") || e.starts_with("ready? "))
+        .cloned()
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "boot boma-it-web-a-1a2b3c4d",
+            "boot boma-it-web-b-1a2b3c4d",
+            "ready? boma-it-web-a-1a2b3c4d",
+            "ready? boma-it-web-b-1a2b3c4d",
+        ]
+    );
+    for (record, host) in records.iter().zip(["web-a", "web-b"]) {
+        assert_eq!(record.host, host);
+        assert!(record.boot_id.is_some(), "{} answered", record.name);
+        assert_eq!(
+            rig.runs.record(&record.name).unwrap().as_ref(),
+            Some(record)
+        );
+    }
+}
+
+/// A member that does not come up fails the fleet's `up`, handing back every member booted, so
+/// the caller keeps or removes them all.
+#[test]
+fn up_members_hands_back_every_booted_member_when_one_fails() {
+    let rig = Rig::new();
+    let segment =
+        Segment::for_run(BackendKind::Qemu, &rig.runs.root().join("boma-it-web-1")).unwrap();
+    segment_up(&rig.fx(), &segment).unwrap();
+    rig.world.borrow_mut().cloud_init_status = 1;
+    let failure =
+        up_members(&rig.fx(), &member_requests(&segment, &["web-a", "web-b"])).unwrap_err();
+    assert!(
+        matches!(failure.error, VmError::CloudInit { .. }),
+        "{}",
+        failure.error
+    );
+    let names: Vec<&str> = failure.records.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["boma-it-web-a-1a2b3c4d", "boma-it-web-b-1a2b3c4d"]);
+    assert_eq!(rig.world.borrow().running.len(), 2);
+
+    // A member that cannot be booted stops the launches: nothing more is started.
+    let rig = Rig::new();
+    segment_up(&rig.fx(), &segment).unwrap();
+    rig.world.borrow_mut().boot_fails = true;
+    let failure =
+        up_members(&rig.fx(), &member_requests(&segment, &["web-a", "web-b"])).unwrap_err();
+    assert!(failure.records.is_empty());
+    assert!(rig.world.borrow().booted.is_empty());
 }
 
 #[test]

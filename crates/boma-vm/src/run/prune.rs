@@ -52,9 +52,11 @@ pub struct SegmentPlan {
     pub foreign: Vec<Segment>,
 }
 
-/// Decide which of the segments `found` are this checkout's: a switch whose socket directory
-/// lies in `runs_root`; a network named after one of the run directories `dirs` or recorded by
-/// one of their members (`recorded`). Pure.
+/// Decide which of the segments `found` are this checkout's: a switch whose pidfile lies in a
+/// run directory of `runs_root` and whose socket directory is the one that run directory gives
+/// (`boma_fleet::switch_paths`: under `/tmp`, named by a hash of the run directory); a network
+/// named after one of the run directories `dirs` or recorded by one of their members
+/// (`recorded`). Pure.
 pub fn plan_segments(
     found: &[Segment],
     runs_root: &Utf8Path,
@@ -64,7 +66,7 @@ pub fn plan_segments(
     let mut plan = SegmentPlan::default();
     for segment in found {
         let ours = match segment {
-            Segment::VdeSwitch { dir, .. } => dir.starts_with(runs_root),
+            Segment::VdeSwitch { .. } => segment.is_switch_of_a_run_in(runs_root),
             Segment::LibvirtNetwork { .. } => {
                 recorded.contains(segment) || dirs.iter().any(|d| segment.belongs_to(d))
             }
@@ -88,9 +90,12 @@ mod tests {
     #[test]
     fn a_segment_is_pruned_when_this_checkouts_runs_name_it() {
         let root = Utf8Path::new("/repo/tests/integration/.run");
-        let switch = |dir: &str| Segment::VdeSwitch {
-            dir: format!("{dir}/fleet.switch").into(),
-            pidfile: format!("{dir}/fleet.switch.pid").into(),
+        let switch = |dir: &str| {
+            let paths = boma_fleet::switch_paths(Utf8Path::new(dir));
+            Segment::VdeSwitch {
+                dir: paths.dir,
+                pidfile: paths.pidfile,
+            }
         };
         let network = |run: &str| Segment::LibvirtNetwork { run: run.into() };
         let found = [
@@ -126,6 +131,13 @@ mod tests {
             &[],
         );
         assert_eq!(theirs.foreign.len(), 1);
+        // A switch whose pidfile is here but whose sockets are not the ones its run directory
+        // gives is not this checkout's either.
+        let odd = Segment::VdeSwitch {
+            dir: "/tmp/boma-vde-0000000000000000".into(),
+            pidfile: "/repo/tests/integration/.run/boma-it-web-1/fleet.switch.pid".into(),
+        };
+        assert_eq!(plan_segments(&[odd], root, &[], &[]).foreign.len(), 1);
         assert_eq!(
             plan_segments(&[], root, &dirs, &recorded),
             SegmentPlan::default()
