@@ -341,27 +341,8 @@ pub fn load_fleet(
 
 /// The fleets that have a file, sorted; none when `fleets/` does not exist.
 pub fn list_fleets(repo_root: &Utf8Path) -> Result<Vec<String>, FleetError> {
-    let dir = repo_root.join(FLEETS_DIR);
-    let entries = match dir.read_dir_utf8() {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(FleetError::Read { path: dir, source }),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| FleetError::Read {
-            path: dir.clone(),
-            source,
-        })?;
-        if let Some(name) = entry.file_name().strip_suffix(".json")
-            && !name.is_empty()
-            && !name.starts_with('.')
-        {
-            names.push(name.to_owned());
-        }
-    }
-    names.sort();
-    Ok(names)
+    boma_inventory::json_stems(&repo_root.join(FLEETS_DIR))
+        .map_err(|(path, source)| FleetError::Read { path, source })
 }
 
 // Value checks, run by serde as each field is read so that their errors carry a position.

@@ -47,7 +47,8 @@ pub use connection::{
 pub use policy::{POLICY_FILE, Policy, PolicyError, ScalarValue, effective_values, violations};
 pub use profile::{
     Apply, ExpectMatch, MIN_MEM_MIB, PROFILES_DIR, ProbeKind, Profile, ProfileError, PublishedPort,
-    VCPUS, expect_entry_matches, list_profiles, load_profile, match_expect, parse_profile,
+    VCPUS, expect_entry_matches, json_stems, list_profiles, load_profile, match_expect,
+    parse_profile,
 };
 pub use real::{ADDRESS_VARS, Fleet, InventoryError, PRODUCTION_DIR};
 pub use scan::{

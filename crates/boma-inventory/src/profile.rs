@@ -239,27 +239,30 @@ pub fn load_profile(repo_root: &Utf8Path, host: &str) -> Result<Profile, Profile
 
 /// The hosts that have a profile, sorted; none when `profiles/` does not exist.
 pub fn list_profiles(repo_root: &Utf8Path) -> Result<Vec<String>, ProfileError> {
-    let dir = repo_root.join(PROFILES_DIR);
+    json_stems(&repo_root.join(PROFILES_DIR))
+        .map_err(|(path, source)| ProfileError::Read { path, source })
+}
+
+/// The names of the `<name>.json` files in `dir` (not hidden ones), sorted; none when `dir`
+/// does not exist. What lists profiles and fleets alike; the error names the directory.
+pub fn json_stems(dir: &Utf8Path) -> Result<Vec<String>, (Utf8PathBuf, io::Error)> {
     let entries = match dir.read_dir_utf8() {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(ProfileError::Read { path: dir, source }),
+        Err(source) => return Err((dir.to_owned(), source)),
     };
-    let mut hosts = Vec::new();
+    let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| ProfileError::Read {
-            path: dir.clone(),
-            source,
-        })?;
-        if let Some(host) = entry.file_name().strip_suffix(".json")
-            && !host.is_empty()
-            && !host.starts_with('.')
+        let entry = entry.map_err(|source| (dir.to_owned(), source))?;
+        if let Some(name) = entry.file_name().strip_suffix(".json")
+            && !name.is_empty()
+            && !name.starts_with('.')
         {
-            hosts.push(host.to_owned());
+            names.push(name.to_owned());
         }
     }
-    hosts.sort();
-    Ok(hosts)
+    names.sort();
+    Ok(names)
 }
 
 // Value checks, run by serde as each field is read so that their errors carry a position.
