@@ -6,9 +6,10 @@
 //! anything is fetched, built or probed, and carried everywhere after that; deserialising one
 //! (a run record, a reservation) runs the same check.
 //!
-//! Two checks, two constructors:
+//! Two checks, three constructors (and deserialising, which is [`VmName::parse`]):
 //! - [`VmName::checked`]: the shape (prefix, a plain DNS label) and that it is none of the real
-//!   inventory's hosts. This is how a run mints its name.
+//!   inventory's hosts; [`VmName::mint`] builds `boma-it-<host>-<run id>` and checks it so.
+//!   This is how a run mints its name.
 //! - [`VmName::parse`]: the shape only, for names found on the machine (`/proc`, `virsh list`,
 //!   a record). The shape is enough there because reading the real inventory refuses a host
 //!   named with the prefix ([`has_test_prefix`]), so a `boma-it-` name can never be a real

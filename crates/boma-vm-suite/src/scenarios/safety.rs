@@ -10,7 +10,7 @@
 //! must have seen nothing; and the run's command log must show its connections through the
 //! wrapper. A connection variable in an extra-vars file is refused before anything is created,
 //! naming the file and line (the harness's own inputs: a mistake there is refused, not
-//! overridden). The fast tests' matrix (`xtask/tests/connection_matrix.rs`) covers every source;
+//! overridden). The fast tests' matrix (`xtask/tests/it/connection_matrix.rs`) covers every source;
 //! this shows it models a real guest.
 
 use std::io::Read as _;
