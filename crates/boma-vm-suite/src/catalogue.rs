@@ -155,11 +155,14 @@ pub struct Row {
 /// The table: mode, profile, RED/GREEN, result, time, verdict, the failures seen; then every
 /// problem of every row (each names its profile). Rows in the order given.
 pub fn render_table(rows: &[Row]) -> String {
-    render_table_by(rows, &mode_of)
+    // The fleet catalogue numbers its own modes; a `catf-` name is a fleet's.
+    render_table_by(rows, &|name: &str| {
+        crate::fleets::mode_of(name).or_else(|| mode_of(name))
+    })
 }
 
-/// [`render_table`], each row's mode told by `mode` (the fleet catalogue numbers its own).
-pub fn render_table_by(rows: &[Row], mode: &dyn Fn(&str) -> Option<u8>) -> String {
+/// [`render_table`], each row's mode told by `mode`.
+fn render_table_by(rows: &[Row], mode: &dyn Fn(&str) -> Option<u8>) -> String {
     let header = [
         "mode",
         "profile",

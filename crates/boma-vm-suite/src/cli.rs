@@ -215,6 +215,10 @@ pub struct Plan {
     pub catalogue_set: CatalogueSet,
     /// The fleets' set, chosen as the catalogue's is (`--fleet-set`).
     pub fleet_set: FleetSet,
+    /// When both the catalogue and the fleets are asked for, the catalogue's one parallel `it`
+    /// runs the fleets too (and `fleet` is not run on its own): the scheduler packs a fleet's
+    /// two small guests beside a catalogue guest instead of leaving a core idle at each end.
+    pub fleets_with_catalogue: bool,
     /// `--timings`: where the timings go as JSON too.
     pub timings: Option<Utf8PathBuf>,
     /// `--bench-groups a,b`: the parts of the bench to run (default: all).
@@ -253,6 +257,11 @@ impl Cli {
                 }
             }
         }
+        let fleets_with_catalogue =
+            scenarios.contains(&Scenario::Catalogue) && scenarios.contains(&Scenario::Fleet);
+        if fleets_with_catalogue {
+            scenarios.retain(|s| *s != Scenario::Fleet);
+        }
         let mut bench_groups = if self.bench_groups.is_empty() {
             BenchGroup::all()
         } else {
@@ -265,6 +274,7 @@ impl Cli {
             scenarios,
             catalogue_set,
             fleet_set,
+            fleets_with_catalogue,
             timings: self.timings,
             bench_groups,
         }
@@ -276,6 +286,20 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    #[test]
+    fn the_fleets_join_the_catalogues_run_when_both_are_asked_for() {
+        let both = plan(&["catalogue", "safety", "fleet"]).unwrap();
+        assert!(both.fleets_with_catalogue);
+        assert_eq!(both.scenarios, [Scenario::Catalogue, Scenario::Safety]);
+        let all = plan(&["all"]).unwrap();
+        assert!(all.fleets_with_catalogue);
+        assert!(!all.scenarios.contains(&Scenario::Fleet));
+        let alone = plan(&["fleet"]).unwrap();
+        assert!(!alone.fleets_with_catalogue);
+        assert_eq!(alone.scenarios, [Scenario::Fleet]);
+        assert!(!plan(&["catalogue"]).unwrap().fleets_with_catalogue);
+    }
+
     fn plan(args: &[&str]) -> Result<Plan, clap::Error> {
         Cli::try_parse_from(std::iter::once("vm-suite").chain(args.iter().copied())).map(Cli::plan)
     }
@@ -283,7 +307,8 @@ mod tests {
     fn every_qemu_scenario() -> Vec<Scenario> {
         use Scenario::*;
         vec![
-            Baseline, Lifecycle, Askari, Red, Ubongo, Catalogue, Fleet, Safety, Faults,
+            // `fleet` runs inside the catalogue's run when both come through `all`.
+            Baseline, Lifecycle, Askari, Red, Ubongo, Catalogue, Safety, Faults,
         ]
     }
 

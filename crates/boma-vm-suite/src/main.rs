@@ -3,28 +3,28 @@
 //! `cargo test`; `.ci/run` runs it after the fast tests (`make test-vm`).
 //!
 //! Usage: `vm-suite [--xtask PATH] [--baseline-runs N] [--catalogue-set ci|all|rest]
-//! [--fleet-set ci|all] [--bench-groups G,…] [--timings PATH] <scenario>...`; `vm-suite --help` lists the scenarios.
+//! [--fleet-set ci|all] [--bench-groups G,…] [--timings PATH] <scenario>...`; `vm-suite
+//! --help` lists the scenarios.
 //!
 //! The scenarios (each module of `scenarios` says what it proves): `baseline`, `lifecycle`,
-//! `askari`, `red`, `ubongo`, `catalogue`, `safety`, `faults`, then, not in `all`, `kept`,
-//! `libvirt` (inside `.ci/libvirt-netns`), `fleet-net`, `fleet` and `bench` (figures, not a verdict;
-//! `make bench`). `all` (`make test-vm`'s default) runs the catalogue's CI set
+//! `askari`, `red`, `ubongo`, `catalogue`, `fleet`, `safety`, `faults`, then, not in `all`,
+//! `kept`, `libvirt` (inside `.ci/libvirt-netns`), `fleet-net` and `bench` (figures, not a
+//! verdict; `make bench`). `all` (`make test-vm`'s default) runs the catalogue's CI set
 //! (`catalogue::CI_SET`: the REDs of modes 2, 3, 4, 7 and 8); named on its own, `catalogue`
 //! runs every `cat-*` profile; `--catalogue-set ci|all|rest` overrides either, and `make
 //! test-catalogue` runs `rest` (what CI leaves out), so CI and it cover the whole catalogue.
 //! The scenarios run the harness with layers on, but `red`, `safety` and `kept` (`--fresh`).
 //!
-//! CI (`.ci/run`) runs `askari red catalogue safety faults` with the CI set, then `libvirt`,
-//! after the quick start's `it askari` (which stores askari's layers: `askari` then stands on
-//! them), `make test` and `make lint`; it must stay under 80 minutes on 2 cores under TCG (its
-//! limit is 90). One whole run from a fresh clone on a slow machine of that kind (2026-11-29):
-//! 78 minutes, 22 of them to the end of `make lint` (the build 2½, the quick start's cycle 18),
-//! then askari 6½, red 14, the CI set 15 (mode 7 fails in 4½: the console's emergency mode
-//! ends its wait), safety 2½, faults 11, libvirt 7½; CI's own machine took 64 minutes for its
-//! last whole run before. Left to `make test-vm` and `make test-catalogue` on a developer's
-//! machine: `baseline` (a figure), `lifecycle` (every cycle walks up, reboot and down; only
-//! `reboot --hard` is its own), `ubongo` (14 minutes) and the `rest` set (the GREEN twins, mode
-//! 5's RED, with Docker, 20 minutes, and mode 6's, which waits out its whole bounded wait).
+//! When the catalogue and `fleet` are both asked for (as `all` and CI do), the fleet set joins
+//! the catalogue's one `it -j 2`, and `fleet` does not run again on its own.
+//!
+//! CI (`.ci/run`) runs `askari red catalogue fleet safety faults` with the catalogue's and the
+//! fleets' CI sets, then `libvirt`, after the quick start's `it askari` (which stores askari's
+//! layers: `askari` then stands on them), `make test` and `make lint`; it must stay under 75
+//! minutes on 2 cores under TCG (its limit is 90). Left to `make test-vm` and `make
+//! test-catalogue` on a developer's machine: `baseline` (a figure), `lifecycle`, `ubongo`,
+//! `kept`, `fleet-net`, the catalogue's `rest` set and the fleet GREENs on QEMU (`make test-vm
+//! VM_SCENARIOS=fleet`).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A test runner: its report is its output.
 
 mod bench;
@@ -73,6 +73,7 @@ fn main() -> anyhow::Result<()> {
     );
     suite.bench_groups = plan.bench_groups.clone();
     suite.fleet_set = plan.fleet_set;
+    suite.fleets_with_catalogue = plan.fleets_with_catalogue;
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     // Each failed scenario's reason, said again after the timings: CI shows only the log's tail.
     let mut reasons: Vec<String> = Vec::new();

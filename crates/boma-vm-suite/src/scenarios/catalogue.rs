@@ -1,6 +1,8 @@
 //! `catalogue`: the reboot failure catalogue's profiles in one `xtask it` on the parallel
 //! machinery (`-j 2`, the machine's two cores), judged run by run: a RED fails with exactly its
-//! `expect`, a GREEN passes. Prints the table, checks the JUnit file, leaves nothing.
+//! `expect`, a GREEN passes. When the fleets are asked for too (`all`, or `catalogue fleet`),
+//! the fleet set joins the same run, each fleet judged by its own `expect`. Prints the table,
+//! checks the JUnit file, leaves nothing.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,7 @@ use camino::Utf8Path;
 
 use super::{ItRun, Suite, ensure_image, it_any_exit, remove_bundle, require_no_leftovers, step};
 use crate::catalogue::{self, Row, Want};
-use crate::{leftovers, timing, verdict};
+use crate::{fleets, leftovers, timing, verdict};
 
 /// Run the suite's catalogue set (`--catalogue-set`) in one invocation and judge every run.
 pub fn catalogue(suite: &mut Suite) -> anyhow::Result<()> {
@@ -30,19 +32,38 @@ pub fn catalogue(suite: &mut Suite) -> anyhow::Result<()> {
         suite.catalogue_set,
         hosts.join(", ")
     );
+    let mut names = hosts.clone();
+    if suite.fleets_with_catalogue {
+        let fleets = fleets::select(suite.fleet_set, &boma_fleet::list_fleets(&repo)?)
+            .map_err(anyhow::Error::msg)?;
+        for name in &fleets {
+            let fleet = boma_fleet::load_fleet(&repo, name, &profiles)?;
+            expects.insert(name.clone(), fleet.expect().to_vec());
+        }
+        eprintln!(
+            "fleet set `{}`, in the same run: {}",
+            suite.fleet_set,
+            fleets.join(", ")
+        );
+        names.extend(fleets);
+    }
     let junit = suite.work.join("catalogue.junit.xml");
     let _ = std::fs::remove_file(&junit);
-    let mut args: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = names.iter().map(String::as_str).collect();
     args.extend(["-j", "2", "--remove-failed", "--junit", junit.as_str()]);
-    // Modes 6 and 7 never come back: wait for them a bounded 5 minutes, not the default 7. A
-    // healthy catalogue guest is back in 1-2 under TCG, but two at once on 2 cores with a
-    // build beside them took over 4 (seen: a healthy RED's reboot timed out at 240 s).
-    suite.it_env = vec![("BOMA_IT_REBOOT_TIMEOUT".into(), "300".into())];
+    // Mode 6 never comes back and waits out its whole bounded wait: bound it at 5 minutes, not
+    // the default 7. A healthy catalogue guest is back in 1-2 under TCG, but two at once on 2
+    // cores with a build beside them took over 4 (seen: a healthy RED's reboot timed out at
+    // 240 s), so the bound is set only when mode 6 runs (mode 7 ends at once: its console shows
+    // emergency mode), and a fleet's members beside a catalogue guest keep the default.
+    if hosts.iter().any(|h| catalogue::mode_of(h) == Some(6)) {
+        suite.it_env = vec![("BOMA_IT_REBOOT_TIMEOUT".into(), "300".into())];
+    }
     let run = it_any_exit(suite, S, &repo, &args);
     suite.it_env.clear();
     let run = run?;
 
-    let rows = judge(suite, S, &run, &hosts, &expects);
+    let rows = judge(suite, S, &run, &names, &expects);
     eprintln!("\n{}", catalogue::render_table(&rows));
     conclude(suite, S, &run, &rows, &junit)
 }

@@ -32,7 +32,7 @@ pub fn fleet(suite: &mut Suite) -> anyhow::Result<()> {
     args.extend(["-j", "1", "--remove-failed", "--junit", junit.as_str()]);
     let run = it_any_exit(suite, S, &repo, &args)?;
     let rows = judge(suite, S, &run, &names, &expects);
-    eprintln!("\n{}", catalogue::render_table_by(&rows, &fleets::mode_of));
+    eprintln!("\n{}", catalogue::render_table(&rows));
     // Every fleet removed itself (passed, or --remove-failed): its members, switch and
     // directory are gone before the prune that `conclude` runs.
     let left = leftovers::count(&suite.repo);

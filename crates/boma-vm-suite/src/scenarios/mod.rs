@@ -50,6 +50,8 @@ pub struct Suite {
     pub catalogue_set: CatalogueSet,
     /// The fleet catalogue's set.
     pub fleet_set: FleetSet,
+    /// Whether the catalogue's run takes the fleet set too ([`crate::cli::Plan`]).
+    pub fleets_with_catalogue: bool,
     /// The parts of the bench to run.
     pub bench_groups: Vec<crate::cli::BenchGroup>,
     /// The suite's scratch space (reports, keys, a scratch worktree), kept when a scenario
@@ -76,6 +78,7 @@ impl Suite {
             baseline_runs,
             catalogue_set,
             fleet_set: FleetSet::Ci,
+            fleets_with_catalogue: false,
             bench_groups: crate::cli::BenchGroup::all(),
             work,
             timings: Vec::new(),
