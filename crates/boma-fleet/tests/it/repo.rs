@@ -95,8 +95,9 @@ fn every_expect_entry_names_a_phase_and_a_member_of_its_fleet() {
     }
 }
 
-/// Each RED catalogue fleet has a GREEN twin over the same members, whose only difference is
-/// the RED's switch (its `-e` file) and its `expect`.
+/// Each RED catalogue fleet has a GREEN twin over the same members, whose only differences are
+/// the RED's switch (its `-e` file), its `expect`, and that it may run fewer rounds (those its
+/// bug shows in) where the GREEN runs every one.
 #[test]
 fn every_red_catalogue_fleet_has_its_green_twin() {
     let fleets = fleets();
@@ -115,7 +116,16 @@ fn every_red_catalogue_fleet_has_its_green_twin() {
             .unwrap_or_else(|| panic!("{} has no GREEN twin {green_name}", red.name()));
         assert!(green.expect().is_empty(), "{green_name}");
         assert_eq!(red.members(), green.members());
-        assert_eq!(red.reboots(), green.reboots());
+        assert!(
+            red.reboots().iter().all(|r| green.reboots().contains(r)),
+            "{}: a RED's rounds are among its GREEN's",
+            red.name()
+        );
+        assert_eq!(
+            green.reboots().len(),
+            2,
+            "{green_name}: a GREEN runs every kind of round"
+        );
         assert_eq!(red.boot_order(), green.boot_order());
         assert_eq!(
             red.extra_vars_files(),
