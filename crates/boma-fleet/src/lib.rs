@@ -31,8 +31,8 @@ pub use file::{
 };
 pub use network::{
     FLEET_ADDRESS_VAR, FLEET_NETWORK, FleetNetwork, LibvirtFleetNetwork, MemberNic, NetworkError,
-    SwitchPaths, VDE_SWITCH, VDE_SWITCH_PACKAGE, member_host_vars, qemu_nic_args, switch_paths,
-    vde_switch_args,
+    SWITCH_DIR_PREFIX, SWITCH_PARENT, SwitchPaths, VDE_SWITCH, VDE_SWITCH_PACKAGE,
+    member_host_vars, qemu_nic_args, switch_paths, vde_switch_args,
 };
 pub use plan::{FleetStep, StepOrderError, extra_vars_files, merge_steps};
 pub use probe::{PROBE_TIMING, PeerOutcome, PeerProbe, PeerTarget, ProbeTiming};

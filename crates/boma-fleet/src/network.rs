@@ -178,7 +178,9 @@ pub struct SwitchPaths {
 
 /// Where the switches' socket directories live: a fixed short directory, never `$TMPDIR`,
 /// whose length no checkout's path can change.
-const SWITCH_PARENT: &str = "/tmp";
+pub const SWITCH_PARENT: &str = "/tmp";
+/// The name of every switch's socket directory in [`SWITCH_PARENT`] starts so.
+pub const SWITCH_DIR_PREFIX: &str = "boma-vde-";
 
 /// The switch's paths for the run whose directory is `run_dir`: the pidfile beside the run's
 /// files; the sockets in `/tmp/boma-vde-<a hash of run_dir>`, 30 bytes whatever the checkout's
@@ -190,7 +192,7 @@ const SWITCH_PARENT: &str = "/tmp";
 pub fn switch_paths(run_dir: &Utf8Path) -> SwitchPaths {
     SwitchPaths {
         dir: Utf8PathBuf::from(format!(
-            "{SWITCH_PARENT}/boma-vde-{:016x}",
+            "{SWITCH_PARENT}/{SWITCH_DIR_PREFIX}{:016x}",
             fnv1a(run_dir.as_str().as_bytes())
         )),
         pidfile: run_dir.join("fleet.switch.pid"),

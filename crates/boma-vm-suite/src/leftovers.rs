@@ -1,4 +1,5 @@
-//! Counting what a run left behind: QEMU processes, run directories, sockets, the record,
+//! Counting what a run left behind: QEMU processes, run directories, sockets (and a fleet
+//! switch's socket directory under `/tmp`), the record,
 //! libvirt domains, pools and fleet networks, and processes still aimed at a test VM (a fleet's
 //! `vde_switch` among them: its command line names its run directory). Looked at from outside,
 //! without trusting any record: `prune` stops only what the spawn journal recorded, but the
@@ -79,6 +80,16 @@ pub fn count(repo: &Utf8Path) -> Leftovers {
         }
     }
     walk_sockets(&run, &mut sockets);
+    // A fleet switch's sockets live in `/tmp/boma-vde-<hash>` (boma_fleet::switch_paths): its
+    // directory outlives a switch that was not stopped, whatever its run directory became. The
+    // suite owns the machine while it runs, so any such directory is a leftover.
+    if let Ok(entries) = Utf8Path::new(boma_fleet::SWITCH_PARENT).read_dir_utf8() {
+        for entry in entries.flatten() {
+            if entry.file_name().starts_with(boma_fleet::SWITCH_DIR_PREFIX) {
+                sockets.push(entry.path().to_owned());
+            }
+        }
+    }
     let (domains, pools, networks) = libvirt_leftovers(&run);
     let markers = markers(&run, &key_dir());
     let markers: Vec<&str> = markers.iter().map(String::as_str).collect();

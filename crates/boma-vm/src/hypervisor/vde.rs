@@ -147,20 +147,46 @@ pub fn our_switch(process: &ProcInfo, uid: u32) -> Option<SwitchPaths> {
 /// with SIGKILL, is removed so the switch makes it afresh with its own mode). A symlink or
 /// another user's directory is refused rather than served into.
 fn claim_socket_dir(dir: &Utf8Path) -> Result<(), VmError> {
-    use std::os::unix::fs::MetadataExt as _;
-
-    let meta = match std::fs::symlink_metadata(dir) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(VmError::io(dir, e)),
-    };
-    let uid = nix::unistd::getuid().as_raw();
-    if !meta.file_type().is_dir() || meta.uid() != uid {
+    if remove_stale_socket_dir(dir)? == SocketDir::Foreign {
+        let uid = nix::unistd::getuid().as_raw();
         return Err(VmError::Backend(format!(
             "the fleet switch's socket directory {dir} exists and is not a directory of this user's (uid {uid}): look at who made it, remove it, and run again"
         )));
     }
-    std::fs::remove_dir_all(dir).map_err(|e| VmError::io(dir, e))
+    Ok(())
+}
+
+/// What was at a switch's socket directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketDir {
+    Absent,
+    /// A directory of this user's, now removed.
+    Removed,
+    /// A symlink, a file or another user's directory: left alone.
+    Foreign,
+    /// A switch of this user's still serves it: left alone.
+    Served,
+}
+
+/// Remove `dir` when it is a plain directory of this user's, which no switch serves any more
+/// (the caller stopped it, or it was killed): `prune` calls it for every run directory it
+/// removes, so a SIGKILLed switch's directory goes with its run.
+pub fn remove_stale_socket_dir(dir: &Utf8Path) -> Result<SocketDir, VmError> {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SocketDir::Absent),
+        Err(e) => return Err(VmError::io(dir, e)),
+    };
+    if !meta.file_type().is_dir() || meta.uid() != nix::unistd::getuid().as_raw() {
+        return Ok(SocketDir::Foreign);
+    }
+    if !switch_pids(dir).is_empty() {
+        return Ok(SocketDir::Served);
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| VmError::io(dir, e))?;
+    Ok(SocketDir::Removed)
 }
 
 /// The pids of this user's switches serving `dir`, as `/proc` shows them now.
@@ -277,6 +303,34 @@ mod tests {
         assert_eq!(equals.unwrap().dir, "/r/y/s");
         assert!(our_switch(&process("vde_switch", 1000, "vde_switch --sock rel"), 1000).is_none());
         assert!(our_switch(&process("vde_switch", 1000, "vde_switch -d"), 1000).is_none());
+    }
+
+    #[test]
+    fn a_stale_socket_directory_goes_only_when_it_is_this_users_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
+        let stale = root.join("boma-vde-stale");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("ctl"), "").unwrap();
+        assert_eq!(remove_stale_socket_dir(&stale).unwrap(), SocketDir::Removed);
+        assert!(!stale.exists());
+        assert_eq!(remove_stale_socket_dir(&stale).unwrap(), SocketDir::Absent);
+        // A symlink someone planted where a run's directory will be: never followed, never
+        // removed, and refused when a switch would be started there.
+        let target = root.join("elsewhere");
+        std::fs::create_dir(&target).unwrap();
+        let planted = root.join("boma-vde-planted");
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        assert_eq!(
+            remove_stale_socket_dir(&planted).unwrap(),
+            SocketDir::Foreign
+        );
+        assert!(target.is_dir() && planted.is_symlink());
+        let refused = claim_socket_dir(&planted).unwrap_err().to_string();
+        assert!(
+            refused.contains("is not a directory of this user's"),
+            "{refused}"
+        );
     }
 
     /// The switch this module runs is the program the doctor and `it`'s preflight look for, from

@@ -907,6 +907,9 @@ pub fn prune(fx: &Effects, kind: BackendKind) -> Result<PruneReport, VmError> {
         report.foreign_segments.push(segment);
     }
     for dir in &plan.remove_dirs {
+        // A fleet switch killed with SIGKILL left its socket directory under /tmp: it goes with
+        // its run (a directory that is not this user's stays).
+        crate::hypervisor::vde::remove_stale_socket_dir(&boma_fleet::switch_paths(dir).dir)?;
         match std::fs::remove_dir_all(dir) {
             Ok(()) => report.dirs += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
