@@ -382,9 +382,9 @@ fn listeners(
             }
             let on: Vec<String> = addresses.iter().map(|a| a.describe()).collect();
             let finding = Finding::new(reason, subject, Some(format!("on {}", on.join(", "))));
-            // A socket of a program known to take its port at random from the ephemeral
-            // range has a new port every boot; nothing else there is skipped.
-            if ephemeral.contains(port) && takes_a_random_port(processes, &addresses) {
+            // A socket of a program known to take its port at random has a new port every
+            // boot; nothing else is skipped for its port.
+            if takes_a_random_port(processes, &addresses, port, ephemeral) {
                 found.ignored.push(finding);
             } else if reason == Reason::ListenerLost {
                 found.lost.push(finding);

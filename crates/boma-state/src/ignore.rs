@@ -3,7 +3,7 @@
 //! own patterns on top.
 
 use crate::finding::{Finding, Reason};
-use crate::model::ListenAddress;
+use crate::model::{ListenAddress, PortRange};
 
 /// One built-in pattern and why it is safe to ignore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,8 +16,8 @@ pub struct BuiltinIgnore {
 /// fixtures under `tests/fixtures/`). Each is as narrow as what a healthy boot really
 /// changes: a pattern that also matched something a unit's configuration makes (a data mount,
 /// WireGuard's port, the main interface's link-local route) would hide its loss. Two further
-/// rules are about the state rather than its text and live in the diff itself: the sockets of
-/// [`RANDOM_PORT_HOLDERS`] bound in the kernel's ephemeral port range, and routes learned with
+/// rules are about the state rather than its text and live in the diff itself: the loopback
+/// sockets of [`RANDOM_PORT_HOLDERS`] bound in their random range, and routes learned with
 /// a lifetime (router advertisements).
 pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
     // Logins: the capture itself arrives over SSH, so a session exists at both captures, under
@@ -191,32 +191,73 @@ pub const BUILTIN_IGNORES: &[BuiltinIgnore] = &[
     },
 ];
 
-/// A program that binds a listening socket at a port the kernel picks from the ephemeral range,
-/// a new one each start, and why its port is not part of the host's state.
+/// A program that binds a listening socket at a port picked at random, a new one each start,
+/// and why its port is not part of the host's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RandomPortHolder {
     /// The process name `ss` shows.
     pub process: &'static str,
+    /// Where its port is picked from.
+    pub range: RandomRange,
     pub why: &'static str,
 }
 
-/// The only sockets in the ephemeral port range the diff skips, and only on a loopback
-/// address: any other listener there (WireGuard's 51820, a port a unit's configuration names)
-/// is compared like any other.
-pub const RANDOM_PORT_HOLDERS: &[RandomPortHolder] = &[RandomPortHolder {
-    process: "containerd",
-    why: "its streaming server listens on 127.0.0.1 at a port the kernel picks (askari: 45611 before, 37759 after)",
-}];
+/// Where a [`RandomPortHolder`] gets its port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RandomRange {
+    /// The kernel's ephemeral range (`net.ipv4.ip_local_port_range`, as the capture read it).
+    Ephemeral,
+    /// A free privileged port from `bindresvport(3)`: libtirpc tries 600–1023, then 512–599.
+    Reserved,
+}
 
-/// Whether a listener of `processes` on `addresses`, in the ephemeral range, got its port at
-/// random: one of [`RANDOM_PORT_HOLDERS`], alone, on loopback addresses only.
-pub(crate) fn takes_a_random_port(processes: &[String], addresses: &[&ListenAddress]) -> bool {
+impl RandomRange {
+    /// libtirpc's `bindresvport` range, both halves.
+    pub const RESERVED: PortRange = PortRange {
+        low: 512,
+        high: 1023,
+    };
+}
+
+/// The only sockets the diff skips for their port, and only on a loopback address: any other
+/// listener in these ranges (WireGuard's 51820, a port a unit's configuration names, statd on
+/// a public address) is compared like any other.
+pub const RANDOM_PORT_HOLDERS: &[RandomPortHolder] = &[
+    RandomPortHolder {
+        process: "containerd",
+        range: RandomRange::Ephemeral,
+        why: "its streaming server listens on 127.0.0.1 at a port the kernel picks (askari: 45611 before, 37759 after)",
+    },
+    RandomPortHolder {
+        process: "rpc.statd",
+        range: RandomRange::Reserved,
+        why: "NFS's status daemon binds its loopback notify socket with bindresvport (a fleet's NFS server: udp/700 before, udp/671 after)",
+    },
+];
+
+/// Whether a listener of `processes` on `addresses` at `port` got its port at random: one of
+/// [`RANDOM_PORT_HOLDERS`], alone, on loopback addresses only, in its range (`ephemeral` is
+/// the kernel's range as the capture read it).
+pub(crate) fn takes_a_random_port(
+    processes: &[String],
+    addresses: &[&ListenAddress],
+    port: u16,
+    ephemeral: PortRange,
+) -> bool {
     let loopback = |address: &&ListenAddress| match address {
         ListenAddress::One(one) => one.starts_with("127.") || one == "::1",
         _ => false,
     };
-    matches!(processes, [process] if RANDOM_PORT_HOLDERS.iter().any(|h| h.process == process))
-        && addresses.iter().all(loopback)
+    let [process] = processes else {
+        return false;
+    };
+    RANDOM_PORT_HOLDERS.iter().any(|holder| {
+        holder.process == process
+            && match holder.range {
+                RandomRange::Ephemeral => ephemeral.contains(port),
+                RandomRange::Reserved => RandomRange::RESERVED.contains(port),
+            }
+    }) && addresses.iter().all(loopback)
 }
 
 /// The patterns a diff skips: built-in, plus a profile's `reboot_diff_ignore`.

@@ -37,7 +37,7 @@ pub use diff::{PatternHits, RebootDiff, diff};
 pub use finding::{Finding, Reason};
 pub use ignore::{
     BUILTIN_IGNORES, BuiltinIgnore, Ignore, IgnoreError, IgnoredBy, RANDOM_PORT_HOLDERS,
-    RandomPortHolder,
+    RandomPortHolder, RandomRange,
 };
 pub use model::{
     BaseChain, Chain, Container, GuestState, ListenAddress, Listener, Mount, PortRange,

@@ -491,6 +491,41 @@ fn containerds_random_loopback_port_is_ignored() {
     );
 }
 
+/// rpc.statd binds its loopback notify socket with bindresvport: a new privileged port each
+/// start. Seen in CI on a fleet's NFS server that did not lose anything: udp/700 before the
+/// power loss, udp/671 after.
+#[test]
+fn statds_random_reserved_loopback_port_is_ignored_and_nothing_else_like_it() {
+    let mut before = healthy();
+    available(&mut before.listeners).push(listener("udp", 700, "127.0.0.1", "rpc.statd"));
+    let mut after = healthy();
+    available(&mut after.listeners).push(listener("udp", 671, "127.0.0.1", "rpc.statd"));
+    let result = diff(&snap(before), &snap(after), &Ignore::builtin());
+    assert!(
+        result.lost.is_empty() && result.appeared.is_empty(),
+        "{}",
+        render_text(&result)
+    );
+    assert_eq!(result.ignored.len(), 2, "{}", render_text(&result));
+    // Not on a public address, not another program at such a port, not statd's port outside
+    // bindresvport's range.
+    let mut before = healthy();
+    available(&mut before.listeners).extend([
+        listener("udp", 701, "0.0.0.0", "rpc.statd"),
+        listener("udp", 702, "127.0.0.1", "python3"),
+        listener("tcp", 2049, "127.0.0.1", "rpc.statd"),
+    ]);
+    let result = diff(&snap(before), &snap(healthy()), &Ignore::builtin());
+    assert_eq!(
+        lost(&result),
+        [
+            "listener_lost tcp/2049 rpc.statd",
+            "listener_lost udp/701 rpc.statd",
+            "listener_lost udp/702 python3",
+        ]
+    );
+}
+
 #[test]
 fn any_other_listener_in_the_ephemeral_range_is_compared() {
     let mut before = healthy();
