@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn anchors_with_literal_tails_resolve_and_other_uses_are_in_doubt() {
         let text = concat!(
-            "src: \"{{ role_path }}/../shared/files/motd\"\n",
+            "src: \"{{ role_path }}/../common/files/motd\"\n",
             "dest: \"{{playbook_dir}}/files/x.conf\"\n",
             "vars: \"{{ inventory_dir }}\"\n",
             "when: role_path is defined\n",
@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(
             refs[..3],
             [
-                anchored(Anchor::RolePath, "/../shared/files/motd"),
+                anchored(Anchor::RolePath, "/../common/files/motd"),
                 Reference::Doubt {
                     because: "`role_path` is used in an expression".into()
                 },
@@ -317,7 +317,7 @@ mod tests {
     fn file_lookups_with_literal_terms_name_paths() {
         let text = concat!(
             "a: \"{{ lookup('file', 'keys/id.pub') }}\"\n",
-            "b: \"{{ lookup(\"ansible.builtin.template\", '../shared/t.j2', convert_data=False) }}\"\n",
+            "b: \"{{ lookup(\"ansible.builtin.template\", '../common/t.j2', convert_data=False) }}\"\n",
             "c: \"{{ query('fileglob', 'conf.d/*.conf') }}\"\n",
             "d: \"{{ lookup('file', '/etc/hostname') }}\"\n",
             "e: \"{{ lookup('env', 'HOME') }}\"\n",
@@ -330,7 +330,7 @@ mod tests {
                     path: "keys/id.pub".into()
                 },
                 Reference::LookupPath {
-                    path: "../shared/t.j2".into()
+                    path: "../common/t.j2".into()
                 },
                 Reference::Absolute {
                     path: "/etc/hostname".into()
@@ -341,7 +341,7 @@ mod tests {
                 Reference::LookupPath { path: "a".into() },
                 Reference::LookupPath { path: "b".into() },
                 Reference::Climbing {
-                    path: "../shared/t.j2".into()
+                    path: "../common/t.j2".into()
                 },
             ]
         );

@@ -235,7 +235,7 @@ fn paths_in_backticks_are_found_and_placeholders_and_non_paths_are_not() {
                 `tests/integration/.run/boma-it-x/`, `target/bench.json`, `cargo xtask it`, \
                 `roles/base/`, `docs/decisions/*.md`, `ExecStart=/bin/false`, \
                 `10.231.0.0/24`, `src/cycle.rs`, `./roles/base`, `tests/catalogue/README.md#modes`, \
-                `connection_plugins/ssh.py`, `SUBSTRATE.md`, `roles/x.yml:3: an error`.\n\
+                `connection_plugins/ssh.py`, `ELSEWHERE.md`, `roles/x.yml:3: an error`.\n\
                 ```sh\ncat roles/x\n```\nthen `roles/y`";
     assert_eq!(
         paths_named_in(text, |first| entries.contains(&first)),
@@ -247,7 +247,7 @@ fn paths_in_backticks_are_found_and_placeholders_and_non_paths_are_not() {
             "src/cycle.rs",
             "roles/base",
             "tests/catalogue/README.md",
-            "SUBSTRATE.md",
+            "ELSEWHERE.md",
             "roles/y",
         ]
     );

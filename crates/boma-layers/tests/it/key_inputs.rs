@@ -231,28 +231,28 @@ fn reaching_repo() -> MemoryTree {
         "roles/base/tasks/main.yml",
         concat!(
             "- ansible.builtin.copy:\n",
-            "    src: \"{{ role_path }}/../../shared/motd\"\n",
+            "    src: \"{{ role_path }}/../../common/motd\"\n",
             "    dest: /etc/motd\n",
             "- ansible.builtin.copy:\n",
-            "    src: \"{{ playbook_dir }}/../shared/banner.txt\"\n",
+            "    src: \"{{ playbook_dir }}/../common/banner.txt\"\n",
             "    dest: /etc/issue\n",
-            "- ansible.builtin.include_vars: ../../../shared/base-vars.yml\n",
+            "- ansible.builtin.include_vars: ../../../common/base-vars.yml\n",
         ),
     );
-    tree.set("shared/motd", "hello\n");
-    tree.set("shared/banner.txt", "banner\n");
-    tree.set("shared/base-vars.yml", "x: 1\n");
+    tree.set("common/motd", "hello\n");
+    tree.set("common/banner.txt", "banner\n");
+    tree.set("common/base-vars.yml", "x: 1\n");
     tree.set(
         "roles/reverse_proxy/tasks/main.yml",
         concat!(
             "- ansible.builtin.copy:\n",
-            "    content: \"{{ lookup('ansible.builtin.template', '../../../templates-shared/site.j2') }}\"\n",
+            "    content: \"{{ lookup('ansible.builtin.template', '../../../templates-common/site.j2') }}\"\n",
             "    dest: /etc/caddy/site\n",
             "- ansible.builtin.debug:\n",
             "    msg: \"{{ lookup('file', 'keys/deploy.pub') }}\"\n",
         ),
     );
-    tree.set("templates-shared/site.j2", ":443\n");
+    tree.set("templates-common/site.j2", ":443\n");
     // Found beside the playbook by the lookup's search path.
     tree.set("playbooks/keys/deploy.pub", "ssh-ed25519 AAAA\n");
     tree
@@ -382,22 +382,22 @@ const CHANGES: &[Change] = &[
     (
         "a file a role reaches through role_path",
         Moves::All,
-        Edit::Set("shared/motd", "hello, edited\n"),
+        Edit::Set("common/motd", "hello, edited\n"),
     ),
     (
         "a file a role reaches through playbook_dir",
         Moves::All,
-        Edit::Set("shared/banner.txt", "banner, edited\n"),
+        Edit::Set("common/banner.txt", "banner, edited\n"),
     ),
     (
         "a vars file a role includes from outside it",
         Moves::All,
-        Edit::Set("shared/base-vars.yml", "x: 2\n"),
+        Edit::Set("common/base-vars.yml", "x: 2\n"),
     ),
     (
         "a template a lookup climbs out of its role to",
         Moves::Second,
-        Edit::Set("templates-shared/site.j2", ":8443\n"),
+        Edit::Set("templates-common/site.j2", ":8443\n"),
     ),
     (
         "a file a lookup finds beside the playbook",
@@ -494,9 +494,9 @@ const CHANGES: &[Change] = &[
         Edit::Set("crates/boma-harness/src/x.rs", "fn main() {}\n"),
     ),
     (
-        "a file beside the shared ones no role names",
+        "a file beside the common ones no role names",
         Moves::Nothing,
-        Edit::Set("shared/unrelated.txt", "x\n"),
+        Edit::Set("common/unrelated.txt", "x\n"),
     ),
 ];
 
