@@ -28,43 +28,23 @@ pub fn after_failure(
     error: &HarnessError,
     keep: bool,
 ) -> Option<Utf8PathBuf> {
-    if error.interrupted().is_some() {
-        interrupt::begin_cleanup();
-        say!("interrupted: {error}");
-        if keep {
-            say!(
-                "keeping {} as asked (--keep): {}",
-                record.name,
-                record.ssh.shell_hint()
-            );
-        } else if let Err(e) = ctx.with_effects(record.backend, record.accel, |fx| {
-            lifecycle::down(fx, record)
-        }) {
-            say!(
-                "could not remove {} after the interrupt: {e}; run `cargo xtask prune`",
-                record.name
-            );
-        }
+    let interrupted = on_interrupt(
+        error,
+        keep,
+        record.name.as_str(),
+        || record.ssh.shell_hint(),
+        || {
+            ctx.with_effects(record.backend, record.accel, |fx| {
+                lifecycle::down(fx, record)
+            })
+            .map_err(HarnessError::from)
+        },
+    );
+    if interrupted {
         return None;
     }
     say!("failed after boot: collecting diagnostics, keeping the VM");
-    // A guest that never answered can say why only on its console: show its end now.
-    if matches!(
-        error,
-        HarnessError::Vm(
-            boma_vm::VmError::Timeout { .. }
-                | boma_vm::VmError::BootFailed { .. }
-                | boma_vm::VmError::GuestGone { .. }
-        )
-    ) {
-        let tail = diagnostics::console_tail(&files::console_text(record), CONSOLE_LINES);
-        if !tail.is_empty() {
-            say!("the end of the serial console:");
-            for line in tail {
-                say!("  | {line}");
-            }
-        }
-    }
+    show_console_tail(error, record, None);
     let bundle = collect_diagnostics(ctx, record);
     say!("");
     say!("the VM {} is kept for inspection:", record.name);
@@ -79,6 +59,51 @@ pub fn after_failure(
     }
     say!("  clean up:     cargo xtask down      (or `cargo xtask prune` for every test VM)");
     bundle
+}
+
+/// The interrupt half of the failure policy, for a VM or a fleet (`what` names it): says so and
+/// removes what booted with `remove`, unless `keep`. Whether `error` was an interrupt.
+pub(crate) fn on_interrupt(
+    error: &HarnessError,
+    keep: bool,
+    what: &str,
+    hints: impl FnOnce() -> String,
+    remove: impl FnOnce() -> Result<(), HarnessError>,
+) -> bool {
+    if error.interrupted().is_none() {
+        return false;
+    }
+    interrupt::begin_cleanup();
+    say!("interrupted: {error}");
+    if keep {
+        say!("keeping {what} as asked (--keep): {}", hints());
+    } else if let Err(e) = remove() {
+        say!("could not remove {what} after the interrupt: {e}; run `cargo xtask prune`");
+    }
+    true
+}
+
+/// A guest that never answered can say why only on its console: show its end now (`whose`
+/// names the VM when a fleet has several).
+pub(crate) fn show_console_tail(error: &HarnessError, record: &RunRecord, whose: Option<&str>) {
+    if !matches!(
+        error,
+        HarnessError::Vm(
+            boma_vm::VmError::Timeout { .. }
+                | boma_vm::VmError::BootFailed { .. }
+                | boma_vm::VmError::GuestGone { .. }
+        )
+    ) {
+        return;
+    }
+    let tail = diagnostics::console_tail(&files::console_text(record), CONSOLE_LINES);
+    if !tail.is_empty() {
+        let of = whose.map(|name| format!(" of {name}")).unwrap_or_default();
+        say!("the end of the serial console{of}:");
+        for line in tail {
+            say!("  | {line}");
+        }
+    }
 }
 
 /// The bundle: the guest's evidence (boma-vm) and the run's own files (results, states, the

@@ -4,7 +4,7 @@
 //! failure, one diagnostics bundle holds every member's.
 
 use boma_exec::progress::phase;
-use boma_exec::{interrupt, say};
+use boma_exec::say;
 use boma_host::reserve::{ReservationRequest, Reserved};
 use boma_vm::lifecycle::{self, BaseImage, MembersUpFailure, UpRequest};
 use boma_vm::run::diagnostics;
@@ -250,24 +250,22 @@ pub fn after_failure(
     error: &HarnessError,
     keep: bool,
 ) -> Option<Utf8PathBuf> {
-    if error.interrupted().is_some() {
-        interrupt::begin_cleanup();
-        say!("interrupted: {error}");
-        if keep {
-            say!(
-                "keeping the fleet {} as asked (--keep): {}",
-                inputs.name(),
-                shell_hints(inputs, running)
-            );
-        } else if let Err(e) = teardown(ctx, inputs, running) {
-            say!(
-                "could not remove the fleet {} after the interrupt: {e}; run `cargo xtask prune`",
-                inputs.name()
-            );
-        }
+    let fleet = format!("the fleet {}", inputs.name());
+    let interrupted = crate::fate::on_interrupt(
+        error,
+        keep,
+        &fleet,
+        || shell_hints(inputs, running),
+        || teardown(ctx, inputs, running),
+    );
+    if interrupted {
         return None;
     }
     say!("failed after boot: collecting diagnostics of every member, keeping them");
+    // The error names the member that never answered; each member's console end is cheap.
+    for (member, record) in inputs.members.iter().zip(&running.records) {
+        crate::fate::show_console_tail(error, record, Some(member.name.as_str()));
+    }
     let bundle = collect_diagnostics(ctx, inputs, running);
     say!("");
     say!("the fleet {} is kept for inspection:", inputs.name());

@@ -487,3 +487,24 @@ fn a_fleet_without_reboot_is_checked_after_the_apply_and_says_so() {
     assert!(junit.contains("<skipped message="), "{junit}");
     assert_nothing_left(&rig);
 }
+
+/// A member that never comes back after its reboot fails the fleet, and the end of its serial
+/// console is shown at once and kept in the bundle's log, as for a host.
+#[test]
+fn a_member_in_emergency_mode_after_its_reboot_shows_its_console() {
+    let _serial = serial();
+    let rig = fleet_rig();
+    rig.machine.world.borrow_mut().never_returns = true;
+    rig.machine.world.borrow_mut().console_after_reboot =
+        vec!["[  OK  ] Reached target emergency.target\r\nYou are in emergency mode.\r\n".into()];
+    let outcome = fleet(&rig, ADMIT);
+    assert_eq!(outcome.exit_class(), Some(ExitClass::Failed));
+    let bundle = outcome.report.diagnostics.clone().expect("a bundle");
+    let log = std::fs::read_to_string(format!("{bundle}/harness.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "the end of the serial console of {ADMIT_A}:\n  | [  OK  ] Reached target emergency.target\n  | You are in emergency mode.\n"
+        )),
+        "{log}"
+    );
+}
