@@ -69,7 +69,7 @@ pub enum Scenario {
     Ubongo,
     /// The failure catalogue in one parallel `it`: REDs fail as expected, GREENs pass.
     Catalogue,
-    /// The fleet catalogue, fleet after fleet: REDs fail with exactly their `expect`, GREENs
+    /// The fleet catalogue, two fleets at a time: REDs fail with exactly their `expect`, GREENs
     /// pass every round, nothing is left.
     Fleet,
     /// Hostile connection variables in group_vars cannot move the connection; in extra vars

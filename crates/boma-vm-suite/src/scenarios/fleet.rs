@@ -1,6 +1,6 @@
-//! `fleet`: the fleet catalogue (`fleets/catf-*.json`, ADR-027) in one `xtask it`, fleet after
-//! fleet (`-j 1`: a fleet's two guests already take the machine's two cores), judged run by
-//! run: a RED fleet ends `expected_failure` with exactly its `expect` — the round that broke it
+//! `fleet`: the fleet catalogue (`fleets/catf-*.json`, ADR-027) in one `xtask it -j 2`, two
+//! fleets at a time (four small guests on two cores, as CI packs its fleet REDs beside the
+//! catalogue's), judged run by run: a RED fleet ends `expected_failure` with exactly its `expect` — the round that broke it
 //! and the member it broke — and a GREEN passes every round. Prints the table, checks the
 //! JUnit file, and nothing may be left: no member, no switch, no fleet directory.
 
@@ -29,7 +29,7 @@ pub fn fleet(suite: &mut Suite) -> anyhow::Result<()> {
     let junit = suite.work.join("fleet.junit.xml");
     let _ = std::fs::remove_file(&junit);
     let mut args: Vec<&str> = names.iter().map(String::as_str).collect();
-    args.extend(["-j", "1", "--remove-failed", "--junit", junit.as_str()]);
+    args.extend(["-j", "2", "--remove-failed", "--junit", junit.as_str()]);
     let run = it_any_exit(suite, S, &repo, &args)?;
     let rows = judge(suite, S, &run, &names, &expects);
     eprintln!("\n{}", catalogue::render_table(&rows));
