@@ -36,7 +36,6 @@ use crate::cycle::{self, ItOptions, RunOutcome};
 use crate::fate::{self, Ended, Fate, KeepPolicy};
 use crate::files;
 use crate::outcome;
-use crate::run_id::RunId;
 use crate::{Ctx, HarnessError, checks};
 use members::Running;
 use playbooks::FleetPlaybooks;
@@ -58,7 +57,11 @@ fn run(
     report: &mut RunReport,
     expect: &mut Vec<String>,
 ) -> Result<(), HarnessError> {
-    let run_id = options.run_id.unwrap_or_else(RunId::random).to_string();
+    // The machine mints it, as for a host: a fake machine gives tests a fixed id.
+    let run_id = options
+        .run_id
+        .unwrap_or_else(|| ctx.machine.host().fresh_run_id())
+        .to_string();
     let inputs = preflight::inputs(ctx, name, options.tier, &run_id)?;
     expect.extend(inputs.fleet.expect().iter().cloned());
     let what = format!("cargo xtask it {name}");

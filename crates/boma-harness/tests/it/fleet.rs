@@ -452,6 +452,24 @@ fn a_killed_fleet_childs_leftovers_are_removed_by_its_run_id() {
     assert_nothing_left(&rig);
 }
 
+/// A fleet's run id comes from the machine, as a host's does: kept members are named with the
+/// id the (fake) machine minted, and two fleet runs get two ids.
+#[test]
+fn a_fleets_run_id_is_minted_by_the_machine() {
+    let _serial = serial();
+    let rig = fleet_rig();
+    let keep = || boma_harness::ItOptions {
+        keep: true,
+        ..support::options()
+    };
+    for (fleet_name, member, id) in [(ADMIT, ADMIT_A, "00000001"), (ORDER, ORDER_A, "00000002")] {
+        let kept = boma_harness::fleet::it(&rig.ctx(), fleet_name, keep());
+        assert_eq!(kept.report.result, RunResult::Passed, "{fleet_name}");
+        let vm = rig.machine.vm_of(member).unwrap().to_string();
+        assert_eq!(vm, format!("boma-it-{member}-{id}"));
+    }
+}
+
 /// `--no-reboot` checks a fleet after the apply only, and says so: the report is not rebooted,
 /// the final checks carry the apply's name, and JUnit shows the reboot skipped.
 #[test]

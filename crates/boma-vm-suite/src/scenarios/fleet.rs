@@ -1,8 +1,9 @@
 //! `fleet`: the fleet catalogue (`fleets/catf-*.json`, ADR-027) in one `xtask it -j 2`, two
 //! fleets at a time (four small guests on two cores, as CI packs its fleet REDs beside the
-//! catalogue's), judged run by run: a RED fleet ends `expected_failure` with exactly its `expect` — the round that broke it
-//! and the member it broke — and a GREEN passes every round. Prints the table, checks the
-//! JUnit file, and nothing may be left: no member, no switch, no fleet directory.
+//! catalogue's), judged run by run: a RED fleet ends `expected_failure` with exactly its
+//! `expect` — the round that broke it and the member it broke — and a GREEN passes every
+//! round. Prints the table, checks the JUnit file, and nothing may be left: no member, no
+//! switch, no fleet directory.
 
 use std::collections::BTreeMap;
 
