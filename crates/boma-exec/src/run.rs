@@ -678,8 +678,8 @@ mod tests {
     #[test]
     fn timeout_stops_the_whole_process_group() {
         let sh = sh();
-        let dir = tempfile_dir();
-        let marker = format!("{dir}/grandchild-survived");
+        let dir = tempfile::tempdir().unwrap();
+        let marker = format!("{}/grandchild-survived", dir.path().display());
         // The grandchild would create the marker after 2 s if it were not killed with its group.
         let script = format!("(sleep 2; touch {marker}) & sleep 30");
         let started = Instant::now();
@@ -695,7 +695,6 @@ mod tests {
             !std::path::Path::new(&marker).exists(),
             "grandchild outlived the timeout"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -771,8 +770,8 @@ mod tests {
     fn a_program_still_open_for_writing_is_run_once_it_is_closed() {
         use std::io::Write as _;
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile_dir();
-        let script = format!("{dir}/busy-{}.sh", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!("{}/busy.sh", dir.path().display());
         let mut file = std::fs::File::create(&script).unwrap();
         file.write_all(b"#!/bin/sh\necho ran\n").unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -786,12 +785,5 @@ mod tests {
         let out = cmd!(sh, "{script}").exec().read().unwrap();
         closer.join().unwrap();
         assert_eq!(out.trim(), "ran");
-        let _ = std::fs::remove_file(&script);
-    }
-
-    fn tempfile_dir() -> String {
-        let dir = std::env::temp_dir().join(format!("boma-exec-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.to_string_lossy().into_owned()
     }
 }
