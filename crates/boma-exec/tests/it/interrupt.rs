@@ -9,13 +9,10 @@ use xshell::{Shell, cmd};
 
 use crate::support::serial;
 
-/// Deliver a real `signal` (`TERM`, `HUP`) to this test process shortly after a long command
-/// starts; return the error the command ended with and how long it ran.
-fn signalled_during_a_command(signal: &'static str) -> (ExecError, Duration) {
-    interrupt::install().unwrap();
-    let sh = Shell::new().unwrap();
+/// Send this test process a real `signal` (`TERM`, `HUP`) 300 ms from now.
+fn signal_self_soon(signal: &'static str) -> std::thread::JoinHandle<()> {
     let me = std::process::id().to_string();
-    let killer = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         // From outside boma-exec on purpose: the signal must come as a terminal's would,
         // not through the spawner under test.
@@ -24,7 +21,15 @@ fn signalled_during_a_command(signal: &'static str) -> (ExecError, Duration) {
             .args([&format!("-{signal}"), &me])
             .status()
             .unwrap();
-    });
+    })
+}
+
+/// Deliver a real `signal` (`TERM`, `HUP`) to this test process shortly after a long command
+/// starts; return the error the command ended with and how long it ran.
+fn signalled_during_a_command(signal: &'static str) -> (ExecError, Duration) {
+    interrupt::install().unwrap();
+    let sh = Shell::new().unwrap();
+    let killer = signal_self_soon(signal);
     let started = Instant::now();
     let err = cmd!(sh, "sleep 30").exec().run().unwrap_err();
     killer.join().unwrap();
@@ -45,15 +50,7 @@ fn a_real_sighup_stops_a_running_command_like_sigterm_unless_under_nohup() {
         // Under nohup the operator asked the run to outlive the session: a SIGHUP neither
         // stops the command nor leaves an interrupt pending.
         interrupt::install().unwrap();
-        let me = std::process::id().to_string();
-        let killer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            #[allow(clippy::disallowed_methods)]
-            std::process::Command::new("kill")
-                .args(["-HUP", &me])
-                .status()
-                .unwrap();
-        });
+        let killer = signal_self_soon("HUP");
         let sh = Shell::new().unwrap();
         cmd!(sh, "sleep 1").exec().run().unwrap();
         killer.join().unwrap();
